@@ -1,0 +1,127 @@
+//! SupervisorActor: every poll lists the CT-tracked tables on the primary,
+//! creates their default flags (never overwriting an operator's value),
+//! starts one supervised TableActor per new table and retires actors of
+//! tables that are no longer tracked. A failed discovery keeps the tables
+//! already running.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tracing::{info, warn};
+
+use super::table::{Retire, TableActor};
+use crate::error::Result;
+use crate::model::TableId;
+use crate::sync::Pipeline;
+use crate::telemetry;
+
+pub struct SupervisorActor {
+    pipeline: Arc<Pipeline>,
+    tables: BTreeMap<TableId, Addr<TableActor>>,
+    shutting_down: bool,
+}
+
+impl SupervisorActor {
+    pub fn new(pipeline: Arc<Pipeline>) -> Self {
+        Self {
+            pipeline,
+            tables: BTreeMap::new(),
+            shutting_down: false,
+        }
+    }
+
+    fn discover(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        let pipeline = self.pipeline.clone();
+        let work = async move {
+            let tables = pipeline.primary.tracked_tables().await?;
+            let mut ready = Vec::with_capacity(tables.len());
+            for table in tables {
+                // A table whose flags cannot be created waits for the next poll.
+                match pipeline.state.ensure_flags(&table).await {
+                    Ok(()) => ready.push(table),
+                    Err(e) => {
+                        telemetry::error("discovery");
+                        warn!(table = %table, error = %e, "could not create default flags");
+                    }
+                }
+            }
+            Ok::<_, crate::error::Error>(ready)
+        };
+        ctx.wait(work.into_actor(self).map(
+            |result: Result<Vec<TableId>>, act, ctx| match result {
+                Ok(tables) => act.reconcile(tables, ctx),
+                Err(e) => {
+                    telemetry::error("discovery");
+                    warn!(error = %e, "table discovery failed; keeping the running tables");
+                }
+            },
+        ));
+    }
+
+    fn reconcile(&mut self, tables: Vec<TableId>, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        for table in &tables {
+            if !self.tables.contains_key(table) {
+                info!(table = %table, "tracking table");
+                let pipeline = self.pipeline.clone();
+                let id = table.clone();
+                let addr = actix::Supervisor::start(move |_| TableActor::new(id, pipeline));
+                self.tables.insert(table.clone(), addr);
+            }
+        }
+        let gone: Vec<TableId> = self
+            .tables
+            .keys()
+            .filter(|t| !tables.contains(t))
+            .cloned()
+            .collect();
+        for table in gone {
+            if let Some(addr) = self.tables.remove(&table) {
+                info!(table = %table, "table is no longer tracked by change tracking; stopping it");
+                self.pipeline.board.remove(&table.key_name());
+                ctx.spawn(
+                    async move { addr.send(Retire).await.ok() }
+                        .into_actor(self)
+                        .map(|_, _, _| ()),
+                );
+            }
+        }
+    }
+}
+
+impl Actor for SupervisorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.discover(ctx);
+        let poll = self.pipeline.config.poll_interval;
+        ctx.run_interval(poll, |act, ctx| act.discover(ctx));
+    }
+}
+
+/// Graceful stop: every table finishes its cycle in flight and schedules no
+/// more; answered when all have.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for SupervisorActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
+        self.shutting_down = true;
+        let addrs: Vec<Addr<TableActor>> = self.tables.values().cloned().collect();
+        Box::pin(async move {
+            for addr in addrs {
+                // An actor that already stopped has nothing in flight.
+                addr.send(Retire).await.ok();
+            }
+        })
+    }
+}

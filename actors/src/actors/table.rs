@@ -1,0 +1,121 @@
+//! TableActor: runs one table's cycle every poll. A cycle runs atomically
+//! (`ctx.wait`), so a shutdown request waits for the batch in flight. On an
+//! error the actor records it and stops; actix supervision restarts it after
+//! an exponential backoff, counted in `ctsync_actor_restarts_total`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tracing::{debug, error};
+
+use crate::model::TableId;
+use crate::status::TableState;
+use crate::sync::{run_cycle, Outcome, Pipeline};
+use crate::telemetry;
+
+pub struct TableActor {
+    table: TableId,
+    key: String,
+    pipeline: Arc<Pipeline>,
+    /// Consecutive failed cycles; drives the restart backoff.
+    failures: u32,
+    first_delay: Duration,
+    retired: bool,
+}
+
+impl TableActor {
+    pub fn new(table: TableId, pipeline: Arc<Pipeline>) -> Self {
+        Self {
+            key: table.key_name(),
+            table,
+            pipeline,
+            failures: 0,
+            first_delay: Duration::ZERO,
+            retired: false,
+        }
+    }
+
+    fn backoff(&self) -> Duration {
+        let cfg = &self.pipeline.config;
+        let exp = self.failures.saturating_sub(1).min(16);
+        cfg.restart_backoff
+            .saturating_mul(1u32 << exp)
+            .min(cfg.restart_backoff_max)
+    }
+
+    fn schedule(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
+        ctx.run_later(delay, |act, ctx| act.tick(ctx));
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
+        let pipeline = self.pipeline.clone();
+        let table = self.table.clone();
+        let work = async move { run_cycle(&pipeline, &table).await };
+        ctx.wait(work.into_actor(self).map(|result, act, ctx| match result {
+            Ok(outcome) => {
+                act.failures = 0;
+                debug!(table = %act.table, ?outcome, "cycle done");
+                // A finished load goes straight on to catch up with changes.
+                let delay = match outcome {
+                    Outcome::Loaded => Duration::ZERO,
+                    _ => act.pipeline.config.poll_interval,
+                };
+                act.schedule(delay, ctx);
+            }
+            Err(e) => {
+                act.failures += 1;
+                let message = e.to_string();
+                error!(table = %act.table, error = %message, "table cycle failed; restarting the table actor");
+                telemetry::error("table");
+                telemetry::table_state(&act.key, TableState::Error.as_str());
+                act.pipeline.board.update(&act.key, |s| {
+                    s.state = TableState::Error;
+                    s.last_error = Some(message);
+                    s.progress = None;
+                    if let Some(t) = s.caught_up_at {
+                        s.lag_seconds = t.elapsed().as_secs_f64();
+                    }
+                });
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl Actor for TableActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let delay = self.first_delay;
+        self.schedule(delay, ctx);
+    }
+}
+
+impl Supervised for TableActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.first_delay = self.backoff();
+        telemetry::actor_restart("table", &self.key);
+        self.pipeline.board.update(&self.key, |s| s.restarts += 1);
+        debug!(table = %self.table, delay = ?self.first_delay, "table actor restarting");
+    }
+}
+
+/// Stops scheduling cycles; answered after the cycle in flight finished.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+impl Handler<Retire> for TableActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, _ctx: &mut Self::Context) {
+        self.retired = true;
+    }
+}

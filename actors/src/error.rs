@@ -1,0 +1,38 @@
+//! The one error type of the pipeline core. Adapters map their own errors
+//! into `Primary`/`Replica`/`State` with context; the table-level variants
+//! carry the table and what an operator should do.
+
+use crate::model::TableId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("primary: {0}")]
+    Primary(String),
+    #[error("replica: {0}")]
+    Replica(String),
+    #[error("state store: {0}")]
+    State(String),
+    #[error(
+        "table {table}: column [{column}] has type {ty}, which ctsync cannot replicate; \
+         exclude the table (set mssql_sync:enabled:{key} to \"false\") or change the column type"
+    )]
+    UnsupportedType {
+        table: TableId,
+        key: String,
+        column: String,
+        ty: String,
+    },
+    #[error(
+        "table {0}: CHANGE_TRACKING_MIN_VALID_VERSION returned NULL (change tracking disabled, \
+         table dropped, or the login lacks VIEW CHANGE TRACKING on it)"
+    )]
+    MinValidVersionNull(TableId),
+    #[error("table {0}: no column can identify a row (no primary key and only LOB columns)")]
+    NoKey(TableId),
+    #[error("table {0} is not tracked by change tracking on the primary")]
+    NotTracked(TableId),
+    #[error("sink actor unavailable: {0}")]
+    Sink(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,64 @@
+//! The Redis key names that form ctsync's public interface. Operators type
+//! these by hand; never rename them.
+
+use crate::model::TableId;
+
+pub const PREFIX: &str = "mssql_sync";
+
+pub fn enabled(table: &TableId) -> String {
+    format!("{PREFIX}:enabled:{}", table.key_name())
+}
+
+pub fn force_full_load(table: &TableId) -> String {
+    format!("{PREFIX}:force_full_load:{}", table.key_name())
+}
+
+pub fn version(table: &TableId) -> String {
+    format!("{PREFIX}:version:{}", table.key_name())
+}
+
+pub fn progress(table: &TableId) -> String {
+    format!("{PREFIX}:progress:{}", table.key_name())
+}
+
+/// The primary database identity (`broker_guid|create_date`) the table's
+/// version belongs to.
+pub fn primary_identity(table: &TableId) -> String {
+    format!("{PREFIX}:primary_identity:{}", table.key_name())
+}
+
+pub const CONFIG_PRIMARY_URL: &str = "mssql_sync:config:primary_url";
+pub const CONFIG_REPLICA_URL: &str = "mssql_sync:config:replica_url";
+/// Redis list of DDL events that could not be applied.
+pub const DDL_FAILED: &str = "mssql_sync:ddl_failed";
+
+/// Reads a flag value as an operator would write it: `"true"` (any case,
+/// surrounding spaces ignored) is on, anything else is off.
+pub fn parse_flag(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names_match_the_public_interface() {
+        let user = TableId::new("dbo", "User");
+        assert_eq!(enabled(&user), "mssql_sync:enabled:User");
+        assert_eq!(force_full_load(&user), "mssql_sync:force_full_load:User");
+        assert_eq!(version(&user), "mssql_sync:version:User");
+        let order = TableId::new("sales", "Order");
+        assert_eq!(enabled(&order), "mssql_sync:enabled:sales.Order");
+        assert_eq!(progress(&order), "mssql_sync:progress:sales.Order");
+    }
+
+    #[test]
+    fn only_true_turns_a_flag_on() {
+        assert!(parse_flag(Some("true")));
+        assert!(parse_flag(Some(" TRUE ")));
+        assert!(!parse_flag(Some("false")));
+        assert!(!parse_flag(Some("1")));
+        assert!(!parse_flag(None));
+    }
+}

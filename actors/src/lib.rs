@@ -1,0 +1,17 @@
+//! ctsync's pipeline core: the model, the ports (primary, replica, state
+//! store), the replication rules and the actors that run them, plus
+//! in-memory port implementations for tests, demos and benchmarks. It knows
+//! nothing of tiberius or Redis.
+
+pub mod actors;
+pub mod error;
+pub mod keys;
+pub mod memory;
+pub mod model;
+pub mod ports;
+pub mod sink;
+pub mod status;
+pub mod sync;
+pub mod telemetry;
+
+pub use error::{Error, Result};

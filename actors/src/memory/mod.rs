@@ -1,0 +1,25 @@
+//! In-memory implementations of the three ports, good enough to run the real
+//! pipeline: the primary models CT's net changes and min valid version, the
+//! replica applies each call atomically and rejects duplicate keys, and all
+//! of them accept injected faults.
+
+mod primary;
+mod replica;
+mod state;
+
+pub use primary::MemoryPrimary;
+pub use replica::MemoryReplica;
+pub use state::{FlakyState, MemoryState};
+
+use crate::model::{Row, RowKey, TableSchema};
+
+/// The key of `row` under `schema` (rows hold the written columns in order).
+pub fn row_key(schema: &TableSchema, row: &Row) -> Option<RowKey> {
+    let positions = schema.key_positions()?;
+    Some(RowKey(
+        positions
+            .iter()
+            .map(|&i| row.get(i).cloned().unwrap_or(crate::model::Value::Null))
+            .collect(),
+    ))
+}

@@ -1,0 +1,345 @@
+//! In-memory primary: tables with rows, a database-wide CT version counter,
+//! per-key last-change versions (net changes), min valid versions, truncate
+//! and cleanup, and injectable read failures.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::row_key;
+use crate::error::{Error, Result};
+use crate::model::{
+    ChangePage, ColumnDef, PrimaryIdentity, Row, RowKey, SyncVersion, TableId, TableSchema, Value,
+};
+use crate::ports::Primary;
+
+#[derive(Debug)]
+struct Table {
+    schema: TableSchema,
+    rows: BTreeMap<RowKey, Row>,
+    /// Last change version of every key changed since CT was enabled.
+    changes: BTreeMap<RowKey, SyncVersion>,
+    min_valid: SyncVersion,
+    tracked: bool,
+}
+
+#[derive(Debug, Default)]
+struct Faults {
+    /// Every call touching the table fails with this message.
+    broken: HashMap<TableId, String>,
+    /// The Nth `read_page` call (1-based, counted per table) fails once.
+    fail_page: HashMap<TableId, usize>,
+}
+
+#[derive(Debug)]
+struct Data {
+    version: SyncVersion,
+    identity: PrimaryIdentity,
+    tables: BTreeMap<TableId, Table>,
+    faults: Faults,
+    pages_read: HashMap<TableId, usize>,
+    change_pages_read: HashMap<TableId, usize>,
+}
+
+/// A primary database in memory. Every mutating call is one committed
+/// transaction and takes the next CT version.
+#[derive(Debug)]
+pub struct MemoryPrimary {
+    data: Mutex<Data>,
+}
+
+impl Default for MemoryPrimary {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryPrimary {
+    pub fn new() -> Self {
+        Self {
+            data: Mutex::new(Data {
+                version: 0,
+                identity: PrimaryIdentity {
+                    broker_guid: "00000000-0000-0000-0000-000000000001".into(),
+                    create_date: "2026-01-01T00:00:00".into(),
+                },
+                tables: BTreeMap::new(),
+                faults: Faults::default(),
+                pages_read: HashMap::new(),
+                change_pages_read: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn table_mut<'a>(data: &'a mut Data, id: &TableId) -> &'a mut Table {
+        data.tables
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("test setup: table {id} does not exist in MemoryPrimary"))
+    }
+
+    /// Creates a table; `tracked` enables change tracking on it.
+    pub fn create_table(&self, schema: TableSchema, tracked: bool) {
+        let mut data = self.lock();
+        let min_valid = data.version;
+        data.tables.insert(
+            schema.id.clone(),
+            Table {
+                schema,
+                rows: BTreeMap::new(),
+                changes: BTreeMap::new(),
+                min_valid,
+                tracked,
+            },
+        );
+    }
+
+    fn commit(&self, id: &TableId, f: impl FnOnce(&mut Table, SyncVersion)) -> SyncVersion {
+        let mut data = self.lock();
+        data.version += 1;
+        let v = data.version;
+        f(Self::table_mut(&mut data, id), v);
+        v
+    }
+
+    /// Inserts or replaces the row with the same key (one transaction).
+    pub fn upsert(&self, id: &TableId, row: Row) -> SyncVersion {
+        self.commit(id, |t, v| {
+            let key = row_key(&t.schema, &row).expect("test setup: table has a key");
+            t.changes.insert(key.clone(), v);
+            t.rows.insert(key, row);
+        })
+    }
+
+    /// Inserts many rows in one transaction.
+    pub fn insert_many(&self, id: &TableId, rows: impl IntoIterator<Item = Row>) -> SyncVersion {
+        self.commit(id, |t, v| {
+            for row in rows {
+                let key = row_key(&t.schema, &row).expect("test setup: table has a key");
+                t.changes.insert(key.clone(), v);
+                t.rows.insert(key, row);
+            }
+        })
+    }
+
+    pub fn delete(&self, id: &TableId, key: &RowKey) -> SyncVersion {
+        self.commit(id, |t, v| {
+            t.rows.remove(key);
+            t.changes.insert(key.clone(), v);
+        })
+    }
+
+    /// Changes a row's primary key: CT records a delete of the old key and an
+    /// insert of the new one.
+    pub fn update_key(&self, id: &TableId, old: &RowKey, row: Row) -> SyncVersion {
+        self.commit(id, |t, v| {
+            t.rows.remove(old);
+            t.changes.insert(old.clone(), v);
+            let key = row_key(&t.schema, &row).expect("test setup: table has a key");
+            t.changes.insert(key.clone(), v);
+            t.rows.insert(key, row);
+        })
+    }
+
+    /// TRUNCATE TABLE: rows and CT information are gone, the min valid
+    /// version moves to the current version.
+    pub fn truncate(&self, id: &TableId) {
+        let mut data = self.lock();
+        data.version += 1;
+        let v = data.version;
+        let t = Self::table_mut(&mut data, id);
+        t.rows.clear();
+        t.changes.clear();
+        t.min_valid = v;
+    }
+
+    /// CT cleanup: forgets changes at or below `version` and raises the min
+    /// valid version to it.
+    pub fn cleanup(&self, id: &TableId, version: SyncVersion) {
+        let mut data = self.lock();
+        let t = Self::table_mut(&mut data, id);
+        t.changes.retain(|_, v| *v > version);
+        t.min_valid = t.min_valid.max(version);
+    }
+
+    /// Adds a column (not tracked as a change, like ALTER TABLE ADD).
+    pub fn add_column(&self, id: &TableId, column: ColumnDef, fill: Value) {
+        let mut data = self.lock();
+        let t = Self::table_mut(&mut data, id);
+        t.schema.columns.push(column);
+        for row in t.rows.values_mut() {
+            row.push(fill.clone());
+        }
+    }
+
+    pub fn set_identity(&self, identity: PrimaryIdentity) {
+        self.lock().identity = identity;
+    }
+
+    /// Sets the database's CT version (a restored database can go backwards).
+    pub fn set_current_version(&self, version: SyncVersion) {
+        self.lock().version = version;
+    }
+
+    /// Every call about this table fails with `message` until `heal`.
+    pub fn break_table(&self, id: &TableId, message: &str) {
+        self.lock()
+            .faults
+            .broken
+            .insert(id.clone(), message.to_string());
+    }
+
+    pub fn heal(&self, id: &TableId) {
+        self.lock().faults.broken.remove(id);
+    }
+
+    /// The `n`th next `read_page` of the table (1-based) fails, once.
+    pub fn fail_read_page(&self, id: &TableId, n: usize) {
+        let mut data = self.lock();
+        let done = data.pages_read.get(id).copied().unwrap_or(0);
+        data.faults.fail_page.insert(id.clone(), done + n);
+    }
+
+    /// How many `read_page` calls reached the table so far.
+    pub fn pages_read(&self, id: &TableId) -> usize {
+        self.lock().pages_read.get(id).copied().unwrap_or(0)
+    }
+
+    pub fn change_pages_read(&self, id: &TableId) -> usize {
+        self.lock().change_pages_read.get(id).copied().unwrap_or(0)
+    }
+
+    /// The table's rows in key order.
+    pub fn rows(&self, id: &TableId) -> Vec<Row> {
+        let data = self.lock();
+        data.tables
+            .get(id)
+            .map(|t| t.rows.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn version(&self) -> SyncVersion {
+        self.lock().version
+    }
+
+    fn check(data: &Data, id: &TableId) -> Result<()> {
+        if let Some(msg) = data.faults.broken.get(id) {
+            return Err(Error::Primary(format!("table {id}: {msg}")));
+        }
+        match data.tables.get(id) {
+            Some(_) => Ok(()),
+            None => Err(Error::Primary(format!("Invalid object name '{id}'"))),
+        }
+    }
+}
+
+fn after_bound(after: Option<&RowKey>) -> Bound<RowKey> {
+    match after {
+        Some(k) => Bound::Excluded(k.clone()),
+        None => Bound::Unbounded,
+    }
+}
+
+#[async_trait]
+impl Primary for MemoryPrimary {
+    async fn identity(&self) -> Result<PrimaryIdentity> {
+        Ok(self.lock().identity.clone())
+    }
+
+    async fn tracked_tables(&self) -> Result<Vec<TableId>> {
+        let data = self.lock();
+        Ok(data
+            .tables
+            .iter()
+            .filter(|(_, t)| t.tracked)
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    async fn table_schema(&self, table: &TableId) -> Result<TableSchema> {
+        let data = self.lock();
+        Self::check(&data, table)?;
+        Ok(data.tables[table].schema.clone())
+    }
+
+    async fn current_version(&self) -> Result<SyncVersion> {
+        Ok(self.lock().version)
+    }
+
+    async fn min_valid_version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
+        let data = self.lock();
+        Self::check(&data, table)?;
+        let t = &data.tables[table];
+        Ok(t.tracked.then_some(t.min_valid))
+    }
+
+    async fn row_count(&self, table: &TableId) -> Result<u64> {
+        let data = self.lock();
+        Self::check(&data, table)?;
+        Ok(data.tables[table].rows.len() as u64)
+    }
+
+    async fn read_page(
+        &self,
+        schema: &TableSchema,
+        after: Option<&RowKey>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        let mut data = self.lock();
+        Self::check(&data, &schema.id)?;
+        let n = {
+            let c = data.pages_read.entry(schema.id.clone()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        if data.faults.fail_page.get(&schema.id) == Some(&n) {
+            data.faults.fail_page.remove(&schema.id);
+            return Err(Error::Primary(format!(
+                "table {}: injected failure reading page {n}",
+                schema.id
+            )));
+        }
+        let t = &data.tables[&schema.id];
+        Ok(t.rows
+            .range((after_bound(after), Bound::Unbounded))
+            .take(limit)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn changes_page(
+        &self,
+        schema: &TableSchema,
+        since: SyncVersion,
+        after: Option<&RowKey>,
+        limit: usize,
+    ) -> Result<ChangePage> {
+        let mut data = self.lock();
+        Self::check(&data, &schema.id)?;
+        *data.change_pages_read.entry(schema.id.clone()).or_insert(0) += 1;
+        let t = &data.tables[&schema.id];
+        let keys: Vec<RowKey> = t
+            .changes
+            .range((after_bound(after), Bound::Unbounded))
+            .filter(|(_, v)| **v > since)
+            .take(limit)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let rows = keys.iter().filter_map(|k| t.rows.get(k).cloned()).collect();
+        let next_after = if keys.len() == limit {
+            keys.last().cloned()
+        } else {
+            None
+        };
+        Ok(ChangePage {
+            keys,
+            rows,
+            next_after,
+        })
+    }
+}

@@ -1,0 +1,229 @@
+//! In-memory state store over the same key names as Redis, and `FlakyState`,
+//! a wrapper that makes any state store fail on demand (e.g. a crash between
+//! the replica commit and the version save).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::model::{PrimaryIdentity, SyncVersion, TableId};
+use crate::ports::{LoadProgress, StateStore, TableFlags};
+
+/// A key/value map standing in for Redis.
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    map: Mutex<BTreeMap<String, String>>,
+}
+
+impl MemoryState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.lock().get(key).cloned()
+    }
+
+    pub fn set(&self, key: &str, value: &str) {
+        self.lock().insert(key.to_string(), value.to_string());
+    }
+
+    pub fn del(&self, key: &str) {
+        self.lock().remove(key);
+    }
+}
+
+fn parse_version(key: &str, value: Option<String>) -> Result<Option<SyncVersion>> {
+    value
+        .map(|v| {
+            v.trim().parse::<SyncVersion>().map_err(|_| {
+                Error::State(format!(
+                    "{key} holds {v:?}, not a version number; set it to an integer or delete it"
+                ))
+            })
+        })
+        .transpose()
+}
+
+#[async_trait]
+impl StateStore for MemoryState {
+    async fn ensure_flags(&self, table: &TableId) -> Result<()> {
+        let mut map = self.lock();
+        for key in [keys::enabled(table), keys::force_full_load(table)] {
+            map.entry(key).or_insert_with(|| "false".to_string());
+        }
+        Ok(())
+    }
+
+    async fn flags(&self, table: &TableId) -> Result<TableFlags> {
+        let map = self.lock();
+        Ok(TableFlags {
+            enabled: keys::parse_flag(map.get(&keys::enabled(table)).map(String::as_str)),
+            force_full_load: keys::parse_flag(
+                map.get(&keys::force_full_load(table)).map(String::as_str),
+            ),
+        })
+    }
+
+    async fn set_enabled(&self, table: &TableId, enabled: bool) -> Result<()> {
+        self.set(
+            &keys::enabled(table),
+            if enabled { "true" } else { "false" },
+        );
+        Ok(())
+    }
+
+    async fn set_force_full_load(&self, table: &TableId, force: bool) -> Result<()> {
+        self.set(
+            &keys::force_full_load(table),
+            if force { "true" } else { "false" },
+        );
+        Ok(())
+    }
+
+    async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
+        let key = keys::version(table);
+        parse_version(&key, self.get(&key))
+    }
+
+    async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+        self.set(&keys::version(table), &version.to_string());
+        Ok(())
+    }
+
+    async fn finish_full_load(
+        &self,
+        table: &TableId,
+        version: SyncVersion,
+        identity: &PrimaryIdentity,
+    ) -> Result<()> {
+        let mut map = self.lock();
+        map.insert(keys::version(table), version.to_string());
+        map.insert(keys::force_full_load(table), "false".into());
+        map.insert(keys::primary_identity(table), identity.encode());
+        Ok(())
+    }
+
+    async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>> {
+        Ok(self
+            .get(&keys::primary_identity(table))
+            .and_then(|s| PrimaryIdentity::decode(&s)))
+    }
+
+    async fn set_primary_identity(
+        &self,
+        table: &TableId,
+        identity: &PrimaryIdentity,
+    ) -> Result<()> {
+        self.set(&keys::primary_identity(table), &identity.encode());
+        Ok(())
+    }
+
+    async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()> {
+        let json = serde_json::to_string(progress).map_err(|e| Error::State(e.to_string()))?;
+        self.set(&keys::progress(table), &json);
+        Ok(())
+    }
+}
+
+/// Wraps a state store and fails chosen calls: `fail_set_version(n)` makes
+/// the next `n` version saves fail (after the replica committed, as a crash
+/// there would), `go_down` fails everything.
+pub struct FlakyState {
+    inner: Arc<dyn StateStore>,
+    fail_set_version: AtomicUsize,
+    down: Mutex<bool>,
+}
+
+impl FlakyState {
+    pub fn new(inner: Arc<dyn StateStore>) -> Self {
+        Self {
+            inner,
+            fail_set_version: AtomicUsize::new(0),
+            down: Mutex::new(false),
+        }
+    }
+
+    pub fn fail_set_version(&self, n: usize) {
+        self.fail_set_version.store(n, Ordering::SeqCst);
+    }
+
+    pub fn go_down(&self, down: bool) {
+        *self.down.lock().unwrap_or_else(|e| e.into_inner()) = down;
+    }
+
+    fn check(&self) -> Result<()> {
+        if *self.down.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(Error::State("injected: state store unreachable".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StateStore for FlakyState {
+    async fn ensure_flags(&self, table: &TableId) -> Result<()> {
+        self.check()?;
+        self.inner.ensure_flags(table).await
+    }
+    async fn flags(&self, table: &TableId) -> Result<TableFlags> {
+        self.check()?;
+        self.inner.flags(table).await
+    }
+    async fn set_enabled(&self, table: &TableId, enabled: bool) -> Result<()> {
+        self.check()?;
+        self.inner.set_enabled(table, enabled).await
+    }
+    async fn set_force_full_load(&self, table: &TableId, force: bool) -> Result<()> {
+        self.check()?;
+        self.inner.set_force_full_load(table, force).await
+    }
+    async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
+        self.check()?;
+        self.inner.version(table).await
+    }
+    async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+        self.check()?;
+        let pending = self.fail_set_version.load(Ordering::SeqCst);
+        if pending > 0 {
+            self.fail_set_version.store(pending - 1, Ordering::SeqCst);
+            return Err(Error::State(
+                "injected: crash before the version was saved".into(),
+            ));
+        }
+        self.inner.set_version(table, version).await
+    }
+    async fn finish_full_load(
+        &self,
+        table: &TableId,
+        version: SyncVersion,
+        identity: &PrimaryIdentity,
+    ) -> Result<()> {
+        self.check()?;
+        self.inner.finish_full_load(table, version, identity).await
+    }
+    async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>> {
+        self.check()?;
+        self.inner.primary_identity(table).await
+    }
+    async fn set_primary_identity(
+        &self,
+        table: &TableId,
+        identity: &PrimaryIdentity,
+    ) -> Result<()> {
+        self.check()?;
+        self.inner.set_primary_identity(table, identity).await
+    }
+    async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()> {
+        self.check()?;
+        self.inner.set_progress(table, progress).await
+    }
+}

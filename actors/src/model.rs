@@ -1,0 +1,505 @@
+//! The domain model shared by every port and actor: table ids, column
+//! definitions and SQL types, row values, and the change batches that move
+//! from the primary to the replica. Nothing here knows about tiberius or Redis.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// A CT version as returned by `CHANGE_TRACKING_CURRENT_VERSION()`.
+pub type SyncVersion = i64;
+
+/// A table on the primary, identified by schema and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableId {
+    pub schema: String,
+    pub name: String,
+}
+
+impl TableId {
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            schema: schema.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The name used in Redis keys and on the page: the bare name for `dbo`,
+    /// `schema.Table` otherwise.
+    pub fn key_name(&self) -> String {
+        if self.schema.eq_ignore_ascii_case("dbo") {
+            self.name.clone()
+        } else {
+            format!("{}.{}", self.schema, self.name)
+        }
+    }
+
+    /// Inverse of [`TableId::key_name`]: `User` → `dbo.User`, `sales.Order` →
+    /// `sales.Order`. A table whose name itself contains a dot is only
+    /// addressable in a non-dbo schema (documented in the README).
+    pub fn from_key_name(key: &str) -> Self {
+        match key.split_once('.') {
+            Some((schema, name)) => Self::new(schema, name),
+            None => Self::new("dbo", key),
+        }
+    }
+}
+
+impl fmt::Display for TableId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// Length of a character or binary type: a number of characters/bytes, or MAX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Len {
+    N(u32),
+    Max,
+}
+
+/// The SQL Server types ctsync understands. `Unsupported` keeps the name so a
+/// table using it can be put into an error state with a clear message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlType {
+    Bit,
+    TinyInt,
+    SmallInt,
+    Int,
+    BigInt,
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
+    Numeric {
+        precision: u8,
+        scale: u8,
+    },
+    Money,
+    SmallMoney,
+    Real,
+    Float {
+        precision: u8,
+    },
+    Char(Len),
+    VarChar(Len),
+    NChar(Len),
+    NVarChar(Len),
+    Text,
+    NText,
+    Binary(Len),
+    VarBinary(Len),
+    Image,
+    UniqueIdentifier,
+    Date,
+    Time {
+        scale: u8,
+    },
+    DateTime,
+    SmallDateTime,
+    DateTime2 {
+        scale: u8,
+    },
+    DateTimeOffset {
+        scale: u8,
+    },
+    /// `rowversion`/`timestamp` on the primary; cloned as `binary(8)`.
+    RowVersion,
+    Xml,
+    Unsupported(String),
+}
+
+impl SqlType {
+    /// Deprecated LOB types and MAX types: never compared, never used as a
+    /// keyset pagination column.
+    pub fn is_lob(&self) -> bool {
+        matches!(
+            self,
+            SqlType::Text
+                | SqlType::NText
+                | SqlType::Image
+                | SqlType::Xml
+                | SqlType::VarChar(Len::Max)
+                | SqlType::NVarChar(Len::Max)
+                | SqlType::VarBinary(Len::Max)
+        )
+    }
+}
+
+/// `IDENTITY(seed, increment)` of a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub seed: i128,
+    pub increment: i128,
+}
+
+/// A computed column's definition as stored in `sys.computed_columns`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Computed {
+    pub definition: String,
+    pub persisted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDef {
+    pub name: String,
+    pub ty: SqlType,
+    pub nullable: bool,
+    pub identity: Option<Identity>,
+    pub computed: Option<Computed>,
+    pub collation: Option<String>,
+}
+
+impl ColumnDef {
+    /// A plain column (no identity, not computed, default collation).
+    pub fn new(name: impl Into<String>, ty: SqlType, nullable: bool) -> Self {
+        Self {
+            name: name.into(),
+            ty,
+            nullable,
+            identity: None,
+            computed: None,
+            collation: None,
+        }
+    }
+
+    /// Computed columns are never written; the replica computes them.
+    pub fn is_written(&self) -> bool {
+        self.computed.is_none()
+    }
+}
+
+/// One primary-key column and its sort direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyColumn {
+    pub name: String,
+    pub descending: bool,
+}
+
+/// A table definition read from the primary's catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSchema {
+    pub id: TableId,
+    pub columns: Vec<ColumnDef>,
+    /// Primary key columns in key order; empty if the table has none.
+    pub primary_key: Vec<KeyColumn>,
+}
+
+impl TableSchema {
+    /// The columns whose values identify a row: the primary key, or the first
+    /// non-LOB column when there is none. `None` if no column can serve.
+    pub fn key_columns(&self) -> Option<Vec<String>> {
+        if !self.primary_key.is_empty() {
+            return Some(self.primary_key.iter().map(|k| k.name.clone()).collect());
+        }
+        self.columns
+            .iter()
+            .find(|c| !c.ty.is_lob() && c.is_written())
+            .map(|c| vec![c.name.clone()])
+    }
+
+    /// Columns that are read from the primary and written to the replica, in
+    /// catalog order (computed columns excluded).
+    pub fn written_columns(&self) -> Vec<&ColumnDef> {
+        self.columns.iter().filter(|c| c.is_written()).collect()
+    }
+
+    pub fn has_identity(&self) -> bool {
+        self.columns.iter().any(|c| c.identity.is_some())
+    }
+
+    /// The first column of an unsupported type, if any: the table cannot be
+    /// replicated until it is fixed.
+    pub fn unsupported_column(&self) -> Option<(&str, &str)> {
+        self.columns.iter().find_map(|c| match &c.ty {
+            SqlType::Unsupported(t) => Some((c.name.as_str(), t.as_str())),
+            _ => None,
+        })
+    }
+
+    /// Position of each key column within [`TableSchema::written_columns`].
+    pub fn key_positions(&self) -> Option<Vec<usize>> {
+        let keys = self.key_columns()?;
+        let written = self.written_columns();
+        keys.iter()
+            .map(|k| written.iter().position(|c| &c.name == k))
+            .collect()
+    }
+}
+
+/// A SQL value, kept in a form that round-trips exactly between the primary
+/// and the replica (temporal values keep SQL Server's own encoding).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    U8(u8),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    /// decimal/numeric/money: `value / 10^scale`.
+    Decimal {
+        value: i128,
+        scale: u8,
+    },
+    String(String),
+    Binary(Vec<u8>),
+    Guid([u8; 16]),
+    Xml(String),
+    /// Days since 0001-01-01.
+    Date(u32),
+    /// Time of day in units of 10^-scale seconds.
+    Time {
+        increments: u64,
+        scale: u8,
+    },
+    DateTime2 {
+        days: u32,
+        increments: u64,
+        scale: u8,
+    },
+    DateTimeOffset {
+        days: u32,
+        increments: u64,
+        scale: u8,
+        offset_minutes: i16,
+    },
+    /// Legacy `datetime`: days since 1900-01-01 and 1/300 s ticks.
+    DateTime {
+        days: i32,
+        ticks: u32,
+    },
+    /// Legacy `smalldatetime`: days since 1900-01-01 and minutes.
+    SmallDateTime {
+        days: u16,
+        minutes: u16,
+    },
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::U8(_) | Value::I16(_) | Value::I32(_) | Value::I64(_) => 2,
+            Value::F32(_) | Value::F64(_) => 3,
+            Value::Decimal { .. } => 4,
+            Value::String(_) | Value::Xml(_) => 5,
+            Value::Binary(_) => 6,
+            Value::Guid(_) => 7,
+            Value::Date(_) => 8,
+            Value::Time { .. } => 9,
+            Value::DateTime2 { .. } => 10,
+            Value::DateTimeOffset { .. } => 11,
+            Value::DateTime { .. } => 12,
+            Value::SmallDateTime { .. } => 13,
+        }
+    }
+
+    fn as_i128(&self) -> Option<i128> {
+        match self {
+            Value::U8(v) => Some(i128::from(*v)),
+            Value::I16(v) => Some(i128::from(*v)),
+            Value::I32(v) => Some(i128::from(*v)),
+            Value::I64(v) => Some(i128::from(*v)),
+            _ => None,
+        }
+    }
+
+    /// A total order used for keys by the in-memory doubles and the keyset
+    /// pagination cursor (NULL first, like SQL Server's ascending order).
+    pub fn total_cmp(&self, other: &Value) -> Ordering {
+        use Value::*;
+        if let (Some(a), Some(b)) = (self.as_i128(), other.as_i128()) {
+            return a.cmp(&b);
+        }
+        match (self, other) {
+            (Bool(a), Bool(b)) => a.cmp(b),
+            (F32(a), F32(b)) => a.total_cmp(b),
+            (F64(a), F64(b)) => a.total_cmp(b),
+            (
+                Decimal {
+                    value: a,
+                    scale: sa,
+                },
+                Decimal {
+                    value: b,
+                    scale: sb,
+                },
+            ) => (a * 10i128.pow(u32::from(*sb))).cmp(&(b * 10i128.pow(u32::from(*sa)))),
+            (String(a), String(b)) | (Xml(a), Xml(b)) => a.cmp(b),
+            (Binary(a), Binary(b)) => a.cmp(b),
+            (Guid(a), Guid(b)) => a.cmp(b),
+            (Date(a), Date(b)) => a.cmp(b),
+            (Time { increments: a, .. }, Time { increments: b, .. }) => a.cmp(b),
+            (
+                DateTime2 {
+                    days: da,
+                    increments: ia,
+                    ..
+                },
+                DateTime2 {
+                    days: db,
+                    increments: ib,
+                    ..
+                },
+            ) => (da, ia).cmp(&(db, ib)),
+            (
+                DateTimeOffset {
+                    days: da,
+                    increments: ia,
+                    offset_minutes: oa,
+                    ..
+                },
+                DateTimeOffset {
+                    days: db,
+                    increments: ib,
+                    offset_minutes: ob,
+                    ..
+                },
+            ) => (da, ia, oa).cmp(&(db, ib, ob)),
+            (
+                DateTime {
+                    days: da,
+                    ticks: ta,
+                },
+                DateTime {
+                    days: db,
+                    ticks: tb,
+                },
+            ) => (da, ta).cmp(&(db, tb)),
+            (
+                SmallDateTime {
+                    days: da,
+                    minutes: ma,
+                },
+                SmallDateTime {
+                    days: db,
+                    minutes: mb,
+                },
+            ) => (da, ma).cmp(&(db, mb)),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+/// The values of a row's key columns, in key order. Ordered with
+/// [`Value::total_cmp`] so it can key a `BTreeMap`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowKey(pub Vec<Value>);
+
+impl Eq for RowKey {}
+
+impl PartialOrd for RowKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RowKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        for (a, b) in self.0.iter().zip(other.0.iter()) {
+            match a.total_cmp(b) {
+                Ordering::Equal => continue,
+                o => return o,
+            }
+        }
+        self.0.len().cmp(&other.0.len())
+    }
+}
+
+/// One row: the values of [`TableSchema::written_columns`], in that order.
+pub type Row = Vec<Value>;
+
+/// One page of net changes read from `CHANGETABLE(CHANGES …)`: every changed
+/// key, and the current row for keys whose row still exists.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChangePage {
+    /// Keys to delete on the replica (every changed key).
+    pub keys: Vec<RowKey>,
+    /// Current rows to insert after the deletes (keys whose row exists).
+    pub rows: Vec<Row>,
+    /// The last key of this page, to continue from; `None` when this was the
+    /// last page.
+    pub next_after: Option<RowKey>,
+}
+
+/// What the replica must apply in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeBatch {
+    pub table: TableId,
+    pub keys: Vec<RowKey>,
+    pub rows: Vec<Row>,
+    /// When set, the replica's own version record is moved to it in the same
+    /// transaction (the last page of a cycle).
+    pub version: Option<SyncVersion>,
+}
+
+/// Where the primary came from: a restored or failed-over database gets a
+/// new identity and must not be synced from old versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrimaryIdentity {
+    pub broker_guid: String,
+    pub create_date: String,
+}
+
+impl PrimaryIdentity {
+    pub fn encode(&self) -> String {
+        format!("{}|{}", self.broker_guid, self.create_date)
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (g, d) = s.split_once('|')?;
+        Some(Self {
+            broker_guid: g.to_string(),
+            create_date: d.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_name_is_bare_for_dbo_and_qualified_otherwise() {
+        assert_eq!(TableId::new("dbo", "User").key_name(), "User");
+        assert_eq!(TableId::new("sales", "Order").key_name(), "sales.Order");
+        assert_eq!(TableId::from_key_name("User"), TableId::new("dbo", "User"));
+        assert_eq!(
+            TableId::from_key_name("sales.Order"),
+            TableId::new("sales", "Order")
+        );
+    }
+
+    #[test]
+    fn key_columns_fall_back_to_first_non_lob_column_without_pk() {
+        let schema = TableSchema {
+            id: TableId::new("dbo", "T"),
+            columns: vec![
+                ColumnDef::new("notes", SqlType::Text, true),
+                ColumnDef::new("code", SqlType::Int, false),
+            ],
+            primary_key: vec![],
+        };
+        assert_eq!(schema.key_columns(), Some(vec!["code".to_string()]));
+    }
+
+    #[test]
+    fn row_keys_order_numerically_across_integer_widths() {
+        let a = RowKey(vec![Value::I32(2)]);
+        let b = RowKey(vec![Value::I64(10)]);
+        assert!(a < b);
+        let c = RowKey(vec![Value::Decimal {
+            value: 150,
+            scale: 2,
+        }]);
+        let d = RowKey(vec![Value::Decimal { value: 2, scale: 0 }]);
+        assert!(c < d);
+    }
+}

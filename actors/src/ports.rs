@@ -1,0 +1,105 @@
+//! The three ports the pipeline talks to: the primary (CT reads), the replica
+//! (transactional writes and its own version record) and the state store
+//! (operator flags and versions). Adapters live in the root crate; in-memory
+//! doubles live in [`crate::memory`].
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::model::{
+    ChangeBatch, ChangePage, PrimaryIdentity, Row, RowKey, SyncVersion, TableId, TableSchema,
+};
+
+/// The primary database, read-only.
+#[async_trait]
+pub trait Primary: Send + Sync {
+    /// Broker GUID and create date: changes when the database is restored or
+    /// replaced.
+    async fn identity(&self) -> Result<PrimaryIdentity>;
+    /// Tables with change tracking enabled.
+    async fn tracked_tables(&self) -> Result<Vec<TableId>>;
+    async fn table_schema(&self, table: &TableId) -> Result<TableSchema>;
+    /// `CHANGE_TRACKING_CURRENT_VERSION()`.
+    async fn current_version(&self) -> Result<SyncVersion>;
+    /// `CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(table))`; `None` is SQL NULL.
+    async fn min_valid_version(&self, table: &TableId) -> Result<Option<SyncVersion>>;
+    async fn row_count(&self, table: &TableId) -> Result<u64>;
+    /// Up to `limit` rows ordered by the key columns, strictly after `after`.
+    async fn read_page(
+        &self,
+        schema: &TableSchema,
+        after: Option<&RowKey>,
+        limit: usize,
+    ) -> Result<Vec<Row>>;
+    /// Up to `limit` changed keys (changes after `since`) ordered by key and
+    /// strictly after `after`, each with its current row if it still exists.
+    async fn changes_page(
+        &self,
+        schema: &TableSchema,
+        since: SyncVersion,
+        after: Option<&RowKey>,
+        limit: usize,
+    ) -> Result<ChangePage>;
+}
+
+/// The replica database. Every method is one transaction.
+#[async_trait]
+pub trait Replica: Send + Sync {
+    /// Creates the table (and its schema) if missing; `true` if created.
+    async fn ensure_table(&self, schema: &TableSchema) -> Result<bool>;
+    /// Empties the table and forgets its version record, in one transaction.
+    async fn begin_full_load(&self, schema: &TableSchema) -> Result<()>;
+    async fn insert_rows(&self, schema: &TableSchema, rows: &[Row]) -> Result<()>;
+    /// Deletes every key, inserts every row, and records `batch.version` if
+    /// set, all in one transaction.
+    async fn apply_changes(&self, schema: &TableSchema, batch: &ChangeBatch) -> Result<()>;
+    /// Records the version a finished full load started from.
+    async fn finish_full_load(&self, table: &TableId, version: SyncVersion) -> Result<()>;
+    /// The version the replica last recorded for the table.
+    async fn stored_version(&self, table: &TableId) -> Result<Option<SyncVersion>>;
+}
+
+/// Operator switches for one table (`mssql_sync:enabled:<T>`,
+/// `mssql_sync:force_full_load:<T>`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableFlags {
+    pub enabled: bool,
+    pub force_full_load: bool,
+}
+
+/// Full-load progress, also written to `mssql_sync:progress:<T>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadProgress {
+    pub synced: u64,
+    pub total: u64,
+    /// Unix milliseconds.
+    pub started_at: u64,
+    pub updated_at: u64,
+}
+
+/// Where flags, versions and progress live (Redis in production).
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Creates both flags as `"false"` unless they exist (never overwrites).
+    async fn ensure_flags(&self, table: &TableId) -> Result<()>;
+    async fn flags(&self, table: &TableId) -> Result<TableFlags>;
+    async fn set_enabled(&self, table: &TableId, enabled: bool) -> Result<()>;
+    async fn set_force_full_load(&self, table: &TableId, force: bool) -> Result<()>;
+    async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>>;
+    async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()>;
+    /// Stores the version, resets `force_full_load` and records the primary
+    /// identity in one atomic step.
+    async fn finish_full_load(
+        &self,
+        table: &TableId,
+        version: SyncVersion,
+        identity: &PrimaryIdentity,
+    ) -> Result<()>;
+    /// The identity of the primary this table was synced from.
+    async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>>;
+    async fn set_primary_identity(&self, table: &TableId, identity: &PrimaryIdentity)
+        -> Result<()>;
+    async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()>;
+}

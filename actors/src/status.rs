@@ -1,0 +1,92 @@
+//! The shared per-table status board: what each TableActor is doing, its
+//! versions, lag, progress, last error and restart count. The HTTP API and
+//! the tests read it; only the actors write it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// What a table is doing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TableState {
+    /// Discovered; `mssql_sync:enabled:<T>` is not `"true"`.
+    #[default]
+    Paused,
+    FullLoad,
+    Incremental,
+    /// Changes were lost (retention, truncate, restored primary): needs a
+    /// full load or a version set by hand.
+    Stale,
+    Error,
+}
+
+impl TableState {
+    pub const ALL: [TableState; 5] = [
+        TableState::Paused,
+        TableState::FullLoad,
+        TableState::Incremental,
+        TableState::Stale,
+        TableState::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableState::Paused => "paused",
+            TableState::FullLoad => "full_load",
+            TableState::Incremental => "incremental",
+            TableState::Stale => "stale",
+            TableState::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableStatus {
+    pub state: TableState,
+    pub version: Option<i64>,
+    pub primary_version: Option<i64>,
+    pub lag_versions: Option<i64>,
+    pub lag_seconds: f64,
+    /// `(synced, total)` while a full load runs.
+    pub progress: Option<(u64, u64)>,
+    pub last_error: Option<String>,
+    /// Why the table is stale, when it is.
+    pub stale_reason: Option<String>,
+    pub restarts: u64,
+    pub rows_applied: u64,
+    #[serde(skip)]
+    pub caught_up_at: Option<Instant>,
+}
+
+/// Cloneable handle to every table's status, keyed by the Redis key name.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard {
+    inner: Arc<Mutex<BTreeMap<String, TableStatus>>>,
+}
+
+impl StatusBoard {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, TableStatus>> {
+        // A poisoned lock only means a panic elsewhere; the data is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn update(&self, table: &str, f: impl FnOnce(&mut TableStatus)) {
+        let mut map = self.lock();
+        f(map.entry(table.to_string()).or_default());
+    }
+
+    pub fn get(&self, table: &str) -> Option<TableStatus> {
+        self.lock().get(table).cloned()
+    }
+
+    pub fn remove(&self, table: &str) {
+        self.lock().remove(table);
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, TableStatus> {
+        self.lock().clone()
+    }
+}

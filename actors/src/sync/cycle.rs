@@ -1,0 +1,149 @@
+//! One cycle of one table: read the flags, clone the schema if missing,
+//! settle which version to start from (Redis, else the replica's record),
+//! guard against lost changes and a replaced primary, then run a full load
+//! or an incremental sync.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::{full_load, incremental, Pipeline};
+use crate::error::{Error, Result};
+use crate::model::{PrimaryIdentity, SyncVersion, TableId, TableSchema};
+use crate::status::TableState;
+use crate::telemetry;
+
+/// What a cycle did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Paused,
+    Loaded,
+    Synced { changed_keys: u64 },
+    Stale,
+}
+
+pub(super) fn set_state(p: &Pipeline, table: &TableId, state: TableState) {
+    let key = table.key_name();
+    p.board.update(&key, |s| {
+        s.state = state;
+        if state != TableState::Stale {
+            s.stale_reason = None;
+        }
+        if matches!(state, TableState::Incremental | TableState::Paused) {
+            s.last_error = None;
+        }
+    });
+    telemetry::table_state(&key, state.as_str());
+}
+
+async fn load_schema(p: &Pipeline, table: &TableId) -> Result<Arc<TableSchema>> {
+    let schema = p.primary.table_schema(table).await?;
+    if let Some((column, ty)) = schema.unsupported_column() {
+        return Err(Error::UnsupportedType {
+            table: table.clone(),
+            key: table.key_name(),
+            column: column.to_string(),
+            ty: ty.to_string(),
+        });
+    }
+    if schema.key_columns().is_none() {
+        return Err(Error::NoKey(table.clone()));
+    }
+    Ok(Arc::new(schema))
+}
+
+/// The version to continue from: Redis first (an operator's hand-set value
+/// wins), else the replica's own record (Redis lost its data), else none.
+async fn starting_version(p: &Pipeline, table: &TableId) -> Result<Option<SyncVersion>> {
+    if let Some(v) = p.state.version(table).await? {
+        return Ok(Some(v));
+    }
+    let recorded = p.sink.stored_version(table.clone()).await?;
+    if let Some(v) = recorded {
+        info!(table = %table, version = v, "Redis has no version; restored it from the replica's record");
+        p.state.set_version(table, v).await?;
+    }
+    Ok(recorded)
+}
+
+/// Marks the table stale (or reloads it when configured to).
+async fn stale(
+    p: &Pipeline,
+    schema: &Arc<TableSchema>,
+    identity: &PrimaryIdentity,
+    reason: String,
+) -> Result<Outcome> {
+    let table = &schema.id;
+    if p.config.auto_reload_stale {
+        warn!(table = %table, %reason, "table is stale; CTSYNC_AUTO_RELOAD_STALE is on, running a full load");
+        full_load::run(p, schema, identity).await?;
+        return Ok(Outcome::Loaded);
+    }
+    let key = table.key_name();
+    let known = p.board.get(&key).and_then(|s| s.stale_reason);
+    if known.as_deref() != Some(reason.as_str()) {
+        warn!(table = %table, %reason, "table is stale; its version is not advanced");
+    }
+    set_state(p, table, TableState::Stale);
+    p.board.update(&key, |s| s.stale_reason = Some(reason));
+    Ok(Outcome::Stale)
+}
+
+pub async fn run_cycle(p: &Pipeline, table: &TableId) -> Result<Outcome> {
+    let flags = p.state.flags(table).await?;
+    if !flags.enabled {
+        set_state(p, table, TableState::Paused);
+        return Ok(Outcome::Paused);
+    }
+    let schema = load_schema(p, table).await?;
+    if p.sink.ensure_table(schema.clone()).await? {
+        info!(table = %table, "created the table on the replica");
+    }
+    let identity = p.primary.identity().await?;
+    let version = match starting_version(p, table).await? {
+        Some(v) if !flags.force_full_load => v,
+        _ => {
+            full_load::run(p, &schema, &identity).await?;
+            return Ok(Outcome::Loaded);
+        }
+    };
+    let key = table.key_name();
+    match p.state.primary_identity(table).await? {
+        None => p.state.set_primary_identity(table, &identity).await?,
+        Some(known) if known != identity => {
+            let reason = format!(
+                "the primary database changed (was {}, now {}): it was restored or failed over, so \
+                 version {version} may mean other changes; force a full load \
+                 (mssql_sync:force_full_load:{key} = \"true\")",
+                known.encode(),
+                identity.encode()
+            );
+            return stale(p, &schema, &identity, reason).await;
+        }
+        Some(_) => {}
+    }
+    let current = p.primary.current_version().await?;
+    if current < version {
+        let reason = format!(
+            "the primary's current version {current} is below the stored version {version}: \
+             the primary was restored or replaced; force a full load \
+             (mssql_sync:force_full_load:{key} = \"true\")"
+        );
+        return stale(p, &schema, &identity, reason).await;
+    }
+    let min_valid = p
+        .primary
+        .min_valid_version(table)
+        .await?
+        .ok_or_else(|| Error::MinValidVersionNull(table.clone()))?;
+    if version < min_valid {
+        let reason = format!(
+            "stored version {version} is below the min valid version {min_valid}: change tracking \
+             cleanup or a TRUNCATE removed changes that were never applied; force a full load \
+             (mssql_sync:force_full_load:{key} = \"true\") or set mssql_sync:version:{key} after a \
+             manual copy"
+        );
+        return stale(p, &schema, &identity, reason).await;
+    }
+    incremental::run(p, &schema, version, current).await
+}

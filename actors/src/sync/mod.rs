@@ -1,0 +1,61 @@
+//! The replication rules, as plain async functions over the ports: one table
+//! cycle (flags → schema → version bookkeeping → full load or incremental
+//! sync, with the retention and identity guards). TableActor runs them.
+
+mod cycle;
+mod full_load;
+mod incremental;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use cycle::{run_cycle, Outcome};
+
+use crate::ports::{Primary, StateStore};
+use crate::sink::SinkHandle;
+use crate::status::StatusBoard;
+
+/// Tunables of the pipeline; defaults are the documented ones.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// How often discovery runs and each table checks for changes.
+    pub poll_interval: Duration,
+    /// Rows per keyset page of a full load.
+    pub full_load_page_size: usize,
+    /// Changed keys per replica transaction of an incremental sync.
+    pub change_page_size: usize,
+    /// Full-load a stale table automatically instead of waiting for an operator.
+    pub auto_reload_stale: bool,
+    /// First restart delay of a failed TableActor; doubles up to the max.
+    pub restart_backoff: Duration,
+    pub restart_backoff_max: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(5),
+            full_load_page_size: 5_000,
+            change_page_size: 5_000,
+            auto_reload_stale: false,
+            restart_backoff: Duration::from_secs(1),
+            restart_backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything a table cycle needs: the ports, the sink, the status board.
+pub struct Pipeline {
+    pub primary: Arc<dyn Primary>,
+    pub state: Arc<dyn StateStore>,
+    pub sink: SinkHandle,
+    pub board: StatusBoard,
+    pub config: SyncConfig,
+}
+
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

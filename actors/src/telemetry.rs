@@ -1,0 +1,106 @@
+//! One place that names every metric ctsync emits (`ctsync_` prefix, base
+//! units, counters ending in `_total`, low-cardinality labels) and the small
+//! helpers that record them, so actors never spell a metric name themselves.
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+
+pub const SYNCED_VERSION: &str = "ctsync_table_synced_version";
+pub const PRIMARY_VERSION: &str = "ctsync_primary_current_version";
+pub const LAG_VERSIONS: &str = "ctsync_replication_lag_versions";
+pub const LAG_SECONDS: &str = "ctsync_replication_lag_seconds";
+pub const ROWS_APPLIED: &str = "ctsync_rows_applied_total";
+pub const BATCHES: &str = "ctsync_batches_total";
+pub const BATCH_DURATION: &str = "ctsync_batch_duration_seconds";
+pub const FULL_LOAD_ROWS: &str = "ctsync_full_load_rows_total";
+pub const FULL_LOAD_PROGRESS: &str = "ctsync_full_load_progress_ratio";
+pub const TABLE_STATE: &str = "ctsync_table_state";
+pub const ACTOR_RESTARTS: &str = "ctsync_actor_restarts_total";
+pub const ERRORS: &str = "ctsync_errors_total";
+
+/// Registers help texts; call once after installing a recorder.
+pub fn describe() {
+    describe_gauge!(
+        SYNCED_VERSION,
+        "Last CT version applied to the replica, per table."
+    );
+    describe_gauge!(
+        PRIMARY_VERSION,
+        "CHANGE_TRACKING_CURRENT_VERSION() on the primary at the table's last cycle."
+    );
+    describe_gauge!(
+        LAG_VERSIONS,
+        "Primary current version minus the table's synced version."
+    );
+    describe_gauge!(
+        LAG_SECONDS,
+        "Seconds since the table was last fully caught up (0 while caught up); not derived from commit times."
+    );
+    describe_counter!(
+        ROWS_APPLIED,
+        "Rows applied to the replica, by table and op (delete, insert, load)."
+    );
+    describe_counter!(BATCHES, "Replica batches, by table and result (ok, error).");
+    describe_histogram!(BATCH_DURATION, "Duration of one replica batch in seconds.");
+    describe_counter!(FULL_LOAD_ROWS, "Rows copied by full loads, per table.");
+    describe_gauge!(
+        FULL_LOAD_PROGRESS,
+        "Progress of the running full load (0..1), per table."
+    );
+    describe_gauge!(
+        TABLE_STATE,
+        "1 for the table's current state (paused, full_load, incremental, stale, error), else 0."
+    );
+    describe_counter!(
+        ACTOR_RESTARTS,
+        "Supervised restarts of an actor, by actor and table."
+    );
+    describe_counter!(
+        ERRORS,
+        "Errors by component (table, discovery, sink, state)."
+    );
+}
+
+pub fn rows_applied(table: &str, op: &'static str, n: u64) {
+    counter!(ROWS_APPLIED, "table" => table.to_string(), "op" => op).increment(n);
+}
+
+pub fn batch(table: &str, ok: bool, seconds: f64) {
+    let result = if ok { "ok" } else { "error" };
+    counter!(BATCHES, "table" => table.to_string(), "result" => result).increment(1);
+    histogram!(BATCH_DURATION, "table" => table.to_string()).record(seconds);
+}
+
+pub fn versions(table: &str, synced: i64, primary: i64) {
+    gauge!(SYNCED_VERSION, "table" => table.to_string()).set(synced as f64);
+    gauge!(PRIMARY_VERSION, "table" => table.to_string()).set(primary as f64);
+    gauge!(LAG_VERSIONS, "table" => table.to_string()).set((primary - synced).max(0) as f64);
+}
+
+pub fn lag_seconds(table: &str, seconds: f64) {
+    gauge!(LAG_SECONDS, "table" => table.to_string()).set(seconds);
+}
+
+pub fn full_load(table: &str, added: u64, synced: u64, total: u64) {
+    counter!(FULL_LOAD_ROWS, "table" => table.to_string()).increment(added);
+    let ratio = if total == 0 {
+        1.0
+    } else {
+        (synced as f64 / total as f64).min(1.0)
+    };
+    gauge!(FULL_LOAD_PROGRESS, "table" => table.to_string()).set(ratio);
+}
+
+pub fn table_state(table: &str, current: &str) {
+    for state in crate::status::TableState::ALL {
+        let v = if state.as_str() == current { 1.0 } else { 0.0 };
+        gauge!(TABLE_STATE, "table" => table.to_string(), "state" => state.as_str()).set(v);
+    }
+}
+
+pub fn actor_restart(actor: &'static str, table: &str) {
+    counter!(ACTOR_RESTARTS, "actor" => actor, "table" => table.to_string()).increment(1);
+}
+
+pub fn error(component: &'static str) {
+    counter!(ERRORS, "component" => component).increment(1);
+}

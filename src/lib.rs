@@ -1,0 +1,5 @@
+//! ctsync's adapters and wiring: configuration, the SQL Server adapter
+//! (tiberius) for the primary and replica ports, the Redis state store, and
+//! the daemon that connects them to the actor pipeline of `ctsync-actors`.
+
+pub mod state;
