@@ -1,0 +1,224 @@
+//! Injected faults: a crash between the replica commit and the version save,
+//! a failed replica transaction, stale tables (retention, truncate, restored
+//! primary), and a table actor that keeps failing while others replicate.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ctsync_actors::memory::FlakyState;
+use ctsync_actors::model::PrimaryIdentity;
+use ctsync_actors::status::TableState;
+use support::fixtures::*;
+use support::{eventually, fast_config, Harness};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[actix_rt::test]
+async fn crash_between_commit_and_version_save_replays_identically() {
+    let h = Harness::new();
+    let users = user_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary.insert_many(&users.id, (1..=10).map(|i| user(i, "a")));
+    h.set("mssql_sync:enabled:User", "true").await;
+    let flaky = Arc::new(FlakyState::new(h.state.clone()));
+    let run = h.start_with_state(fast_config(), flaky.clone());
+    eventually(WAIT, "initial load", || async { h.get("mssql_sync:version:User").await.is_some() })
+        .await;
+    let before = h.get("mssql_sync:version:User").await;
+
+    flaky.fail_set_version(1);
+    h.primary.upsert(&users.id, user(3, "changed"));
+    h.primary.delete(&users.id, &user_key(4));
+    h.primary.upsert(&users.id, user(11, "new"));
+    let v = h.primary.version();
+    eventually(WAIT, "the crash restarted the table actor", || async {
+        run.board.get("User").is_some_and(|s| s.restarts >= 1)
+    })
+    .await;
+    // The replica committed but Redis still had the old version: the batch
+    // is replayed after the restart, and the result is the same.
+    eventually(WAIT, "version saved after the replay", || async {
+        h.get("mssql_sync:version:User").await == Some(v.to_string())
+    })
+    .await;
+    assert_ne!(before, Some(v.to_string()));
+    assert_eq!(h.replica.rows(&users.id), h.primary.rows(&users.id));
+}
+
+#[actix_rt::test]
+async fn failure_inside_the_replica_transaction_leaves_the_replica_unchanged() {
+    let h = Harness::new();
+    let users = user_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary.insert_many(&users.id, (1..=10).map(|i| user(i, "a")));
+    h.set("mssql_sync:enabled:User", "true").await;
+    let run = h.start(fast_config());
+    eventually(WAIT, "initial load", || async { h.get("mssql_sync:version:User").await.is_some() })
+        .await;
+    let version = h.get("mssql_sync:version:User").await;
+    let rows = h.replica.rows(&users.id);
+
+    // Keep the replica failing mid-transaction until we looked at it.
+    for n in 1..=50 {
+        h.replica.fail_write(n);
+    }
+    for i in 1..=5 {
+        h.primary.delete(&users.id, &user_key(i));
+    }
+    eventually(WAIT, "failed batches", || async {
+        run.board.get("User").is_some_and(|s| s.restarts >= 2)
+    })
+    .await;
+    assert_eq!(h.replica.rows(&users.id), rows, "half-applied deletes were rolled back");
+    assert_eq!(h.get("mssql_sync:version:User").await, version, "version did not move");
+    let status = run.board.get("User").expect("status");
+    assert!(status.last_error.unwrap_or_default().contains("injected failure"));
+}
+
+#[actix_rt::test]
+async fn version_below_min_valid_goes_stale_while_other_tables_keep_syncing() {
+    let h = Harness::new();
+    let users = user_table();
+    let lines = order_line_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary.create_table(lines.clone(), true);
+    h.primary.upsert(&users.id, user(1, "a"));
+    h.set("mssql_sync:enabled:User", "true").await;
+    h.set("mssql_sync:enabled:sales.OrderLine", "true").await;
+    let run = h.start(fast_config());
+    eventually(WAIT, "initial load", || async { h.get("mssql_sync:version:User").await.is_some() })
+        .await;
+
+    // Pretend an outage: the stored version is old and cleanup has run.
+    h.set("mssql_sync:version:User", "1").await;
+    h.primary.upsert(&users.id, user(2, "lost"));
+    h.primary.cleanup(&users.id, h.primary.version());
+    eventually(WAIT, "table goes stale", || async {
+        run.board.get("User").map(|s| s.state) == Some(TableState::Stale)
+    })
+    .await;
+    let status = run.board.get("User").expect("status");
+    assert!(status.stale_reason.unwrap_or_default().contains("below the min valid version"));
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.get("mssql_sync:version:User").await.as_deref(), Some("1"), "never advanced");
+
+    h.primary.upsert(&lines.id, order_line(1, 1, 5, None));
+    eventually(WAIT, "other table still syncs", || async {
+        h.replica.rows(&lines.id) == h.primary.rows(&lines.id) && !h.replica.rows(&lines.id).is_empty()
+    })
+    .await;
+
+    // An operator forces a full load: the table recovers.
+    h.set("mssql_sync:force_full_load:User", "true").await;
+    eventually(WAIT, "recovered by a full load", || async {
+        run.board.get("User").map(|s| s.state) == Some(TableState::Incremental)
+            && h.replica.rows(&users.id) == h.primary.rows(&users.id)
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn stale_table_is_reloaded_automatically_when_configured() {
+    let h = Harness::new();
+    let users = user_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary.upsert(&users.id, user(1, "a"));
+    h.set("mssql_sync:enabled:User", "true").await;
+    let mut config = fast_config();
+    config.auto_reload_stale = true;
+    let _run = h.start(config);
+    eventually(WAIT, "initial load", || async { h.get("mssql_sync:version:User").await.is_some() })
+        .await;
+    let pages = h.primary.pages_read(&users.id);
+
+    // TRUNCATE on the primary drops CT information: stale → reload.
+    h.primary.truncate(&users.id);
+    h.primary.upsert(&users.id, user(7, "after truncate"));
+    eventually(WAIT, "reloaded", || async {
+        h.primary.pages_read(&users.id) > pages && h.replica.rows(&users.id) == h.primary.rows(&users.id)
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn restored_primary_or_backwards_version_marks_the_table_stale() {
+    let h = Harness::new();
+    let users = user_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary.upsert(&users.id, user(1, "a"));
+    h.set("mssql_sync:enabled:User", "true").await;
+    let run = h.start(fast_config());
+    eventually(WAIT, "initial load", || async { h.get("mssql_sync:version:User").await.is_some() })
+        .await;
+
+    h.primary.set_identity(PrimaryIdentity {
+        broker_guid: "11111111-2222-3333-4444-555555555555".into(),
+        create_date: "2026-11-24T00:00:00".into(),
+    });
+    eventually(WAIT, "stale after the primary changed", || async {
+        run.board
+            .get("User")
+            .and_then(|s| s.stale_reason)
+            .is_some_and(|r| r.contains("primary database changed"))
+    })
+    .await;
+
+    // A forced load adopts the new primary; then a version going backwards
+    // (restore to an earlier point) is caught too.
+    h.set("mssql_sync:force_full_load:User", "true").await;
+    eventually(WAIT, "recovered", || async {
+        run.board.get("User").map(|s| s.state) == Some(TableState::Incremental)
+    })
+    .await;
+    h.set("mssql_sync:version:User", "1000").await;
+    eventually(WAIT, "stale after the version went backwards", || async {
+        run.board
+            .get("User")
+            .and_then(|s| s.stale_reason)
+            .is_some_and(|r| r.contains("below the stored version"))
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn failing_table_actor_restarts_with_backoff_while_another_table_replicates() {
+    let h = Harness::new();
+    let users = user_table();
+    let lines = order_line_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary.create_table(lines.clone(), true);
+    h.set("mssql_sync:enabled:User", "true").await;
+    h.set("mssql_sync:enabled:sales.OrderLine", "true").await;
+    h.primary.break_table(&users.id, "connection reset by peer");
+    let run = h.start(fast_config());
+
+    for i in 1..=20 {
+        h.primary.upsert(&lines.id, order_line(i, 1, i128::from(i), None));
+    }
+    eventually(WAIT, "healthy table replicates", || async {
+        h.replica.rows(&lines.id).len() == 20
+    })
+    .await;
+    eventually(WAIT, "failing table restarted several times", || async {
+        run.board.get("User").is_some_and(|s| s.restarts >= 3)
+    })
+    .await;
+    let status = run.board.get("User").expect("status");
+    assert_eq!(status.state, TableState::Error);
+    assert!(status.last_error.unwrap_or_default().contains("connection reset by peer"));
+    // Backoff: with 20 ms doubling to 200 ms, restarts are far fewer than
+    // one per poll would be.
+    let restarts = status.restarts;
+    actix_rt::time::sleep(Duration::from_millis(600)).await;
+    let later = run.board.get("User").expect("status").restarts;
+    assert!(later - restarts <= 4, "restarts are spaced by backoff: {restarts} → {later}");
+
+    h.primary.heal(&users.id);
+    h.primary.upsert(&users.id, user(1, "back"));
+    eventually(WAIT, "healed table catches up", || async {
+        h.replica.rows(&users.id) == h.primary.rows(&users.id) && !h.replica.rows(&users.id).is_empty()
+    })
+    .await;
+}

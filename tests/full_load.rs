@@ -1,0 +1,94 @@
+//! Initial and forced full loads: page count, version captured before the
+//! copy, atomic flag reset, and restart-from-scratch after a failed page.
+
+mod support;
+
+use std::time::Duration;
+
+use ctsync_actors::keys;
+use ctsync_actors::model::TableId;
+use support::fixtures::*;
+use support::{eventually, fast_config, Harness};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn seed(h: &Harness, n: i32) -> TableId {
+    let users = user_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary.insert_many(&users.id, (1..=n).map(|i| user(i, &format!("U{i}"))));
+    users.id
+}
+
+#[actix_rt::test]
+async fn full_load_of_12345_rows_reads_three_pages_and_stores_the_version_read_before_the_copy() {
+    let h = Harness::new();
+    let users = seed(&h, 12_345);
+    let version_before = h.primary.version();
+    h.set("mssql_sync:enabled:User", "true").await;
+    h.set("mssql_sync:force_full_load:User", "true").await;
+    let mut config = fast_config();
+    config.full_load_page_size = 5_000;
+    let _run = h.start(config);
+
+    eventually(WAIT, "force flag reset after the load", || async {
+        h.get("mssql_sync:force_full_load:User").await.as_deref() == Some("false")
+    })
+    .await;
+    assert_eq!(h.replica.rows(&users).len(), 12_345);
+    assert_eq!(h.replica.rows(&users), h.primary.rows(&users));
+    assert_eq!(h.primary.pages_read(&users), 3, "5,000 + 5,000 + 2,345");
+    assert_eq!(h.get("mssql_sync:version:User").await, Some(version_before.to_string()));
+    assert_eq!(h.replica.recorded_version(&users), Some(version_before));
+    let progress: serde_json::Value =
+        serde_json::from_str(&h.get(&keys::progress(&users)).await.expect("progress key"))
+            .expect("progress JSON");
+    assert_eq!(progress["synced"], 12_345);
+    assert_eq!(progress["total"], 12_345);
+    assert!(progress["startedAt"].as_u64().is_some() && progress["updatedAt"].as_u64().is_some());
+}
+
+#[actix_rt::test]
+async fn failure_on_page_two_restarts_the_load_from_scratch_without_duplicates() {
+    let h = Harness::new();
+    let users = seed(&h, 12_345);
+    h.primary.fail_read_page(&users, 2);
+    h.set("mssql_sync:enabled:User", "true").await;
+    let run = h.start(fast_config());
+
+    eventually(WAIT, "version stored after the retried load", || async {
+        h.get("mssql_sync:version:User").await.is_some()
+    })
+    .await;
+    // The memory replica rejects duplicate keys, so a reload that did not
+    // truncate would have failed instead of finishing.
+    assert_eq!(h.replica.rows(&users), h.primary.rows(&users));
+    assert_eq!(h.primary.pages_read(&users), 2 + 3, "failed attempt + full retry");
+    let status = run.board.get("User").expect("status");
+    assert!(status.restarts >= 1, "the failed load restarted the table actor");
+}
+
+#[actix_rt::test]
+async fn forced_full_load_resnapshots_an_enabled_table_then_incremental_continues() {
+    let h = Harness::new();
+    let users = seed(&h, 100);
+    h.set("mssql_sync:enabled:User", "true").await;
+    let _run = h.start(fast_config());
+    eventually(WAIT, "initial load", || async { h.replica.rows(&users).len() == 100 }).await;
+    let pages = h.primary.pages_read(&users);
+
+    // Drift the replica on purpose: a forced load must repair it.
+    h.replica.go_down("maintenance");
+    h.primary.delete(&users, &user_key(1));
+    h.replica.up();
+    h.set("mssql_sync:force_full_load:User", "true").await;
+    eventually(WAIT, "forced load finished", || async {
+        h.get("mssql_sync:force_full_load:User").await.as_deref() == Some("false")
+            && h.primary.pages_read(&users) > pages
+    })
+    .await;
+    h.primary.upsert(&users, user(500, "After"));
+    eventually(WAIT, "incremental after the load", || async {
+        h.replica.rows(&users) == h.primary.rows(&users)
+    })
+    .await;
+}
