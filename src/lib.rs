@@ -2,4 +2,5 @@
 //! (tiberius) for the primary and replica ports, the Redis state store, and
 //! the daemon that connects them to the actor pipeline of `ctsync-actors`.
 
+pub mod mssql;
 pub mod state;

@@ -20,12 +20,15 @@ async fn crash_between_commit_and_version_save_replays_identically() {
     let h = Harness::new();
     let users = user_table();
     h.primary.create_table(users.clone(), true);
-    h.primary.insert_many(&users.id, (1..=10).map(|i| user(i, "a")));
+    h.primary
+        .insert_many(&users.id, (1..=10).map(|i| user(i, "a")));
     h.set("mssql_sync:enabled:User", "true").await;
     let flaky = Arc::new(FlakyState::new(h.state.clone()));
     let run = h.start_with_state(fast_config(), flaky.clone());
-    eventually(WAIT, "initial load", || async { h.get("mssql_sync:version:User").await.is_some() })
-        .await;
+    eventually(WAIT, "initial load", || async {
+        h.get("mssql_sync:version:User").await.is_some()
+    })
+    .await;
     let before = h.get("mssql_sync:version:User").await;
 
     flaky.fail_set_version(1);
@@ -52,11 +55,14 @@ async fn failure_inside_the_replica_transaction_leaves_the_replica_unchanged() {
     let h = Harness::new();
     let users = user_table();
     h.primary.create_table(users.clone(), true);
-    h.primary.insert_many(&users.id, (1..=10).map(|i| user(i, "a")));
+    h.primary
+        .insert_many(&users.id, (1..=10).map(|i| user(i, "a")));
     h.set("mssql_sync:enabled:User", "true").await;
     let run = h.start(fast_config());
-    eventually(WAIT, "initial load", || async { h.get("mssql_sync:version:User").await.is_some() })
-        .await;
+    eventually(WAIT, "initial load", || async {
+        h.get("mssql_sync:version:User").await.is_some()
+    })
+    .await;
     let version = h.get("mssql_sync:version:User").await;
     let rows = h.replica.rows(&users.id);
 
@@ -71,10 +77,21 @@ async fn failure_inside_the_replica_transaction_leaves_the_replica_unchanged() {
         run.board.get("User").is_some_and(|s| s.restarts >= 2)
     })
     .await;
-    assert_eq!(h.replica.rows(&users.id), rows, "half-applied deletes were rolled back");
-    assert_eq!(h.get("mssql_sync:version:User").await, version, "version did not move");
+    assert_eq!(
+        h.replica.rows(&users.id),
+        rows,
+        "half-applied deletes were rolled back"
+    );
+    assert_eq!(
+        h.get("mssql_sync:version:User").await,
+        version,
+        "version did not move"
+    );
     let status = run.board.get("User").expect("status");
-    assert!(status.last_error.unwrap_or_default().contains("injected failure"));
+    assert!(status
+        .last_error
+        .unwrap_or_default()
+        .contains("injected failure"));
 }
 
 #[actix_rt::test]
@@ -88,8 +105,10 @@ async fn version_below_min_valid_goes_stale_while_other_tables_keep_syncing() {
     h.set("mssql_sync:enabled:User", "true").await;
     h.set("mssql_sync:enabled:sales.OrderLine", "true").await;
     let run = h.start(fast_config());
-    eventually(WAIT, "initial load", || async { h.get("mssql_sync:version:User").await.is_some() })
-        .await;
+    eventually(WAIT, "initial load", || async {
+        h.get("mssql_sync:version:User").await.is_some()
+    })
+    .await;
 
     // Pretend an outage: the stored version is old and cleanup has run.
     h.set("mssql_sync:version:User", "1").await;
@@ -100,13 +119,21 @@ async fn version_below_min_valid_goes_stale_while_other_tables_keep_syncing() {
     })
     .await;
     let status = run.board.get("User").expect("status");
-    assert!(status.stale_reason.unwrap_or_default().contains("below the min valid version"));
+    assert!(status
+        .stale_reason
+        .unwrap_or_default()
+        .contains("below the min valid version"));
     actix_rt::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(h.get("mssql_sync:version:User").await.as_deref(), Some("1"), "never advanced");
+    assert_eq!(
+        h.get("mssql_sync:version:User").await.as_deref(),
+        Some("1"),
+        "never advanced"
+    );
 
     h.primary.upsert(&lines.id, order_line(1, 1, 5, None));
     eventually(WAIT, "other table still syncs", || async {
-        h.replica.rows(&lines.id) == h.primary.rows(&lines.id) && !h.replica.rows(&lines.id).is_empty()
+        h.replica.rows(&lines.id) == h.primary.rows(&lines.id)
+            && !h.replica.rows(&lines.id).is_empty()
     })
     .await;
 
@@ -129,15 +156,18 @@ async fn stale_table_is_reloaded_automatically_when_configured() {
     let mut config = fast_config();
     config.auto_reload_stale = true;
     let _run = h.start(config);
-    eventually(WAIT, "initial load", || async { h.get("mssql_sync:version:User").await.is_some() })
-        .await;
+    eventually(WAIT, "initial load", || async {
+        h.get("mssql_sync:version:User").await.is_some()
+    })
+    .await;
     let pages = h.primary.pages_read(&users.id);
 
     // TRUNCATE on the primary drops CT information: stale → reload.
     h.primary.truncate(&users.id);
     h.primary.upsert(&users.id, user(7, "after truncate"));
     eventually(WAIT, "reloaded", || async {
-        h.primary.pages_read(&users.id) > pages && h.replica.rows(&users.id) == h.primary.rows(&users.id)
+        h.primary.pages_read(&users.id) > pages
+            && h.replica.rows(&users.id) == h.primary.rows(&users.id)
     })
     .await;
 }
@@ -150,8 +180,10 @@ async fn restored_primary_or_backwards_version_marks_the_table_stale() {
     h.primary.upsert(&users.id, user(1, "a"));
     h.set("mssql_sync:enabled:User", "true").await;
     let run = h.start(fast_config());
-    eventually(WAIT, "initial load", || async { h.get("mssql_sync:version:User").await.is_some() })
-        .await;
+    eventually(WAIT, "initial load", || async {
+        h.get("mssql_sync:version:User").await.is_some()
+    })
+    .await;
 
     h.primary.set_identity(PrimaryIdentity {
         broker_guid: "11111111-2222-3333-4444-555555555555".into(),
@@ -195,7 +227,8 @@ async fn failing_table_actor_restarts_with_backoff_while_another_table_replicate
     let run = h.start(fast_config());
 
     for i in 1..=20 {
-        h.primary.upsert(&lines.id, order_line(i, 1, i128::from(i), None));
+        h.primary
+            .upsert(&lines.id, order_line(i, 1, i128::from(i), None));
     }
     eventually(WAIT, "healthy table replicates", || async {
         h.replica.rows(&lines.id).len() == 20
@@ -207,18 +240,25 @@ async fn failing_table_actor_restarts_with_backoff_while_another_table_replicate
     .await;
     let status = run.board.get("User").expect("status");
     assert_eq!(status.state, TableState::Error);
-    assert!(status.last_error.unwrap_or_default().contains("connection reset by peer"));
+    assert!(status
+        .last_error
+        .unwrap_or_default()
+        .contains("connection reset by peer"));
     // Backoff: with 20 ms doubling to 200 ms, restarts are far fewer than
     // one per poll would be.
     let restarts = status.restarts;
     actix_rt::time::sleep(Duration::from_millis(600)).await;
     let later = run.board.get("User").expect("status").restarts;
-    assert!(later - restarts <= 4, "restarts are spaced by backoff: {restarts} → {later}");
+    assert!(
+        later - restarts <= 4,
+        "restarts are spaced by backoff: {restarts} → {later}"
+    );
 
     h.primary.heal(&users.id);
     h.primary.upsert(&users.id, user(1, "back"));
     eventually(WAIT, "healed table catches up", || async {
-        h.replica.rows(&users.id) == h.primary.rows(&users.id) && !h.replica.rows(&users.id).is_empty()
+        h.replica.rows(&users.id) == h.primary.rows(&users.id)
+            && !h.replica.rows(&users.id).is_empty()
     })
     .await;
 }

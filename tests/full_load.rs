@@ -15,7 +15,8 @@ const WAIT: Duration = Duration::from_secs(20);
 fn seed(h: &Harness, n: i32) -> TableId {
     let users = user_table();
     h.primary.create_table(users.clone(), true);
-    h.primary.insert_many(&users.id, (1..=n).map(|i| user(i, &format!("U{i}"))));
+    h.primary
+        .insert_many(&users.id, (1..=n).map(|i| user(i, &format!("U{i}"))));
     users.id
 }
 
@@ -37,7 +38,10 @@ async fn full_load_of_12345_rows_reads_three_pages_and_stores_the_version_read_b
     assert_eq!(h.replica.rows(&users).len(), 12_345);
     assert_eq!(h.replica.rows(&users), h.primary.rows(&users));
     assert_eq!(h.primary.pages_read(&users), 3, "5,000 + 5,000 + 2,345");
-    assert_eq!(h.get("mssql_sync:version:User").await, Some(version_before.to_string()));
+    assert_eq!(
+        h.get("mssql_sync:version:User").await,
+        Some(version_before.to_string())
+    );
     assert_eq!(h.replica.recorded_version(&users), Some(version_before));
     let progress: serde_json::Value =
         serde_json::from_str(&h.get(&keys::progress(&users)).await.expect("progress key"))
@@ -62,9 +66,16 @@ async fn failure_on_page_two_restarts_the_load_from_scratch_without_duplicates()
     // The memory replica rejects duplicate keys, so a reload that did not
     // truncate would have failed instead of finishing.
     assert_eq!(h.replica.rows(&users), h.primary.rows(&users));
-    assert_eq!(h.primary.pages_read(&users), 2 + 3, "failed attempt + full retry");
+    assert_eq!(
+        h.primary.pages_read(&users),
+        2 + 3,
+        "failed attempt + full retry"
+    );
     let status = run.board.get("User").expect("status");
-    assert!(status.restarts >= 1, "the failed load restarted the table actor");
+    assert!(
+        status.restarts >= 1,
+        "the failed load restarted the table actor"
+    );
 }
 
 #[actix_rt::test]
@@ -73,7 +84,10 @@ async fn forced_full_load_resnapshots_an_enabled_table_then_incremental_continue
     let users = seed(&h, 100);
     h.set("mssql_sync:enabled:User", "true").await;
     let _run = h.start(fast_config());
-    eventually(WAIT, "initial load", || async { h.replica.rows(&users).len() == 100 }).await;
+    eventually(WAIT, "initial load", || async {
+        h.replica.rows(&users).len() == 100
+    })
+    .await;
     let pages = h.primary.pages_read(&users);
 
     // Drift the replica on purpose: a forced load must repair it.

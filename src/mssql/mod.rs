@@ -1,0 +1,46 @@
+//! The SQL Server adapter: connection settings and connections (`conn`),
+//! all T-SQL text (`sql`), value conversions (`convert`), and the primary
+//! and replica ports implemented on tiberius.
+
+pub mod conn;
+pub mod convert;
+mod pool;
+mod primary;
+mod replica;
+pub mod sql;
+
+pub use conn::{Endpoint, TlsSettings};
+pub use primary::MssqlPrimary;
+pub use replica::MssqlReplica;
+
+/// Errors of the SQL Server adapter; the message names what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum MssqlError {
+    #[error("{context}: {source}")]
+    Sql {
+        context: String,
+        #[source]
+        source: tiberius::error::Error,
+    },
+    #[error("connecting to {endpoint}: {message}")]
+    Connect { endpoint: String, message: String },
+    #[error("invalid connection string for {name}: {message}")]
+    Config { name: String, message: String },
+    #[error("{0}")]
+    Conversion(String),
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+pub(crate) trait Context<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, MssqlError>;
+}
+
+impl<T> Context<T> for Result<T, tiberius::error::Error> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, MssqlError> {
+        self.map_err(|source| MssqlError::Sql {
+            context: what(),
+            source,
+        })
+    }
+}

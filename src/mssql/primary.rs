@@ -1,0 +1,347 @@
+//! The primary port on SQL Server: catalog reads, CT versions, keyset pages
+//! and CHANGETABLE pages. Change pages are read in a SNAPSHOT transaction
+//! when the database allows snapshot isolation (see the README).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use ctsync_actors::model::{
+    ChangePage, ColumnDef, Computed, Identity, KeyColumn, PrimaryIdentity, Row, RowKey,
+    SyncVersion, TableId, TableSchema,
+};
+use ctsync_actors::ports::Primary;
+use ctsync_actors::{Error, Result};
+use tiberius::ColumnData;
+
+use super::convert::{sql_type, value_from_sql, value_to_sql};
+use super::pool::{batch, query_rows, Pool};
+use super::{sql, MssqlError};
+
+pub struct MssqlPrimary {
+    pool: Pool,
+    snapshot: AtomicBool,
+}
+
+fn err(e: MssqlError) -> Error {
+    Error::Primary(e.to_string())
+}
+
+fn text(row: &tiberius::Row, col: &str) -> std::result::Result<Option<String>, MssqlError> {
+    row.try_get::<&str, _>(col)
+        .map(|v| v.map(str::to_string))
+        .map_err(|e| MssqlError::Conversion(format!("catalog column {col}: {e}")))
+}
+
+fn int(row: &tiberius::Row, col: &str) -> std::result::Result<Option<i32>, MssqlError> {
+    row.try_get::<i32, _>(col)
+        .map_err(|e| MssqlError::Conversion(format!("catalog column {col}: {e}")))
+}
+
+fn big(row: &tiberius::Row, idx: usize) -> std::result::Result<Option<i64>, MssqlError> {
+    row.try_get::<i64, _>(idx)
+        .map_err(|e| MssqlError::Conversion(format!("column {idx}: {e}")))
+}
+
+fn flag(row: &tiberius::Row, col: &str) -> std::result::Result<bool, MssqlError> {
+    row.try_get::<bool, _>(col)
+        .map(|v| v.unwrap_or(false))
+        .map_err(|e| MssqlError::Conversion(format!("catalog column {col}: {e}")))
+}
+
+fn parse_i128(
+    table: &TableId,
+    what: &str,
+    v: Option<String>,
+) -> std::result::Result<i128, MssqlError> {
+    let s = v.unwrap_or_else(|| "1".into());
+    s.trim().parse().map_err(|_| {
+        MssqlError::Conversion(format!(
+            "table {table}: identity {what} {s:?} is not an integer"
+        ))
+    })
+}
+
+fn key_params(key: &RowKey, schema: &TableSchema, keys: &[String]) -> Vec<ColumnData<'static>> {
+    key.0
+        .iter()
+        .zip(keys)
+        .map(|(v, name)| {
+            let ty = schema
+                .columns
+                .iter()
+                .find(|c| &c.name == name)
+                .map(|c| c.ty.clone())
+                .unwrap_or(ctsync_actors::model::SqlType::Int);
+            value_to_sql(v, &ty)
+        })
+        .collect()
+}
+
+fn decode(
+    cells: impl Iterator<Item = ColumnData<'static>>,
+    cols: &[&ColumnDef],
+) -> std::result::Result<Row, MssqlError> {
+    cells
+        .zip(cols)
+        .map(|(cell, col)| value_from_sql(cell, &col.ty, &col.name))
+        .collect()
+}
+
+impl MssqlPrimary {
+    pub fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            snapshot: AtomicBool::new(false),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.pool.endpoint().to_string()
+    }
+
+    async fn rows(
+        &self,
+        sql: &str,
+        params: Vec<ColumnData<'static>>,
+        what: &str,
+    ) -> Result<Vec<tiberius::Row>> {
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        query_rows(&mut lease, sql, params, || what.to_string())
+            .await
+            .map_err(err)
+    }
+
+    async fn scalar_version(
+        &self,
+        sql: &str,
+        params: Vec<ColumnData<'static>>,
+        what: &str,
+    ) -> Result<Option<i64>> {
+        let rows = self.rows(sql, params, what).await?;
+        match rows.first() {
+            Some(row) => big(row, 0).map_err(err),
+            None => Ok(None),
+        }
+    }
+
+    fn keys(schema: &TableSchema) -> Result<Vec<String>> {
+        schema
+            .key_columns()
+            .ok_or_else(|| Error::NoKey(schema.id.clone()))
+    }
+}
+
+#[async_trait]
+impl Primary for MssqlPrimary {
+    async fn identity(&self) -> Result<PrimaryIdentity> {
+        let rows = self
+            .rows(
+                sql::PRIMARY_IDENTITY,
+                vec![],
+                "reading the primary's identity",
+            )
+            .await?;
+        let row = rows.first().ok_or_else(|| {
+            Error::Primary("sys.databases has no row for the current database".into())
+        })?;
+        let broker_guid = text(row, "broker_guid").map_err(err)?.unwrap_or_default();
+        let create_date = text(row, "create_date").map_err(err)?.unwrap_or_default();
+        let snapshot = int(row, "snapshot_state").map_err(err)? == Some(1);
+        self.snapshot.store(snapshot, Ordering::Relaxed);
+        Ok(PrimaryIdentity {
+            broker_guid,
+            create_date,
+        })
+    }
+
+    async fn tracked_tables(&self) -> Result<Vec<TableId>> {
+        let rows = self
+            .rows(sql::TRACKED_TABLES, vec![], "listing change-tracked tables")
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let schema = text(r, "schema_name").map_err(err)?.unwrap_or_default();
+                let name = text(r, "table_name").map_err(err)?.unwrap_or_default();
+                Ok(TableId::new(schema, name))
+            })
+            .collect()
+    }
+
+    async fn table_schema(&self, table: &TableId) -> Result<TableSchema> {
+        let object = || {
+            vec![ColumnData::String(Some(
+                sql::object_name_param(table).into(),
+            ))]
+        };
+        let what = format!("reading the columns of {table}");
+        let rows = self.rows(sql::TABLE_COLUMNS, object(), &what).await?;
+        if rows.is_empty() {
+            return Err(Error::NotTracked(table.clone()));
+        }
+        let mut columns = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let name = text(r, "column_name").map_err(err)?.unwrap_or_default();
+            let type_name = text(r, "type_name").map_err(err)?.unwrap_or_default();
+            let max_length = int(r, "max_length").map_err(err)?.unwrap_or(0);
+            let precision = int(r, "precision").map_err(err)?.unwrap_or(0).clamp(0, 255) as u8;
+            let scale = int(r, "scale").map_err(err)?.unwrap_or(0).clamp(0, 255) as u8;
+            let mut col = ColumnDef::new(
+                name,
+                sql_type(&type_name, max_length, precision, scale),
+                flag(r, "is_nullable").map_err(err)?,
+            );
+            col.collation = text(r, "collation_name").map_err(err)?;
+            if let Some(seed) = text(r, "identity_seed").map_err(err)? {
+                col.identity = Some(Identity {
+                    seed: parse_i128(table, "seed", Some(seed)).map_err(err)?,
+                    increment: parse_i128(
+                        table,
+                        "increment",
+                        text(r, "identity_increment").map_err(err)?,
+                    )
+                    .map_err(err)?,
+                });
+            }
+            if flag(r, "is_computed").map_err(err)? {
+                col.computed = Some(Computed {
+                    definition: text(r, "computed_definition")
+                        .map_err(err)?
+                        .unwrap_or_default(),
+                    persisted: flag(r, "is_persisted").map_err(err)?,
+                });
+            }
+            columns.push(col);
+        }
+        let what = format!("reading the primary key of {table}");
+        let pk_rows = self.rows(sql::PRIMARY_KEY_COLUMNS, object(), &what).await?;
+        let primary_key = pk_rows
+            .iter()
+            .map(|r| {
+                Ok(KeyColumn {
+                    name: text(r, "column_name").map_err(err)?.unwrap_or_default(),
+                    descending: flag(r, "is_descending_key").map_err(err)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TableSchema {
+            id: table.clone(),
+            columns,
+            primary_key,
+        })
+    }
+
+    async fn current_version(&self) -> Result<SyncVersion> {
+        self.scalar_version(sql::CURRENT_VERSION, vec![], "reading CHANGE_TRACKING_CURRENT_VERSION()")
+            .await?
+            .ok_or_else(|| {
+                Error::Primary(
+                    "CHANGE_TRACKING_CURRENT_VERSION() is NULL: change tracking is not enabled on the primary database \
+                     (ALTER DATABASE … SET CHANGE_TRACKING = ON)"
+                        .into(),
+                )
+            })
+    }
+
+    async fn min_valid_version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
+        let params = vec![ColumnData::String(Some(
+            sql::object_name_param(table).into(),
+        ))];
+        self.scalar_version(
+            sql::MIN_VALID_VERSION,
+            params,
+            &format!("reading the min valid version of {table}"),
+        )
+        .await
+    }
+
+    async fn row_count(&self, table: &TableId) -> Result<u64> {
+        let params = vec![ColumnData::String(Some(
+            sql::object_name_param(table).into(),
+        ))];
+        let n = self
+            .scalar_version(
+                sql::ROW_COUNT,
+                params,
+                &format!("counting the rows of {table}"),
+            )
+            .await?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn read_page(
+        &self,
+        schema: &TableSchema,
+        after: Option<&RowKey>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        let keys = Self::keys(schema)?;
+        let text = sql::read_page(schema, &keys, after.is_some());
+        let mut params = vec![ColumnData::I64(Some(limit as i64))];
+        if let Some(k) = after {
+            params.extend(key_params(k, schema, &keys));
+        }
+        let rows = self
+            .rows(&text, params, &format!("reading a page of {}", schema.id))
+            .await?;
+        let cols = schema.written_columns();
+        rows.into_iter()
+            .map(|r| decode(r.into_iter(), &cols).map_err(err))
+            .collect()
+    }
+
+    async fn changes_page(
+        &self,
+        schema: &TableSchema,
+        since: SyncVersion,
+        after: Option<&RowKey>,
+        limit: usize,
+    ) -> Result<ChangePage> {
+        let keys = Self::keys(schema)?;
+        let text = sql::changes_page(schema, &keys, after.is_some());
+        let mut params = vec![
+            ColumnData::I64(Some(limit as i64)),
+            ColumnData::I64(Some(since)),
+        ];
+        if let Some(k) = after {
+            params.extend(key_params(k, schema, &keys));
+        }
+        let what = || format!("reading changes of {} since version {since}", schema.id);
+        let snapshot = self.snapshot.load(Ordering::Relaxed);
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        if snapshot {
+            batch(&mut lease, sql::BEGIN_SNAPSHOT, what)
+                .await
+                .map_err(err)?;
+        }
+        let rows = match query_rows(&mut lease, &text, params, what).await {
+            Ok(rows) => rows,
+            Err(e) => return Err(err(e)), // the connection was discarded, which ends the transaction
+        };
+        if snapshot {
+            batch(&mut lease, sql::END_SNAPSHOT, what)
+                .await
+                .map_err(err)?;
+        }
+        drop(lease);
+
+        let cols = schema.written_columns();
+        let key_types: Vec<&ColumnDef> = keys
+            .iter()
+            .filter_map(|k| schema.columns.iter().find(|c| &c.name == k))
+            .collect();
+        let mut page = ChangePage::default();
+        for row in rows {
+            let mut cells = row.into_iter();
+            let key = decode(cells.by_ref().take(keys.len()), &key_types).map_err(err)?;
+            let exists = matches!(cells.next(), Some(ColumnData::I32(Some(1))));
+            if exists {
+                page.rows.push(decode(cells, &cols).map_err(err)?);
+            }
+            page.keys.push(RowKey(key));
+        }
+        if page.keys.len() == limit {
+            page.next_after = page.keys.last().cloned();
+        }
+        Ok(page)
+    }
+}

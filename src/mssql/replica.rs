@@ -1,0 +1,310 @@
+//! The replica port on SQL Server. Every write is one transaction with
+//! `XACT_ABORT ON`; on any error the transaction is rolled back and the
+//! connection discarded. Batches are split to respect the 2,100-parameter
+//! and 1,000-row limits; identity values are kept with IDENTITY_INSERT.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use ctsync_actors::model::{ChangeBatch, Row, RowKey, SqlType, SyncVersion, TableId, TableSchema};
+use ctsync_actors::ports::Replica;
+use ctsync_actors::{Error, Result};
+use tiberius::ColumnData;
+
+use super::conn::Lease;
+use super::convert::value_to_sql;
+use super::pool::{batch, execute, query_rows, Pool};
+use super::{sql, MssqlError};
+
+pub struct MssqlReplica {
+    pool: Pool,
+    version_table_ready: AtomicBool,
+}
+
+fn err(e: MssqlError) -> Error {
+    Error::Replica(e.to_string())
+}
+
+fn name_param(table: &TableId) -> ColumnData<'static> {
+    ColumnData::String(Some(table.key_name().into()))
+}
+
+impl MssqlReplica {
+    pub fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            version_table_ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.pool.endpoint().to_string()
+    }
+
+    async fn ensure_schema(
+        lease: &mut Lease<'_>,
+        schema: &str,
+    ) -> std::result::Result<(), MssqlError> {
+        let rows = query_rows(
+            lease,
+            sql::SCHEMA_ID,
+            vec![ColumnData::String(Some(schema.to_string().into()))],
+            || format!("looking up schema {schema} on the replica"),
+        )
+        .await?;
+        let exists = rows
+            .first()
+            .and_then(|r| r.try_get::<i32, _>(0).ok().flatten())
+            .is_some();
+        if !exists {
+            batch(lease, &sql::create_schema(schema), || {
+                format!("creating schema {schema} on the replica")
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_version_table(
+        &self,
+        lease: &mut Lease<'_>,
+    ) -> std::result::Result<(), MssqlError> {
+        if self.version_table_ready.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        Self::ensure_schema(lease, sql::VERSION_SCHEMA).await?;
+        batch(lease, sql::CREATE_VERSION_TABLE, || {
+            "creating [ctsync].[sync_versions] on the replica".into()
+        })
+        .await?;
+        self.version_table_ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Leases a connection and opens a transaction on it.
+    async fn begin(&self, what: &str) -> Result<Lease<'_>> {
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        self.ensure_version_table(&mut lease).await.map_err(err)?;
+        batch(&mut lease, sql::BEGIN, || what.to_string())
+            .await
+            .map_err(err)?;
+        Ok(lease)
+    }
+
+    /// Commits if `work` succeeded; otherwise rolls back and discards the
+    /// connection.
+    async fn finish(
+        mut lease: Lease<'_>,
+        work: std::result::Result<(), MssqlError>,
+        what: &str,
+    ) -> Result<()> {
+        let ctx = || what.to_string();
+        let result = match work {
+            Ok(()) => batch(&mut lease, sql::COMMIT, ctx).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            // Best effort: a dropped connection rolls back on the server too.
+            if lease.client().is_ok() {
+                let _ = batch(&mut lease, sql::ROLLBACK, ctx).await;
+            }
+            lease.discard();
+            return Err(err(e));
+        }
+        Ok(())
+    }
+}
+
+/// Inserts rows in statements sized to the parameter limits.
+async fn insert_chunks(
+    lease: &mut Lease<'_>,
+    schema: &TableSchema,
+    rows: &[Row],
+) -> std::result::Result<(), MssqlError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let types: Vec<SqlType> = schema
+        .written_columns()
+        .iter()
+        .map(|c| c.ty.clone())
+        .collect();
+    let identity = schema.has_identity();
+    if identity {
+        batch(lease, &sql::identity_insert(&schema.id, true), || {
+            format!("SET IDENTITY_INSERT {} ON", schema.id)
+        })
+        .await?;
+    }
+    for chunk in rows.chunks(sql::rows_per_statement(types.len())) {
+        let text = sql::insert_rows(schema, chunk.len());
+        let params = chunk
+            .iter()
+            .flat_map(|row| row.iter().zip(&types).map(|(v, t)| value_to_sql(v, t)))
+            .collect();
+        execute(lease, &text, params, || {
+            format!("inserting {} rows into {}", chunk.len(), schema.id)
+        })
+        .await?;
+    }
+    if identity {
+        batch(lease, &sql::identity_insert(&schema.id, false), || {
+            format!("SET IDENTITY_INSERT {} OFF", schema.id)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn delete_chunks(
+    lease: &mut Lease<'_>,
+    schema: &TableSchema,
+    keys: &[RowKey],
+) -> std::result::Result<(), MssqlError> {
+    let key_cols = schema
+        .key_columns()
+        .ok_or_else(|| MssqlError::Unexpected(format!("table {} has no key", schema.id)))?;
+    let types: Vec<SqlType> = key_cols
+        .iter()
+        .map(|k| {
+            schema
+                .columns
+                .iter()
+                .find(|c| &c.name == k)
+                .map(|c| c.ty.clone())
+                .unwrap_or(SqlType::Int)
+        })
+        .collect();
+    for chunk in keys.chunks(sql::rows_per_statement(key_cols.len())) {
+        let text = sql::delete_keys(&schema.id, &key_cols, chunk.len());
+        let params = chunk
+            .iter()
+            .flat_map(|key| key.0.iter().zip(&types).map(|(v, t)| value_to_sql(v, t)))
+            .collect();
+        execute(lease, &text, params, || {
+            format!("deleting {} keys from {}", chunk.len(), schema.id)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn upsert_version(
+    lease: &mut Lease<'_>,
+    table: &TableId,
+    version: SyncVersion,
+) -> std::result::Result<(), MssqlError> {
+    execute(
+        lease,
+        sql::UPSERT_VERSION,
+        vec![name_param(table), ColumnData::I64(Some(version))],
+        || format!("recording version {version} of {table} on the replica"),
+    )
+    .await
+    .map(|_| ())
+}
+
+#[async_trait]
+impl Replica for MssqlReplica {
+    async fn ensure_table(&self, schema: &TableSchema) -> Result<bool> {
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        let table = &schema.id;
+        let param = vec![ColumnData::String(Some(
+            sql::object_name_param(table).into(),
+        ))];
+        let rows = query_rows(&mut lease, sql::TABLE_OBJECT_ID, param, || {
+            format!("looking up {table} on the replica")
+        })
+        .await
+        .map_err(err)?;
+        if rows
+            .first()
+            .and_then(|r| r.try_get::<i32, _>(0).ok().flatten())
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let ddl = sql::create_table(schema).ok_or_else(|| {
+            Error::Replica(format!("table {table} has a column of an unsupported type"))
+        })?;
+        Self::ensure_schema(&mut lease, &table.schema)
+            .await
+            .map_err(err)?;
+        batch(&mut lease, &ddl, || {
+            format!("creating {table} on the replica")
+        })
+        .await
+        .map_err(err)?;
+        Ok(true)
+    }
+
+    async fn begin_full_load(&self, schema: &TableSchema) -> Result<()> {
+        let what = format!("emptying {} for a full load", schema.id);
+        let mut lease = self.begin(&what).await?;
+        let work = async {
+            batch(&mut lease, &sql::truncate(&schema.id), || {
+                format!("TRUNCATE TABLE {}", schema.id)
+            })
+            .await?;
+            execute(
+                &mut lease,
+                sql::DELETE_VERSION,
+                vec![name_param(&schema.id)],
+                || format!("forgetting the version of {}", schema.id),
+            )
+            .await
+            .map(|_| ())
+        }
+        .await;
+        Self::finish(lease, work, &what).await
+    }
+
+    async fn insert_rows(&self, schema: &TableSchema, rows: &[Row]) -> Result<()> {
+        let what = format!("loading {} rows into {}", rows.len(), schema.id);
+        let mut lease = self.begin(&what).await?;
+        let work = insert_chunks(&mut lease, schema, rows).await;
+        Self::finish(lease, work, &what).await
+    }
+
+    async fn apply_changes(&self, schema: &TableSchema, change: &ChangeBatch) -> Result<()> {
+        let what = format!(
+            "applying {} changed keys to {}",
+            change.keys.len(),
+            schema.id
+        );
+        let mut lease = self.begin(&what).await?;
+        let work = async {
+            delete_chunks(&mut lease, schema, &change.keys).await?;
+            insert_chunks(&mut lease, schema, &change.rows).await?;
+            if let Some(v) = change.version {
+                upsert_version(&mut lease, &schema.id, v).await?;
+            }
+            Ok(())
+        }
+        .await;
+        Self::finish(lease, work, &what).await
+    }
+
+    async fn finish_full_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+        let what = format!("recording the full-load version of {table}");
+        let mut lease = self.begin(&what).await?;
+        let work = upsert_version(&mut lease, table, version).await;
+        Self::finish(lease, work, &what).await
+    }
+
+    async fn stored_version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        self.ensure_version_table(&mut lease).await.map_err(err)?;
+        let rows = query_rows(
+            &mut lease,
+            sql::SELECT_VERSION,
+            vec![name_param(table)],
+            || format!("reading the recorded version of {table}"),
+        )
+        .await
+        .map_err(err)?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.try_get::<i64, _>(0).ok().flatten()))
+    }
+}

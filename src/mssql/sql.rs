@@ -1,0 +1,362 @@
+//! Every T-SQL statement ctsync sends, built in one place. Identifiers are
+//! bracket-quoted (`]` → `]]`); values are always `@Pn` parameters, never
+//! spliced. Each builder has a golden test and is parsed by an independent
+//! T-SQL parser in `tests/sql_statements.rs`.
+
+use ctsync_actors::model::{ColumnDef, Len, SqlType, TableId, TableSchema};
+
+/// SQL Server's limit is 2,100 parameters per request; keep a margin for
+/// `sp_executesql`'s own arguments.
+pub const MAX_PARAMS: usize = 2_000;
+/// A table value constructor (`VALUES (…), (…)`) takes at most 1,000 rows.
+pub const MAX_VALUES_ROWS: usize = 1_000;
+
+/// `name` → `[name]`, doubling any `]`.
+pub fn quote(ident: &str) -> String {
+    format!("[{}]", ident.replace(']', "]]"))
+}
+
+/// `[schema].[table]`.
+pub fn table(id: &TableId) -> String {
+    format!("{}.{}", quote(&id.schema), quote(&id.name))
+}
+
+/// The quoted two-part name as a *value*, for `OBJECT_ID(@P1)`.
+pub fn object_name_param(id: &TableId) -> String {
+    table(id)
+}
+
+// ---------------------------------------------------------------- primary
+
+pub const PRIMARY_IDENTITY: &str =
+    "SELECT CONVERT(nvarchar(36), d.service_broker_guid) AS broker_guid, \
+CONVERT(nvarchar(30), d.create_date, 126) AS create_date, \
+CAST(d.snapshot_isolation_state AS int) AS snapshot_state \
+FROM sys.databases AS d WHERE d.database_id = DB_ID()";
+
+pub const TRACKED_TABLES: &str = "SELECT s.name AS schema_name, t.name AS table_name \
+FROM sys.change_tracking_tables AS ctt \
+JOIN sys.tables AS t ON t.object_id = ctt.object_id \
+JOIN sys.schemas AS s ON s.schema_id = t.schema_id \
+ORDER BY s.name, t.name";
+
+/// Columns of `OBJECT_ID(@P1)` in `column_id` order, with the base type of
+/// alias types, identity seed/increment and computed definitions.
+pub const TABLE_COLUMNS: &str = "SELECT c.name AS column_name, \
+CASE WHEN ty.is_user_defined = 1 AND ty.is_assembly_type = 0 THEN TYPE_NAME(c.system_type_id) ELSE ty.name END AS type_name, \
+CAST(c.max_length AS int) AS max_length, CAST(c.precision AS int) AS precision, CAST(c.scale AS int) AS scale, \
+c.is_nullable, c.is_computed, c.collation_name, \
+CONVERT(nvarchar(40), ic.seed_value) AS identity_seed, CONVERT(nvarchar(40), ic.increment_value) AS identity_increment, \
+cc.definition AS computed_definition, cc.is_persisted \
+FROM sys.columns AS c \
+JOIN sys.types AS ty ON ty.user_type_id = c.user_type_id \
+LEFT JOIN sys.identity_columns AS ic ON ic.object_id = c.object_id AND ic.column_id = c.column_id \
+LEFT JOIN sys.computed_columns AS cc ON cc.object_id = c.object_id AND cc.column_id = c.column_id \
+WHERE c.object_id = OBJECT_ID(@P1) \
+ORDER BY c.column_id";
+
+/// Primary-key columns of `OBJECT_ID(@P1)` in key order.
+pub const PRIMARY_KEY_COLUMNS: &str = "SELECT c.name AS column_name, ic.is_descending_key \
+FROM sys.indexes AS i \
+JOIN sys.index_columns AS ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id \
+JOIN sys.columns AS c ON c.object_id = ic.object_id AND c.column_id = ic.column_id \
+WHERE i.object_id = OBJECT_ID(@P1) AND i.is_primary_key = 1 AND ic.key_ordinal > 0 \
+ORDER BY ic.key_ordinal";
+
+pub const CURRENT_VERSION: &str = "SELECT CHANGE_TRACKING_CURRENT_VERSION() AS version";
+
+pub const MIN_VALID_VERSION: &str =
+    "SELECT CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P1)) AS version";
+
+/// Row count from partition metadata: cheap on large tables, used only for
+/// the progress display.
+pub const ROW_COUNT: &str = "SELECT CAST(COALESCE(SUM(p.rows), 0) AS bigint) AS row_count \
+FROM sys.partitions AS p WHERE p.object_id = OBJECT_ID(@P1) AND p.index_id IN (0, 1)";
+
+pub const BEGIN_SNAPSHOT: &str = "SET TRANSACTION ISOLATION LEVEL SNAPSHOT; BEGIN TRANSACTION;";
+pub const END_SNAPSHOT: &str =
+    "COMMIT TRANSACTION; SET TRANSACTION ISOLATION LEVEL READ COMMITTED;";
+pub const ROLLBACK: &str = "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;";
+
+fn column_list(prefix: &str, columns: &[&ColumnDef]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("{prefix}{}", quote(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `(k1 > @a) OR (k1 = @a AND k2 > @b) OR …` with parameters numbered from
+/// `first`: strictly after the cursor in ascending key order.
+fn keyset_predicate(prefix: &str, keys: &[String], first: usize) -> String {
+    let mut terms = Vec::with_capacity(keys.len());
+    for i in 0..keys.len() {
+        let mut parts: Vec<String> = (0..i)
+            .map(|j| format!("{prefix}{} = @P{}", quote(&keys[j]), first + j))
+            .collect();
+        parts.push(format!("{prefix}{} > @P{}", quote(&keys[i]), first + i));
+        terms.push(format!("({})", parts.join(" AND ")));
+    }
+    terms.join(" OR ")
+}
+
+fn order_by(prefix: &str, keys: &[String]) -> String {
+    keys.iter()
+        .map(|k| format!("{prefix}{}", quote(k)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One keyset page of a full load. `@P1` = page size; with `after`, the key
+/// values of the last row read are `@P2…`.
+pub fn read_page(schema: &TableSchema, keys: &[String], after: bool) -> String {
+    let cols = column_list("", &schema.written_columns());
+    let mut sql = format!("SELECT TOP (@P1) {cols} FROM {}", table(&schema.id));
+    if after {
+        sql.push_str(&format!(" WHERE {}", keyset_predicate("", keys, 2)));
+    }
+    sql.push_str(&format!(" ORDER BY {}", order_by("", keys)));
+    sql
+}
+
+/// Name of the column that says whether the changed row still exists.
+pub const EXISTS_COLUMN: &str = "__ctsync_row_exists";
+
+/// One page of net changes since `@P2` joined to the current rows: the key
+/// columns from CHANGETABLE, an existence flag, then the written columns.
+/// `@P1` = page size; with `after`, the cursor key is `@P3…`.
+pub fn changes_page(schema: &TableSchema, keys: &[String], after: bool) -> String {
+    let key_cols = keys
+        .iter()
+        .map(|k| format!("[ct].{}", quote(k)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let row_cols = column_list("[t].", &schema.written_columns());
+    let join = keys
+        .iter()
+        .map(|k| format!("[t].{q} = [ct].{q}", q = quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let first_key = quote(&keys[0]);
+    let mut sql = format!(
+        "SELECT TOP (@P1) {key_cols}, CASE WHEN [t].{first_key} IS NULL THEN 0 ELSE 1 END AS {exists}, {row_cols} \
+FROM CHANGETABLE(CHANGES {tbl}, @P2) AS [ct] LEFT OUTER JOIN {tbl} AS [t] ON {join}",
+        exists = quote(EXISTS_COLUMN),
+        tbl = table(&schema.id),
+    );
+    if after {
+        sql.push_str(&format!(" WHERE {}", keyset_predicate("[ct].", keys, 3)));
+    }
+    sql.push_str(&format!(" ORDER BY {}", order_by("[ct].", keys)));
+    sql
+}
+
+// ---------------------------------------------------------------- replica
+
+pub const SCHEMA_ID: &str = "SELECT SCHEMA_ID(@P1) AS schema_id";
+pub const TABLE_OBJECT_ID: &str = "SELECT OBJECT_ID(@P1, N'U') AS object_id";
+
+/// `CREATE SCHEMA` must be alone in its batch, so it is sent on its own.
+pub fn create_schema(schema: &str) -> String {
+    format!("CREATE SCHEMA {}", quote(schema))
+}
+
+/// SQL Server type text for a column on the replica (rowversion becomes
+/// `binary(8)`, since the replica stores the primary's value).
+pub fn type_ddl(ty: &SqlType) -> Option<String> {
+    fn len(n: &Len, bytes_per_char: u32) -> String {
+        match n {
+            Len::Max => "max".into(),
+            Len::N(n) => (n / bytes_per_char).max(1).to_string(),
+        }
+    }
+    Some(match ty {
+        SqlType::Bit => "bit".into(),
+        SqlType::TinyInt => "tinyint".into(),
+        SqlType::SmallInt => "smallint".into(),
+        SqlType::Int => "int".into(),
+        SqlType::BigInt => "bigint".into(),
+        SqlType::Decimal { precision, scale } => format!("decimal({precision}, {scale})"),
+        SqlType::Numeric { precision, scale } => format!("numeric({precision}, {scale})"),
+        SqlType::Money => "money".into(),
+        SqlType::SmallMoney => "smallmoney".into(),
+        SqlType::Real => "real".into(),
+        SqlType::Float { precision } => format!("float({precision})"),
+        SqlType::Char(n) => format!("char({})", len(n, 1)),
+        SqlType::VarChar(n) => format!("varchar({})", len(n, 1)),
+        SqlType::NChar(n) => format!("nchar({})", len(n, 2)),
+        SqlType::NVarChar(n) => format!("nvarchar({})", len(n, 2)),
+        SqlType::Text => "text".into(),
+        SqlType::NText => "ntext".into(),
+        SqlType::Binary(n) => format!("binary({})", len(n, 1)),
+        SqlType::VarBinary(n) => format!("varbinary({})", len(n, 1)),
+        SqlType::Image => "image".into(),
+        SqlType::UniqueIdentifier => "uniqueidentifier".into(),
+        SqlType::Date => "date".into(),
+        SqlType::Time { scale } => format!("time({scale})"),
+        SqlType::DateTime => "datetime".into(),
+        SqlType::SmallDateTime => "smalldatetime".into(),
+        SqlType::DateTime2 { scale } => format!("datetime2({scale})"),
+        SqlType::DateTimeOffset { scale } => format!("datetimeoffset({scale})"),
+        SqlType::RowVersion => "binary(8)".into(),
+        SqlType::Xml => "xml".into(),
+        SqlType::Unsupported(_) => return None,
+    })
+}
+
+/// Collation names are plain words (`Latin1_General_CI_AS`); anything else
+/// is dropped rather than spliced.
+fn collation(c: &ColumnDef) -> String {
+    match &c.collation {
+        Some(name)
+            if !name.is_empty()
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_') =>
+        {
+            format!(" COLLATE {name}")
+        }
+        _ => String::new(),
+    }
+}
+
+fn column_ddl(c: &ColumnDef) -> Option<String> {
+    if let Some(computed) = &c.computed {
+        let persisted = if computed.persisted { " PERSISTED" } else { "" };
+        return Some(format!(
+            "{} AS {}{persisted}",
+            quote(&c.name),
+            computed.definition
+        ));
+    }
+    let mut s = format!("{} {}", quote(&c.name), type_ddl(&c.ty)?);
+    if matches!(
+        c.ty,
+        SqlType::Char(_)
+            | SqlType::VarChar(_)
+            | SqlType::NChar(_)
+            | SqlType::NVarChar(_)
+            | SqlType::Text
+            | SqlType::NText
+    ) {
+        s.push_str(&collation(c));
+    }
+    if let Some(id) = &c.identity {
+        s.push_str(&format!(" IDENTITY({}, {})", id.seed, id.increment));
+    }
+    s.push_str(if c.nullable { " NULL" } else { " NOT NULL" });
+    Some(s)
+}
+
+/// `CREATE TABLE` for the replica: columns in catalog order, identity,
+/// computed columns as computed, and the primary key in key order.
+/// `None` if a column has an unsupported type.
+pub fn create_table(schema: &TableSchema) -> Option<String> {
+    let mut parts = schema
+        .columns
+        .iter()
+        .map(column_ddl)
+        .collect::<Option<Vec<_>>>()?;
+    if !schema.primary_key.is_empty() {
+        let keys = schema
+            .primary_key
+            .iter()
+            .map(|k| {
+                format!(
+                    "{} {}",
+                    quote(&k.name),
+                    if k.descending { "DESC" } else { "ASC" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        parts.push(format!("PRIMARY KEY ({keys})"));
+    }
+    Some(format!(
+        "CREATE TABLE {} ({})",
+        table(&schema.id),
+        parts.join(", ")
+    ))
+}
+
+pub const VERSION_SCHEMA: &str = "ctsync";
+pub const CREATE_VERSION_TABLE: &str = "IF OBJECT_ID(N'[ctsync].[sync_versions]', N'U') IS NULL \
+CREATE TABLE [ctsync].[sync_versions] ([table_name] nvarchar(300) NOT NULL PRIMARY KEY, \
+[version] bigint NOT NULL, [updated_at] datetime2(3) NOT NULL)";
+
+/// Upserts `@P2` as the version of table `@P1` (inside the caller's transaction).
+pub const UPSERT_VERSION: &str =
+    "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [updated_at] = SYSUTCDATETIME() \
+WHERE [table_name] = @P1; \
+IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [updated_at]) \
+VALUES (@P1, @P2, SYSUTCDATETIME())";
+pub const DELETE_VERSION: &str = "DELETE FROM [ctsync].[sync_versions] WHERE [table_name] = @P1";
+pub const SELECT_VERSION: &str =
+    "SELECT [version] FROM [ctsync].[sync_versions] WHERE [table_name] = @P1";
+
+pub const BEGIN: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION;";
+pub const COMMIT: &str = "COMMIT TRANSACTION;";
+
+pub fn truncate(id: &TableId) -> String {
+    format!("TRUNCATE TABLE {}", table(id))
+}
+
+pub fn identity_insert(id: &TableId, on: bool) -> String {
+    format!(
+        "SET IDENTITY_INSERT {} {}",
+        table(id),
+        if on { "ON" } else { "OFF" }
+    )
+}
+
+/// How many rows fit one statement with `params_per_row` parameters each.
+pub fn rows_per_statement(params_per_row: usize) -> usize {
+    (MAX_PARAMS / params_per_row.max(1)).clamp(1, MAX_VALUES_ROWS)
+}
+
+/// `DELETE … WHERE` for `rows` keys: `[k] IN (@P1, …)` for one key column,
+/// `([a] = @P1 AND [b] = @P2) OR …` for composite keys.
+pub fn delete_keys(id: &TableId, keys: &[String], rows: usize) -> String {
+    let predicate = if keys.len() == 1 {
+        let params = (1..=rows)
+            .map(|i| format!("@P{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("{} IN ({params})", quote(&keys[0]))
+    } else {
+        (0..rows)
+            .map(|r| {
+                let cond = keys
+                    .iter()
+                    .enumerate()
+                    .map(|(j, k)| format!("{} = @P{}", quote(k), r * keys.len() + j + 1))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                format!("({cond})")
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    };
+    format!("DELETE FROM {} WHERE {predicate}", table(id))
+}
+
+/// Multi-row `INSERT` of `rows` rows into the written columns.
+pub fn insert_rows(schema: &TableSchema, rows: usize) -> String {
+    let cols = schema.written_columns();
+    let n = cols.len();
+    let values = (0..rows)
+        .map(|r| {
+            let ps = (1..=n)
+                .map(|j| format!("@P{}", r * n + j))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({ps})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {} ({}) VALUES {values}",
+        table(&schema.id),
+        column_list("", &cols)
+    )
+}
