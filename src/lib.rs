@@ -2,5 +2,9 @@
 //! (tiberius) for the primary and replica ports, the Redis state store, and
 //! the daemon that connects them to the actor pipeline of `ctsync-actors`.
 
+pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod mssql;
+pub mod operator;
 pub mod state;

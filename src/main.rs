@@ -1,6 +1,46 @@
-//! The `ctsync` binary (placeholder until the daemon wiring lands).
+//! The `ctsync` binary: parses the command line, reads the configuration,
+//! and runs the daemon or an operator command.
+
+use anyhow::Context as _;
+use clap::Parser;
+use ctsync::cli::{Cli, Command};
+use ctsync::config::Config;
+use ctsync::{daemon, operator};
 
 fn main() {
-    eprintln!("ctsync: the daemon is not wired yet in this build");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("ctsync: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(&config.log);
+            daemon::run(config)
+        }
+        Command::CheckConfig => {
+            let config = Config::load(cli.config.as_deref())?;
+            println!("{config:#?}");
+            Ok(())
+        }
+        other => {
+            let redis =
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a runtime")?;
+            rt.block_on(operator::run(&redis, other))
+        }
+    }
 }

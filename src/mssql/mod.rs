@@ -10,6 +10,7 @@ mod replica;
 pub mod sql;
 
 pub use conn::{Endpoint, TlsSettings};
+pub use pool::Pool;
 pub use primary::MssqlPrimary;
 pub use replica::MssqlReplica;
 

@@ -73,6 +73,37 @@ impl RedisState {
             .map_err(|e| state_err(&format!("SET {key}"), e))
     }
 
+    /// Names of every table that has an `enabled` flag, sorted.
+    pub async fn table_names(&self) -> Result<Vec<String>> {
+        let mut c = self.conn().await?;
+        let prefix = format!("{}:enabled:", keys::PREFIX);
+        let mut names: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}*"))
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut c)
+                .await
+                .map_err(|e| state_err("SCAN enabled flags", e))?;
+            names.extend(
+                batch
+                    .into_iter()
+                    .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     pub async fn del(&self, key: &str) -> Result<()> {
         let mut c = self.conn().await?;
         c.del(key)

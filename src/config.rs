@@ -1,0 +1,320 @@
+//! Configuration: one struct with defaults, read once at start from the
+//! environment, with an optional TOML file underneath (the environment
+//! wins). Every setting is listed in [`SETTINGS`], which drives parsing and
+//! the README's reference table. Errors name the variable, never its value.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ctsync_actors::sync::SyncConfig;
+use tiberius::EncryptionLevel;
+
+use crate::mssql::{Endpoint, TlsSettings};
+
+/// One setting: environment variable, TOML key, default, meaning.
+pub struct Setting {
+    pub env: &'static str,
+    pub file_key: &'static str,
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+}
+
+pub const SETTINGS: &[Setting] = &[
+    Setting { env: "MSSQL_PRIMARY_URL", file_key: "primary_url", default: None, help: "Primary database: `mssql://user:password@host:port/database` or an ADO.NET string. Required." },
+    Setting { env: "MSSQL_REPLICA_URL", file_key: "replica_url", default: None, help: "Replica database, same forms. Required." },
+    Setting { env: "REDIS_URL", file_key: "redis_url", default: Some("redis://127.0.0.1:6379/"), help: "Redis holding flags and versions." },
+    Setting { env: "CTSYNC_POLL_INTERVAL_SECS", file_key: "poll_interval_secs", default: Some("5"), help: "Seconds between discovery runs and between each table's change checks." },
+    Setting { env: "CTSYNC_FULL_LOAD_PAGE_SIZE", file_key: "full_load_page_size", default: Some("5000"), help: "Rows per keyset page of a full load." },
+    Setting { env: "CTSYNC_CHANGE_PAGE_SIZE", file_key: "change_page_size", default: Some("5000"), help: "Changed keys per replica transaction of an incremental sync." },
+    Setting { env: "CTSYNC_AUTO_RELOAD_STALE", file_key: "auto_reload_stale", default: Some("false"), help: "`true`: full-load a stale table automatically instead of waiting for an operator." },
+    Setting { env: "CTSYNC_ENCRYPT", file_key: "encrypt", default: Some("required"), help: "TLS to SQL Server: `required`, `on`, `off` (login only) or `not_supported`." },
+    Setting { env: "CTSYNC_TRUST_SERVER_CERTIFICATE", file_key: "trust_server_certificate", default: Some("false"), help: "`true` accepts any server certificate (development only)." },
+    Setting { env: "CTSYNC_PRIMARY_CONNECTIONS", file_key: "primary_connections", default: Some("4"), help: "Connections to the primary shared by the tables." },
+    Setting { env: "CTSYNC_HTTP_ADDR", file_key: "http_addr", default: Some("0.0.0.0:8080"), help: "Address of the HTTP server (metrics, health, page)." },
+    Setting { env: "CTSYNC_LOG", file_key: "log", default: Some("info"), help: "Log filter (tracing `EnvFilter` syntax, e.g. `info,ctsync=debug`)." },
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not set; {help}")]
+    Missing {
+        name: &'static str,
+        help: &'static str,
+    },
+    #[error("{name} is invalid: {message}")]
+    Invalid { name: &'static str, message: String },
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+}
+
+/// The daemon's settings. `Debug` never shows credentials.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub primary: Endpoint,
+    pub replica: Endpoint,
+    pub redis_url: RedisUrl,
+    pub sync: SyncConfig,
+    pub primary_connections: usize,
+    pub http_addr: SocketAddr,
+    pub log: String,
+}
+
+/// A Redis URL whose `Debug`/`Display` hide the password.
+#[derive(Clone)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(u) => write!(
+                f,
+                "{}:{}",
+                u.host_str().unwrap_or("?"),
+                u.port().unwrap_or(6379)
+            ),
+            Err(_) => f.write_str("<unparsable redis url>"),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
+}
+
+/// Raw setting values by environment-variable name.
+type Source = BTreeMap<&'static str, String>;
+
+fn read_file(path: &str) -> Result<Source, ConfigError> {
+    let file_err = |message: String| ConfigError::File {
+        path: path.to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_err(e.message().to_string()))?;
+    let mut out = Source::new();
+    for (key, value) in table {
+        let setting = SETTINGS
+            .iter()
+            .find(|s| s.file_key == key)
+            .ok_or_else(|| file_err(format!("unknown key `{key}`")))?;
+        let raw = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(file_err(format!(
+                    "`{key}` must be a string, integer or boolean, not {}",
+                    other.type_str()
+                )))
+            }
+        };
+        out.insert(setting.env, raw);
+    }
+    Ok(out)
+}
+
+fn parse<T: std::str::FromStr>(
+    name: &'static str,
+    raw: &str,
+    what: &str,
+) -> Result<T, ConfigError> {
+    raw.trim().parse().map_err(|_| ConfigError::Invalid {
+        name,
+        message: format!("expected {what}"),
+    })
+}
+
+fn positive(name: &'static str, raw: &str) -> Result<usize, ConfigError> {
+    let n: usize = parse(name, raw, "a positive whole number")?;
+    if n == 0 {
+        return Err(ConfigError::Invalid {
+            name,
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok(n)
+}
+
+fn boolean(name: &'static str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            name,
+            message: "expected true or false".into(),
+        }),
+    }
+}
+
+fn encryption(name: &'static str, raw: &str) -> Result<EncryptionLevel, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "required" => Ok(EncryptionLevel::Required),
+        "on" => Ok(EncryptionLevel::On),
+        "off" => Ok(EncryptionLevel::Off),
+        "not_supported" => Ok(EncryptionLevel::NotSupported),
+        _ => Err(ConfigError::Invalid {
+            name,
+            message: "expected required, on, off or not_supported".into(),
+        }),
+    }
+}
+
+impl Config {
+    /// Reads the process environment, over `file` if given.
+    pub fn load(file: Option<&str>) -> Result<Self, ConfigError> {
+        let mut source = match file {
+            Some(path) => read_file(path)?,
+            None => Source::new(),
+        };
+        for s in SETTINGS {
+            if let Ok(v) = std::env::var(s.env) {
+                source.insert(s.env, v);
+            }
+        }
+        Self::from_source(&source)
+    }
+
+    /// Builds the config from raw values keyed by environment variable.
+    pub fn from_source(source: &BTreeMap<&'static str, String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| -> Result<String, ConfigError> {
+            let setting = SETTINGS.iter().find(|s| s.env == name);
+            match source.get(name).filter(|v| !v.trim().is_empty()) {
+                Some(v) => Ok(v.clone()),
+                None => setting.and_then(|s| s.default).map(str::to_string).ok_or(
+                    ConfigError::Missing {
+                        name,
+                        help: setting.map(|s| s.help).unwrap_or(""),
+                    },
+                ),
+            }
+        };
+        let tls = TlsSettings {
+            encrypt: encryption("CTSYNC_ENCRYPT", &get("CTSYNC_ENCRYPT")?)?,
+            trust_server_certificate: boolean(
+                "CTSYNC_TRUST_SERVER_CERTIFICATE",
+                &get("CTSYNC_TRUST_SERVER_CERTIFICATE")?,
+            )?,
+        };
+        let endpoint = |name: &'static str| -> Result<Endpoint, ConfigError> {
+            Endpoint::parse(name, &get(name)?, tls).map_err(|e| ConfigError::Invalid {
+                name,
+                message: e.to_string(),
+            })
+        };
+        let redis = get("REDIS_URL")?;
+        if redis::Client::open(redis.as_str()).is_err() {
+            return Err(ConfigError::Invalid {
+                name: "REDIS_URL",
+                message: "expected redis://[:password@]host:port[/db]".into(),
+            });
+        }
+        let poll: u64 = parse(
+            "CTSYNC_POLL_INTERVAL_SECS",
+            &get("CTSYNC_POLL_INTERVAL_SECS")?,
+            "a whole number of seconds",
+        )?;
+        if poll == 0 {
+            return Err(ConfigError::Invalid {
+                name: "CTSYNC_POLL_INTERVAL_SECS",
+                message: "must be at least 1".into(),
+            });
+        }
+        let sync = SyncConfig {
+            poll_interval: Duration::from_secs(poll),
+            full_load_page_size: positive(
+                "CTSYNC_FULL_LOAD_PAGE_SIZE",
+                &get("CTSYNC_FULL_LOAD_PAGE_SIZE")?,
+            )?,
+            change_page_size: positive(
+                "CTSYNC_CHANGE_PAGE_SIZE",
+                &get("CTSYNC_CHANGE_PAGE_SIZE")?,
+            )?,
+            auto_reload_stale: boolean(
+                "CTSYNC_AUTO_RELOAD_STALE",
+                &get("CTSYNC_AUTO_RELOAD_STALE")?,
+            )?,
+            ..SyncConfig::default()
+        };
+        Ok(Self {
+            primary: endpoint("MSSQL_PRIMARY_URL")?,
+            replica: endpoint("MSSQL_REPLICA_URL")?,
+            redis_url: RedisUrl(redis),
+            sync,
+            primary_connections: positive(
+                "CTSYNC_PRIMARY_CONNECTIONS",
+                &get("CTSYNC_PRIMARY_CONNECTIONS")?,
+            )?,
+            http_addr: parse(
+                "CTSYNC_HTTP_ADDR",
+                &get("CTSYNC_HTTP_ADDR")?,
+                "host:port, e.g. 0.0.0.0:8080",
+            )?,
+            log: get("CTSYNC_LOG")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> BTreeMap<&'static str, String> {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "MSSQL_PRIMARY_URL",
+            "mssql://sa:Secret1!@primary:1433/testct".to_string(),
+        );
+        m.insert(
+            "MSSQL_REPLICA_URL",
+            "mssql://sa:Secret2!@replica:1433/testct".to_string(),
+        );
+        m
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_endpoints_are_set() {
+        let c = Config::from_source(&base()).expect("valid");
+        assert_eq!(c.sync.poll_interval, Duration::from_secs(5));
+        assert_eq!(c.sync.full_load_page_size, 5_000);
+        assert!(!c.sync.auto_reload_stale);
+        assert_eq!(c.http_addr.port(), 8080);
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("Secret1") && !shown.contains("Secret2"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn missing_and_invalid_values_name_the_variable() {
+        let mut m = base();
+        m.remove("MSSQL_REPLICA_URL");
+        let e = Config::from_source(&m).expect_err("missing").to_string();
+        assert!(e.contains("MSSQL_REPLICA_URL"), "{e}");
+
+        for (name, bad) in [
+            ("CTSYNC_POLL_INTERVAL_SECS", "0"),
+            ("CTSYNC_FULL_LOAD_PAGE_SIZE", "lots"),
+            ("CTSYNC_AUTO_RELOAD_STALE", "maybe"),
+            ("CTSYNC_ENCRYPT", "strictest"),
+            ("CTSYNC_HTTP_ADDR", "nowhere"),
+            ("REDIS_URL", "http://x"),
+        ] {
+            let mut m = base();
+            m.insert(name, bad.to_string());
+            let e = Config::from_source(&m).expect_err(name).to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Operator commands of the CLI: they read and write exactly the Redis keys
+//! documented for operators, nothing else.
+
+use anyhow::{bail, Context as _};
+use ctsync_actors::keys;
+use ctsync_actors::model::TableId;
+use ctsync_actors::ports::StateStore;
+
+use crate::cli::Command;
+use crate::state::RedisState;
+
+pub async fn run(redis_url: &str, command: Command) -> anyhow::Result<()> {
+    let state = RedisState::new(redis_url).context("REDIS_URL is not a valid Redis URL")?;
+    match command {
+        Command::Enable { table } => {
+            state
+                .set_enabled(&TableId::from_key_name(&table), true)
+                .await?
+        }
+        Command::Disable { table } => {
+            state
+                .set_enabled(&TableId::from_key_name(&table), false)
+                .await?
+        }
+        Command::ForceFullLoad { table } => {
+            state
+                .set_force_full_load(&TableId::from_key_name(&table), true)
+                .await?
+        }
+        Command::SetVersion { table, version } => {
+            if version < 0 {
+                bail!("version must not be negative");
+            }
+            let id = TableId::from_key_name(&table);
+            state.set_version(&id, version).await?;
+            // The copy came from the current primary: adopt its identity.
+            state.del(&keys::primary_identity(&id)).await?;
+        }
+        Command::Tables => {
+            for name in state.table_names().await? {
+                let id = TableId::from_key_name(&name);
+                let flags = state.flags(&id).await?;
+                let version = state
+                    .version(&id)
+                    .await?
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{name}\tenabled={}\tforce_full_load={}\tversion={version}",
+                    flags.enabled, flags.force_full_load
+                );
+            }
+        }
+        Command::Run | Command::CheckConfig => bail!("not an operator command"),
+    }
+    Ok(())
+}
