@@ -50,7 +50,8 @@ impl fmt::Display for TableId {
     }
 }
 
-/// Length of a character or binary type: a number of characters/bytes, or MAX.
+/// Length of a character or binary type as `sys.columns.max_length` gives
+/// it: bytes (so `nvarchar(50)` is `N(100)`), or MAX.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Len {
     N(u32),

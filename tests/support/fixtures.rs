@@ -12,7 +12,7 @@ pub fn user_table() -> TableSchema {
         id: TableId::new("dbo", "User"),
         columns: vec![
             id,
-            ColumnDef::new("Name", SqlType::NVarChar(Len::N(50)), true),
+            ColumnDef::new("Name", SqlType::NVarChar(Len::N(100)), true),
             ColumnDef::new("Email", SqlType::VarChar(Len::N(100)), true),
         ],
         primary_key: vec![KeyColumn {

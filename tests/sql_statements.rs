@@ -1,0 +1,272 @@
+//! Golden tests for every T-SQL builder, and a check that every statement
+//! parses with an independent T-SQL parser (sqlparser's MsSql dialect).
+//! Two constructs that parser does not know are named where they occur:
+//! `CHANGETABLE(CHANGES t, @v)` (parsed with CHANGES removed, which leaves
+//! an ordinary table-valued function call) and computed columns
+//! `[c] AS (expr)` in CREATE TABLE (checked by golden text only).
+
+mod support;
+
+use ctsync::mssql::sql;
+use ctsync_actors::model::{ColumnDef, KeyColumn, Len, SqlType, TableId, TableSchema};
+use sqlparser::dialect::MsSqlDialect;
+use sqlparser::parser::Parser;
+use support::fixtures::*;
+
+fn parses(statement: &str) -> String {
+    match Parser::parse_sql(&MsSqlDialect {}, statement) {
+        Ok(ast) => format!("{ast:?}"),
+        Err(e) => panic!("does not parse as T-SQL: {e}\n{statement}"),
+    }
+}
+
+/// CHANGETABLE's `CHANGES` keyword is unknown to sqlparser.
+fn parses_changetable(statement: &str) -> String {
+    assert!(statement.contains("CHANGETABLE(CHANGES "));
+    parses(&statement.replace("CHANGETABLE(CHANGES ", "CHANGETABLE("))
+}
+
+fn keys(s: &TableSchema) -> Vec<String> {
+    s.key_columns().expect("table has a key")
+}
+
+fn weird_table() -> TableSchema {
+    TableSchema {
+        id: TableId::new("we]ird schema", "Ta'ble ünï]"),
+        columns: vec![
+            ColumnDef::new("k]ey", SqlType::Int, false),
+            ColumnDef::new("va'l ue", SqlType::NVarChar(Len::N(20)), true),
+        ],
+        primary_key: vec![KeyColumn {
+            name: "k]ey".into(),
+            descending: true,
+        }],
+    }
+}
+
+#[test]
+fn identifiers_are_bracket_quoted_with_closing_brackets_doubled() {
+    assert_eq!(sql::quote("a]b"), "[a]]b]");
+    assert_eq!(sql::quote("it's"), "[it's]");
+    assert_eq!(sql::quote("with space"), "[with space]");
+    assert_eq!(sql::table(&TableId::new("dbo", "日本")), "[dbo].[日本]");
+    let t = weird_table();
+    let stmt = sql::read_page(&t, &keys(&t), true);
+    assert_eq!(
+        stmt,
+        "SELECT TOP (@P1) [k]]ey], [va'l ue] FROM [we]]ird schema].[Ta'ble ünï]]] \
+         WHERE ([k]]ey] > @P2) ORDER BY [k]]ey]"
+    );
+    // The independent parser reads back exactly the original names.
+    let ast = parses(&stmt);
+    for name in ["k]ey", "va'l ue", "we]ird schema", "Ta'ble ünï]"] {
+        assert!(
+            ast.contains(&format!("value: {name:?}")),
+            "{name} not read back: {ast}"
+        );
+    }
+    assert!(sql::truncate(&t.id).ends_with("[we]]ird schema].[Ta'ble ünï]]]"));
+    parses(&sql::truncate(&t.id));
+    parses(&sql::insert_rows(&t, 2));
+    parses(&sql::delete_keys(&t.id, &keys(&t), 2));
+    assert_eq!(
+        sql::create_table(&t).expect("ddl"),
+        "CREATE TABLE [we]]ird schema].[Ta'ble ünï]]] ([k]]ey] int NOT NULL, [va'l ue] nvarchar(10) NULL, PRIMARY KEY ([k]]ey] DESC))"
+    );
+    parses(&sql::create_table(&t).expect("ddl"));
+}
+
+#[test]
+fn keyset_pages_for_single_and_composite_keys() {
+    let u = user_table();
+    let o = order_line_table();
+    let first = sql::read_page(&u, &keys(&u), false);
+    assert_eq!(
+        first,
+        "SELECT TOP (@P1) [Id], [Name], [Email] FROM [dbo].[User] ORDER BY [Id]"
+    );
+    let next = sql::read_page(&o, &keys(&o), true);
+    assert_eq!(
+        next,
+        "SELECT TOP (@P1) [OrderId], [Line], [Qty], [Note] FROM [sales].[OrderLine] \
+         WHERE ([OrderId] > @P2) OR ([OrderId] = @P2 AND [Line] > @P3) ORDER BY [OrderId], [Line]"
+    );
+    parses(&first);
+    parses(&next);
+}
+
+#[test]
+fn keyset_never_uses_lob_columns() {
+    let t = TableSchema {
+        id: TableId::new("dbo", "NoPk"),
+        columns: vec![
+            ColumnDef::new("Body", SqlType::Text, true),
+            ColumnDef::new("Doc", SqlType::NVarChar(Len::Max), true),
+            ColumnDef::new("Code", SqlType::Int, false),
+        ],
+        primary_key: vec![],
+    };
+    let stmt = sql::read_page(&t, &keys(&t), true);
+    assert!(
+        stmt.ends_with("WHERE ([Code] > @P2) ORDER BY [Code]"),
+        "{stmt}"
+    );
+}
+
+#[test]
+fn change_pages_join_current_rows_and_flag_existence() {
+    let u = user_table();
+    let o = order_line_table();
+    let first = sql::changes_page(&u, &keys(&u), false);
+    assert_eq!(
+        first,
+        "SELECT TOP (@P1) [ct].[Id], CASE WHEN [t].[Id] IS NULL THEN 0 ELSE 1 END AS [__ctsync_row_exists], \
+         [t].[Id], [t].[Name], [t].[Email] FROM CHANGETABLE(CHANGES [dbo].[User], @P2) AS [ct] \
+         LEFT OUTER JOIN [dbo].[User] AS [t] ON [t].[Id] = [ct].[Id] ORDER BY [ct].[Id]"
+    );
+    let next = sql::changes_page(&o, &keys(&o), true);
+    assert_eq!(
+        next,
+        "SELECT TOP (@P1) [ct].[OrderId], [ct].[Line], CASE WHEN [t].[OrderId] IS NULL THEN 0 ELSE 1 END AS [__ctsync_row_exists], \
+         [t].[OrderId], [t].[Line], [t].[Qty], [t].[Note] FROM CHANGETABLE(CHANGES [sales].[OrderLine], @P2) AS [ct] \
+         LEFT OUTER JOIN [sales].[OrderLine] AS [t] ON [t].[OrderId] = [ct].[OrderId] AND [t].[Line] = [ct].[Line] \
+         WHERE ([ct].[OrderId] > @P3) OR ([ct].[OrderId] = @P3 AND [ct].[Line] > @P4) ORDER BY [ct].[OrderId], [ct].[Line]"
+    );
+    // The version is a bare parameter: CHANGETABLE rejects expressions.
+    assert!(first.contains(", @P2)") && next.contains(", @P2)"));
+    parses_changetable(&first);
+    parses_changetable(&next);
+}
+
+#[test]
+fn create_table_clones_types_identity_nullability_and_key_order() {
+    assert_eq!(
+        sql::create_table(&user_table()).expect("ddl"),
+        "CREATE TABLE [dbo].[User] ([Id] int IDENTITY(1, 1) NOT NULL, [Name] nvarchar(50) NULL, \
+         [Email] varchar(100) NULL, PRIMARY KEY ([Id] ASC))"
+    );
+    assert_eq!(
+        sql::create_table(&order_line_table()).expect("ddl"),
+        "CREATE TABLE [sales].[OrderLine] ([OrderId] int NOT NULL, [Line] smallint NOT NULL, \
+         [Qty] decimal(18, 4) NOT NULL, [Note] nvarchar(max) NULL, PRIMARY KEY ([OrderId] ASC, [Line] ASC))"
+    );
+    let all = sql::create_table(&all_types_table()).expect("ddl");
+    assert_eq!(
+        all,
+        "CREATE TABLE [dbo].[AllTypes] ([Id] bigint NOT NULL, [Flag] bit NULL, [Tiny] tinyint NULL, \
+         [Small] smallint NULL, [Big] bigint NULL, [Ratio] real NULL, [Precise] float(53) NULL, \
+         [Amount] decimal(38, 10) NULL, [Price] money NULL, [Title] nvarchar(max) NULL, [Code] varchar(10) NULL, \
+         [Blob] varbinary(max) NULL, [Uid] uniqueidentifier NULL, [Day] date NULL, [At] time(7) NULL, \
+         [Stamp] datetime2(3) NULL, [Zoned] datetimeoffset(7) NULL, [Legacy] datetime NULL, \
+         [Minute] smalldatetime NULL, [Doc] xml NULL, [Notes] text NULL, [Version] binary(8) NOT NULL, \
+         [Doubled] AS ([Big]*(2)), PRIMARY KEY ([Id] ASC))"
+    );
+    parses(&sql::create_table(&user_table()).expect("ddl"));
+    parses(&sql::create_table(&order_line_table()).expect("ddl"));
+    // sqlparser has no computed columns: parse the DDL without that one.
+    parses(&all.replace(", [Doubled] AS ([Big]*(2))", ""));
+    assert!(sql::create_table(&TableSchema {
+        id: TableId::new("dbo", "Geo"),
+        columns: vec![ColumnDef::new(
+            "Shape",
+            SqlType::Unsupported("geography".into()),
+            true
+        )],
+        primary_key: vec![],
+    })
+    .is_none());
+}
+
+#[test]
+fn collation_names_are_kept_only_when_they_are_plain_words() {
+    let mut t = user_table();
+    t.columns[1].collation = Some("Latin1_General_CI_AS".into());
+    t.columns[2].collation = Some("x; DROP TABLE y".into());
+    let ddl = sql::create_table(&t).expect("ddl");
+    assert!(
+        ddl.contains("[Name] nvarchar(50) COLLATE Latin1_General_CI_AS NULL"),
+        "{ddl}"
+    );
+    assert!(ddl.contains("[Email] varchar(100) NULL"), "{ddl}");
+    parses(&ddl);
+}
+
+#[test]
+fn deletes_and_inserts_are_fully_parameterized_and_sized_to_the_limits() {
+    let u = user_table();
+    let o = order_line_table();
+    assert_eq!(
+        sql::delete_keys(&u.id, &keys(&u), 3),
+        "DELETE FROM [dbo].[User] WHERE [Id] IN (@P1, @P2, @P3)"
+    );
+    assert_eq!(
+        sql::delete_keys(&o.id, &keys(&o), 2),
+        "DELETE FROM [sales].[OrderLine] WHERE ([OrderId] = @P1 AND [Line] = @P2) OR ([OrderId] = @P3 AND [Line] = @P4)"
+    );
+    assert_eq!(
+        sql::insert_rows(&o, 2),
+        "INSERT INTO [sales].[OrderLine] ([OrderId], [Line], [Qty], [Note]) VALUES (@P1, @P2, @P3, @P4), (@P5, @P6, @P7, @P8)"
+    );
+    // Computed columns are never inserted.
+    assert!(!sql::insert_rows(&all_types_table(), 1).contains("[Doubled]"));
+    for stmt in [
+        sql::delete_keys(&u.id, &keys(&u), 3),
+        sql::delete_keys(&o.id, &keys(&o), 2),
+        sql::insert_rows(&o, 2),
+    ] {
+        parses(&stmt);
+    }
+    // 2,100 parameters per request and 1,000 rows per VALUES list.
+    assert_eq!(sql::rows_per_statement(1), 1_000);
+    assert_eq!(sql::rows_per_statement(4), 500);
+    assert_eq!(sql::rows_per_statement(3_000), 1);
+    let widest = sql::insert_rows(&all_types_table(), sql::rows_per_statement(22));
+    assert!(!widest.contains(&format!("@P{}", sql::MAX_PARAMS + 1)));
+}
+
+#[test]
+fn fixed_statements_match_their_golden_text_and_parse() {
+    let goldens: [(&str, &str); 12] = [
+        (sql::CURRENT_VERSION, "SELECT CHANGE_TRACKING_CURRENT_VERSION() AS version"),
+        (sql::MIN_VALID_VERSION, "SELECT CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P1)) AS version"),
+        (sql::BEGIN_SNAPSHOT, "SET TRANSACTION ISOLATION LEVEL SNAPSHOT; BEGIN TRANSACTION;"),
+        (sql::END_SNAPSHOT, "COMMIT TRANSACTION; SET TRANSACTION ISOLATION LEVEL READ COMMITTED;"),
+        (sql::ROLLBACK, "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;"),
+        (sql::BEGIN, "SET XACT_ABORT ON; BEGIN TRANSACTION;"),
+        (sql::COMMIT, "COMMIT TRANSACTION;"),
+        (sql::SCHEMA_ID, "SELECT SCHEMA_ID(@P1) AS schema_id"),
+        (sql::TABLE_OBJECT_ID, "SELECT OBJECT_ID(@P1, N'U') AS object_id"),
+        (sql::DELETE_VERSION, "DELETE FROM [ctsync].[sync_versions] WHERE [table_name] = @P1"),
+        (sql::SELECT_VERSION, "SELECT [version] FROM [ctsync].[sync_versions] WHERE [table_name] = @P1"),
+        (
+            sql::UPSERT_VERSION,
+            "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
+             IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [updated_at]) \
+             VALUES (@P1, @P2, SYSUTCDATETIME())",
+        ),
+    ];
+    for (statement, golden) in goldens {
+        assert_eq!(statement, golden);
+        parses(statement);
+    }
+    for statement in [
+        sql::PRIMARY_IDENTITY,
+        sql::TRACKED_TABLES,
+        sql::TABLE_COLUMNS,
+        sql::PRIMARY_KEY_COLUMNS,
+        sql::ROW_COUNT,
+        sql::CREATE_VERSION_TABLE,
+    ] {
+        parses(statement);
+    }
+    assert!(sql::TABLE_COLUMNS.contains("WHERE c.object_id = OBJECT_ID(@P1)"));
+    assert!(sql::TABLE_COLUMNS.contains("ORDER BY c.column_id"));
+    assert!(sql::PRIMARY_KEY_COLUMNS.contains("ORDER BY ic.key_ordinal"));
+    assert_eq!(sql::create_schema("sa]les"), "CREATE SCHEMA [sa]]les]");
+    parses(&sql::create_schema("sa]les"));
+    assert_eq!(
+        sql::identity_insert(&TableId::new("dbo", "User"), true),
+        "SET IDENTITY_INSERT [dbo].[User] ON"
+    );
+    parses(&sql::identity_insert(&TableId::new("dbo", "User"), false));
+}
