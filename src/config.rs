@@ -317,4 +317,28 @@ mod tests {
             assert!(e.contains(name), "{e}");
         }
     }
+
+    #[test]
+    fn toml_file_supplies_settings_and_rejects_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("ctsync-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "primary_url = \"mssql://sa:pw@p:1433/db\"\nreplica_url = \"mssql://sa:pw@r:1433/db\"\n\
+             poll_interval_secs = 2\nauto_reload_stale = true\n",
+        )
+        .expect("write");
+        let source = read_file(good.to_str().expect("utf-8 path")).expect("parses");
+        let c = Config::from_source(&source).expect("valid");
+        assert_eq!(c.sync.poll_interval, Duration::from_secs(2));
+        assert!(c.sync.auto_reload_stale);
+        assert_eq!(c.primary.to_string(), "p:1433/db");
+
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "pol_interval = 3\n").expect("write");
+        let e = read_file(bad.to_str().expect("utf-8 path")).expect_err("unknown key").to_string();
+        assert!(e.contains("pol_interval"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
