@@ -110,6 +110,9 @@ impl Primary for GeneratedPrimary {
     async fn row_count(&self, _: &TableId) -> Result<u64> {
         Ok(self.rows as u64)
     }
+    async fn change_retention(&self) -> Result<Option<Duration>> {
+        Ok(None)
+    }
     async fn read_page(
         &self,
         _: &TableSchema,

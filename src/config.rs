@@ -337,7 +337,9 @@ mod tests {
 
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "pol_interval = 3\n").expect("write");
-        let e = read_file(bad.to_str().expect("utf-8 path")).expect_err("unknown key").to_string();
+        let e = read_file(bad.to_str().expect("utf-8 path"))
+            .expect_err("unknown key")
+            .to_string();
         assert!(e.contains("pol_interval"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -10,8 +10,11 @@ use ctsync_actors::keys;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::http::{self, HttpState};
 use crate::mssql::{MssqlPrimary, MssqlReplica, Pool};
+use crate::probes::{PrimaryProbe, RedisProbe, ReplicaProbe};
 use crate::state::RedisState;
+use crate::telemetry;
 
 pub fn run(config: Config) -> anyhow::Result<()> {
     let system = actix::System::new();
@@ -26,21 +29,49 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         poll_secs = config.sync.poll_interval.as_secs(),
         "ctsync starting"
     );
+    let metrics = telemetry::install().context("installing the Prometheus recorder")?;
+    telemetry::spawn_upkeep(metrics.clone());
     let state = Arc::new(RedisState::new(config.redis_url.expose()).context("REDIS_URL")?);
     publish_endpoints(&state, &config).await;
     let primary = Arc::new(MssqlPrimary::new(Pool::new(
         config.primary.clone(),
         config.primary_connections,
     )));
-    // The SinkActor is the only writer, so one replica connection suffices.
-    let replica = Arc::new(MssqlReplica::new(Pool::new(config.replica.clone(), 1)));
-    let running = actors::start(primary, replica, state, config.sync.clone());
+    // The SinkActor is the only writer; a second connection serves readiness probes.
+    let replica = Arc::new(MssqlReplica::new(Pool::new(config.replica.clone(), 2)));
+    let running = actors::start(
+        primary.clone(),
+        replica.clone(),
+        state.clone(),
+        config.sync.clone(),
+    );
+
+    let shared = HttpState {
+        state: state.clone(),
+        board: running.board.clone(),
+        probes: vec![
+            Arc::new(PrimaryProbe(primary)),
+            Arc::new(ReplicaProbe(replica)),
+            Arc::new(RedisProbe(state)),
+        ],
+        primary: config.primary.to_string(),
+        replica: config.replica.to_string(),
+        metrics: Some(metrics),
+    };
+    let (bound, server) = http::serve(config.http_addr, shared).with_context(|| {
+        format!(
+            "binding the HTTP server to {} (CTSYNC_HTTP_ADDR)",
+            config.http_addr
+        )
+    })?;
+    info!(addr = %bound, "HTTP server listening (/, /api/tables, /metrics, /healthz, /readyz)");
 
     wait_for_signal().await?;
     info!("shutdown requested: finishing the batches in flight");
     if let Err(e) = running.supervisor.send(Shutdown).await {
         warn!(error = %e, "supervisor was already gone at shutdown");
     }
+    server.stop(true).await;
     actix::System::current().stop();
     info!("ctsync stopped");
     Ok(())

@@ -5,6 +5,9 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod http;
 pub mod mssql;
 pub mod operator;
+pub mod probes;
 pub mod state;
+pub mod telemetry;

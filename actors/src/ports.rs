@@ -25,6 +25,9 @@ pub trait Primary: Send + Sync {
     /// `CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(table))`; `None` is SQL NULL.
     async fn min_valid_version(&self, table: &TableId) -> Result<Option<SyncVersion>>;
     async fn row_count(&self, table: &TableId) -> Result<u64>;
+    /// The database's CT retention period; `None` when auto cleanup is off
+    /// (changes are then never removed).
+    async fn change_retention(&self) -> Result<Option<std::time::Duration>>;
     /// Up to `limit` rows ordered by the key columns, strictly after `after`.
     async fn read_page(
         &self,

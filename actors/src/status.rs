@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -65,6 +65,7 @@ pub struct TableStatus {
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard {
     inner: Arc<Mutex<BTreeMap<String, TableStatus>>>,
+    retention: Arc<Mutex<Option<Duration>>>,
 }
 
 impl StatusBoard {
@@ -88,5 +89,14 @@ impl StatusBoard {
 
     pub fn snapshot(&self) -> BTreeMap<String, TableStatus> {
         self.lock().clone()
+    }
+
+    /// The primary's CT retention period, as last read by discovery.
+    pub fn retention(&self) -> Option<Duration> {
+        *self.retention.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_retention(&self, retention: Option<Duration>) {
+        *self.retention.lock().unwrap_or_else(|e| e.into_inner()) = retention;
     }
 }

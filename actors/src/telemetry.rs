@@ -16,6 +16,10 @@ pub const FULL_LOAD_PROGRESS: &str = "ctsync_full_load_progress_ratio";
 pub const TABLE_STATE: &str = "ctsync_table_state";
 pub const ACTOR_RESTARTS: &str = "ctsync_actor_restarts_total";
 pub const ERRORS: &str = "ctsync_errors_total";
+pub const RETENTION: &str = "ctsync_change_retention_seconds";
+pub const RETENTION_AT_RISK: &str = "ctsync_retention_at_risk";
+pub const TRACKED_TABLES: &str = "ctsync_tracked_tables";
+pub const DISCOVERY_RUNS: &str = "ctsync_discovery_runs_total";
 
 /// Registers help texts; call once after installing a recorder.
 pub fn describe() {
@@ -58,6 +62,19 @@ pub fn describe() {
         ERRORS,
         "Errors by component (table, discovery, sink, state)."
     );
+    describe_gauge!(
+        RETENTION,
+        "The primary's change tracking retention period in seconds (absent when auto cleanup is off)."
+    );
+    describe_gauge!(
+        RETENTION_AT_RISK,
+        "1 when a table has not caught up for more than 80% of the CT retention period: cleanup may soon remove changes it has not applied."
+    );
+    describe_gauge!(
+        TRACKED_TABLES,
+        "Change-tracked tables found by the last discovery."
+    );
+    describe_counter!(DISCOVERY_RUNS, "Discovery runs, by result (ok, error).");
 }
 
 pub fn rows_applied(table: &str, op: &'static str, n: u64) {
@@ -99,6 +116,28 @@ pub fn table_state(table: &str, current: &str) {
 
 pub fn actor_restart(actor: &'static str, table: &str) {
     counter!(ACTOR_RESTARTS, "actor" => actor, "table" => table.to_string()).increment(1);
+}
+
+/// Records how long the table has not been caught up, and whether CT cleanup
+/// could soon overtake it.
+pub fn lag(table: &str, seconds: f64, retention: Option<std::time::Duration>) {
+    lag_seconds(table, seconds);
+    let at_risk = retention.is_some_and(|r| seconds > 0.8 * r.as_secs_f64());
+    gauge!(RETENTION_AT_RISK, "table" => table.to_string()).set(if at_risk { 1.0 } else { 0.0 });
+}
+
+pub fn retention(retention: Option<std::time::Duration>) {
+    if let Some(r) = retention {
+        gauge!(RETENTION).set(r.as_secs_f64());
+    }
+}
+
+pub fn discovery(ok: bool, tables: usize) {
+    let result = if ok { "ok" } else { "error" };
+    counter!(DISCOVERY_RUNS, "result" => result).increment(1);
+    if ok {
+        gauge!(TRACKED_TABLES).set(tables as f64);
+    }
 }
 
 pub fn error(component: &'static str) {

@@ -99,6 +99,16 @@ impl MssqlPrimary {
         self.pool.endpoint().to_string()
     }
 
+    /// `SELECT 1` on a pooled connection (readiness).
+    pub async fn ping(&self) -> std::result::Result<(), MssqlError> {
+        let mut lease = self.pool.lease().await?;
+        query_rows(&mut lease, sql::PING, vec![], || {
+            "SELECT 1 on the primary".into()
+        })
+        .await
+        .map(|_| ())
+    }
+
     async fn rows(
         &self,
         sql: &str,
@@ -266,6 +276,32 @@ impl Primary for MssqlPrimary {
             )
             .await?;
         Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn change_retention(&self) -> Result<Option<std::time::Duration>> {
+        let rows = self
+            .rows(
+                sql::CHANGE_RETENTION,
+                vec![],
+                "reading the change tracking retention",
+            )
+            .await?;
+        let row = rows.first().ok_or_else(|| {
+            Error::Primary("change tracking is not enabled on the primary database (sys.change_tracking_databases has no row)".into())
+        })?;
+        if !flag(row, "is_auto_cleanup_on").map_err(err)? {
+            return Ok(None);
+        }
+        let period = int(row, "retention_period")
+            .map_err(err)?
+            .unwrap_or(0)
+            .max(0) as u64;
+        let unit = match int(row, "retention_units").map_err(err)? {
+            Some(1) => 60,
+            Some(2) => 3_600,
+            _ => 86_400,
+        };
+        Ok(Some(std::time::Duration::from_secs(period * unit)))
     }
 
     async fn read_page(

@@ -41,6 +41,16 @@ impl MssqlReplica {
         self.pool.endpoint().to_string()
     }
 
+    /// `SELECT 1` (readiness). Waits while the SinkActor holds the connection.
+    pub async fn ping(&self) -> std::result::Result<(), MssqlError> {
+        let mut lease = self.pool.lease().await?;
+        query_rows(&mut lease, sql::PING, vec![], || {
+            "SELECT 1 on the replica".into()
+        })
+        .await
+        .map(|_| ())
+    }
+
     async fn ensure_schema(
         lease: &mut Lease<'_>,
         schema: &str,

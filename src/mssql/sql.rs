@@ -63,6 +63,15 @@ JOIN sys.columns AS c ON c.object_id = ic.object_id AND c.column_id = ic.column_
 WHERE i.object_id = OBJECT_ID(@P1) AND i.is_primary_key = 1 AND ic.key_ordinal > 0 \
 ORDER BY ic.key_ordinal";
 
+/// CT retention of the current database: period, units (1 minutes, 2 hours,
+/// 3 days) and whether auto cleanup runs.
+pub const CHANGE_RETENTION: &str = "SELECT CAST(ctd.retention_period AS int) AS retention_period, \
+CAST(ctd.retention_period_units AS int) AS retention_units, ctd.is_auto_cleanup_on \
+FROM sys.change_tracking_databases AS ctd WHERE ctd.database_id = DB_ID()";
+
+/// Readiness probe.
+pub const PING: &str = "SELECT 1 AS ok";
+
 pub const CURRENT_VERSION: &str = "SELECT CHANGE_TRACKING_CURRENT_VERSION() AS version";
 
 pub const MIN_VALID_VERSION: &str =

@@ -38,6 +38,13 @@ impl SupervisorActor {
         let pipeline = self.pipeline.clone();
         let work = async move {
             let tables = pipeline.primary.tracked_tables().await?;
+            match pipeline.primary.change_retention().await {
+                Ok(retention) => {
+                    pipeline.board.set_retention(retention);
+                    telemetry::retention(retention);
+                }
+                Err(e) => warn!(error = %e, "could not read the change tracking retention period"),
+            }
             let mut ready = Vec::with_capacity(tables.len());
             for table in tables {
                 // A table whose flags cannot be created waits for the next poll.
@@ -53,8 +60,12 @@ impl SupervisorActor {
         };
         ctx.wait(work.into_actor(self).map(
             |result: Result<Vec<TableId>>, act, ctx| match result {
-                Ok(tables) => act.reconcile(tables, ctx),
+                Ok(tables) => {
+                    telemetry::discovery(true, tables.len());
+                    act.reconcile(tables, ctx)
+                }
                 Err(e) => {
+                    telemetry::discovery(false, 0);
                     telemetry::error("discovery");
                     warn!(error = %e, "table discovery failed; keeping the running tables");
                 }

@@ -4,7 +4,7 @@
 //! an exponential backoff, counted in `ctsync_actor_restarts_total`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tracing::{debug, error};
@@ -22,6 +22,8 @@ pub struct TableActor {
     failures: u32,
     first_delay: Duration,
     retired: bool,
+    /// Lag is counted from here until the table first catches up.
+    created: Instant,
 }
 
 impl TableActor {
@@ -33,7 +35,28 @@ impl TableActor {
             failures: 0,
             first_delay: Duration::ZERO,
             retired: false,
+            created: Instant::now(),
         }
+    }
+
+    /// Lag in seconds = time since the table was last fully caught up.
+    fn report_lag(&self) {
+        let board = &self.pipeline.board;
+        let Some(status) = board.get(&self.key) else {
+            return;
+        };
+        if status.state == TableState::Paused {
+            telemetry::lag(&self.key, 0.0, None);
+            return;
+        }
+        let since = status.caught_up_at.unwrap_or(self.created);
+        let seconds = if status.state == TableState::Incremental && status.lag_versions == Some(0) {
+            0.0
+        } else {
+            since.elapsed().as_secs_f64()
+        };
+        board.update(&self.key, |s| s.lag_seconds = seconds);
+        telemetry::lag(&self.key, seconds, board.retention());
     }
 
     fn backoff(&self) -> Duration {
@@ -61,6 +84,7 @@ impl TableActor {
         ctx.wait(work.into_actor(self).map(|result, act, ctx| match result {
             Ok(outcome) => {
                 act.failures = 0;
+                act.report_lag();
                 debug!(table = %act.table, ?outcome, "cycle done");
                 // A finished load goes straight on to catch up with changes.
                 let delay = match outcome {
@@ -79,10 +103,8 @@ impl TableActor {
                     s.state = TableState::Error;
                     s.last_error = Some(message);
                     s.progress = None;
-                    if let Some(t) = s.caught_up_at {
-                        s.lag_seconds = t.elapsed().as_secs_f64();
-                    }
                 });
+                act.report_lag();
                 ctx.stop();
             }
         }));

@@ -41,6 +41,7 @@ struct Data {
     faults: Faults,
     pages_read: HashMap<TableId, usize>,
     change_pages_read: HashMap<TableId, usize>,
+    retention: Option<std::time::Duration>,
 }
 
 /// A primary database in memory. Every mutating call is one committed
@@ -69,6 +70,7 @@ impl MemoryPrimary {
                 faults: Faults::default(),
                 pages_read: HashMap::new(),
                 change_pages_read: HashMap::new(),
+                retention: Some(std::time::Duration::from_secs(2 * 24 * 3600)),
             }),
         }
     }
@@ -177,6 +179,11 @@ impl MemoryPrimary {
         }
     }
 
+    /// Sets the CT retention period (`None`: auto cleanup off).
+    pub fn set_retention(&self, retention: Option<std::time::Duration>) {
+        self.lock().retention = retention;
+    }
+
     pub fn set_identity(&self, identity: PrimaryIdentity) {
         self.lock().identity = identity;
     }
@@ -282,6 +289,10 @@ impl Primary for MemoryPrimary {
         let data = self.lock();
         Self::check(&data, table)?;
         Ok(data.tables[table].rows.len() as u64)
+    }
+
+    async fn change_retention(&self) -> Result<Option<std::time::Duration>> {
+        Ok(self.lock().retention)
     }
 
     async fn read_page(

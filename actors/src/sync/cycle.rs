@@ -32,6 +32,9 @@ pub(super) fn set_state(p: &Pipeline, table: &TableId, state: TableState) {
         if matches!(state, TableState::Incremental | TableState::Paused) {
             s.last_error = None;
         }
+        if state != TableState::Incremental {
+            s.lag_versions = None;
+        }
     });
     telemetry::table_state(&key, state.as_str());
 }

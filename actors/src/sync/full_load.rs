@@ -72,7 +72,8 @@ pub(super) async fn run(
     telemetry::rows_applied(&key, "load", progress.synced);
     p.board.update(&key, |s| {
         s.version = Some(version);
-        s.progress = None;
+        // Kept after the load for the page ("Synced 3 / 3").
+        s.progress = Some((progress.synced, progress.synced));
         s.rows_applied += progress.synced;
     });
     info!(

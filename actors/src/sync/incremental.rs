@@ -23,6 +23,11 @@ pub(super) async fn run(
     let key = table.key_name();
     set_state(p, table, TableState::Incremental);
     telemetry::versions(&key, since, current);
+    p.board.update(&key, |s| {
+        s.version = Some(since);
+        s.primary_version = Some(current);
+        s.lag_versions = Some(current - since);
+    });
     let page_size = p.config.change_page_size.max(1);
     let mut after = None;
     let mut changed_keys = 0u64;

@@ -1,0 +1,170 @@
+//! The JSON API behind the page. `GET /api/tables` lists every discovered
+//! table with its flags (read from Redis), versions, lag, state, progress and
+//! last error; `POST /api/tables/{table}` with `{"action": …}` sets exactly
+//! the operator's Redis key. Unknown tables or actions get a 4xx and write
+//! nothing.
+
+use actix_web::{web, HttpResponse};
+use ctsync_actors::keys;
+use ctsync_actors::model::TableId;
+use ctsync_actors::status::TableStatus;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::HttpState;
+
+#[derive(Serialize)]
+struct Progress {
+    synced: u64,
+    total: u64,
+}
+
+#[derive(Serialize)]
+struct TableView {
+    name: String,
+    schema: String,
+    table: String,
+    enabled: bool,
+    force_full_load: bool,
+    version: Option<i64>,
+    primary_version: Option<i64>,
+    lag_versions: Option<i64>,
+    lag_seconds: f64,
+    state: &'static str,
+    progress: Option<Progress>,
+    last_error: Option<String>,
+    stale_reason: Option<String>,
+    restarts: u64,
+    rows_applied: u64,
+    enabled_key: String,
+}
+
+fn error(status: actix_web::http::StatusCode, message: String) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message }))
+}
+
+async fn view(
+    shared: &HttpState,
+    name: &str,
+    status: TableStatus,
+) -> Result<TableView, HttpResponse> {
+    let id = TableId::from_key_name(name);
+    let unavailable = |e: ctsync_actors::Error| {
+        error(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("Redis is unreachable: {e}"),
+        )
+    };
+    let flags = shared.state.flags(&id).await.map_err(unavailable)?;
+    let version = shared.state.version(&id).await.map_err(unavailable)?;
+    Ok(TableView {
+        name: name.to_string(),
+        schema: id.schema.clone(),
+        table: id.name.clone(),
+        enabled: flags.enabled,
+        force_full_load: flags.force_full_load,
+        version,
+        primary_version: status.primary_version,
+        lag_versions: status.lag_versions,
+        lag_seconds: status.lag_seconds,
+        state: status.state.as_str(),
+        progress: status
+            .progress
+            .map(|(synced, total)| Progress { synced, total }),
+        last_error: status.last_error,
+        stale_reason: status.stale_reason,
+        restarts: status.restarts,
+        rows_applied: status.rows_applied,
+        enabled_key: keys::enabled(&id),
+    })
+}
+
+pub async fn info(shared: web::Data<HttpState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "primary": shared.primary, "replica": shared.replica }))
+}
+
+pub async fn list(shared: web::Data<HttpState>) -> HttpResponse {
+    let mut tables = Vec::new();
+    for (name, status) in shared.board.snapshot() {
+        match view(&shared, &name, status).await {
+            Ok(v) => tables.push(v),
+            Err(response) => return response,
+        }
+    }
+    HttpResponse::Ok()
+        .json(json!({ "primary": shared.primary, "replica": shared.replica, "tables": tables }))
+}
+
+fn unknown_table(name: &str) -> HttpResponse {
+    error(
+        actix_web::http::StatusCode::NOT_FOUND,
+        format!("unknown table '{name}': it is not change-tracked on the primary (or not discovered yet)"),
+    )
+}
+
+pub async fn one(shared: web::Data<HttpState>, path: web::Path<String>) -> HttpResponse {
+    let name = path.into_inner();
+    match shared.board.get(&name) {
+        None => unknown_table(&name),
+        Some(status) => match view(&shared, &name, status).await {
+            Ok(v) => HttpResponse::Ok().json(v),
+            Err(response) => response,
+        },
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ActionBody {
+    action: String,
+}
+
+pub async fn act(
+    shared: web::Data<HttpState>,
+    path: web::Path<String>,
+    body: Option<web::Json<ActionBody>>,
+) -> HttpResponse {
+    let name = path.into_inner();
+    let Some(body) = body else {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "expected a JSON body {\"action\": \"enable\" | \"disable\" | \"force_full_load\"}"
+                .into(),
+        );
+    };
+    let action = body.action.as_str();
+    if !matches!(action, "enable" | "disable" | "force_full_load") {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            format!("unknown action '{action}'; use enable, disable or force_full_load"),
+        );
+    }
+    if shared.board.get(&name).is_none() {
+        return unknown_table(&name);
+    }
+    let id = TableId::from_key_name(&name);
+    let (result, key, value) = match action {
+        "enable" => (
+            shared.state.set_enabled(&id, true).await,
+            keys::enabled(&id),
+            "true",
+        ),
+        "disable" => (
+            shared.state.set_enabled(&id, false).await,
+            keys::enabled(&id),
+            "false",
+        ),
+        _ => (
+            shared.state.set_force_full_load(&id, true).await,
+            keys::force_full_load(&id),
+            "true",
+        ),
+    };
+    match result {
+        Ok(()) => HttpResponse::Ok()
+            .json(json!({ "table": name, "action": action, "key": key, "value": value })),
+        Err(e) => error(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("Redis is unreachable: {e}"),
+        ),
+    }
+}

@@ -1,0 +1,114 @@
+// The sync-controller page: polls /api/tables and /readyz and renders them
+// with DOM calls only (no HTML from data). Buttons POST the same actions an
+// operator would perform on the Redis keys.
+"use strict";
+
+const fmt = new Intl.NumberFormat("en-US");
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "text") node.textContent = v;
+    else if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c) node.appendChild(c);
+  return node;
+}
+
+async function act(table, action) {
+  const res = await fetch(`/api/tables/${encodeURIComponent(table)}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ action }),
+  });
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    notice(body.error || `${action} failed (${res.status})`);
+  }
+  await refresh();
+}
+
+function notice(text) {
+  const n = $("notice");
+  n.textContent = text || "";
+  n.hidden = !text;
+}
+
+function lagText(t) {
+  if (t.state === "paused") return "paused";
+  const parts = [t.state.replace("_", " ")];
+  if (t.lag_versions != null) parts.push(`lag ${fmt.format(t.lag_versions)} v`);
+  if (t.lag_seconds > 0) parts.push(`${t.lag_seconds.toFixed(1)} s`);
+  return parts.join(" · ");
+}
+
+function row(t) {
+  const loading = t.state === "full_load";
+  const synced = t.progress ? t.progress.synced : 0;
+  const total = t.progress ? t.progress.total : 0;
+  const pct = total > 0 ? Math.min(100, (100 * synced) / total) : (t.progress ? 100 : 0);
+  const toggle = el("button", {
+    type: "button", class: "switch", role: "switch",
+    "aria-checked": String(t.enabled), "aria-label": `Enable sync for ${t.name}`,
+    "data-table": t.name, "data-action": "toggle",
+    onclick: () => act(t.name, t.enabled ? "disable" : "enable"),
+  });
+  const bar = el("div", { class: loading ? "bar loading" : "bar", role: "progressbar",
+    "aria-label": `Full load of ${t.name}`, "aria-valuemin": "0", "aria-valuemax": String(total),
+    "aria-valuenow": String(synced) }, el("span", { style: `width:${pct}%` }));
+  const label = el("div", { class: "bar-label" },
+    el("span", { text: loading ? "Loading" : (t.progress ? "Synced" : "Not loaded") }),
+    el("span", { text: t.progress ? `${fmt.format(synced)} / ${fmt.format(total)}` : "" }));
+  const force = el("button", {
+    type: "button", class: "force", "data-table": t.name, "data-action": "force_full_load",
+    text: loading || t.force_full_load ? "Loading…" : "Force Load",
+    onclick: () => act(t.name, "force_full_load"),
+  });
+  if (loading || t.force_full_load) force.setAttribute("disabled", "");
+  const problem = t.stale_reason || t.last_error;
+  return el("tr", { "data-table": t.name },
+    el("td", {}, el("div", { class: "name", text: t.name }), el("div", { class: "key", text: t.enabled_key })),
+    el("td", {}, el("span", { class: "version", text: t.version != null ? `v${t.version}` : "—" })),
+    el("td", {}, toggle, label, bar),
+    el("td", {}, el("div", { class: `state ${t.state}`, text: lagText(t) }),
+      problem ? el("div", { class: "err", text: problem }) : null),
+    el("td", { class: "right" }, force));
+}
+
+async function refresh() {
+  try {
+    const res = await fetch("/api/tables");
+    const body = await res.json();
+    if (!res.ok) { notice(body.error || `API error ${res.status}`); return; }
+    $("primary").textContent = body.primary;
+    $("replica").textContent = body.replica;
+    const rows = $("rows");
+    rows.replaceChildren(...(body.tables.length
+      ? body.tables.map(row)
+      : [el("tr", {}, el("td", { colspan: "5", class: "empty", text: "No change-tracked tables found yet." }))]));
+    rows.dataset.loaded = "true";
+    notice("");
+  } catch (e) {
+    notice(`Cannot reach ctsync: ${e}`);
+  }
+}
+
+async function live() {
+  let ok = false, text = "Unreachable";
+  try {
+    const res = await fetch("/readyz");
+    const body = await res.json();
+    ok = body.ready;
+    text = ok ? "Live Sync Active" : `Not ready: ${body.failing.join(", ")}`;
+  } catch (_) { /* keep "Unreachable" */ }
+  $("live-dot").className = ok ? "dot ok" : "dot bad";
+  $("live-text").textContent = text;
+}
+
+$("refresh").addEventListener("click", () => { refresh(); live(); });
+refresh(); live();
+setInterval(refresh, 2000);
+setInterval(live, 5000);

@@ -1,0 +1,60 @@
+//! The daemon's one HTTP server: `/metrics`, `/healthz`, `/readyz`, the JSON
+//! API under `/api`, and the sync-controller page at `/`. The API changes
+//! exactly the Redis keys an operator would.
+
+mod api;
+mod health;
+mod page;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use ctsync_actors::ports::StateStore;
+use ctsync_actors::status::StatusBoard;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use health::Probe;
+
+/// What the handlers share.
+pub struct HttpState {
+    pub state: Arc<dyn StateStore>,
+    pub board: StatusBoard,
+    pub probes: Vec<Arc<dyn Probe>>,
+    /// `host:port/db` of each endpoint, never credentials.
+    pub primary: String,
+    pub replica: String,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// Registers every route; used by the server and by in-process tests.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(health::metrics))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/api/info", web::get().to(api::info))
+        .route("/api/tables", web::get().to(api::list))
+        .route("/api/tables/{table}", web::get().to(api::one))
+        .route("/api/tables/{table}", web::post().to(api::act))
+        .route("/", web::get().to(page::index))
+        .route("/app.js", web::get().to(page::script))
+        .route("/style.css", web::get().to(page::style));
+}
+
+/// Binds `addr` and starts the server on the current actix system; returns
+/// the bound address (useful with port 0) and the server handle.
+pub fn serve(
+    addr: SocketAddr,
+    shared: HttpState,
+) -> std::io::Result<(SocketAddr, actix_web::dev::ServerHandle)> {
+    let data = web::Data::new(shared);
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+        .workers(1)
+        .disable_signals()
+        .bind(addr)?;
+    let bound = server.addrs().first().copied().unwrap_or(addr);
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok((bound, handle))
+}

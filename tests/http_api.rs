@@ -1,0 +1,307 @@
+//! The HTTP surface in-process: the JSON API writes exactly the operator's
+//! Redis keys (real redis-server), rejects unknown tables/actions without
+//! writing, never shows credentials; `/readyz` follows Redis going away and
+//! coming back; `/metrics` and the page are served.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{test, web, App};
+use ctsync::http::{routes, HttpState, Probe};
+use ctsync::mssql::{Endpoint, TlsSettings};
+use ctsync::probes::{InProcess, RedisProbe};
+use serde_json::{json, Value};
+use support::fixtures::*;
+use support::{eventually, fast_config, Harness};
+
+const SECRET: &str = "Sup3r-Secret";
+
+fn shared(h: &Harness, board: ctsync_actors::status::StatusBoard) -> HttpState {
+    let tls = TlsSettings::default();
+    let primary = Endpoint::parse(
+        "MSSQL_PRIMARY_URL",
+        &format!("mssql://sa:{SECRET}@mssql_primary:1433/testct"),
+        tls,
+    )
+    .expect("url");
+    let replica = Endpoint::parse(
+        "MSSQL_REPLICA_URL",
+        &format!("mssql://sa:{SECRET}@mssql_replica:1433/testct"),
+        tls,
+    )
+    .expect("url");
+    let probes: Vec<Arc<dyn Probe>> = vec![
+        Arc::new(InProcess("primary")),
+        Arc::new(InProcess("replica")),
+        Arc::new(RedisProbe(h.state.clone())),
+    ];
+    HttpState {
+        state: h.state.clone(),
+        board,
+        probes,
+        primary: primary.to_string(),
+        replica: replica.to_string(),
+        metrics: Some(ctsync::telemetry::install().expect("recorder")),
+    }
+}
+
+macro_rules! app {
+    ($shared:expr) => {
+        test::init_service(
+            App::new()
+                .app_data(web::Data::new($shared))
+                .configure(routes),
+        )
+        .await
+    };
+}
+
+async fn body_text(resp: actix_web::dev::ServiceResponse) -> String {
+    String::from_utf8_lossy(&test::read_body(resp).await).to_string()
+}
+
+#[actix_rt::test]
+async fn api_lists_tables_and_actions_write_exactly_the_operator_keys() {
+    let h = Harness::new();
+    let users = user_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary.create_table(order_line_table(), true);
+    h.primary.upsert(&users.id, user(1, "Ann"));
+    let run = h.start(fast_config());
+    let app = app!(shared(&h, run.board.clone()));
+    eventually(Duration::from_secs(10), "tables discovered", || async {
+        run.board.get("User").is_some() && run.board.get("sales.OrderLine").is_some()
+    })
+    .await;
+
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get().uri("/api/tables").to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = body_text(resp).await;
+    assert!(!text.contains(SECRET), "credentials in {text}");
+    let body: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(body["primary"], "mssql_primary:1433/testct");
+    let names: Vec<&str> = body["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["User", "sales.OrderLine"]);
+    assert_eq!(body["tables"][0]["enabled"], false);
+    assert_eq!(body["tables"][0]["state"], "paused");
+    assert_eq!(body["tables"][0]["enabled_key"], "mssql_sync:enabled:User");
+
+    let post = |table: &str, action: Value| {
+        test::TestRequest::post()
+            .uri(&format!("/api/tables/{table}"))
+            .set_json(action)
+            .to_request()
+    };
+    let resp = test::call_service(&app, post("User", json!({"action": "enable"}))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        h.get("mssql_sync:enabled:User").await.as_deref(),
+        Some("true")
+    );
+    eventually(Duration::from_secs(10), "enabled table loads", || async {
+        h.replica.rows(&users.id) == h.primary.rows(&users.id)
+    })
+    .await;
+
+    let resp = test::call_service(
+        &app,
+        post("sales.OrderLine", json!({"action": "force_full_load"})),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        h.get("mssql_sync:force_full_load:sales.OrderLine")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        h.get("mssql_sync:enabled:sales.OrderLine").await.as_deref(),
+        Some("false")
+    );
+
+    let resp = test::call_service(&app, post("User", json!({"action": "disable"}))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        h.get("mssql_sync:enabled:User").await.as_deref(),
+        Some("false")
+    );
+
+    // One table's detail view carries versions and progress.
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/api/tables/User")
+            .to_request(),
+    )
+    .await;
+    let one: Value = serde_json::from_str(&body_text(resp).await).expect("json");
+    assert_eq!(one["progress"]["synced"], 1);
+    assert!(one["version"].as_i64().is_some());
+}
+
+#[actix_rt::test]
+async fn unknown_tables_and_actions_get_4xx_and_write_nothing() {
+    let h = Harness::new();
+    h.primary.create_table(user_table(), true);
+    let run = h.start(fast_config());
+    let app = app!(shared(&h, run.board.clone()));
+    eventually(Duration::from_secs(10), "discovered", || async {
+        run.board.get("User").is_some()
+    })
+    .await;
+
+    let cases = [
+        (
+            "Nope",
+            Some(json!({"action": "enable"})),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "User",
+            Some(json!({"action": "drop_table"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "User",
+            Some(json!({"verb": "enable"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("User", None, StatusCode::BAD_REQUEST),
+    ];
+    for (table, body, expected) in cases {
+        let mut req = test::TestRequest::post().uri(&format!("/api/tables/{table}"));
+        if let Some(b) = &body {
+            req = req.set_json(b);
+        }
+        let resp = test::call_service(&app, req.to_request()).await;
+        assert_eq!(resp.status(), expected, "{table} {body:?}");
+        let text = body_text(resp).await;
+        if expected != StatusCode::BAD_REQUEST || body.is_some() {
+            let err: Value =
+                serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON error body: {text}"));
+            assert!(
+                err["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{text}"
+            );
+        }
+    }
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/api/tables/Nope")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(h.get("mssql_sync:enabled:Nope").await, None);
+    assert_eq!(
+        h.get("mssql_sync:enabled:User").await.as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        h.get("mssql_sync:force_full_load:User").await.as_deref(),
+        Some("false")
+    );
+}
+
+#[actix_rt::test]
+async fn readyz_follows_redis_going_away_and_coming_back() {
+    let mut h = Harness::new();
+    let board = ctsync_actors::status::StatusBoard::default();
+    let app = app!(shared(&h, board));
+    let ready = |app_status: StatusCode| app_status == StatusCode::OK;
+
+    let resp = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+    assert!(ready(resp.status()));
+
+    h.redis.stop();
+    let resp = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = serde_json::from_str(&body_text(resp).await).expect("json");
+    assert_eq!(body["failing"], json!(["redis"]));
+    assert_eq!(body["checks"]["primary"], "ok");
+
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "liveness does not depend on Redis"
+    );
+
+    h.redis.restart();
+    let mut ok = false;
+    for _ in 0..100 {
+        let resp =
+            test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+        if ready(resp.status()) {
+            ok = true;
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "ready again after Redis came back");
+}
+
+#[actix_rt::test]
+async fn metrics_and_page_are_served() {
+    let h = Harness::new();
+    let users = user_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary.upsert(&users.id, user(1, "Ann"));
+    h.set("mssql_sync:enabled:User", "true").await;
+    let shared = shared(&h, Default::default());
+    let run = h.start(fast_config());
+    let app = app!(HttpState {
+        board: run.board.clone(),
+        ..shared
+    });
+    eventually(Duration::from_secs(10), "loaded", || async {
+        h.get("mssql_sync:version:User").await.is_some()
+    })
+    .await;
+    h.primary.upsert(&users.id, user(2, "Bob"));
+    eventually(Duration::from_secs(10), "synced", || async {
+        h.replica.rows(&users.id).len() == 2
+    })
+    .await;
+
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = body_text(resp).await;
+    for metric in [
+        "ctsync_rows_applied_total{table=\"User\",op=\"insert\"}",
+        "ctsync_table_synced_version{table=\"User\"}",
+        "ctsync_replication_lag_seconds{table=\"User\"}",
+        "ctsync_batch_duration_seconds_bucket",
+        "ctsync_table_state{table=\"User\",state=\"incremental\"} 1",
+    ] {
+        assert!(
+            text.contains(metric),
+            "{metric} missing from /metrics:\n{text}"
+        );
+    }
+
+    let resp = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = body_text(resp).await;
+    assert!(page.contains("Tracked Tables") && page.contains("/app.js"));
+    for asset in ["/app.js", "/style.css"] {
+        let resp = test::call_service(&app, test::TestRequest::get().uri(asset).to_request()).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{asset}");
+    }
+}
