@@ -100,9 +100,11 @@ impl TableActor {
                 telemetry::error("table");
                 telemetry::table_state(&act.key, TableState::Error.as_str());
                 act.pipeline.board.update(&act.key, |s| {
+                    if s.state == TableState::FullLoad {
+                        s.progress = None; // the partial load will start over
+                    }
                     s.state = TableState::Error;
                     s.last_error = Some(message);
-                    s.progress = None;
                 });
                 act.report_lag();
                 ctx.stop();

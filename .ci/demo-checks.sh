@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs the demo (real pipeline + HTTP server, in-memory SQL Server stand-ins,
+# a private redis-server), then:
+#   1. a real Prometheus scrapes it and every dashboard PromQL must return data;
+#   2. headless Chromium drives the controller page and the Redis keys change.
+# Needs: target/debug/examples/demo, redis-server, prometheus, chromium, node.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+work=$(mktemp -d)
+artifacts="$PWD/target/ci-artifacts"
+mkdir -p "$artifacts"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_http() {
+  for _ in $(seq 1 150); do curl -fsS "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "demo-checks: $1 did not answer" >&2; return 1
+}
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+demo_port=$(free_port)
+REDIS_URL="redis://127.0.0.1:$redis_port/" CTSYNC_HTTP_ADDR="127.0.0.1:$demo_port" \
+  target/debug/examples/demo >"$work/demo.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$demo_port/healthz"
+echo "demo-checks: demo on 127.0.0.1:$demo_port, redis on $redis_port"
+
+# 1. Prometheus with the repository's scrape config, pointed at the demo.
+prom_port=$(free_port)
+sed -e "s/ctsync:8080/127.0.0.1:$demo_port/" -e "s/scrape_interval: 5s/scrape_interval: 1s/" \
+  prometheus/prometheus.yml >"$work/prometheus.yml"
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
+  --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$prom_port/-/ready"
+if ! python3 .ci/check_dashboard.py "http://127.0.0.1:$prom_port" grafana/dashboards/ctsync.json 120; then
+  echo "--- demo log (tail)"; tail -n 40 "$work/demo.log"
+  exit 1
+fi
+
+# 2. The page in headless Chromium (playwright-core drives Debian's chromium).
+if [ ! -d "$work/node/node_modules/playwright-core" ]; then
+  npm install --silent --no-audit --no-fund --prefix "$work/node" playwright-core@1 >/dev/null
+fi
+NODE_PATH="$work/node/node_modules" node .ci/ui_check.cjs \
+  "http://127.0.0.1:$demo_port" "$redis_port" "$artifacts/controller-page.png"
+echo "demo-checks: artifact $artifacts/controller-page.png"

@@ -1,0 +1,67 @@
+// Drives the controller page of the running demo in headless Chromium:
+// sees the tracked tables, clicks a table's enable toggle and another's
+// Force Load button, and checks the Redis keys change. Saves a screenshot.
+//
+// usage: node ui_check.cjs BASE_URL REDIS_PORT SCREENSHOT_PATH
+"use strict";
+const { chromium } = require("playwright-core");
+const { execFileSync } = require("child_process");
+
+const [base, redisPort, shot] = process.argv.slice(2);
+const get = (key) =>
+  execFileSync("redis-cli", ["-p", redisPort, "GET", key], { encoding: "utf8" }).trim();
+
+async function until(what, check, ms = 20000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
+  });
+  let passed = 0;
+  const ok = (what) => { passed += 1; console.log(`ok   ${what}`); };
+  try {
+    const page = await browser.newPage({ viewport: { width: 1500, height: 800 } });
+    await page.goto(base + "/");
+    for (const t of ["Customer", "User", "Product", "sales.Order"]) {
+      await page.waitForSelector(`tr[data-table="${t}"]`, { timeout: 15000 });
+    }
+    ok("page lists the tracked tables");
+    if ((await page.textContent("#primary")).includes("@")) throw new Error("credentials shown");
+
+    if (get("mssql_sync:enabled:Product") !== "false") throw new Error("Product should start paused");
+    await page.click('button[data-action="toggle"][data-table="Product"]');
+    await until("mssql_sync:enabled:Product = true", () => get("mssql_sync:enabled:Product") === "true");
+    ok("enable toggle set mssql_sync:enabled:Product to \"true\"");
+    await page.waitForSelector('tr[data-table="Product"] .bar.loading', { timeout: 15000 });
+    ok("progress bar shows the running full load");
+
+    const startedAt = () => JSON.parse(get("mssql_sync:progress:Customer") || "{}").startedAt || 0;
+    const before = startedAt();
+    await page.click('button[data-action="force_full_load"][data-table="Customer"]');
+    // ctsync resets the flag itself once the new load finished.
+    await until("a new full load of Customer finished", () =>
+      startedAt() > before && get("mssql_sync:force_full_load:Customer") === "false");
+    ok("Force Load button triggered a full load that reset mssql_sync:force_full_load:Customer");
+
+    await page.waitForFunction(() => document.getElementById("live-text").textContent === "Live Sync Active");
+    ok("live status dot is green");
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`screenshot: ${shot}`);
+  } finally {
+    await browser.close();
+  }
+  console.log(`ui: ${passed} passed, 0 failed`);
+})().catch((e) => {
+  console.error(`ui check failed: ${e.stack || e}`);
+  console.log("ui: 0 passed, 1 failed");
+  process.exit(1);
+});
