@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ctsync_actors::actors;
+use ctsync_actors::actors::{self, Ports};
 use ctsync_actors::memory::{MemoryPrimary, MemoryReplica, MemoryState};
 use ctsync_actors::model::*;
+use ctsync_actors::modules::{ModuleDef, ModuleOp};
 use ctsync_actors::ports::{Primary, Replica, StateStore};
 use ctsync_actors::sync::SyncConfig;
 use ctsync_actors::Result;
@@ -113,6 +114,9 @@ impl Primary for GeneratedPrimary {
     async fn change_retention(&self) -> Result<Option<Duration>> {
         Ok(None)
     }
+    async fn modules(&self) -> Result<Vec<ModuleDef>> {
+        Ok(Vec::new())
+    }
     async fn read_page(
         &self,
         _: &TableSchema,
@@ -167,6 +171,27 @@ impl Replica for CountingReplica {
     async fn stored_version(&self, _: &TableId) -> Result<Option<SyncVersion>> {
         Ok(None)
     }
+    async fn table_schema(&self, _: &TableId) -> Result<Option<TableSchema>> {
+        Ok(None)
+    }
+    async fn alter_columns(&self, _: &TableId, _: &[ColumnOp]) -> Result<()> {
+        Ok(())
+    }
+    async fn rename_column(&self, _: &TableId, _: &str, _: &str) -> Result<()> {
+        Ok(())
+    }
+    async fn rename_table(&self, _: &TableId, _: &TableId) -> Result<()> {
+        Ok(())
+    }
+    async fn drop_table(&self, _: &TableId) -> Result<()> {
+        Ok(())
+    }
+    async fn modules(&self) -> Result<Vec<ModuleDef>> {
+        Ok(Vec::new())
+    }
+    async fn apply_module(&self, _: &ModuleOp) -> Result<()> {
+        Ok(())
+    }
 }
 
 fn config() -> SyncConfig {
@@ -192,7 +217,15 @@ async fn changes_per_second(changes: i64) -> f64 {
     primary.create_table(s.clone(), true);
     primary.insert_many(&s.id, (1..=10_000).map(row));
     state.set("mssql_sync:enabled:Changes", "true");
-    let run = actors::start(primary.clone(), replica.clone(), state.clone(), config());
+    let run = actors::start(
+        Ports {
+            primary: primary.clone(),
+            replica: replica.clone(),
+            state: state.clone(),
+            ddl_queue: None,
+        },
+        config(),
+    );
     wait("initial load", || replica.recorded_version(&s.id).is_some()).await;
 
     // Distinct new keys in primary transactions of 100 rows, so every
@@ -227,7 +260,15 @@ async fn full_load_peak(rows: i64) -> (f64, i64) {
     let baseline = CURRENT.load(Ordering::SeqCst);
     PEAK.store(baseline, Ordering::SeqCst);
     let started = Instant::now();
-    let run = actors::start(primary, replica.clone(), state_port, config());
+    let run = actors::start(
+        Ports {
+            primary,
+            replica: replica.clone(),
+            state: state_port,
+            ddl_queue: None,
+        },
+        config(),
+    );
     wait("full load", || replica.version.load(Ordering::SeqCst) == 1).await;
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(replica.rows.load(Ordering::SeqCst), rows as u64);

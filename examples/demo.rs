@@ -14,14 +14,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use ctsync::http::{self, HttpState, Probe};
 use ctsync::probes::{InProcess, RedisProbe};
 use ctsync::state::RedisState;
-use ctsync_actors::actors;
-use ctsync_actors::memory::{MemoryPrimary, MemoryReplica};
+use ctsync_actors::actors::{self, Ports};
+use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica};
 use ctsync_actors::model::*;
-use ctsync_actors::ports::Replica;
+use ctsync_actors::modules::{ModuleDef, ModuleKind};
 use ctsync_actors::sync::SyncConfig;
 
 fn table(schema: &str, name: &str, extra: Vec<ColumnDef>) -> TableSchema {
@@ -41,34 +40,16 @@ fn text(name: &str) -> ColumnDef {
     ColumnDef::new(name, SqlType::NVarChar(Len::N(200)), true)
 }
 
-fn row(id: i32, label: &str) -> Row {
-    vec![Value::I32(id), Value::String(format!("{label} {id}"))]
+/// An EVENTDATA document for the demo's queue.
+fn event(event_type: &str, body: &str) -> String {
+    format!(
+        "<EVENT_INSTANCE><EventType>{event_type}</EventType><DatabaseName>testct</DatabaseName>\
+         <SchemaName>dbo</SchemaName>{body}</EVENT_INSTANCE>"
+    )
 }
 
-/// Slows full-load pages down so the page's progress bar can be seen.
-struct SlowLoads(Arc<MemoryReplica>);
-
-#[async_trait]
-impl Replica for SlowLoads {
-    async fn ensure_table(&self, s: &TableSchema) -> ctsync_actors::Result<bool> {
-        self.0.ensure_table(s).await
-    }
-    async fn begin_full_load(&self, s: &TableSchema) -> ctsync_actors::Result<()> {
-        self.0.begin_full_load(s).await
-    }
-    async fn insert_rows(&self, s: &TableSchema, rows: &[Row]) -> ctsync_actors::Result<()> {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        self.0.insert_rows(s, rows).await
-    }
-    async fn apply_changes(&self, s: &TableSchema, b: &ChangeBatch) -> ctsync_actors::Result<()> {
-        self.0.apply_changes(s, b).await
-    }
-    async fn finish_full_load(&self, t: &TableId, v: SyncVersion) -> ctsync_actors::Result<()> {
-        self.0.finish_full_load(t, v).await
-    }
-    async fn stored_version(&self, t: &TableId) -> ctsync_actors::Result<Option<SyncVersion>> {
-        self.0.stored_version(t).await
-    }
+fn row(id: i32, label: &str) -> Row {
+    vec![Value::I32(id), Value::String(format!("{label} {id}"))]
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,6 +65,7 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
     let metrics = ctsync::telemetry::install()?;
     ctsync::telemetry::spawn_upkeep(metrics.clone());
     let state = Arc::new(RedisState::new(&redis_url)?);
+    let queue = Arc::new(MemoryDdlQueue::new());
 
     let primary = Arc::new(MemoryPrimary::new());
     let customer = table("dbo", "Customer", vec![text("Name")]);
@@ -98,6 +80,35 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
     primary.insert_many(&user.id, (1..=4).map(|i| row(i, "user")));
     primary.insert_many(&product.id, (1..=200_000).map(|i| row(i, "product")));
     primary.insert_many(&flaky.id, (1..=10).map(|i| row(i, "flaky")));
+    let module = |name: &str, kind: ModuleKind, definition: Option<&str>| ModuleDef {
+        schema: "dbo".into(),
+        name: name.into(),
+        kind,
+        definition: definition.map(str::to_string),
+        ansi_nulls: true,
+        quoted_identifier: true,
+    };
+    primary.set_module(module(
+        "ActiveCustomers",
+        ModuleKind::View,
+        Some("CREATE VIEW [dbo].[ActiveCustomers] AS SELECT Id, Name FROM [dbo].[Customer]"),
+    ));
+    primary.set_module(module(
+        "TopCustomers",
+        ModuleKind::View,
+        Some("CREATE VIEW [dbo].[TopCustomers] AS SELECT TOP 10 * FROM [dbo].[ActiveCustomers]"),
+    ));
+    primary.set_module(module(
+        "CustomerCount",
+        ModuleKind::Procedure,
+        Some("CREATE PROCEDURE [dbo].[CustomerCount] AS SELECT COUNT(*) FROM [dbo].[Customer]"),
+    ));
+    primary.set_module(module(
+        "AuditCustomer",
+        ModuleKind::Trigger,
+        Some("CREATE TRIGGER [dbo].[AuditCustomer] ..."),
+    ));
+    primary.set_module(module("Secret", ModuleKind::ScalarFunction, None));
     for name in ["Customer", "User", "Flaky"] {
         state
             .set(&format!("mssql_sync:enabled:{name}"), "true")
@@ -105,16 +116,22 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
     }
 
     let replica = Arc::new(MemoryReplica::new());
+    // Slow full-load pages so the page's progress bar can be seen.
+    replica.set_insert_delay(Duration::from_millis(250));
     let config = SyncConfig {
         poll_interval: Duration::from_secs(1),
         restart_backoff: Duration::from_millis(500),
         restart_backoff_max: Duration::from_secs(5),
+        module_sync_interval: Duration::from_secs(5),
         ..SyncConfig::default()
     };
     let running = actors::start(
-        primary.clone(),
-        Arc::new(SlowLoads(replica)),
-        state.clone(),
+        Ports {
+            primary: primary.clone(),
+            replica,
+            state: state.clone(),
+            ddl_queue: Some(queue.clone()),
+        },
         config,
     );
 
@@ -148,6 +165,29 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
         primary.upsert(&order.id, row(n, "order"));
         if n % 6 == 0 {
             primary.delete(&user.id, &RowKey(vec![Value::I32(1 + n % 7)]));
+        }
+        // DDL events: an ignored index event, a malformed (parked) message,
+        // and a column rename of Flaky back and forth.
+        if n % 20 == 5 {
+            queue.push_event(&event("CREATE_INDEX", "<ObjectType>INDEX</ObjectType>"));
+        }
+        if n % 60 == 10 {
+            queue.push_event("<EVENT_INSTANCE><EventType>ALTER_TABLE</EventType>");
+        }
+        if n % 40 == 20 {
+            let (from, to) = if (n / 40) % 2 == 0 {
+                ("Note", "Remark")
+            } else {
+                ("Remark", "Note")
+            };
+            primary.rename_column(&flaky.id, from, to);
+            queue.push_event(&event(
+                "RENAME",
+                &format!(
+                    "<ObjectName>{from}</ObjectName><ObjectType>COLUMN</ObjectType><NewObjectName>{to}</NewObjectName>\
+                     <TargetObjectName>Flaky</TargetObjectName><TargetObjectType>TABLE</TargetObjectType>"
+                ),
+            ));
         }
         // Flaky breaks for 3 s out of every 15 s.
         match n % 30 {

@@ -30,6 +30,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_AUTO_RELOAD_STALE", file_key: "auto_reload_stale", default: Some("false"), help: "`true`: full-load a stale table automatically instead of waiting for an operator." },
     Setting { env: "CTSYNC_ENCRYPT", file_key: "encrypt", default: Some("required"), help: "TLS to SQL Server: `required`, `on`, `off` (login only) or `not_supported`." },
     Setting { env: "CTSYNC_TRUST_SERVER_CERTIFICATE", file_key: "trust_server_certificate", default: Some("false"), help: "`true` accepts any server certificate (development only)." },
+    Setting { env: "CTSYNC_MODULE_SYNC_SECS", file_key: "module_sync_secs", default: Some("30"), help: "Seconds between comparisons of views, procedures and functions." },
+    Setting { env: "CTSYNC_DDL_QUEUE", file_key: "ddl_queue", default: Some("dbo.SyncDDLQueue"), help: "Service Broker queue of DDL events on the primary (`schema.name`); `off` disables the listener." },
     Setting { env: "CTSYNC_PRIMARY_CONNECTIONS", file_key: "primary_connections", default: Some("4"), help: "Connections to the primary shared by the tables." },
     Setting { env: "CTSYNC_HTTP_ADDR", file_key: "http_addr", default: Some("0.0.0.0:8080"), help: "Address of the HTTP server (metrics, health, page)." },
     Setting { env: "CTSYNC_LOG", file_key: "log", default: Some("info"), help: "Log filter (tracing `EnvFilter` syntax, e.g. `info,ctsync=debug`)." },
@@ -56,6 +58,8 @@ pub struct Config {
     pub redis_url: RedisUrl,
     pub sync: SyncConfig,
     pub primary_connections: usize,
+    /// `None` when the DDL listener is off.
+    pub ddl_queue: Option<String>,
     pub http_addr: SocketAddr,
     pub log: String,
 }
@@ -244,7 +248,22 @@ impl Config {
                 "CTSYNC_AUTO_RELOAD_STALE",
                 &get("CTSYNC_AUTO_RELOAD_STALE")?,
             )?,
+            module_sync_interval: Duration::from_secs(positive(
+                "CTSYNC_MODULE_SYNC_SECS",
+                &get("CTSYNC_MODULE_SYNC_SECS")?,
+            )? as u64),
             ..SyncConfig::default()
+        };
+        let queue = get("CTSYNC_DDL_QUEUE")?;
+        let ddl_queue = if queue.trim().eq_ignore_ascii_case("off") {
+            None
+        } else if queue.split('.').count() <= 2 && !queue.trim().is_empty() {
+            Some(queue.trim().to_string())
+        } else {
+            return Err(ConfigError::Invalid {
+                name: "CTSYNC_DDL_QUEUE",
+                message: "expected schema.queue, queue or off".into(),
+            });
         };
         Ok(Self {
             primary: endpoint("MSSQL_PRIMARY_URL")?,
@@ -255,6 +274,7 @@ impl Config {
                 "CTSYNC_PRIMARY_CONNECTIONS",
                 &get("CTSYNC_PRIMARY_CONNECTIONS")?,
             )?,
+            ddl_queue,
             http_addr: parse(
                 "CTSYNC_HTTP_ADDR",
                 &get("CTSYNC_HTTP_ADDR")?,

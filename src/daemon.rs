@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use ctsync_actors::actors::{self, Shutdown};
+use ctsync_actors::actors::{self, Ports, Shutdown};
 use ctsync_actors::keys;
+use ctsync_actors::ports::DdlQueue;
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::http::{self, HttpState};
-use crate::mssql::{MssqlPrimary, MssqlReplica, Pool};
+use crate::mssql::{MssqlDdlQueue, MssqlPrimary, MssqlReplica, Pool};
 use crate::probes::{PrimaryProbe, RedisProbe, ReplicaProbe};
 use crate::state::RedisState;
 use crate::telemetry;
@@ -39,10 +40,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )));
     // The SinkActor is the only writer; a second connection serves readiness probes.
     let replica = Arc::new(MssqlReplica::new(Pool::new(config.replica.clone(), 2)));
+    let ddl_queue = config.ddl_queue.as_deref().map(|queue| {
+        info!(queue, "listening for DDL events");
+        Arc::new(MssqlDdlQueue::new(config.primary.clone(), queue)) as Arc<dyn DdlQueue>
+    });
     let running = actors::start(
-        primary.clone(),
-        replica.clone(),
-        state.clone(),
+        Ports {
+            primary: primary.clone(),
+            replica: replica.clone(),
+            state: state.clone(),
+            ddl_queue,
+        },
         config.sync.clone(),
     );
 

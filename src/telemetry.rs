@@ -1,17 +1,19 @@
 //! Installs the Prometheus recorder behind the `metrics` facade (metric
 //! names live in `ctsync_actors::telemetry`) and keeps it tidy.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use ctsync_actors::telemetry::{self as names, BATCH_DURATION};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static INSTALLING: Mutex<()> = Mutex::new(());
 
 /// Installs the process-wide recorder once and returns its handle (later
 /// calls return the same handle).
 pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }

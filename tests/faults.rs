@@ -120,7 +120,7 @@ async fn version_below_min_valid_goes_stale_while_other_tables_keep_syncing() {
     .await;
     let status = run.board.get("User").expect("status");
     assert!(status
-        .stale_reason
+        .reason
         .unwrap_or_default()
         .contains("below the min valid version"));
     actix_rt::time::sleep(Duration::from_millis(200)).await;
@@ -192,7 +192,7 @@ async fn restored_primary_or_backwards_version_marks_the_table_stale() {
     eventually(WAIT, "stale after the primary changed", || async {
         run.board
             .get("User")
-            .and_then(|s| s.stale_reason)
+            .and_then(|s| s.reason)
             .is_some_and(|r| r.contains("primary database changed"))
     })
     .await;
@@ -208,7 +208,7 @@ async fn restored_primary_or_backwards_version_marks_the_table_stale() {
     eventually(WAIT, "stale after the version went backwards", || async {
         run.board
             .get("User")
-            .and_then(|s| s.stale_reason)
+            .and_then(|s| s.reason)
             .is_some_and(|r| r.contains("below the stored version"))
     })
     .await;

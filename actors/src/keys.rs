@@ -27,6 +27,17 @@ pub fn primary_identity(table: &TableId) -> String {
     format!("{PREFIX}:primary_identity:{}", table.key_name())
 }
 
+/// Every per-table key, in a fixed order (used to move a renamed table).
+pub fn table_keys(table: &TableId) -> [String; 5] {
+    [
+        enabled(table),
+        force_full_load(table),
+        version(table),
+        progress(table),
+        primary_identity(table),
+    ]
+}
+
 pub const CONFIG_PRIMARY_URL: &str = "mssql_sync:config:primary_url";
 pub const CONFIG_REPLICA_URL: &str = "mssql_sync:config:replica_url";
 /// Redis list of DDL events that could not be applied.

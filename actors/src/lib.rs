@@ -4,10 +4,12 @@
 //! nothing of tiberius or Redis.
 
 pub mod actors;
+pub mod ddl;
 pub mod error;
 pub mod keys;
 pub mod memory;
 pub mod model;
+pub mod modules;
 pub mod ports;
 pub mod sink;
 pub mod status;

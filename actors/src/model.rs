@@ -148,6 +148,8 @@ pub struct ColumnDef {
     pub identity: Option<Identity>,
     pub computed: Option<Computed>,
     pub collation: Option<String>,
+    /// The column has a DEFAULT constraint on the primary (not cloned).
+    pub has_default: bool,
 }
 
 impl ColumnDef {
@@ -160,6 +162,7 @@ impl ColumnDef {
             identity: None,
             computed: None,
             collation: None,
+            has_default: false,
         }
     }
 
@@ -167,6 +170,15 @@ impl ColumnDef {
     pub fn is_written(&self) -> bool {
         self.computed.is_none()
     }
+}
+
+/// One change to a replica table's columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnOp {
+    Add(ColumnDef),
+    Drop(String),
+    /// Change type, length or nullability to the given definition.
+    Alter(ColumnDef),
 }
 
 /// One primary-key column and its sort direction.

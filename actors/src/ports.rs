@@ -6,10 +6,13 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::ddl::ParkedDdl;
 use crate::error::Result;
 use crate::model::{
-    ChangeBatch, ChangePage, PrimaryIdentity, Row, RowKey, SyncVersion, TableId, TableSchema,
+    ChangeBatch, ChangePage, ColumnOp, PrimaryIdentity, Row, RowKey, SyncVersion, TableId,
+    TableSchema,
 };
+use crate::modules::{ModuleDef, ModuleOp};
 
 /// The primary database, read-only.
 #[async_trait]
@@ -25,6 +28,8 @@ pub trait Primary: Send + Sync {
     /// `CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(table))`; `None` is SQL NULL.
     async fn min_valid_version(&self, table: &TableId) -> Result<Option<SyncVersion>>;
     async fn row_count(&self, table: &TableId) -> Result<u64>;
+    /// Views, procedures, functions and triggers (`sys.sql_modules`).
+    async fn modules(&self) -> Result<Vec<ModuleDef>>;
     /// The database's CT retention period; `None` when auto cleanup is off
     /// (changes are then never removed).
     async fn change_retention(&self) -> Result<Option<std::time::Duration>>;
@@ -61,6 +66,38 @@ pub trait Replica: Send + Sync {
     async fn finish_full_load(&self, table: &TableId, version: SyncVersion) -> Result<()>;
     /// The version the replica last recorded for the table.
     async fn stored_version(&self, table: &TableId) -> Result<Option<SyncVersion>>;
+    /// The table as the replica's catalog has it; `None` if it does not exist.
+    async fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>>;
+    /// Applies column changes to the table, in order, in one transaction.
+    async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp]) -> Result<()>;
+    async fn rename_column(&self, table: &TableId, from: &str, to: &str) -> Result<()>;
+    /// Renames the table (same schema) and its version record.
+    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()>;
+    /// Drops the table and its version record (a full load rebuilds it).
+    async fn drop_table(&self, table: &TableId) -> Result<()>;
+    /// The replica's views, procedures, functions and triggers.
+    async fn modules(&self) -> Result<Vec<ModuleDef>>;
+    /// Creates, alters or drops one module (each CREATE is its own batch).
+    async fn apply_module(&self, op: &ModuleOp) -> Result<()>;
+}
+
+/// One message received from the DDL queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    pub message_type: String,
+    /// The message body as text (EVENTDATA XML for event notifications).
+    pub body: Option<String>,
+}
+
+/// The Service Broker queue of DDL events (`SyncDDLQueue`). `receive`
+/// opens a transaction that only `commit` ends: ctsync never rolls a receive
+/// back, so poison-message detection can never disable the queue.
+#[async_trait]
+pub trait DdlQueue: Send + Sync {
+    /// Waits up to `wait` for up to `max` messages, inside a transaction.
+    async fn receive(&self, max: usize, wait: std::time::Duration) -> Result<Vec<QueueMessage>>;
+    /// Commits the open receive: its messages leave the queue.
+    async fn commit(&self) -> Result<()>;
 }
 
 /// Operator switches for one table (`mssql_sync:enabled:<T>`,
@@ -105,4 +142,10 @@ pub trait StateStore: Send + Sync {
     async fn set_primary_identity(&self, table: &TableId, identity: &PrimaryIdentity)
         -> Result<()>;
     async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()>;
+    /// Appends a DDL message that could not be applied to
+    /// `mssql_sync:ddl_failed`.
+    async fn park_ddl(&self, entry: &ParkedDdl) -> Result<()>;
+    /// Moves the table's keys (flags, version, identity, progress) to its
+    /// new name.
+    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()>;
 }

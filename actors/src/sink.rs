@@ -8,7 +8,8 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::model::{ChangeBatch, Row, SyncVersion, TableId, TableSchema};
+use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
+use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::Replica;
 use crate::telemetry;
 
@@ -20,12 +21,21 @@ pub enum SinkOp {
     Apply(Arc<TableSchema>, ChangeBatch),
     FinishFullLoad(TableId, SyncVersion),
     StoredVersion(TableId),
+    ReplicaSchema(TableId),
+    AlterColumns(TableId, Vec<ColumnOp>),
+    RenameColumn(TableId, String, String),
+    RenameTable(TableId, TableId),
+    DropTable(TableId),
+    Modules,
+    Module(ModuleOp),
 }
 
 pub enum SinkReply {
     Done,
     Created(bool),
     Version(Option<SyncVersion>),
+    Schema(Option<TableSchema>),
+    Modules(Vec<ModuleDef>),
 }
 
 impl Message for SinkOp {
@@ -76,6 +86,22 @@ async fn perform(replica: Arc<dyn Replica>, op: SinkOp) -> Result<SinkReply> {
         SinkOp::StoredVersion(table) => {
             replica.stored_version(&table).await.map(SinkReply::Version)
         }
+        SinkOp::ReplicaSchema(table) => replica.table_schema(&table).await.map(SinkReply::Schema),
+        SinkOp::AlterColumns(table, ops) => replica
+            .alter_columns(&table, &ops)
+            .await
+            .map(|_| SinkReply::Done),
+        SinkOp::RenameColumn(table, from, to) => replica
+            .rename_column(&table, &from, &to)
+            .await
+            .map(|_| SinkReply::Done),
+        SinkOp::RenameTable(from, to) => replica
+            .rename_table(&from, &to)
+            .await
+            .map(|_| SinkReply::Done),
+        SinkOp::DropTable(table) => replica.drop_table(&table).await.map(|_| SinkReply::Done),
+        SinkOp::Modules => replica.modules().await.map(SinkReply::Modules),
+        SinkOp::Module(op) => replica.apply_module(&op).await.map(|_| SinkReply::Done),
     }
 }
 
@@ -147,5 +173,43 @@ impl SinkHandle {
             SinkReply::Version(v) => Ok(v),
             _ => Err(unexpected()),
         }
+    }
+
+    pub async fn replica_schema(&self, table: TableId) -> Result<Option<TableSchema>> {
+        match self.call(SinkOp::ReplicaSchema(table)).await? {
+            SinkReply::Schema(s) => Ok(s),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn alter_columns(&self, table: TableId, ops: Vec<ColumnOp>) -> Result<()> {
+        self.call(SinkOp::AlterColumns(table, ops))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn rename_column(&self, table: TableId, from: String, to: String) -> Result<()> {
+        self.call(SinkOp::RenameColumn(table, from, to))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn rename_table(&self, from: TableId, to: TableId) -> Result<()> {
+        self.call(SinkOp::RenameTable(from, to)).await.map(|_| ())
+    }
+
+    pub async fn drop_table(&self, table: TableId) -> Result<()> {
+        self.call(SinkOp::DropTable(table)).await.map(|_| ())
+    }
+
+    pub async fn modules(&self) -> Result<Vec<ModuleDef>> {
+        match self.call(SinkOp::Modules).await? {
+            SinkReply::Modules(m) => Ok(m),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn apply_module(&self, op: ModuleOp) -> Result<()> {
+        self.call(SinkOp::Module(op)).await.map(|_| ())
     }
 }

@@ -54,7 +54,7 @@ pub struct TableStatus {
     pub progress: Option<(u64, u64)>,
     pub last_error: Option<String>,
     /// Why the table is stale, when it is.
-    pub stale_reason: Option<String>,
+    pub reason: Option<String>,
     pub restarts: u64,
     pub rows_applied: u64,
     #[serde(skip)]
@@ -66,6 +66,7 @@ pub struct TableStatus {
 pub struct StatusBoard {
     inner: Arc<Mutex<BTreeMap<String, TableStatus>>>,
     retention: Arc<Mutex<Option<Duration>>>,
+    module_errors: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl StatusBoard {
@@ -94,6 +95,18 @@ impl StatusBoard {
     /// The primary's CT retention period, as last read by discovery.
     pub fn retention(&self) -> Option<Duration> {
         *self.retention.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Modules (`schema.name`) that could not be synced, with the error.
+    pub fn module_errors(&self) -> BTreeMap<String, String> {
+        self.module_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_module_errors(&self, errors: BTreeMap<String, String>) {
+        *self.module_errors.lock().unwrap_or_else(|e| e.into_inner()) = errors;
     }
 
     pub fn set_retention(&self, retention: Option<Duration>) {

@@ -17,6 +17,10 @@ pub const TABLE_STATE: &str = "ctsync_table_state";
 pub const ACTOR_RESTARTS: &str = "ctsync_actor_restarts_total";
 pub const ERRORS: &str = "ctsync_errors_total";
 pub const RETENTION: &str = "ctsync_change_retention_seconds";
+pub const DDL_EVENTS: &str = "ctsync_ddl_events_total";
+pub const DDL_PARKED: &str = "ctsync_ddl_parked_total";
+pub const MODULE_SYNC: &str = "ctsync_module_sync_total";
+pub const MODULE_FAILING: &str = "ctsync_modules_failing";
 pub const RETENTION_AT_RISK: &str = "ctsync_retention_at_risk";
 pub const TRACKED_TABLES: &str = "ctsync_tracked_tables";
 pub const DISCOVERY_RUNS: &str = "ctsync_discovery_runs_total";
@@ -75,6 +79,22 @@ pub fn describe() {
         "Change-tracked tables found by the last discovery."
     );
     describe_counter!(DISCOVERY_RUNS, "Discovery runs, by result (ok, error).");
+    describe_counter!(
+        DDL_EVENTS,
+        "DDL queue messages, by event type and result (applied, ignored, parked)."
+    );
+    describe_counter!(
+        DDL_PARKED,
+        "DDL messages parked in mssql_sync:ddl_failed because they could not be applied."
+    );
+    describe_counter!(
+        MODULE_SYNC,
+        "Module sync writes on the replica, by action (create, alter, drop) and result."
+    );
+    describe_gauge!(
+        MODULE_FAILING,
+        "Views, procedures and functions that could not be created on the replica."
+    );
 }
 
 pub fn rows_applied(table: &str, op: &'static str, n: u64) {
@@ -138,6 +158,22 @@ pub fn discovery(ok: bool, tables: usize) {
     if ok {
         gauge!(TRACKED_TABLES).set(tables as f64);
     }
+}
+
+pub fn ddl_event(event_type: &str, result: &'static str) {
+    counter!(DDL_EVENTS, "event_type" => event_type.to_string(), "result" => result).increment(1);
+    if result == "parked" {
+        counter!(DDL_PARKED).increment(1);
+    }
+}
+
+pub fn module_sync(action: &'static str, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    counter!(MODULE_SYNC, "action" => action, "result" => result).increment(1);
+}
+
+pub fn modules_failing(n: usize) {
+    gauge!(MODULE_FAILING).set(n as f64);
 }
 
 pub fn error(component: &'static str) {

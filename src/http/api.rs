@@ -33,7 +33,7 @@ struct TableView {
     state: &'static str,
     progress: Option<Progress>,
     last_error: Option<String>,
-    stale_reason: Option<String>,
+    reason: Option<String>,
     restarts: u64,
     rows_applied: u64,
     enabled_key: String,
@@ -72,7 +72,7 @@ async fn view(
             .progress
             .map(|(synced, total)| Progress { synced, total }),
         last_error: status.last_error,
-        stale_reason: status.stale_reason,
+        reason: status.reason,
         restarts: status.restarts,
         rows_applied: status.rows_applied,
         enabled_key: keys::enabled(&id),

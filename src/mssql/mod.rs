@@ -2,14 +2,17 @@
 //! all T-SQL text (`sql`), value conversions (`convert`), and the primary
 //! and replica ports implemented on tiberius.
 
+mod catalog;
 pub mod conn;
 pub mod convert;
+mod ddl_queue;
 mod pool;
 mod primary;
 mod replica;
 pub mod sql;
 
 pub use conn::{Endpoint, TlsSettings};
+pub use ddl_queue::MssqlDdlQueue;
 pub use pool::Pool;
 pub use primary::MssqlPrimary;
 pub use replica::MssqlReplica;

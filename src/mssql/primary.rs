@@ -6,14 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use ctsync_actors::model::{
-    ChangePage, ColumnDef, Computed, Identity, KeyColumn, PrimaryIdentity, Row, RowKey,
-    SyncVersion, TableId, TableSchema,
+    ChangePage, ColumnDef, PrimaryIdentity, Row, RowKey, SyncVersion, TableId, TableSchema,
 };
+use ctsync_actors::modules::ModuleDef;
 use ctsync_actors::ports::Primary;
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
-use super::convert::{sql_type, value_from_sql, value_to_sql};
+use super::catalog::{self, big, flag, int, text};
+use super::convert::{value_from_sql, value_to_sql};
 use super::pool::{batch, query_rows, Pool};
 use super::{sql, MssqlError};
 
@@ -24,41 +25,6 @@ pub struct MssqlPrimary {
 
 fn err(e: MssqlError) -> Error {
     Error::Primary(e.to_string())
-}
-
-fn text(row: &tiberius::Row, col: &str) -> std::result::Result<Option<String>, MssqlError> {
-    row.try_get::<&str, _>(col)
-        .map(|v| v.map(str::to_string))
-        .map_err(|e| MssqlError::Conversion(format!("catalog column {col}: {e}")))
-}
-
-fn int(row: &tiberius::Row, col: &str) -> std::result::Result<Option<i32>, MssqlError> {
-    row.try_get::<i32, _>(col)
-        .map_err(|e| MssqlError::Conversion(format!("catalog column {col}: {e}")))
-}
-
-fn big(row: &tiberius::Row, idx: usize) -> std::result::Result<Option<i64>, MssqlError> {
-    row.try_get::<i64, _>(idx)
-        .map_err(|e| MssqlError::Conversion(format!("column {idx}: {e}")))
-}
-
-fn flag(row: &tiberius::Row, col: &str) -> std::result::Result<bool, MssqlError> {
-    row.try_get::<bool, _>(col)
-        .map(|v| v.unwrap_or(false))
-        .map_err(|e| MssqlError::Conversion(format!("catalog column {col}: {e}")))
-}
-
-fn parse_i128(
-    table: &TableId,
-    what: &str,
-    v: Option<String>,
-) -> std::result::Result<i128, MssqlError> {
-    let s = v.unwrap_or_else(|| "1".into());
-    s.trim().parse().map_err(|_| {
-        MssqlError::Conversion(format!(
-            "table {table}: identity {what} {s:?} is not an integer"
-        ))
-    })
 }
 
 fn key_params(key: &RowKey, schema: &TableSchema, keys: &[String]) -> Vec<ColumnData<'static>> {
@@ -178,66 +144,16 @@ impl Primary for MssqlPrimary {
     }
 
     async fn table_schema(&self, table: &TableId) -> Result<TableSchema> {
-        let object = || {
-            vec![ColumnData::String(Some(
-                sql::object_name_param(table).into(),
-            ))]
-        };
-        let what = format!("reading the columns of {table}");
-        let rows = self.rows(sql::TABLE_COLUMNS, object(), &what).await?;
-        if rows.is_empty() {
-            return Err(Error::NotTracked(table.clone()));
-        }
-        let mut columns = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let name = text(r, "column_name").map_err(err)?.unwrap_or_default();
-            let type_name = text(r, "type_name").map_err(err)?.unwrap_or_default();
-            let max_length = int(r, "max_length").map_err(err)?.unwrap_or(0);
-            let precision = int(r, "precision").map_err(err)?.unwrap_or(0).clamp(0, 255) as u8;
-            let scale = int(r, "scale").map_err(err)?.unwrap_or(0).clamp(0, 255) as u8;
-            let mut col = ColumnDef::new(
-                name,
-                sql_type(&type_name, max_length, precision, scale),
-                flag(r, "is_nullable").map_err(err)?,
-            );
-            col.collation = text(r, "collation_name").map_err(err)?;
-            if let Some(seed) = text(r, "identity_seed").map_err(err)? {
-                col.identity = Some(Identity {
-                    seed: parse_i128(table, "seed", Some(seed)).map_err(err)?,
-                    increment: parse_i128(
-                        table,
-                        "increment",
-                        text(r, "identity_increment").map_err(err)?,
-                    )
-                    .map_err(err)?,
-                });
-            }
-            if flag(r, "is_computed").map_err(err)? {
-                col.computed = Some(Computed {
-                    definition: text(r, "computed_definition")
-                        .map_err(err)?
-                        .unwrap_or_default(),
-                    persisted: flag(r, "is_persisted").map_err(err)?,
-                });
-            }
-            columns.push(col);
-        }
-        let what = format!("reading the primary key of {table}");
-        let pk_rows = self.rows(sql::PRIMARY_KEY_COLUMNS, object(), &what).await?;
-        let primary_key = pk_rows
-            .iter()
-            .map(|r| {
-                Ok(KeyColumn {
-                    name: text(r, "column_name").map_err(err)?.unwrap_or_default(),
-                    descending: flag(r, "is_descending_key").map_err(err)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(TableSchema {
-            id: table.clone(),
-            columns,
-            primary_key,
-        })
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        catalog::table_schema(&mut lease, table)
+            .await
+            .map_err(err)?
+            .ok_or_else(|| Error::NotTracked(table.clone()))
+    }
+
+    async fn modules(&self) -> Result<Vec<ModuleDef>> {
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        catalog::modules(&mut lease, "primary").await.map_err(err)
     }
 
     async fn current_version(&self) -> Result<SyncVersion> {

@@ -6,11 +6,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use ctsync_actors::model::{ChangeBatch, Row, RowKey, SqlType, SyncVersion, TableId, TableSchema};
+use ctsync_actors::model::{
+    ChangeBatch, ColumnOp, Row, RowKey, SqlType, SyncVersion, TableId, TableSchema,
+};
+use ctsync_actors::modules::{create_or_alter, ModuleDef, ModuleOp};
 use ctsync_actors::ports::Replica;
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
+use super::catalog;
 use super::conn::Lease;
 use super::convert::value_to_sql;
 use super::pool::{batch, execute, query_rows, Pool};
@@ -316,5 +320,135 @@ impl Replica for MssqlReplica {
         Ok(rows
             .first()
             .and_then(|r| r.try_get::<i64, _>(0).ok().flatten()))
+    }
+
+    async fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>> {
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        catalog::table_schema(&mut lease, table).await.map_err(err)
+    }
+
+    async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp]) -> Result<()> {
+        let what = format!("changing the columns of {table} on the replica");
+        let mut statements = Vec::with_capacity(ops.len());
+        for op in ops {
+            let stmt = match op {
+                ColumnOp::Add(c) => sql::add_column(table, c),
+                ColumnOp::Drop(name) => Some(sql::drop_column(table, name)),
+                ColumnOp::Alter(c) => sql::alter_column(table, c),
+            };
+            statements.push(stmt.ok_or_else(|| {
+                Error::Replica(format!("{table}: a changed column has an unsupported type"))
+            })?);
+        }
+        let mut lease = self.begin(&what).await?;
+        let work = async {
+            for stmt in &statements {
+                batch(&mut lease, stmt, || format!("{what}: {stmt}")).await?;
+            }
+            Ok(())
+        }
+        .await;
+        Self::finish(lease, work, &what).await
+    }
+
+    async fn rename_column(&self, table: &TableId, from: &str, to: &str) -> Result<()> {
+        let what = format!("renaming {table}.{from} to {to} on the replica");
+        let params = vec![
+            ColumnData::String(Some(sql::column_object_name(table, from).into())),
+            ColumnData::String(Some(to.to_string().into())),
+        ];
+        let mut lease = self.begin(&what).await?;
+        let work = execute(&mut lease, sql::RENAME_COLUMN, params, || what.clone())
+            .await
+            .map(|_| ());
+        Self::finish(lease, work, &what).await
+    }
+
+    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
+        let what = format!("renaming {from} to {to} on the replica");
+        let rename = vec![
+            ColumnData::String(Some(sql::object_name_param(from).into())),
+            ColumnData::String(Some(to.name.clone().into())),
+        ];
+        let version = vec![name_param(from), name_param(to)];
+        let mut lease = self.begin(&what).await?;
+        let work = async {
+            execute(&mut lease, sql::RENAME_OBJECT, rename, || what.clone()).await?;
+            execute(&mut lease, sql::RENAME_VERSION, version, || what.clone())
+                .await
+                .map(|_| ())
+        }
+        .await;
+        Self::finish(lease, work, &what).await
+    }
+
+    async fn drop_table(&self, table: &TableId) -> Result<()> {
+        let what = format!("dropping {table} on the replica to rebuild it");
+        let mut lease = self.begin(&what).await?;
+        let work = async {
+            batch(&mut lease, &sql::drop_table(table), || what.clone()).await?;
+            execute(
+                &mut lease,
+                sql::DELETE_VERSION,
+                vec![name_param(table)],
+                || what.clone(),
+            )
+            .await
+            .map(|_| ())
+        }
+        .await;
+        Self::finish(lease, work, &what).await
+    }
+
+    async fn modules(&self) -> Result<Vec<ModuleDef>> {
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        catalog::modules(&mut lease, "replica").await.map_err(err)
+    }
+
+    /// Each CREATE is sent as its own batch, after a batch with the SET
+    /// options the module was created with on the primary.
+    async fn apply_module(&self, op: &ModuleOp) -> Result<()> {
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        let run = |m: &ModuleDef, text: String| {
+            let options = sql::module_set_options(m.ansi_nulls, m.quoted_identifier);
+            let name = m.qualified();
+            (options, text, name)
+        };
+        let result = match op {
+            ModuleOp::Drop { schema, name, kind } => {
+                batch(&mut lease, &sql::drop_module(*kind, schema, name), || {
+                    format!("dropping {schema}.{name}")
+                })
+                .await
+            }
+            ModuleOp::Create(m) | ModuleOp::Alter(m) => {
+                let definition = m.definition.clone().unwrap_or_default();
+                let text = match op {
+                    ModuleOp::Alter(_) => create_or_alter(&definition),
+                    _ => Some(definition),
+                };
+                match text {
+                    Some(text) => {
+                        let (options, text, name) = run(m, text);
+                        match batch(&mut lease, &options, || format!("SET options for {name}"))
+                            .await
+                        {
+                            Ok(()) => {
+                                batch(&mut lease, &text, || {
+                                    format!("creating {name} on the replica")
+                                })
+                                .await
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    None => Err(MssqlError::Unexpected(format!(
+                        "the definition of {} does not start with CREATE; cannot recreate it",
+                        m.qualified()
+                    ))),
+                }
+            }
+        };
+        result.map_err(err)
     }
 }

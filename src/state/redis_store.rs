@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ctsync_actors::ddl::ParkedDdl;
 use ctsync_actors::keys;
 use ctsync_actors::model::{PrimaryIdentity, SyncVersion, TableId};
 use ctsync_actors::ports::{LoadProgress, StateStore, TableFlags};
@@ -210,5 +211,38 @@ impl StateStore for RedisState {
     async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()> {
         let json = serde_json::to_string(progress).map_err(|e| Error::State(e.to_string()))?;
         self.set(&keys::progress(table), &json).await
+    }
+
+    async fn park_ddl(&self, entry: &ParkedDdl) -> Result<()> {
+        let json = serde_json::to_string(entry).map_err(|e| Error::State(e.to_string()))?;
+        let mut c = self.conn().await?;
+        c.rpush::<_, _, ()>(keys::DDL_FAILED, json)
+            .await
+            .map_err(|e| state_err(&format!("RPUSH {}", keys::DDL_FAILED), e))
+    }
+
+    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
+        let mut c = self.conn().await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (old, new) in keys::table_keys(from).into_iter().zip(keys::table_keys(to)) {
+            let exists: bool = c
+                .exists(&old)
+                .await
+                .map_err(|e| state_err(&format!("EXISTS {old}"), e))?;
+            if exists {
+                pipe.cmd("RENAME").arg(old).arg(new).ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut c).await.map_err(|e| {
+            state_err(
+                &format!(
+                    "moving the keys of {} to {}",
+                    from.key_name(),
+                    to.key_name()
+                ),
+                e,
+            )
+        })
     }
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ctsync::state::RedisState;
-use ctsync_actors::actors::{self, Running};
-use ctsync_actors::memory::{MemoryPrimary, MemoryReplica};
+use ctsync_actors::actors::{self, ListenerConfig, Ports, Running};
+use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica};
 use ctsync_actors::ports::StateStore;
 use ctsync_actors::sync::SyncConfig;
 
@@ -45,6 +45,12 @@ pub fn fast_config() -> SyncConfig {
         auto_reload_stale: false,
         restart_backoff: Duration::from_millis(20),
         restart_backoff_max: Duration::from_millis(200),
+        module_sync_interval: Duration::from_millis(100),
+        ddl_listener: ListenerConfig {
+            wait: Duration::from_millis(20),
+            batch: 10,
+            retry_delay: Duration::from_millis(50),
+        },
     }
 }
 
@@ -53,6 +59,7 @@ pub struct Harness {
     pub state: Arc<RedisState>,
     pub primary: Arc<MemoryPrimary>,
     pub replica: Arc<MemoryReplica>,
+    pub queue: Arc<MemoryDdlQueue>,
 }
 
 impl Harness {
@@ -64,6 +71,7 @@ impl Harness {
             state,
             primary: Arc::new(MemoryPrimary::new()),
             replica: Arc::new(MemoryReplica::new()),
+            queue: Arc::new(MemoryDdlQueue::new()),
         }
     }
 
@@ -72,7 +80,15 @@ impl Harness {
     }
 
     pub fn start_with_state(&self, config: SyncConfig, state: Arc<dyn StateStore>) -> Running {
-        actors::start(self.primary.clone(), self.replica.clone(), state, config)
+        actors::start(
+            Ports {
+                primary: self.primary.clone(),
+                replica: self.replica.clone(),
+                state,
+                ddl_queue: Some(self.queue.clone()),
+            },
+            config,
+        )
     }
 
     pub async fn get(&self, key: &str) -> Option<String> {

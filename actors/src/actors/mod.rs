@@ -2,17 +2,21 @@
 //! and TableActor (runs the table's cycles). The SinkActor lives in
 //! [`crate::sink`].
 
+mod ddl_listener;
+mod module_sync;
 mod supervisor;
 mod table;
 
-pub use supervisor::{Shutdown, SupervisorActor};
-pub use table::{Retire, TableActor};
+pub use ddl_listener::{DdlListenerActor, ListenerConfig};
+pub use module_sync::ModuleSyncActor;
+pub use supervisor::{RouteSchemaChange, Shutdown, SupervisorActor};
+pub use table::{ApplySchemaChange, Retire, TableActor};
 
 use std::sync::Arc;
 
 use actix::{Actor, Addr};
 
-use crate::ports::{Primary, Replica, StateStore};
+use crate::ports::{DdlQueue, Primary, Replica, StateStore};
 use crate::sink::SinkHandle;
 use crate::status::StatusBoard;
 use crate::sync::{Pipeline, SyncConfig};
@@ -25,23 +29,46 @@ pub struct Running {
     pub board: StatusBoard,
 }
 
-/// Starts the SinkActor and the SupervisorActor on the current actix system.
-pub fn start(
-    primary: Arc<dyn Primary>,
-    replica: Arc<dyn Replica>,
-    state: Arc<dyn StateStore>,
-    config: SyncConfig,
-) -> Running {
+/// The ports a pipeline runs on. Without a DDL queue, schema changes are
+/// still picked up by each cycle's reconcile (renames then block the table).
+pub struct Ports {
+    pub primary: Arc<dyn Primary>,
+    pub replica: Arc<dyn Replica>,
+    pub state: Arc<dyn StateStore>,
+    pub ddl_queue: Option<Arc<dyn DdlQueue>>,
+}
+
+/// Starts the SinkActor, the SupervisorActor, the ModuleSyncActor and (with
+/// a queue) the DdlListenerActor on the current actix system.
+pub fn start(ports: Ports, config: SyncConfig) -> Running {
+    let Ports {
+        primary,
+        replica,
+        state,
+        ddl_queue,
+    } = ports;
     let sink = SinkHandle::start(replica);
     let board = StatusBoard::default();
+    let module_interval = config.module_sync_interval;
+    let listener = config.ddl_listener.clone();
     let pipeline = Arc::new(Pipeline {
-        primary,
-        state,
+        primary: primary.clone(),
+        state: state.clone(),
         sink: sink.clone(),
         board: board.clone(),
         config,
     });
     let supervisor = SupervisorActor::new(pipeline).start();
+    {
+        let (sink, board) = (sink.clone(), board.clone());
+        actix::Supervisor::start(move |_| {
+            ModuleSyncActor::new(primary, sink, board, module_interval)
+        });
+    }
+    if let Some(queue) = ddl_queue {
+        let sup = supervisor.clone();
+        actix::Supervisor::start(move |_| DdlListenerActor::new(queue, state, sup, listener));
+    }
     Running {
         supervisor,
         sink,

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{info, warn};
 
-use super::table::{Retire, TableActor};
+use super::table::{ApplySchemaChange, Retire, TableActor};
+use crate::ddl::SchemaChange;
 use crate::error::Result;
 use crate::model::TableId;
 use crate::sync::Pipeline;
@@ -113,6 +114,49 @@ impl Actor for SupervisorActor {
         self.discover(ctx);
         let poll = self.pipeline.config.poll_interval;
         ctx.run_interval(poll, |act, ctx| act.discover(ctx));
+    }
+}
+
+/// Routes a schema change from the DDL listener to the table's actor (table
+/// renames are applied here, since they change which actor owns the table).
+pub struct RouteSchemaChange(pub SchemaChange);
+
+impl Message for RouteSchemaChange {
+    type Result = Result<()>;
+}
+
+impl Handler<RouteSchemaChange> for SupervisorActor {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, msg: RouteSchemaChange, _ctx: &mut Self::Context) -> Self::Result {
+        let change = msg.0;
+        if let SchemaChange::RenameTable { from, .. } = &change {
+            // The old name's actor goes; discovery starts one for the new name.
+            let old = self.tables.remove(from);
+            self.pipeline.board.remove(&from.key_name());
+            let pipeline = self.pipeline.clone();
+            return Box::pin(
+                async move {
+                    if let Some(addr) = old {
+                        addr.send(Retire).await.ok();
+                    }
+                    crate::sync::apply_schema_change(&pipeline, &change).await
+                }
+                .into_actor(self),
+            );
+        }
+        let addr = self.tables.get(change.table()).cloned();
+        Box::pin(
+            async move {
+                match addr {
+                    Some(addr) => addr.send(ApplySchemaChange(change)).await.map_err(|e| {
+                        crate::error::Error::Sink(format!("table actor unavailable: {e}"))
+                    })?,
+                    None => Ok(()), // not tracked: nothing on the replica to change
+                }
+            }
+            .into_actor(self),
+        )
     }
 }
 

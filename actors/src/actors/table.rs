@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tracing::{debug, error};
 
+use crate::ddl::SchemaChange;
 use crate::model::TableId;
 use crate::status::TableState;
-use crate::sync::{run_cycle, Outcome, Pipeline};
+use crate::sync::{apply_schema_change, run_cycle, Outcome, Pipeline};
 use crate::telemetry;
 
 pub struct TableActor {
@@ -128,6 +129,25 @@ impl Supervised for TableActor {
         telemetry::actor_restart("table", &self.key);
         self.pipeline.board.update(&self.key, |s| s.restarts += 1);
         debug!(table = %self.table, delay = ?self.first_delay, "table actor restarting");
+    }
+}
+
+/// Applies a schema change from a DDL event between two cycles (atomic:
+/// no row change of the table runs meanwhile).
+pub struct ApplySchemaChange(pub SchemaChange);
+
+impl Message for ApplySchemaChange {
+    type Result = crate::error::Result<()>;
+}
+
+impl Handler<ApplySchemaChange> for TableActor {
+    type Result = AtomicResponse<Self, crate::error::Result<()>>;
+
+    fn handle(&mut self, msg: ApplySchemaChange, _ctx: &mut Self::Context) -> Self::Result {
+        let pipeline = self.pipeline.clone();
+        AtomicResponse::new(Box::pin(
+            async move { apply_schema_change(&pipeline, &msg.0).await }.into_actor(self),
+        ))
     }
 }
 

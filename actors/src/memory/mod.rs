@@ -3,10 +3,12 @@
 //! replica applies each call atomically and rejects duplicate keys, and all
 //! of them accept injected faults.
 
+mod ddl_queue;
 mod primary;
 mod replica;
 mod state;
 
+pub use ddl_queue::{MemoryDdlQueue, EVENT_NOTIFICATION};
 pub use primary::MemoryPrimary;
 pub use replica::MemoryReplica;
 pub use state::{FlakyState, MemoryState};

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     ChangePage, ColumnDef, PrimaryIdentity, Row, RowKey, SyncVersion, TableId, TableSchema, Value,
 };
+use crate::modules::ModuleDef;
 use crate::ports::Primary;
 
 #[derive(Debug)]
@@ -42,6 +43,7 @@ struct Data {
     pages_read: HashMap<TableId, usize>,
     change_pages_read: HashMap<TableId, usize>,
     retention: Option<std::time::Duration>,
+    modules: BTreeMap<(String, String), ModuleDef>,
 }
 
 /// A primary database in memory. Every mutating call is one committed
@@ -71,6 +73,7 @@ impl MemoryPrimary {
                 pages_read: HashMap::new(),
                 change_pages_read: HashMap::new(),
                 retention: Some(std::time::Duration::from_secs(2 * 24 * 3600)),
+                modules: BTreeMap::new(),
             }),
         }
     }
@@ -176,6 +179,71 @@ impl MemoryPrimary {
         t.schema.columns.push(column);
         for row in t.rows.values_mut() {
             row.push(fill.clone());
+        }
+    }
+
+    /// Creates or replaces a view, procedure, function or trigger.
+    pub fn set_module(&self, module: ModuleDef) {
+        let key = (module.schema.clone(), module.name.clone());
+        self.lock().modules.insert(key, module);
+    }
+
+    pub fn drop_module(&self, schema: &str, name: &str) {
+        self.lock()
+            .modules
+            .remove(&(schema.to_string(), name.to_string()));
+    }
+
+    /// `sp_rename` of a column: data stays, CT records nothing.
+    pub fn rename_column(&self, id: &TableId, from: &str, to: &str) {
+        let mut data = self.lock();
+        let t = Self::table_mut(&mut data, id);
+        for c in t.schema.columns.iter_mut().filter(|c| c.name == from) {
+            c.name = to.to_string();
+        }
+        for k in t.schema.primary_key.iter_mut().filter(|k| k.name == from) {
+            k.name = to.to_string();
+        }
+    }
+
+    /// ALTER TABLE DROP COLUMN (not tracked as a change).
+    pub fn drop_column(&self, id: &TableId, name: &str) {
+        let mut data = self.lock();
+        let t = Self::table_mut(&mut data, id);
+        let Some(pos) = t
+            .schema
+            .written_columns()
+            .iter()
+            .position(|c| c.name == name)
+        else {
+            return;
+        };
+        t.schema.columns.retain(|c| c.name != name);
+        for row in t.rows.values_mut() {
+            row.remove(pos);
+        }
+    }
+
+    /// Replaces a column's definition (ALTER COLUMN); values are kept.
+    pub fn alter_column(&self, id: &TableId, column: ColumnDef) {
+        let mut data = self.lock();
+        let t = Self::table_mut(&mut data, id);
+        for c in t
+            .schema
+            .columns
+            .iter_mut()
+            .filter(|c| c.name == column.name)
+        {
+            *c = column.clone();
+        }
+    }
+
+    /// `sp_rename` of a table: CT stays enabled under the new name.
+    pub fn rename_table(&self, from: &TableId, to: &TableId) {
+        let mut data = self.lock();
+        if let Some(mut t) = data.tables.remove(from) {
+            t.schema.id = to.clone();
+            data.tables.insert(to.clone(), t);
         }
     }
 
@@ -289,6 +357,10 @@ impl Primary for MemoryPrimary {
         let data = self.lock();
         Self::check(&data, table)?;
         Ok(data.tables[table].rows.len() as u64)
+    }
+
+    async fn modules(&self) -> Result<Vec<ModuleDef>> {
+        Ok(self.lock().modules.values().cloned().collect())
     }
 
     async fn change_retention(&self) -> Result<Option<std::time::Duration>> {

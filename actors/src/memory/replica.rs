@@ -10,7 +10,8 @@ use async_trait::async_trait;
 
 use super::row_key;
 use crate::error::{Error, Result};
-use crate::model::{ChangeBatch, Row, RowKey, SyncVersion, TableId, TableSchema};
+use crate::model::{ChangeBatch, ColumnOp, Row, RowKey, SyncVersion, TableId, TableSchema, Value};
+use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::Replica;
 
 #[derive(Debug, Clone)]
@@ -28,6 +29,11 @@ struct Data {
     fail_writes: Vec<usize>,
     /// Every write fails while set.
     down: Option<String>,
+    modules: BTreeMap<(String, String), ModuleDef>,
+    /// Modules whose creation fails (by `schema.name`).
+    failing_modules: Vec<String>,
+    /// Each `insert_rows` waits this long first (demo: visible progress).
+    insert_delay: std::time::Duration,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +65,38 @@ impl MemoryReplica {
 
     pub fn up(&self) {
         self.lock().down = None;
+    }
+
+    /// Makes every `insert_rows` (full-load page) wait `delay` first.
+    pub fn set_insert_delay(&self, delay: std::time::Duration) {
+        self.lock().insert_delay = delay;
+    }
+
+    /// Creating or altering this module (`schema.name`) fails.
+    pub fn fail_module(&self, qualified: &str) {
+        self.lock().failing_modules.push(qualified.to_string());
+    }
+
+    /// The replica's modules by `schema.name`.
+    pub fn module_names(&self) -> Vec<String> {
+        self.lock()
+            .modules
+            .values()
+            .map(|m| m.qualified())
+            .collect()
+    }
+
+    pub fn module(&self, schema: &str, name: &str) -> Option<ModuleDef> {
+        self.lock()
+            .modules
+            .get(&(schema.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Creates a module directly (as if someone made it by hand).
+    pub fn put_module(&self, module: ModuleDef) {
+        let key = (module.schema.clone(), module.name.clone());
+        self.lock().modules.insert(key, module);
     }
 
     pub fn has_table(&self, id: &TableId) -> bool {
@@ -117,7 +155,15 @@ impl MemoryReplica {
 }
 
 fn insert(table: &mut Table, rows: &[Row]) -> Result<()> {
+    let width = table.schema.written_columns().len();
     for row in rows {
+        if row.len() != width {
+            return Err(Error::Replica(format!(
+                "Column name or number of supplied values does not match table definition of {} ({} values for {width} columns)",
+                table.schema.id,
+                row.len()
+            )));
+        }
         let key = row_key(&table.schema, row)
             .ok_or_else(|| Error::Replica(format!("table {} has no key", table.schema.id)))?;
         if table.rows.contains_key(&key) {
@@ -129,6 +175,90 @@ fn insert(table: &mut Table, rows: &[Row]) -> Result<()> {
         table.rows.insert(key, row.clone());
     }
     Ok(())
+}
+
+fn alter(table: &mut Table, op: &ColumnOp) -> Result<()> {
+    let id = table.schema.id.clone();
+    let position = |t: &Table, name: &str| {
+        t.schema
+            .written_columns()
+            .iter()
+            .position(|c| c.name == name)
+    };
+    match op {
+        ColumnOp::Add(c) => {
+            if table.schema.columns.iter().any(|x| x.name == c.name) {
+                return Err(Error::Replica(format!(
+                    "Column names in each table must be unique: {id}.{}",
+                    c.name
+                )));
+            }
+            if !c.nullable && c.is_written() && !table.rows.is_empty() {
+                return Err(Error::Replica(format!(
+                    "ALTER TABLE only allows columns to be added that can contain nulls ({id}.{})",
+                    c.name
+                )));
+            }
+            table.schema.columns.push(c.clone());
+            if c.is_written() {
+                for row in table.rows.values_mut() {
+                    row.push(Value::Null);
+                }
+            }
+        }
+        ColumnOp::Drop(name) => {
+            if table.schema.primary_key.iter().any(|k| &k.name == name) {
+                return Err(Error::Replica(format!(
+                    "cannot drop key column {id}.{name}"
+                )));
+            }
+            if let Some(pos) = position(table, name) {
+                for row in table.rows.values_mut() {
+                    row.remove(pos);
+                }
+            }
+            let before = table.schema.columns.len();
+            table.schema.columns.retain(|c| &c.name != name);
+            if before == table.schema.columns.len() {
+                return Err(Error::Replica(format!(
+                    "Invalid column name '{name}' in {id}"
+                )));
+            }
+        }
+        ColumnOp::Alter(c) => {
+            let slot = table
+                .schema
+                .columns
+                .iter_mut()
+                .find(|x| x.name == c.name)
+                .ok_or_else(|| {
+                    Error::Replica(format!("Invalid column name '{}' in {id}", c.name))
+                })?;
+            *slot = c.clone();
+        }
+    }
+    Ok(())
+}
+
+/// Two-part bracketed names (`[s].[n]`) a module refers to.
+fn references(definition: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = definition;
+    while let Some(start) = rest.find('[') {
+        let tail = &rest[start + 1..];
+        let Some(end) = tail.find(']') else { break };
+        let first = &tail[..end];
+        let after = &tail[end + 1..];
+        if let Some(second) = after.strip_prefix(".[") {
+            if let Some(e2) = second.find(']') {
+                out.push((first.to_string(), second[..e2].to_string()));
+                rest = &second[e2 + 1..];
+                continue;
+            }
+        }
+        rest = after;
+    }
+    out
 }
 
 fn injected(id: &TableId) -> Error {
@@ -169,6 +299,10 @@ impl Replica for MemoryReplica {
     }
 
     async fn insert_rows(&self, schema: &TableSchema, rows: &[Row]) -> Result<()> {
+        let delay = self.lock().insert_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.write(&schema.id, |t, _, fail| {
             let half = rows.len() / 2;
             insert(t, &rows[..half])?;
@@ -211,5 +345,155 @@ impl Replica for MemoryReplica {
             return Err(Error::Replica(msg.clone()));
         }
         Ok(data.versions.get(table).copied())
+    }
+
+    async fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>> {
+        let data = self.lock();
+        if let Some(msg) = &data.down {
+            return Err(Error::Replica(msg.clone()));
+        }
+        Ok(data.tables.get(table).map(|t| t.schema.clone()))
+    }
+
+    async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp]) -> Result<()> {
+        self.write(table, |t, _, fail| {
+            for (i, op) in ops.iter().enumerate() {
+                if fail && i == ops.len() / 2 {
+                    return Err(injected(table));
+                }
+                alter(t, op)?;
+            }
+            if fail {
+                return Err(injected(table));
+            }
+            Ok(())
+        })
+    }
+
+    async fn rename_column(&self, table: &TableId, from: &str, to: &str) -> Result<()> {
+        self.write(table, |t, _, fail| {
+            if fail {
+                return Err(injected(table));
+            }
+            if t.schema.columns.iter().any(|c| c.name == to) {
+                return Err(Error::Replica(format!("column {to} already exists in {table}")));
+            }
+            let col = t
+                .schema
+                .columns
+                .iter_mut()
+                .find(|c| c.name == from)
+                .ok_or_else(|| Error::Replica(format!("Either the parameter @objname is ambiguous or the claimed @objtype (COLUMN) is wrong: {table}.{from}")))?;
+            col.name = to.to_string();
+            for k in t.schema.primary_key.iter_mut().filter(|k| k.name == from) {
+                k.name = to.to_string();
+            }
+            Ok(())
+        })
+    }
+
+    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
+        let renamed = self.write(from, |t, _, fail| {
+            if fail {
+                return Err(injected(from));
+            }
+            t.schema.id = to.clone();
+            Ok(())
+        });
+        renamed?;
+        let mut data = self.lock();
+        if data.tables.contains_key(to) {
+            return Err(Error::Replica(format!(
+                "There is already an object named '{to}'"
+            )));
+        }
+        if let Some(t) = data.tables.remove(from) {
+            data.tables.insert(to.clone(), t);
+        }
+        if let Some(v) = data.versions.remove(from) {
+            data.versions.insert(to.clone(), v);
+        }
+        Ok(())
+    }
+
+    async fn drop_table(&self, table: &TableId) -> Result<()> {
+        let mut data = self.lock();
+        if let Some(msg) = &data.down {
+            return Err(Error::Replica(msg.clone()));
+        }
+        data.tables.remove(table);
+        data.versions.remove(table);
+        Ok(())
+    }
+
+    async fn modules(&self) -> Result<Vec<ModuleDef>> {
+        let data = self.lock();
+        if let Some(msg) = &data.down {
+            return Err(Error::Replica(msg.clone()));
+        }
+        Ok(data.modules.values().cloned().collect())
+    }
+
+    /// Creating a module checks that every `[s].[n]` it names exists, as
+    /// SQL Server's deferred name resolution would at first use.
+    async fn apply_module(&self, op: &ModuleOp) -> Result<()> {
+        let mut data = self.lock();
+        if let Some(msg) = &data.down {
+            return Err(Error::Replica(msg.clone()));
+        }
+        match op {
+            ModuleOp::Create(m) | ModuleOp::Alter(m) => {
+                let key = (m.schema.clone(), m.name.clone());
+                if data.failing_modules.contains(&m.qualified()) {
+                    return Err(Error::Replica(format!(
+                        "injected failure creating {}",
+                        m.qualified()
+                    )));
+                }
+                if matches!(op, ModuleOp::Create(_)) && data.modules.contains_key(&key) {
+                    return Err(Error::Replica(format!(
+                        "There is already an object named '{}'",
+                        m.name
+                    )));
+                }
+                let text = m.definition.clone().unwrap_or_default();
+                let text = match op {
+                    ModuleOp::Alter(_) => crate::modules::create_or_alter(&text).unwrap_or(text),
+                    _ => text,
+                };
+                for (s, n) in references(&text) {
+                    let own = s == m.schema && n == m.name;
+                    let known = data.modules.contains_key(&(s.clone(), n.clone()))
+                        || data
+                            .tables
+                            .contains_key(&TableId::new(s.clone(), n.clone()));
+                    if !own && !known {
+                        return Err(Error::Replica(format!(
+                            "Invalid object name '{s}.{n}' in {}",
+                            m.qualified()
+                        )));
+                    }
+                }
+                data.modules.insert(
+                    key,
+                    ModuleDef {
+                        definition: Some(text),
+                        ..m.clone()
+                    },
+                );
+            }
+            ModuleOp::Drop { schema, name, .. } => {
+                if data
+                    .modules
+                    .remove(&(schema.clone(), name.clone()))
+                    .is_none()
+                {
+                    return Err(Error::Replica(format!(
+                        "Cannot drop '{schema}.{name}': it does not exist"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }

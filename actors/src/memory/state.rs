@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use crate::ddl::ParkedDdl;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{PrimaryIdentity, SyncVersion, TableId};
@@ -17,6 +18,7 @@ use crate::ports::{LoadProgress, StateStore, TableFlags};
 #[derive(Debug, Default)]
 pub struct MemoryState {
     map: Mutex<BTreeMap<String, String>>,
+    lists: Mutex<BTreeMap<String, Vec<String>>>,
 }
 
 impl MemoryState {
@@ -38,6 +40,16 @@ impl MemoryState {
 
     pub fn del(&self, key: &str) {
         self.lock().remove(key);
+    }
+
+    /// The items of a list key (e.g. `mssql_sync:ddl_failed`).
+    pub fn list(&self, key: &str) -> Vec<String> {
+        self.lists
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -130,6 +142,26 @@ impl StateStore for MemoryState {
     async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()> {
         let json = serde_json::to_string(progress).map_err(|e| Error::State(e.to_string()))?;
         self.set(&keys::progress(table), &json);
+        Ok(())
+    }
+
+    async fn park_ddl(&self, entry: &ParkedDdl) -> Result<()> {
+        let json = serde_json::to_string(entry).map_err(|e| Error::State(e.to_string()))?;
+        let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        lists
+            .entry(keys::DDL_FAILED.to_string())
+            .or_default()
+            .push(json);
+        Ok(())
+    }
+
+    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
+        let mut map = self.lock();
+        for (old, new) in keys::table_keys(from).into_iter().zip(keys::table_keys(to)) {
+            if let Some(v) = map.remove(&old) {
+                map.insert(new, v);
+            }
+        }
         Ok(())
     }
 }
@@ -225,5 +257,13 @@ impl StateStore for FlakyState {
     async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()> {
         self.check()?;
         self.inner.set_progress(table, progress).await
+    }
+    async fn park_ddl(&self, entry: &ParkedDdl) -> Result<()> {
+        self.check()?;
+        self.inner.park_ddl(entry).await
+    }
+    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
+        self.check()?;
+        self.inner.rename_table(from, to).await
     }
 }

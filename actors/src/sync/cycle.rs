@@ -1,15 +1,16 @@
-//! One cycle of one table: read the flags, clone the schema if missing,
-//! settle which version to start from (Redis, else the replica's record),
-//! guard against lost changes and a replaced primary, then run a full load
-//! or an incremental sync.
+//! One cycle of one table: read the flags, clone the schema if missing and
+//! reconcile it with the primary's, settle which version to start from
+//! (Redis, else the replica's record), guard against lost changes and a
+//! replaced primary, then run a full load or an incremental sync.
 
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use super::reconcile::{self, Plan};
 use super::{full_load, incremental, Pipeline};
 use crate::error::{Error, Result};
-use crate::model::{PrimaryIdentity, SyncVersion, TableId, TableSchema};
+use crate::model::{ColumnOp, PrimaryIdentity, SyncVersion, TableId, TableSchema};
 use crate::status::TableState;
 use crate::telemetry;
 
@@ -18,17 +19,19 @@ use crate::telemetry;
 pub enum Outcome {
     Paused,
     Loaded,
-    Synced { changed_keys: u64 },
+    Synced {
+        changed_keys: u64,
+    },
     Stale,
+    /// The replica's columns cannot be reconciled safely (see the reason).
+    Blocked,
 }
 
 pub(super) fn set_state(p: &Pipeline, table: &TableId, state: TableState) {
     let key = table.key_name();
     p.board.update(&key, |s| {
         s.state = state;
-        if state != TableState::Stale {
-            s.stale_reason = None;
-        }
+        s.reason = None;
         if matches!(state, TableState::Incremental | TableState::Paused) {
             s.last_error = None;
         }
@@ -39,7 +42,18 @@ pub(super) fn set_state(p: &Pipeline, table: &TableId, state: TableState) {
     telemetry::table_state(&key, state.as_str());
 }
 
-async fn load_schema(p: &Pipeline, table: &TableId) -> Result<Arc<TableSchema>> {
+/// Puts the table in `state` with a reason, logging it once per change.
+fn hold(p: &Pipeline, table: &TableId, state: TableState, reason: String) {
+    let key = table.key_name();
+    let known = p.board.get(&key).and_then(|s| s.reason);
+    if known.as_deref() != Some(reason.as_str()) {
+        warn!(table = %table, %reason, state = state.as_str(), "table is held; its version is not advanced");
+    }
+    set_state(p, table, state);
+    p.board.update(&key, |s| s.reason = Some(reason));
+}
+
+pub(super) async fn load_schema(p: &Pipeline, table: &TableId) -> Result<Arc<TableSchema>> {
     let schema = p.primary.table_schema(table).await?;
     if let Some((column, ty)) = schema.unsupported_column() {
         return Err(Error::UnsupportedType {
@@ -79,16 +93,10 @@ async fn stale(
     let table = &schema.id;
     if p.config.auto_reload_stale {
         warn!(table = %table, %reason, "table is stale; CTSYNC_AUTO_RELOAD_STALE is on, running a full load");
-        full_load::run(p, schema, identity).await?;
+        full_load::run(p, schema, identity, &[]).await?;
         return Ok(Outcome::Loaded);
     }
-    let key = table.key_name();
-    let known = p.board.get(&key).and_then(|s| s.stale_reason);
-    if known.as_deref() != Some(reason.as_str()) {
-        warn!(table = %table, %reason, "table is stale; its version is not advanced");
-    }
-    set_state(p, table, TableState::Stale);
-    p.board.update(&key, |s| s.stale_reason = Some(reason));
+    hold(p, table, TableState::Stale, reason);
     Ok(Outcome::Stale)
 }
 
@@ -99,14 +107,46 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId) -> Result<Outcome> {
         return Ok(Outcome::Paused);
     }
     let schema = load_schema(p, table).await?;
-    if p.sink.ensure_table(schema.clone()).await? {
+    let plan = if p.sink.ensure_table(schema.clone()).await? {
         info!(table = %table, "created the table on the replica");
-    }
+        Plan::InSync
+    } else {
+        match p.sink.replica_schema(table.clone()).await? {
+            Some(replica) => reconcile::plan(&schema, &replica),
+            None => Plan::InSync,
+        }
+    };
     let identity = p.primary.identity().await?;
-    let version = match starting_version(p, table).await? {
-        Some(v) if !flags.force_full_load => v,
+    let stored = starting_version(p, table).await?;
+    let must_load = flags.force_full_load || stored.is_none();
+    // Column changes to make after the truncate of a full load.
+    let mut load_ops: Vec<ColumnOp> = Vec::new();
+    match plan {
+        Plan::InSync => {}
+        Plan::Blocked(reason) if flags.force_full_load => {
+            info!(table = %table, %reason, "rebuilding the replica table for the forced full load");
+            p.sink.drop_table(table.clone()).await?;
+            p.sink.ensure_table(schema.clone()).await?;
+        }
+        Plan::Blocked(reason) => {
+            hold(p, table, TableState::Paused, reason);
+            return Ok(Outcome::Blocked);
+        }
+        Plan::Apply { ops, reload } if reload || must_load => {
+            info!(table = %table, ?ops, "column changes need a full load (CT does not report values of added columns)");
+            load_ops = ops;
+            full_load::run(p, &schema, &identity, &load_ops).await?;
+            return Ok(Outcome::Loaded);
+        }
+        Plan::Apply { ops, .. } => {
+            info!(table = %table, ?ops, "applying column changes to the replica");
+            p.sink.alter_columns(table.clone(), ops).await?;
+        }
+    }
+    let version = match stored {
+        Some(v) if !must_load => v,
         _ => {
-            full_load::run(p, &schema, &identity).await?;
+            full_load::run(p, &schema, &identity, &load_ops).await?;
             return Ok(Outcome::Loaded);
         }
     };

@@ -10,15 +10,18 @@ use tracing::info;
 use super::cycle::set_state;
 use super::{now_millis, Pipeline};
 use crate::error::{Error, Result};
-use crate::model::{PrimaryIdentity, RowKey, TableSchema, Value};
+use crate::model::{ColumnOp, PrimaryIdentity, RowKey, TableSchema, Value};
 use crate::ports::LoadProgress;
 use crate::status::TableState;
 use crate::telemetry;
 
+/// `alter` are column changes applied right after the truncate (an empty
+/// table accepts NOT NULL columns).
 pub(super) async fn run(
     p: &Pipeline,
     schema: &Arc<TableSchema>,
     identity: &PrimaryIdentity,
+    alter: &[ColumnOp],
 ) -> Result<()> {
     let table = &schema.id;
     let key = table.key_name();
@@ -38,6 +41,9 @@ pub(super) async fn run(
     };
     info!(table = %table, version, rows = total, "full load starting");
     p.sink.begin_full_load(schema.clone()).await?;
+    if !alter.is_empty() {
+        p.sink.alter_columns(table.clone(), alter.to_vec()).await?;
+    }
     report(p, &key, &progress, 0).await?;
 
     let page_size = p.config.full_load_page_size.max(1);

@@ -5,11 +5,14 @@
 mod cycle;
 mod full_load;
 mod incremental;
+pub mod reconcile;
+mod schema_change;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use cycle::{run_cycle, Outcome};
+pub use schema_change::apply_schema_change;
 
 use crate::ports::{Primary, StateStore};
 use crate::sink::SinkHandle;
@@ -29,6 +32,9 @@ pub struct SyncConfig {
     /// First restart delay of a failed TableActor; doubles up to the max.
     pub restart_backoff: Duration,
     pub restart_backoff_max: Duration,
+    /// How often views, procedures and functions are compared.
+    pub module_sync_interval: Duration,
+    pub ddl_listener: crate::actors::ListenerConfig,
 }
 
 impl Default for SyncConfig {
@@ -40,6 +46,8 @@ impl Default for SyncConfig {
             auto_reload_stale: false,
             restart_backoff: Duration::from_secs(1),
             restart_backoff_max: Duration::from_secs(60),
+            module_sync_interval: Duration::from_secs(30),
+            ddl_listener: crate::actors::ListenerConfig::default(),
         }
     }
 }
@@ -53,7 +61,7 @@ pub struct Pipeline {
     pub config: SyncConfig,
 }
 
-pub(crate) fn now_millis() -> u64 {
+pub fn now_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -68,7 +68,7 @@ function row(t) {
     onclick: () => act(t.name, "force_full_load"),
   });
   if (loading || t.force_full_load) force.setAttribute("disabled", "");
-  const problem = t.stale_reason || t.last_error;
+  const problem = t.reason || t.last_error;
   return el("tr", { "data-table": t.name },
     el("td", {}, el("div", { class: "name", text: t.name }), el("div", { class: "key", text: t.enabled_key })),
     el("td", {}, el("span", { class: "version", text: t.version != null ? `v${t.version}` : "—" })),

@@ -1,7 +1,12 @@
-//! Every T-SQL statement ctsync sends, built in one place. Identifiers are
+//! Every T-SQL statement ctsync sends, built in one place (this module and
+//! `ddl` for schema changes, modules and the DDL queue). Identifiers are
 //! bracket-quoted (`]` → `]]`); values are always `@Pn` parameters, never
 //! spliced. Each builder has a golden test and is parsed by an independent
 //! T-SQL parser in `tests/sql_statements.rs`.
+
+mod ddl;
+
+pub use ddl::*;
 
 use ctsync_actors::model::{ColumnDef, Len, SqlType, TableId, TableSchema};
 
@@ -46,6 +51,7 @@ pub const TABLE_COLUMNS: &str = "SELECT c.name AS column_name, \
 CASE WHEN ty.is_user_defined = 1 AND ty.is_assembly_type = 0 THEN TYPE_NAME(c.system_type_id) ELSE ty.name END AS type_name, \
 CAST(c.max_length AS int) AS max_length, CAST(c.precision AS int) AS precision, CAST(c.scale AS int) AS scale, \
 c.is_nullable, c.is_computed, c.collation_name, \
+CAST(CASE WHEN c.default_object_id <> 0 THEN 1 ELSE 0 END AS bit) AS has_default, \
 CONVERT(nvarchar(40), ic.seed_value) AS identity_seed, CONVERT(nvarchar(40), ic.increment_value) AS identity_increment, \
 cc.definition AS computed_definition, cc.is_persisted \
 FROM sys.columns AS c \
@@ -215,7 +221,7 @@ pub fn type_ddl(ty: &SqlType) -> Option<String> {
 
 /// Collation names are plain words (`Latin1_General_CI_AS`); anything else
 /// is dropped rather than spliced.
-fn collation(c: &ColumnDef) -> String {
+pub(crate) fn collation(c: &ColumnDef) -> String {
     match &c.collation {
         Some(name)
             if !name.is_empty()
@@ -229,7 +235,7 @@ fn collation(c: &ColumnDef) -> String {
     }
 }
 
-fn column_ddl(c: &ColumnDef) -> Option<String> {
+pub(crate) fn column_ddl(c: &ColumnDef) -> Option<String> {
     if let Some(computed) = &c.computed {
         let persisted = if computed.persisted { " PERSISTED" } else { "" };
         return Some(format!(

@@ -1,0 +1,233 @@
+//! Views, procedures and functions: their definitions, and the plan that
+//! brings the replica's set in line with the primary's (create missing,
+//! recreate changed, drop removed; triggers never; encrypted skipped).
+
+use std::collections::BTreeMap;
+
+/// `sys.objects.type` of the module kinds ctsync knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ModuleKind {
+    View,
+    Procedure,
+    ScalarFunction,
+    InlineFunction,
+    TableFunction,
+    Trigger,
+}
+
+impl ModuleKind {
+    pub fn from_type_code(code: &str) -> Option<Self> {
+        Some(match code.trim() {
+            "V" => ModuleKind::View,
+            "P" => ModuleKind::Procedure,
+            "FN" => ModuleKind::ScalarFunction,
+            "IF" => ModuleKind::InlineFunction,
+            "TF" => ModuleKind::TableFunction,
+            "TR" => ModuleKind::Trigger,
+            _ => return None,
+        })
+    }
+
+    pub fn type_code(self) -> &'static str {
+        match self {
+            ModuleKind::View => "V",
+            ModuleKind::Procedure => "P",
+            ModuleKind::ScalarFunction => "FN",
+            ModuleKind::InlineFunction => "IF",
+            ModuleKind::TableFunction => "TF",
+            ModuleKind::Trigger => "TR",
+        }
+    }
+
+    /// The keyword of `DROP <keyword>`.
+    pub fn drop_keyword(self) -> &'static str {
+        match self {
+            ModuleKind::View => "VIEW",
+            ModuleKind::Procedure => "PROCEDURE",
+            ModuleKind::Trigger => "TRIGGER",
+            _ => "FUNCTION",
+        }
+    }
+}
+
+/// A module from `sys.sql_modules` + `sys.objects`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleDef {
+    pub schema: String,
+    pub name: String,
+    pub kind: ModuleKind,
+    /// `None` when the module is encrypted (WITH ENCRYPTION).
+    pub definition: Option<String>,
+    pub ansi_nulls: bool,
+    pub quoted_identifier: bool,
+}
+
+impl ModuleDef {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+
+    fn same_text(&self, other: &ModuleDef) -> bool {
+        self.definition == other.definition
+            && self.ansi_nulls == other.ansi_nulls
+            && self.quoted_identifier == other.quoted_identifier
+    }
+}
+
+/// One write to the replica's modules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleOp {
+    /// Run the definition as is (the module is missing).
+    Create(ModuleDef),
+    /// Same kind, other text: `CREATE OR ALTER` keeps permissions and
+    /// dependents.
+    Alter(ModuleDef),
+    Drop {
+        schema: String,
+        name: String,
+        kind: ModuleKind,
+    },
+}
+
+impl ModuleOp {
+    pub fn label(&self) -> (&'static str, String) {
+        match self {
+            ModuleOp::Create(m) => ("create", m.qualified()),
+            ModuleOp::Alter(m) => ("alter", m.qualified()),
+            ModuleOp::Drop { schema, name, .. } => ("drop", format!("{schema}.{name}")),
+        }
+    }
+}
+
+/// What to do, in order: `drops` first, then `writes` (retried in passes
+/// so that dependencies sort themselves out).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ModulePlan {
+    pub drops: Vec<ModuleOp>,
+    pub writes: Vec<ModuleOp>,
+    /// Encrypted modules on the primary: cannot be copied.
+    pub encrypted: Vec<String>,
+}
+
+/// Modules in ctsync's own schema on the replica are never touched.
+pub const OWN_SCHEMA: &str = "ctsync";
+
+pub fn plan(primary: &[ModuleDef], replica: &[ModuleDef]) -> ModulePlan {
+    let key = |m: &ModuleDef| (m.schema.to_lowercase(), m.name.to_lowercase());
+    let wanted = |m: &&ModuleDef| {
+        m.kind != ModuleKind::Trigger && !m.schema.eq_ignore_ascii_case(OWN_SCHEMA)
+    };
+    let on_replica: BTreeMap<_, &ModuleDef> =
+        replica.iter().filter(wanted).map(|m| (key(m), m)).collect();
+    let on_primary: BTreeMap<_, &ModuleDef> =
+        primary.iter().filter(wanted).map(|m| (key(m), m)).collect();
+    let mut plan = ModulePlan::default();
+    for (k, m) in &on_primary {
+        if m.definition.is_none() {
+            plan.encrypted.push(m.qualified());
+            continue;
+        }
+        match on_replica.get(k) {
+            None => plan.writes.push(ModuleOp::Create((*m).clone())),
+            Some(r) if r.kind != m.kind => {
+                plan.drops.push(ModuleOp::Drop {
+                    schema: r.schema.clone(),
+                    name: r.name.clone(),
+                    kind: r.kind,
+                });
+                plan.writes.push(ModuleOp::Create((*m).clone()));
+            }
+            Some(r) if !m.same_text(r) => plan.writes.push(ModuleOp::Alter((*m).clone())),
+            Some(_) => {}
+        }
+    }
+    for (k, r) in &on_replica {
+        if !on_primary.contains_key(k) {
+            plan.drops.push(ModuleOp::Drop {
+                schema: r.schema.clone(),
+                name: r.name.clone(),
+                kind: r.kind,
+            });
+        }
+    }
+    plan
+}
+
+/// Turns `CREATE VIEW …` into `CREATE OR ALTER VIEW …`, skipping leading
+/// blanks and comments; `None` if the text does not start with CREATE.
+pub fn create_or_alter(definition: &str) -> Option<String> {
+    let bytes = definition.as_bytes();
+    let mut i = 0;
+    loop {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        // Byte-wise: every position we stop at is an ASCII delimiter, so
+        // slicing the string there is always on a character boundary.
+        if bytes[i..].starts_with(b"--") {
+            i += bytes[i..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(bytes.len() - i, |n| n + 1);
+        } else if bytes[i..].starts_with(b"/*") {
+            // Block comments nest in T-SQL.
+            let mut depth = 0usize;
+            while i < bytes.len() {
+                if bytes[i..].starts_with(b"/*") {
+                    depth += 1;
+                    i += 2;
+                } else if bytes[i..].starts_with(b"*/") {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        } else {
+            break;
+        }
+    }
+    let rest = &definition[i..];
+    let word_end = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    if !rest[..word_end].eq_ignore_ascii_case("CREATE") || word_end == rest.len() {
+        return None;
+    }
+    let after = &rest[word_end..];
+    let next: String = after.trim_start().chars().take(2).collect();
+    if next.eq_ignore_ascii_case("OR") {
+        return Some(definition.to_string()); // already CREATE OR ALTER
+    }
+    Some(format!("{}CREATE OR ALTER{}", &definition[..i], after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_or_alter_skips_comments_and_keeps_the_rest() {
+        assert_eq!(
+            create_or_alter("-- note\n/* a /* nested */ b */\n  create view [v] as select 1")
+                .as_deref(),
+            Some("-- note\n/* a /* nested */ b */\n  CREATE OR ALTER view [v] as select 1")
+        );
+        assert_eq!(
+            create_or_alter("CREATE OR ALTER PROCEDURE p AS SELECT 1").as_deref(),
+            Some("CREATE OR ALTER PROCEDURE p AS SELECT 1")
+        );
+        assert_eq!(create_or_alter("ALTER VIEW v AS SELECT 1"), None);
+        assert_eq!(create_or_alter("/* unterminated"), None);
+        assert_eq!(
+            create_or_alter(
+                "/* ünïcødé ✓ */ CREATE FUNCTION f() RETURNS int AS BEGIN RETURN 1 END"
+            )
+            .as_deref(),
+            Some("/* ünïcødé ✓ */ CREATE OR ALTER FUNCTION f() RETURNS int AS BEGIN RETURN 1 END")
+        );
+    }
+}

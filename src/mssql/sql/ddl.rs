@@ -1,0 +1,101 @@
+//! T-SQL for schema changes on the replica, for views/procedures/functions,
+//! and for receiving from the DDL queue.
+
+use ctsync_actors::model::{ColumnDef, SqlType, TableId};
+use ctsync_actors::modules::ModuleKind;
+
+use super::{collation, column_ddl, quote, table, type_ddl};
+
+/// `ALTER TABLE … ADD <column>` (identity, computed and nullability as on
+/// the primary).
+pub fn add_column(id: &TableId, c: &ColumnDef) -> Option<String> {
+    Some(format!("ALTER TABLE {} ADD {}", table(id), column_ddl(c)?))
+}
+
+pub fn drop_column(id: &TableId, column: &str) -> String {
+    format!("ALTER TABLE {} DROP COLUMN {}", table(id), quote(column))
+}
+
+/// `ALTER TABLE … ALTER COLUMN` to the column's type and nullability.
+pub fn alter_column(id: &TableId, c: &ColumnDef) -> Option<String> {
+    let mut ty = type_ddl(&c.ty)?;
+    if matches!(
+        c.ty,
+        SqlType::Char(_)
+            | SqlType::VarChar(_)
+            | SqlType::NChar(_)
+            | SqlType::NVarChar(_)
+            | SqlType::Text
+            | SqlType::NText
+    ) {
+        ty.push_str(&collation(c));
+    }
+    let null = if c.nullable { "NULL" } else { "NOT NULL" };
+    Some(format!(
+        "ALTER TABLE {} ALTER COLUMN {} {ty} {null}",
+        table(id),
+        quote(&c.name)
+    ))
+}
+
+/// `sp_rename` of a column: `@P1` = `[s].[t].[old]`, `@P2` = the new name.
+pub const RENAME_COLUMN: &str = "EXEC sp_rename @P1, @P2, N'COLUMN'";
+/// `sp_rename` of a table: `@P1` = `[s].[old]`, `@P2` = the new name.
+pub const RENAME_OBJECT: &str = "EXEC sp_rename @P1, @P2";
+/// Moves the version record of a renamed table: `@P1` old, `@P2` new name.
+pub const RENAME_VERSION: &str =
+    "UPDATE [ctsync].[sync_versions] SET [table_name] = @P2 WHERE [table_name] = @P1";
+
+/// The value of `sp_rename`'s `@objname` for a column.
+pub fn column_object_name(id: &TableId, column: &str) -> String {
+    format!("{}.{}", table(id), quote(column))
+}
+
+pub fn drop_table(id: &TableId) -> String {
+    format!("DROP TABLE {}", table(id))
+}
+
+/// Views, procedures, functions and triggers, with their SET options.
+pub const MODULES: &str =
+    "SELECT s.name AS schema_name, o.name AS object_name, RTRIM(o.type) AS object_type, \
+m.definition, m.uses_ansi_nulls, m.uses_quoted_identifier \
+FROM sys.sql_modules AS m \
+JOIN sys.objects AS o ON o.object_id = m.object_id \
+JOIN sys.schemas AS s ON s.schema_id = o.schema_id \
+WHERE o.is_ms_shipped = 0 AND o.type IN ('V', 'P', 'FN', 'IF', 'TF', 'TR') \
+ORDER BY s.name, o.name";
+
+/// The SET options a module was created with (they are stored with it).
+pub fn module_set_options(ansi_nulls: bool, quoted_identifier: bool) -> String {
+    let on = |b: bool| if b { "ON" } else { "OFF" };
+    format!(
+        "SET ANSI_NULLS {}; SET QUOTED_IDENTIFIER {};",
+        on(ansi_nulls),
+        on(quoted_identifier)
+    )
+}
+
+pub fn drop_module(kind: ModuleKind, schema: &str, name: &str) -> String {
+    format!(
+        "DROP {} {}.{}",
+        kind.drop_keyword(),
+        quote(schema),
+        quote(name)
+    )
+}
+
+/// The DDL queue ctsync listens on, as `[schema].[queue]`.
+pub fn queue_name(schema: &str, queue: &str) -> String {
+    format!("{}.{}", quote(schema), quote(queue))
+}
+
+/// One transactional receive from the DDL queue. `max` and `timeout_ms`
+/// are ctsync's own numbers (not input), written as integer literals.
+pub fn receive(queue: &str, max: usize, timeout_ms: u64) -> String {
+    format!(
+        "WAITFOR (RECEIVE TOP ({max}) conversation_handle, message_type_name, \
+         CAST(CAST(message_body AS xml) AS nvarchar(max)) AS body FROM {queue}), TIMEOUT {timeout_ms}"
+    )
+}
+
+pub const BEGIN_RECEIVE: &str = "BEGIN TRANSACTION;";
