@@ -67,8 +67,15 @@ impl ModuleDef {
         format!("{}.{}", self.schema, self.name)
     }
 
+    /// Same text and SET options. Definitions are compared in their
+    /// `CREATE OR ALTER` form, since that is what ctsync runs (and what the
+    /// replica then stores) for a changed module.
     fn same_text(&self, other: &ModuleDef) -> bool {
-        self.definition == other.definition
+        let normal = |d: &Option<String>| {
+            d.as_deref()
+                .map(|t| create_or_alter(t).unwrap_or_else(|| t.to_string()))
+        };
+        normal(&self.definition) == normal(&other.definition)
             && self.ansi_nulls == other.ansi_nulls
             && self.quoted_identifier == other.quoted_identifier
     }
@@ -208,6 +215,80 @@ pub fn create_or_alter(definition: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn module(name: &str, kind: ModuleKind, def: Option<&str>) -> ModuleDef {
+        ModuleDef {
+            schema: "dbo".into(),
+            name: name.into(),
+            kind,
+            definition: def.map(str::to_string),
+            ansi_nulls: true,
+            quoted_identifier: true,
+        }
+    }
+
+    #[test]
+    fn plan_creates_alters_drops_and_leaves_triggers_and_encrypted_alone() {
+        let primary = vec![
+            module("New", ModuleKind::View, Some("CREATE VIEW New AS SELECT 1")),
+            module(
+                "Changed",
+                ModuleKind::Procedure,
+                Some("CREATE PROCEDURE Changed AS SELECT 2"),
+            ),
+            module(
+                "Kind",
+                ModuleKind::InlineFunction,
+                Some("CREATE FUNCTION Kind() RETURNS TABLE AS RETURN SELECT 1 a"),
+            ),
+            module(
+                "Same",
+                ModuleKind::View,
+                Some("CREATE VIEW Same AS SELECT 1"),
+            ),
+            module("Trg", ModuleKind::Trigger, Some("CREATE TRIGGER Trg ...")),
+            module("Hidden", ModuleKind::ScalarFunction, None),
+        ];
+        let replica = vec![
+            module(
+                "Changed",
+                ModuleKind::Procedure,
+                Some("CREATE PROCEDURE Changed AS SELECT 1"),
+            ),
+            module(
+                "Kind",
+                ModuleKind::ScalarFunction,
+                Some("CREATE FUNCTION Kind() RETURNS int AS BEGIN RETURN 1 END"),
+            ),
+            // Stored as ctsync ran it last time: still the same module.
+            module(
+                "Same",
+                ModuleKind::View,
+                Some("CREATE OR ALTER VIEW Same AS SELECT 1"),
+            ),
+            module(
+                "Gone",
+                ModuleKind::View,
+                Some("CREATE VIEW Gone AS SELECT 1"),
+            ),
+            module("Own", ModuleKind::View, Some("CREATE VIEW Own AS SELECT 1")),
+        ];
+        let mut replica = replica;
+        replica[4].schema = OWN_SCHEMA.into();
+        let p = plan(&primary, &replica);
+        let labels = |ops: &[ModuleOp]| {
+            ops.iter()
+                .map(|o| o.label())
+                .map(|(a, n)| format!("{a} {n}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(labels(&p.drops), ["drop dbo.Kind", "drop dbo.Gone"]);
+        assert_eq!(
+            labels(&p.writes),
+            ["alter dbo.Changed", "create dbo.Kind", "create dbo.New"]
+        );
+        assert_eq!(p.encrypted, ["dbo.Hidden"]);
+    }
 
     #[test]
     fn create_or_alter_skips_comments_and_keeps_the_rest() {

@@ -67,6 +67,7 @@ pub struct StatusBoard {
     inner: Arc<Mutex<BTreeMap<String, TableStatus>>>,
     retention: Arc<Mutex<Option<Duration>>>,
     module_errors: Arc<Mutex<BTreeMap<String, String>>>,
+    modules_skipped: Arc<Mutex<Vec<String>>>,
 }
 
 impl StatusBoard {
@@ -103,6 +104,21 @@ impl StatusBoard {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Modules that cannot be copied (encrypted on the primary).
+    pub fn modules_skipped(&self) -> Vec<String> {
+        self.modules_skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_modules_skipped(&self, names: Vec<String>) {
+        *self
+            .modules_skipped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = names;
     }
 
     pub fn set_module_errors(&self, errors: BTreeMap<String, String>) {

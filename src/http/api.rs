@@ -91,8 +91,15 @@ pub async fn list(shared: web::Data<HttpState>) -> HttpResponse {
             Err(response) => return response,
         }
     }
-    HttpResponse::Ok()
-        .json(json!({ "primary": shared.primary, "replica": shared.replica, "tables": tables }))
+    HttpResponse::Ok().json(json!({
+        "primary": shared.primary,
+        "replica": shared.replica,
+        "tables": tables,
+        "modules": {
+            "failing": shared.board.module_errors(),
+            "skipped_encrypted": shared.board.modules_skipped(),
+        },
+    }))
 }
 
 fn unknown_table(name: &str) -> HttpResponse {

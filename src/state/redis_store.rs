@@ -105,6 +105,14 @@ impl RedisState {
         Ok(names)
     }
 
+    /// All items of a Redis list (e.g. `mssql_sync:ddl_failed`).
+    pub async fn list(&self, key: &str) -> Result<Vec<String>> {
+        let mut c = self.conn().await?;
+        c.lrange(key, 0, -1)
+            .await
+            .map_err(|e| state_err(&format!("LRANGE {key}"), e))
+    }
+
     pub async fn del(&self, key: &str) -> Result<()> {
         let mut c = self.conn().await?;
         c.del(key)

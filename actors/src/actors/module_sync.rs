@@ -107,6 +107,7 @@ impl ModuleSyncActor {
         let work = sync_round(self.primary.clone(), self.sink.clone());
         ctx.wait(work.into_actor(self).map(|result, act, _ctx| match result {
             Ok(round) => {
+                act.board.set_modules_skipped(round.encrypted.clone());
                 for name in round.encrypted {
                     if act.warned.insert(name.clone()) {
                         warn!(module = %name, "module is encrypted on the primary (WITH ENCRYPTION); it cannot be copied and is skipped");

@@ -1,0 +1,279 @@
+//! Schema changes through the ports: added columns arrive before the rows
+//! that use them, renames keep data, missed events are repaired by
+//! reconcile, an unexplained drop+add pauses the table, and a failed DDL
+//! apply loses no data and parks the event.
+
+mod support;
+
+use std::time::Duration;
+
+use ctsync_actors::model::{ColumnDef, Len, SqlType, TableId, Value};
+use ctsync_actors::status::TableState;
+use support::fixtures::*;
+use support::{eventually, fast_config, Harness};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn event(event_type: &str, body: &str) -> String {
+    format!(
+        "<EVENT_INSTANCE><EventType>{event_type}</EventType><DatabaseName>testct</DatabaseName>\
+         <SchemaName>dbo</SchemaName>{body}</EVENT_INSTANCE>"
+    )
+}
+
+fn add_column_event(table: &str, column: &str) -> String {
+    event(
+        "ALTER_TABLE",
+        &format!(
+            "<ObjectName>{table}</ObjectName><ObjectType>TABLE</ObjectType><AlterTableActionList><Create>\
+             <Columns><Name>{column}</Name></Columns></Create></AlterTableActionList>"
+        ),
+    )
+}
+
+fn rename_column_event(table: &str, from: &str, to: &str) -> String {
+    event(
+        "RENAME",
+        &format!(
+            "<ObjectName>{from}</ObjectName><ObjectType>COLUMN</ObjectType><NewObjectName>{to}</NewObjectName>\
+             <TargetObjectName>{table}</TargetObjectName><TargetObjectType>TABLE</TargetObjectType>"
+        ),
+    )
+}
+
+async fn started(h: &Harness, rows: i32) -> (TableId, ctsync_actors::actors::Running) {
+    let users = user_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary
+        .insert_many(&users.id, (1..=rows).map(|i| user(i, "n")));
+    h.set("mssql_sync:enabled:User", "true").await;
+    let run = h.start(fast_config());
+    eventually(WAIT, "loaded", || async {
+        h.replica.rows(&users.id).len() == rows as usize
+    })
+    .await;
+    (users.id, run)
+}
+
+fn with_phone(id: i32, phone: &str) -> ctsync_actors::model::Row {
+    let mut r = user(id, "p");
+    r.push(Value::String(phone.into()));
+    r
+}
+
+#[actix_rt::test]
+async fn added_column_then_rows_using_it_arrive_in_that_order() {
+    let h = Harness::new();
+    let (users, run) = started(&h, 5).await;
+    h.primary.add_column(
+        &users,
+        ColumnDef::new("Phone", SqlType::NVarChar(Len::N(60)), true),
+        Value::Null,
+    );
+    h.queue.push_event(&add_column_event("User", "Phone"));
+    h.primary.upsert(&users, with_phone(6, "+1 555 0100"));
+    h.primary.upsert(&users, with_phone(2, "+44 20 7946 0000"));
+    // The memory replica rejects a row wider than its table, so rows can only
+    // have arrived after the column did.
+    eventually(WAIT, "rows with the new column", || async {
+        h.replica.rows(&users) == h.primary.rows(&users)
+    })
+    .await;
+    let schema = h.replica.schema(&users).expect("replica table");
+    assert_eq!(
+        schema.columns.last().map(|c| c.name.as_str()),
+        Some("Phone")
+    );
+    assert_eq!(run.board.get("User").and_then(|s| s.last_error), None);
+}
+
+#[actix_rt::test]
+async fn missed_add_column_event_is_repaired_by_reconcile() {
+    let h = Harness::new();
+    let (users, _run) = started(&h, 3).await;
+    let pages = h.primary.pages_read(&users);
+    h.primary.add_column(
+        &users,
+        ColumnDef::new("Phone", SqlType::NVarChar(Len::N(60)), true),
+        Value::Null,
+    );
+    h.primary.upsert(&users, with_phone(1, "+1 555 0101"));
+    eventually(WAIT, "repaired without an event", || async {
+        h.replica.rows(&users) == h.primary.rows(&users)
+    })
+    .await;
+    assert_eq!(
+        h.primary.pages_read(&users),
+        pages,
+        "a nullable column needs no reload"
+    );
+}
+
+#[actix_rt::test]
+async fn added_not_null_column_with_filled_values_reloads_the_table() {
+    let h = Harness::new();
+    let (users, _run) = started(&h, 4).await;
+    let pages = h.primary.pages_read(&users);
+    let mut qty = ColumnDef::new("Qty", SqlType::Int, false);
+    qty.has_default = true;
+    // Existing rows get the default; CT does not report those values.
+    h.primary.add_column(&users, qty, Value::I32(7));
+    h.queue.push_event(&add_column_event("User", "Qty"));
+    eventually(WAIT, "reloaded with the defaults", || async {
+        h.replica.rows(&users) == h.primary.rows(&users)
+    })
+    .await;
+    assert!(
+        h.primary.pages_read(&users) > pages,
+        "the table was reloaded"
+    );
+    assert!(h
+        .replica
+        .rows(&users)
+        .iter()
+        .all(|r| r.last() == Some(&Value::I32(7))));
+}
+
+#[actix_rt::test]
+async fn renamed_column_keeps_its_data() {
+    let h = Harness::new();
+    let (users, run) = started(&h, 10).await;
+    let pages = h.primary.pages_read(&users);
+    h.primary.rename_column(&users, "Email", "Mail");
+    h.queue
+        .push_event(&rename_column_event("User", "Email", "Mail"));
+    h.primary.upsert(&users, user(11, "after"));
+    eventually(WAIT, "renamed and synced", || async {
+        h.replica
+            .schema(&users)
+            .is_some_and(|s| s.columns.iter().any(|c| c.name == "Mail"))
+            && h.replica.rows(&users) == h.primary.rows(&users)
+    })
+    .await;
+    assert_eq!(
+        h.primary.pages_read(&users),
+        pages,
+        "no reload: the data moved with the rename"
+    );
+    eventually(WAIT, "syncing", || async {
+        run.board.get("User").map(|s| s.state) == Some(TableState::Incremental)
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn unexplained_drop_plus_add_pauses_the_table_until_a_forced_rebuild() {
+    let h = Harness::new();
+    let (users, run) = started(&h, 3).await;
+    // A rename whose event never arrives looks like drop + add.
+    h.primary.rename_column(&users, "Email", "Mail");
+    h.primary.upsert(&users, user(9, "waiting"));
+    eventually(WAIT, "paused with a reason", || async {
+        run.board.get("User").is_some_and(|s| {
+            s.state == TableState::Paused
+                && s.reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("does not guess"))
+        })
+    })
+    .await;
+    assert_eq!(
+        h.replica.rows(&users).len(),
+        3,
+        "no rows applied, none dropped"
+    );
+    assert!(h
+        .replica
+        .schema(&users)
+        .is_some_and(|s| s.columns.iter().any(|c| c.name == "Email")));
+
+    h.set("mssql_sync:force_full_load:User", "true").await;
+    eventually(WAIT, "rebuilt by the forced load", || async {
+        h.replica.rows(&users) == h.primary.rows(&users)
+            && h.replica
+                .schema(&users)
+                .is_some_and(|s| s.columns.iter().any(|c| c.name == "Mail"))
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn failed_ddl_apply_keeps_the_row_data_and_parks_the_event() {
+    let h = Harness::new();
+    let (users, run) = started(&h, 8).await;
+    let before = h.replica.rows(&users);
+    for n in 1..=3 {
+        h.replica.fail_write(n);
+    }
+    h.primary.rename_column(&users, "Email", "Mail");
+    h.queue
+        .push_event(&rename_column_event("User", "Email", "Mail"));
+    eventually(WAIT, "event parked", || async {
+        !h.state
+            .list(ctsync_actors::keys::DDL_FAILED)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    })
+    .await;
+    let parked = h
+        .state
+        .list(ctsync_actors::keys::DDL_FAILED)
+        .await
+        .expect("list");
+    assert!(parked[0].contains("injected failure"), "{parked:?}");
+    assert!(
+        parked[0].contains("NewObjectName"),
+        "the event XML is kept: {parked:?}"
+    );
+    assert_eq!(h.replica.rows(&users), before, "no row data lost");
+    assert_eq!(h.queue.rollbacks(), 0);
+    // Without the rename the table waits with a clear reason.
+    eventually(WAIT, "paused", || async {
+        run.board
+            .get("User")
+            .is_some_and(|s| s.state == TableState::Paused && s.reason.is_some())
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn renamed_table_moves_its_keys_and_replica_table() {
+    let h = Harness::new();
+    let users = user_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary
+        .insert_many(&users.id, (1..=3).map(|i| user(i, "n")));
+    h.set("mssql_sync:enabled:User", "true").await;
+    let _run = h.start(fast_config());
+    eventually(WAIT, "loaded", || async {
+        h.get("mssql_sync:version:User").await.is_some()
+    })
+    .await;
+    let version = h.get("mssql_sync:version:User").await;
+
+    let member = TableId::new("dbo", "Member");
+    h.primary.rename_table(&users.id, &member);
+    h.queue.push_event(&event(
+        "RENAME",
+        "<ObjectName>User</ObjectName><ObjectType>TABLE</ObjectType><NewObjectName>Member</NewObjectName>",
+    ));
+    eventually(WAIT, "keys moved", || async {
+        h.get("mssql_sync:enabled:Member").await.as_deref() == Some("true")
+    })
+    .await;
+    assert_eq!(h.get("mssql_sync:enabled:User").await, None);
+    h.primary.upsert(&member, user(4, "new"));
+    eventually(WAIT, "continues under the new name", || async {
+        h.replica.rows(&member) == h.primary.rows(&member) && h.replica.rows(&member).len() == 4
+    })
+    .await;
+    assert!(!h.replica.has_table(&users.id));
+    assert_eq!(
+        h.primary.pages_read(&member),
+        0,
+        "no reload: the version moved with the keys"
+    );
+    let as_number = |v: Option<String>| v.and_then(|s| s.parse::<i64>().ok());
+    assert!(as_number(h.get("mssql_sync:version:Member").await) >= as_number(version));
+}
