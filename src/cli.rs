@@ -23,6 +23,8 @@ pub enum Command {
     Run,
     /// Validate the configuration and print it (without credentials).
     CheckConfig,
+    /// Exit 0 if the local daemon's /healthz answers 200 (Docker HEALTHCHECK).
+    Healthcheck,
     /// Show every known table's flags and version from Redis.
     Tables,
     /// Set mssql_sync:enabled:<TABLE> to "true".

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod healthcheck;
 pub mod http;
 pub mod mssql;
 pub mod operator;

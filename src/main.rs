@@ -28,6 +28,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&config.log);
             daemon::run(config)
         }
+        Command::Healthcheck => {
+            let bind = std::env::var("CTSYNC_HTTP_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into());
+            ctsync::healthcheck::check(ctsync::healthcheck::target(&bind)?)
+        }
         Command::CheckConfig => {
             let config = Config::load(cli.config.as_deref())?;
             println!("{config:#?}");

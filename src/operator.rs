@@ -51,7 +51,9 @@ pub async fn run(redis_url: &str, command: Command) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Run | Command::CheckConfig => bail!("not an operator command"),
+        Command::Run | Command::CheckConfig | Command::Healthcheck => {
+            bail!("not an operator command")
+        }
     }
     Ok(())
 }

@@ -94,6 +94,10 @@ fn operator_commands_flip_the_documented_redis_keys() {
 fn daemon_survives_an_unreachable_sql_server_and_stops_cleanly_on_sigterm() {
     let redis = RedisServer::start();
     let url = redis.url();
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .to_string();
     let child = ctsync()
         .arg("run")
         // Port 1 on loopback refuses connections at once.
@@ -107,7 +111,7 @@ fn daemon_survives_an_unreachable_sql_server_and_stops_cleanly_on_sigterm() {
         )
         .env("REDIS_URL", &url)
         .env("CTSYNC_POLL_INTERVAL_SECS", "1")
-        .env("CTSYNC_HTTP_ADDR", "127.0.0.1:0")
+        .env("CTSYNC_HTTP_ADDR", &http)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -127,6 +131,17 @@ fn daemon_survives_an_unreachable_sql_server_and_stops_cleanly_on_sigterm() {
         Some("127.0.0.1:1/testct")
     );
     std::thread::sleep(Duration::from_millis(2_500)); // a few failed discoveries
+                                                      // Docker's HEALTHCHECK command: healthy while the daemon runs.
+    let health = ctsync()
+        .arg("healthcheck")
+        .env("CTSYNC_HTTP_ADDR", &http)
+        .output()
+        .expect("healthcheck");
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
 
     let pid = child.id().to_string();
     let status = Command::new("kill")
@@ -142,9 +157,16 @@ fn daemon_survives_an_unreachable_sql_server_and_stops_cleanly_on_sigterm() {
     );
     assert!(out.status.success(), "exit {:?}: {log}", out.status);
     assert!(log.contains("table discovery failed"), "{log}");
+    assert!(log.contains("HTTP server listening"), "{log}");
     assert!(log.contains("ctsync stopped"), "{log}");
     assert!(
         !log.contains("TopSecret9"),
         "a password reached the log: {log}"
     );
+    let health = ctsync()
+        .arg("healthcheck")
+        .env("CTSYNC_HTTP_ADDR", &http)
+        .output()
+        .expect("healthcheck");
+    assert!(!health.status.success(), "unhealthy once stopped");
 }
