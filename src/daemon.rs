@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use ctsync_actors::actors::{self, Ports, Shutdown};
+use ctsync_actors::actors::{self, Ports};
 use ctsync_actors::keys;
 use ctsync_actors::ports::DdlQueue;
 use tracing::{info, warn};
@@ -76,9 +76,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     wait_for_signal().await?;
     info!("shutdown requested: finishing the batches in flight");
-    if let Err(e) = running.supervisor.send(Shutdown).await {
-        warn!(error = %e, "supervisor was already gone at shutdown");
-    }
+    running.shutdown().await;
     server.stop(true).await;
     actix::System::current().stop();
     info!("ctsync stopped");

@@ -285,6 +285,10 @@ fn catalog_types_map_with_lengths_in_bytes_precision_and_scale() {
     );
     assert_eq!(sql_type("timestamp", 8, 0, 0), SqlType::RowVersion);
     assert_eq!(sql_type("TEXT", 16, 0, 0), SqlType::Text);
+    assert_eq!(
+        sql_type("sysname", 256, 0, 0),
+        SqlType::NVarChar(Len::N(256))
+    );
     for unsupported in ["geography", "geometry", "hierarchyid", "sql_variant"] {
         assert_eq!(
             sql_type(unsupported, 0, 0, 0),

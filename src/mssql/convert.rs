@@ -34,7 +34,8 @@ pub fn sql_type(type_name: &str, max_length: i32, precision: u8, scale: u8) -> S
         "char" => SqlType::Char(len),
         "varchar" => SqlType::VarChar(len),
         "nchar" => SqlType::NChar(len),
-        "nvarchar" => SqlType::NVarChar(len),
+        // sysname is nvarchar(128) (not flagged as a user type in sys.types).
+        "nvarchar" | "sysname" => SqlType::NVarChar(len),
         "text" => SqlType::Text,
         "ntext" => SqlType::NText,
         "binary" => SqlType::Binary(len),

@@ -42,6 +42,7 @@ pub struct DdlListenerActor {
     state: Arc<dyn StateStore>,
     supervisor: Addr<SupervisorActor>,
     config: ListenerConfig,
+    stopped: bool,
 }
 
 /// What became of one message.
@@ -64,11 +65,14 @@ impl DdlListenerActor {
             state,
             supervisor,
             config,
+            stopped: false,
         }
     }
 
     fn schedule(&self, delay: Duration, ctx: &mut Context<Self>) {
-        ctx.run_later(delay, |act, ctx| act.poll(ctx));
+        if !self.stopped {
+            ctx.run_later(delay, |act, ctx| act.poll(ctx));
+        }
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
@@ -201,3 +205,16 @@ impl Actor for DdlListenerActor {
 }
 
 impl Supervised for DdlListenerActor {}
+
+/// Stops receiving; answered once the batch in flight is committed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopListening;
+
+impl Handler<StopListening> for DdlListenerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopListening, _ctx: &mut Self::Context) {
+        self.stopped = true;
+    }
+}

@@ -7,7 +7,7 @@ mod module_sync;
 mod supervisor;
 mod table;
 
-pub use ddl_listener::{DdlListenerActor, ListenerConfig};
+pub use ddl_listener::{DdlListenerActor, ListenerConfig, StopListening};
 pub use module_sync::ModuleSyncActor;
 pub use supervisor::{RouteSchemaChange, Shutdown, SupervisorActor};
 pub use table::{ApplySchemaChange, Retire, TableActor};
@@ -27,6 +27,18 @@ pub struct Running {
     pub supervisor: Addr<SupervisorActor>,
     pub sink: SinkHandle,
     pub board: StatusBoard,
+    pub listener: Option<Addr<DdlListenerActor>>,
+}
+
+impl Running {
+    /// Graceful stop: every table finishes its batch in flight and the DDL
+    /// listener commits its receive; nothing new starts afterwards.
+    pub async fn shutdown(&self) {
+        if let Some(listener) = &self.listener {
+            listener.send(StopListening).await.ok();
+        }
+        self.supervisor.send(Shutdown).await.ok();
+    }
 }
 
 /// The ports a pipeline runs on. Without a DDL queue, schema changes are
@@ -65,13 +77,14 @@ pub fn start(ports: Ports, config: SyncConfig) -> Running {
             ModuleSyncActor::new(primary, sink, board, module_interval)
         });
     }
-    if let Some(queue) = ddl_queue {
+    let listener = ddl_queue.map(|queue| {
         let sup = supervisor.clone();
-        actix::Supervisor::start(move |_| DdlListenerActor::new(queue, state, sup, listener));
-    }
+        actix::Supervisor::start(move |_| DdlListenerActor::new(queue, state, sup, listener))
+    });
     Running {
         supervisor,
         sink,
         board,
+        listener,
     }
 }
