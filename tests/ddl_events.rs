@@ -152,6 +152,17 @@ async fn listener_applies_ignores_or_parks_every_message_and_always_commits() {
             == Some(ctsync_actors::status::TableState::Incremental)
     })
     .await;
+
+    // A graceful shutdown lets the listener commit and stop receiving.
+    run.shutdown().await;
+    h.queue.push_event(&fixture("create_index.xml"));
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        h.queue.pending(),
+        1,
+        "nothing is received after the shutdown"
+    );
+    assert_eq!(h.queue.rollbacks(), 0);
 }
 
 fn user_row(id: i32) -> ctsync_actors::model::Row {
