@@ -76,6 +76,9 @@ impl DdlListenerActor {
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
         let (queue, state, supervisor, config) = (
             self.queue.clone(),
             self.state.clone(),
