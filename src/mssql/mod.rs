@@ -9,6 +9,7 @@ mod ddl_queue;
 mod pool;
 mod primary;
 mod replica;
+mod replica_writes;
 pub mod sql;
 
 pub use conn::{Endpoint, TlsSettings};

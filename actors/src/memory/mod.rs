@@ -6,6 +6,7 @@
 mod ddl_queue;
 mod primary;
 mod replica;
+mod replica_table;
 mod state;
 
 pub use ddl_queue::{MemoryDdlQueue, EVENT_NOTIFICATION};

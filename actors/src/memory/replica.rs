@@ -8,17 +8,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::row_key;
+use super::replica_table::{alter, insert, references, Table};
 use crate::error::{Error, Result};
-use crate::model::{ChangeBatch, ColumnOp, Row, RowKey, SyncVersion, TableId, TableSchema, Value};
+use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::Replica;
-
-#[derive(Debug, Clone)]
-struct Table {
-    schema: TableSchema,
-    rows: BTreeMap<RowKey, Row>,
-}
 
 #[derive(Debug, Default)]
 struct Data {
@@ -152,113 +146,6 @@ impl MemoryReplica {
         };
         Ok(out)
     }
-}
-
-fn insert(table: &mut Table, rows: &[Row]) -> Result<()> {
-    let width = table.schema.written_columns().len();
-    for row in rows {
-        if row.len() != width {
-            return Err(Error::Replica(format!(
-                "Column name or number of supplied values does not match table definition of {} ({} values for {width} columns)",
-                table.schema.id,
-                row.len()
-            )));
-        }
-        let key = row_key(&table.schema, row)
-            .ok_or_else(|| Error::Replica(format!("table {} has no key", table.schema.id)))?;
-        if table.rows.contains_key(&key) {
-            return Err(Error::Replica(format!(
-                "Violation of PRIMARY KEY constraint on {}: duplicate key {:?}",
-                table.schema.id, key.0
-            )));
-        }
-        table.rows.insert(key, row.clone());
-    }
-    Ok(())
-}
-
-fn alter(table: &mut Table, op: &ColumnOp) -> Result<()> {
-    let id = table.schema.id.clone();
-    let position = |t: &Table, name: &str| {
-        t.schema
-            .written_columns()
-            .iter()
-            .position(|c| c.name == name)
-    };
-    match op {
-        ColumnOp::Add(c) => {
-            if table.schema.columns.iter().any(|x| x.name == c.name) {
-                return Err(Error::Replica(format!(
-                    "Column names in each table must be unique: {id}.{}",
-                    c.name
-                )));
-            }
-            if !c.nullable && c.is_written() && !table.rows.is_empty() {
-                return Err(Error::Replica(format!(
-                    "ALTER TABLE only allows columns to be added that can contain nulls ({id}.{})",
-                    c.name
-                )));
-            }
-            table.schema.columns.push(c.clone());
-            if c.is_written() {
-                for row in table.rows.values_mut() {
-                    row.push(Value::Null);
-                }
-            }
-        }
-        ColumnOp::Drop(name) => {
-            if table.schema.primary_key.iter().any(|k| &k.name == name) {
-                return Err(Error::Replica(format!(
-                    "cannot drop key column {id}.{name}"
-                )));
-            }
-            if let Some(pos) = position(table, name) {
-                for row in table.rows.values_mut() {
-                    row.remove(pos);
-                }
-            }
-            let before = table.schema.columns.len();
-            table.schema.columns.retain(|c| &c.name != name);
-            if before == table.schema.columns.len() {
-                return Err(Error::Replica(format!(
-                    "Invalid column name '{name}' in {id}"
-                )));
-            }
-        }
-        ColumnOp::Alter(c) => {
-            let slot = table
-                .schema
-                .columns
-                .iter_mut()
-                .find(|x| x.name == c.name)
-                .ok_or_else(|| {
-                    Error::Replica(format!("Invalid column name '{}' in {id}", c.name))
-                })?;
-            *slot = c.clone();
-        }
-    }
-    Ok(())
-}
-
-/// Two-part bracketed names (`[s].[n]`) a module refers to.
-fn references(definition: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = definition;
-    while let Some(start) = rest.find('[') {
-        let tail = &rest[start + 1..];
-        let Some(end) = tail.find(']') else { break };
-        let first = &tail[..end];
-        let after = &tail[end + 1..];
-        if let Some(second) = after.strip_prefix(".[") {
-            if let Some(e2) = second.find(']') {
-                out.push((first.to_string(), second[..e2].to_string()));
-                rest = &second[e2 + 1..];
-                continue;
-            }
-        }
-        rest = after;
-    }
-    out
 }
 
 fn injected(id: &TableId) -> Error {
