@@ -164,3 +164,51 @@ async fn idle_tables_move_their_version_forward() {
     .await;
     assert_eq!(h.replica.recorded_version(&users.id), Some(v));
 }
+
+#[actix_rt::test]
+async fn redis_data_loss_pauses_tables_and_versions_come_back_from_the_replica() {
+    let mut h = Harness::new();
+    let users = user_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary
+        .insert_many(&users.id, (1..=50).map(|i| user(i, "n")));
+    h.set("mssql_sync:enabled:User", "true").await;
+    let run = h.start(fast_config());
+    wait_equal(&h, &users.id).await;
+    h.primary.upsert(&users.id, user(51, "more"));
+    wait_equal(&h, &users.id).await;
+    let pages = h.primary.pages_read(&users.id);
+
+    // The test Redis keeps nothing on disk: a restart loses every key.
+    h.redis.restart();
+    eventually(
+        WAIT,
+        "flags recreated as false: the table waits",
+        || async { h.get("mssql_sync:enabled:User").await.as_deref() == Some("false") },
+    )
+    .await;
+    eventually(WAIT, "paused", || async {
+        run.board.get("User").map(|s| s.state) == Some(TableState::Paused)
+    })
+    .await;
+
+    h.set("mssql_sync:enabled:User", "true").await;
+    let recorded = h
+        .replica
+        .recorded_version(&users.id)
+        .expect("replica's version record");
+    eventually(WAIT, "version restored from the replica", || async {
+        h.get("mssql_sync:version:User")
+            .await
+            .and_then(|v| v.parse::<i64>().ok())
+            >= Some(recorded)
+    })
+    .await;
+    h.primary.upsert(&users.id, user(52, "after the loss"));
+    wait_equal(&h, &users.id).await;
+    assert_eq!(
+        h.primary.pages_read(&users.id),
+        pages,
+        "no reload after Redis lost its data"
+    );
+}

@@ -1,6 +1,8 @@
 //! `RedisState`: the state store on Redis. The connection is made lazily and
 //! kept as a `ConnectionManager` (which reconnects by itself), so ctsync
-//! starts even while Redis is down and recovers when it returns.
+//! starts even while Redis is down and recovers when it returns. A command
+//! that meets a dropped connection is sent once more after the reconnect
+//! (every command here is safe to repeat).
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use ctsync_actors::model::{PrimaryIdentity, SyncVersion, TableId};
 use ctsync_actors::ports::{LoadProgress, StateStore, TableFlags};
 use ctsync_actors::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::AsyncCommands;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
 use tokio::sync::Mutex;
 
 pub struct RedisState {
@@ -19,13 +21,23 @@ pub struct RedisState {
     conn: Mutex<Option<ConnectionManager>>,
 }
 
-fn state_err(what: &str, e: redis::RedisError) -> Error {
+fn state_err(what: &str, e: RedisError) -> Error {
     Error::State(format!("{what}: {e}"))
+}
+
+fn worth_retrying(e: &RedisError) -> bool {
+    e.is_connection_dropped() || e.is_io_error() || e.is_connection_refusal() || e.is_timeout()
+}
+
+/// A command or an atomic pipeline.
+enum Request<'a> {
+    Cmd(&'a Cmd),
+    Pipe(&'a Pipeline),
 }
 
 impl RedisState {
     /// Parses the URL; does not connect yet.
-    pub fn new(url: &str) -> std::result::Result<Self, redis::RedisError> {
+    pub fn new(url: &str) -> std::result::Result<Self, RedisError> {
         Ok(Self {
             client: redis::Client::open(url)?,
             conn: Mutex::new(None),
@@ -50,46 +62,78 @@ impl RedisState {
         Ok(c)
     }
 
+    async fn send<T: FromRedisValue>(&self, what: &str, request: Request<'_>) -> Result<T> {
+        let mut last = None;
+        for attempt in 0..2 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let mut c = self.conn().await?;
+            let result = match &request {
+                Request::Cmd(cmd) => cmd.query_async::<T>(&mut c).await,
+                Request::Pipe(pipe) => pipe.query_async::<T>(&mut c).await,
+            };
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e) if worth_retrying(&e) => last = Some(e),
+                Err(e) => return Err(state_err(what, e)),
+            }
+        }
+        Err(match last {
+            Some(e) => state_err(what, e),
+            None => Error::State(format!("{what}: no answer")),
+        })
+    }
+
+    async fn cmd<T: FromRedisValue>(&self, what: &str, cmd: &Cmd) -> Result<T> {
+        self.send(what, Request::Cmd(cmd)).await
+    }
+
     /// `PING`: used by readiness checks.
     pub async fn ping(&self) -> Result<()> {
-        let mut c = self.conn().await?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut c)
+        self.cmd::<String>("PING", &redis::cmd("PING"))
             .await
             .map(|_| ())
-            .map_err(|e| state_err("PING", e))
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<String>> {
-        let mut c = self.conn().await?;
-        c.get(key)
+        self.cmd(&format!("GET {key}"), redis::cmd("GET").arg(key))
             .await
-            .map_err(|e| state_err(&format!("GET {key}"), e))
     }
 
     pub async fn set(&self, key: &str, value: &str) -> Result<()> {
-        let mut c = self.conn().await?;
-        c.set(key, value)
+        self.cmd(&format!("SET {key}"), redis::cmd("SET").arg(key).arg(value))
             .await
-            .map_err(|e| state_err(&format!("SET {key}"), e))
+    }
+
+    pub async fn del(&self, key: &str) -> Result<()> {
+        self.cmd(&format!("DEL {key}"), redis::cmd("DEL").arg(key))
+            .await
+    }
+
+    /// All items of a Redis list (e.g. `mssql_sync:ddl_failed`).
+    pub async fn list(&self, key: &str) -> Result<Vec<String>> {
+        self.cmd(
+            &format!("LRANGE {key}"),
+            redis::cmd("LRANGE").arg(key).arg(0).arg(-1),
+        )
+        .await
     }
 
     /// Names of every table that has an `enabled` flag, sorted.
     pub async fn table_names(&self) -> Result<Vec<String>> {
-        let mut c = self.conn().await?;
         let prefix = format!("{}:enabled:", keys::PREFIX);
         let mut names: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            let scan = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
                 .arg(format!("{prefix}*"))
                 .arg("COUNT")
                 .arg(500)
-                .query_async(&mut c)
-                .await
-                .map_err(|e| state_err("SCAN enabled flags", e))?;
+                .clone();
+            let (next, batch): (u64, Vec<String>) = self.cmd("SCAN enabled flags", &scan).await?;
             names.extend(
                 batch
                     .into_iter()
@@ -104,21 +148,6 @@ impl RedisState {
         names.dedup();
         Ok(names)
     }
-
-    /// All items of a Redis list (e.g. `mssql_sync:ddl_failed`).
-    pub async fn list(&self, key: &str) -> Result<Vec<String>> {
-        let mut c = self.conn().await?;
-        c.lrange(key, 0, -1)
-            .await
-            .map_err(|e| state_err(&format!("LRANGE {key}"), e))
-    }
-
-    pub async fn del(&self, key: &str) -> Result<()> {
-        let mut c = self.conn().await?;
-        c.del(key)
-            .await
-            .map_err(|e| state_err(&format!("DEL {key}"), e))
-    }
 }
 
 fn flag(v: bool) -> &'static str {
@@ -132,24 +161,25 @@ fn flag(v: bool) -> &'static str {
 #[async_trait]
 impl StateStore for RedisState {
     async fn ensure_flags(&self, table: &TableId) -> Result<()> {
-        let mut c = self.conn().await?;
         let mut pipe = redis::pipe();
         for key in [keys::enabled(table), keys::force_full_load(table)] {
             pipe.cmd("SET").arg(key).arg("false").arg("NX").ignore();
         }
-        pipe.query_async::<()>(&mut c)
-            .await
-            .map_err(|e| state_err(&format!("SET NX flags of {}", table.key_name()), e))
+        self.send(
+            &format!("SET NX flags of {}", table.key_name()),
+            Request::Pipe(&pipe),
+        )
+        .await
     }
 
     async fn flags(&self, table: &TableId) -> Result<TableFlags> {
-        let mut c = self.conn().await?;
-        let (enabled, force): (Option<String>, Option<String>) = redis::cmd("MGET")
+        let mget = redis::cmd("MGET")
             .arg(keys::enabled(table))
             .arg(keys::force_full_load(table))
-            .query_async(&mut c)
-            .await
-            .map_err(|e| state_err(&format!("MGET flags of {}", table.key_name()), e))?;
+            .clone();
+        let (enabled, force): (Option<String>, Option<String>) = self
+            .cmd(&format!("MGET flags of {}", table.key_name()), &mget)
+            .await?;
         Ok(TableFlags {
             enabled: keys::parse_flag(enabled.as_deref()),
             force_full_load: keys::parse_flag(force.as_deref()),
@@ -186,18 +216,19 @@ impl StateStore for RedisState {
         version: SyncVersion,
         identity: &PrimaryIdentity,
     ) -> Result<()> {
-        let mut c = self.conn().await?;
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .set(keys::version(table), version.to_string())
             .ignore()
             .set(keys::force_full_load(table), "false")
             .ignore()
             .set(keys::primary_identity(table), identity.encode())
-            .ignore()
-            .query_async::<()>(&mut c)
-            .await
-            .map_err(|e| state_err(&format!("MULTI version+flag of {}", table.key_name()), e))
+            .ignore();
+        self.send(
+            &format!("MULTI version+flag of {}", table.key_name()),
+            Request::Pipe(&pipe),
+        )
+        .await
     }
 
     async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>> {
@@ -223,34 +254,31 @@ impl StateStore for RedisState {
 
     async fn park_ddl(&self, entry: &ParkedDdl) -> Result<()> {
         let json = serde_json::to_string(entry).map_err(|e| Error::State(e.to_string()))?;
-        let mut c = self.conn().await?;
-        c.rpush::<_, _, ()>(keys::DDL_FAILED, json)
+        let rpush = redis::cmd("RPUSH").arg(keys::DDL_FAILED).arg(json).clone();
+        self.cmd::<i64>(&format!("RPUSH {}", keys::DDL_FAILED), &rpush)
             .await
-            .map_err(|e| state_err(&format!("RPUSH {}", keys::DDL_FAILED), e))
+            .map(|_| ())
     }
 
     async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
-        let mut c = self.conn().await?;
         let mut pipe = redis::pipe();
         pipe.atomic();
         for (old, new) in keys::table_keys(from).into_iter().zip(keys::table_keys(to)) {
-            let exists: bool = c
-                .exists(&old)
-                .await
-                .map_err(|e| state_err(&format!("EXISTS {old}"), e))?;
+            let exists: bool = self
+                .cmd(&format!("EXISTS {old}"), redis::cmd("EXISTS").arg(&old))
+                .await?;
             if exists {
                 pipe.cmd("RENAME").arg(old).arg(new).ignore();
             }
         }
-        pipe.query_async::<()>(&mut c).await.map_err(|e| {
-            state_err(
-                &format!(
-                    "moving the keys of {} to {}",
-                    from.key_name(),
-                    to.key_name()
-                ),
-                e,
-            )
-        })
+        self.send(
+            &format!(
+                "moving the keys of {} to {}",
+                from.key_name(),
+                to.key_name()
+            ),
+            Request::Pipe(&pipe),
+        )
+        .await
     }
 }
