@@ -31,6 +31,10 @@ impl Default for TlsSettings {
     }
 }
 
+/// How long one request may go without an answer from the server. tiberius
+/// defaults to 30 s, too short for an ALTER COLUMN on a large replica table.
+pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A parsed connection target. `Display` shows `host:port/db` only.
 #[derive(Clone)]
 pub struct Endpoint {
@@ -86,6 +90,7 @@ impl Endpoint {
             config.trust_cert();
         }
         config.application_name("ctsync");
+        config.command_timeout(Some(COMMAND_TIMEOUT));
         Ok(Self { config, display })
     }
 
