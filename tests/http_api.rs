@@ -305,3 +305,65 @@ async fn metrics_and_page_are_served() {
         assert_eq!(resp.status(), StatusCode::OK, "{asset}");
     }
 }
+
+#[actix_rt::test]
+async fn retention_warning_fires_before_cleanup_can_overtake_a_stuck_table() {
+    let h = Harness::new();
+    let mut risky = user_table();
+    risky.id = ctsync_actors::model::TableId::new("dbo", "Risky");
+    h.primary.create_table(risky.clone(), true);
+    h.primary.upsert(&risky.id, user(1, "a"));
+    h.primary.set_retention(Some(Duration::from_secs(1)));
+    h.set("mssql_sync:enabled:Risky", "true").await;
+    let shared = shared(&h, Default::default());
+    let run = h.start(fast_config());
+    let app = app!(HttpState {
+        board: run.board.clone(),
+        ..shared
+    });
+    eventually(Duration::from_secs(10), "loaded", || async {
+        h.get("mssql_sync:version:Risky").await.is_some()
+    })
+    .await;
+
+    // The table stops catching up; 80% of the 1 s retention passes.
+    h.primary.break_table(&risky.id, "replica unreachable");
+    let metrics = || async {
+        let resp =
+            test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+        body_text(resp).await
+    };
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = metrics().await;
+        if text.contains("ctsync_retention_at_risk{table=\"Risky\"} 1") {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        text.contains("ctsync_retention_at_risk{table=\"Risky\"} 1"),
+        "{text}"
+    );
+    // (ctsync_change_retention_seconds is process-wide; other tests here set it too.)
+    assert!(text.contains("ctsync_change_retention_seconds"), "{text}");
+    let lag = run
+        .board
+        .get("Risky")
+        .map(|s| s.lag_seconds)
+        .unwrap_or_default();
+    assert!(lag > 0.8, "lag {lag}");
+
+    h.primary.heal(&risky.id);
+    for _ in 0..100 {
+        text = metrics().await;
+        if text.contains("ctsync_retention_at_risk{table=\"Risky\"} 0") {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        text.contains("ctsync_retention_at_risk{table=\"Risky\"} 0"),
+        "cleared once caught up: {text}"
+    );
+}
