@@ -112,7 +112,7 @@ impl Env {
             .env("REDIS_URL", &self.redis_url)
             .env("CTSYNC_POLL_INTERVAL_SECS", "1")
             .env("CTSYNC_MODULE_SYNC_SECS", "2")
-            .env("CTSYNC_FULL_LOAD_PAGE_SIZE", "2000")
+            .env("CTSYNC_FULL_LOAD_PAGE_SIZE", "250")
             .env("CTSYNC_HTTP_ADDR", &self.http)
             .env(
                 "CTSYNC_TRUST_SERVER_CERTIFICATE",
@@ -197,7 +197,7 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> Result<bool>) -> Resu
         if Instant::now() > deadline {
             bail!("timed out waiting for: {what}");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -488,6 +488,7 @@ async fn modules_follow(env: &mut Env) -> Result<()> {
 
 async fn restart_mid_load_and_mid_batch(env: &mut Env) -> Result<()> {
     env.set(&format!("mssql_sync:force_full_load:{BIG}"), "true")?;
+    // Small pages (see start_daemon) make the load last long enough to crash it midway.
     until("load under way", async || {
         let p = env.get(&format!("mssql_sync:progress:{BIG}"))?;
         let v: serde_json::Value = serde_json::from_str(&p.unwrap_or_default()).unwrap_or_default();

@@ -68,8 +68,9 @@ impl ModuleDef {
     }
 
     /// Same text and SET options. Definitions are compared in their
-    /// `CREATE OR ALTER` form, since that is what ctsync runs (and what the
-    /// replica then stores) for a changed module.
+    /// `CREATE OR ALTER` form: SQL Server stores `ALTER …` as `CREATE …` and
+    /// drops the `OR ALTER` of `CREATE OR ALTER` from the stored text, so
+    /// this form makes every way of writing the same module compare equal.
     fn same_text(&self, other: &ModuleDef) -> bool {
         let normal = |d: &Option<String>| {
             d.as_deref()
