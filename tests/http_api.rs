@@ -97,6 +97,9 @@ async fn api_lists_tables_and_actions_write_exactly_the_operator_keys() {
     assert_eq!(body["tables"][0]["enabled"], false);
     assert_eq!(body["tables"][0]["state"], "paused");
     assert_eq!(body["tables"][0]["enabled_key"], "mssql_sync:enabled:User");
+    assert!(
+        body["modules"]["failing"].is_object() && body["modules"]["skipped_encrypted"].is_array()
+    );
 
     let post = |table: &str, action: Value| {
         test::TestRequest::post()

@@ -78,6 +78,18 @@ function row(t) {
     el("td", { class: "right" }, force));
 }
 
+function renderModules(m) {
+  const items = [];
+  for (const [name, error] of Object.entries(m.failing || {})) {
+    items.push(el("li", { class: "err", text: `${name}: ${error}` }));
+  }
+  for (const name of m.skipped_encrypted || []) {
+    items.push(el("li", { text: `${name}: encrypted on the primary, not copied` }));
+  }
+  $("module-list").replaceChildren(...items);
+  $("modules").hidden = items.length === 0;
+}
+
 async function refresh() {
   try {
     const res = await fetch("/api/tables");
@@ -90,6 +102,7 @@ async function refresh() {
       ? body.tables.map(row)
       : [el("tr", {}, el("td", { colspan: "5", class: "empty", text: "No change-tracked tables found yet." }))]));
     rows.dataset.loaded = "true";
+    renderModules(body.modules || {});
     notice("");
   } catch (e) {
     notice(`Cannot reach ctsync: ${e}`);
