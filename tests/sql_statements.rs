@@ -71,7 +71,7 @@ fn identifiers_are_bracket_quoted_with_closing_brackets_doubled() {
     assert!(sql::truncate(&t.id).ends_with("[we]]ird schema].[Ta'ble ünï]]]"));
     parses(&sql::truncate(&t.id));
     parses(&sql::insert_rows(&t, 2));
-    parses(&sql::delete_keys(&t.id, &keys(&t), 2));
+    parses(&sql::delete_keys(&t, &keys(&t), 2));
     assert_eq!(
         sql::create_table(&t).expect("ddl"),
         "CREATE TABLE [we]]ird schema].[Ta'ble ünï]]] ([k]]ey] int NOT NULL, [va'l ue] nvarchar(10) NULL, PRIMARY KEY ([k]]ey] DESC))"
@@ -199,11 +199,11 @@ fn deletes_and_inserts_are_fully_parameterized_and_sized_to_the_limits() {
     let u = user_table();
     let o = order_line_table();
     assert_eq!(
-        sql::delete_keys(&u.id, &keys(&u), 3),
+        sql::delete_keys(&u, &keys(&u), 3),
         "DELETE FROM [dbo].[User] WHERE [Id] IN (@P1, @P2, @P3)"
     );
     assert_eq!(
-        sql::delete_keys(&o.id, &keys(&o), 2),
+        sql::delete_keys(&o, &keys(&o), 2),
         "DELETE FROM [sales].[OrderLine] WHERE ([OrderId] = @P1 AND [Line] = @P2) OR ([OrderId] = @P3 AND [Line] = @P4)"
     );
     assert_eq!(
@@ -213,8 +213,8 @@ fn deletes_and_inserts_are_fully_parameterized_and_sized_to_the_limits() {
     // Computed columns are never inserted.
     assert!(!sql::insert_rows(&all_types_table(), 1).contains("[Doubled]"));
     for stmt in [
-        sql::delete_keys(&u.id, &keys(&u), 3),
-        sql::delete_keys(&o.id, &keys(&o), 2),
+        sql::delete_keys(&u, &keys(&u), 3),
+        sql::delete_keys(&o, &keys(&o), 2),
         sql::insert_rows(&o, 2),
     ] {
         parses(&stmt);
@@ -385,4 +385,46 @@ fn retention_and_ping_statements_parse() {
     parses(sql::CHANGE_RETENTION);
     assert_eq!(sql::PING, "SELECT 1 AS ok");
     parses(sql::PING);
+}
+
+#[test]
+fn char_and_varchar_key_parameters_are_cast_to_the_column_type() {
+    let t = TableSchema {
+        id: TableId::new("dbo", "Product"),
+        columns: vec![
+            ColumnDef::new("Sku", SqlType::VarChar(Len::N(40)), false),
+            ColumnDef::new("Region", SqlType::Char(Len::N(2)), false),
+            ColumnDef::new("Title", SqlType::NVarChar(Len::N(400)), true),
+        ],
+        primary_key: vec![
+            KeyColumn {
+                name: "Sku".into(),
+                descending: false,
+            },
+            KeyColumn {
+                name: "Region".into(),
+                descending: false,
+            },
+        ],
+    };
+    let next = sql::read_page(&t, &keys(&t), true);
+    assert_eq!(
+        next,
+        "SELECT TOP (@P1) [Sku], [Region], [Title] FROM [dbo].[Product] \
+         WHERE ([Sku] > CAST(@P2 AS varchar(40))) OR ([Sku] = CAST(@P2 AS varchar(40)) AND [Region] > CAST(@P3 AS char(2))) \
+         ORDER BY [Sku], [Region]"
+    );
+    let delete = sql::delete_keys(&t, &keys(&t), 1);
+    assert_eq!(
+        delete,
+        "DELETE FROM [dbo].[Product] WHERE ([Sku] = CAST(@P1 AS varchar(40)) AND [Region] = CAST(@P2 AS char(2)))"
+    );
+    let changes = sql::changes_page(&t, &keys(&t), true);
+    assert!(
+        changes.contains("WHERE ([ct].[Sku] > CAST(@P3 AS varchar(40)))"),
+        "{changes}"
+    );
+    parses(&next);
+    parses(&delete);
+    parses_changetable(&changes);
 }

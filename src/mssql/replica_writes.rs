@@ -76,7 +76,7 @@ pub(super) async fn delete_chunks(
         })
         .collect();
     for chunk in keys.chunks(sql::rows_per_statement(key_cols.len())) {
-        let text = sql::delete_keys(&schema.id, &key_cols, chunk.len());
+        let text = sql::delete_keys(schema, &key_cols, chunk.len());
         let params = chunk
             .iter()
             .flat_map(|key| key.0.iter().zip(&types).map(|(v, t)| value_to_sql(v, t)))

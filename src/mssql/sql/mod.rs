@@ -101,15 +101,44 @@ fn column_list(prefix: &str, columns: &[&ColumnDef]) -> String {
         .join(", ")
 }
 
+/// The parameter `@Pn` compared with `column`. Values are sent as
+/// nvarchar; against a char/varchar column that would convert the column
+/// (CONVERT_IMPLICIT) and turn index seeks into scans, so the parameter is
+/// cast to the column's type instead.
+fn param(schema: &TableSchema, column: &str, n: usize) -> String {
+    let ty = schema
+        .columns
+        .iter()
+        .find(|c| c.name == column)
+        .map(|c| &c.ty);
+    match ty {
+        Some(t @ (SqlType::Char(_) | SqlType::VarChar(_))) => match type_ddl(t) {
+            Some(ddl) => format!("CAST(@P{n} AS {ddl})"),
+            None => format!("@P{n}"),
+        },
+        _ => format!("@P{n}"),
+    }
+}
+
 /// `(k1 > @a) OR (k1 = @a AND k2 > @b) OR …` with parameters numbered from
 /// `first`: strictly after the cursor in ascending key order.
-fn keyset_predicate(prefix: &str, keys: &[String], first: usize) -> String {
+fn keyset_predicate(prefix: &str, schema: &TableSchema, keys: &[String], first: usize) -> String {
     let mut terms = Vec::with_capacity(keys.len());
     for i in 0..keys.len() {
         let mut parts: Vec<String> = (0..i)
-            .map(|j| format!("{prefix}{} = @P{}", quote(&keys[j]), first + j))
+            .map(|j| {
+                format!(
+                    "{prefix}{} = {}",
+                    quote(&keys[j]),
+                    param(schema, &keys[j], first + j)
+                )
+            })
             .collect();
-        parts.push(format!("{prefix}{} > @P{}", quote(&keys[i]), first + i));
+        parts.push(format!(
+            "{prefix}{} > {}",
+            quote(&keys[i]),
+            param(schema, &keys[i], first + i)
+        ));
         terms.push(format!("({})", parts.join(" AND ")));
     }
     terms.join(" OR ")
@@ -128,7 +157,7 @@ pub fn read_page(schema: &TableSchema, keys: &[String], after: bool) -> String {
     let cols = column_list("", &schema.written_columns());
     let mut sql = format!("SELECT TOP (@P1) {cols} FROM {}", table(&schema.id));
     if after {
-        sql.push_str(&format!(" WHERE {}", keyset_predicate("", keys, 2)));
+        sql.push_str(&format!(" WHERE {}", keyset_predicate("", schema, keys, 2)));
     }
     sql.push_str(&format!(" ORDER BY {}", order_by("", keys)));
     sql
@@ -160,7 +189,10 @@ FROM CHANGETABLE(CHANGES {tbl}, @P2) AS [ct] LEFT OUTER JOIN {tbl} AS [t] ON {jo
         tbl = table(&schema.id),
     );
     if after {
-        sql.push_str(&format!(" WHERE {}", keyset_predicate("[ct].", keys, 3)));
+        sql.push_str(&format!(
+            " WHERE {}",
+            keyset_predicate("[ct].", schema, keys, 3)
+        ));
     }
     sql.push_str(&format!(" ORDER BY {}", order_by("[ct].", keys)));
     sql
@@ -331,10 +363,10 @@ pub fn rows_per_statement(params_per_row: usize) -> usize {
 
 /// `DELETE … WHERE` for `rows` keys: `[k] IN (@P1, …)` for one key column,
 /// `([a] = @P1 AND [b] = @P2) OR …` for composite keys.
-pub fn delete_keys(id: &TableId, keys: &[String], rows: usize) -> String {
+pub fn delete_keys(schema: &TableSchema, keys: &[String], rows: usize) -> String {
     let predicate = if keys.len() == 1 {
         let params = (1..=rows)
-            .map(|i| format!("@P{i}"))
+            .map(|i| param(schema, &keys[0], i))
             .collect::<Vec<_>>()
             .join(", ");
         format!("{} IN ({params})", quote(&keys[0]))
@@ -344,7 +376,13 @@ pub fn delete_keys(id: &TableId, keys: &[String], rows: usize) -> String {
                 let cond = keys
                     .iter()
                     .enumerate()
-                    .map(|(j, k)| format!("{} = @P{}", quote(k), r * keys.len() + j + 1))
+                    .map(|(j, k)| {
+                        format!(
+                            "{} = {}",
+                            quote(k),
+                            param(schema, k, r * keys.len() + j + 1)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(" AND ");
                 format!("({cond})")
@@ -352,7 +390,7 @@ pub fn delete_keys(id: &TableId, keys: &[String], rows: usize) -> String {
             .collect::<Vec<_>>()
             .join(" OR ")
     };
-    format!("DELETE FROM {} WHERE {predicate}", table(id))
+    format!("DELETE FROM {} WHERE {predicate}", table(&schema.id))
 }
 
 /// Multi-row `INSERT` of `rows` rows into the written columns.
