@@ -22,7 +22,7 @@ async function until(what, check, ms = 20000) {
 
 (async () => {
   const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
+    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
       "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
   });
