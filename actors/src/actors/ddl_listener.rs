@@ -43,6 +43,8 @@ pub struct DdlListenerActor {
     supervisor: Addr<SupervisorActor>,
     config: ListenerConfig,
     stopped: bool,
+    /// The last receive error, to log each distinct one once.
+    failing: Option<String>,
 }
 
 /// What became of one message.
@@ -66,6 +68,7 @@ impl DdlListenerActor {
             supervisor,
             config,
             stopped: false,
+            failing: None,
         }
     }
 
@@ -95,10 +98,22 @@ impl DdlListenerActor {
             Ok::<usize, crate::error::Error>(messages.len())
         };
         ctx.wait(work.into_actor(self).map(|result, act, ctx| match result {
-            Ok(_) => act.schedule(Duration::ZERO, ctx),
+            Ok(_) => {
+                if act.failing.take().is_some() {
+                    info!("receiving from the DDL queue works again");
+                }
+                act.schedule(Duration::ZERO, ctx)
+            }
             Err(e) => {
                 telemetry::error("ddl_listener");
-                warn!(error = %e, "receiving from the DDL queue failed; retrying");
+                let message = e.to_string();
+                // Said once per distinct error, not every few seconds.
+                if act.failing.as_deref() != Some(message.as_str()) {
+                    warn!(error = %message, "receiving from the DDL queue failed; retrying every few seconds");
+                } else {
+                    debug!(error = %message, "receiving from the DDL queue still fails");
+                }
+                act.failing = Some(message);
                 act.schedule(act.config.retry_delay, ctx);
             }
         }));
