@@ -21,6 +21,8 @@ pub struct SupervisorActor {
     pipeline: Arc<Pipeline>,
     tables: BTreeMap<TableId, Addr<TableActor>>,
     shutting_down: bool,
+    /// The last discovery error, to log each distinct one once.
+    discovery_error: Option<String>,
 }
 
 impl SupervisorActor {
@@ -29,6 +31,7 @@ impl SupervisorActor {
             pipeline,
             tables: BTreeMap::new(),
             shutting_down: false,
+            discovery_error: None,
         }
     }
 
@@ -63,12 +66,20 @@ impl SupervisorActor {
             |result: Result<Vec<TableId>>, act, ctx| match result {
                 Ok(tables) => {
                     telemetry::discovery(true, tables.len());
+                    if act.discovery_error.take().is_some() {
+                        info!("table discovery works again");
+                    }
                     act.reconcile(tables, ctx)
                 }
                 Err(e) => {
                     telemetry::discovery(false, 0);
                     telemetry::error("discovery");
-                    warn!(error = %e, "table discovery failed; keeping the running tables");
+                    let message = e.to_string();
+                    // Said once per distinct error, not every poll.
+                    if act.discovery_error.as_deref() != Some(message.as_str()) {
+                        warn!(error = %message, "table discovery failed; keeping the running tables and retrying every poll");
+                    }
+                    act.discovery_error = Some(message);
                 }
             },
         ));
