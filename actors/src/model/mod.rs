@@ -113,6 +113,19 @@ pub enum SqlType {
 }
 
 impl SqlType {
+    /// Character types: the ones that carry a collation.
+    pub fn is_character(&self) -> bool {
+        matches!(
+            self,
+            SqlType::Char(_)
+                | SqlType::VarChar(_)
+                | SqlType::NChar(_)
+                | SqlType::NVarChar(_)
+                | SqlType::Text
+                | SqlType::NText
+        )
+    }
+
     /// Deprecated LOB types and MAX types: never compared, never used as a
     /// keyset pagination column.
     pub fn is_lob(&self) -> bool {

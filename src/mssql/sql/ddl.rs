@@ -1,7 +1,7 @@
 //! T-SQL for schema changes on the replica, for views/procedures/functions,
 //! and for receiving from the DDL queue.
 
-use ctsync_actors::model::{ColumnDef, SqlType, TableId};
+use ctsync_actors::model::{ColumnDef, TableId};
 use ctsync_actors::modules::ModuleKind;
 
 use super::{collation, column_ddl, quote, table, type_ddl};
@@ -19,15 +19,7 @@ pub fn drop_column(id: &TableId, column: &str) -> String {
 /// `ALTER TABLE … ALTER COLUMN` to the column's type and nullability.
 pub fn alter_column(id: &TableId, c: &ColumnDef) -> Option<String> {
     let mut ty = type_ddl(&c.ty)?;
-    if matches!(
-        c.ty,
-        SqlType::Char(_)
-            | SqlType::VarChar(_)
-            | SqlType::NChar(_)
-            | SqlType::NVarChar(_)
-            | SqlType::Text
-            | SqlType::NText
-    ) {
+    if c.ty.is_character() {
         ty.push_str(&collation(c));
     }
     let null = if c.nullable { "NULL" } else { "NOT NULL" };

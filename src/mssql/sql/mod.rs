@@ -277,15 +277,7 @@ pub(crate) fn column_ddl(c: &ColumnDef) -> Option<String> {
         ));
     }
     let mut s = format!("{} {}", quote(&c.name), type_ddl(&c.ty)?);
-    if matches!(
-        c.ty,
-        SqlType::Char(_)
-            | SqlType::VarChar(_)
-            | SqlType::NChar(_)
-            | SqlType::NVarChar(_)
-            | SqlType::Text
-            | SqlType::NText
-    ) {
+    if c.ty.is_character() {
         s.push_str(&collation(c));
     }
     if let Some(id) = &c.identity {
