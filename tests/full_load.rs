@@ -106,3 +106,35 @@ async fn forced_full_load_resnapshots_an_enabled_table_then_incremental_continue
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn sink_actor_writes_one_batch_at_a_time_while_tables_load_concurrently() {
+    let h = Harness::new();
+    let mut tables = Vec::new();
+    for name in ["A", "B", "C"] {
+        let mut t = user_table();
+        t.id = TableId::new("dbo", name);
+        h.primary.create_table(t.clone(), true);
+        h.primary
+            .insert_many(&t.id, (1..=3_000).map(|i| user(i, name)));
+        h.set(&format!("mssql_sync:enabled:{name}"), "true").await;
+        tables.push(t.id);
+    }
+    // Each page write yields for a while: a non-atomic sink would let the
+    // three tables' writes overlap.
+    h.replica.set_insert_delay(Duration::from_millis(10));
+    let mut config = fast_config();
+    config.full_load_page_size = 500;
+    let _run = h.start(config);
+    for t in &tables {
+        eventually(WAIT, "all three loaded", || async {
+            h.replica.rows(t) == h.primary.rows(t)
+        })
+        .await;
+    }
+    assert_eq!(
+        h.replica.max_concurrent_inserts(),
+        1,
+        "replica writes overlapped"
+    );
+}

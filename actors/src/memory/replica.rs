@@ -28,6 +28,9 @@ struct Data {
     failing_modules: Vec<String>,
     /// Each `insert_rows` waits this long first (demo: visible progress).
     insert_delay: std::time::Duration,
+    /// `insert_rows` calls under way now, and the most ever seen at once.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +67,12 @@ impl MemoryReplica {
     /// Makes every `insert_rows` (full-load page) wait `delay` first.
     pub fn set_insert_delay(&self, delay: std::time::Duration) {
         self.lock().insert_delay = delay;
+    }
+
+    /// The most `insert_rows` calls that were ever under way at once (the
+    /// SinkActor promises one).
+    pub fn max_concurrent_inserts(&self) -> usize {
+        self.lock().max_in_flight
     }
 
     /// Creating or altering this module (`schema.name`) fails.
@@ -186,10 +195,16 @@ impl Replica for MemoryReplica {
     }
 
     async fn insert_rows(&self, schema: &TableSchema, rows: &[Row]) -> Result<()> {
-        let delay = self.lock().insert_delay;
+        let delay = {
+            let mut data = self.lock();
+            data.in_flight += 1;
+            data.max_in_flight = data.max_in_flight.max(data.in_flight);
+            data.insert_delay
+        };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        self.lock().in_flight -= 1;
         self.write(&schema.id, |t, _, fail| {
             let half = rows.len() / 2;
             insert(t, &rows[..half])?;
