@@ -262,3 +262,36 @@ async fn failing_table_actor_restarts_with_backoff_while_another_table_replicate
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn a_garbage_version_key_is_reported_by_name_and_other_tables_go_on() {
+    let h = Harness::new();
+    let users = user_table();
+    let lines = order_line_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary.create_table(lines.clone(), true);
+    h.set("mssql_sync:enabled:User", "true").await;
+    h.set("mssql_sync:enabled:sales.OrderLine", "true").await;
+    h.set("mssql_sync:version:User", "yesterday").await;
+    let run = h.start(fast_config());
+    h.primary.upsert(&lines.id, order_line(1, 1, 1, None));
+    eventually(WAIT, "error names the key", || async {
+        run.board
+            .get("User")
+            .and_then(|s| s.last_error)
+            .is_some_and(|e| {
+                e.contains("mssql_sync:version:User") && e.contains("not a version number")
+            })
+    })
+    .await;
+    eventually(WAIT, "other table syncs", || async {
+        !h.replica.rows(&lines.id).is_empty()
+            && h.replica.rows(&lines.id) == h.primary.rows(&lines.id)
+    })
+    .await;
+    assert_eq!(
+        h.get("mssql_sync:version:User").await.as_deref(),
+        Some("yesterday"),
+        "never overwritten"
+    );
+}
