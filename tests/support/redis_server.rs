@@ -2,10 +2,16 @@
 //! directory; `stop`/`restart` simulate an outage; drop kills it and removes
 //! the directory. Tests never use a Redis that happens to be running.
 
+use std::collections::HashSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Ports handed out in this test process: the OS may offer a just-released
+/// port again to a test running in parallel.
+static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
 pub struct RedisServer {
     port: u16,
@@ -14,10 +20,17 @@ pub struct RedisServer {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let taken = taken.get_or_insert_with(HashSet::new);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if taken.insert(port) {
+            return port;
+        }
+    }
 }
 
 impl RedisServer {

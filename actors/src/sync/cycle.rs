@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::reconcile::{self, Plan};
 use super::{full_load, incremental, Pipeline};
 use crate::error::{Error, Result};
-use crate::model::{ColumnOp, PrimaryIdentity, SyncVersion, TableId, TableSchema};
+use crate::model::{PrimaryIdentity, SyncVersion, TableId, TableSchema};
 use crate::status::TableState;
 use crate::telemetry;
 
@@ -100,6 +100,52 @@ async fn stale(
     Ok(Outcome::Stale)
 }
 
+/// Creates the replica table or brings its columns in line with the
+/// primary's. Returns an outcome when that ends the cycle (a reload ran, or
+/// the table is blocked).
+async fn settle_schema(
+    p: &Pipeline,
+    schema: &Arc<TableSchema>,
+    identity: &PrimaryIdentity,
+    forced: bool,
+    must_load: bool,
+) -> Result<Option<Outcome>> {
+    let table = &schema.id;
+    if p.sink.ensure_table(schema.clone()).await? {
+        info!(table = %table, "created the table on the replica");
+        return Ok(None);
+    }
+    let plan = match p.sink.replica_schema(table.clone()).await? {
+        Some(replica) => reconcile::plan(schema, &replica),
+        None => Plan::InSync,
+    };
+    match plan {
+        Plan::InSync => Ok(None),
+        Plan::Blocked(reason) if forced => {
+            info!(table = %table, %reason, "rebuilding the replica table for the forced full load");
+            p.sink.drop_table(table.clone()).await?;
+            p.sink.ensure_table(schema.clone()).await?;
+            Ok(None)
+        }
+        Plan::Blocked(reason) => {
+            hold(p, table, TableState::Paused, reason);
+            Ok(Some(Outcome::Blocked))
+        }
+        Plan::Apply { ops, reload } if reload || must_load => {
+            // The columns change right after the truncate (an empty table
+            // accepts NOT NULL columns); CT never reports added values.
+            info!(table = %table, ?ops, "column changes need a full load");
+            full_load::run(p, schema, identity, &ops).await?;
+            Ok(Some(Outcome::Loaded))
+        }
+        Plan::Apply { ops, .. } => {
+            info!(table = %table, ?ops, "applying column changes to the replica");
+            p.sink.alter_columns(table.clone(), ops).await?;
+            Ok(None)
+        }
+    }
+}
+
 pub async fn run_cycle(p: &Pipeline, table: &TableId) -> Result<Outcome> {
     let flags = p.state.flags(table).await?;
     if !flags.enabled {
@@ -107,46 +153,18 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId) -> Result<Outcome> {
         return Ok(Outcome::Paused);
     }
     let schema = load_schema(p, table).await?;
-    let plan = if p.sink.ensure_table(schema.clone()).await? {
-        info!(table = %table, "created the table on the replica");
-        Plan::InSync
-    } else {
-        match p.sink.replica_schema(table.clone()).await? {
-            Some(replica) => reconcile::plan(&schema, &replica),
-            None => Plan::InSync,
-        }
-    };
     let identity = p.primary.identity().await?;
     let stored = starting_version(p, table).await?;
     let must_load = flags.force_full_load || stored.is_none();
-    // Column changes to make after the truncate of a full load.
-    let mut load_ops: Vec<ColumnOp> = Vec::new();
-    match plan {
-        Plan::InSync => {}
-        Plan::Blocked(reason) if flags.force_full_load => {
-            info!(table = %table, %reason, "rebuilding the replica table for the forced full load");
-            p.sink.drop_table(table.clone()).await?;
-            p.sink.ensure_table(schema.clone()).await?;
-        }
-        Plan::Blocked(reason) => {
-            hold(p, table, TableState::Paused, reason);
-            return Ok(Outcome::Blocked);
-        }
-        Plan::Apply { ops, reload } if reload || must_load => {
-            info!(table = %table, ?ops, "column changes need a full load (CT does not report values of added columns)");
-            load_ops = ops;
-            full_load::run(p, &schema, &identity, &load_ops).await?;
-            return Ok(Outcome::Loaded);
-        }
-        Plan::Apply { ops, .. } => {
-            info!(table = %table, ?ops, "applying column changes to the replica");
-            p.sink.alter_columns(table.clone(), ops).await?;
-        }
+    if let Some(outcome) =
+        settle_schema(p, &schema, &identity, flags.force_full_load, must_load).await?
+    {
+        return Ok(outcome);
     }
     let version = match stored {
         Some(v) if !must_load => v,
         _ => {
-            full_load::run(p, &schema, &identity, &load_ops).await?;
+            full_load::run(p, &schema, &identity, &[]).await?;
             return Ok(Outcome::Loaded);
         }
     };
