@@ -67,6 +67,16 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Whoever answers must be our own server, not one that held the port.
+        std::thread::sleep(Duration::from_millis(50));
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "redis-server on port {} exited at start ({status}): the port is taken",
+                    self.port
+                );
+            }
+        }
     }
 
     pub fn url(&self) -> String {
