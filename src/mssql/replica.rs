@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use ctsync_actors::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
-use ctsync_actors::modules::{create_or_alter, ModuleDef, ModuleOp};
+use ctsync_actors::modules::{create_or_alter, module_statement, ModuleDef, ModuleOp};
 use ctsync_actors::ports::Replica;
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
@@ -328,10 +328,14 @@ impl Replica for MssqlReplica {
             }
             ModuleOp::Create(m) | ModuleOp::Alter(m) => {
                 let definition = m.definition.clone().unwrap_or_default();
-                let text = match op {
-                    ModuleOp::Alter(_) => create_or_alter(&definition),
-                    _ => Some(definition),
-                };
+                let or_alter = matches!(op, ModuleOp::Alter(_));
+                // The header names [schema].[name] (definitions may omit the
+                // schema or carry a pre-sp_rename name).
+                let text = module_statement(m, or_alter).or(if or_alter {
+                    create_or_alter(&definition)
+                } else {
+                    Some(definition)
+                });
                 match text {
                     Some(text) => {
                         let (options, text, name) = run(m, text);

@@ -26,6 +26,8 @@ struct Data {
     modules: BTreeMap<(String, String), ModuleDef>,
     /// Modules whose creation fails (by `schema.name`).
     failing_modules: Vec<String>,
+    /// Successful module writes (create, alter, drop).
+    module_writes: usize,
     /// Each `insert_rows` waits this long first (demo: visible progress).
     insert_delay: std::time::Duration,
     /// `insert_rows` calls under way now, and the most ever seen at once.
@@ -87,6 +89,11 @@ impl MemoryReplica {
             .values()
             .map(|m| m.qualified())
             .collect()
+    }
+
+    /// How many module writes succeeded so far.
+    pub fn module_writes(&self) -> usize {
+        self.lock().module_writes
     }
 
     pub fn module(&self, schema: &str, name: &str) -> Option<ModuleDef> {
@@ -358,11 +365,12 @@ impl Replica for MemoryReplica {
                         m.name
                     )));
                 }
-                let text = m.definition.clone().unwrap_or_default();
-                let text = match op {
-                    ModuleOp::Alter(_) => crate::modules::create_or_alter(&text).unwrap_or(text),
-                    _ => text,
-                };
+                // Stored as SQL Server stores it: the header names the object
+                // in full and `OR ALTER` is dropped.
+                let original = m.definition.clone().unwrap_or_default();
+                let text =
+                    crate::modules::qualified_statement(&original, &m.schema, &m.name, false)
+                        .unwrap_or(original);
                 for (s, n) in references(&text) {
                     let own = s == m.schema && n == m.name;
                     let known = data.modules.contains_key(&(s.clone(), n.clone()))
@@ -396,6 +404,7 @@ impl Replica for MemoryReplica {
                 }
             }
         }
+        data.module_writes += 1;
         Ok(())
     }
 }

@@ -2,7 +2,11 @@
 //! brings the replica's set in line with the primary's (create missing,
 //! recreate changed, drop removed; triggers never; encrypted skipped).
 
+mod header;
+
 use std::collections::BTreeMap;
+
+pub use header::qualified_statement;
 
 /// `sys.objects.type` of the module kinds ctsync knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -67,19 +71,35 @@ impl ModuleDef {
         format!("{}.{}", self.schema, self.name)
     }
 
-    /// Same text and SET options. Definitions are compared in their
-    /// `CREATE OR ALTER` form: SQL Server stores `ALTER …` as `CREATE …` and
-    /// drops the `OR ALTER` of `CREATE OR ALTER` from the stored text, so
-    /// this form makes every way of writing the same module compare equal.
+    /// Same text and SET options. Definitions are compared in the form ctsync
+    /// runs them (`CREATE OR ALTER <kind> [schema].[name]`): SQL Server
+    /// stores `ALTER …` as `CREATE …` and drops the `OR ALTER` of
+    /// `CREATE OR ALTER`, and the replica's copy names the object in full,
+    /// so this form makes every way of writing the same module compare equal.
     fn same_text(&self, other: &ModuleDef) -> bool {
-        let normal = |d: &Option<String>| {
-            d.as_deref()
-                .map(|t| create_or_alter(t).unwrap_or_else(|| t.to_string()))
-        };
-        normal(&self.definition) == normal(&other.definition)
+        normal_text(self) == normal_text(other)
             && self.ansi_nulls == other.ansi_nulls
             && self.quoted_identifier == other.quoted_identifier
     }
+}
+
+/// The definition as ctsync would run it: `CREATE OR ALTER` header naming
+/// `[schema].[name]` (what the replica then stores, minus `OR ALTER`).
+fn normal_text(m: &ModuleDef) -> Option<String> {
+    let d = m.definition.as_deref()?;
+    Some(
+        qualified_statement(d, &m.schema, &m.name, true)
+            .or_else(|| create_or_alter(d))
+            .unwrap_or_else(|| d.to_string()),
+    )
+}
+
+/// The statement that creates (or, with `or_alter`, recreates) the module
+/// on the replica as `[schema].[name]`; `None` if its definition has no
+/// recognisable CREATE header.
+pub fn module_statement(m: &ModuleDef, or_alter: bool) -> Option<String> {
+    let d = m.definition.as_deref()?;
+    qualified_statement(d, &m.schema, &m.name, or_alter)
 }
 
 /// One write to the replica's modules.
