@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -65,7 +65,6 @@ pub struct TableStatus {
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard {
     inner: Arc<Mutex<BTreeMap<String, TableStatus>>>,
-    retention: Arc<Mutex<Option<Duration>>>,
     module_errors: Arc<Mutex<BTreeMap<String, String>>>,
     modules_skipped: Arc<Mutex<Vec<String>>>,
 }
@@ -93,11 +92,6 @@ impl StatusBoard {
         self.lock().clone()
     }
 
-    /// The primary's CT retention period, as last read by discovery.
-    pub fn retention(&self) -> Option<Duration> {
-        *self.retention.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Modules (`schema.name`) that could not be synced, with the error.
     pub fn module_errors(&self) -> BTreeMap<String, String> {
         self.module_errors
@@ -123,9 +117,5 @@ impl StatusBoard {
 
     pub fn set_module_errors(&self, errors: BTreeMap<String, String>) {
         *self.module_errors.lock().unwrap_or_else(|e| e.into_inner()) = errors;
-    }
-
-    pub fn set_retention(&self, retention: Option<Duration>) {
-        *self.retention.lock().unwrap_or_else(|e| e.into_inner()) = retention;
     }
 }

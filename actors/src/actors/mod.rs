@@ -69,6 +69,7 @@ pub fn start(ports: Ports, config: SyncConfig) -> Running {
         sink: sink.clone(),
         board: board.clone(),
         config,
+        facts: Default::default(),
     });
     let supervisor = SupervisorActor::new(pipeline).start();
     {

@@ -14,7 +14,7 @@ use super::table::{ApplySchemaChange, Retire, TableActor};
 use crate::ddl::SchemaChange;
 use crate::error::Result;
 use crate::model::TableId;
-use crate::sync::Pipeline;
+use crate::sync::{Pipeline, PrimaryFacts};
 use crate::telemetry;
 
 pub struct SupervisorActor {
@@ -42,13 +42,21 @@ impl SupervisorActor {
         let pipeline = self.pipeline.clone();
         let work = async move {
             let tables = pipeline.primary.tracked_tables().await?;
-            match pipeline.primary.change_retention().await {
+            let identity = pipeline.primary.identity().await?;
+            let retention = match pipeline.primary.change_retention().await {
                 Ok(retention) => {
-                    pipeline.board.set_retention(retention);
                     telemetry::retention(retention);
+                    retention
                 }
-                Err(e) => warn!(error = %e, "could not read the change tracking retention period"),
-            }
+                Err(e) => {
+                    warn!(error = %e, "could not read the change tracking retention period");
+                    pipeline.facts().retention
+                }
+            };
+            pipeline.set_facts(PrimaryFacts {
+                identity: Some(identity),
+                retention,
+            });
             let mut ready = Vec::with_capacity(tables.len());
             for table in tables {
                 // A table whose flags cannot be created waits for the next poll.

@@ -57,7 +57,7 @@ impl TableActor {
             since.elapsed().as_secs_f64()
         };
         board.update(&self.key, |s| s.lag_seconds = seconds);
-        telemetry::lag(&self.key, seconds, board.retention());
+        telemetry::lag(&self.key, seconds, self.pipeline.facts().retention);
     }
 
     fn backoff(&self) -> Duration {

@@ -111,13 +111,15 @@ async fn settle_schema(
     must_load: bool,
 ) -> Result<Option<Outcome>> {
     let table = &schema.id;
-    if p.sink.ensure_table(schema.clone()).await? {
-        info!(table = %table, "created the table on the replica");
-        return Ok(None);
-    }
+    // One catalog read answers both "does it exist?" and "does it match?".
     let plan = match p.sink.replica_schema(table.clone()).await? {
         Some(replica) => reconcile::plan(schema, &replica),
-        None => Plan::InSync,
+        None => {
+            if p.sink.ensure_table(schema.clone()).await? {
+                info!(table = %table, "created the table on the replica");
+            }
+            return Ok(None);
+        }
     };
     match plan {
         Plan::InSync => Ok(None),
@@ -153,7 +155,7 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId) -> Result<Outcome> {
         return Ok(Outcome::Paused);
     }
     let schema = load_schema(p, table).await?;
-    let identity = p.primary.identity().await?;
+    let identity = p.identity().await?;
     let stored = starting_version(p, table).await?;
     let must_load = flags.force_full_load || stored.is_none();
     if let Some(outcome) =

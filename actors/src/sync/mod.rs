@@ -8,12 +8,13 @@ mod incremental;
 pub mod reconcile;
 mod schema_change;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use cycle::{run_cycle, Outcome};
 pub use schema_change::apply_schema_change;
 
+use crate::model::PrimaryIdentity;
 use crate::ports::{Primary, StateStore};
 use crate::sink::SinkHandle;
 use crate::status::StatusBoard;
@@ -52,6 +53,15 @@ impl Default for SyncConfig {
     }
 }
 
+/// Facts about the primary database as a whole (not per table), read once
+/// per discovery instead of by every table's cycle.
+#[derive(Debug, Clone, Default)]
+pub struct PrimaryFacts {
+    pub identity: Option<PrimaryIdentity>,
+    /// CT retention; `None` when auto cleanup is off (or not read yet).
+    pub retention: Option<Duration>,
+}
+
 /// Everything a table cycle needs: the ports, the sink, the status board.
 pub struct Pipeline {
     pub primary: Arc<dyn Primary>,
@@ -59,6 +69,26 @@ pub struct Pipeline {
     pub sink: SinkHandle,
     pub board: StatusBoard,
     pub config: SyncConfig,
+    pub facts: Mutex<PrimaryFacts>,
+}
+
+impl Pipeline {
+    pub fn facts(&self) -> PrimaryFacts {
+        self.facts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_facts(&self, facts: PrimaryFacts) {
+        *self.facts.lock().unwrap_or_else(|e| e.into_inner()) = facts;
+    }
+
+    /// The primary's identity as discovery last read it (read now if
+    /// discovery has not yet).
+    pub async fn identity(&self) -> crate::error::Result<PrimaryIdentity> {
+        match self.facts().identity {
+            Some(identity) => Ok(identity),
+            None => self.primary.identity().await,
+        }
+    }
 }
 
 pub fn now_millis() -> u64 {
