@@ -104,7 +104,7 @@ async fn listener_applies_ignores_or_parks_every_message_and_always_commits() {
         body: None,
     });
     h.queue.push(QueueMessage {
-        message_type: ctsync_actors::memory::EVENT_NOTIFICATION.into(),
+        message_type: ctsync_actors::ddl::EVENT_NOTIFICATION.into(),
         body: None,
     });
 

@@ -9,6 +9,10 @@ use serde::Serialize;
 
 use crate::model::TableId;
 
+/// Message type of an event notification (its body is EVENTDATA XML).
+pub const EVENT_NOTIFICATION: &str =
+    "http://schemas.microsoft.com/SQL/Notifications/EventNotification";
+
 /// A schema change of a replicated table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SchemaChange {

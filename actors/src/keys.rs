@@ -1,7 +1,8 @@
 //! The Redis key names that form ctsync's public interface. Operators type
 //! these by hand; never rename them.
 
-use crate::model::TableId;
+use crate::error::{Error, Result};
+use crate::model::{SyncVersion, TableId};
 
 pub const PREFIX: &str = "mssql_sync";
 
@@ -42,6 +43,20 @@ pub const CONFIG_PRIMARY_URL: &str = "mssql_sync:config:primary_url";
 pub const CONFIG_REPLICA_URL: &str = "mssql_sync:config:replica_url";
 /// Redis list of DDL events that could not be applied.
 pub const DDL_FAILED: &str = "mssql_sync:ddl_failed";
+
+/// Reads `mssql_sync:version:<T>`; a value that is not an integer is an
+/// error naming the key (never taken as "no version", which would reload).
+pub fn parse_version(key: &str, value: Option<&str>) -> Result<Option<SyncVersion>> {
+    value
+        .map(|v| {
+            v.trim().parse::<SyncVersion>().map_err(|_| {
+                Error::State(format!(
+                    "{key} holds {v:?}, not a version number; set it to an integer or delete it"
+                ))
+            })
+        })
+        .transpose()
+}
 
 /// Reads a flag value as an operator would write it: `"true"` (any case,
 /// surrounding spaces ignored) is on, anything else is off.

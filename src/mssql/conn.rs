@@ -199,10 +199,6 @@ impl Connection {
         }
     }
 
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
     pub async fn lease(&self) -> Result<Lease<'_>, MssqlError> {
         let guard = self.client.lock().await;
         self.open(guard).await

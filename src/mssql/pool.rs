@@ -24,8 +24,14 @@ impl Pool {
         }
     }
 
-    pub fn endpoint(&self) -> &Endpoint {
-        self.conns[0].endpoint()
+    /// `SELECT 1` on one of the connections (readiness).
+    pub async fn ping(&self, name: &str) -> Result<(), MssqlError> {
+        let mut lease = self.lease().await?;
+        query_rows(&mut lease, super::sql::PING, vec![], || {
+            format!("SELECT 1 on the {name}")
+        })
+        .await
+        .map(|_| ())
     }
 
     pub async fn lease(&self) -> Result<Lease<'_>, MssqlError> {
@@ -40,6 +46,26 @@ impl Pool {
     }
 }
 
+/// A failed request can leave the TDS stream out of sync: the connection
+/// is dropped, and the next lease opens a new one.
+fn discard_on_error<T>(
+    lease: &mut Lease<'_>,
+    result: Result<T, MssqlError>,
+) -> Result<T, MssqlError> {
+    if result.is_err() {
+        lease.discard();
+    }
+    result
+}
+
+fn bound(sql: &str, params: Vec<ColumnData<'static>>) -> Query<'static> {
+    let mut q = Query::new(sql.to_string());
+    for p in params {
+        q.bind(p);
+    }
+    q
+}
+
 /// Runs a parameterized query and returns its first result set.
 pub async fn query_rows(
     lease: &mut Lease<'_>,
@@ -48,19 +74,14 @@ pub async fn query_rows(
     what: impl Fn() -> String,
 ) -> Result<Vec<Row>, MssqlError> {
     let result = async {
-        let mut q = Query::new(sql.to_string());
-        for p in params {
-            q.bind(p);
-        }
-        let client = lease.client()?;
-        let stream = q.query(client).await.context(&what)?;
+        let stream = bound(sql, params)
+            .query(lease.client()?)
+            .await
+            .context(&what)?;
         stream.into_first_result().await.context(&what)
     }
     .await;
-    if result.is_err() {
-        lease.discard();
-    }
-    result
+    discard_on_error(lease, result)
 }
 
 /// Runs a parameterized statement; returns rows affected.
@@ -71,19 +92,14 @@ pub async fn execute(
     what: impl Fn() -> String,
 ) -> Result<u64, MssqlError> {
     let result = async {
-        let mut q = Query::new(sql.to_string());
-        for p in params {
-            q.bind(p);
-        }
-        let client = lease.client()?;
-        let done = q.execute(client).await.context(&what)?;
+        let done = bound(sql, params)
+            .execute(lease.client()?)
+            .await
+            .context(&what)?;
         Ok(done.total())
     }
     .await;
-    if result.is_err() {
-        lease.discard();
-    }
-    result
+    discard_on_error(lease, result)
 }
 
 /// Sends a batch without parameters (DDL, SET, transaction control).
@@ -93,13 +109,13 @@ pub async fn batch(
     what: impl Fn() -> String,
 ) -> Result<(), MssqlError> {
     let result = async {
-        let client = lease.client()?;
-        let stream = client.simple_query(sql.to_string()).await.context(&what)?;
+        let stream = lease
+            .client()?
+            .simple_query(sql.to_string())
+            .await
+            .context(&what)?;
         stream.into_results().await.context(&what).map(|_| ())
     }
     .await;
-    if result.is_err() {
-        lease.discard();
-    }
-    result
+    discard_on_error(lease, result)
 }

@@ -61,18 +61,9 @@ impl MssqlPrimary {
         }
     }
 
-    pub fn endpoint(&self) -> String {
-        self.pool.endpoint().to_string()
-    }
-
-    /// `SELECT 1` on a pooled connection (readiness).
+    /// `SELECT 1` (readiness).
     pub async fn ping(&self) -> std::result::Result<(), MssqlError> {
-        let mut lease = self.pool.lease().await?;
-        query_rows(&mut lease, sql::PING, vec![], || {
-            "SELECT 1 on the primary".into()
-        })
-        .await
-        .map(|_| ())
+        self.pool.ping("primary").await
     }
 
     async fn rows(

@@ -35,18 +35,9 @@ impl MssqlReplica {
         }
     }
 
-    pub fn endpoint(&self) -> String {
-        self.pool.endpoint().to_string()
-    }
-
-    /// `SELECT 1` (readiness). Waits while the SinkActor holds the connection.
+    /// `SELECT 1` (readiness).
     pub async fn ping(&self) -> std::result::Result<(), MssqlError> {
-        let mut lease = self.pool.lease().await?;
-        query_rows(&mut lease, sql::PING, vec![], || {
-            "SELECT 1 on the replica".into()
-        })
-        .await
-        .map(|_| ())
+        self.pool.ping("replica").await
     }
 
     async fn ensure_schema(

@@ -196,14 +196,7 @@ impl StateStore for RedisState {
 
     async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
         let key = keys::version(table);
-        match self.get(&key).await? {
-            None => Ok(None),
-            Some(v) => v.trim().parse().map(Some).map_err(|_| {
-                Error::State(format!(
-                    "{key} holds {v:?}, not a version number; set it to an integer or delete it"
-                ))
-            }),
-        }
+        keys::parse_version(&key, self.get(&key).await?.as_deref())
     }
 
     async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()> {

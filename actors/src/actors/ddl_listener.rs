@@ -11,11 +11,9 @@ use actix::prelude::*;
 use tracing::{debug, error, info, warn};
 
 use super::supervisor::{RouteSchemaChange, SupervisorActor};
-use crate::ddl::{parse_event, DdlEvent, ParkedDdl};
+use crate::ddl::{parse_event, DdlEvent, ParkedDdl, EVENT_NOTIFICATION};
 use crate::ports::{DdlQueue, QueueMessage, StateStore};
 use crate::telemetry;
-
-const EVENT_NOTIFICATION: &str = "http://schemas.microsoft.com/SQL/Notifications/EventNotification";
 
 /// How the listener waits and retries.
 #[derive(Debug, Clone)]

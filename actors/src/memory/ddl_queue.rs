@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::ddl::EVENT_NOTIFICATION;
 use crate::error::{Error, Result};
 use crate::ports::{DdlQueue, QueueMessage};
-
-pub const EVENT_NOTIFICATION: &str =
-    "http://schemas.microsoft.com/SQL/Notifications/EventNotification";
 
 #[derive(Debug, Default)]
 struct Data {

@@ -9,7 +9,7 @@ mod replica;
 mod replica_table;
 mod state;
 
-pub use ddl_queue::{MemoryDdlQueue, EVENT_NOTIFICATION};
+pub use ddl_queue::MemoryDdlQueue;
 pub use primary::MemoryPrimary;
 pub use replica::MemoryReplica;
 pub use state::{FlakyState, MemoryState};

@@ -53,18 +53,6 @@ impl MemoryState {
     }
 }
 
-fn parse_version(key: &str, value: Option<String>) -> Result<Option<SyncVersion>> {
-    value
-        .map(|v| {
-            v.trim().parse::<SyncVersion>().map_err(|_| {
-                Error::State(format!(
-                    "{key} holds {v:?}, not a version number; set it to an integer or delete it"
-                ))
-            })
-        })
-        .transpose()
-}
-
 #[async_trait]
 impl StateStore for MemoryState {
     async fn ensure_flags(&self, table: &TableId) -> Result<()> {
@@ -103,7 +91,7 @@ impl StateStore for MemoryState {
 
     async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
         let key = keys::version(table);
-        parse_version(&key, self.get(&key))
+        keys::parse_version(&key, self.get(&key).as_deref())
     }
 
     async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()> {

@@ -10,7 +10,7 @@ use tracing::info;
 use super::cycle::set_state;
 use super::{now_millis, Pipeline};
 use crate::error::{Error, Result};
-use crate::model::{ColumnOp, PrimaryIdentity, RowKey, TableSchema, Value};
+use crate::model::{ColumnOp, PrimaryIdentity, RowKey, TableId, TableSchema, Value};
 use crate::ports::LoadProgress;
 use crate::status::TableState;
 use crate::telemetry;
@@ -44,7 +44,7 @@ pub(super) async fn run(
     if !alter.is_empty() {
         p.sink.alter_columns(table.clone(), alter.to_vec()).await?;
     }
-    report(p, &key, &progress, 0).await?;
+    report(p, table, &progress, 0).await?;
 
     let page_size = p.config.full_load_page_size.max(1);
     let mut after: Option<RowKey> = None;
@@ -66,7 +66,7 @@ pub(super) async fn run(
             p.sink.insert_rows(schema.clone(), rows).await?;
             progress.synced += n as u64;
             progress.updated_at = now_millis();
-            report(p, &key, &progress, n as u64).await?;
+            report(p, table, &progress, n as u64).await?;
         }
         if n < page_size {
             break;
@@ -92,11 +92,11 @@ pub(super) async fn run(
     Ok(())
 }
 
-async fn report(p: &Pipeline, key: &str, progress: &LoadProgress, added: u64) -> Result<()> {
-    p.board.update(key, |s| {
+async fn report(p: &Pipeline, table: &TableId, progress: &LoadProgress, added: u64) -> Result<()> {
+    let key = table.key_name();
+    p.board.update(&key, |s| {
         s.progress = Some((progress.synced, progress.total))
     });
-    telemetry::full_load(key, added, progress.synced, progress.total);
-    let table = crate::model::TableId::from_key_name(key);
-    p.state.set_progress(&table, progress).await
+    telemetry::full_load(&key, added, progress.synced, progress.total);
+    p.state.set_progress(table, progress).await
 }
