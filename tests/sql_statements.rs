@@ -11,7 +11,7 @@ mod support;
 
 use ctsync::mssql::sql;
 use ctsync_actors::model::{ColumnDef, KeyColumn, Len, SqlType, TableId, TableSchema};
-use ctsync_actors::modules::ModuleKind;
+use ctsync_actors::modules::{ModuleDef, ModuleKind};
 use sqlparser::dialect::MsSqlDialect;
 use sqlparser::parser::Parser;
 use support::fixtures::*;
@@ -354,6 +354,29 @@ fn module_statements_match_their_golden_text_and_parse() {
     ] {
         parses(&sql::drop_module(kind, "dbo", "x"));
     }
+    let mut view = ModuleDef {
+        schema: "sales".into(),
+        name: "Totals".into(),
+        kind: ModuleKind::View,
+        definition: Some("/* v */ CREATE VIEW Totals AS SELECT 1 AS n".into()),
+        ansi_nulls: true,
+        quoted_identifier: true,
+    };
+    assert_eq!(
+        sql::create_module(&view, false).as_deref(),
+        Some("/* v */ CREATE VIEW [sales].[Totals] AS SELECT 1 AS n")
+    );
+    assert_eq!(
+        sql::create_module(&view, true).as_deref(),
+        Some("/* v */ CREATE OR ALTER VIEW [sales].[Totals] AS SELECT 1 AS n")
+    );
+    parses(&sql::create_module(&view, false).expect("statement"));
+    view.definition = None;
+    assert_eq!(
+        sql::create_module(&view, false),
+        None,
+        "encrypted modules have nothing to run"
+    );
     assert!(sql::MODULES.contains("o.type IN ('V', 'P', 'FN', 'IF', 'TF', 'TR')"));
     assert!(sql::MODULES.contains("o.is_ms_shipped = 0"));
     parses(sql::MODULES);

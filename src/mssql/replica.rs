@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use ctsync_actors::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
-use ctsync_actors::modules::{create_or_alter, module_statement, ModuleDef, ModuleOp};
+use ctsync_actors::modules::{ModuleDef, ModuleOp};
 use ctsync_actors::ports::Replica;
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
@@ -305,11 +305,6 @@ impl Replica for MssqlReplica {
     /// options the module was created with on the primary.
     async fn apply_module(&self, op: &ModuleOp) -> Result<()> {
         let mut lease = self.pool.lease().await.map_err(err)?;
-        let run = |m: &ModuleDef, text: String| {
-            let options = sql::module_set_options(m.ansi_nulls, m.quoted_identifier);
-            let name = m.qualified();
-            (options, text, name)
-        };
         let result = match op {
             ModuleOp::Drop { schema, name, kind } => {
                 batch(&mut lease, &sql::drop_module(*kind, schema, name), || {
@@ -318,34 +313,19 @@ impl Replica for MssqlReplica {
                 .await
             }
             ModuleOp::Create(m) | ModuleOp::Alter(m) => {
-                let definition = m.definition.clone().unwrap_or_default();
-                let or_alter = matches!(op, ModuleOp::Alter(_));
-                // The header names [schema].[name] (definitions may omit the
-                // schema or carry a pre-sp_rename name).
-                let text = module_statement(m, or_alter).or(if or_alter {
-                    create_or_alter(&definition)
-                } else {
-                    Some(definition)
-                });
-                match text {
-                    Some(text) => {
-                        let (options, text, name) = run(m, text);
-                        match batch(&mut lease, &options, || format!("SET options for {name}"))
-                            .await
-                        {
-                            Ok(()) => {
-                                batch(&mut lease, &text, || {
-                                    format!("creating {name} on the replica")
-                                })
-                                .await
-                            }
-                            Err(e) => Err(e),
-                        }
+                let name = m.qualified();
+                let text = sql::create_module(m, matches!(op, ModuleOp::Alter(_))).ok_or_else(|| {
+                    Error::Replica(format!("the definition of {name} does not start with CREATE; cannot recreate it"))
+                })?;
+                let options = sql::module_set_options(m.ansi_nulls, m.quoted_identifier);
+                match batch(&mut lease, &options, || format!("SET options for {name}")).await {
+                    Ok(()) => {
+                        batch(&mut lease, &text, || {
+                            format!("creating {name} on the replica")
+                        })
+                        .await
                     }
-                    None => Err(MssqlError::Unexpected(format!(
-                        "the definition of {} does not start with CREATE; cannot recreate it",
-                        m.qualified()
-                    ))),
+                    Err(e) => Err(e),
                 }
             }
         };

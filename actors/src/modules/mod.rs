@@ -94,14 +94,6 @@ fn normal_text(m: &ModuleDef) -> Option<String> {
     )
 }
 
-/// The statement that creates (or, with `or_alter`, recreates) the module
-/// on the replica as `[schema].[name]`; `None` if its definition has no
-/// recognisable CREATE header.
-pub fn module_statement(m: &ModuleDef, or_alter: bool) -> Option<String> {
-    let d = m.definition.as_deref()?;
-    qualified_statement(d, &m.schema, &m.name, or_alter)
-}
-
 /// One write to the replica's modules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModuleOp {

@@ -2,7 +2,7 @@
 //! and for receiving from the DDL queue.
 
 use ctsync_actors::model::{ColumnDef, TableId};
-use ctsync_actors::modules::ModuleKind;
+use ctsync_actors::modules::{create_or_alter, qualified_statement, ModuleDef, ModuleKind};
 
 use super::{collation, column_ddl, quote, table, type_ddl};
 
@@ -65,6 +65,22 @@ pub fn module_set_options(ansi_nulls: bool, quoted_identifier: bool) -> String {
         on(ansi_nulls),
         on(quoted_identifier)
     )
+}
+
+/// The statement that creates (or, with `or_alter`, recreates) a module on
+/// the replica: its own definition with the CREATE header naming
+/// `[schema].[name]` (definitions may omit the schema or carry a name from
+/// before an sp_rename). A header that cannot be read is sent as written;
+/// `None` for an encrypted module or an unreadable header to alter.
+pub fn create_module(m: &ModuleDef, or_alter: bool) -> Option<String> {
+    let d = m.definition.as_deref()?;
+    qualified_statement(d, &m.schema, &m.name, or_alter).or_else(|| {
+        if or_alter {
+            create_or_alter(d)
+        } else {
+            Some(d.to_string())
+        }
+    })
 }
 
 pub fn drop_module(kind: ModuleKind, schema: &str, name: &str) -> String {
