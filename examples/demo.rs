@@ -80,13 +80,8 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
     primary.insert_many(&user.id, (1..=4).map(|i| row(i, "user")));
     primary.insert_many(&product.id, (1..=200_000).map(|i| row(i, "product")));
     primary.insert_many(&flaky.id, (1..=10).map(|i| row(i, "flaky")));
-    let module = |name: &str, kind: ModuleKind, definition: Option<&str>| ModuleDef {
-        schema: "dbo".into(),
-        name: name.into(),
-        kind,
-        definition: definition.map(str::to_string),
-        ansi_nulls: true,
-        quoted_identifier: true,
+    let module = |name: &str, kind: ModuleKind, definition: Option<&str>| {
+        ModuleDef::new("dbo", name, kind, definition)
     };
     primary.set_module(module(
         "ActiveCustomers",

@@ -83,10 +83,7 @@ async fn listener_applies_ignores_or_parks_every_message_and_always_commits() {
     h.primary.upsert(&users.id, user_row(1));
     h.set("mssql_sync:enabled:User", "true").await;
     let run = h.start(fast_config());
-    eventually(Duration::from_secs(10), "loaded", || async {
-        h.get("mssql_sync:version:User").await.is_some()
-    })
-    .await;
+    h.wait_loaded(&users.id).await;
 
     // The primary changes as the events say.
     h.primary.rename_column(&users.id, "Name", "FullName");

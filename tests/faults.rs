@@ -25,10 +25,7 @@ async fn crash_between_commit_and_version_save_replays_identically() {
     h.set("mssql_sync:enabled:User", "true").await;
     let flaky = Arc::new(FlakyState::new(h.state.clone()));
     let run = h.start_with_state(fast_config(), flaky.clone());
-    eventually(WAIT, "initial load", || async {
-        h.get("mssql_sync:version:User").await.is_some()
-    })
-    .await;
+    h.wait_loaded(&users.id).await;
     let before = h.get("mssql_sync:version:User").await;
 
     flaky.fail_set_version(1);
@@ -59,10 +56,7 @@ async fn failure_inside_the_replica_transaction_leaves_the_replica_unchanged() {
         .insert_many(&users.id, (1..=10).map(|i| user(i, "a")));
     h.set("mssql_sync:enabled:User", "true").await;
     let run = h.start(fast_config());
-    eventually(WAIT, "initial load", || async {
-        h.get("mssql_sync:version:User").await.is_some()
-    })
-    .await;
+    h.wait_loaded(&users.id).await;
     let version = h.get("mssql_sync:version:User").await;
     let rows = h.replica.rows(&users.id);
 
@@ -105,10 +99,7 @@ async fn version_below_min_valid_goes_stale_while_other_tables_keep_syncing() {
     h.set("mssql_sync:enabled:User", "true").await;
     h.set("mssql_sync:enabled:sales.OrderLine", "true").await;
     let run = h.start(fast_config());
-    eventually(WAIT, "initial load", || async {
-        h.get("mssql_sync:version:User").await.is_some()
-    })
-    .await;
+    h.wait_loaded(&users.id).await;
 
     // Pretend an outage: the stored version is old and cleanup has run.
     h.set("mssql_sync:version:User", "1").await;
@@ -150,16 +141,11 @@ async fn version_below_min_valid_goes_stale_while_other_tables_keep_syncing() {
 async fn stale_table_is_reloaded_automatically_when_configured() {
     let h = Harness::new();
     let users = user_table();
-    h.primary.create_table(users.clone(), true);
-    h.primary.upsert(&users.id, user(1, "a"));
-    h.set("mssql_sync:enabled:User", "true").await;
+    h.enabled_table(users.clone(), [user(1, "a")]).await;
     let mut config = fast_config();
     config.auto_reload_stale = true;
     let _run = h.start(config);
-    eventually(WAIT, "initial load", || async {
-        h.get("mssql_sync:version:User").await.is_some()
-    })
-    .await;
+    h.wait_loaded(&users.id).await;
     let pages = h.primary.pages_read(&users.id);
 
     // TRUNCATE on the primary drops CT information: stale → reload.
@@ -176,14 +162,9 @@ async fn stale_table_is_reloaded_automatically_when_configured() {
 async fn restored_primary_or_backwards_version_marks_the_table_stale() {
     let h = Harness::new();
     let users = user_table();
-    h.primary.create_table(users.clone(), true);
-    h.primary.upsert(&users.id, user(1, "a"));
-    h.set("mssql_sync:enabled:User", "true").await;
+    h.enabled_table(users.clone(), [user(1, "a")]).await;
     let run = h.start(fast_config());
-    eventually(WAIT, "initial load", || async {
-        h.get("mssql_sync:version:User").await.is_some()
-    })
-    .await;
+    h.wait_loaded(&users.id).await;
 
     h.primary.set_identity(PrimaryIdentity {
         broker_guid: "11111111-2222-3333-4444-555555555555".into(),

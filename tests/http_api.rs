@@ -263,19 +263,14 @@ async fn readyz_follows_redis_going_away_and_coming_back() {
 async fn metrics_and_page_are_served() {
     let h = Harness::new();
     let users = user_table();
-    h.primary.create_table(users.clone(), true);
-    h.primary.upsert(&users.id, user(1, "Ann"));
-    h.set("mssql_sync:enabled:User", "true").await;
+    h.enabled_table(users.clone(), [user(1, "Ann")]).await;
     let shared = shared(&h, Default::default());
     let run = h.start(fast_config());
     let app = app!(HttpState {
         board: run.board.clone(),
         ..shared
     });
-    eventually(Duration::from_secs(10), "loaded", || async {
-        h.get("mssql_sync:version:User").await.is_some()
-    })
-    .await;
+    h.wait_loaded(&users.id).await;
     h.primary.upsert(&users.id, user(2, "Bob"));
     eventually(Duration::from_secs(10), "synced", || async {
         h.replica.rows(&users.id).len() == 2
@@ -314,10 +309,8 @@ async fn retention_warning_fires_before_cleanup_can_overtake_a_stuck_table() {
     let h = Harness::new();
     let mut risky = user_table();
     risky.id = ctsync_actors::model::TableId::new("dbo", "Risky");
-    h.primary.create_table(risky.clone(), true);
-    h.primary.upsert(&risky.id, user(1, "a"));
+    h.enabled_table(risky.clone(), [user(1, "a")]).await;
     h.primary.set_retention(Some(Duration::from_secs(1)));
-    h.set("mssql_sync:enabled:Risky", "true").await;
     let shared = shared(&h, Default::default());
     let run = h.start(fast_config());
     let app = app!(HttpState {

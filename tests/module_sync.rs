@@ -13,14 +13,7 @@ use support::{eventually, fast_config, Harness};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn module(name: &str, kind: ModuleKind, definition: Option<&str>) -> ModuleDef {
-    ModuleDef {
-        schema: "dbo".into(),
-        name: name.into(),
-        kind,
-        definition: definition.map(str::to_string),
-        ansi_nulls: true,
-        quoted_identifier: true,
-    }
+    ModuleDef::new("dbo", name, kind, definition)
 }
 
 fn names(h: &Harness) -> Vec<String> {

@@ -12,13 +12,6 @@ use support::{eventually, fast_config, Harness};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn wait_equal(h: &Harness, table: &TableId) {
-    eventually(WAIT, &format!("replica {table} equals primary"), || async {
-        h.replica.rows(table) == h.primary.rows(table)
-    })
-    .await;
-}
-
 #[actix_rt::test]
 async fn inserts_updates_deletes_pk_updates_and_every_type_replicate() {
     let h = Harness::new();
@@ -33,7 +26,7 @@ async fn inserts_updates_deletes_pk_updates_and_every_type_replicate() {
     h.primary
         .insert_many(&users.id, (1..=20).map(|i| user(i, &format!("User{i}"))));
     let _run = h.start(fast_config());
-    wait_equal(&h, &users.id).await;
+    h.wait_equal(&users.id).await;
 
     // Incremental: insert, update, delete, PK update, NULLs and unicode.
     h.primary.upsert(&users.id, user(21, "Zoë"));
@@ -46,7 +39,7 @@ async fn inserts_updates_deletes_pk_updates_and_every_type_replicate() {
     // Insert then delete inside one window: a tombstone for a key never seen.
     h.primary.upsert(&users.id, user(22, "Ephemeral"));
     h.primary.delete(&users.id, &user_key(22));
-    wait_equal(&h, &users.id).await;
+    h.wait_equal(&users.id).await;
 
     // Composite primary key in a non-dbo schema.
     h.primary
@@ -54,19 +47,19 @@ async fn inserts_updates_deletes_pk_updates_and_every_type_replicate() {
     h.primary.upsert(&lines.id, order_line(1, 2, 25_000, None));
     h.primary
         .upsert(&lines.id, order_line(2, 1, 1, Some("日本語")));
-    wait_equal(&h, &lines.id).await;
+    h.wait_equal(&lines.id).await;
     h.primary.delete(
         &lines.id,
         &ctsync_actors::model::RowKey(vec![Value::I32(1), Value::I16(2)]),
     );
     h.primary
         .upsert(&lines.id, order_line(1, 1, 99_999, Some("changed")));
-    wait_equal(&h, &lines.id).await;
+    h.wait_equal(&lines.id).await;
 
     // Every value type the model supports, and all-NULL rows.
     h.primary.upsert(&all.id, all_types_row(1, false));
     h.primary.upsert(&all.id, all_types_row(2, true));
-    wait_equal(&h, &all.id).await;
+    h.wait_equal(&all.id).await;
     assert_eq!(h.replica.rows(&all.id).len(), 2);
 
     // The version in Redis and on the replica reached the primary's.
@@ -127,7 +120,7 @@ async fn discovery_creates_false_flags_without_overwriting_and_tables_wait_for_e
 
     // Flipping the flag in Redis takes effect within a poll or two.
     h.set("mssql_sync:enabled:User", "true").await;
-    wait_equal(&h, &users.id).await;
+    h.wait_equal(&users.id).await;
     assert!(!h.replica.has_table(&lines.id), "other table stays paused");
 
     // Disabling pauses it again: new changes stop arriving.
@@ -150,7 +143,7 @@ async fn idle_tables_move_their_version_forward() {
     h.primary.create_table(lines.clone(), true);
     h.set("mssql_sync:enabled:User", "true").await;
     let _run = h.start(fast_config());
-    wait_equal(&h, &users.id).await;
+    h.wait_equal(&users.id).await;
     // Changes to another table move the database version; User is idle.
     for i in 0..5 {
         h.primary.upsert(&lines.id, order_line(i, 1, 1, None));
@@ -174,9 +167,9 @@ async fn redis_data_loss_pauses_tables_and_versions_come_back_from_the_replica()
         .insert_many(&users.id, (1..=50).map(|i| user(i, "n")));
     h.set("mssql_sync:enabled:User", "true").await;
     let run = h.start(fast_config());
-    wait_equal(&h, &users.id).await;
+    h.wait_equal(&users.id).await;
     h.primary.upsert(&users.id, user(51, "more"));
-    wait_equal(&h, &users.id).await;
+    h.wait_equal(&users.id).await;
     let pages = h.primary.pages_read(&users.id);
 
     // The test Redis keeps nothing on disk: a restart loses every key.
@@ -205,7 +198,7 @@ async fn redis_data_loss_pauses_tables_and_versions_come_back_from_the_replica()
     })
     .await;
     h.primary.upsert(&users.id, user(52, "after the loss"));
-    wait_equal(&h, &users.id).await;
+    h.wait_equal(&users.id).await;
     assert_eq!(
         h.primary.pages_read(&users.id),
         pages,

@@ -246,10 +246,7 @@ async fn renamed_table_moves_its_keys_and_replica_table() {
         .insert_many(&users.id, (1..=3).map(|i| user(i, "n")));
     h.set("mssql_sync:enabled:User", "true").await;
     let _run = h.start(fast_config());
-    eventually(WAIT, "loaded", || async {
-        h.get("mssql_sync:version:User").await.is_some()
-    })
-    .await;
+    h.wait_loaded(&users.id).await;
     let version = h.get("mssql_sync:version:User").await;
 
     let member = TableId::new("dbo", "Member");

@@ -354,14 +354,12 @@ fn module_statements_match_their_golden_text_and_parse() {
     ] {
         parses(&sql::drop_module(kind, "dbo", "x"));
     }
-    let mut view = ModuleDef {
-        schema: "sales".into(),
-        name: "Totals".into(),
-        kind: ModuleKind::View,
-        definition: Some("/* v */ CREATE VIEW Totals AS SELECT 1 AS n".into()),
-        ansi_nulls: true,
-        quoted_identifier: true,
-    };
+    let mut view = ModuleDef::new(
+        "sales",
+        "Totals",
+        ModuleKind::View,
+        Some("/* v */ CREATE VIEW Totals AS SELECT 1 AS n"),
+    );
     assert_eq!(
         sql::create_module(&view, false).as_deref(),
         Some("/* v */ CREATE VIEW [sales].[Totals] AS SELECT 1 AS n")

@@ -12,11 +12,16 @@ use std::time::{Duration, Instant};
 
 use ctsync::state::RedisState;
 use ctsync_actors::actors::{self, ListenerConfig, Ports, Running};
+use ctsync_actors::keys;
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica};
+use ctsync_actors::model::{Row, TableId, TableSchema};
 use ctsync_actors::ports::StateStore;
 use ctsync_actors::sync::SyncConfig;
 
 pub use redis_server::RedisServer;
+
+/// How long the helpers wait for the pipeline.
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Polls `check` until it returns true or `timeout` passes.
 pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
@@ -89,6 +94,40 @@ impl Harness {
             },
             config,
         )
+    }
+
+    /// Creates a change-tracked table on the primary with `rows` and sets
+    /// its `enabled` flag to "true".
+    pub async fn enabled_table(
+        &self,
+        schema: TableSchema,
+        rows: impl IntoIterator<Item = Row>,
+    ) -> TableId {
+        let id = schema.id.clone();
+        self.primary.create_table(schema, true);
+        let rows: Vec<Row> = rows.into_iter().collect();
+        if !rows.is_empty() {
+            self.primary.insert_many(&id, rows);
+        }
+        self.set(&keys::enabled(&id), "true").await;
+        id
+    }
+
+    /// Waits until the table's version is stored (its first load finished).
+    pub async fn wait_loaded(&self, table: &TableId) {
+        let key = keys::version(table);
+        eventually(WAIT, "initial load", || async {
+            self.get(&key).await.is_some()
+        })
+        .await;
+    }
+
+    /// Waits until the replica's rows equal the primary's.
+    pub async fn wait_equal(&self, table: &TableId) {
+        eventually(WAIT, &format!("replica {table} equals primary"), || async {
+            self.replica.rows(table) == self.primary.rows(table)
+        })
+        .await;
     }
 
     pub async fn get(&self, key: &str) -> Option<String> {

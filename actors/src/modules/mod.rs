@@ -67,6 +67,19 @@ pub struct ModuleDef {
 }
 
 impl ModuleDef {
+    /// A module created with the default SET options (ANSI_NULLS and
+    /// QUOTED_IDENTIFIER on); `None` is an encrypted definition.
+    pub fn new(schema: &str, name: &str, kind: ModuleKind, definition: Option<&str>) -> Self {
+        Self {
+            schema: schema.to_string(),
+            name: name.to_string(),
+            kind,
+            definition: definition.map(str::to_string),
+            ansi_nulls: true,
+            quoted_identifier: true,
+        }
+    }
+
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.schema, self.name)
     }
@@ -230,14 +243,7 @@ mod tests {
     use super::*;
 
     fn module(name: &str, kind: ModuleKind, def: Option<&str>) -> ModuleDef {
-        ModuleDef {
-            schema: "dbo".into(),
-            name: name.into(),
-            kind,
-            definition: def.map(str::to_string),
-            ansi_nulls: true,
-            quoted_identifier: true,
-        }
+        ModuleDef::new("dbo", name, kind, def)
     }
 
     #[test]
