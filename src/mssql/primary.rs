@@ -20,6 +20,8 @@ use super::{sql, MssqlError};
 
 pub struct MssqlPrimary {
     pool: Pool,
+    /// ALLOW_SNAPSHOT_ISOLATION is on; refreshed by every `identity()` read
+    /// (once per discovery), which reads the same sys.databases row.
     snapshot: AtomicBool,
 }
 

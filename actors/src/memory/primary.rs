@@ -41,7 +41,6 @@ struct Data {
     tables: BTreeMap<TableId, Table>,
     faults: Faults,
     pages_read: HashMap<TableId, usize>,
-    change_pages_read: HashMap<TableId, usize>,
     retention: Option<std::time::Duration>,
     modules: BTreeMap<(String, String), ModuleDef>,
 }
@@ -71,7 +70,6 @@ impl MemoryPrimary {
                 tables: BTreeMap::new(),
                 faults: Faults::default(),
                 pages_read: HashMap::new(),
-                change_pages_read: HashMap::new(),
                 retention: Some(std::time::Duration::from_secs(2 * 24 * 3600)),
                 modules: BTreeMap::new(),
             }),
@@ -206,38 +204,6 @@ impl MemoryPrimary {
         }
     }
 
-    /// ALTER TABLE DROP COLUMN (not tracked as a change).
-    pub fn drop_column(&self, id: &TableId, name: &str) {
-        let mut data = self.lock();
-        let t = Self::table_mut(&mut data, id);
-        let Some(pos) = t
-            .schema
-            .written_columns()
-            .iter()
-            .position(|c| c.name == name)
-        else {
-            return;
-        };
-        t.schema.columns.retain(|c| c.name != name);
-        for row in t.rows.values_mut() {
-            row.remove(pos);
-        }
-    }
-
-    /// Replaces a column's definition (ALTER COLUMN); values are kept.
-    pub fn alter_column(&self, id: &TableId, column: ColumnDef) {
-        let mut data = self.lock();
-        let t = Self::table_mut(&mut data, id);
-        for c in t
-            .schema
-            .columns
-            .iter_mut()
-            .filter(|c| c.name == column.name)
-        {
-            *c = column.clone();
-        }
-    }
-
     /// `sp_rename` of a table: CT stays enabled under the new name.
     pub fn rename_table(&self, from: &TableId, to: &TableId) {
         let mut data = self.lock();
@@ -254,11 +220,6 @@ impl MemoryPrimary {
 
     pub fn set_identity(&self, identity: PrimaryIdentity) {
         self.lock().identity = identity;
-    }
-
-    /// Sets the database's CT version (a restored database can go backwards).
-    pub fn set_current_version(&self, version: SyncVersion) {
-        self.lock().version = version;
     }
 
     /// Every call about this table fails with `message` until `heal`.
@@ -283,10 +244,6 @@ impl MemoryPrimary {
     /// How many `read_page` calls reached the table so far.
     pub fn pages_read(&self, id: &TableId) -> usize {
         self.lock().pages_read.get(id).copied().unwrap_or(0)
-    }
-
-    pub fn change_pages_read(&self, id: &TableId) -> usize {
-        self.lock().change_pages_read.get(id).copied().unwrap_or(0)
     }
 
     /// The table's rows in key order.
@@ -402,9 +359,8 @@ impl Primary for MemoryPrimary {
         after: Option<&RowKey>,
         limit: usize,
     ) -> Result<ChangePage> {
-        let mut data = self.lock();
+        let data = self.lock();
         Self::check(&data, &schema.id)?;
-        *data.change_pages_read.entry(schema.id.clone()).or_insert(0) += 1;
         let t = &data.tables[&schema.id];
         let keys: Vec<RowKey> = t
             .changes

@@ -103,12 +103,6 @@ impl MemoryReplica {
             .cloned()
     }
 
-    /// Creates a module directly (as if someone made it by hand).
-    pub fn put_module(&self, module: ModuleDef) {
-        let key = (module.schema.clone(), module.name.clone());
-        self.lock().modules.insert(key, module);
-    }
-
     pub fn has_table(&self, id: &TableId) -> bool {
         self.lock().tables.contains_key(id)
     }
@@ -129,10 +123,6 @@ impl MemoryReplica {
     /// The version in the replica's own `ctsync` version table.
     pub fn recorded_version(&self, id: &TableId) -> Option<SyncVersion> {
         self.lock().versions.get(id).copied()
-    }
-
-    pub fn set_recorded_version(&self, id: &TableId, version: SyncVersion) {
-        self.lock().versions.insert(id.clone(), version);
     }
 
     /// Runs one write transaction on a copy of the table.

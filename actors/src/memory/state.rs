@@ -156,11 +156,10 @@ impl StateStore for MemoryState {
 
 /// Wraps a state store and fails chosen calls: `fail_set_version(n)` makes
 /// the next `n` version saves fail (after the replica committed, as a crash
-/// there would), `go_down` fails everything.
+/// there would).
 pub struct FlakyState {
     inner: Arc<dyn StateStore>,
     fail_set_version: AtomicUsize,
-    down: Mutex<bool>,
 }
 
 impl FlakyState {
@@ -168,50 +167,32 @@ impl FlakyState {
         Self {
             inner,
             fail_set_version: AtomicUsize::new(0),
-            down: Mutex::new(false),
         }
     }
 
     pub fn fail_set_version(&self, n: usize) {
         self.fail_set_version.store(n, Ordering::SeqCst);
     }
-
-    pub fn go_down(&self, down: bool) {
-        *self.down.lock().unwrap_or_else(|e| e.into_inner()) = down;
-    }
-
-    fn check(&self) -> Result<()> {
-        if *self.down.lock().unwrap_or_else(|e| e.into_inner()) {
-            return Err(Error::State("injected: state store unreachable".into()));
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
 impl StateStore for FlakyState {
     async fn ensure_flags(&self, table: &TableId) -> Result<()> {
-        self.check()?;
         self.inner.ensure_flags(table).await
     }
     async fn flags(&self, table: &TableId) -> Result<TableFlags> {
-        self.check()?;
         self.inner.flags(table).await
     }
     async fn set_enabled(&self, table: &TableId, enabled: bool) -> Result<()> {
-        self.check()?;
         self.inner.set_enabled(table, enabled).await
     }
     async fn set_force_full_load(&self, table: &TableId, force: bool) -> Result<()> {
-        self.check()?;
         self.inner.set_force_full_load(table, force).await
     }
     async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
-        self.check()?;
         self.inner.version(table).await
     }
     async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()> {
-        self.check()?;
         let pending = self.fail_set_version.load(Ordering::SeqCst);
         if pending > 0 {
             self.fail_set_version.store(pending - 1, Ordering::SeqCst);
@@ -227,11 +208,9 @@ impl StateStore for FlakyState {
         version: SyncVersion,
         identity: &PrimaryIdentity,
     ) -> Result<()> {
-        self.check()?;
         self.inner.finish_full_load(table, version, identity).await
     }
     async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>> {
-        self.check()?;
         self.inner.primary_identity(table).await
     }
     async fn set_primary_identity(
@@ -239,19 +218,15 @@ impl StateStore for FlakyState {
         table: &TableId,
         identity: &PrimaryIdentity,
     ) -> Result<()> {
-        self.check()?;
         self.inner.set_primary_identity(table, identity).await
     }
     async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()> {
-        self.check()?;
         self.inner.set_progress(table, progress).await
     }
     async fn park_ddl(&self, entry: &ParkedDdl) -> Result<()> {
-        self.check()?;
         self.inner.park_ddl(entry).await
     }
     async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
-        self.check()?;
         self.inner.rename_table(from, to).await
     }
 }
