@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use ctsync_actors::model::{TableId, Value};
+use ctsync_actors::ports::Replica;
 use ctsync_actors::status::TableState;
 use support::fixtures::*;
 use support::{eventually, fast_config, Harness};
@@ -204,4 +205,28 @@ async fn redis_data_loss_pauses_tables_and_versions_come_back_from_the_replica()
         pages,
         "no reload after Redis lost its data"
     );
+}
+
+#[actix_rt::test]
+async fn a_replica_table_dropped_by_hand_is_recreated_and_reloaded() {
+    let h = Harness::new();
+    let users = user_table();
+    h.enabled_table(users.clone(), (1..=20).map(|i| user(i, "n")))
+        .await;
+    let _run = h.start(fast_config());
+    h.wait_equal(&users.id).await;
+    h.wait_loaded(&users.id).await;
+
+    // Someone drops the replica table; Redis still has a version for it.
+    h.replica.drop_table(&users.id).await.expect("drop");
+    h.primary.upsert(&users.id, user(21, "after"));
+    eventually(
+        WAIT,
+        "recreated with every row, not just the new changes",
+        || async {
+            h.replica.rows(&users.id).len() == 21
+                && h.replica.rows(&users.id) == h.primary.rows(&users.id)
+        },
+    )
+    .await;
 }

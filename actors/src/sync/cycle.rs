@@ -100,9 +100,9 @@ async fn stale(
     Ok(Outcome::Stale)
 }
 
-/// Creates the replica table or brings its columns in line with the
-/// primary's. Returns an outcome when that ends the cycle (a reload ran, or
-/// the table is blocked).
+/// Creates (and loads) the replica table or brings its columns in line with
+/// the primary's. Returns an outcome when that ends the cycle (a load ran,
+/// or the table is blocked).
 async fn settle_schema(
     p: &Pipeline,
     schema: &Arc<TableSchema>,
@@ -115,10 +115,13 @@ async fn settle_schema(
     let plan = match p.sink.replica_schema(table.clone()).await? {
         Some(replica) => reconcile::plan(schema, &replica),
         None => {
+            // A table created now is empty, whatever version is stored (the
+            // replica table may have been dropped): it needs a full load.
             if p.sink.ensure_table(schema.clone()).await? {
                 info!(table = %table, "created the table on the replica");
             }
-            return Ok(None);
+            full_load::run(p, schema, identity, &[]).await?;
+            return Ok(Some(Outcome::Loaded));
         }
     };
     match plan {
