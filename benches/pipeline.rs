@@ -19,7 +19,7 @@ use ctsync_actors::actors::{self, Ports};
 use ctsync_actors::memory::{MemoryPrimary, MemoryReplica, MemoryState};
 use ctsync_actors::model::*;
 use ctsync_actors::modules::{ModuleDef, ModuleOp};
-use ctsync_actors::ports::{Primary, Replica, StateStore};
+use ctsync_actors::ports::{LoadStart, Primary, Replica, ReplicaRecord, StateStore};
 use ctsync_actors::sync::SyncConfig;
 use ctsync_actors::Result;
 
@@ -150,10 +150,7 @@ struct CountingReplica {
 
 #[async_trait]
 impl Replica for CountingReplica {
-    async fn ensure_table(&self, _: &TableSchema) -> Result<bool> {
-        Ok(true)
-    }
-    async fn begin_full_load(&self, _: &TableSchema) -> Result<()> {
+    async fn begin_full_load(&self, _: &TableSchema, _: &LoadStart) -> Result<()> {
         self.rows.store(0, Ordering::SeqCst);
         Ok(())
     }
@@ -168,8 +165,8 @@ impl Replica for CountingReplica {
         self.version.store(version, Ordering::SeqCst);
         Ok(())
     }
-    async fn stored_version(&self, _: &TableId) -> Result<Option<SyncVersion>> {
-        Ok(None)
+    async fn record(&self, _: &TableId) -> Result<ReplicaRecord> {
+        Ok(ReplicaRecord::default())
     }
     async fn table_schema(&self, _: &TableId) -> Result<Option<TableSchema>> {
         Ok(None)
@@ -181,9 +178,6 @@ impl Replica for CountingReplica {
         Ok(())
     }
     async fn rename_table(&self, _: &TableId, _: &TableId) -> Result<()> {
-        Ok(())
-    }
-    async fn drop_table(&self, _: &TableId) -> Result<()> {
         Ok(())
     }
     async fn modules(&self) -> Result<Vec<ModuleDef>> {

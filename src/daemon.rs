@@ -8,7 +8,8 @@ use anyhow::Context as _;
 use ctsync_actors::actors::{self, Ports};
 use ctsync_actors::keys;
 use ctsync_actors::ports::DdlQueue;
-use tracing::{info, warn};
+use ctsync_actors::sync::SyncConfig;
+use tracing::info;
 
 use crate::config::Config;
 use crate::http::{self, HttpState};
@@ -33,7 +34,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = telemetry::install().context("installing the Prometheus recorder")?;
     telemetry::spawn_upkeep(metrics.clone());
     let state = Arc::new(RedisState::new(config.redis_url.expose()).context("REDIS_URL")?);
-    publish_endpoints(&state, &config).await;
     let primary = Arc::new(MssqlPrimary::new(Pool::new(
         config.primary.clone(),
         config.primary_connections,
@@ -51,7 +51,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             state: state.clone(),
             ddl_queue,
         },
-        config.sync.clone(),
+        SyncConfig {
+            // Published by discovery at start and again after Redis lost them.
+            published: published_endpoints(&config),
+            ..config.sync.clone()
+        },
     );
 
     let shared = HttpState {
@@ -84,15 +88,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// The sanitized endpoints the original tool published (`host:port/db`).
-async fn publish_endpoints(state: &RedisState, config: &Config) {
-    for (key, value) in [
-        (keys::CONFIG_PRIMARY_URL, config.primary.to_string()),
-        (keys::CONFIG_REPLICA_URL, config.replica.to_string()),
-    ] {
-        if let Err(e) = state.set(key, &value).await {
-            warn!(key, error = %e, "could not publish the endpoint to Redis; will not retry");
-        }
-    }
+fn published_endpoints(config: &Config) -> Vec<(String, String)> {
+    vec![
+        (
+            keys::CONFIG_PRIMARY_URL.to_string(),
+            config.primary.to_string(),
+        ),
+        (
+            keys::CONFIG_REPLICA_URL.to_string(),
+            config.replica.to_string(),
+        ),
+    ]
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -363,3 +363,40 @@ async fn retention_warning_fires_before_cleanup_can_overtake_a_stuck_table() {
         "cleared once caught up: {text}"
     );
 }
+
+#[actix_rt::test]
+async fn one_bad_version_key_shows_every_table_with_the_key_named() {
+    let h = Harness::new();
+    h.primary.create_table(user_table(), true);
+    h.primary.create_table(order_line_table(), true);
+    let run = h.start(fast_config());
+    let app = app!(shared(&h, run.board.clone()));
+    eventually(Duration::from_secs(10), "discovered", || async {
+        run.board.get("User").is_some() && run.board.get("sales.OrderLine").is_some()
+    })
+    .await;
+    for bad in ["abc", "-5"] {
+        h.set("mssql_sync:version:User", bad).await;
+        let resp = test::call_service(
+            &app,
+            test::TestRequest::get().uri("/api/tables").to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK, "value {bad}");
+        let body: Value = serde_json::from_str(&body_text(resp).await).expect("json");
+        let tables = body["tables"].as_array().expect("tables");
+        assert_eq!(tables.len(), 2, "{body}");
+        let user = tables.iter().find(|t| t["name"] == "User").expect("User");
+        let error = user["last_error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("mssql_sync:version:User") && error.contains(bad),
+            "{error}"
+        );
+        assert!(user["version"].is_null());
+        let other = tables
+            .iter()
+            .find(|t| t["name"] == "sales.OrderLine")
+            .expect("OrderLine");
+        assert!(other["last_error"].is_null(), "{other}");
+    }
+}

@@ -6,7 +6,6 @@ mod support;
 use std::time::Duration;
 
 use ctsync_actors::model::{TableId, Value};
-use ctsync_actors::ports::Replica;
 use ctsync_actors::status::TableState;
 use support::fixtures::*;
 use support::{eventually, fast_config, Harness};
@@ -218,7 +217,7 @@ async fn a_replica_table_dropped_by_hand_is_recreated_and_reloaded() {
     h.wait_loaded(&users.id).await;
 
     // Someone drops the replica table; Redis still has a version for it.
-    h.replica.drop_table(&users.id).await.expect("drop");
+    h.replica.drop_table_by_hand(&users.id);
     h.primary.upsert(&users.id, user(21, "after"));
     eventually(
         WAIT,

@@ -229,7 +229,7 @@ fn deletes_and_inserts_are_fully_parameterized_and_sized_to_the_limits() {
 
 #[test]
 fn fixed_statements_match_their_golden_text_and_parse() {
-    let goldens: [(&str, &str); 12] = [
+    let goldens: [(&str, &str); 10] = [
         (sql::CURRENT_VERSION, "SELECT CHANGE_TRACKING_CURRENT_VERSION() AS version"),
         (sql::MIN_VALID_VERSION, "SELECT CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P1)) AS version"),
         (sql::BEGIN_SNAPSHOT, "SET TRANSACTION ISOLATION LEVEL SNAPSHOT; BEGIN TRANSACTION;"),
@@ -239,13 +239,9 @@ fn fixed_statements_match_their_golden_text_and_parse() {
         (sql::COMMIT, "COMMIT TRANSACTION;"),
         (sql::SCHEMA_ID, "SELECT SCHEMA_ID(@P1) AS schema_id"),
         (sql::TABLE_OBJECT_ID, "SELECT OBJECT_ID(@P1, N'U') AS object_id"),
-        (sql::DELETE_VERSION, "DELETE FROM [ctsync].[sync_versions] WHERE [table_name] = @P1"),
-        (sql::SELECT_VERSION, "SELECT [version] FROM [ctsync].[sync_versions] WHERE [table_name] = @P1"),
         (
-            sql::UPSERT_VERSION,
-            "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
-             IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [updated_at]) \
-             VALUES (@P1, @P2, SYSUTCDATETIME())",
+            sql::SELECT_RECORD,
+            "SELECT [version], [load_pending], [load_replaced_version] FROM [ctsync].[sync_versions] WHERE [table_name] = @P1",
         ),
     ];
     for (statement, golden) in goldens {
@@ -258,7 +254,6 @@ fn fixed_statements_match_their_golden_text_and_parse() {
         sql::TABLE_COLUMNS,
         sql::PRIMARY_KEY_COLUMNS,
         sql::ROW_COUNT,
-        sql::CREATE_VERSION_TABLE,
     ] {
         parses(statement);
     }
@@ -320,10 +315,10 @@ fn schema_change_statements_match_their_golden_text_and_parse() {
         "[dbo].[User].[Na]]me]"
     );
     assert_eq!(
-        sql::RENAME_VERSION,
+        sql::RENAME_RECORD,
         "UPDATE [ctsync].[sync_versions] SET [table_name] = @P2 WHERE [table_name] = @P1"
     );
-    for stmt in [sql::RENAME_COLUMN, sql::RENAME_OBJECT, sql::RENAME_VERSION] {
+    for stmt in [sql::RENAME_COLUMN, sql::RENAME_OBJECT, sql::RENAME_RECORD] {
         parses(stmt);
     }
 }
@@ -448,4 +443,65 @@ fn char_and_varchar_key_parameters_are_cast_to_the_column_type() {
     parses(&next);
     parses(&delete);
     parses_changetable(&changes);
+}
+
+#[test]
+fn ctsync_own_objects_statements_match_their_golden_text_and_parse() {
+    assert_eq!(
+        sql::UPSERT_VERSION,
+        "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
+         IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load_pending], \
+         [load_replaced_version], [updated_at]) VALUES (@P1, @P2, 0, NULL, SYSUTCDATETIME())"
+    );
+    assert!(sql::BEGIN_LOAD
+        .contains("SET [version] = NULL, [load_pending] = 1, [load_replaced_version] = @P2"));
+    assert!(sql::FINISH_LOAD
+        .contains("SET [version] = @P2, [load_pending] = 0, [load_replaced_version] = NULL"));
+    for stmt in [
+        sql::UPSERT_VERSION,
+        sql::BEGIN_LOAD,
+        sql::FINISH_LOAD,
+        sql::SELECT_RECORD,
+        sql::SELECT_SCHEMA_VERSION,
+        sql::SET_SCHEMA_VERSION,
+    ] {
+        parses(stmt);
+    }
+    let t = TableId::new("sa]les", "Or]der");
+    assert_eq!(
+        sql::drop_table_if_exists(&t),
+        "IF OBJECT_ID(@P1, N'U') IS NOT NULL DROP TABLE [sa]]les].[Or]]der]"
+    );
+    parses(&sql::drop_table_if_exists(&t));
+}
+
+#[test]
+fn migrations_are_ordered_locked_and_key_records_by_exact_name() {
+    let versions: Vec<i32> = sql::MIGRATIONS.iter().map(|m| m.version).collect();
+    let expected: Vec<i32> = (1..=versions.len() as i32).collect();
+    assert_eq!(
+        versions, expected,
+        "migrations are numbered 1, 2, 3, … in order"
+    );
+    assert_eq!(
+        sql::latest_schema_version(),
+        *expected.last().expect("one migration")
+    );
+    // Two instances never migrate at once; a lock not granted fails loudly.
+    assert!(sql::MIGRATION_BEGIN.starts_with("SET XACT_ABORT ON; BEGIN TRANSACTION;"));
+    assert!(sql::MIGRATION_BEGIN.contains(
+        "EXEC @lock = sp_getapplock @Resource = N'ctsync_schema_migrations', @LockMode = N'Exclusive', @LockOwner = N'Transaction'"
+    ));
+    assert!(sql::MIGRATION_BEGIN.contains("IF @lock < 0 THROW 50001"));
+    // Table key names are compared exactly: `Sales.T` and `sales.T` are two
+    // tables under a case-sensitive collation, and quoted names are long.
+    let v2 = sql::MIGRATIONS[1].batches.join("\n");
+    assert!(v2.contains("[table_name] nvarchar(600) COLLATE Latin1_General_BIN2 NOT NULL"));
+    for m in sql::MIGRATIONS {
+        for text in m.batches {
+            if !text.starts_with("EXEC sp_rename") {
+                parses(text);
+            }
+        }
+    }
 }

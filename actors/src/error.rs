@@ -31,6 +31,22 @@ pub enum Error {
     NoKey(TableId),
     #[error("table {0} is not tracked by change tracking on the primary")]
     NotTracked(TableId),
+    /// A key an operator can edit holds something ctsync cannot read.
+    #[error(
+        "{key} holds {value:?}, not a version number (a non-negative integer); \
+         set it to the CT version the replica holds, or delete it to restore it from the replica"
+    )]
+    BadValue { key: String, value: String },
+    /// A write of a retired table owner, refused (see `crate::fence`).
+    #[error(
+        "table {table}: write refused by the fence (token {token}, current {current}): \
+         another cycle owns the table now"
+    )]
+    Fenced {
+        table: TableId,
+        token: u64,
+        current: u64,
+    },
     #[error("sink actor unavailable: {0}")]
     Sink(String),
 }

@@ -41,19 +41,22 @@ pub fn table_keys(table: &TableId) -> [String; 5] {
 
 pub const CONFIG_PRIMARY_URL: &str = "mssql_sync:config:primary_url";
 pub const CONFIG_REPLICA_URL: &str = "mssql_sync:config:replica_url";
+/// Created once and never deleted by ctsync: gone means Redis lost its data.
+pub const MARKER: &str = "mssql_sync:marker";
 /// Redis list of DDL events that could not be applied.
 pub const DDL_FAILED: &str = "mssql_sync:ddl_failed";
 
-/// Reads `mssql_sync:version:<T>`; a value that is not an integer is an
-/// error naming the key (never taken as "no version", which would reload).
+/// Reads `mssql_sync:version:<T>`; a value that is not a non-negative
+/// integer is an error naming the key (never taken as "no version", which
+/// would reload, nor as a version CT cleanup could have passed).
 pub fn parse_version(key: &str, value: Option<&str>) -> Result<Option<SyncVersion>> {
     value
-        .map(|v| {
-            v.trim().parse::<SyncVersion>().map_err(|_| {
-                Error::State(format!(
-                    "{key} holds {v:?}, not a version number; set it to an integer or delete it"
-                ))
-            })
+        .map(|v| match v.trim().parse::<SyncVersion>() {
+            Ok(n) if n >= 0 => Ok(n),
+            _ => Err(Error::BadValue {
+                key: key.to_string(),
+                value: v.to_string(),
+            }),
         })
         .transpose()
 }
@@ -77,6 +80,21 @@ mod tests {
         let order = TableId::new("sales", "Order");
         assert_eq!(enabled(&order), "mssql_sync:enabled:sales.Order");
         assert_eq!(progress(&order), "mssql_sync:progress:sales.Order");
+    }
+
+    #[test]
+    fn a_version_must_be_a_non_negative_integer() {
+        let key = "mssql_sync:version:User";
+        assert_eq!(parse_version(key, Some(" 42 ")).unwrap(), Some(42));
+        assert_eq!(parse_version(key, None).unwrap(), None);
+        for bad in ["abc", "-5", "", "1.5", "9223372036854775808"] {
+            let e = parse_version(key, Some(bad)).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+            assert!(matches!(
+                parse_version(key, Some(bad)),
+                Err(Error::BadValue { .. })
+            ));
+        }
     }
 
     #[test]

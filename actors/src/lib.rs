@@ -6,6 +6,7 @@
 pub mod actors;
 pub mod ddl;
 pub mod error;
+pub mod fence;
 pub mod keys;
 pub mod memory;
 pub mod model;

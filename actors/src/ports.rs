@@ -51,21 +51,54 @@ pub trait Primary: Send + Sync {
     ) -> Result<ChangePage>;
 }
 
+/// What ctsync's own record on the replica (`[ctsync].[sync_versions]`)
+/// says about a table. It changes only inside the transactions that change
+/// the table's rows, so it always describes what the replica holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaRecord {
+    /// The CT version the table's rows are complete up to; `None` while a
+    /// load is pending or before the first load.
+    pub version: Option<SyncVersion>,
+    /// A full load that started and has not finished: the table stays
+    /// "loading" until one finishes, whatever interrupts it.
+    pub load: Option<PendingLoad>,
+}
+
+/// A full load in progress, as recorded by the transaction that started it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PendingLoad {
+    /// `mssql_sync:version:<T>` when the load started (what ctsync last
+    /// wrote there). A different value found later was set by an operator
+    /// by hand and cancels the load (the original tool's manual-snapshot
+    /// flow); the same value, or none, means the load must go on.
+    pub replaced_version: Option<SyncVersion>,
+}
+
+/// How a full load begins on the replica.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadStart {
+    pub replaced_version: Option<SyncVersion>,
+    /// Drop (if present) and create the table from the primary's schema in
+    /// the same transaction, instead of emptying it.
+    pub recreate: bool,
+}
+
 /// The replica database. Every method is one transaction.
 #[async_trait]
 pub trait Replica: Send + Sync {
-    /// Creates the table (and its schema) if missing; `true` if created.
-    async fn ensure_table(&self, schema: &TableSchema) -> Result<bool>;
-    /// Empties the table and forgets its version record, in one transaction.
-    async fn begin_full_load(&self, schema: &TableSchema) -> Result<()>;
+    /// Empties the table (or recreates it, with its schema if missing) and
+    /// records the pending load, in one transaction.
+    async fn begin_full_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()>;
     async fn insert_rows(&self, schema: &TableSchema, rows: &[Row]) -> Result<()>;
     /// Deletes every key, inserts every row, and records `batch.version` if
     /// set, all in one transaction.
     async fn apply_changes(&self, schema: &TableSchema, batch: &ChangeBatch) -> Result<()>;
-    /// Records the version a finished full load started from.
+    /// Records `version` as the version the table is complete up to and
+    /// clears any pending load (a finished load, or one an operator
+    /// cancelled by setting the version by hand).
     async fn finish_full_load(&self, table: &TableId, version: SyncVersion) -> Result<()>;
-    /// The version the replica last recorded for the table.
-    async fn stored_version(&self, table: &TableId) -> Result<Option<SyncVersion>>;
+    /// ctsync's record of the table.
+    async fn record(&self, table: &TableId) -> Result<ReplicaRecord>;
     /// The table as the replica's catalog has it; `None` if it does not exist.
     async fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>>;
     /// Applies column changes to the table, in order, in one transaction.
@@ -73,8 +106,6 @@ pub trait Replica: Send + Sync {
     async fn rename_column(&self, table: &TableId, from: &str, to: &str) -> Result<()>;
     /// Renames the table (same schema) and its version record.
     async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()>;
-    /// Drops the table and its version record (a full load rebuilds it).
-    async fn drop_table(&self, table: &TableId) -> Result<()>;
     /// The replica's views, procedures, functions and triggers.
     async fn modules(&self) -> Result<Vec<ModuleDef>>;
     /// Creates, alters or drops one module (each CREATE is its own batch).
@@ -119,23 +150,42 @@ pub struct LoadProgress {
     pub updated_at: u64,
 }
 
+/// Whether the store still had ctsync's marker key (`mssql_sync:marker`).
+/// The marker is created once and never deleted by ctsync, so finding it
+/// gone means the store lost its data (FLUSHALL, a restart without
+/// persistence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    Present,
+    /// It was missing and has just been created.
+    Created,
+}
+
 /// Where flags, versions and progress live (Redis in production).
 #[async_trait]
 pub trait StateStore: Send + Sync {
-    /// Creates both flags as `"false"` unless they exist (never overwrites).
-    async fn ensure_flags(&self, table: &TableId) -> Result<()>;
+    /// Creates both flags of every table as `"false"` unless they exist
+    /// (never overwrites), and the marker key, in one round trip.
+    async fn ensure_flags(&self, tables: &[TableId]) -> Result<Marker>;
+    /// Sets plain keys ctsync publishes for operators (the sanitized
+    /// endpoints `mssql_sync:config:*`).
+    async fn publish(&self, pairs: &[(String, String)]) -> Result<()>;
     async fn flags(&self, table: &TableId) -> Result<TableFlags>;
     async fn set_enabled(&self, table: &TableId, enabled: bool) -> Result<()>;
     async fn set_force_full_load(&self, table: &TableId, force: bool) -> Result<()>;
     async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>>;
     async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()>;
-    /// Stores the version, resets `force_full_load` and records the primary
-    /// identity in one atomic step.
+    /// Stores the version and the primary identity in one atomic step, and
+    /// in the same step resets `force_full_load` to `"false"` only if it
+    /// still says what the load read at its start (`forced`): a request
+    /// made during a load that started unforced is kept, so another load
+    /// follows.
     async fn finish_full_load(
         &self,
         table: &TableId,
         version: SyncVersion,
         identity: &PrimaryIdentity,
+        forced: bool,
     ) -> Result<()>;
     /// The identity of the primary this table was synced from.
     async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>>;

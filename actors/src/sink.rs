@@ -1,6 +1,8 @@
 //! SinkActor: the only writer to the replica. Its handler is atomic
 //! (`AtomicResponse`), so one write finishes before the next starts, and
 //! every request is answered once its transaction has committed (or failed).
+//! A table write carries its owner's fence token and is refused, before it
+//! starts, unless that token is still the table's current one.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,47 +10,72 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::fence::Fence;
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
-use crate::ports::Replica;
+use crate::ports::{LoadStart, Replica, ReplicaRecord};
 use crate::telemetry;
 
 /// One request to the replica.
 pub enum SinkOp {
-    EnsureTable(Arc<TableSchema>),
-    BeginFullLoad(Arc<TableSchema>),
+    BeginFullLoad(Arc<TableSchema>, LoadStart),
     InsertRows(Arc<TableSchema>, Vec<Row>),
     Apply(Arc<TableSchema>, ChangeBatch),
     FinishFullLoad(TableId, SyncVersion),
-    StoredVersion(TableId),
+    Record(TableId),
     ReplicaSchema(TableId),
     AlterColumns(TableId, Vec<ColumnOp>),
     RenameColumn(TableId, String, String),
     RenameTable(TableId, TableId),
-    DropTable(TableId),
     Modules,
     Module(ModuleOp),
 }
 
+impl SinkOp {
+    /// The table a write changes; `None` for reads and module writes.
+    fn written_table(&self) -> Option<&TableId> {
+        match self {
+            SinkOp::BeginFullLoad(s, _) | SinkOp::InsertRows(s, _) | SinkOp::Apply(s, _) => {
+                Some(&s.id)
+            }
+            SinkOp::FinishFullLoad(t, _)
+            | SinkOp::AlterColumns(t, _)
+            | SinkOp::RenameColumn(t, _, _)
+            | SinkOp::RenameTable(t, _) => Some(t),
+            SinkOp::Record(_) | SinkOp::ReplicaSchema(_) | SinkOp::Modules | SinkOp::Module(_) => {
+                None
+            }
+        }
+    }
+}
+
 pub enum SinkReply {
     Done,
-    Created(bool),
-    Version(Option<SyncVersion>),
+    Record(ReplicaRecord),
     Schema(Option<TableSchema>),
     Modules(Vec<ModuleDef>),
 }
 
-impl Message for SinkOp {
+/// A request with the fence token of the table owner that sends it
+/// (`None`: not a table owner, e.g. module sync or a rename from the
+/// supervisor, which retires the owner first).
+pub struct SinkRequest {
+    token: Option<u64>,
+    op: SinkOp,
+}
+
+impl Message for SinkRequest {
     type Result = Result<SinkReply>;
 }
 
 pub struct SinkActor {
     replica: Arc<dyn Replica>,
+    fence: Fence,
 }
 
 impl SinkActor {
-    pub fn new(replica: Arc<dyn Replica>) -> Self {
-        Self { replica }
+    pub fn new(replica: Arc<dyn Replica>, fence: Fence) -> Self {
+        Self { replica, fence }
     }
 }
 
@@ -59,16 +86,12 @@ impl Actor for SinkActor {
 impl Supervised for SinkActor {}
 
 async fn perform(replica: Arc<dyn Replica>, op: SinkOp) -> Result<SinkReply> {
+    let done = |r: Result<()>| r.map(|_| SinkReply::Done);
     match op {
-        SinkOp::EnsureTable(schema) => replica.ensure_table(&schema).await.map(SinkReply::Created),
-        SinkOp::BeginFullLoad(schema) => replica
-            .begin_full_load(&schema)
-            .await
-            .map(|_| SinkReply::Done),
-        SinkOp::InsertRows(schema, rows) => replica
-            .insert_rows(&schema, &rows)
-            .await
-            .map(|_| SinkReply::Done),
+        SinkOp::BeginFullLoad(schema, start) => {
+            done(replica.begin_full_load(&schema, &start).await)
+        }
+        SinkOp::InsertRows(schema, rows) => done(replica.insert_rows(&schema, &rows).await),
         SinkOp::Apply(schema, batch) => {
             let started = Instant::now();
             let result = replica.apply_changes(&schema, &batch).await;
@@ -77,47 +100,47 @@ async fn perform(replica: Arc<dyn Replica>, op: SinkOp) -> Result<SinkReply> {
             if result.is_err() {
                 telemetry::error("sink");
             }
-            result.map(|_| SinkReply::Done)
+            done(result)
         }
-        SinkOp::FinishFullLoad(table, version) => replica
-            .finish_full_load(&table, version)
-            .await
-            .map(|_| SinkReply::Done),
-        SinkOp::StoredVersion(table) => {
-            replica.stored_version(&table).await.map(SinkReply::Version)
+        SinkOp::FinishFullLoad(table, version) => {
+            done(replica.finish_full_load(&table, version).await)
         }
+        SinkOp::Record(table) => replica.record(&table).await.map(SinkReply::Record),
         SinkOp::ReplicaSchema(table) => replica.table_schema(&table).await.map(SinkReply::Schema),
-        SinkOp::AlterColumns(table, ops) => replica
-            .alter_columns(&table, &ops)
-            .await
-            .map(|_| SinkReply::Done),
-        SinkOp::RenameColumn(table, from, to) => replica
-            .rename_column(&table, &from, &to)
-            .await
-            .map(|_| SinkReply::Done),
-        SinkOp::RenameTable(from, to) => replica
-            .rename_table(&from, &to)
-            .await
-            .map(|_| SinkReply::Done),
-        SinkOp::DropTable(table) => replica.drop_table(&table).await.map(|_| SinkReply::Done),
+        SinkOp::AlterColumns(table, ops) => done(replica.alter_columns(&table, &ops).await),
+        SinkOp::RenameColumn(table, from, to) => {
+            done(replica.rename_column(&table, &from, &to).await)
+        }
+        SinkOp::RenameTable(from, to) => done(replica.rename_table(&from, &to).await),
         SinkOp::Modules => replica.modules().await.map(SinkReply::Modules),
-        SinkOp::Module(op) => replica.apply_module(&op).await.map(|_| SinkReply::Done),
+        SinkOp::Module(op) => done(replica.apply_module(&op).await),
     }
 }
 
-impl Handler<SinkOp> for SinkActor {
+impl Handler<SinkRequest> for SinkActor {
     type Result = AtomicResponse<Self, Result<SinkReply>>;
 
-    fn handle(&mut self, op: SinkOp, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, req: SinkRequest, _ctx: &mut Self::Context) -> Self::Result {
+        let SinkRequest { token, op } = req;
+        let refused = match (token, op.written_table()) {
+            (Some(token), Some(table)) => self.fence.check(table, token).err(),
+            _ => None,
+        };
+        if let Some(e) = refused {
+            telemetry::fenced_write(&e);
+            return AtomicResponse::new(Box::pin(async move { Err(e) }.into_actor(self)));
+        }
         let replica = self.replica.clone();
         AtomicResponse::new(Box::pin(perform(replica, op).into_actor(self)))
     }
 }
 
-/// Typed, cloneable access to the SinkActor.
+/// Typed, cloneable access to the SinkActor, optionally carrying a table
+/// owner's fence token.
 #[derive(Clone)]
 pub struct SinkHandle {
     addr: Addr<SinkActor>,
+    token: Option<u64>,
 }
 
 fn unexpected() -> Error {
@@ -126,51 +149,58 @@ fn unexpected() -> Error {
 
 impl SinkHandle {
     pub fn new(addr: Addr<SinkActor>) -> Self {
-        Self { addr }
+        Self { addr, token: None }
     }
 
     /// Starts a supervised SinkActor on the current arbiter.
-    pub fn start(replica: Arc<dyn Replica>) -> Self {
-        Self::new(actix::Supervisor::start(move |_| SinkActor::new(replica)))
+    pub fn start(replica: Arc<dyn Replica>, fence: Fence) -> Self {
+        Self::new(actix::Supervisor::start(move |_| {
+            SinkActor::new(replica, fence)
+        }))
+    }
+
+    /// The same sink, sending `token` with every table write.
+    pub fn fenced(&self, token: u64) -> Self {
+        Self {
+            addr: self.addr.clone(),
+            token: Some(token),
+        }
     }
 
     async fn call(&self, op: SinkOp) -> Result<SinkReply> {
+        let req = SinkRequest {
+            token: self.token,
+            op,
+        };
         self.addr
-            .send(op)
+            .send(req)
             .await
             .map_err(|e| Error::Sink(e.to_string()))?
     }
 
-    pub async fn ensure_table(&self, schema: Arc<TableSchema>) -> Result<bool> {
-        match self.call(SinkOp::EnsureTable(schema)).await? {
-            SinkReply::Created(c) => Ok(c),
-            _ => Err(unexpected()),
-        }
+    async fn write(&self, op: SinkOp) -> Result<()> {
+        self.call(op).await.map(|_| ())
     }
 
-    pub async fn begin_full_load(&self, schema: Arc<TableSchema>) -> Result<()> {
-        self.call(SinkOp::BeginFullLoad(schema)).await.map(|_| ())
+    pub async fn begin_full_load(&self, schema: Arc<TableSchema>, start: LoadStart) -> Result<()> {
+        self.write(SinkOp::BeginFullLoad(schema, start)).await
     }
 
     pub async fn insert_rows(&self, schema: Arc<TableSchema>, rows: Vec<Row>) -> Result<()> {
-        self.call(SinkOp::InsertRows(schema, rows))
-            .await
-            .map(|_| ())
+        self.write(SinkOp::InsertRows(schema, rows)).await
     }
 
     pub async fn apply(&self, schema: Arc<TableSchema>, batch: ChangeBatch) -> Result<()> {
-        self.call(SinkOp::Apply(schema, batch)).await.map(|_| ())
+        self.write(SinkOp::Apply(schema, batch)).await
     }
 
     pub async fn finish_full_load(&self, table: TableId, version: SyncVersion) -> Result<()> {
-        self.call(SinkOp::FinishFullLoad(table, version))
-            .await
-            .map(|_| ())
+        self.write(SinkOp::FinishFullLoad(table, version)).await
     }
 
-    pub async fn stored_version(&self, table: TableId) -> Result<Option<SyncVersion>> {
-        match self.call(SinkOp::StoredVersion(table)).await? {
-            SinkReply::Version(v) => Ok(v),
+    pub async fn record(&self, table: TableId) -> Result<ReplicaRecord> {
+        match self.call(SinkOp::Record(table)).await? {
+            SinkReply::Record(r) => Ok(r),
             _ => Err(unexpected()),
         }
     }
@@ -183,23 +213,15 @@ impl SinkHandle {
     }
 
     pub async fn alter_columns(&self, table: TableId, ops: Vec<ColumnOp>) -> Result<()> {
-        self.call(SinkOp::AlterColumns(table, ops))
-            .await
-            .map(|_| ())
+        self.write(SinkOp::AlterColumns(table, ops)).await
     }
 
     pub async fn rename_column(&self, table: TableId, from: String, to: String) -> Result<()> {
-        self.call(SinkOp::RenameColumn(table, from, to))
-            .await
-            .map(|_| ())
+        self.write(SinkOp::RenameColumn(table, from, to)).await
     }
 
     pub async fn rename_table(&self, from: TableId, to: TableId) -> Result<()> {
-        self.call(SinkOp::RenameTable(from, to)).await.map(|_| ())
-    }
-
-    pub async fn drop_table(&self, table: TableId) -> Result<()> {
-        self.call(SinkOp::DropTable(table)).await.map(|_| ())
+        self.write(SinkOp::RenameTable(from, to)).await
     }
 
     pub async fn modules(&self) -> Result<Vec<ModuleDef>> {
@@ -210,6 +232,6 @@ impl SinkHandle {
     }
 
     pub async fn apply_module(&self, op: ModuleOp) -> Result<()> {
-        self.call(SinkOp::Module(op)).await.map(|_| ())
+        self.write(SinkOp::Module(op)).await
     }
 }

@@ -67,6 +67,8 @@ pub struct StatusBoard {
     inner: Arc<Mutex<BTreeMap<String, TableStatus>>>,
     module_errors: Arc<Mutex<BTreeMap<String, String>>>,
     modules_skipped: Arc<Mutex<Vec<String>>>,
+    /// When (Unix ms) ctsync last found that Redis had lost its data.
+    redis_data_lost_at: Arc<Mutex<Option<u64>>>,
 }
 
 impl StatusBoard {
@@ -113,6 +115,20 @@ impl StatusBoard {
             .modules_skipped
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = names;
+    }
+
+    pub fn redis_data_lost_at(&self) -> Option<u64> {
+        *self
+            .redis_data_lost_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_redis_data_lost_at(&self, at: u64) {
+        *self
+            .redis_data_lost_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(at);
     }
 
     pub fn set_module_errors(&self, errors: BTreeMap<String, String>) {

@@ -24,6 +24,8 @@ pub const MODULE_FAILING: &str = "ctsync_modules_failing";
 pub const RETENTION_AT_RISK: &str = "ctsync_retention_at_risk";
 pub const TRACKED_TABLES: &str = "ctsync_tracked_tables";
 pub const DISCOVERY_RUNS: &str = "ctsync_discovery_runs_total";
+pub const FENCED_WRITES: &str = "ctsync_fenced_writes_total";
+pub const REDIS_DATA_LOSS: &str = "ctsync_redis_data_loss_total";
 
 /// Registers help texts; call once after installing a recorder.
 pub fn describe() {
@@ -90,6 +92,14 @@ pub fn describe() {
     describe_counter!(
         MODULE_SYNC,
         "Module sync writes on the replica, by action (create, alter, drop) and result."
+    );
+    describe_counter!(
+        FENCED_WRITES,
+        "Replica writes refused because their table owner had been retired (fencing), per table."
+    );
+    describe_counter!(
+        REDIS_DATA_LOSS,
+        "Times ctsync found that Redis lost its data (its marker key vanished): tables pause until re-enabled."
     );
     describe_gauge!(
         MODULE_FAILING,
@@ -178,4 +188,16 @@ pub fn modules_failing(n: usize) {
 
 pub fn error(component: &'static str) {
     counter!(ERRORS, "component" => component).increment(1);
+}
+
+pub fn fenced_write(e: &crate::error::Error) {
+    let table = match e {
+        crate::error::Error::Fenced { table, .. } => table.key_name(),
+        _ => String::new(),
+    };
+    counter!(FENCED_WRITES, "table" => table).increment(1);
+}
+
+pub fn redis_data_loss() {
+    counter!(REDIS_DATA_LOSS).increment(1);
 }

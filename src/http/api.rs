@@ -48,7 +48,7 @@ async fn view(
     name: &str,
     status: TableStatus,
 ) -> Result<TableView, HttpResponse> {
-    let id = TableId::from_key_name(name);
+    let id = TableId::from_key_name(name).ok_or_else(|| unknown_table(name))?;
     let unavailable = |e: ctsync_actors::Error| {
         error(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -56,7 +56,13 @@ async fn view(
         )
     };
     let flags = shared.state.flags(&id).await.map_err(unavailable)?;
-    let version = shared.state.version(&id).await.map_err(unavailable)?;
+    // One table's unreadable version key is that table's error, shown on
+    // its row; it never hides the other tables.
+    let (version, key_error) = match shared.state.version(&id).await {
+        Ok(v) => (v, None),
+        Err(e @ ctsync_actors::Error::BadValue { .. }) => (None, Some(e.to_string())),
+        Err(e) => return Err(unavailable(e)),
+    };
     Ok(TableView {
         name: name.to_string(),
         schema: id.schema.clone(),
@@ -71,7 +77,7 @@ async fn view(
         progress: status
             .progress
             .map(|(synced, total)| Progress { synced, total }),
-        last_error: status.last_error,
+        last_error: key_error.or(status.last_error),
         reason: status.reason,
         restarts: status.restarts,
         rows_applied: status.rows_applied,
@@ -95,6 +101,8 @@ pub async fn list(shared: web::Data<HttpState>) -> HttpResponse {
         "primary": shared.primary,
         "replica": shared.replica,
         "tables": tables,
+        // Unix ms when ctsync last found that Redis had lost its data.
+        "redis_data_lost_at": shared.board.redis_data_lost_at(),
         "modules": {
             "failing": shared.board.module_errors(),
             "skipped_encrypted": shared.board.modules_skipped(),
@@ -148,7 +156,9 @@ pub async fn act(
     if shared.board.get(&name).is_none() {
         return unknown_table(&name);
     }
-    let id = TableId::from_key_name(&name);
+    let Some(id) = TableId::from_key_name(&name) else {
+        return unknown_table(&name);
+    };
     let (result, key, value) = match action {
         "enable" => (
             shared.state.set_enabled(&id, true).await,

@@ -6,6 +6,7 @@ mod catalog;
 pub mod conn;
 pub mod convert;
 mod ddl_queue;
+mod migrations;
 mod pool;
 mod primary;
 mod replica;

@@ -8,19 +8,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use ctsync_actors::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use ctsync_actors::modules::{ModuleDef, ModuleOp};
-use ctsync_actors::ports::Replica;
+use ctsync_actors::ports::{LoadStart, PendingLoad, Replica, ReplicaRecord};
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
 use super::catalog;
 use super::conn::Lease;
+use super::migrations::migrate;
 use super::pool::{batch, execute, query_rows, Pool};
 use super::replica_writes::{delete_chunks, insert_chunks, name_param, upsert_version};
 use super::{sql, MssqlError};
 
 pub struct MssqlReplica {
     pool: Pool,
-    version_table_ready: AtomicBool,
+    /// The `[ctsync]` migrations ran in this process.
+    migrated: AtomicBool,
 }
 
 fn err(e: MssqlError) -> Error {
@@ -31,7 +33,7 @@ impl MssqlReplica {
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
-            version_table_ready: AtomicBool::new(false),
+            migrated: AtomicBool::new(false),
         }
     }
 
@@ -64,26 +66,20 @@ impl MssqlReplica {
         Ok(())
     }
 
-    async fn ensure_version_table(
-        &self,
-        lease: &mut Lease<'_>,
-    ) -> std::result::Result<(), MssqlError> {
-        if self.version_table_ready.load(Ordering::Relaxed) {
+    /// Runs the `[ctsync]` migrations once per process, before first use.
+    async fn ensure_migrated(&self, lease: &mut Lease<'_>) -> std::result::Result<(), MssqlError> {
+        if self.migrated.load(Ordering::Relaxed) {
             return Ok(());
         }
-        Self::ensure_schema(lease, sql::VERSION_SCHEMA).await?;
-        batch(lease, sql::CREATE_VERSION_TABLE, || {
-            "creating [ctsync].[sync_versions] on the replica".into()
-        })
-        .await?;
-        self.version_table_ready.store(true, Ordering::Relaxed);
+        migrate(lease).await?;
+        self.migrated.store(true, Ordering::Relaxed);
         Ok(())
     }
 
     /// Leases a connection and opens a transaction on it.
     async fn begin(&self, what: &str) -> Result<Lease<'_>> {
         let mut lease = self.pool.lease().await.map_err(err)?;
-        self.ensure_version_table(&mut lease).await.map_err(err)?;
+        self.ensure_migrated(&mut lease).await.map_err(err)?;
         batch(&mut lease, sql::BEGIN, || what.to_string())
             .await
             .map_err(err)?;
@@ -116,51 +112,50 @@ impl MssqlReplica {
 
 #[async_trait]
 impl Replica for MssqlReplica {
-    async fn ensure_table(&self, schema: &TableSchema) -> Result<bool> {
-        let mut lease = self.pool.lease().await.map_err(err)?;
+    async fn begin_full_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()> {
         let table = &schema.id;
-        let param = vec![ColumnData::String(Some(
-            sql::object_name_param(table).into(),
-        ))];
-        let rows = query_rows(&mut lease, sql::TABLE_OBJECT_ID, param, || {
-            format!("looking up {table} on the replica")
-        })
-        .await
-        .map_err(err)?;
-        if rows
-            .first()
-            .and_then(|r| r.try_get::<i32, _>(0).ok().flatten())
-            .is_some()
-        {
-            return Ok(false);
-        }
-        let ddl = sql::create_table(schema).ok_or_else(|| {
-            Error::Replica(format!("table {table} has a column of an unsupported type"))
-        })?;
-        Self::ensure_schema(&mut lease, &table.schema)
-            .await
-            .map_err(err)?;
-        batch(&mut lease, &ddl, || {
-            format!("creating {table} on the replica")
-        })
-        .await
-        .map_err(err)?;
-        Ok(true)
-    }
-
-    async fn begin_full_load(&self, schema: &TableSchema) -> Result<()> {
-        let what = format!("emptying {} for a full load", schema.id);
+        let ddl = if start.recreate {
+            let ddl = sql::create_table(schema).ok_or_else(|| {
+                Error::Replica(format!("table {table} has a column of an unsupported type"))
+            })?;
+            // CREATE SCHEMA is idempotent here and needs no transaction.
+            let mut lease = self.pool.lease().await.map_err(err)?;
+            Self::ensure_schema(&mut lease, &table.schema)
+                .await
+                .map_err(err)?;
+            Some(ddl)
+        } else {
+            None
+        };
+        let what = format!("starting a full load of {table}");
         let mut lease = self.begin(&what).await?;
         let work = async {
-            batch(&mut lease, &sql::truncate(&schema.id), || {
-                format!("TRUNCATE TABLE {}", schema.id)
-            })
-            .await?;
+            match &ddl {
+                Some(create) => {
+                    let name = vec![ColumnData::String(Some(
+                        sql::object_name_param(table).into(),
+                    ))];
+                    execute(&mut lease, &sql::drop_table_if_exists(table), name, || {
+                        format!("dropping {table} to recreate it")
+                    })
+                    .await?;
+                    batch(&mut lease, create, || {
+                        format!("creating {table} on the replica")
+                    })
+                    .await?;
+                }
+                None => {
+                    batch(&mut lease, &sql::truncate(table), || {
+                        format!("TRUNCATE TABLE {table}")
+                    })
+                    .await?;
+                }
+            }
             execute(
                 &mut lease,
-                sql::DELETE_VERSION,
-                vec![name_param(&schema.id)],
-                || format!("forgetting the version of {}", schema.id),
+                sql::BEGIN_LOAD,
+                vec![name_param(table), ColumnData::I64(start.replaced_version)],
+                || format!("recording the pending full load of {table}"),
             )
             .await
             .map(|_| ())
@@ -198,24 +193,39 @@ impl Replica for MssqlReplica {
     async fn finish_full_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
         let what = format!("recording the full-load version of {table}");
         let mut lease = self.begin(&what).await?;
-        let work = upsert_version(&mut lease, table, version).await;
+        let work = execute(
+            &mut lease,
+            sql::FINISH_LOAD,
+            vec![name_param(table), ColumnData::I64(Some(version))],
+            || format!("recording version {version} of {table} and clearing its pending load"),
+        )
+        .await
+        .map(|_| ());
         Self::finish(lease, work, &what).await
     }
 
-    async fn stored_version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
+    async fn record(&self, table: &TableId) -> Result<ReplicaRecord> {
         let mut lease = self.pool.lease().await.map_err(err)?;
-        self.ensure_version_table(&mut lease).await.map_err(err)?;
+        self.ensure_migrated(&mut lease).await.map_err(err)?;
         let rows = query_rows(
             &mut lease,
-            sql::SELECT_VERSION,
+            sql::SELECT_RECORD,
             vec![name_param(table)],
-            || format!("reading the recorded version of {table}"),
+            || format!("reading the replica's record of {table}"),
         )
         .await
         .map_err(err)?;
-        Ok(rows
-            .first()
-            .and_then(|r| r.try_get::<i64, _>(0).ok().flatten()))
+        let Some(row) = rows.first() else {
+            return Ok(ReplicaRecord::default());
+        };
+        let version = row.try_get::<i64, _>(0).ok().flatten();
+        let pending = row.try_get::<bool, _>(1).ok().flatten().unwrap_or(false);
+        Ok(ReplicaRecord {
+            version,
+            load: pending.then(|| PendingLoad {
+                replaced_version: row.try_get::<i64, _>(2).ok().flatten(),
+            }),
+        })
     }
 
     async fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>> {
@@ -270,27 +280,9 @@ impl Replica for MssqlReplica {
         let mut lease = self.begin(&what).await?;
         let work = async {
             execute(&mut lease, sql::RENAME_OBJECT, rename, || what.clone()).await?;
-            execute(&mut lease, sql::RENAME_VERSION, version, || what.clone())
+            execute(&mut lease, sql::RENAME_RECORD, version, || what.clone())
                 .await
                 .map(|_| ())
-        }
-        .await;
-        Self::finish(lease, work, &what).await
-    }
-
-    async fn drop_table(&self, table: &TableId) -> Result<()> {
-        let what = format!("dropping {table} on the replica to rebuild it");
-        let mut lease = self.begin(&what).await?;
-        let work = async {
-            batch(&mut lease, &sql::drop_table(table), || what.clone()).await?;
-            execute(
-                &mut lease,
-                sql::DELETE_VERSION,
-                vec![name_param(table)],
-                || what.clone(),
-            )
-            .await
-            .map(|_| ())
         }
         .await;
         Self::finish(lease, work, &what).await

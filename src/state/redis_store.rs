@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use ctsync_actors::ddl::ParkedDdl;
 use ctsync_actors::keys;
 use ctsync_actors::model::{PrimaryIdentity, SyncVersion, TableId};
-use ctsync_actors::ports::{LoadProgress, StateStore, TableFlags};
+use ctsync_actors::ports::{LoadProgress, Marker, StateStore, TableFlags};
 use ctsync_actors::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
@@ -150,6 +150,21 @@ impl RedisState {
     }
 }
 
+/// Version + identity + compare-and-reset of `force_full_load`, atomic as
+/// one Lua script: the flag goes back to "false" only if the load started
+/// forced and the flag still says "true" (as `parse_flag` reads it).
+const FINISH_FULL_LOAD: &str = r"
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[2])
+local force = redis.call('GET', KEYS[2])
+local on = force and string.lower(string.match(force, '^%s*(.-)%s*$')) == 'true'
+if ARGV[3] == '1' and on then
+  redis.call('SET', KEYS[2], 'false')
+  return 1
+end
+return 0
+";
+
 fn flag(v: bool) -> &'static str {
     if v {
         "true"
@@ -160,16 +175,36 @@ fn flag(v: bool) -> &'static str {
 
 #[async_trait]
 impl StateStore for RedisState {
-    async fn ensure_flags(&self, table: &TableId) -> Result<()> {
+    async fn ensure_flags(&self, tables: &[TableId]) -> Result<Marker> {
         let mut pipe = redis::pipe();
-        for key in [keys::enabled(table), keys::force_full_load(table)] {
-            pipe.cmd("SET").arg(key).arg("false").arg("NX").ignore();
+        for table in tables {
+            for key in [keys::enabled(table), keys::force_full_load(table)] {
+                pipe.cmd("SET").arg(key).arg("false").arg("NX").ignore();
+            }
         }
-        self.send(
-            &format!("SET NX flags of {}", table.key_name()),
-            Request::Pipe(&pipe),
-        )
-        .await
+        // The reply of SET NX: OK when it set the key, nil when it existed.
+        pipe.cmd("SET").arg(keys::MARKER).arg("ctsync").arg("NX");
+        let (created,): (Option<String>,) = self
+            .send(
+                &format!("SET NX flags of {} tables", tables.len()),
+                Request::Pipe(&pipe),
+            )
+            .await?;
+        Ok(match created {
+            Some(_) => Marker::Created,
+            None => Marker::Present,
+        })
+    }
+
+    async fn publish(&self, pairs: &[(String, String)]) -> Result<()> {
+        let mut mset = redis::cmd("MSET");
+        for (k, v) in pairs {
+            mset.arg(k).arg(v);
+        }
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        self.cmd("MSET config keys", &mset).await
     }
 
     async fn flags(&self, table: &TableId) -> Result<TableFlags> {
@@ -208,20 +243,24 @@ impl StateStore for RedisState {
         table: &TableId,
         version: SyncVersion,
         identity: &PrimaryIdentity,
+        forced: bool,
     ) -> Result<()> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .set(keys::version(table), version.to_string())
-            .ignore()
-            .set(keys::force_full_load(table), "false")
-            .ignore()
-            .set(keys::primary_identity(table), identity.encode())
-            .ignore();
-        self.send(
-            &format!("MULTI version+flag of {}", table.key_name()),
-            Request::Pipe(&pipe),
+        let cmd = redis::cmd("EVAL")
+            .arg(FINISH_FULL_LOAD)
+            .arg(3)
+            .arg(keys::version(table))
+            .arg(keys::force_full_load(table))
+            .arg(keys::primary_identity(table))
+            .arg(version.to_string())
+            .arg(identity.encode())
+            .arg(if forced { "1" } else { "0" })
+            .clone();
+        self.cmd::<i64>(
+            &format!("finishing the full load of {}", table.key_name()),
+            &cmd,
         )
         .await
+        .map(|_| ())
     }
 
     async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>> {

@@ -56,6 +56,7 @@ pub fn fast_config() -> SyncConfig {
             batch: 10,
             retry_delay: Duration::from_millis(50),
         },
+        published: Vec::new(),
     }
 }
 

@@ -59,7 +59,8 @@ pub fn start(ports: Ports, config: SyncConfig) -> Running {
         state,
         ddl_queue,
     } = ports;
-    let sink = SinkHandle::start(replica);
+    let fence = crate::fence::Fence::default();
+    let sink = SinkHandle::start(replica, fence.clone());
     let board = StatusBoard::default();
     let module_interval = config.module_sync_interval;
     let listener = config.ddl_listener.clone();
@@ -70,6 +71,7 @@ pub fn start(ports: Ports, config: SyncConfig) -> Running {
         board: board.clone(),
         config,
         facts: Default::default(),
+        fence,
     });
     let supervisor = SupervisorActor::new(pipeline).start();
     {

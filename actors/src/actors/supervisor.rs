@@ -1,28 +1,45 @@
 //! SupervisorActor: every poll lists the CT-tracked tables on the primary,
 //! creates their default flags (never overwriting an operator's value),
 //! starts one supervised TableActor per new table and retires actors of
-//! tables that are no longer tracked. A failed discovery keeps the tables
-//! already running.
+//! tables that are no longer tracked. A discovery that did not complete
+//! changes nothing. A table gets a new actor only after its previous one has
+//! finished its cycle, and each actor writes under its own fence token, so
+//! at most one cycle of a table ever runs. It also notices Redis losing its
+//! data (the marker key vanished) and says so.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::table::{ApplySchemaChange, Retire, TableActor};
 use crate::ddl::SchemaChange;
 use crate::error::Result;
 use crate::model::TableId;
-use crate::sync::{Pipeline, PrimaryFacts};
+use crate::ports::Marker;
+use crate::sync::{now_millis, Pipeline, PrimaryFacts};
 use crate::telemetry;
 
 pub struct SupervisorActor {
     pipeline: Arc<Pipeline>,
     tables: BTreeMap<TableId, Addr<TableActor>>,
+    /// Tables whose retired actor may still be finishing its cycle.
+    retiring: BTreeSet<TableId>,
     shutting_down: bool,
     /// The last discovery error, to log each distinct one once.
     discovery_error: Option<String>,
+    /// This process has seen the state store's marker (so a missing one
+    /// later means the store lost its data).
+    marker_seen: bool,
+}
+
+/// What one discovery found.
+struct Discovered {
+    tables: Vec<TableId>,
+    /// The state store lost its data since this process last looked (or
+    /// before it started, when the replica holds ctsync's records).
+    redis_lost: bool,
 }
 
 impl SupervisorActor {
@@ -30,8 +47,10 @@ impl SupervisorActor {
         Self {
             pipeline,
             tables: BTreeMap::new(),
+            retiring: BTreeSet::new(),
             shutting_down: false,
             discovery_error: None,
+            marker_seen: false,
         }
     }
 
@@ -40,6 +59,7 @@ impl SupervisorActor {
             return;
         }
         let pipeline = self.pipeline.clone();
+        let marker_seen = self.marker_seen;
         let work = async move {
             let tables = pipeline.primary.tracked_tables().await?;
             let identity = pipeline.primary.identity().await?;
@@ -53,31 +73,33 @@ impl SupervisorActor {
                     pipeline.facts().retention
                 }
             };
+            // All tables' flags or none: a table whose flags could not be
+            // written is not "gone", so a failure here ends the discovery.
+            let marker = pipeline.state.ensure_flags(&tables).await?;
             pipeline.set_facts(PrimaryFacts {
                 identity: Some(identity),
                 retention,
             });
-            let mut ready = Vec::with_capacity(tables.len());
-            for table in tables {
-                // A table whose flags cannot be created waits for the next poll.
-                match pipeline.state.ensure_flags(&table).await {
-                    Ok(()) => ready.push(table),
-                    Err(e) => {
-                        telemetry::error("discovery");
-                        warn!(table = %table, error = %e, "could not create default flags");
-                    }
-                }
+            let redis_lost = marker == Marker::Created
+                && (marker_seen || replica_has_records(&pipeline, &tables).await?);
+            // Published at start and again whenever Redis lost them.
+            if !marker_seen || marker == Marker::Created {
+                pipeline.state.publish(&pipeline.config.published).await?;
             }
-            Ok::<_, crate::error::Error>(ready)
+            Ok::<_, crate::error::Error>(Discovered { tables, redis_lost })
         };
         ctx.wait(work.into_actor(self).map(
-            |result: Result<Vec<TableId>>, act, ctx| match result {
-                Ok(tables) => {
-                    telemetry::discovery(true, tables.len());
+            |result: Result<Discovered>, act, ctx| match result {
+                Ok(found) => {
+                    act.marker_seen = true;
+                    if found.redis_lost {
+                        act.redis_lost();
+                    }
+                    telemetry::discovery(true, found.tables.len());
                     if act.discovery_error.take().is_some() {
                         info!("table discovery works again");
                     }
-                    act.reconcile(tables, ctx)
+                    act.reconcile(found.tables, ctx)
                 }
                 Err(e) => {
                     telemetry::discovery(false, 0);
@@ -85,7 +107,7 @@ impl SupervisorActor {
                     let message = e.to_string();
                     // Said once per distinct error, not every poll.
                     if act.discovery_error.as_deref() != Some(message.as_str()) {
-                        warn!(error = %message, "table discovery failed; keeping the running tables and retrying every poll");
+                        warn!(error = %message, "table discovery failed; keeping the running tables as they are and retrying every poll");
                     }
                     act.discovery_error = Some(message);
                 }
@@ -93,18 +115,35 @@ impl SupervisorActor {
         ));
     }
 
+    fn redis_lost(&self) {
+        error!(
+            "Redis lost its data (the key mssql_sync:marker vanished): every table's flags are back \
+             to \"false\", so replication is paused. Re-enable the tables (mssql_sync:enabled:<T> = \
+             \"true\"); each continues from the version recorded on the replica without a reload. \
+             Run Redis with persistence (appendonly yes) to avoid this"
+        );
+        telemetry::redis_data_loss();
+        self.pipeline.board.set_redis_data_lost_at(now_millis());
+    }
+
     fn reconcile(&mut self, tables: Vec<TableId>, ctx: &mut Context<Self>) {
         if self.shutting_down {
             return;
         }
         for table in &tables {
-            if !self.tables.contains_key(table) {
-                info!(table = %table, "tracking table");
-                let pipeline = self.pipeline.clone();
-                let id = table.clone();
-                let addr = actix::Supervisor::start(move |_| TableActor::new(id, pipeline));
-                self.tables.insert(table.clone(), addr);
+            if self.tables.contains_key(table) {
+                continue;
             }
+            if self.retiring.contains(table) {
+                // Its previous actor is still finishing a cycle: wait.
+                continue;
+            }
+            info!(table = %table, "tracking table");
+            let pipeline = self.pipeline.clone();
+            let token = pipeline.fence.issue(table);
+            let id = table.clone();
+            let addr = actix::Supervisor::start(move |_| TableActor::new(id, pipeline, token));
+            self.tables.insert(table.clone(), addr);
         }
         let gone: Vec<TableId> = self
             .tables
@@ -113,23 +152,58 @@ impl SupervisorActor {
             .cloned()
             .collect();
         for table in gone {
-            if let Some(addr) = self.tables.remove(&table) {
-                info!(table = %table, "table is no longer tracked by change tracking; stopping it");
-                self.pipeline.board.remove(&table.key_name());
-                ctx.spawn(
-                    async move { addr.send(Retire).await.ok() }
-                        .into_actor(self)
-                        .map(|_, _, _| ()),
-                );
-            }
+            info!(table = %table, "table is no longer tracked by change tracking; stopping it");
+            self.retire(table, ctx);
         }
     }
+
+    /// Stops the table's actor: its token is revoked at once (no write of
+    /// it lands any more), and the table gets no new actor until the old
+    /// one has answered (its cycle in flight finished).
+    fn retire(&mut self, table: TableId, ctx: &mut Context<Self>) {
+        let Some(addr) = self.tables.remove(&table) else {
+            return;
+        };
+        self.pipeline.fence.revoke(&table);
+        self.pipeline.board.remove(&table.key_name());
+        self.retiring.insert(table.clone());
+        ctx.spawn(
+            async move { addr.send(Retire).await.ok() }
+                .into_actor(self)
+                .map(move |_, act, _| {
+                    act.retiring.remove(&table);
+                }),
+        );
+    }
+}
+
+/// Whether the replica holds ctsync's record of any of `tables` (ctsync ran
+/// against it before, so an empty Redis lost its data).
+async fn replica_has_records(pipeline: &Pipeline, tables: &[TableId]) -> Result<bool> {
+    for table in tables {
+        let record = pipeline.sink.record(table.clone()).await?;
+        if record.version.is_some() || record.load.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 impl Actor for SupervisorActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Published at once, whether the primary answers or not; discovery
+        // publishes again after Redis lost them.
+        let pipeline = self.pipeline.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = pipeline.state.publish(&pipeline.config.published).await {
+                    warn!(error = %e, "could not publish the endpoints to Redis yet; discovery retries");
+                }
+            }
+            .into_actor(self),
+        );
         self.discover(ctx);
         let poll = self.pipeline.config.poll_interval;
         ctx.run_interval(poll, |act, ctx| act.discover(ctx));
@@ -150,18 +224,26 @@ impl Handler<RouteSchemaChange> for SupervisorActor {
     fn handle(&mut self, msg: RouteSchemaChange, _ctx: &mut Self::Context) -> Self::Result {
         let change = msg.0;
         if let SchemaChange::RenameTable { from, .. } = &change {
-            // The old name's actor goes; discovery starts one for the new name.
-            let old = self.tables.remove(from);
+            // The old name's actor goes (and is waited for); discovery
+            // starts one for the new name.
+            let from = from.clone();
+            let old = self.tables.remove(&from);
+            self.pipeline.fence.revoke(&from);
             self.pipeline.board.remove(&from.key_name());
+            self.retiring.insert(from.clone());
             let pipeline = self.pipeline.clone();
             return Box::pin(
                 async move {
                     if let Some(addr) = old {
                         addr.send(Retire).await.ok();
                     }
-                    crate::sync::apply_schema_change(&pipeline, &change).await
+                    crate::sync::apply_schema_change(&pipeline, &pipeline.sink, &change).await
                 }
-                .into_actor(self),
+                .into_actor(self)
+                .map(move |result, act, _| {
+                    act.retiring.remove(&from);
+                    result
+                }),
             );
         }
         let addr = self.tables.get(change.table()).cloned();

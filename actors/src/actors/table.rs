@@ -1,7 +1,9 @@
 //! TableActor: runs one table's cycle every poll. A cycle runs atomically
 //! (`ctx.wait`), so a shutdown request waits for the batch in flight. On an
 //! error the actor records it and stops; actix supervision restarts it after
-//! an exponential backoff, counted in `ctsync_actor_restarts_total`.
+//! an exponential backoff, counted in `ctsync_actor_restarts_total`. Every
+//! replica write carries the fence token the supervisor gave this actor; once
+//! the supervisor retires it, its writes are refused (see `crate::fence`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +12,7 @@ use actix::prelude::*;
 use tracing::{debug, error};
 
 use crate::ddl::SchemaChange;
+use crate::error::Error;
 use crate::model::TableId;
 use crate::status::TableState;
 use crate::sync::{apply_schema_change, run_cycle, Outcome, Pipeline};
@@ -19,6 +22,8 @@ pub struct TableActor {
     table: TableId,
     key: String,
     pipeline: Arc<Pipeline>,
+    /// This owner's fence token.
+    token: u64,
     /// Consecutive failed cycles; drives the restart backoff.
     failures: u32,
     first_delay: Duration,
@@ -28,11 +33,12 @@ pub struct TableActor {
 }
 
 impl TableActor {
-    pub fn new(table: TableId, pipeline: Arc<Pipeline>) -> Self {
+    pub fn new(table: TableId, pipeline: Arc<Pipeline>, token: u64) -> Self {
         Self {
             key: table.key_name(),
             table,
             pipeline,
+            token,
             failures: 0,
             first_delay: Duration::ZERO,
             retired: false,
@@ -81,7 +87,8 @@ impl TableActor {
         }
         let pipeline = self.pipeline.clone();
         let table = self.table.clone();
-        let work = async move { run_cycle(&pipeline, &table).await };
+        let token = self.token;
+        let work = async move { run_cycle(&pipeline, &table, token).await };
         ctx.wait(work.into_actor(self).map(|result, act, ctx| match result {
             Ok(outcome) => {
                 act.failures = 0;
@@ -93,6 +100,12 @@ impl TableActor {
                     _ => act.pipeline.config.poll_interval,
                 };
                 act.schedule(delay, ctx);
+            }
+            Err(e @ Error::Fenced { .. }) => {
+                // Retired while the cycle ran: another owner has the table.
+                debug!(table = %act.table, error = %e, "retired table actor stops");
+                act.retired = true;
+                ctx.stop();
             }
             Err(e) => {
                 act.failures += 1;
@@ -145,8 +158,9 @@ impl Handler<ApplySchemaChange> for TableActor {
 
     fn handle(&mut self, msg: ApplySchemaChange, _ctx: &mut Self::Context) -> Self::Result {
         let pipeline = self.pipeline.clone();
+        let sink = pipeline.sink.fenced(self.token);
         AtomicResponse::new(Box::pin(
-            async move { apply_schema_change(&pipeline, &msg.0).await }.into_actor(self),
+            async move { apply_schema_change(&pipeline, &sink, &msg.0).await }.into_actor(self),
         ))
     }
 }

@@ -30,8 +30,10 @@ struct Table {
 struct Faults {
     /// Every call touching the table fails with this message.
     broken: HashMap<TableId, String>,
-    /// The Nth `read_page` call (1-based, counted per table) fails once.
-    fail_page: HashMap<TableId, usize>,
+    /// These `read_page` calls (1-based, counted per table) fail, once each.
+    fail_page: HashMap<TableId, Vec<usize>>,
+    /// Each `changes_page` of the table waits this long first.
+    changes_delay: HashMap<TableId, std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -41,6 +43,7 @@ struct Data {
     tables: BTreeMap<TableId, Table>,
     faults: Faults,
     pages_read: HashMap<TableId, usize>,
+    changes_pages_read: HashMap<TableId, usize>,
     retention: Option<std::time::Duration>,
     modules: BTreeMap<(String, String), ModuleDef>,
 }
@@ -70,6 +73,7 @@ impl MemoryPrimary {
                 tables: BTreeMap::new(),
                 faults: Faults::default(),
                 pages_read: HashMap::new(),
+                changes_pages_read: HashMap::new(),
                 retention: Some(std::time::Duration::from_secs(2 * 24 * 3600)),
                 modules: BTreeMap::new(),
             }),
@@ -238,7 +242,21 @@ impl MemoryPrimary {
     pub fn fail_read_page(&self, id: &TableId, n: usize) {
         let mut data = self.lock();
         let done = data.pages_read.get(id).copied().unwrap_or(0);
-        data.faults.fail_page.insert(id.clone(), done + n);
+        data.faults
+            .fail_page
+            .entry(id.clone())
+            .or_default()
+            .push(done + n);
+    }
+
+    /// Every `changes_page` of the table waits `delay` first (a slow read).
+    pub fn delay_changes_pages(&self, id: &TableId, delay: std::time::Duration) {
+        self.lock().faults.changes_delay.insert(id.clone(), delay);
+    }
+
+    /// How many `changes_page` calls reached the table so far.
+    pub fn changes_pages_read(&self, id: &TableId) -> usize {
+        self.lock().changes_pages_read.get(id).copied().unwrap_or(0)
     }
 
     /// How many `read_page` calls reached the table so far.
@@ -337,8 +355,9 @@ impl Primary for MemoryPrimary {
             *c += 1;
             *c
         };
-        if data.faults.fail_page.get(&schema.id) == Some(&n) {
-            data.faults.fail_page.remove(&schema.id);
+        let failing = data.faults.fail_page.entry(schema.id.clone()).or_default();
+        if let Some(i) = failing.iter().position(|&p| p == n) {
+            failing.remove(i);
             return Err(Error::Primary(format!(
                 "table {}: injected failure reading page {n}",
                 schema.id
@@ -359,8 +378,16 @@ impl Primary for MemoryPrimary {
         after: Option<&RowKey>,
         limit: usize,
     ) -> Result<ChangePage> {
-        let data = self.lock();
+        let delay = self.lock().faults.changes_delay.get(&schema.id).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        let mut data = self.lock();
         Self::check(&data, &schema.id)?;
+        *data
+            .changes_pages_read
+            .entry(schema.id.clone())
+            .or_insert(0) += 1;
         let t = &data.tables[&schema.id];
         let keys: Vec<RowKey> = t
             .changes

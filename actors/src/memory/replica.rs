@@ -12,12 +12,12 @@ use super::replica_table::{alter, insert, references, Table};
 use crate::error::{Error, Result};
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
-use crate::ports::Replica;
+use crate::ports::{LoadStart, PendingLoad, Replica, ReplicaRecord};
 
 #[derive(Debug, Default)]
 struct Data {
     tables: BTreeMap<TableId, Table>,
-    versions: BTreeMap<TableId, SyncVersion>,
+    records: BTreeMap<TableId, ReplicaRecord>,
     writes: usize,
     /// Write numbers (1-based, counting every write call) that fail.
     fail_writes: Vec<usize>,
@@ -33,6 +33,8 @@ struct Data {
     /// `insert_rows` calls under way now, and the most ever seen at once.
     in_flight: usize,
     max_in_flight: usize,
+    /// Full loads started per table (`begin_full_load` calls that committed).
+    loads_started: BTreeMap<TableId, usize>,
 }
 
 #[derive(Debug, Default)]
@@ -122,14 +124,29 @@ impl MemoryReplica {
 
     /// The version in the replica's own `ctsync` version table.
     pub fn recorded_version(&self, id: &TableId) -> Option<SyncVersion> {
-        self.lock().versions.get(id).copied()
+        self.lock().records.get(id).and_then(|r| r.version)
+    }
+
+    /// How many full loads of the table started (committed their first step).
+    pub fn loads_started(&self, id: &TableId) -> usize {
+        self.lock().loads_started.get(id).copied().unwrap_or(0)
+    }
+
+    /// The replica's whole record of the table (version and pending load).
+    pub fn table_record(&self, id: &TableId) -> ReplicaRecord {
+        self.lock().records.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Drops the table, as an operator might by hand (its record stays).
+    pub fn drop_table_by_hand(&self, id: &TableId) {
+        self.lock().tables.remove(id);
     }
 
     /// Runs one write transaction on a copy of the table.
     fn write<T>(
         &self,
         id: &TableId,
-        f: impl FnOnce(&mut Table, &mut Option<SyncVersion>, bool) -> Result<T>,
+        f: impl FnOnce(&mut Table, &mut ReplicaRecord, bool) -> Result<T>,
     ) -> Result<T> {
         let mut data = self.lock();
         if let Some(msg) = &data.down {
@@ -143,14 +160,35 @@ impl MemoryReplica {
             data.tables.get(id).cloned().ok_or_else(|| {
                 Error::Replica(format!("Invalid object name '{id}' on the replica"))
             })?;
-        let mut version = data.versions.get(id).copied();
-        let out = f(&mut table, &mut version, fail)?;
+        let mut record = data.records.get(id).cloned().unwrap_or_default();
+        let out = f(&mut table, &mut record, fail)?;
         data.tables.insert(id.clone(), table);
-        match version {
-            Some(v) => data.versions.insert(id.clone(), v),
-            None => data.versions.remove(id),
-        };
+        data.records.insert(id.clone(), record);
         Ok(out)
+    }
+}
+
+impl MemoryReplica {
+    fn start_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()> {
+        self.write(&schema.id, |t, record, fail| {
+            t.rows.clear();
+            *record = ReplicaRecord {
+                version: None,
+                load: Some(PendingLoad {
+                    replaced_version: start.replaced_version,
+                }),
+            };
+            if fail {
+                return Err(injected(&schema.id));
+            }
+            Ok(())
+        })?;
+        *self
+            .lock()
+            .loads_started
+            .entry(schema.id.clone())
+            .or_insert(0) += 1;
+        Ok(())
     }
 }
 
@@ -162,33 +200,33 @@ fn injected(id: &TableId) -> Error {
 
 #[async_trait]
 impl Replica for MemoryReplica {
-    async fn ensure_table(&self, schema: &TableSchema) -> Result<bool> {
-        let mut data = self.lock();
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
-        if data.tables.contains_key(&schema.id) {
-            return Ok(false);
-        }
-        data.tables.insert(
-            schema.id.clone(),
-            Table {
-                schema: schema.clone(),
-                rows: BTreeMap::new(),
-            },
-        );
-        Ok(true)
-    }
-
-    async fn begin_full_load(&self, schema: &TableSchema) -> Result<()> {
-        self.write(&schema.id, |t, version, fail| {
-            t.rows.clear();
-            *version = None;
-            if fail {
-                return Err(injected(&schema.id));
+    async fn begin_full_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()> {
+        if start.recreate {
+            let mut data = self.lock();
+            if let Some(msg) = &data.down {
+                return Err(Error::Replica(msg.clone()));
             }
-            Ok(())
-        })
+            // Dropped and created inside the transaction below: the write
+            // rolls back to the previous table if it fails.
+            let previous = data.tables.insert(
+                schema.id.clone(),
+                Table {
+                    schema: schema.clone(),
+                    rows: BTreeMap::new(),
+                },
+            );
+            drop(data);
+            let result = self.start_load(schema, start);
+            if result.is_err() {
+                let mut data = self.lock();
+                match previous {
+                    Some(t) => data.tables.insert(schema.id.clone(), t),
+                    None => data.tables.remove(&schema.id),
+                };
+            }
+            return result;
+        }
+        self.start_load(schema, start)
     }
 
     async fn insert_rows(&self, schema: &TableSchema, rows: &[Row]) -> Result<()> {
@@ -213,7 +251,7 @@ impl Replica for MemoryReplica {
     }
 
     async fn apply_changes(&self, schema: &TableSchema, batch: &ChangeBatch) -> Result<()> {
-        self.write(&schema.id, |t, version, fail| {
+        self.write(&schema.id, |t, record, fail| {
             for key in &batch.keys {
                 t.rows.remove(key);
             }
@@ -222,28 +260,31 @@ impl Replica for MemoryReplica {
             }
             insert(t, &batch.rows)?;
             if let Some(v) = batch.version {
-                *version = Some(v);
+                record.version = Some(v);
             }
             Ok(())
         })
     }
 
     async fn finish_full_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
-        self.write(table, |_, v, fail| {
+        self.write(table, |_, record, fail| {
             if fail {
                 return Err(injected(table));
             }
-            *v = Some(version);
+            *record = ReplicaRecord {
+                version: Some(version),
+                load: None,
+            };
             Ok(())
         })
     }
 
-    async fn stored_version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
+    async fn record(&self, table: &TableId) -> Result<ReplicaRecord> {
         let data = self.lock();
         if let Some(msg) = &data.down {
             return Err(Error::Replica(msg.clone()));
         }
-        Ok(data.versions.get(table).copied())
+        Ok(data.records.get(table).cloned().unwrap_or_default())
     }
 
     async fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>> {
@@ -309,19 +350,9 @@ impl Replica for MemoryReplica {
         if let Some(t) = data.tables.remove(from) {
             data.tables.insert(to.clone(), t);
         }
-        if let Some(v) = data.versions.remove(from) {
-            data.versions.insert(to.clone(), v);
+        if let Some(r) = data.records.remove(from) {
+            data.records.insert(to.clone(), r);
         }
-        Ok(())
-    }
-
-    async fn drop_table(&self, table: &TableId) -> Result<()> {
-        let mut data = self.lock();
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
-        data.tables.remove(table);
-        data.versions.remove(table);
         Ok(())
     }
 

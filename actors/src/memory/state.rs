@@ -12,7 +12,7 @@ use crate::ddl::ParkedDdl;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{PrimaryIdentity, SyncVersion, TableId};
-use crate::ports::{LoadProgress, StateStore, TableFlags};
+use crate::ports::{LoadProgress, Marker, StateStore, TableFlags};
 
 /// A key/value map standing in for Redis.
 #[derive(Debug, Default)]
@@ -42,6 +42,12 @@ impl MemoryState {
         self.lock().remove(key);
     }
 
+    /// Forgets every key, as a Redis FLUSHALL would.
+    pub fn flush(&self) {
+        self.lock().clear();
+        self.lists.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// The items of a list key (e.g. `mssql_sync:ddl_failed`).
     pub fn list(&self, key: &str) -> Vec<String> {
         self.lists
@@ -55,10 +61,24 @@ impl MemoryState {
 
 #[async_trait]
 impl StateStore for MemoryState {
-    async fn ensure_flags(&self, table: &TableId) -> Result<()> {
+    async fn ensure_flags(&self, tables: &[TableId]) -> Result<Marker> {
         let mut map = self.lock();
-        for key in [keys::enabled(table), keys::force_full_load(table)] {
-            map.entry(key).or_insert_with(|| "false".to_string());
+        for table in tables {
+            for key in [keys::enabled(table), keys::force_full_load(table)] {
+                map.entry(key).or_insert_with(|| "false".to_string());
+            }
+        }
+        if map.contains_key(keys::MARKER) {
+            return Ok(Marker::Present);
+        }
+        map.insert(keys::MARKER.to_string(), "ctsync".to_string());
+        Ok(Marker::Created)
+    }
+
+    async fn publish(&self, pairs: &[(String, String)]) -> Result<()> {
+        let mut map = self.lock();
+        for (k, v) in pairs {
+            map.insert(k.clone(), v.clone());
         }
         Ok(())
     }
@@ -104,10 +124,15 @@ impl StateStore for MemoryState {
         table: &TableId,
         version: SyncVersion,
         identity: &PrimaryIdentity,
+        forced: bool,
     ) -> Result<()> {
         let mut map = self.lock();
         map.insert(keys::version(table), version.to_string());
-        map.insert(keys::force_full_load(table), "false".into());
+        let force_key = keys::force_full_load(table);
+        let still_forced = keys::parse_flag(map.get(&force_key).map(String::as_str));
+        if forced && still_forced {
+            map.insert(force_key, "false".into());
+        }
         map.insert(keys::primary_identity(table), identity.encode());
         Ok(())
     }
@@ -160,6 +185,7 @@ impl StateStore for MemoryState {
 pub struct FlakyState {
     inner: Arc<dyn StateStore>,
     fail_set_version: AtomicUsize,
+    fail_ensure_flags: AtomicUsize,
 }
 
 impl FlakyState {
@@ -167,18 +193,38 @@ impl FlakyState {
         Self {
             inner,
             fail_set_version: AtomicUsize::new(0),
+            fail_ensure_flags: AtomicUsize::new(0),
         }
     }
 
     pub fn fail_set_version(&self, n: usize) {
         self.fail_set_version.store(n, Ordering::SeqCst);
     }
+
+    /// The next `n` flag creations (discovery) fail, as a Redis blip would.
+    pub fn fail_ensure_flags(&self, n: usize) {
+        self.fail_ensure_flags.store(n, Ordering::SeqCst);
+    }
+
+    fn take(counter: &AtomicUsize) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
 }
 
 #[async_trait]
 impl StateStore for FlakyState {
-    async fn ensure_flags(&self, table: &TableId) -> Result<()> {
-        self.inner.ensure_flags(table).await
+    async fn ensure_flags(&self, tables: &[TableId]) -> Result<Marker> {
+        if Self::take(&self.fail_ensure_flags) {
+            return Err(Error::State(
+                "injected: connection reset creating flags".into(),
+            ));
+        }
+        self.inner.ensure_flags(tables).await
+    }
+    async fn publish(&self, pairs: &[(String, String)]) -> Result<()> {
+        self.inner.publish(pairs).await
     }
     async fn flags(&self, table: &TableId) -> Result<TableFlags> {
         self.inner.flags(table).await
@@ -193,9 +239,7 @@ impl StateStore for FlakyState {
         self.inner.version(table).await
     }
     async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()> {
-        let pending = self.fail_set_version.load(Ordering::SeqCst);
-        if pending > 0 {
-            self.fail_set_version.store(pending - 1, Ordering::SeqCst);
+        if Self::take(&self.fail_set_version) {
             return Err(Error::State(
                 "injected: crash before the version was saved".into(),
             ));
@@ -207,8 +251,11 @@ impl StateStore for FlakyState {
         table: &TableId,
         version: SyncVersion,
         identity: &PrimaryIdentity,
+        forced: bool,
     ) -> Result<()> {
-        self.inner.finish_full_load(table, version, identity).await
+        self.inner
+            .finish_full_load(table, version, identity, forced)
+            .await
     }
     async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>> {
         self.inner.primary_identity(table).await

@@ -2,56 +2,14 @@
 //! definitions and SQL types, row values, and the change batches that move
 //! from the primary to the replica. Nothing here knows about tiberius or Redis.
 
+mod table_id;
 mod value;
 
-use std::fmt;
-
+pub use table_id::TableId;
 pub use value::{Row, RowKey, Value};
 
 /// A CT version as returned by `CHANGE_TRACKING_CURRENT_VERSION()`.
 pub type SyncVersion = i64;
-
-/// A table on the primary, identified by schema and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TableId {
-    pub schema: String,
-    pub name: String,
-}
-
-impl TableId {
-    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            schema: schema.into(),
-            name: name.into(),
-        }
-    }
-
-    /// The name used in Redis keys and on the page: the bare name for `dbo`,
-    /// `schema.Table` otherwise.
-    pub fn key_name(&self) -> String {
-        if self.schema.eq_ignore_ascii_case("dbo") {
-            self.name.clone()
-        } else {
-            format!("{}.{}", self.schema, self.name)
-        }
-    }
-
-    /// Inverse of [`TableId::key_name`]: `User` → `dbo.User`, `sales.Order` →
-    /// `sales.Order`. A table whose name itself contains a dot is only
-    /// addressable in a non-dbo schema (documented in the README).
-    pub fn from_key_name(key: &str) -> Self {
-        match key.split_once('.') {
-            Some((schema, name)) => Self::new(schema, name),
-            None => Self::new("dbo", key),
-        }
-    }
-}
-
-impl fmt::Display for TableId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
-    }
-}
 
 /// Length of a character or binary type as `sys.columns.max_length` gives
 /// it: bytes (so `nvarchar(50)` is `N(100)`), or MAX.
@@ -304,17 +262,6 @@ impl PrimaryIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_name_is_bare_for_dbo_and_qualified_otherwise() {
-        assert_eq!(TableId::new("dbo", "User").key_name(), "User");
-        assert_eq!(TableId::new("sales", "Order").key_name(), "sales.Order");
-        assert_eq!(TableId::from_key_name("User"), TableId::new("dbo", "User"));
-        assert_eq!(
-            TableId::from_key_name("sales.Order"),
-            TableId::new("sales", "Order")
-        );
-    }
 
     #[test]
     fn key_columns_fall_back_to_first_non_lob_column_without_pk() {

@@ -11,6 +11,8 @@ use super::reconcile::{self, Plan};
 use super::{full_load, incremental, Pipeline};
 use crate::error::{Error, Result};
 use crate::model::{PrimaryIdentity, SyncVersion, TableId, TableSchema};
+use crate::ports::{LoadStart, TableFlags};
+use crate::sink::SinkHandle;
 use crate::status::TableState;
 use crate::telemetry;
 
@@ -69,31 +71,87 @@ pub(super) async fn load_schema(p: &Pipeline, table: &TableId) -> Result<Arc<Tab
     Ok(Arc::new(schema))
 }
 
-/// The version to continue from: Redis first (an operator's hand-set value
-/// wins), else the replica's own record (Redis lost its data), else none.
-async fn starting_version(p: &Pipeline, table: &TableId) -> Result<Option<SyncVersion>> {
-    if let Some(v) = p.state.version(table).await? {
-        return Ok(Some(v));
+/// Where the table stands before this cycle does anything.
+struct Start {
+    /// The version to continue from; `None`: a full load must run.
+    version: Option<SyncVersion>,
+    /// `mssql_sync:version:<T>` as read now (what a new load replaces).
+    redis: Option<SyncVersion>,
+}
+
+/// The version to continue from. A load recorded as pending on the replica
+/// comes first: the table is loading until a load finishes, whatever
+/// interrupted it, unless an operator set the Redis version by hand since
+/// (a value other than the one the load replaced), which cancels it. Then
+/// Redis (an operator's hand-set value wins), else the replica's own record
+/// (Redis lost its data), else none.
+async fn starting_version(p: &Pipeline, sink: &SinkHandle, table: &TableId) -> Result<Start> {
+    let redis = p.state.version(table).await?;
+    let record = sink.record(table.clone()).await?;
+    if let Some(load) = record.load {
+        return match redis {
+            Some(v) if Some(v) != load.replaced_version => {
+                warn!(table = %table, version = v, "mssql_sync:version was set by hand during a pending full load: the load is cancelled and sync continues from that version");
+                sink.finish_full_load(table.clone(), v).await?;
+                Ok(Start {
+                    version: Some(v),
+                    redis,
+                })
+            }
+            _ => {
+                info!(table = %table, "a full load was interrupted; it runs again before any change is applied");
+                Ok(Start {
+                    version: None,
+                    redis,
+                })
+            }
+        };
     }
-    let recorded = p.sink.stored_version(table.clone()).await?;
-    if let Some(v) = recorded {
+    if redis.is_some() {
+        return Ok(Start {
+            version: redis,
+            redis,
+        });
+    }
+    if let Some(v) = record.version {
         info!(table = %table, version = v, "Redis has no version; restored it from the replica's record");
         p.state.set_version(table, v).await?;
     }
-    Ok(recorded)
+    Ok(Start {
+        version: record.version,
+        redis,
+    })
+}
+
+/// What a full load started by this cycle needs to know.
+pub(super) struct LoadRequest<'a> {
+    pub sink: &'a SinkHandle,
+    pub schema: &'a Arc<TableSchema>,
+    pub identity: &'a PrimaryIdentity,
+    /// `force_full_load` was "true" when the cycle read the flags.
+    pub forced: bool,
+    pub start: LoadStart,
+}
+
+impl LoadRequest<'_> {
+    /// The same load, dropping and creating the replica table first.
+    fn recreating(self) -> Self {
+        Self {
+            start: LoadStart {
+                recreate: true,
+                ..self.start
+            },
+            ..self
+        }
+    }
 }
 
 /// Marks the table stale (or reloads it when configured to).
-async fn stale(
-    p: &Pipeline,
-    schema: &Arc<TableSchema>,
-    identity: &PrimaryIdentity,
-    reason: String,
-) -> Result<Outcome> {
-    let table = &schema.id;
+async fn stale(p: &Pipeline, load: LoadRequest<'_>, reason: String) -> Result<Outcome> {
+    let table = &load.schema.id;
     if p.config.auto_reload_stale {
         warn!(table = %table, %reason, "table is stale; CTSYNC_AUTO_RELOAD_STALE is on, running a full load");
-        full_load::run(p, schema, identity, &[]).await?;
+        full_load::run(p, load, &[]).await?;
         return Ok(Outcome::Loaded);
     }
     hold(p, table, TableState::Stale, reason);
@@ -105,32 +163,32 @@ async fn stale(
 /// or the table is blocked).
 async fn settle_schema(
     p: &Pipeline,
-    schema: &Arc<TableSchema>,
-    identity: &PrimaryIdentity,
-    forced: bool,
+    load: LoadRequest<'_>,
     must_load: bool,
 ) -> Result<Option<Outcome>> {
-    let table = &schema.id;
+    let table = &load.schema.id;
     // One catalog read answers both "does it exist?" and "does it match?".
-    let plan = match p.sink.replica_schema(table.clone()).await? {
-        Some(replica) => reconcile::plan(schema, &replica),
+    let plan = match load.sink.replica_schema(table.clone()).await? {
+        Some(replica) => reconcile::plan(load.schema, &replica),
         None => {
             // A table created now is empty, whatever version is stored (the
-            // replica table may have been dropped): it needs a full load.
-            if p.sink.ensure_table(schema.clone()).await? {
-                info!(table = %table, "created the table on the replica");
-            }
-            full_load::run(p, schema, identity, &[]).await?;
+            // replica table may have been dropped): it is created and its
+            // load recorded as pending in one transaction.
+            info!(table = %table, "creating the table on the replica");
+            full_load::run(p, load.recreating(), &[]).await?;
             return Ok(Some(Outcome::Loaded));
         }
     };
     match plan {
+        Plan::InSync if must_load => {
+            full_load::run(p, load, &[]).await?;
+            Ok(Some(Outcome::Loaded))
+        }
         Plan::InSync => Ok(None),
-        Plan::Blocked(reason) if forced => {
+        Plan::Blocked(reason) if load.forced => {
             info!(table = %table, %reason, "rebuilding the replica table for the forced full load");
-            p.sink.drop_table(table.clone()).await?;
-            p.sink.ensure_table(schema.clone()).await?;
-            Ok(None)
+            full_load::run(p, load.recreating(), &[]).await?;
+            Ok(Some(Outcome::Loaded))
         }
         Plan::Blocked(reason) => {
             hold(p, table, TableState::Paused, reason);
@@ -140,38 +198,47 @@ async fn settle_schema(
             // The columns change right after the truncate (an empty table
             // accepts NOT NULL columns); CT never reports added values.
             info!(table = %table, ?ops, "column changes need a full load");
-            full_load::run(p, schema, identity, &ops).await?;
+            full_load::run(p, load, &ops).await?;
             Ok(Some(Outcome::Loaded))
         }
         Plan::Apply { ops, .. } => {
             info!(table = %table, ?ops, "applying column changes to the replica");
-            p.sink.alter_columns(table.clone(), ops).await?;
+            load.sink.alter_columns(table.clone(), ops).await?;
             Ok(None)
         }
     }
 }
 
-pub async fn run_cycle(p: &Pipeline, table: &TableId) -> Result<Outcome> {
-    let flags = p.state.flags(table).await?;
+/// One cycle of `table` by the owner holding fence `token`.
+pub async fn run_cycle(p: &Pipeline, table: &TableId, token: u64) -> Result<Outcome> {
+    let flags: TableFlags = p.state.flags(table).await?;
     if !flags.enabled {
         set_state(p, table, TableState::Paused);
         return Ok(Outcome::Paused);
     }
+    let sink = p.sink.fenced(token);
     let schema = load_schema(p, table).await?;
     let identity = p.identity().await?;
-    let stored = starting_version(p, table).await?;
-    let must_load = flags.force_full_load || stored.is_none();
-    if let Some(outcome) =
-        settle_schema(p, &schema, &identity, flags.force_full_load, must_load).await?
-    {
+    let start = starting_version(p, &sink, table).await?;
+    let must_load = flags.force_full_load || start.version.is_none();
+    let load = |recreate| LoadRequest {
+        sink: &sink,
+        schema: &schema,
+        identity: &identity,
+        forced: flags.force_full_load,
+        start: LoadStart {
+            replaced_version: start.redis,
+            recreate,
+        },
+    };
+    if let Some(outcome) = settle_schema(p, load(false), must_load).await? {
         return Ok(outcome);
     }
-    let version = match stored {
-        Some(v) if !must_load => v,
-        _ => {
-            full_load::run(p, &schema, &identity, &[]).await?;
-            return Ok(Outcome::Loaded);
-        }
+    let Some(version) = start.version else {
+        // settle_schema loads whenever must_load is set.
+        return Err(Error::State(format!(
+            "table {table}: no version to continue from"
+        )));
     };
     let key = table.key_name();
     match p.state.primary_identity(table).await? {
@@ -184,7 +251,7 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId) -> Result<Outcome> {
                 known.encode(),
                 identity.encode()
             );
-            return stale(p, &schema, &identity, reason).await;
+            return stale(p, load(false), reason).await;
         }
         Some(_) => {}
     }
@@ -195,21 +262,37 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId) -> Result<Outcome> {
              the primary was restored or replaced; force a full load \
              (mssql_sync:force_full_load:{key} = \"true\")"
         );
-        return stale(p, &schema, &identity, reason).await;
+        return stale(p, load(false), reason).await;
     }
+    if let Some(reason) = cleanup_passed(p, table, version).await? {
+        return stale(p, load(false), reason).await;
+    }
+    match incremental::run(p, &sink, &schema, version, current).await? {
+        incremental::Ended::Synced(changed_keys) => Ok(Outcome::Synced { changed_keys }),
+        incremental::Ended::CleanupPassed(reason) => stale(p, load(false), reason).await,
+    }
+}
+
+/// `Some(reason)` when CT cleanup (or a TRUNCATE) removed changes after
+/// `version`: the stored version is below the table's min valid version.
+pub(super) async fn cleanup_passed(
+    p: &Pipeline,
+    table: &TableId,
+    version: SyncVersion,
+) -> Result<Option<String>> {
     let min_valid = p
         .primary
         .min_valid_version(table)
         .await?
         .ok_or_else(|| Error::MinValidVersionNull(table.clone()))?;
-    if version < min_valid {
-        let reason = format!(
-            "stored version {version} is below the min valid version {min_valid}: change tracking \
-             cleanup or a TRUNCATE removed changes that were never applied; force a full load \
-             (mssql_sync:force_full_load:{key} = \"true\") or set mssql_sync:version:{key} after a \
-             manual copy"
-        );
-        return stale(p, &schema, &identity, reason).await;
+    if version >= min_valid {
+        return Ok(None);
     }
-    incremental::run(p, &schema, version, current).await
+    let key = table.key_name();
+    Ok(Some(format!(
+        "stored version {version} is below the min valid version {min_valid}: change tracking \
+         cleanup or a TRUNCATE removed changes that were never applied; force a full load \
+         (mssql_sync:force_full_load:{key} = \"true\") or set mssql_sync:version:{key} after a \
+         manual copy"
+    )))
 }

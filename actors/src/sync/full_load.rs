@@ -1,28 +1,30 @@
-//! Initial and forced full load: version read before the copy, truncate,
+//! Initial and forced full load: version read before the copy, truncate
+//! (or recreate) together with the replica's "load pending" record,
 //! keyset-paginated copy (one page in memory at a time), then the replica's
 //! version record and, in one atomic Redis step, version + flag reset.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::info;
 
-use super::cycle::set_state;
+use super::cycle::{set_state, LoadRequest};
 use super::{now_millis, Pipeline};
 use crate::error::{Error, Result};
-use crate::model::{ColumnOp, PrimaryIdentity, RowKey, TableId, TableSchema, Value};
+use crate::model::{ColumnOp, RowKey, TableId, Value};
 use crate::ports::LoadProgress;
 use crate::status::TableState;
 use crate::telemetry;
 
 /// `alter` are column changes applied right after the truncate (an empty
 /// table accepts NOT NULL columns).
-pub(super) async fn run(
-    p: &Pipeline,
-    schema: &Arc<TableSchema>,
-    identity: &PrimaryIdentity,
-    alter: &[ColumnOp],
-) -> Result<()> {
+pub(super) async fn run(p: &Pipeline, load: LoadRequest<'_>, alter: &[ColumnOp]) -> Result<()> {
+    let LoadRequest {
+        sink,
+        schema,
+        identity,
+        forced,
+        start,
+    } = load;
     let table = &schema.id;
     let key = table.key_name();
     let positions = schema
@@ -40,9 +42,9 @@ pub(super) async fn run(
         updated_at: now_millis(),
     };
     info!(table = %table, version, rows = total, "full load starting");
-    p.sink.begin_full_load(schema.clone()).await?;
+    sink.begin_full_load(schema.clone(), start).await?;
     if !alter.is_empty() {
-        p.sink.alter_columns(table.clone(), alter.to_vec()).await?;
+        sink.alter_columns(table.clone(), alter.to_vec()).await?;
     }
     report(p, table, &progress, 0).await?;
 
@@ -63,7 +65,7 @@ pub(super) async fn run(
             ));
         }
         if n > 0 {
-            p.sink.insert_rows(schema.clone(), rows).await?;
+            sink.insert_rows(schema.clone(), rows).await?;
             progress.synced += n as u64;
             progress.updated_at = now_millis();
             report(p, table, &progress, n as u64).await?;
@@ -73,8 +75,10 @@ pub(super) async fn run(
         }
     }
 
-    p.sink.finish_full_load(table.clone(), version).await?;
-    p.state.finish_full_load(table, version, identity).await?;
+    sink.finish_full_load(table.clone(), version).await?;
+    p.state
+        .finish_full_load(table, version, identity, forced)
+        .await?;
     telemetry::rows_applied(&key, "load", progress.synced);
     p.board.update(&key, |s| {
         s.version = Some(version);

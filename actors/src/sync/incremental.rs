@@ -1,24 +1,37 @@
 //! Incremental sync: read net changes since the stored version in bounded
 //! pages; each page is one replica transaction (delete every changed key,
 //! insert the current rows); the last page also records the new version on
-//! the replica, and Redis moves only after that commit.
+//! the replica, and Redis moves only after that commit. CT cleanup is checked
+//! again after the last page was read and before it is applied: changes
+//! removed while the pages were read must never be skipped silently.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::cycle::{set_state, Outcome};
+use super::cycle::{cleanup_passed, set_state};
 use super::Pipeline;
 use crate::error::Result;
 use crate::model::{ChangeBatch, SyncVersion, TableSchema};
+use crate::sink::SinkHandle;
 use crate::status::TableState;
 use crate::telemetry;
 
+/// How an incremental run ended.
+pub(super) enum Ended {
+    /// Caught up to the current version; the number of changed keys.
+    Synced(u64),
+    /// CT cleanup passed the stored version while the pages were read (the
+    /// reason); the version was not advanced.
+    CleanupPassed(String),
+}
+
 pub(super) async fn run(
     p: &Pipeline,
+    sink: &SinkHandle,
     schema: &Arc<TableSchema>,
     since: SyncVersion,
     current: SyncVersion,
-) -> Result<Outcome> {
+) -> Result<Ended> {
     let table = &schema.id;
     let key = table.key_name();
     set_state(p, table, TableState::Incremental);
@@ -40,6 +53,14 @@ pub(super) async fn run(
         if last && page.keys.is_empty() && current == since {
             break; // nothing to apply and nothing to move forward
         }
+        if last {
+            // The pages were read over time; cleanup may have removed
+            // changes after `since` meanwhile. Checked before the version
+            // can move (the last page records it).
+            if let Some(reason) = cleanup_passed(p, table, since).await? {
+                return Ok(Ended::CleanupPassed(reason));
+            }
+        }
         let (deletes, inserts) = (page.keys.len() as u64, page.rows.len() as u64);
         let batch = ChangeBatch {
             table: table.clone(),
@@ -47,7 +68,7 @@ pub(super) async fn run(
             rows: page.rows,
             version: last.then_some(current),
         };
-        p.sink.apply(schema.clone(), batch).await?;
+        sink.apply(schema.clone(), batch).await?;
         telemetry::rows_applied(&key, "delete", deletes);
         telemetry::rows_applied(&key, "insert", inserts);
         changed_keys += deletes;
@@ -69,5 +90,5 @@ pub(super) async fn run(
         s.lag_seconds = 0.0;
         s.caught_up_at = Some(Instant::now());
     });
-    Ok(Outcome::Synced { changed_keys })
+    Ok(Ended::Synced(changed_keys))
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 pub use cycle::{run_cycle, Outcome};
 pub use schema_change::apply_schema_change;
 
+use crate::fence::Fence;
 use crate::model::PrimaryIdentity;
 use crate::ports::{Primary, StateStore};
 use crate::sink::SinkHandle;
@@ -36,6 +37,9 @@ pub struct SyncConfig {
     /// How often views, procedures and functions are compared.
     pub module_sync_interval: Duration,
     pub ddl_listener: crate::actors::ListenerConfig,
+    /// Keys ctsync publishes to the state store for operators (the
+    /// sanitized endpoints), at start and again after Redis lost its data.
+    pub published: Vec<(String, String)>,
 }
 
 impl Default for SyncConfig {
@@ -49,6 +53,7 @@ impl Default for SyncConfig {
             restart_backoff_max: Duration::from_secs(60),
             module_sync_interval: Duration::from_secs(30),
             ddl_listener: crate::actors::ListenerConfig::default(),
+            published: Vec::new(),
         }
     }
 }
@@ -70,6 +75,8 @@ pub struct Pipeline {
     pub board: StatusBoard,
     pub config: SyncConfig,
     pub facts: Mutex<PrimaryFacts>,
+    /// Which TableActor owns each table (see [`crate::fence`]).
+    pub fence: Fence,
 }
 
 impl Pipeline {

@@ -10,18 +10,25 @@ use super::reconcile::{self, Plan};
 use super::Pipeline;
 use crate::ddl::SchemaChange;
 use crate::error::{Error, Result};
+use crate::sink::SinkHandle;
 
-pub async fn apply_schema_change(p: &Pipeline, change: &SchemaChange) -> Result<()> {
+/// Applies `change` through `sink` (the table owner's fenced sink, or the
+/// supervisor's for a table rename, which retires the owner first).
+pub async fn apply_schema_change(
+    p: &Pipeline,
+    sink: &SinkHandle,
+    change: &SchemaChange,
+) -> Result<()> {
     match change {
         SchemaChange::Columns { table, .. } => {
-            let Some(replica) = p.sink.replica_schema(table.clone()).await? else {
+            let Some(replica) = sink.replica_schema(table.clone()).await? else {
                 return Ok(()); // created with the current columns when enabled
             };
             let primary = load_schema(p, table).await?;
             match reconcile::plan(&primary, &replica) {
                 Plan::Apply { ops, reload: false } => {
                     info!(table = %table, ?ops, "applying column changes from a DDL event");
-                    p.sink.alter_columns(table.clone(), ops).await
+                    sink.alter_columns(table.clone(), ops).await
                 }
                 // Reloads and blocked tables are the table cycle's business:
                 // it runs before any further row change of the table.
@@ -29,7 +36,7 @@ pub async fn apply_schema_change(p: &Pipeline, change: &SchemaChange) -> Result<
             }
         }
         SchemaChange::RenameColumn { table, from, to } => {
-            let Some(replica) = p.sink.replica_schema(table.clone()).await? else {
+            let Some(replica) = sink.replica_schema(table.clone()).await? else {
                 return Ok(());
             };
             let has = |name: &str| {
@@ -41,7 +48,7 @@ pub async fn apply_schema_change(p: &Pipeline, change: &SchemaChange) -> Result<
             match (has(from), has(to)) {
                 (true, false) => {
                     info!(table = %table, %from, %to, "renaming the column on the replica");
-                    p.sink.rename_column(table.clone(), from.clone(), to.clone()).await
+                    sink.rename_column(table.clone(), from.clone(), to.clone()).await
                 }
                 (false, true) => Ok(()), // already renamed
                 _ => Err(Error::Replica(format!(
@@ -52,9 +59,9 @@ pub async fn apply_schema_change(p: &Pipeline, change: &SchemaChange) -> Result<
             }
         }
         SchemaChange::RenameTable { from, to } => {
-            if p.sink.replica_schema(from.clone()).await?.is_some() {
+            if sink.replica_schema(from.clone()).await?.is_some() {
                 info!(%from, %to, "renaming the table on the replica");
-                p.sink.rename_table(from.clone(), to.clone()).await?;
+                sink.rename_table(from.clone(), to.clone()).await?;
             }
             p.state.rename_table(from, to).await
         }

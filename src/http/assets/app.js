@@ -103,6 +103,12 @@ async function refresh() {
       : [el("tr", {}, el("td", { colspan: "5", class: "empty", text: "No change-tracked tables found yet." }))]));
     rows.dataset.loaded = "true";
     renderModules(body.modules || {});
+    const lost = $("redis-lost");
+    lost.hidden = !body.redis_data_lost_at;
+    lost.textContent = body.redis_data_lost_at
+      ? `Redis lost its data at ${new Date(body.redis_data_lost_at).toLocaleString()}: every table was paused. `
+        + "Re-enable the tables; each continues from the version recorded on the replica without a reload."
+      : "";
     notice("");
   } catch (e) {
     notice(`Cannot reach ctsync: ${e}`);

@@ -34,9 +34,6 @@ pub fn alter_column(id: &TableId, c: &ColumnDef) -> Option<String> {
 pub const RENAME_COLUMN: &str = "EXEC sp_rename @P1, @P2, N'COLUMN'";
 /// `sp_rename` of a table: `@P1` = `[s].[old]`, `@P2` = the new name.
 pub const RENAME_OBJECT: &str = "EXEC sp_rename @P1, @P2";
-/// Moves the version record of a renamed table: `@P1` old, `@P2` new name.
-pub const RENAME_VERSION: &str =
-    "UPDATE [ctsync].[sync_versions] SET [table_name] = @P2 WHERE [table_name] = @P1";
 
 /// The value of `sp_rename`'s `@objname` for a column.
 pub fn column_object_name(id: &TableId, column: &str) -> String {

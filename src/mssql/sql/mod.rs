@@ -5,8 +5,10 @@
 //! T-SQL parser in `tests/sql_statements.rs`.
 
 mod ddl;
+mod own_schema;
 
 pub use ddl::*;
+pub use own_schema::*;
 
 use ctsync_actors::model::{ColumnDef, Len, SqlType, TableId, TableSchema};
 
@@ -317,21 +319,6 @@ pub fn create_table(schema: &TableSchema) -> Option<String> {
         parts.join(", ")
     ))
 }
-
-pub const VERSION_SCHEMA: &str = "ctsync";
-pub const CREATE_VERSION_TABLE: &str = "IF OBJECT_ID(N'[ctsync].[sync_versions]', N'U') IS NULL \
-CREATE TABLE [ctsync].[sync_versions] ([table_name] nvarchar(300) NOT NULL PRIMARY KEY, \
-[version] bigint NOT NULL, [updated_at] datetime2(3) NOT NULL)";
-
-/// Upserts `@P2` as the version of table `@P1` (inside the caller's transaction).
-pub const UPSERT_VERSION: &str =
-    "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [updated_at] = SYSUTCDATETIME() \
-WHERE [table_name] = @P1; \
-IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [updated_at]) \
-VALUES (@P1, @P2, SYSUTCDATETIME())";
-pub const DELETE_VERSION: &str = "DELETE FROM [ctsync].[sync_versions] WHERE [table_name] = @P1";
-pub const SELECT_VERSION: &str =
-    "SELECT [version] FROM [ctsync].[sync_versions] WHERE [table_name] = @P1";
 
 pub const BEGIN: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION;";
 pub const COMMIT: &str = "COMMIT TRANSACTION;";

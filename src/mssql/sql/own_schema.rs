@@ -1,0 +1,114 @@
+//! T-SQL for ctsync's own objects on the replica (schema `[ctsync]`): the
+//! ordered migrations that create and upgrade them, and the statements on
+//! `[ctsync].[sync_versions]`, the per-table record of the version the
+//! replica holds and of a pending full load.
+
+/// The schema of ctsync's own objects; never touched by module sync.
+pub const OWN_SCHEMA: &str = "ctsync";
+
+/// Opens the migration transaction and takes an exclusive application lock
+/// on it (two instances never migrate at once), failing loudly if the lock
+/// is not granted within 60 s. Creates the schema and the schema-version
+/// table when missing.
+pub const MIGRATION_BEGIN: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
+DECLARE @lock int; \
+EXEC @lock = sp_getapplock @Resource = N'ctsync_schema_migrations', @LockMode = N'Exclusive', \
+@LockOwner = N'Transaction', @LockTimeout = 60000; \
+IF @lock < 0 THROW 50001, N'ctsync: could not take the migration lock ctsync_schema_migrations within 60 s', 1; \
+IF SCHEMA_ID(N'ctsync') IS NULL EXEC (N'CREATE SCHEMA [ctsync]'); \
+IF OBJECT_ID(N'[ctsync].[schema_version]', N'U') IS NULL \
+CREATE TABLE [ctsync].[schema_version] ([id] int NOT NULL CONSTRAINT [PK_ctsync_schema_version] PRIMARY KEY \
+CONSTRAINT [CK_ctsync_schema_version_one_row] CHECK ([id] = 1), [version] int NOT NULL, \
+[updated_at] datetime2(3) NOT NULL);";
+
+/// The schema version the replica's `[ctsync]` objects are at (no row: 0).
+pub const SELECT_SCHEMA_VERSION: &str =
+    "SELECT [version] FROM [ctsync].[schema_version] WHERE [id] = 1";
+
+/// Records `@P1` as the schema version (inside the migration transaction).
+pub const SET_SCHEMA_VERSION: &str =
+    "UPDATE [ctsync].[schema_version] SET [version] = @P1, [updated_at] = SYSUTCDATETIME() \
+WHERE [id] = 1; \
+IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[schema_version] ([id], [version], [updated_at]) \
+VALUES (1, @P1, SYSUTCDATETIME())";
+
+/// One migration: the schema version it brings the objects to, what it
+/// does, and its batches (each sent on its own, in order, inside the
+/// migration transaction).
+pub struct Migration {
+    pub version: i32,
+    pub description: &'static str,
+    pub batches: &'static [&'static str],
+}
+
+/// Every migration, in order. Never edit a released one: add the next.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "the version record of ctsync 0.1 (kept as it was for existing replicas)",
+        batches: &["IF OBJECT_ID(N'[ctsync].[sync_versions]', N'U') IS NULL \
+CREATE TABLE [ctsync].[sync_versions] ([table_name] nvarchar(300) NOT NULL PRIMARY KEY, \
+[version] bigint NOT NULL, [updated_at] datetime2(3) NOT NULL)"],
+    },
+    Migration {
+        version: 2,
+        description: "version record keyed by the exact table key name (binary collation, room \
+                      for two quoted 128-character names), with the pending-load state",
+        batches: &[
+            "CREATE TABLE [ctsync].[sync_versions_v2] (\
+[table_name] nvarchar(600) COLLATE Latin1_General_BIN2 NOT NULL CONSTRAINT [PK_ctsync_sync_versions_v2] PRIMARY KEY, \
+[version] bigint NULL, [load_pending] bit NOT NULL, [load_replaced_version] bigint NULL, \
+[updated_at] datetime2(3) NOT NULL)",
+            "INSERT INTO [ctsync].[sync_versions_v2] ([table_name], [version], [load_pending], \
+[load_replaced_version], [updated_at]) \
+SELECT [table_name], [version], 0, NULL, [updated_at] FROM [ctsync].[sync_versions]",
+            "DROP TABLE [ctsync].[sync_versions]",
+            "EXEC sp_rename N'[ctsync].[sync_versions_v2]', N'sync_versions'",
+        ],
+    },
+];
+
+/// The schema version this build of ctsync expects.
+pub fn latest_schema_version() -> i32 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+/// The record of table `@P1`.
+pub const SELECT_RECORD: &str = "SELECT [version], [load_pending], [load_replaced_version] \
+FROM [ctsync].[sync_versions] WHERE [table_name] = @P1";
+
+/// Records `@P2` as the version of table `@P1` after a batch of changes
+/// (inside the batch's transaction).
+pub const UPSERT_VERSION: &str =
+    "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [updated_at] = SYSUTCDATETIME() \
+WHERE [table_name] = @P1; \
+IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load_pending], \
+[load_replaced_version], [updated_at]) VALUES (@P1, @P2, 0, NULL, SYSUTCDATETIME())";
+
+/// Records a full load of table `@P1` as pending (no version while it
+/// runs); `@P2` is the Redis version it replaces (may be NULL).
+pub const BEGIN_LOAD: &str =
+    "UPDATE [ctsync].[sync_versions] SET [version] = NULL, [load_pending] = 1, \
+[load_replaced_version] = @P2, [updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
+IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load_pending], \
+[load_replaced_version], [updated_at]) VALUES (@P1, NULL, 1, @P2, SYSUTCDATETIME())";
+
+/// Records `@P2` as the version of table `@P1` and clears a pending load.
+pub const FINISH_LOAD: &str =
+    "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [load_pending] = 0, \
+[load_replaced_version] = NULL, [updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
+IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load_pending], \
+[load_replaced_version], [updated_at]) VALUES (@P1, @P2, 0, NULL, SYSUTCDATETIME())";
+
+/// Moves the record of a renamed table: `@P1` old, `@P2` new name.
+pub const RENAME_RECORD: &str =
+    "UPDATE [ctsync].[sync_versions] SET [table_name] = @P2 WHERE [table_name] = @P1";
+
+/// `DROP TABLE` of the table if it exists (a rebuild inside a load's
+/// transaction); `@P1` is [`super::object_name_param`] of the same table.
+pub fn drop_table_if_exists(id: &ctsync_actors::model::TableId) -> String {
+    format!(
+        "IF OBJECT_ID(@P1, N'U') IS NOT NULL DROP TABLE {}",
+        super::table(id)
+    )
+}
