@@ -19,7 +19,10 @@ use ctsync_actors::actors::{self, Ports};
 use ctsync_actors::memory::{MemoryPrimary, MemoryReplica, MemoryState};
 use ctsync_actors::model::*;
 use ctsync_actors::modules::{ModuleDef, ModuleOp};
-use ctsync_actors::ports::{LoadStart, Primary, Replica, ReplicaRecord, StateStore};
+use ctsync_actors::ports::{
+    InboxMessage, InboxOutcome, LoadStart, Primary, QueueMessage, Replica, ReplicaRecord,
+    StateStore,
+};
 use ctsync_actors::sync::SyncConfig;
 use ctsync_actors::Result;
 
@@ -182,6 +185,15 @@ impl Replica for CountingReplica {
     }
     async fn modules(&self) -> Result<Vec<ModuleDef>> {
         Ok(Vec::new())
+    }
+    async fn inbox_add(&self, _: &[QueueMessage]) -> Result<()> {
+        Ok(())
+    }
+    async fn inbox_pending(&self) -> Result<Vec<InboxMessage>> {
+        Ok(Vec::new())
+    }
+    async fn inbox_settle(&self, _: &str, _: &InboxOutcome) -> Result<()> {
+        Ok(())
     }
     async fn apply_module(&self, _: &ModuleOp) -> Result<()> {
         Ok(())

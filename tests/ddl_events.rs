@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ctsync_actors::ddl::{parse_event, DdlEvent, SchemaChange};
 use ctsync_actors::model::TableId;
-use ctsync_actors::ports::QueueMessage;
+use ctsync_actors::status::TableState;
 use support::fixtures::*;
 use support::{eventually, fast_config, Harness};
 
@@ -96,14 +96,11 @@ async fn listener_applies_ignores_or_parks_every_message_and_always_commits() {
         h.queue.push_event(&fixture(name));
     }
     // Broker's own message types are acknowledged too.
-    h.queue.push(QueueMessage {
-        message_type: "http://schemas.microsoft.com/SQL/ServiceBroker/EndDialog".into(),
-        body: None,
-    });
-    h.queue.push(QueueMessage {
-        message_type: ctsync_actors::ddl::EVENT_NOTIFICATION.into(),
-        body: None,
-    });
+    h.queue.push(
+        "http://schemas.microsoft.com/SQL/ServiceBroker/EndDialog",
+        None,
+    );
+    h.queue.push(ctsync_actors::ddl::EVENT_NOTIFICATION, None);
 
     eventually(Duration::from_secs(10), "queue drained", || async {
         h.queue.pending() == 0
@@ -164,4 +161,110 @@ async fn listener_applies_ignores_or_parks_every_message_and_always_commits() {
 
 fn user_row(id: i32) -> ctsync_actors::model::Row {
     support::fixtures::user(id, "Ann")
+}
+
+#[actix_rt::test]
+async fn the_receive_commits_before_a_slow_table_applies_the_event() {
+    let h = Harness::new();
+    let users = support::fixtures::user_table();
+    h.enabled_table(users.clone(), (1..=20_000).map(user_row))
+        .await;
+    h.replica.set_insert_delay(Duration::from_millis(80));
+    let run = h.start(fast_config());
+    eventually(Duration::from_secs(10), "the load is copying", || async {
+        h.primary.pages_read(&users.id) >= 1
+    })
+    .await;
+    h.primary.rename_column(&users.id, "Name", "FullName");
+    h.queue.push_event(&fixture("rename_column.xml"));
+    // Recorded and committed while the table is still busy with its load:
+    // no primary transaction waits on the table.
+    eventually(
+        Duration::from_secs(10),
+        "receive committed during the load",
+        || async {
+            h.queue.pending() == 0
+                && h.replica.inbox_len() == 1
+                && run.board.get("User").map(|s| s.state) == Some(TableState::FullLoad)
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "rename applied after the load",
+        || async {
+            h.replica.inbox_len() == 0
+                && h.replica
+                    .schema(&users.id)
+                    .is_some_and(|s| s.columns.iter().any(|c| c.name == "FullName"))
+        },
+    )
+    .await;
+    assert_eq!(h.queue.rollbacks(), 0);
+}
+
+#[actix_rt::test]
+async fn a_ddl_event_arriving_while_redis_is_down_is_applied_once_it_is_back() {
+    let h = Harness::new();
+    let users = support::fixtures::user_table();
+    h.enabled_table(users.clone(), (1..=5).map(user_row)).await;
+    let flaky = std::sync::Arc::new(ctsync_actors::memory::FlakyState::new(h.state.clone()));
+    let _run = h.start_with_state(fast_config(), flaky.clone());
+    h.wait_loaded(&users.id).await;
+
+    flaky.set_down(true);
+    h.primary.rename_column(&users.id, "Name", "FullName");
+    h.queue.push_event(&fixture("rename_column.xml"));
+    eventually(Duration::from_secs(10), "event recorded", || async {
+        h.queue.pending() == 0
+    })
+    .await;
+    actix_rt::time::sleep(Duration::from_millis(800)).await; // many retry rounds
+    assert!(
+        h.replica.inbox_parked().is_empty(),
+        "not parked for Redis being down"
+    );
+    flaky.set_down(false);
+    eventually(Duration::from_secs(10), "rename applied", || async {
+        h.replica
+            .schema(&users.id)
+            .is_some_and(|s| s.columns.iter().any(|c| c.name == "FullName"))
+    })
+    .await;
+    h.primary.upsert(&users.id, user_row(6));
+    h.wait_equal(&users.id).await;
+    let parked = h
+        .state
+        .list(ctsync_actors::keys::DDL_FAILED)
+        .await
+        .expect("LRANGE");
+    assert!(parked.is_empty(), "{parked:?}");
+}
+
+#[actix_rt::test]
+async fn a_broker_error_ends_the_conversation_and_says_ddl_capture_stopped() {
+    let h = Harness::new();
+    let run = h.start(fast_config());
+    h.queue.push(
+        ctsync_actors::actors::BROKER_ERROR,
+        Some("<Error><Code>-8489</Code><Description>The dialog has exceeded the specified LIFETIME.</Description></Error>"),
+    );
+    eventually(
+        Duration::from_secs(10),
+        "capture reported stopped",
+        || async {
+            run.board
+                .ddl_problem()
+                .is_some_and(|p| p.contains("CREATE EVENT NOTIFICATION") && p.contains("LIFETIME"))
+        },
+    )
+    .await;
+    assert_eq!(h.queue.ended_conversations().len(), 1);
+    assert_eq!(h.queue.rollbacks(), 0);
+    // Events arriving again (the notification was recreated) clear it.
+    h.queue.push_event(&fixture("create_index.xml"));
+    eventually(Duration::from_secs(10), "capture works again", || async {
+        run.board.ddl_problem().is_none()
+    })
+    .await;
 }

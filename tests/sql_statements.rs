@@ -383,8 +383,14 @@ fn queue_receive_statement_matches_its_golden_text() {
     assert_eq!(queue, "[dbo].[SyncDDLQueue]");
     assert_eq!(
         sql::receive(&queue, 10, 5000),
-        "WAITFOR (RECEIVE TOP (10) conversation_handle, message_type_name, \
-         CAST(CAST(message_body AS xml) AS nvarchar(max)) AS body FROM [dbo].[SyncDDLQueue]), TIMEOUT 5000"
+        "WAITFOR (RECEIVE TOP (10) conversation_handle, message_sequence_number, \
+         message_type_name, message_body FROM [dbo].[SyncDDLQueue]), TIMEOUT 5000"
+    );
+    // No cast to xml inside the receive: one non-XML body must not fail it.
+    assert!(!sql::receive(&queue, 10, 5000).contains("xml"));
+    assert_eq!(
+        sql::END_CONVERSATION,
+        "DECLARE @handle uniqueidentifier = CAST(@P1 AS uniqueidentifier); END CONVERSATION @handle;"
     );
     assert_eq!(sql::BEGIN_RECEIVE, "BEGIN TRANSACTION;");
     parses(sql::BEGIN_RECEIVE);
@@ -457,7 +463,14 @@ fn ctsync_own_objects_statements_match_their_golden_text_and_parse() {
         .contains("SET [version] = NULL, [load_pending] = 1, [load_replaced_version] = @P2"));
     assert!(sql::FINISH_LOAD
         .contains("SET [version] = @P2, [load_pending] = 0, [load_replaced_version] = NULL"));
+    assert!(sql::INBOX_ADD.starts_with(
+        "IF NOT EXISTS (SELECT 1 FROM [ctsync].[ddl_inbox] WHERE [message_id] = @P1)"
+    ));
     for stmt in [
+        sql::INBOX_ADD,
+        sql::INBOX_PENDING,
+        sql::INBOX_DONE,
+        sql::INBOX_FAILED,
         sql::UPSERT_VERSION,
         sql::BEGIN_LOAD,
         sql::FINISH_LOAD,

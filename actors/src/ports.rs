@@ -108,6 +108,13 @@ pub trait Replica: Send + Sync {
     async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()>;
     /// The replica's views, procedures, functions and triggers.
     async fn modules(&self) -> Result<Vec<ModuleDef>>;
+    /// Records received DDL messages in the inbox (`[ctsync].[ddl_inbox]`),
+    /// in one transaction; a message already there (same id) is skipped.
+    async fn inbox_add(&self, messages: &[QueueMessage]) -> Result<()>;
+    /// The inbox's pending messages, oldest first.
+    async fn inbox_pending(&self) -> Result<Vec<InboxMessage>>;
+    /// Records what became of an inbox message.
+    async fn inbox_settle(&self, id: &str, outcome: &InboxOutcome) -> Result<()>;
     /// Creates, alters or drops one module (each CREATE is its own batch).
     async fn apply_module(&self, op: &ModuleOp) -> Result<()>;
 }
@@ -115,20 +122,54 @@ pub trait Replica: Send + Sync {
 /// One message received from the DDL queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueMessage {
+    /// `conversation_handle:message_sequence_number`: unique per message,
+    /// so recording a message twice (a receive rolled back and delivered
+    /// again) keeps one copy.
+    pub id: String,
+    /// The conversation the message belongs to (`conversation_handle`).
+    pub conversation: String,
     pub message_type: String,
-    /// The message body as text (EVENTDATA XML for event notifications).
+    /// The message body as text: EVENTDATA XML for event notifications; a
+    /// body that is not XML comes as `0x…` hex, to be parked as it is.
     pub body: Option<String>,
 }
 
 /// The Service Broker queue of DDL events (`SyncDDLQueue`). `receive`
-/// opens a transaction that only `commit` ends: ctsync never rolls a receive
-/// back, so poison-message detection can never disable the queue.
+/// opens a transaction that `commit` ends once the messages are recorded in
+/// the inbox. It is rolled back only when the inbox could not record them
+/// (the listener then stops receiving until the inbox answers), so a
+/// message is never lost and poison-message detection is never fed by a
+/// message ctsync cannot handle.
 #[async_trait]
 pub trait DdlQueue: Send + Sync {
     /// Waits up to `wait` for up to `max` messages, inside a transaction.
     async fn receive(&self, max: usize, wait: std::time::Duration) -> Result<Vec<QueueMessage>>;
+    /// Ends a conversation whose far end failed or closed (inside the open
+    /// receive transaction).
+    async fn end_conversation(&self, conversation: &str) -> Result<()>;
     /// Commits the open receive: its messages leave the queue.
     async fn commit(&self) -> Result<()>;
+    /// Rolls the open receive back: its messages return to the queue.
+    async fn rollback(&self) -> Result<()>;
+}
+
+/// A DDL message recorded in the replica's inbox, waiting to be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxMessage {
+    pub message: QueueMessage,
+    /// Failed attempts to apply it so far.
+    pub attempts: u32,
+}
+
+/// What became of an inbox message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboxOutcome {
+    /// Applied or deliberately ignored: it leaves the inbox.
+    Done,
+    /// Failed; it stays pending for another attempt.
+    Retry(String),
+    /// Cannot be applied: it stays in the inbox as parked, with the error.
+    Parked(String),
 }
 
 /// Operator switches for one table (`mssql_sync:enabled:<T>`,

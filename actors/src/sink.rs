@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::fence::Fence;
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
-use crate::ports::{LoadStart, Replica, ReplicaRecord};
+use crate::ports::{InboxMessage, InboxOutcome, LoadStart, QueueMessage, Replica, ReplicaRecord};
 use crate::telemetry;
 
 /// One request to the replica.
@@ -29,6 +29,9 @@ pub enum SinkOp {
     RenameTable(TableId, TableId),
     Modules,
     Module(ModuleOp),
+    InboxAdd(Vec<QueueMessage>),
+    InboxPending,
+    InboxSettle(String, InboxOutcome),
 }
 
 impl SinkOp {
@@ -42,9 +45,13 @@ impl SinkOp {
             | SinkOp::AlterColumns(t, _)
             | SinkOp::RenameColumn(t, _, _)
             | SinkOp::RenameTable(t, _) => Some(t),
-            SinkOp::Record(_) | SinkOp::ReplicaSchema(_) | SinkOp::Modules | SinkOp::Module(_) => {
-                None
-            }
+            SinkOp::Record(_)
+            | SinkOp::ReplicaSchema(_)
+            | SinkOp::Modules
+            | SinkOp::Module(_)
+            | SinkOp::InboxAdd(_)
+            | SinkOp::InboxPending
+            | SinkOp::InboxSettle(..) => None,
         }
     }
 }
@@ -54,6 +61,7 @@ pub enum SinkReply {
     Record(ReplicaRecord),
     Schema(Option<TableSchema>),
     Modules(Vec<ModuleDef>),
+    Inbox(Vec<InboxMessage>),
 }
 
 /// A request with the fence token of the table owner that sends it
@@ -114,6 +122,9 @@ async fn perform(replica: Arc<dyn Replica>, op: SinkOp) -> Result<SinkReply> {
         SinkOp::RenameTable(from, to) => done(replica.rename_table(&from, &to).await),
         SinkOp::Modules => replica.modules().await.map(SinkReply::Modules),
         SinkOp::Module(op) => done(replica.apply_module(&op).await),
+        SinkOp::InboxAdd(messages) => done(replica.inbox_add(&messages).await),
+        SinkOp::InboxPending => replica.inbox_pending().await.map(SinkReply::Inbox),
+        SinkOp::InboxSettle(id, outcome) => done(replica.inbox_settle(&id, &outcome).await),
     }
 }
 
@@ -233,5 +244,20 @@ impl SinkHandle {
 
     pub async fn apply_module(&self, op: ModuleOp) -> Result<()> {
         self.write(SinkOp::Module(op)).await
+    }
+
+    pub async fn inbox_add(&self, messages: Vec<QueueMessage>) -> Result<()> {
+        self.write(SinkOp::InboxAdd(messages)).await
+    }
+
+    pub async fn inbox_pending(&self) -> Result<Vec<InboxMessage>> {
+        match self.call(SinkOp::InboxPending).await? {
+            SinkReply::Inbox(m) => Ok(m),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn inbox_settle(&self, id: String, outcome: InboxOutcome) -> Result<()> {
+        self.write(SinkOp::InboxSettle(id, outcome)).await
     }
 }

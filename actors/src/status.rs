@@ -69,6 +69,8 @@ pub struct StatusBoard {
     modules_skipped: Arc<Mutex<Vec<String>>>,
     /// When (Unix ms) ctsync last found that Redis had lost its data.
     redis_data_lost_at: Arc<Mutex<Option<u64>>>,
+    /// Why DDL capture stopped (with the fix-up SQL), while it is stopped.
+    ddl_problem: Arc<Mutex<Option<String>>>,
 }
 
 impl StatusBoard {
@@ -115,6 +117,17 @@ impl StatusBoard {
             .modules_skipped
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = names;
+    }
+
+    pub fn ddl_problem(&self) -> Option<String> {
+        self.ddl_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_ddl_problem(&self, problem: Option<String>) {
+        *self.ddl_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
     }
 
     pub fn redis_data_lost_at(&self) -> Option<u64> {

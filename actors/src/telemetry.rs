@@ -26,6 +26,7 @@ pub const TRACKED_TABLES: &str = "ctsync_tracked_tables";
 pub const DISCOVERY_RUNS: &str = "ctsync_discovery_runs_total";
 pub const FENCED_WRITES: &str = "ctsync_fenced_writes_total";
 pub const REDIS_DATA_LOSS: &str = "ctsync_redis_data_loss_total";
+pub const DDL_CAPTURE_STOPPED: &str = "ctsync_ddl_capture_stopped";
 
 /// Registers help texts; call once after installing a recorder.
 pub fn describe() {
@@ -100,6 +101,10 @@ pub fn describe() {
     describe_counter!(
         REDIS_DATA_LOSS,
         "Times ctsync found that Redis lost its data (its marker key vanished): tables pause until re-enabled."
+    );
+    describe_gauge!(
+        DDL_CAPTURE_STOPPED,
+        "1 when Service Broker ended the DDL event notification's conversation: schema changes are no longer received until it is recreated."
     );
     describe_gauge!(
         MODULE_FAILING,
@@ -200,4 +205,8 @@ pub fn fenced_write(e: &crate::error::Error) {
 
 pub fn redis_data_loss() {
     counter!(REDIS_DATA_LOSS).increment(1);
+}
+
+pub fn ddl_capture_stopped(stopped: bool) {
+    gauge!(DDL_CAPTURE_STOPPED).set(if stopped { 1.0 } else { 0.0 });
 }

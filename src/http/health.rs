@@ -45,7 +45,14 @@ pub async fn readyz(shared: web::Data<HttpState>) -> HttpResponse {
             }
         }
     }
-    let body = json!({ "ready": failing.is_empty(), "failing": failing, "checks": checks });
+    // Problems that do not make ctsync unready but need an operator.
+    let warnings: Vec<String> = shared.board.ddl_problem().into_iter().collect();
+    let body = json!({
+        "ready": failing.is_empty(),
+        "failing": failing,
+        "checks": checks,
+        "warnings": warnings,
+    });
     if failing.is_empty() {
         HttpResponse::Ok().json(body)
     } else {

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use ctsync_actors::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use ctsync_actors::modules::{ModuleDef, ModuleOp};
-use ctsync_actors::ports::{LoadStart, PendingLoad, Replica, ReplicaRecord};
+use ctsync_actors::ports::{
+    InboxMessage, InboxOutcome, LoadStart, PendingLoad, QueueMessage, Replica, ReplicaRecord,
+};
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
@@ -285,6 +287,80 @@ impl Replica for MssqlReplica {
                 .map(|_| ())
         }
         .await;
+        Self::finish(lease, work, &what).await
+    }
+
+    async fn inbox_add(&self, messages: &[QueueMessage]) -> Result<()> {
+        let what = format!(
+            "recording {} DDL messages in [ctsync].[ddl_inbox]",
+            messages.len()
+        );
+        let mut lease = self.begin(&what).await?;
+        let work = async {
+            for m in messages {
+                let params = vec![
+                    ColumnData::String(Some(m.id.clone().into())),
+                    ColumnData::String(Some(m.message_type.clone().into())),
+                    ColumnData::String(m.body.clone().map(Into::into)),
+                ];
+                execute(&mut lease, sql::INBOX_ADD, params, || what.clone()).await?;
+            }
+            Ok(())
+        }
+        .await;
+        Self::finish(lease, work, &what).await
+    }
+
+    async fn inbox_pending(&self) -> Result<Vec<InboxMessage>> {
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        self.ensure_migrated(&mut lease).await.map_err(err)?;
+        let rows = query_rows(&mut lease, sql::INBOX_PENDING, vec![], || {
+            "reading [ctsync].[ddl_inbox]".into()
+        })
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                let text = |i: usize| r.try_get::<&str, _>(i).ok().flatten().map(str::to_string);
+                let id = text(0).unwrap_or_default();
+                Ok(InboxMessage {
+                    message: QueueMessage {
+                        conversation: id.split(':').next().unwrap_or_default().to_string(),
+                        id,
+                        message_type: text(1).unwrap_or_default(),
+                        body: text(2),
+                    },
+                    attempts: r.try_get::<i32, _>(3).ok().flatten().unwrap_or(0).max(0) as u32,
+                })
+            })
+            .collect()
+    }
+
+    async fn inbox_settle(&self, id: &str, outcome: &InboxOutcome) -> Result<()> {
+        let what = format!("settling DDL message {id} in [ctsync].[ddl_inbox]");
+        let id_param = ColumnData::String(Some(id.to_string().into()));
+        let (text, params) = match outcome {
+            InboxOutcome::Done => (sql::INBOX_DONE, vec![id_param]),
+            InboxOutcome::Retry(e) | InboxOutcome::Parked(e) => {
+                let status = if matches!(outcome, InboxOutcome::Parked(_)) {
+                    "parked"
+                } else {
+                    "pending"
+                };
+                (
+                    sql::INBOX_FAILED,
+                    vec![
+                        id_param,
+                        ColumnData::String(Some(e.clone().into())),
+                        ColumnData::String(Some(status.into())),
+                    ],
+                )
+            }
+        };
+        let mut lease = self.begin(&what).await?;
+        let work = execute(&mut lease, text, params, || what.clone())
+            .await
+            .map(|_| ());
         Self::finish(lease, work, &what).await
     }
 

@@ -1,8 +1,12 @@
-//! DdlListenerActor: receives DDL events from the Service Broker queue in a
-//! transaction, turns each into a schema change for its table's actor, and
-//! always commits: a message that cannot be applied is parked in
-//! `mssql_sync:ddl_failed` (with its XML and the error), never rolled back,
-//! so poison-message detection can never disable the queue.
+//! DdlListenerActor: receives DDL events from the Service Broker queue and
+//! records them durably in the replica's inbox (`[ctsync].[ddl_inbox]`)
+//! before the receive commits; only then, with no primary transaction open,
+//! it applies each recorded event through its table's actor. An event that
+//! cannot be applied is parked (in the inbox, and in `mssql_sync:ddl_failed`
+//! when Redis answers), never dropped and never rolled back into the queue.
+//! While the inbox cannot be written the listener stops receiving. An
+//! `Error` message on the notification's conversation (SQL Server dropped
+//! the notification) ends that conversation and is reported loudly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +16,30 @@ use tracing::{debug, error, info, warn};
 
 use super::supervisor::{RouteSchemaChange, SupervisorActor};
 use crate::ddl::{parse_event, DdlEvent, ParkedDdl, EVENT_NOTIFICATION};
-use crate::ports::{DdlQueue, QueueMessage, StateStore};
+use crate::ports::{DdlQueue, InboxMessage, InboxOutcome, QueueMessage, StateStore};
+use crate::sink::SinkHandle;
+use crate::status::StatusBoard;
 use crate::telemetry;
+
+/// Service Broker's message type for a failed conversation.
+pub const BROKER_ERROR: &str = "http://schemas.microsoft.com/SQL/ServiceBroker/Error";
+/// Service Broker's message type for a conversation the far end closed.
+pub const BROKER_END_DIALOG: &str = "http://schemas.microsoft.com/SQL/ServiceBroker/EndDialog";
+/// Attempts to apply an inbox message before it is parked.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// What the page, `/readyz` and the log say when DDL capture stopped.
+pub fn capture_stopped_message(detail: &str) -> String {
+    format!(
+        "DDL capture stopped: Service Broker ended the event notification's conversation \
+         ({detail}); SQL Server drops such a notification, so schema changes are no longer \
+         received (each cycle's reconcile still catches column changes; renames then pause the \
+         table). Recreate it on the primary: DROP EVENT NOTIFICATION [SyncDDLNotification] ON \
+         DATABASE; CREATE EVENT NOTIFICATION [SyncDDLNotification] ON DATABASE FOR \
+         DDL_TABLE_EVENTS, RENAME TO SERVICE 'SyncDDLService', 'current database'; (use your \
+         notification's name from sys.event_notifications)"
+    )
+}
 
 /// How the listener waits and retries.
 #[derive(Debug, Clone)]
@@ -38,6 +64,8 @@ impl Default for ListenerConfig {
 pub struct DdlListenerActor {
     queue: Arc<dyn DdlQueue>,
     state: Arc<dyn StateStore>,
+    sink: SinkHandle,
+    board: StatusBoard,
     supervisor: Addr<SupervisorActor>,
     config: ListenerConfig,
     stopped: bool,
@@ -45,24 +73,52 @@ pub struct DdlListenerActor {
     failing: Option<String>,
 }
 
-/// What became of one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What applying one recorded message came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Handled {
-    Applied,
-    Ignored,
-    Parked,
+    Done,
+    /// Redis did not answer: tried again later, not counted as an attempt
+    /// (an event must not be parked only because Redis was down).
+    Unavailable(String),
+    /// Applying failed; counted, parked after `MAX_ATTEMPTS`.
+    Failed(String),
+    /// Will never work (the message cannot be read).
+    Unreadable(String),
+}
+
+/// What one receive brought, for the actor to report.
+#[derive(Debug, Default)]
+struct Received {
+    /// Event notifications arrived: capture works.
+    events: bool,
+    /// The notification's conversation failed (Service Broker's error text).
+    broker_error: Option<String>,
+}
+
+/// The parts of the listener its async work needs.
+#[derive(Clone)]
+struct Parts {
+    queue: Arc<dyn DdlQueue>,
+    state: Arc<dyn StateStore>,
+    sink: SinkHandle,
+    supervisor: Addr<SupervisorActor>,
+    config: ListenerConfig,
 }
 
 impl DdlListenerActor {
     pub fn new(
         queue: Arc<dyn DdlQueue>,
         state: Arc<dyn StateStore>,
+        sink: SinkHandle,
+        board: StatusBoard,
         supervisor: Addr<SupervisorActor>,
         config: ListenerConfig,
     ) -> Self {
         Self {
             queue,
             state,
+            sink,
+            board,
             supervisor,
             config,
             stopped: false,
@@ -80,42 +136,114 @@ impl DdlListenerActor {
         if self.stopped {
             return;
         }
-        let (queue, state, supervisor, config) = (
-            self.queue.clone(),
-            self.state.clone(),
-            self.supervisor.clone(),
-            self.config.clone(),
-        );
-        let work = async move {
-            let messages = queue.receive(config.batch, config.wait).await?;
-            for m in &messages {
-                handle(m, &state, &supervisor).await;
-            }
-            // Ends the receive transaction, with or without messages.
-            queue.commit().await?;
-            Ok::<usize, crate::error::Error>(messages.len())
+        let parts = Parts {
+            queue: self.queue.clone(),
+            state: self.state.clone(),
+            sink: self.sink.clone(),
+            supervisor: self.supervisor.clone(),
+            config: self.config.clone(),
         };
-        ctx.wait(work.into_actor(self).map(|result, act, ctx| match result {
-            Ok(_) => {
-                if act.failing.take().is_some() {
-                    info!("receiving from the DDL queue works again");
-                }
-                act.schedule(Duration::ZERO, ctx)
-            }
-            Err(e) => {
-                telemetry::error("ddl_listener");
-                let message = e.to_string();
-                // Said once per distinct error, not every few seconds.
-                if act.failing.as_deref() != Some(message.as_str()) {
-                    warn!(error = %message, "receiving from the DDL queue failed; retrying every few seconds");
-                } else {
-                    debug!(error = %message, "receiving from the DDL queue still fails");
-                }
-                act.failing = Some(message);
-                act.schedule(act.config.retry_delay, ctx);
-            }
-        }));
+        ctx.wait(
+            round(parts)
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok(received) => {
+                        if act.failing.take().is_some() {
+                            info!("receiving from the DDL queue works again");
+                        }
+                        act.report(received);
+                        act.schedule(Duration::ZERO, ctx)
+                    }
+                    Err(e) => {
+                        telemetry::error("ddl_listener");
+                        let message = e.to_string();
+                        // Said once per distinct error, not every few seconds.
+                        if act.failing.as_deref() != Some(message.as_str()) {
+                            warn!(error = %message, "DDL listener: receiving or recording failed; no message is lost, retrying every few seconds");
+                        } else {
+                            debug!(error = %message, "DDL listener still failing");
+                        }
+                        act.failing = Some(message);
+                        act.schedule(act.config.retry_delay, ctx);
+                    }
+                }),
+        );
     }
+
+    fn report(&mut self, received: Received) {
+        if let Some(detail) = received.broker_error {
+            let message = capture_stopped_message(&detail);
+            error!("{message}");
+            telemetry::ddl_capture_stopped(true);
+            self.board.set_ddl_problem(Some(message));
+        } else if received.events && self.board.ddl_problem().is_some() {
+            info!("DDL events arrive again: capture works");
+            telemetry::ddl_capture_stopped(false);
+            self.board.set_ddl_problem(None);
+        }
+    }
+}
+
+/// One round: apply what the inbox holds, then receive, record and commit.
+async fn round(parts: Parts) -> crate::error::Result<Received> {
+    // The inbox first: it also holds what a crash or a stop left behind.
+    // If it cannot be read, nothing is received either.
+    for m in parts.sink.inbox_pending().await? {
+        let outcome = match handle(&m.message, &parts.state, &parts.supervisor).await {
+            Handled::Done => InboxOutcome::Done,
+            Handled::Unavailable(e) => {
+                debug!(id = %m.message.id, error = %e, "DDL event waits for Redis");
+                continue;
+            }
+            Handled::Failed(e) if m.attempts + 1 < MAX_ATTEMPTS => {
+                debug!(id = %m.message.id, error = %e, "DDL event not applied yet; will retry");
+                InboxOutcome::Retry(e)
+            }
+            Handled::Failed(e) | Handled::Unreadable(e) => park(&parts.state, &m, e).await,
+        };
+        parts
+            .sink
+            .inbox_settle(m.message.id.clone(), outcome)
+            .await?;
+    }
+    let queue = &parts.queue;
+    let messages = queue.receive(parts.config.batch, parts.config.wait).await?;
+    let mut received = Received::default();
+    let mut record = Vec::with_capacity(messages.len());
+    for m in messages {
+        match m.message_type.as_str() {
+            EVENT_NOTIFICATION => {
+                received.events = true;
+                record.push(m);
+            }
+            BROKER_ERROR | BROKER_END_DIALOG => {
+                if m.message_type == BROKER_ERROR {
+                    received.broker_error =
+                        Some(m.body.clone().unwrap_or_else(|| "no error text".into()));
+                }
+                telemetry::ddl_event("other", "ignored");
+                if let Err(e) = queue.end_conversation(&m.conversation).await {
+                    let _ = queue.rollback().await;
+                    return Err(e);
+                }
+            }
+            other => {
+                info!(message_type = %other, "DDL queue message of an unknown type; acknowledged");
+                telemetry::ddl_event("other", "ignored");
+            }
+        }
+    }
+    if !record.is_empty() {
+        // Durable before the receive commits: a failure here returns the
+        // messages to the queue (the next round first needs a working inbox).
+        if let Err(e) = parts.sink.inbox_add(record).await {
+            let _ = queue.rollback().await;
+            return Err(e);
+        }
+    }
+    // Ends the receive transaction, with or without messages.
+    queue.commit().await?;
+    Ok(received)
 }
 
 async fn handle(
@@ -123,29 +251,17 @@ async fn handle(
     state: &Arc<dyn StateStore>,
     supervisor: &Addr<SupervisorActor>,
 ) -> Handled {
-    if m.message_type != EVENT_NOTIFICATION {
-        // EndDialog / Error messages of the notification's conversation.
-        info!(message_type = %m.message_type, "DDL queue message that is not an event; acknowledged");
-        telemetry::ddl_event("other", "ignored");
-        return Handled::Ignored;
-    }
     let Some(body) = m.body.as_deref() else {
-        return park(
-            state,
-            m,
-            "the event notification has an empty body".into(),
-            "unparsed",
-        )
-        .await;
+        return Handled::Unreadable("the event notification has an empty body".into());
     };
     let change = match parse_event(body) {
         Ok(DdlEvent::Change(c)) => c,
         Ok(DdlEvent::Ignored { event_type, reason }) => {
             debug!(%event_type, %reason, "DDL event ignored");
             telemetry::ddl_event(&event_type, "ignored");
-            return Handled::Ignored;
+            return Handled::Done;
         }
-        Err(e) => return park(state, m, e.to_string(), "unparsed").await,
+        Err(e) => return Handled::Unreadable(e.to_string()),
     };
     let event_type = match &change {
         crate::ddl::SchemaChange::Columns { .. } => "ALTER_TABLE",
@@ -156,60 +272,49 @@ async fn handle(
         Ok(flags) if !flags.enabled => {
             debug!(table = %table, "DDL event for a table that is not enabled; ignored");
             telemetry::ddl_event(event_type, "ignored");
-            return Handled::Ignored;
+            return Handled::Done;
         }
         Ok(_) => {}
-        Err(e) => {
-            return park(
-                state,
-                m,
-                format!("could not read the flags of {table}: {e}"),
-                event_type,
-            )
-            .await
-        }
+        Err(e) => return Handled::Unavailable(format!("could not read the flags of {table}: {e}")),
     }
     match supervisor.send(RouteSchemaChange(change)).await {
         Ok(Ok(())) => {
             telemetry::ddl_event(event_type, "applied");
-            Handled::Applied
+            Handled::Done
         }
-        Ok(Err(e)) => park(state, m, e.to_string(), event_type).await,
-        Err(e) => park(state, m, format!("supervisor unavailable: {e}"), event_type).await,
+        Ok(Err(e)) => Handled::Failed(e.to_string()),
+        Err(e) => Handled::Failed(format!("supervisor unavailable: {e}")),
     }
 }
 
-async fn park(
-    state: &Arc<dyn StateStore>,
-    m: &QueueMessage,
-    reason: String,
-    event_type: &str,
-) -> Handled {
-    let body = m.body.clone().unwrap_or_default();
+/// Parks a message: it stays in the inbox as parked (durable), and a copy
+/// goes to `mssql_sync:ddl_failed` for operators when Redis answers.
+async fn park(state: &Arc<dyn StateStore>, m: &InboxMessage, reason: String) -> InboxOutcome {
+    let body = m.message.body.clone().unwrap_or_default();
     let entry = ParkedDdl {
-        message_type: m.message_type.clone(),
+        message_type: m.message.message_type.clone(),
         body: body.clone(),
         error: reason.clone(),
         parked_at: crate::sync::now_millis(),
     };
+    let event_type = parse_event(&body)
+        .ok()
+        .map(|e| match e {
+            DdlEvent::Change(crate::ddl::SchemaChange::Columns { .. }) => "ALTER_TABLE",
+            DdlEvent::Change(_) => "RENAME",
+            DdlEvent::Ignored { .. } => "other",
+        })
+        .unwrap_or("unparsed");
     telemetry::ddl_event(event_type, "parked");
-    for attempt in 1..=3u64 {
-        match state.park_ddl(&entry).await {
-            Ok(()) => {
-                warn!(error = %reason, "DDL message could not be applied; parked in mssql_sync:ddl_failed");
-                return Handled::Parked;
-            }
-            Err(e) if attempt < 3 => {
-                warn!(error = %e, attempt, "parking a DDL message failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-            }
-            Err(e) => {
-                // Last resort: the log keeps the message; the queue must move on.
-                error!(error = %reason, park_error = %e, message = %body, "DDL message could not be applied nor parked; it is logged here");
-            }
+    match state.park_ddl(&entry).await {
+        Ok(()) => {
+            warn!(id = %m.message.id, error = %reason, "DDL message could not be applied; parked in mssql_sync:ddl_failed and [ctsync].[ddl_inbox]")
+        }
+        Err(e) => {
+            error!(id = %m.message.id, error = %reason, park_error = %e, "DDL message could not be applied; parked in [ctsync].[ddl_inbox] on the replica (Redis did not answer)")
         }
     }
-    Handled::Parked
+    InboxOutcome::Parked(reason)
 }
 
 impl Actor for DdlListenerActor {

@@ -7,7 +7,10 @@ mod module_sync;
 mod supervisor;
 mod table;
 
-pub use ddl_listener::{DdlListenerActor, ListenerConfig, StopListening};
+pub use ddl_listener::{
+    capture_stopped_message, DdlListenerActor, ListenerConfig, StopListening, BROKER_END_DIALOG,
+    BROKER_ERROR,
+};
 pub use module_sync::ModuleSyncActor;
 pub use supervisor::{RouteSchemaChange, Shutdown, SupervisorActor};
 pub use table::{ApplySchemaChange, Retire, TableActor};
@@ -82,7 +85,10 @@ pub fn start(ports: Ports, config: SyncConfig) -> Running {
     }
     let listener = ddl_queue.map(|queue| {
         let sup = supervisor.clone();
-        actix::Supervisor::start(move |_| DdlListenerActor::new(queue, state, sup, listener))
+        let (sink, board) = (sink.clone(), board.clone());
+        actix::Supervisor::start(move |_| {
+            DdlListenerActor::new(queue, state, sink, board, sup, listener)
+        })
     });
     Running {
         supervisor,

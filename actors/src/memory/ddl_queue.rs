@@ -19,6 +19,9 @@ struct Data {
     rollbacks_in_a_row: usize,
     rollbacks: usize,
     disabled: bool,
+    /// Messages pushed so far (their sequence numbers).
+    pushed: u64,
+    ended: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -37,14 +40,28 @@ impl MemoryDdlQueue {
 
     /// Enqueues an event notification carrying `xml`.
     pub fn push_event(&self, xml: &str) {
-        self.push(QueueMessage {
-            message_type: EVENT_NOTIFICATION.into(),
-            body: Some(xml.to_string()),
-        });
+        self.push(EVENT_NOTIFICATION, Some(xml));
     }
 
-    pub fn push(&self, message: QueueMessage) {
-        self.lock().queue.push_back(message);
+    /// Enqueues a message of `message_type` on the notification's
+    /// conversation; returns its id.
+    pub fn push(&self, message_type: &str, body: Option<&str>) -> String {
+        let mut d = self.lock();
+        d.pushed += 1;
+        let conversation = "6f9619ff-8b86-d011-b42d-00c04fc964ff".to_string();
+        let id = format!("{conversation}:{}", d.pushed);
+        d.queue.push_back(QueueMessage {
+            id: id.clone(),
+            conversation,
+            message_type: message_type.to_string(),
+            body: body.map(str::to_string),
+        });
+        id
+    }
+
+    /// Conversations ended by the listener (`END CONVERSATION`).
+    pub fn ended_conversations(&self) -> Vec<String> {
+        self.lock().ended.clone()
     }
 
     /// The connection died mid-transaction: the server rolls the receive
@@ -105,6 +122,16 @@ impl DdlQueue for MemoryDdlQueue {
         // WAITFOR … TIMEOUT: nothing arrived, an empty result.
         tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
         Ok(Vec::new())
+    }
+
+    async fn end_conversation(&self, conversation: &str) -> Result<()> {
+        self.lock().ended.push(conversation.to_string());
+        Ok(())
+    }
+
+    async fn rollback(&self) -> Result<()> {
+        self.abort();
+        Ok(())
     }
 
     async fn commit(&self) -> Result<()> {

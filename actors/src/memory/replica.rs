@@ -12,7 +12,9 @@ use super::replica_table::{alter, insert, references, Table};
 use crate::error::{Error, Result};
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
-use crate::ports::{LoadStart, PendingLoad, Replica, ReplicaRecord};
+use crate::ports::{
+    InboxMessage, InboxOutcome, LoadStart, PendingLoad, QueueMessage, Replica, ReplicaRecord,
+};
 
 #[derive(Debug, Default)]
 struct Data {
@@ -33,6 +35,8 @@ struct Data {
     /// `insert_rows` calls under way now, and the most ever seen at once.
     in_flight: usize,
     max_in_flight: usize,
+    /// The DDL inbox: messages with their attempts and parked error.
+    inbox: Vec<(InboxMessage, Option<String>)>,
     /// Full loads started per table (`begin_full_load` calls that committed).
     loads_started: BTreeMap<TableId, usize>,
 }
@@ -125,6 +129,24 @@ impl MemoryReplica {
     /// The version in the replica's own `ctsync` version table.
     pub fn recorded_version(&self, id: &TableId) -> Option<SyncVersion> {
         self.lock().records.get(id).and_then(|r| r.version)
+    }
+
+    /// Inbox messages parked (id, error).
+    pub fn inbox_parked(&self) -> Vec<(String, String)> {
+        self.lock()
+            .inbox
+            .iter()
+            .filter_map(|(m, e)| e.clone().map(|e| (m.message.id.clone(), e)))
+            .collect()
+    }
+
+    /// Inbox messages still waiting to be applied.
+    pub fn inbox_len(&self) -> usize {
+        self.lock()
+            .inbox
+            .iter()
+            .filter(|(_, e)| e.is_none())
+            .count()
     }
 
     /// How many full loads of the table started (committed their first step).
@@ -362,6 +384,59 @@ impl Replica for MemoryReplica {
             return Err(Error::Replica(msg.clone()));
         }
         Ok(data.modules.values().cloned().collect())
+    }
+
+    async fn inbox_add(&self, messages: &[QueueMessage]) -> Result<()> {
+        let mut data = self.lock();
+        if let Some(msg) = &data.down {
+            return Err(Error::Replica(msg.clone()));
+        }
+        for m in messages {
+            if !data.inbox.iter().any(|(x, _)| x.message.id == m.id) {
+                data.inbox.push((
+                    InboxMessage {
+                        message: m.clone(),
+                        attempts: 0,
+                    },
+                    None,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn inbox_pending(&self) -> Result<Vec<InboxMessage>> {
+        let data = self.lock();
+        if let Some(msg) = &data.down {
+            return Err(Error::Replica(msg.clone()));
+        }
+        Ok(data
+            .inbox
+            .iter()
+            .filter(|(_, e)| e.is_none())
+            .map(|(m, _)| m.clone())
+            .collect())
+    }
+
+    async fn inbox_settle(&self, id: &str, outcome: &InboxOutcome) -> Result<()> {
+        let mut data = self.lock();
+        if let Some(msg) = &data.down {
+            return Err(Error::Replica(msg.clone()));
+        }
+        let Some(i) = data.inbox.iter().position(|(m, _)| m.message.id == id) else {
+            return Ok(());
+        };
+        match outcome {
+            InboxOutcome::Done => {
+                data.inbox.remove(i);
+            }
+            InboxOutcome::Retry(_) => data.inbox[i].0.attempts += 1,
+            InboxOutcome::Parked(e) => {
+                data.inbox[i].0.attempts += 1;
+                data.inbox[i].1 = Some(e.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Creating a module checks that every `[s].[n]` it names exists, as

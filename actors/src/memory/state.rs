@@ -186,6 +186,9 @@ pub struct FlakyState {
     inner: Arc<dyn StateStore>,
     fail_set_version: AtomicUsize,
     fail_ensure_flags: AtomicUsize,
+    /// While set, reading flags and versions fails as if Redis were down
+    /// (its data stays, unlike a restart without persistence).
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl FlakyState {
@@ -194,6 +197,7 @@ impl FlakyState {
             inner,
             fail_set_version: AtomicUsize::new(0),
             fail_ensure_flags: AtomicUsize::new(0),
+            down: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -206,6 +210,18 @@ impl FlakyState {
         self.fail_ensure_flags.store(n, Ordering::SeqCst);
     }
 
+    /// Reads of flags and versions fail while `down` (Redis unreachable).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn check_up(&self) -> Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::State("injected: Redis is unreachable".into()));
+        }
+        Ok(())
+    }
+
     fn take(counter: &AtomicUsize) -> bool {
         counter
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -216,6 +232,7 @@ impl FlakyState {
 #[async_trait]
 impl StateStore for FlakyState {
     async fn ensure_flags(&self, tables: &[TableId]) -> Result<Marker> {
+        self.check_up()?;
         if Self::take(&self.fail_ensure_flags) {
             return Err(Error::State(
                 "injected: connection reset creating flags".into(),
@@ -227,6 +244,7 @@ impl StateStore for FlakyState {
         self.inner.publish(pairs).await
     }
     async fn flags(&self, table: &TableId) -> Result<TableFlags> {
+        self.check_up()?;
         self.inner.flags(table).await
     }
     async fn set_enabled(&self, table: &TableId, enabled: bool) -> Result<()> {
@@ -236,6 +254,7 @@ impl StateStore for FlakyState {
         self.inner.set_force_full_load(table, force).await
     }
     async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
+        self.check_up()?;
         self.inner.version(table).await
     }
     async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()> {

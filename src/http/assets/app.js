@@ -109,6 +109,9 @@ async function refresh() {
       ? `Redis lost its data at ${new Date(body.redis_data_lost_at).toLocaleString()}: every table was paused. `
         + "Re-enable the tables; each continues from the version recorded on the replica without a reload."
       : "";
+    const ddl = $("ddl-problem");
+    ddl.hidden = !body.ddl_capture_problem;
+    ddl.textContent = body.ddl_capture_problem || "";
     notice("");
   } catch (e) {
     notice(`Cannot reach ctsync: ${e}`);

@@ -95,12 +95,19 @@ pub fn queue_name(schema: &str, queue: &str) -> String {
 }
 
 /// One transactional receive from the DDL queue. `max` and `timeout_ms`
-/// are ctsync's own numbers (not input), written as integer literals.
+/// are ctsync's own numbers (not input), written as integer literals. The
+/// body comes raw (varbinary) and is decoded by ctsync: a cast to xml here
+/// would fail the whole receive on one body that is not XML.
 pub fn receive(queue: &str, max: usize, timeout_ms: u64) -> String {
     format!(
-        "WAITFOR (RECEIVE TOP ({max}) conversation_handle, message_type_name, \
-         CAST(CAST(message_body AS xml) AS nvarchar(max)) AS body FROM {queue}), TIMEOUT {timeout_ms}"
+        "WAITFOR (RECEIVE TOP ({max}) conversation_handle, message_sequence_number, \
+         message_type_name, message_body FROM {queue}), TIMEOUT {timeout_ms}"
     )
 }
+
+/// Ends conversation `@P1` (its handle as text) inside the receive
+/// transaction.
+pub const END_CONVERSATION: &str =
+    "DECLARE @handle uniqueidentifier = CAST(@P1 AS uniqueidentifier); END CONVERSATION @handle;";
 
 pub const BEGIN_RECEIVE: &str = "BEGIN TRANSACTION;";

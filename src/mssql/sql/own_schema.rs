@@ -66,6 +66,16 @@ SELECT [table_name], [version], 0, NULL, [updated_at] FROM [ctsync].[sync_versio
             "EXEC sp_rename N'[ctsync].[sync_versions_v2]', N'sync_versions'",
         ],
     },
+    Migration {
+        version: 3,
+        description: "the DDL inbox: received DDL events, recorded before the receive commits",
+        batches: &["CREATE TABLE [ctsync].[ddl_inbox] (\
+[seq] bigint IDENTITY(1,1) NOT NULL CONSTRAINT [PK_ctsync_ddl_inbox] PRIMARY KEY, \
+[message_id] nvarchar(100) COLLATE Latin1_General_BIN2 NOT NULL CONSTRAINT [UQ_ctsync_ddl_inbox_message_id] UNIQUE, \
+[message_type] nvarchar(256) NOT NULL, [body] nvarchar(max) NULL, \
+[status] varchar(10) NOT NULL CONSTRAINT [CK_ctsync_ddl_inbox_status] CHECK ([status] IN ('pending', 'parked')), \
+[attempts] int NOT NULL, [error] nvarchar(max) NULL, [received_at] datetime2(3) NOT NULL)"],
+    },
 ];
 
 /// The schema version this build of ctsync expects.
@@ -112,3 +122,20 @@ pub fn drop_table_if_exists(id: &ctsync_actors::model::TableId) -> String {
         super::table(id)
     )
 }
+
+/// Records one received message (`@P1` id, `@P2` type, `@P3` body) unless
+/// the inbox has it already (a receive delivered again).
+pub const INBOX_ADD: &str = "IF NOT EXISTS (SELECT 1 FROM [ctsync].[ddl_inbox] WHERE [message_id] = @P1) \
+INSERT INTO [ctsync].[ddl_inbox] ([message_id], [message_type], [body], [status], [attempts], [error], [received_at]) \
+VALUES (@P1, @P2, @P3, 'pending', 0, NULL, SYSUTCDATETIME())";
+
+/// The pending messages, oldest first.
+pub const INBOX_PENDING: &str = "SELECT [message_id], [message_type], [body], [attempts] \
+FROM [ctsync].[ddl_inbox] WHERE [status] = 'pending' ORDER BY [seq]";
+
+/// An applied (or ignored) message leaves the inbox: `@P1` id.
+pub const INBOX_DONE: &str = "DELETE FROM [ctsync].[ddl_inbox] WHERE [message_id] = @P1";
+
+/// A failed attempt: `@P1` id, `@P2` error, `@P3` the new status.
+pub const INBOX_FAILED: &str = "UPDATE [ctsync].[ddl_inbox] SET [attempts] = [attempts] + 1, \
+[error] = @P2, [status] = @P3 WHERE [message_id] = @P1";
