@@ -244,3 +244,30 @@ async fn redis_losing_its_data_is_detected_reported_and_the_config_republished()
         "resumed from the replica's record"
     );
 }
+
+/// Found by the simulation (seed 17): after Redis lost its data, a cycle
+/// restored the version from the replica and started a load (here: the
+/// replica table is gone) that recorded "replaces no version"; when that
+/// load was interrupted, the restored version looked hand-set and cancelled
+/// the load on a half table.
+#[actix_rt::test]
+async fn a_load_started_after_redis_lost_its_data_is_not_cancelled_by_the_restored_version() {
+    let mut h = Harness::new();
+    let users = user_table();
+    h.enabled_table(users.clone(), (1..=12_000).map(|i| user(i, "n")))
+        .await;
+    let _run = h.start(fast_config());
+    h.wait_loaded(&users.id).await;
+
+    h.redis.restart(); // every key is gone; the replica keeps its record
+    h.replica.drop_table_by_hand(&users.id);
+    h.primary.fail_read_page(&users.id, 2);
+    h.set(&keys::enabled(&users.id), "true").await;
+    support::eventually(WAIT, "a load finished", || async {
+        let record = h.replica.table_record(&users.id);
+        h.replica.has_table(&users.id) && record.load.is_none() && record.version.is_some()
+    })
+    .await;
+    h.wait_equal(&users.id).await;
+    assert_eq!(h.replica.rows(&users.id).len(), 12_000);
+}

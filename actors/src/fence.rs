@@ -62,6 +62,60 @@ impl Fence {
     }
 }
 
+/// The tables whose cycle is running now, and how often a second cycle of
+/// a table started while one ran (which the fence should make impossible:
+/// counted, logged and checked by the simulation).
+#[derive(Debug, Clone, Default)]
+pub struct Cycles {
+    running: Arc<Mutex<BTreeMap<TableId, u32>>>,
+    overlaps: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Marks a table's cycle as running until dropped.
+pub struct CycleGuard {
+    cycles: Cycles,
+    table: TableId,
+}
+
+impl Cycles {
+    /// Enters a cycle of `table`.
+    pub fn enter(&self, table: &TableId) -> CycleGuard {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let n = running.entry(table.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            self.overlaps
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!(table = %table, "two cycles of one table overlap; this is a bug");
+        }
+        CycleGuard {
+            cycles: self.clone(),
+            table: table.clone(),
+        }
+    }
+
+    /// Cycles that started while another cycle of the same table ran.
+    pub fn overlaps(&self) -> u64 {
+        self.overlaps.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for CycleGuard {
+    fn drop(&mut self) {
+        let mut running = self
+            .cycles
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = running.get_mut(&self.table) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.table);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +135,21 @@ mod tests {
         assert!(fence.check(&u, other).is_ok(), "tables are fenced apart");
         fence.revoke(&t);
         assert!(fence.check(&t, second).is_err());
+    }
+
+    #[test]
+    fn overlapping_cycles_of_one_table_are_counted() {
+        let cycles = Cycles::default();
+        let t = TableId::new("dbo", "T");
+        let u = TableId::new("dbo", "U");
+        {
+            let _a = cycles.enter(&t);
+            let _b = cycles.enter(&u);
+            assert_eq!(cycles.overlaps(), 0);
+            let _c = cycles.enter(&t);
+            assert_eq!(cycles.overlaps(), 1);
+        }
+        let _d = cycles.enter(&t);
+        assert_eq!(cycles.overlaps(), 1, "sequential cycles never count");
     }
 }

@@ -31,6 +31,8 @@ pub struct Running {
     pub sink: SinkHandle,
     pub board: StatusBoard,
     pub listener: Option<Addr<DdlListenerActor>>,
+    /// Which tables' cycles run now; counts overlaps (there must be none).
+    pub cycles: crate::fence::Cycles,
 }
 
 impl Running {
@@ -75,7 +77,9 @@ pub fn start(ports: Ports, config: SyncConfig) -> Running {
         config,
         facts: Default::default(),
         fence,
+        cycles: Default::default(),
     });
+    let cycles = pipeline.cycles.clone();
     let supervisor = SupervisorActor::new(pipeline).start();
     {
         let (sink, board) = (sink.clone(), board.clone());
@@ -95,5 +99,6 @@ pub fn start(ports: Ports, config: SyncConfig) -> Running {
         sink,
         board,
         listener,
+        cycles,
     }
 }

@@ -79,6 +79,13 @@ impl MemoryDdlQueue {
         }
     }
 
+    /// The process holding an open receive died: rolled back, if open.
+    pub fn abort_if_open(&self) {
+        if !self.lock().in_flight.is_empty() {
+            self.abort();
+        }
+    }
+
     pub fn pending(&self) -> usize {
         let d = self.lock();
         d.queue.len() + d.in_flight.len()
@@ -130,7 +137,7 @@ impl DdlQueue for MemoryDdlQueue {
     }
 
     async fn rollback(&self) -> Result<()> {
-        self.abort();
+        self.abort_if_open();
         Ok(())
     }
 

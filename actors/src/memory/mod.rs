@@ -4,6 +4,7 @@
 //! of them accept injected faults.
 
 mod ddl_queue;
+pub mod faults;
 mod primary;
 mod replica;
 mod replica_table;

@@ -117,9 +117,11 @@ async fn starting_version(p: &Pipeline, sink: &SinkHandle, table: &TableId) -> R
         info!(table = %table, version = v, "Redis has no version; restored it from the replica's record");
         p.state.set_version(table, v).await?;
     }
+    // What Redis holds now: a load started below replaces the restored
+    // version, which must not later pass for a version set by hand.
     Ok(Start {
         version: record.version,
-        redis,
+        redis: record.version,
     })
 }
 
@@ -211,6 +213,7 @@ async fn settle_schema(
 
 /// One cycle of `table` by the owner holding fence `token`.
 pub async fn run_cycle(p: &Pipeline, table: &TableId, token: u64) -> Result<Outcome> {
+    let _running = p.cycles.enter(table);
     let flags: TableFlags = p.state.flags(table).await?;
     if !flags.enabled {
         set_state(p, table, TableState::Paused);

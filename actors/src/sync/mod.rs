@@ -14,7 +14,7 @@ use std::time::Duration;
 pub use cycle::{run_cycle, Outcome};
 pub use schema_change::apply_schema_change;
 
-use crate::fence::Fence;
+use crate::fence::{Cycles, Fence};
 use crate::model::PrimaryIdentity;
 use crate::ports::{Primary, StateStore};
 use crate::sink::SinkHandle;
@@ -77,6 +77,8 @@ pub struct Pipeline {
     pub facts: Mutex<PrimaryFacts>,
     /// Which TableActor owns each table (see [`crate::fence`]).
     pub fence: Fence,
+    /// Which tables' cycles run now (overlaps are counted).
+    pub cycles: Cycles,
 }
 
 impl Pipeline {

@@ -1,0 +1,416 @@
+//! Fault injection for the seeded simulation: wrappers around any port that
+//! apply scheduled faults by site. Each site has a FIFO queue of faults: a
+//! `Reject` fails the next call without effect; a `LostAck` lets the call
+//! take effect and then reports an error (a crash between the commit and
+//! its acknowledgement). `kill` makes every later call of this incarnation
+//! fail, before or after its effect, as if the process died; `down` models
+//! an outage of one dependency (Redis) without losing its data.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::ddl::ParkedDdl;
+use crate::error::{Error, Result};
+use crate::model::{
+    ChangeBatch, ChangePage, ColumnOp, PrimaryIdentity, Row, RowKey, SyncVersion, TableId,
+    TableSchema,
+};
+use crate::modules::{ModuleDef, ModuleOp};
+use crate::ports::{
+    DdlQueue, InboxMessage, InboxOutcome, LoadProgress, LoadStart, Marker, Primary, QueueMessage,
+    Replica, ReplicaRecord, StateStore, TableFlags,
+};
+
+/// Where a fault can strike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Site {
+    /// Catalog, versions and counts on the primary.
+    PrimaryMeta,
+    /// A full-load page.
+    PrimaryPage,
+    /// A page of changes.
+    PrimaryChanges,
+    /// Any replica write transaction.
+    ReplicaWrite,
+    /// Replica reads (catalog, records, inbox).
+    ReplicaRead,
+    StateRead,
+    StateWrite,
+    QueueReceive,
+    QueueCommit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Fails without effect.
+    Reject,
+    /// Takes effect, then reports an error.
+    LostAck,
+}
+
+#[derive(Debug, Default)]
+struct Plan {
+    queues: BTreeMap<Site, VecDeque<Fault>>,
+    /// Faults that struck, by site and kind.
+    injected: BTreeMap<(Site, &'static str), u64>,
+}
+
+/// The faults of one pipeline incarnation, shared by its wrapped ports.
+#[derive(Debug, Default)]
+pub struct FaultPlan {
+    plan: Mutex<Plan>,
+    killed: AtomicBool,
+    state_down: AtomicBool,
+}
+
+impl FaultPlan {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Plan> {
+        self.plan.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next call at `site` meets `fault`.
+    pub fn push(&self, site: Site, fault: Fault) {
+        self.lock().queues.entry(site).or_default().push_back(fault);
+    }
+
+    /// Every later call fails (the process died).
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+    }
+
+    /// Redis unreachable (`true`) or back (`false`); its data stays.
+    pub fn set_state_down(&self, down: bool) {
+        self.state_down.store(down, Ordering::SeqCst);
+    }
+
+    /// Drops every fault not yet struck (the simulation quiesces).
+    pub fn clear(&self) {
+        self.lock().queues.clear();
+        self.set_state_down(false);
+    }
+
+    /// Faults that struck so far, by site and kind.
+    pub fn injected(&self) -> BTreeMap<(Site, &'static str), u64> {
+        self.lock().injected.clone()
+    }
+
+    fn count(&self, site: Site, kind: &'static str) {
+        *self.lock().injected.entry((site, kind)).or_insert(0) += 1;
+    }
+
+    fn before(&self, site: Site) -> Result<Option<Fault>> {
+        if self.killed.load(Ordering::SeqCst) {
+            return Err(Error::Sink("injected: the process died".into()));
+        }
+        if matches!(site, Site::StateRead | Site::StateWrite)
+            && self.state_down.load(Ordering::SeqCst)
+        {
+            self.count(site, "down");
+            return Err(Error::State("injected: Redis is unreachable".into()));
+        }
+        let fault = self
+            .lock()
+            .queues
+            .get_mut(&site)
+            .and_then(VecDeque::pop_front);
+        match fault {
+            Some(Fault::Reject) => {
+                self.count(site, "reject");
+                Err(injected(site, "rejected"))
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn after<T>(&self, site: Site, fault: Option<Fault>, result: Result<T>) -> Result<T> {
+        if self.killed.load(Ordering::SeqCst) {
+            return Err(Error::Sink("injected: the process died".into()));
+        }
+        match (fault, result) {
+            (Some(Fault::LostAck), Ok(_)) => {
+                self.count(site, "lost_ack");
+                Err(injected(site, "applied, acknowledgement lost"))
+            }
+            (_, r) => r,
+        }
+    }
+}
+
+fn injected(site: Site, what: &str) -> Error {
+    let message = format!("injected at {site:?}: {what}");
+    match site {
+        Site::PrimaryMeta
+        | Site::PrimaryPage
+        | Site::PrimaryChanges
+        | Site::QueueReceive
+        | Site::QueueCommit => Error::Primary(message),
+        Site::ReplicaWrite | Site::ReplicaRead => Error::Replica(message),
+        Site::StateRead | Site::StateWrite => Error::State(message),
+    }
+}
+
+macro_rules! guarded {
+    ($self:ident, $site:expr, $call:expr) => {{
+        let fault = $self.plan.before($site)?;
+        let result = $call.await;
+        $self.plan.after($site, fault, result)
+    }};
+}
+
+/// A port wrapped with a fault plan.
+pub struct Faulty<P: ?Sized> {
+    inner: Arc<P>,
+    plan: Arc<FaultPlan>,
+}
+
+impl<P: ?Sized> Faulty<P> {
+    pub fn new(inner: Arc<P>, plan: Arc<FaultPlan>) -> Self {
+        Self { inner, plan }
+    }
+}
+
+#[async_trait]
+impl Primary for Faulty<dyn Primary> {
+    async fn identity(&self) -> Result<PrimaryIdentity> {
+        guarded!(self, Site::PrimaryMeta, self.inner.identity())
+    }
+    async fn tracked_tables(&self) -> Result<Vec<TableId>> {
+        guarded!(self, Site::PrimaryMeta, self.inner.tracked_tables())
+    }
+    async fn table_schema(&self, table: &TableId) -> Result<TableSchema> {
+        guarded!(self, Site::PrimaryMeta, self.inner.table_schema(table))
+    }
+    async fn current_version(&self) -> Result<SyncVersion> {
+        guarded!(self, Site::PrimaryMeta, self.inner.current_version())
+    }
+    async fn min_valid_version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
+        guarded!(self, Site::PrimaryMeta, self.inner.min_valid_version(table))
+    }
+    async fn row_count(&self, table: &TableId) -> Result<u64> {
+        guarded!(self, Site::PrimaryMeta, self.inner.row_count(table))
+    }
+    async fn modules(&self) -> Result<Vec<ModuleDef>> {
+        guarded!(self, Site::PrimaryMeta, self.inner.modules())
+    }
+    async fn change_retention(&self) -> Result<Option<std::time::Duration>> {
+        guarded!(self, Site::PrimaryMeta, self.inner.change_retention())
+    }
+    async fn read_page(
+        &self,
+        schema: &TableSchema,
+        after: Option<&RowKey>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        guarded!(
+            self,
+            Site::PrimaryPage,
+            self.inner.read_page(schema, after, limit)
+        )
+    }
+    async fn changes_page(
+        &self,
+        schema: &TableSchema,
+        since: SyncVersion,
+        after: Option<&RowKey>,
+        limit: usize,
+    ) -> Result<ChangePage> {
+        guarded!(
+            self,
+            Site::PrimaryChanges,
+            self.inner.changes_page(schema, since, after, limit)
+        )
+    }
+}
+
+#[async_trait]
+impl Replica for Faulty<dyn Replica> {
+    async fn begin_full_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()> {
+        guarded!(
+            self,
+            Site::ReplicaWrite,
+            self.inner.begin_full_load(schema, start)
+        )
+    }
+    async fn insert_rows(&self, schema: &TableSchema, rows: &[Row]) -> Result<()> {
+        guarded!(
+            self,
+            Site::ReplicaWrite,
+            self.inner.insert_rows(schema, rows)
+        )
+    }
+    async fn apply_changes(&self, schema: &TableSchema, batch: &ChangeBatch) -> Result<()> {
+        guarded!(
+            self,
+            Site::ReplicaWrite,
+            self.inner.apply_changes(schema, batch)
+        )
+    }
+    async fn finish_full_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+        guarded!(
+            self,
+            Site::ReplicaWrite,
+            self.inner.finish_full_load(table, version)
+        )
+    }
+    async fn record(&self, table: &TableId) -> Result<ReplicaRecord> {
+        guarded!(self, Site::ReplicaRead, self.inner.record(table))
+    }
+    async fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>> {
+        guarded!(self, Site::ReplicaRead, self.inner.table_schema(table))
+    }
+    async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp]) -> Result<()> {
+        guarded!(
+            self,
+            Site::ReplicaWrite,
+            self.inner.alter_columns(table, ops)
+        )
+    }
+    async fn rename_column(&self, table: &TableId, from: &str, to: &str) -> Result<()> {
+        guarded!(
+            self,
+            Site::ReplicaWrite,
+            self.inner.rename_column(table, from, to)
+        )
+    }
+    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
+        guarded!(self, Site::ReplicaWrite, self.inner.rename_table(from, to))
+    }
+    async fn modules(&self) -> Result<Vec<ModuleDef>> {
+        guarded!(self, Site::ReplicaRead, self.inner.modules())
+    }
+    async fn inbox_add(&self, messages: &[QueueMessage]) -> Result<()> {
+        guarded!(self, Site::ReplicaWrite, self.inner.inbox_add(messages))
+    }
+    async fn inbox_pending(&self) -> Result<Vec<InboxMessage>> {
+        guarded!(self, Site::ReplicaRead, self.inner.inbox_pending())
+    }
+    async fn inbox_settle(&self, id: &str, outcome: &InboxOutcome) -> Result<()> {
+        guarded!(
+            self,
+            Site::ReplicaWrite,
+            self.inner.inbox_settle(id, outcome)
+        )
+    }
+    async fn apply_module(&self, op: &ModuleOp) -> Result<()> {
+        guarded!(self, Site::ReplicaWrite, self.inner.apply_module(op))
+    }
+}
+
+#[async_trait]
+impl StateStore for Faulty<dyn StateStore> {
+    async fn ensure_flags(&self, tables: &[TableId]) -> Result<Marker> {
+        guarded!(self, Site::StateWrite, self.inner.ensure_flags(tables))
+    }
+    async fn publish(&self, pairs: &[(String, String)]) -> Result<()> {
+        guarded!(self, Site::StateWrite, self.inner.publish(pairs))
+    }
+    async fn flags(&self, table: &TableId) -> Result<TableFlags> {
+        guarded!(self, Site::StateRead, self.inner.flags(table))
+    }
+    async fn set_enabled(&self, table: &TableId, enabled: bool) -> Result<()> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.set_enabled(table, enabled)
+        )
+    }
+    async fn set_force_full_load(&self, table: &TableId, force: bool) -> Result<()> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.set_force_full_load(table, force)
+        )
+    }
+    async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
+        guarded!(self, Site::StateRead, self.inner.version(table))
+    }
+    async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.set_version(table, version)
+        )
+    }
+    async fn finish_full_load(
+        &self,
+        table: &TableId,
+        version: SyncVersion,
+        identity: &PrimaryIdentity,
+        forced: bool,
+    ) -> Result<()> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner
+                .finish_full_load(table, version, identity, forced)
+        )
+    }
+    async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>> {
+        guarded!(self, Site::StateRead, self.inner.primary_identity(table))
+    }
+    async fn set_primary_identity(
+        &self,
+        table: &TableId,
+        identity: &PrimaryIdentity,
+    ) -> Result<()> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.set_primary_identity(table, identity)
+        )
+    }
+    async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.set_progress(table, progress)
+        )
+    }
+    async fn park_ddl(&self, entry: &ParkedDdl) -> Result<()> {
+        guarded!(self, Site::StateWrite, self.inner.park_ddl(entry))
+    }
+    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
+        guarded!(self, Site::StateWrite, self.inner.rename_table(from, to))
+    }
+}
+
+impl Faulty<dyn DdlQueue> {
+    /// A failed statement inside the receive transaction discards the
+    /// connection in the real adapter, so the server rolls the receive back.
+    async fn or_roll_back(&self, result: Result<()>) -> Result<()> {
+        if result.is_err() {
+            self.inner.rollback().await?;
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl DdlQueue for Faulty<dyn DdlQueue> {
+    async fn receive(&self, max: usize, wait: std::time::Duration) -> Result<Vec<QueueMessage>> {
+        guarded!(self, Site::QueueReceive, self.inner.receive(max, wait))
+    }
+    async fn end_conversation(&self, conversation: &str) -> Result<()> {
+        self.or_roll_back(guarded!(
+            self,
+            Site::QueueCommit,
+            self.inner.end_conversation(conversation)
+        ))
+        .await
+    }
+    async fn commit(&self) -> Result<()> {
+        self.or_roll_back(guarded!(self, Site::QueueCommit, self.inner.commit()))
+            .await
+    }
+    async fn rollback(&self) -> Result<()> {
+        // A rollback cannot be refused: a dropped connection rolls back too.
+        self.inner.rollback().await
+    }
+}

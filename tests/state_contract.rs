@@ -1,0 +1,205 @@
+//! One contract for both state stores: the simulation runs on
+//! `MemoryState`, production on `RedisState` (a real redis-server here), so
+//! every behaviour the pipeline relies on is checked against both: default
+//! flags never overwrite, the marker key, versions and their errors, the
+//! compare-and-set of `force_full_load`, renames, publishing, parking.
+
+mod support;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ctsync::state::RedisState;
+use ctsync_actors::ddl::ParkedDdl;
+use ctsync_actors::keys;
+use ctsync_actors::memory::MemoryState;
+use ctsync_actors::model::{PrimaryIdentity, TableId};
+use ctsync_actors::ports::{LoadProgress, Marker, StateStore};
+use ctsync_actors::Error;
+use support::RedisServer;
+
+/// Raw key access, as an operator's redis-cli has it.
+#[async_trait]
+trait Raw {
+    async fn raw_get(&self, key: &str) -> Option<String>;
+    async fn raw_set(&self, key: &str, value: &str);
+    async fn raw_list(&self, key: &str) -> Vec<String>;
+}
+
+#[async_trait]
+impl Raw for MemoryState {
+    async fn raw_get(&self, key: &str) -> Option<String> {
+        self.get(key)
+    }
+    async fn raw_set(&self, key: &str, value: &str) {
+        self.set(key, value)
+    }
+    async fn raw_list(&self, key: &str) -> Vec<String> {
+        self.list(key)
+    }
+}
+
+#[async_trait]
+impl Raw for RedisState {
+    async fn raw_get(&self, key: &str) -> Option<String> {
+        self.get(key).await.expect("GET")
+    }
+    async fn raw_set(&self, key: &str, value: &str) {
+        self.set(key, value).await.expect("SET")
+    }
+    async fn raw_list(&self, key: &str) -> Vec<String> {
+        self.list(key).await.expect("LRANGE")
+    }
+}
+
+async fn contract<S: StateStore + Raw>(store: Arc<S>) {
+    let user = TableId::new("dbo", "User");
+    let dotted = TableId::new("dbo", "x.y");
+    let identity = PrimaryIdentity {
+        broker_guid: "g".into(),
+        create_date: "d".into(),
+    };
+
+    // Default flags: created once, never overwritten; the marker too.
+    store.raw_set(&keys::enabled(&user), "true").await;
+    assert_eq!(
+        store
+            .ensure_flags(&[user.clone(), dotted.clone()])
+            .await
+            .expect("flags"),
+        Marker::Created
+    );
+    assert_eq!(
+        store
+            .ensure_flags(std::slice::from_ref(&user))
+            .await
+            .expect("flags"),
+        Marker::Present
+    );
+    assert_eq!(
+        store.raw_get(&keys::enabled(&user)).await.as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        store.raw_get("mssql_sync:enabled:[x.y]").await.as_deref(),
+        Some("false")
+    );
+    let flags = store.flags(&user).await.expect("flags");
+    assert!(flags.enabled && !flags.force_full_load);
+
+    // Versions: absent, set, unreadable values are errors naming the key.
+    assert_eq!(store.version(&user).await.expect("version"), None);
+    store.set_version(&user, 42).await.expect("set");
+    assert_eq!(
+        store.raw_get("mssql_sync:version:User").await.as_deref(),
+        Some("42")
+    );
+    for bad in ["abc", "-5"] {
+        store.raw_set("mssql_sync:version:User", bad).await;
+        assert!(matches!(
+            store.version(&user).await,
+            Err(Error::BadValue { ref key, .. }) if key == "mssql_sync:version:User"
+        ));
+    }
+
+    // finish_full_load: version + identity, and the force flag reset only
+    // if the load started forced and it still says "true".
+    store.raw_set(&keys::force_full_load(&user), "true").await;
+    store
+        .finish_full_load(&user, 50, &identity, false)
+        .await
+        .expect("finish");
+    assert_eq!(
+        store
+            .raw_get(&keys::force_full_load(&user))
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(store.version(&user).await.expect("version"), Some(50));
+    store.raw_set(&keys::force_full_load(&user), " TRUE ").await;
+    store
+        .finish_full_load(&user, 51, &identity, true)
+        .await
+        .expect("finish");
+    assert_eq!(
+        store
+            .raw_get(&keys::force_full_load(&user))
+            .await
+            .as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        store.primary_identity(&user).await.expect("id"),
+        Some(identity.clone())
+    );
+
+    // Renames move every key; publish and park write what operators read.
+    let progress = LoadProgress {
+        synced: 1,
+        total: 2,
+        started_at: 3,
+        updated_at: 4,
+    };
+    store
+        .set_progress(&user, &progress)
+        .await
+        .expect("progress");
+    let renamed = TableId::new("dbo", "Person");
+    store.rename_table(&user, &renamed).await.expect("rename");
+    assert_eq!(store.raw_get(&keys::version(&user)).await, None);
+    assert_eq!(store.version(&renamed).await.expect("version"), Some(51));
+    assert!(store
+        .raw_get(&keys::progress(&renamed))
+        .await
+        .is_some_and(|p| p.contains("\"startedAt\":3")));
+    store
+        .publish(&[(keys::CONFIG_PRIMARY_URL.into(), "h:1/db".into())])
+        .await
+        .expect("publish");
+    assert_eq!(
+        store.raw_get(keys::CONFIG_PRIMARY_URL).await.as_deref(),
+        Some("h:1/db")
+    );
+    store
+        .park_ddl(&ParkedDdl {
+            message_type: "t".into(),
+            body: "<x/>".into(),
+            error: "e".into(),
+            parked_at: 9,
+        })
+        .await
+        .expect("park");
+    assert_eq!(store.raw_list(keys::DDL_FAILED).await.len(), 1);
+}
+
+#[actix_rt::test]
+async fn the_memory_state_store_keeps_the_contract() {
+    contract(Arc::new(MemoryState::new())).await;
+}
+
+#[actix_rt::test]
+async fn the_redis_state_store_keeps_the_contract() {
+    let redis = RedisServer::start();
+    contract(Arc::new(RedisState::new(&redis.url()).expect("url"))).await;
+}
+
+#[actix_rt::test]
+async fn losing_redis_data_loses_the_marker_in_both() {
+    let mut redis = RedisServer::start();
+    let real = RedisState::new(&redis.url()).expect("url");
+    let memory = MemoryState::new();
+    let t = [TableId::new("dbo", "T")];
+    assert_eq!(real.ensure_flags(&t).await.expect("flags"), Marker::Created);
+    assert_eq!(
+        memory.ensure_flags(&t).await.expect("flags"),
+        Marker::Created
+    );
+    redis.restart(); // no persistence
+    memory.flush();
+    assert_eq!(real.ensure_flags(&t).await.expect("flags"), Marker::Created);
+    assert_eq!(
+        memory.ensure_flags(&t).await.expect("flags"),
+        Marker::Created
+    );
+}
