@@ -20,8 +20,8 @@ use ctsync_actors::memory::{MemoryPrimary, MemoryReplica, MemoryState};
 use ctsync_actors::model::*;
 use ctsync_actors::modules::{ModuleDef, ModuleOp};
 use ctsync_actors::ports::{
-    InboxMessage, InboxOutcome, LoadStart, Primary, QueueMessage, Replica, ReplicaRecord,
-    StateStore,
+    InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, Primary, QueueMessage, Replica,
+    ReplicaRecord, StateStore,
 };
 use ctsync_actors::sync::SyncConfig;
 use ctsync_actors::Result;
@@ -157,16 +157,27 @@ impl Replica for CountingReplica {
         self.rows.store(0, Ordering::SeqCst);
         Ok(())
     }
-    async fn insert_rows(&self, _: &TableSchema, rows: &[Row]) -> Result<()> {
+    async fn insert_rows(&self, _: &TableSchema, rows: &[Row], _: &PendingLoad) -> Result<()> {
         self.rows.fetch_add(rows.len() as u64, Ordering::SeqCst);
         Ok(())
     }
     async fn apply_changes(&self, _: &TableSchema, _: &ChangeBatch) -> Result<()> {
         Ok(())
     }
-    async fn finish_full_load(&self, _: &TableId, version: SyncVersion) -> Result<()> {
+    async fn finish_full_load(
+        &self,
+        _: &TableSchema,
+        version: SyncVersion,
+        _: LoadMode,
+    ) -> Result<()> {
         self.version.store(version, Ordering::SeqCst);
         Ok(())
+    }
+    async fn cancel_load(&self, _: &TableId, _: SyncVersion) -> Result<()> {
+        Ok(())
+    }
+    async fn swap_blockers(&self, _: &TableId) -> Result<Vec<String>> {
+        Ok(Vec::new())
     }
     async fn record(&self, _: &TableId) -> Result<ReplicaRecord> {
         Ok(ReplicaRecord::default())

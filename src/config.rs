@@ -26,6 +26,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "REDIS_URL", file_key: "redis_url", default: Some("redis://127.0.0.1:6379/"), help: "Redis holding flags and versions." },
     Setting { env: "CTSYNC_POLL_INTERVAL_SECS", file_key: "poll_interval_secs", default: Some("5"), help: "Seconds between discovery runs and between each table's change checks." },
     Setting { env: "CTSYNC_FULL_LOAD_PAGE_SIZE", file_key: "full_load_page_size", default: Some("5000"), help: "Rows per keyset page of a full load." },
+    Setting { env: "CTSYNC_FULL_LOAD_MODE", file_key: "full_load_mode", default: Some("shadow"), help: "`shadow`: load into a shadow table swapped with the live one at the end (readers never see a half table); `in_place`: empty the live table and fill it." },
     Setting { env: "CTSYNC_CHANGE_PAGE_SIZE", file_key: "change_page_size", default: Some("5000"), help: "Changed keys per replica transaction of an incremental sync." },
     Setting { env: "CTSYNC_AUTO_RELOAD_STALE", file_key: "auto_reload_stale", default: Some("false"), help: "`true`: full-load a stale table automatically instead of waiting for an operator." },
     Setting { env: "CTSYNC_ENCRYPT", file_key: "encrypt", default: Some("required"), help: "TLS to SQL Server: `required`, `on`, `off` (login only) or `not_supported`." },
@@ -240,6 +241,16 @@ impl Config {
                 "CTSYNC_FULL_LOAD_PAGE_SIZE",
                 &get("CTSYNC_FULL_LOAD_PAGE_SIZE")?,
             )?,
+            full_load_mode: match get("CTSYNC_FULL_LOAD_MODE")?.trim() {
+                "shadow" => ctsync_actors::ports::LoadMode::Shadow,
+                "in_place" => ctsync_actors::ports::LoadMode::InPlace,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "CTSYNC_FULL_LOAD_MODE",
+                        message: format!("{other:?}: expected shadow or in_place"),
+                    })
+                }
+            },
             change_page_size: positive(
                 "CTSYNC_CHANGE_PAGE_SIZE",
                 &get("CTSYNC_CHANGE_PAGE_SIZE")?,

@@ -24,9 +24,7 @@ pub async fn run(redis_url: &str, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Enable { table } => state.set_enabled(&table_id(&table)?, true).await?,
         Command::Disable { table } => state.set_enabled(&table_id(&table)?, false).await?,
-        Command::ForceFullLoad { table } => {
-            state.set_force_full_load(&table_id(&table)?, true).await?
-        }
+        Command::ForceFullLoad { table } => state.request_full_load(&table_id(&table)?).await?,
         Command::SetVersion { table, version } => {
             if version < 0 {
                 bail!("version must not be negative");

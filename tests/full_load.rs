@@ -1,5 +1,5 @@
 //! Initial and forced full loads: page count, version captured before the
-//! copy, atomic flag reset, and restart-from-scratch after a failed page.
+//! copy, atomic flag reset, and resuming after a failed page.
 
 mod support;
 
@@ -52,7 +52,7 @@ async fn full_load_of_12345_rows_reads_three_pages_and_stores_the_version_read_b
 }
 
 #[actix_rt::test]
-async fn failure_on_page_two_restarts_the_load_from_scratch_without_duplicates() {
+async fn failure_on_page_two_resumes_the_load_after_page_one_without_duplicates() {
     let h = Harness::new();
     let users = seed(&h, 12_345);
     h.primary.fail_read_page(&users, 2);
@@ -63,13 +63,13 @@ async fn failure_on_page_two_restarts_the_load_from_scratch_without_duplicates()
         h.get("mssql_sync:version:User").await.is_some()
     })
     .await;
-    // The memory replica rejects duplicate keys, so a reload that did not
-    // truncate would have failed instead of finishing.
+    // The memory replica rejects duplicate keys, so a resumed load that
+    // copied page one again would have failed instead of finishing.
     assert_eq!(h.replica.rows(&users), h.primary.rows(&users));
     assert_eq!(
         h.primary.pages_read(&users),
-        2 + 3,
-        "failed attempt + full retry"
+        2 + 2,
+        "failed attempt (page 1 committed, page 2 failed) + pages 2 and 3 after resuming"
     );
     let status = run.board.get("User").expect("status");
     assert!(

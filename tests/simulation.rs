@@ -339,6 +339,7 @@ fn config() -> SyncConfig {
     SyncConfig {
         poll_interval: Duration::from_millis(50),
         full_load_page_size: 4,
+        full_load_mode: ctsync_actors::ports::LoadMode::Shadow,
         change_page_size: 3,
         auto_reload_stale: false,
         restart_backoff: Duration::from_millis(20),
@@ -511,9 +512,15 @@ impl World {
             }
             Op::Force(t) => {
                 let key = keys::force_full_load(&self.tables[*t]);
-                // "true" written again while a request is pending is the
-                // same request (documented); a new one must lead to a load.
-                if self.state.get(&key).as_deref() != Some("true") {
+                // "true" written again while a request is pending, or
+                // while a forced load runs, is the same request
+                // (documented); a new one must lead to a load.
+                let forced_load_runs = self
+                    .replica
+                    .table_record(&self.tables[*t])
+                    .load
+                    .is_some_and(|l| l.forced);
+                if self.state.get(&key).as_deref() != Some("true") && !forced_load_runs {
                     let started = self.replica.loads_started(&self.tables[*t]);
                     self.force_requests.entry(*t).or_insert(started);
                 }

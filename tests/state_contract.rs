@@ -140,6 +140,7 @@ async fn contract<S: StateStore + Raw>(store: Arc<S>) {
         total: 2,
         started_at: 3,
         updated_at: 4,
+        resumed_at: Some(1),
     };
     store
         .set_progress(&user, &progress)
@@ -152,7 +153,7 @@ async fn contract<S: StateStore + Raw>(store: Arc<S>) {
     assert!(store
         .raw_get(&keys::progress(&renamed))
         .await
-        .is_some_and(|p| p.contains("\"startedAt\":3")));
+        .is_some_and(|p| p.contains("\"startedAt\":3") && p.contains("\"resumedAt\":1")));
     store
         .publish(&[(keys::CONFIG_PRIMARY_URL.into(), "h:1/db".into())])
         .await

@@ -94,6 +94,16 @@ impl Cycles {
         }
     }
 
+    /// The tables whose cycle runs now (key names).
+    pub fn running(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .map(TableId::key_name)
+            .collect()
+    }
+
     /// Cycles that started while another cycle of the same table ran.
     pub fn overlaps(&self) -> u64 {
         self.overlaps.load(std::sync::atomic::Ordering::SeqCst)

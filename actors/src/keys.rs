@@ -18,6 +18,11 @@ pub fn version(table: &TableId) -> String {
     format!("{PREFIX}:version:{}", table.key_name())
 }
 
+/// Counter of Force Load requests made through the API or CLI.
+pub fn force_requests(table: &TableId) -> String {
+    format!("{PREFIX}:force_requests:{}", table.key_name())
+}
+
 pub fn progress(table: &TableId) -> String {
     format!("{PREFIX}:progress:{}", table.key_name())
 }
@@ -29,13 +34,14 @@ pub fn primary_identity(table: &TableId) -> String {
 }
 
 /// Every per-table key, in a fixed order (used to move a renamed table).
-pub fn table_keys(table: &TableId) -> [String; 5] {
+pub fn table_keys(table: &TableId) -> [String; 6] {
     [
         enabled(table),
         force_full_load(table),
         version(table),
         progress(table),
         primary_identity(table),
+        force_requests(table),
     ]
 }
 
@@ -59,6 +65,11 @@ pub fn parse_version(key: &str, value: Option<&str>) -> Result<Option<SyncVersio
             }),
         })
         .transpose()
+}
+
+/// Reads a counter; anything unreadable counts as 0.
+pub fn parse_count(value: Option<&str>) -> u64 {
+    value.and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Reads a flag value as an operator would write it: `"true"` (any case,

@@ -54,7 +54,7 @@ pub trait Primary: Send + Sync {
 /// What ctsync's own record on the replica (`[ctsync].[sync_versions]`)
 /// says about a table. It changes only inside the transactions that change
 /// the table's rows, so it always describes what the replica holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReplicaRecord {
     /// The CT version the table's rows are complete up to; `None` while a
     /// load is pending or before the first load.
@@ -64,39 +64,106 @@ pub struct ReplicaRecord {
     pub load: Option<PendingLoad>,
 }
 
-/// A full load in progress, as recorded by the transaction that started it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Where a full load writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadMode {
+    /// Into `[ctsync].[shadow_…]`, swapped with the live table at the end:
+    /// readers keep the old complete table until the new one replaces it.
+    #[default]
+    Shadow,
+    /// Into the live table, emptied first (when something blocks the swap,
+    /// or the live table does not exist yet).
+    InPlace,
+}
+
+/// A full load in progress, recorded on the replica with every committed
+/// page (its cursor), so an interrupted load resumes where it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PendingLoad {
     /// `mssql_sync:version:<T>` when the load started (what ctsync last
     /// wrote there). A different value found later was set by an operator
     /// by hand and cancels the load (the original tool's manual-snapshot
     /// flow); the same value, or none, means the load must go on.
     pub replaced_version: Option<SyncVersion>,
+    /// `CHANGE_TRACKING_CURRENT_VERSION()` read before the first row: the
+    /// version stored when the load finishes.
+    pub start_version: SyncVersion,
+    /// Key of the last row committed; `None` before the first page.
+    pub cursor: Option<RowKey>,
+    /// Rows committed so far, and the primary's row count at the start.
+    pub rows: u64,
+    pub total: u64,
+    /// Unix ms.
+    pub started_at: u64,
+    pub mode: LoadMode,
+    /// Why the load runs in place (e.g. the objects blocking the swap).
+    pub in_place_reason: Option<String>,
+    /// `force_full_load` was "true" when the load started.
+    pub forced: bool,
+    /// `mssql_sync:force_requests:<T>` when the load started: a higher
+    /// count is a new request (API, CLI) and restarts the load from row 0.
+    pub requests_seen: u64,
+    /// Times this load started over because CT cleanup passed its start
+    /// version before it finished.
+    pub expired_restarts: u32,
+}
+
+impl PendingLoad {
+    /// The table the load writes into.
+    pub fn target(&self, table: &TableId) -> TableId {
+        match self.mode {
+            LoadMode::Shadow => table.shadow(),
+            LoadMode::InPlace => table.clone(),
+        }
+    }
 }
 
 /// How a full load begins on the replica.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadStart {
-    pub replaced_version: Option<SyncVersion>,
-    /// Drop (if present) and create the table from the primary's schema in
-    /// the same transaction, instead of emptying it.
+    /// The load's first record (no cursor yet).
+    pub load: PendingLoad,
+    /// In place: drop (if present) and create the live table from the
+    /// primary's schema in the same transaction, instead of emptying it.
     pub recreate: bool,
 }
 
 /// The replica database. Every method is one transaction.
 #[async_trait]
 pub trait Replica: Send + Sync {
-    /// Empties the table (or recreates it, with its schema if missing) and
-    /// records the pending load, in one transaction.
+    /// Starts a full load and records it as pending, in one transaction: in
+    /// place, empties the live table (or recreates it, with its schema if
+    /// missing); as a shadow load, (re)creates the empty shadow table from
+    /// the primary's schema and leaves the live table alone.
     async fn begin_full_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()>;
-    async fn insert_rows(&self, schema: &TableSchema, rows: &[Row]) -> Result<()>;
+    /// Inserts one page into the load's target and records `load` (its new
+    /// cursor and row count), in one transaction.
+    async fn insert_rows(
+        &self,
+        schema: &TableSchema,
+        rows: &[Row],
+        load: &PendingLoad,
+    ) -> Result<()>;
     /// Deletes every key, inserts every row, and records `batch.version` if
     /// set, all in one transaction.
     async fn apply_changes(&self, schema: &TableSchema, batch: &ChangeBatch) -> Result<()>;
-    /// Records `version` as the version the table is complete up to and
-    /// clears any pending load (a finished load, or one an operator
-    /// cancelled by setting the version by hand).
-    async fn finish_full_load(&self, table: &TableId, version: SyncVersion) -> Result<()>;
+    /// Finishes a load: a shadow load is swapped with the live table (what
+    /// operators added to the live table carried over); then `version` is
+    /// recorded and the pending load cleared, in one transaction.
+    async fn finish_full_load(
+        &self,
+        schema: &TableSchema,
+        version: SyncVersion,
+        mode: LoadMode,
+    ) -> Result<()>;
+    /// An operator set the version by hand during a pending load: records
+    /// `version`, clears the load and drops its shadow table, if any.
+    async fn cancel_load(&self, table: &TableId, version: SyncVersion) -> Result<()>;
+    /// What would block swapping a shadow table with the live one, or keep
+    /// something operators added to the live table from being carried over
+    /// (each named); empty when a shadow load can be used.
+    async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>>;
     /// ctsync's record of the table.
     async fn record(&self, table: &TableId) -> Result<ReplicaRecord>;
     /// The table as the replica's catalog has it; `None` if it does not exist.
@@ -178,6 +245,9 @@ pub enum InboxOutcome {
 pub struct TableFlags {
     pub enabled: bool,
     pub force_full_load: bool,
+    /// `mssql_sync:force_requests:<T>`: Force Load requests made through
+    /// the API or CLI (each one counts, even while the flag is "true").
+    pub force_requests: u64,
 }
 
 /// Full-load progress, also written to `mssql_sync:progress:<T>`.
@@ -189,6 +259,9 @@ pub struct LoadProgress {
     /// Unix milliseconds.
     pub started_at: u64,
     pub updated_at: u64,
+    /// Rows already copied when an interrupted load resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_at: Option<u64>,
 }
 
 /// Whether the store still had ctsync's marker key (`mssql_sync:marker`).
@@ -214,6 +287,9 @@ pub trait StateStore: Send + Sync {
     async fn flags(&self, table: &TableId) -> Result<TableFlags>;
     async fn set_enabled(&self, table: &TableId, enabled: bool) -> Result<()>;
     async fn set_force_full_load(&self, table: &TableId, force: bool) -> Result<()>;
+    /// A Force Load request from the API or CLI: sets the flag to "true"
+    /// and counts the request, so a load already running starts over.
+    async fn request_full_load(&self, table: &TableId) -> Result<()>;
     async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>>;
     async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()>;
     /// Stores the version and the primary identity in one atomic step, and

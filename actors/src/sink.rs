@@ -13,15 +13,20 @@ use crate::error::{Error, Result};
 use crate::fence::Fence;
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
-use crate::ports::{InboxMessage, InboxOutcome, LoadStart, QueueMessage, Replica, ReplicaRecord};
+use crate::ports::{
+    InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, QueueMessage, Replica,
+    ReplicaRecord,
+};
 use crate::telemetry;
 
 /// One request to the replica.
 pub enum SinkOp {
     BeginFullLoad(Arc<TableSchema>, LoadStart),
-    InsertRows(Arc<TableSchema>, Vec<Row>),
+    InsertRows(Arc<TableSchema>, Vec<Row>, PendingLoad),
     Apply(Arc<TableSchema>, ChangeBatch),
-    FinishFullLoad(TableId, SyncVersion),
+    FinishFullLoad(Arc<TableSchema>, SyncVersion, LoadMode),
+    CancelLoad(TableId, SyncVersion),
+    SwapBlockers(TableId),
     Record(TableId),
     ReplicaSchema(TableId),
     AlterColumns(TableId, Vec<ColumnOp>),
@@ -38,14 +43,16 @@ impl SinkOp {
     /// The table a write changes; `None` for reads and module writes.
     fn written_table(&self) -> Option<&TableId> {
         match self {
-            SinkOp::BeginFullLoad(s, _) | SinkOp::InsertRows(s, _) | SinkOp::Apply(s, _) => {
-                Some(&s.id)
-            }
-            SinkOp::FinishFullLoad(t, _)
+            SinkOp::BeginFullLoad(s, _)
+            | SinkOp::InsertRows(s, _, _)
+            | SinkOp::Apply(s, _)
+            | SinkOp::FinishFullLoad(s, _, _) => Some(&s.id),
+            SinkOp::CancelLoad(t, _)
             | SinkOp::AlterColumns(t, _)
             | SinkOp::RenameColumn(t, _, _)
             | SinkOp::RenameTable(t, _) => Some(t),
             SinkOp::Record(_)
+            | SinkOp::SwapBlockers(_)
             | SinkOp::ReplicaSchema(_)
             | SinkOp::Modules
             | SinkOp::Module(_)
@@ -62,6 +69,7 @@ pub enum SinkReply {
     Schema(Option<TableSchema>),
     Modules(Vec<ModuleDef>),
     Inbox(Vec<InboxMessage>),
+    Blockers(Vec<String>),
 }
 
 /// A request with the fence token of the table owner that sends it
@@ -99,7 +107,9 @@ async fn perform(replica: Arc<dyn Replica>, op: SinkOp) -> Result<SinkReply> {
         SinkOp::BeginFullLoad(schema, start) => {
             done(replica.begin_full_load(&schema, &start).await)
         }
-        SinkOp::InsertRows(schema, rows) => done(replica.insert_rows(&schema, &rows).await),
+        SinkOp::InsertRows(schema, rows, load) => {
+            done(replica.insert_rows(&schema, &rows, &load).await)
+        }
         SinkOp::Apply(schema, batch) => {
             let started = Instant::now();
             let result = replica.apply_changes(&schema, &batch).await;
@@ -110,9 +120,11 @@ async fn perform(replica: Arc<dyn Replica>, op: SinkOp) -> Result<SinkReply> {
             }
             done(result)
         }
-        SinkOp::FinishFullLoad(table, version) => {
-            done(replica.finish_full_load(&table, version).await)
+        SinkOp::FinishFullLoad(schema, version, mode) => {
+            done(replica.finish_full_load(&schema, version, mode).await)
         }
+        SinkOp::CancelLoad(table, version) => done(replica.cancel_load(&table, version).await),
+        SinkOp::SwapBlockers(table) => replica.swap_blockers(&table).await.map(SinkReply::Blockers),
         SinkOp::Record(table) => replica.record(&table).await.map(SinkReply::Record),
         SinkOp::ReplicaSchema(table) => replica.table_schema(&table).await.map(SinkReply::Schema),
         SinkOp::AlterColumns(table, ops) => done(replica.alter_columns(&table, &ops).await),
@@ -197,16 +209,38 @@ impl SinkHandle {
         self.write(SinkOp::BeginFullLoad(schema, start)).await
     }
 
-    pub async fn insert_rows(&self, schema: Arc<TableSchema>, rows: Vec<Row>) -> Result<()> {
-        self.write(SinkOp::InsertRows(schema, rows)).await
+    pub async fn insert_rows(
+        &self,
+        schema: Arc<TableSchema>,
+        rows: Vec<Row>,
+        load: PendingLoad,
+    ) -> Result<()> {
+        self.write(SinkOp::InsertRows(schema, rows, load)).await
     }
 
     pub async fn apply(&self, schema: Arc<TableSchema>, batch: ChangeBatch) -> Result<()> {
         self.write(SinkOp::Apply(schema, batch)).await
     }
 
-    pub async fn finish_full_load(&self, table: TableId, version: SyncVersion) -> Result<()> {
-        self.write(SinkOp::FinishFullLoad(table, version)).await
+    pub async fn finish_full_load(
+        &self,
+        schema: Arc<TableSchema>,
+        version: SyncVersion,
+        mode: LoadMode,
+    ) -> Result<()> {
+        self.write(SinkOp::FinishFullLoad(schema, version, mode))
+            .await
+    }
+
+    pub async fn cancel_load(&self, table: TableId, version: SyncVersion) -> Result<()> {
+        self.write(SinkOp::CancelLoad(table, version)).await
+    }
+
+    pub async fn swap_blockers(&self, table: TableId) -> Result<Vec<String>> {
+        match self.call(SinkOp::SwapBlockers(table)).await? {
+            SinkReply::Blockers(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
     }
 
     pub async fn record(&self, table: TableId) -> Result<ReplicaRecord> {

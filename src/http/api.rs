@@ -173,7 +173,7 @@ pub async fn act(
             "false",
         ),
         _ => (
-            shared.state.set_force_full_load(&id, true).await,
+            shared.state.request_full_load(&id).await,
             keys::force_full_load(&id),
             "true",
         ),

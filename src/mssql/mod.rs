@@ -10,6 +10,7 @@ mod migrations;
 mod pool;
 mod primary;
 mod replica;
+mod replica_load;
 mod replica_writes;
 pub mod sql;
 

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use ctsync_actors::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use ctsync_actors::modules::{ModuleDef, ModuleOp};
 use ctsync_actors::ports::{
-    InboxMessage, InboxOutcome, LoadStart, PendingLoad, QueueMessage, Replica, ReplicaRecord,
+    InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, QueueMessage, Replica,
+    ReplicaRecord,
 };
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
@@ -22,12 +23,12 @@ use super::replica_writes::{delete_chunks, insert_chunks, name_param, upsert_ver
 use super::{sql, MssqlError};
 
 pub struct MssqlReplica {
-    pool: Pool,
+    pub(super) pool: Pool,
     /// The `[ctsync]` migrations ran in this process.
     migrated: AtomicBool,
 }
 
-fn err(e: MssqlError) -> Error {
+pub(super) fn err(e: MssqlError) -> Error {
     Error::Replica(e.to_string())
 }
 
@@ -44,7 +45,7 @@ impl MssqlReplica {
         self.pool.ping("replica").await
     }
 
-    async fn ensure_schema(
+    pub(super) async fn ensure_schema(
         lease: &mut Lease<'_>,
         schema: &str,
     ) -> std::result::Result<(), MssqlError> {
@@ -69,7 +70,10 @@ impl MssqlReplica {
     }
 
     /// Runs the `[ctsync]` migrations once per process, before first use.
-    async fn ensure_migrated(&self, lease: &mut Lease<'_>) -> std::result::Result<(), MssqlError> {
+    pub(super) async fn ensure_migrated(
+        &self,
+        lease: &mut Lease<'_>,
+    ) -> std::result::Result<(), MssqlError> {
         if self.migrated.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -79,7 +83,7 @@ impl MssqlReplica {
     }
 
     /// Leases a connection and opens a transaction on it.
-    async fn begin(&self, what: &str) -> Result<Lease<'_>> {
+    pub(super) async fn begin(&self, what: &str) -> Result<Lease<'_>> {
         let mut lease = self.pool.lease().await.map_err(err)?;
         self.ensure_migrated(&mut lease).await.map_err(err)?;
         batch(&mut lease, sql::BEGIN, || what.to_string())
@@ -90,7 +94,7 @@ impl MssqlReplica {
 
     /// Commits if `work` succeeded; otherwise rolls back and discards the
     /// connection.
-    async fn finish(
+    pub(super) async fn finish(
         mut lease: Lease<'_>,
         work: std::result::Result<(), MssqlError>,
         what: &str,
@@ -115,62 +119,16 @@ impl MssqlReplica {
 #[async_trait]
 impl Replica for MssqlReplica {
     async fn begin_full_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()> {
-        let table = &schema.id;
-        let ddl = if start.recreate {
-            let ddl = sql::create_table(schema).ok_or_else(|| {
-                Error::Replica(format!("table {table} has a column of an unsupported type"))
-            })?;
-            // CREATE SCHEMA is idempotent here and needs no transaction.
-            let mut lease = self.pool.lease().await.map_err(err)?;
-            Self::ensure_schema(&mut lease, &table.schema)
-                .await
-                .map_err(err)?;
-            Some(ddl)
-        } else {
-            None
-        };
-        let what = format!("starting a full load of {table}");
-        let mut lease = self.begin(&what).await?;
-        let work = async {
-            match &ddl {
-                Some(create) => {
-                    let name = vec![ColumnData::String(Some(
-                        sql::object_name_param(table).into(),
-                    ))];
-                    execute(&mut lease, &sql::drop_table_if_exists(table), name, || {
-                        format!("dropping {table} to recreate it")
-                    })
-                    .await?;
-                    batch(&mut lease, create, || {
-                        format!("creating {table} on the replica")
-                    })
-                    .await?;
-                }
-                None => {
-                    batch(&mut lease, &sql::truncate(table), || {
-                        format!("TRUNCATE TABLE {table}")
-                    })
-                    .await?;
-                }
-            }
-            execute(
-                &mut lease,
-                sql::BEGIN_LOAD,
-                vec![name_param(table), ColumnData::I64(start.replaced_version)],
-                || format!("recording the pending full load of {table}"),
-            )
-            .await
-            .map(|_| ())
-        }
-        .await;
-        Self::finish(lease, work, &what).await
+        self.begin_load(schema, start).await
     }
 
-    async fn insert_rows(&self, schema: &TableSchema, rows: &[Row]) -> Result<()> {
-        let what = format!("loading {} rows into {}", rows.len(), schema.id);
-        let mut lease = self.begin(&what).await?;
-        let work = insert_chunks(&mut lease, schema, rows).await;
-        Self::finish(lease, work, &what).await
+    async fn insert_rows(
+        &self,
+        schema: &TableSchema,
+        rows: &[Row],
+        load: &PendingLoad,
+    ) -> Result<()> {
+        self.insert_page(schema, rows, load).await
     }
 
     async fn apply_changes(&self, schema: &TableSchema, change: &ChangeBatch) -> Result<()> {
@@ -192,42 +150,25 @@ impl Replica for MssqlReplica {
         Self::finish(lease, work, &what).await
     }
 
-    async fn finish_full_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
-        let what = format!("recording the full-load version of {table}");
-        let mut lease = self.begin(&what).await?;
-        let work = execute(
-            &mut lease,
-            sql::FINISH_LOAD,
-            vec![name_param(table), ColumnData::I64(Some(version))],
-            || format!("recording version {version} of {table} and clearing its pending load"),
-        )
-        .await
-        .map(|_| ());
-        Self::finish(lease, work, &what).await
+    async fn finish_full_load(
+        &self,
+        schema: &TableSchema,
+        version: SyncVersion,
+        mode: LoadMode,
+    ) -> Result<()> {
+        self.finish_load(schema, version, mode).await
+    }
+
+    async fn cancel_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+        self.cancel(table, version).await
+    }
+
+    async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>> {
+        self.blockers(table).await
     }
 
     async fn record(&self, table: &TableId) -> Result<ReplicaRecord> {
-        let mut lease = self.pool.lease().await.map_err(err)?;
-        self.ensure_migrated(&mut lease).await.map_err(err)?;
-        let rows = query_rows(
-            &mut lease,
-            sql::SELECT_RECORD,
-            vec![name_param(table)],
-            || format!("reading the replica's record of {table}"),
-        )
-        .await
-        .map_err(err)?;
-        let Some(row) = rows.first() else {
-            return Ok(ReplicaRecord::default());
-        };
-        let version = row.try_get::<i64, _>(0).ok().flatten();
-        let pending = row.try_get::<bool, _>(1).ok().flatten().unwrap_or(false);
-        Ok(ReplicaRecord {
-            version,
-            load: pending.then(|| PendingLoad {
-                replaced_version: row.try_get::<i64, _>(2).ok().flatten(),
-            }),
-        })
+        self.read_record(table).await
     }
 
     async fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>> {

@@ -211,13 +211,15 @@ impl StateStore for RedisState {
         let mget = redis::cmd("MGET")
             .arg(keys::enabled(table))
             .arg(keys::force_full_load(table))
+            .arg(keys::force_requests(table))
             .clone();
-        let (enabled, force): (Option<String>, Option<String>) = self
+        let (enabled, force, requests): (Option<String>, Option<String>, Option<String>) = self
             .cmd(&format!("MGET flags of {}", table.key_name()), &mget)
             .await?;
         Ok(TableFlags {
             enabled: keys::parse_flag(enabled.as_deref()),
             force_full_load: keys::parse_flag(force.as_deref()),
+            force_requests: keys::parse_count(requests.as_deref()),
         })
     }
 
@@ -227,6 +229,20 @@ impl StateStore for RedisState {
 
     async fn set_force_full_load(&self, table: &TableId, force: bool) -> Result<()> {
         self.set(&keys::force_full_load(table), flag(force)).await
+    }
+
+    async fn request_full_load(&self, table: &TableId) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .set(keys::force_full_load(table), "true")
+            .ignore()
+            .incr(keys::force_requests(table), 1)
+            .ignore();
+        self.send(
+            &format!("requesting a full load of {}", table.key_name()),
+            Request::Pipe(&pipe),
+        )
+        .await
     }
 
     async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>> {

@@ -46,6 +46,7 @@ pub fn fast_config() -> SyncConfig {
     SyncConfig {
         poll_interval: Duration::from_millis(50),
         full_load_page_size: 5_000,
+        full_load_mode: ctsync_actors::ports::LoadMode::Shadow,
         change_page_size: 1_000,
         auto_reload_stale: false,
         restart_backoff: Duration::from_millis(20),

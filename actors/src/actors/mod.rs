@@ -35,14 +35,85 @@ pub struct Running {
     pub cycles: crate::fence::Cycles,
 }
 
-impl Running {
-    /// Graceful stop: every table finishes its batch in flight and the DDL
-    /// listener commits its receive; nothing new starts afterwards.
-    pub async fn shutdown(&self) {
-        if let Some(listener) = &self.listener {
-            listener.send(StopListening).await.ok();
+/// What a stop interrupted, for the one log line the daemon writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Full loads stopped at a page boundary: (table, rows, total).
+    pub loads: Vec<(String, u64, u64)>,
+    /// Tables whose cycle was still running when the grace period ended
+    /// (e.g. a primary that does not answer): abandoned, nothing half
+    /// written (the replica rolls back what was not committed).
+    pub abandoned: Vec<String>,
+    /// The DDL listener did not finish its round in time.
+    pub listener_abandoned: bool,
+}
+
+impl ShutdownReport {
+    /// One line: what was interrupted and that it resumes.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for (table, rows, total) in &self.loads {
+            parts.push(format!(
+                "the full load of {table} stopped at {rows} / {total} rows and resumes there on the next start"
+            ));
         }
-        self.supervisor.send(Shutdown).await.ok();
+        if !self.abandoned.is_empty() {
+            parts.push(format!(
+                "the cycles of {} did not finish in time and were abandoned (uncommitted work is rolled back; they continue from their stored versions)",
+                self.abandoned.join(", ")
+            ));
+        }
+        if self.listener_abandoned {
+            parts.push(
+                "the DDL listener's receive was abandoned (its messages stay in the queue)".into(),
+            );
+        }
+        if parts.is_empty() {
+            "stopped cleanly: nothing was interrupted".into()
+        } else {
+            format!("stopped: {}", parts.join("; "))
+        }
+    }
+}
+
+impl Running {
+    /// Graceful stop with the default grace period (4 s, inside Docker's 10).
+    pub async fn shutdown(&self) -> ShutdownReport {
+        self.stop(std::time::Duration::from_secs(4)).await
+    }
+
+    /// Graceful stop: nothing new starts; loads and backlogs stop at their
+    /// next page boundary; the replica transaction in flight commits or
+    /// rolls back; the DDL listener commits its receive. Whatever has not
+    /// finished within `grace` (a hung primary) is abandoned.
+    pub async fn stop(&self, grace: std::time::Duration) -> ShutdownReport {
+        let listener = self.listener.clone();
+        let listening = async move {
+            match listener {
+                Some(l) => l.send(StopListening).await.is_ok(),
+                None => true,
+            }
+        };
+        let supervisor = self.supervisor.send(Shutdown);
+        let (tables, listener) = tokio::join!(
+            tokio::time::timeout(grace, supervisor),
+            tokio::time::timeout(grace, listening),
+        );
+        let mut report = ShutdownReport {
+            listener_abandoned: listener.is_err(),
+            ..ShutdownReport::default()
+        };
+        if tables.is_err() {
+            report.abandoned = self.cycles.running();
+        }
+        for (name, status) in self.board.snapshot() {
+            if status.state == crate::status::TableState::FullLoad {
+                if let Some((rows, total)) = status.progress {
+                    report.loads.push((name, rows, total));
+                }
+            }
+        }
+        report
     }
 }
 
@@ -78,6 +149,7 @@ pub fn start(ports: Ports, config: SyncConfig) -> Running {
         facts: Default::default(),
         fence,
         cycles: Default::default(),
+        stopping: Default::default(),
     });
     let cycles = pipeline.cycles.clone();
     let supervisor = SupervisorActor::new(pipeline).start();

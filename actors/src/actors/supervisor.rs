@@ -272,11 +272,20 @@ impl Handler<Shutdown> for SupervisorActor {
 
     fn handle(&mut self, _: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
         self.shutting_down = true;
+        // Loads and backlogs stop at their next page boundary.
+        self.pipeline
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let addrs: Vec<Addr<TableActor>> = self.tables.values().cloned().collect();
         Box::pin(async move {
-            for addr in addrs {
+            // All at once: the stop takes as long as the slowest table.
+            let waits: Vec<_> = addrs
+                .into_iter()
+                .map(|addr| actix_rt::spawn(async move { addr.send(Retire).await.ok() }))
+                .collect();
+            for wait in waits {
                 // An actor that already stopped has nothing in flight.
-                addr.send(Retire).await.ok();
+                let _ = wait.await;
             }
         })
     }

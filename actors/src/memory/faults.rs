@@ -20,8 +20,8 @@ use crate::model::{
 };
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
-    DdlQueue, InboxMessage, InboxOutcome, LoadProgress, LoadStart, Marker, Primary, QueueMessage,
-    Replica, ReplicaRecord, StateStore, TableFlags,
+    DdlQueue, InboxMessage, InboxOutcome, LoadMode, LoadProgress, LoadStart, Marker, PendingLoad,
+    Primary, QueueMessage, Replica, ReplicaRecord, StateStore, TableFlags,
 };
 
 /// Where a fault can strike.
@@ -238,11 +238,16 @@ impl Replica for Faulty<dyn Replica> {
             self.inner.begin_full_load(schema, start)
         )
     }
-    async fn insert_rows(&self, schema: &TableSchema, rows: &[Row]) -> Result<()> {
+    async fn insert_rows(
+        &self,
+        schema: &TableSchema,
+        rows: &[Row],
+        load: &PendingLoad,
+    ) -> Result<()> {
         guarded!(
             self,
             Site::ReplicaWrite,
-            self.inner.insert_rows(schema, rows)
+            self.inner.insert_rows(schema, rows, load)
         )
     }
     async fn apply_changes(&self, schema: &TableSchema, batch: &ChangeBatch) -> Result<()> {
@@ -252,12 +257,27 @@ impl Replica for Faulty<dyn Replica> {
             self.inner.apply_changes(schema, batch)
         )
     }
-    async fn finish_full_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+    async fn finish_full_load(
+        &self,
+        schema: &TableSchema,
+        version: SyncVersion,
+        mode: LoadMode,
+    ) -> Result<()> {
         guarded!(
             self,
             Site::ReplicaWrite,
-            self.inner.finish_full_load(table, version)
+            self.inner.finish_full_load(schema, version, mode)
         )
+    }
+    async fn cancel_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+        guarded!(
+            self,
+            Site::ReplicaWrite,
+            self.inner.cancel_load(table, version)
+        )
+    }
+    async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>> {
+        guarded!(self, Site::ReplicaRead, self.inner.swap_blockers(table))
     }
     async fn record(&self, table: &TableId) -> Result<ReplicaRecord> {
         guarded!(self, Site::ReplicaRead, self.inner.record(table))
@@ -327,6 +347,9 @@ impl StateStore for Faulty<dyn StateStore> {
             Site::StateWrite,
             self.inner.set_force_full_load(table, force)
         )
+    }
+    async fn request_full_load(&self, table: &TableId) -> Result<()> {
+        guarded!(self, Site::StateWrite, self.inner.request_full_load(table))
     }
     async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
         guarded!(self, Site::StateRead, self.inner.version(table))

@@ -7,7 +7,9 @@ mod ddl_queue;
 pub mod faults;
 mod primary;
 mod replica;
+mod replica_load;
 mod replica_table;
+mod replica_tx;
 mod state;
 
 pub use ddl_queue::MemoryDdlQueue;

@@ -8,17 +8,20 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::replica_table::{alter, insert, references, Table};
+use super::replica_load::{self, injected};
+use super::replica_table::{alter, insert, references};
+use super::replica_tx::Tx;
 use crate::error::{Error, Result};
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
-    InboxMessage, InboxOutcome, LoadStart, PendingLoad, QueueMessage, Replica, ReplicaRecord,
+    InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, QueueMessage, Replica,
+    ReplicaRecord,
 };
 
 #[derive(Debug, Default)]
 struct Data {
-    tables: BTreeMap<TableId, Table>,
+    tables: BTreeMap<TableId, super::replica_table::Table>,
     records: BTreeMap<TableId, ReplicaRecord>,
     writes: usize,
     /// Write numbers (1-based, counting every write call) that fail.
@@ -39,6 +42,8 @@ struct Data {
     inbox: Vec<(InboxMessage, Option<String>)>,
     /// Full loads started per table (`begin_full_load` calls that committed).
     loads_started: BTreeMap<TableId, usize>,
+    /// Shadow tables swapped in per table.
+    swaps: BTreeMap<TableId, usize>,
 }
 
 #[derive(Debug, Default)]
@@ -164,13 +169,11 @@ impl MemoryReplica {
         self.lock().tables.remove(id);
     }
 
-    /// Runs one write transaction on a copy of the table.
-    fn write<T>(
-        &self,
-        id: &TableId,
-        f: impl FnOnce(&mut Table, &mut ReplicaRecord, bool) -> Result<T>,
-    ) -> Result<T> {
-        let mut data = self.lock();
+    /// Runs one write transaction: everything `f` stages is written back
+    /// only if it succeeds.
+    fn transact<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let mut guard = self.lock();
+        let data = &mut *guard;
         if let Some(msg) = &data.down {
             return Err(Error::Replica(msg.clone()));
         }
@@ -178,33 +181,81 @@ impl MemoryReplica {
         let n = data.writes;
         let fail = data.fail_writes.contains(&n);
         data.fail_writes.retain(|w| *w != n);
-        let mut table =
-            data.tables.get(id).cloned().ok_or_else(|| {
-                Error::Replica(format!("Invalid object name '{id}' on the replica"))
-            })?;
-        let mut record = data.records.get(id).cloned().unwrap_or_default();
-        let out = f(&mut table, &mut record, fail)?;
-        data.tables.insert(id.clone(), table);
-        data.records.insert(id.clone(), record);
+        let (out, changes) = {
+            let mut tx = Tx::new(&data.tables, &data.records, fail);
+            let out = f(&mut tx)?;
+            (out, tx.into_changes())
+        };
+        for (id, table) in changes.tables {
+            match table {
+                Some(t) => data.tables.insert(id, t),
+                None => data.tables.remove(&id),
+            };
+        }
+        data.records.extend(changes.records);
         Ok(out)
+    }
+
+    /// One write transaction on one table and its record.
+    fn write<T>(
+        &self,
+        id: &TableId,
+        f: impl FnOnce(&mut super::replica_table::Table, &mut ReplicaRecord, bool) -> Result<T>,
+    ) -> Result<T> {
+        self.transact(|tx| {
+            let fail = tx.fail;
+            let mut record = tx.record_mut(id).clone();
+            let out = f(tx.table_mut(id)?, &mut record, fail)?;
+            *tx.record_mut(id) = record;
+            Ok(out)
+        })
+    }
+
+    /// Adds an index to a replica table, as an operator might for reports.
+    pub fn add_index_by_hand(&self, id: &TableId, name: &str) {
+        if let Some(t) = self.lock().tables.get_mut(id) {
+            t.indexes.insert(name.to_string());
+        }
+    }
+
+    /// Grants on a replica table, as an operator might.
+    pub fn grant_by_hand(&self, id: &TableId, grant: &str) {
+        if let Some(t) = self.lock().tables.get_mut(id) {
+            t.grants.insert(grant.to_string());
+        }
+    }
+
+    /// Adds a trigger to a replica table (it blocks a swap).
+    pub fn add_trigger_by_hand(&self, id: &TableId, name: &str) {
+        if let Some(t) = self.lock().tables.get_mut(id) {
+            t.triggers.insert(name.to_string());
+        }
+    }
+
+    /// Indexes and grants of a replica table.
+    pub fn indexes_and_grants(&self, id: &TableId) -> (Vec<String>, Vec<String>) {
+        self.lock()
+            .tables
+            .get(id)
+            .map(|t| {
+                (
+                    t.indexes.iter().cloned().collect(),
+                    t.grants.iter().cloned().collect(),
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many shadow tables were swapped in for the table.
+    pub fn swaps(&self, id: &TableId) -> usize {
+        self.lock().swaps.get(id).copied().unwrap_or(0)
     }
 }
 
-impl MemoryReplica {
-    fn start_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()> {
-        self.write(&schema.id, |t, record, fail| {
-            t.rows.clear();
-            *record = ReplicaRecord {
-                version: None,
-                load: Some(PendingLoad {
-                    replaced_version: start.replaced_version,
-                }),
-            };
-            if fail {
-                return Err(injected(&schema.id));
-            }
-            Ok(())
-        })?;
+#[async_trait]
+impl Replica for MemoryReplica {
+    async fn begin_full_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()> {
+        self.transact(|tx| replica_load::begin(tx, schema, start))?;
         *self
             .lock()
             .loads_started
@@ -212,46 +263,13 @@ impl MemoryReplica {
             .or_insert(0) += 1;
         Ok(())
     }
-}
 
-fn injected(id: &TableId) -> Error {
-    Error::Replica(format!(
-        "table {id}: injected failure inside the transaction"
-    ))
-}
-
-#[async_trait]
-impl Replica for MemoryReplica {
-    async fn begin_full_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()> {
-        if start.recreate {
-            let mut data = self.lock();
-            if let Some(msg) = &data.down {
-                return Err(Error::Replica(msg.clone()));
-            }
-            // Dropped and created inside the transaction below: the write
-            // rolls back to the previous table if it fails.
-            let previous = data.tables.insert(
-                schema.id.clone(),
-                Table {
-                    schema: schema.clone(),
-                    rows: BTreeMap::new(),
-                },
-            );
-            drop(data);
-            let result = self.start_load(schema, start);
-            if result.is_err() {
-                let mut data = self.lock();
-                match previous {
-                    Some(t) => data.tables.insert(schema.id.clone(), t),
-                    None => data.tables.remove(&schema.id),
-                };
-            }
-            return result;
-        }
-        self.start_load(schema, start)
-    }
-
-    async fn insert_rows(&self, schema: &TableSchema, rows: &[Row]) -> Result<()> {
+    async fn insert_rows(
+        &self,
+        schema: &TableSchema,
+        rows: &[Row],
+        load: &PendingLoad,
+    ) -> Result<()> {
         let delay = {
             let mut data = self.lock();
             data.in_flight += 1;
@@ -262,14 +280,7 @@ impl Replica for MemoryReplica {
             tokio::time::sleep(delay).await;
         }
         self.lock().in_flight -= 1;
-        self.write(&schema.id, |t, _, fail| {
-            let half = rows.len() / 2;
-            insert(t, &rows[..half])?;
-            if fail {
-                return Err(injected(&schema.id));
-            }
-            insert(t, &rows[half..])
-        })
+        self.transact(|tx| replica_load::page(tx, schema, rows, load))
     }
 
     async fn apply_changes(&self, schema: &TableSchema, batch: &ChangeBatch) -> Result<()> {
@@ -288,17 +299,35 @@ impl Replica for MemoryReplica {
         })
     }
 
-    async fn finish_full_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
-        self.write(table, |_, record, fail| {
-            if fail {
-                return Err(injected(table));
-            }
-            *record = ReplicaRecord {
-                version: Some(version),
-                load: None,
-            };
-            Ok(())
-        })
+    async fn finish_full_load(
+        &self,
+        schema: &TableSchema,
+        version: SyncVersion,
+        mode: LoadMode,
+    ) -> Result<()> {
+        let modules: Vec<ModuleDef> = self.lock().modules.values().cloned().collect();
+        self.transact(|tx| replica_load::finish(tx, &modules, schema, version, mode))?;
+        if mode == LoadMode::Shadow {
+            *self.lock().swaps.entry(schema.id.clone()).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+
+    async fn cancel_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+        self.transact(|tx| replica_load::cancel(tx, table, version))
+    }
+
+    async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>> {
+        let data = self.lock();
+        if let Some(msg) = &data.down {
+            return Err(Error::Replica(msg.clone()));
+        }
+        let modules: Vec<ModuleDef> = data.modules.values().cloned().collect();
+        Ok(replica_load::blockers(
+            data.tables.get(table),
+            &modules,
+            table,
+        ))
     }
 
     async fn record(&self, table: &TableId) -> Result<ReplicaRecord> {

@@ -2,7 +2,7 @@
 //! with SQL Server's rules that matter to the tests (duplicate keys, row
 //! width, NOT NULL columns on non-empty tables, name resolution).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::row_key;
 use crate::error::{Error, Result};
@@ -12,6 +12,23 @@ use crate::model::{ColumnOp, Row, RowKey, TableSchema, Value};
 pub(super) struct Table {
     pub(super) schema: TableSchema,
     pub(super) rows: BTreeMap<RowKey, Row>,
+    /// What operators added by hand: indexes and grants (carried over by a
+    /// swap) and triggers (which block it).
+    pub(super) indexes: BTreeSet<String>,
+    pub(super) grants: BTreeSet<String>,
+    pub(super) triggers: BTreeSet<String>,
+}
+
+impl Table {
+    pub(super) fn new(schema: TableSchema) -> Self {
+        Self {
+            schema,
+            rows: BTreeMap::new(),
+            indexes: BTreeSet::new(),
+            grants: BTreeSet::new(),
+            triggers: BTreeSet::new(),
+        }
+    }
 }
 
 pub(super) fn insert(table: &mut Table, rows: &[Row]) -> Result<()> {

@@ -90,6 +90,9 @@ impl StateStore for MemoryState {
             force_full_load: keys::parse_flag(
                 map.get(&keys::force_full_load(table)).map(String::as_str),
             ),
+            force_requests: keys::parse_count(
+                map.get(&keys::force_requests(table)).map(String::as_str),
+            ),
         })
     }
 
@@ -106,6 +109,15 @@ impl StateStore for MemoryState {
             &keys::force_full_load(table),
             if force { "true" } else { "false" },
         );
+        Ok(())
+    }
+
+    async fn request_full_load(&self, table: &TableId) -> Result<()> {
+        let mut map = self.lock();
+        map.insert(keys::force_full_load(table), "true".into());
+        let key = keys::force_requests(table);
+        let n = keys::parse_count(map.get(&key).map(String::as_str)) + 1;
+        map.insert(key, n.to_string());
         Ok(())
     }
 
@@ -252,6 +264,9 @@ impl StateStore for FlakyState {
     }
     async fn set_force_full_load(&self, table: &TableId, force: bool) -> Result<()> {
         self.inner.set_force_full_load(table, force).await
+    }
+    async fn request_full_load(&self, table: &TableId) -> Result<()> {
+        self.inner.request_full_load(table).await
     }
     async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
         self.check_up()?;

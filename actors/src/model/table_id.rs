@@ -99,6 +99,20 @@ impl TableId {
     }
 }
 
+impl TableId {
+    /// The shadow table a full load of this table writes into:
+    /// `[ctsync].[shadow_<hash of the key name>]` (a fixed-length name, since
+    /// schema + name can exceed 128 characters; FNV-1a, 64 bits).
+    pub fn shadow(&self) -> TableId {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.key_name().bytes() {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        TableId::new("ctsync", format!("shadow_{hash:016x}"))
+    }
+}
+
 impl fmt::Display for TableId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.schema, self.name)
@@ -158,6 +172,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn shadow_tables_are_fixed_length_and_distinct() {
+        let a = TableId::new("dbo", "x.y").shadow();
+        let b = TableId::new("x", "y").shadow();
+        assert_ne!(a, b);
+        assert_eq!(a.schema, "ctsync");
+        assert_eq!(a.name.len(), "shadow_".len() + 16);
+        assert_eq!(a, TableId::new("dbo", "x.y").shadow(), "stable");
     }
 
     #[test]

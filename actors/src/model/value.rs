@@ -5,8 +5,9 @@
 use std::cmp::Ordering;
 
 /// A SQL value, kept in a form that round-trips exactly between the primary
-/// and the replica (temporal values keep SQL Server's own encoding).
-#[derive(Debug, Clone, PartialEq)]
+/// and the replica (temporal values keep SQL Server's own encoding). Its
+/// JSON form (serde) stores a full load's cursor on the replica.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     Null,
     Bool(bool),
@@ -168,7 +169,7 @@ impl Value {
 
 /// The values of a row's key columns, in key order. Ordered with
 /// [`Value::total_cmp`] so it can key a `BTreeMap`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RowKey(pub Vec<Value>);
 
 impl Eq for RowKey {}
@@ -197,6 +198,30 @@ pub type Row = Vec<Value>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_round_trip_through_json_exactly() {
+        let key = RowKey(vec![
+            Value::I32(-7),
+            Value::Decimal {
+                value: -99_999_999_999_999_999_999_999_999_999_999_999_999,
+                scale: 38,
+            },
+            Value::String("a\u{0}é]".into()),
+            Value::Guid([9; 16]),
+            Value::DateTimeOffset {
+                days: 1,
+                increments: u64::MAX,
+                scale: 7,
+                offset_minutes: -840,
+            },
+            Value::Binary(vec![0, 255]),
+            Value::Null,
+        ]);
+        let json = serde_json::to_string(&key).expect("json");
+        let back: RowKey = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, key);
+    }
 
     #[test]
     fn row_keys_order_numerically_across_integer_widths() {

@@ -11,7 +11,7 @@ use super::reconcile::{self, Plan};
 use super::{full_load, incremental, Pipeline};
 use crate::error::{Error, Result};
 use crate::model::{PrimaryIdentity, SyncVersion, TableId, TableSchema};
-use crate::ports::{LoadStart, TableFlags};
+use crate::ports::{PendingLoad, TableFlags};
 use crate::sink::SinkHandle;
 use crate::status::TableState;
 use crate::telemetry;
@@ -25,8 +25,11 @@ pub enum Outcome {
         changed_keys: u64,
     },
     Stale,
-    /// The replica's columns cannot be reconciled safely (see the reason).
+    /// The replica's columns cannot be reconciled safely, or the load
+    /// cannot finish (see the reason).
     Blocked,
+    /// Stopped at a page boundary for a shutdown; it resumes next time.
+    Interrupted,
 }
 
 pub(super) fn set_state(p: &Pipeline, table: &TableId, state: TableState) {
@@ -45,7 +48,7 @@ pub(super) fn set_state(p: &Pipeline, table: &TableId, state: TableState) {
 }
 
 /// Puts the table in `state` with a reason, logging it once per change.
-fn hold(p: &Pipeline, table: &TableId, state: TableState, reason: String) {
+pub(super) fn hold(p: &Pipeline, table: &TableId, state: TableState, reason: String) {
     let key = table.key_name();
     let known = p.board.get(&key).and_then(|s| s.reason);
     if known.as_deref() != Some(reason.as_str()) {
@@ -75,8 +78,10 @@ pub(super) async fn load_schema(p: &Pipeline, table: &TableId) -> Result<Arc<Tab
 struct Start {
     /// The version to continue from; `None`: a full load must run.
     version: Option<SyncVersion>,
-    /// `mssql_sync:version:<T>` as read now (what a new load replaces).
+    /// `mssql_sync:version:<T>` as it stands now (what a new load replaces).
     redis: Option<SyncVersion>,
+    /// A load that started and has not finished: it goes on first.
+    pending: Option<PendingLoad>,
 }
 
 /// The version to continue from. A load recorded as pending on the replica
@@ -92,25 +97,25 @@ async fn starting_version(p: &Pipeline, sink: &SinkHandle, table: &TableId) -> R
         return match redis {
             Some(v) if Some(v) != load.replaced_version => {
                 warn!(table = %table, version = v, "mssql_sync:version was set by hand during a pending full load: the load is cancelled and sync continues from that version");
-                sink.finish_full_load(table.clone(), v).await?;
+                sink.cancel_load(table.clone(), v).await?;
                 Ok(Start {
                     version: Some(v),
                     redis,
+                    pending: None,
                 })
             }
-            _ => {
-                info!(table = %table, "a full load was interrupted; it runs again before any change is applied");
-                Ok(Start {
-                    version: None,
-                    redis,
-                })
-            }
+            _ => Ok(Start {
+                version: None,
+                redis,
+                pending: Some(load),
+            }),
         };
     }
     if redis.is_some() {
         return Ok(Start {
             version: redis,
             redis,
+            pending: None,
         });
     }
     if let Some(v) = record.version {
@@ -122,29 +127,40 @@ async fn starting_version(p: &Pipeline, sink: &SinkHandle, table: &TableId) -> R
     Ok(Start {
         version: record.version,
         redis: record.version,
+        pending: None,
     })
 }
 
-/// What a full load started by this cycle needs to know.
+/// What a full load started (or resumed) by this cycle needs to know.
 pub(super) struct LoadRequest<'a> {
     pub sink: &'a SinkHandle,
     pub schema: &'a Arc<TableSchema>,
     pub identity: &'a PrimaryIdentity,
-    /// `force_full_load` was "true" when the cycle read the flags.
-    pub forced: bool,
-    pub start: LoadStart,
+    /// The flags as the cycle read them.
+    pub flags: TableFlags,
+    /// `mssql_sync:version:<T>` now: what a new load replaces.
+    pub replaced_version: Option<SyncVersion>,
+    /// The pending load to continue, if any.
+    pub resume: Option<PendingLoad>,
+    /// The live table cannot be reused in place (missing, or columns that
+    /// cannot be reconciled): an in-place load drops and creates it.
+    pub rebuild: bool,
 }
 
 impl LoadRequest<'_> {
-    /// The same load, dropping and creating the replica table first.
-    fn recreating(self) -> Self {
+    fn rebuilding(self) -> Self {
         Self {
-            start: LoadStart {
-                recreate: true,
-                ..self.start
-            },
+            rebuild: true,
             ..self
         }
+    }
+}
+
+fn loaded(end: full_load::LoadEnd) -> Outcome {
+    match end {
+        full_load::LoadEnd::Finished => Outcome::Loaded,
+        full_load::LoadEnd::Interrupted => Outcome::Interrupted,
+        full_load::LoadEnd::Held => Outcome::Blocked,
     }
 }
 
@@ -153,8 +169,7 @@ async fn stale(p: &Pipeline, load: LoadRequest<'_>, reason: String) -> Result<Ou
     let table = &load.schema.id;
     if p.config.auto_reload_stale {
         warn!(table = %table, %reason, "table is stale; CTSYNC_AUTO_RELOAD_STALE is on, running a full load");
-        full_load::run(p, load, &[]).await?;
-        return Ok(Outcome::Loaded);
+        return full_load::run(p, load, &[]).await.map(loaded);
     }
     hold(p, table, TableState::Stale, reason);
     Ok(Outcome::Stale)
@@ -177,31 +192,34 @@ async fn settle_schema(
             // replica table may have been dropped): it is created and its
             // load recorded as pending in one transaction.
             info!(table = %table, "creating the table on the replica");
-            full_load::run(p, load.recreating(), &[]).await?;
-            return Ok(Some(Outcome::Loaded));
+            return full_load::run(p, load.rebuilding(), &[])
+                .await
+                .map(|end| Some(loaded(end)));
         }
     };
     match plan {
-        Plan::InSync if must_load => {
-            full_load::run(p, load, &[]).await?;
-            Ok(Some(Outcome::Loaded))
-        }
+        Plan::InSync if must_load => full_load::run(p, load, &[])
+            .await
+            .map(|end| Some(loaded(end))),
         Plan::InSync => Ok(None),
-        Plan::Blocked(reason) if load.forced => {
-            info!(table = %table, %reason, "rebuilding the replica table for the forced full load");
-            full_load::run(p, load.recreating(), &[]).await?;
-            Ok(Some(Outcome::Loaded))
+        Plan::Blocked(reason) if load.flags.force_full_load || load.resume.is_some() => {
+            info!(table = %table, %reason, "rebuilding the replica table with the full load");
+            full_load::run(p, load.rebuilding(), &[])
+                .await
+                .map(|end| Some(loaded(end)))
         }
         Plan::Blocked(reason) => {
             hold(p, table, TableState::Paused, reason);
             Ok(Some(Outcome::Blocked))
         }
         Plan::Apply { ops, reload } if reload || must_load => {
-            // The columns change right after the truncate (an empty table
-            // accepts NOT NULL columns); CT never reports added values.
+            // In place, the columns change right after the truncate (an
+            // empty table accepts NOT NULL columns); CT never reports the
+            // values existing rows received.
             info!(table = %table, ?ops, "column changes need a full load");
-            full_load::run(p, load, &ops).await?;
-            Ok(Some(Outcome::Loaded))
+            full_load::run(p, load, &ops)
+                .await
+                .map(|end| Some(loaded(end)))
         }
         Plan::Apply { ops, .. } => {
             info!(table = %table, ?ops, "applying column changes to the replica");
@@ -223,18 +241,17 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId, token: u64) -> Result<Outc
     let schema = load_schema(p, table).await?;
     let identity = p.identity().await?;
     let start = starting_version(p, &sink, table).await?;
-    let must_load = flags.force_full_load || start.version.is_none();
-    let load = |recreate| LoadRequest {
+    let must_load = flags.force_full_load || start.version.is_none() || start.pending.is_some();
+    let load = || LoadRequest {
         sink: &sink,
         schema: &schema,
         identity: &identity,
-        forced: flags.force_full_load,
-        start: LoadStart {
-            replaced_version: start.redis,
-            recreate,
-        },
+        flags,
+        replaced_version: start.redis,
+        resume: start.pending.clone(),
+        rebuild: false,
     };
-    if let Some(outcome) = settle_schema(p, load(false), must_load).await? {
+    if let Some(outcome) = settle_schema(p, load(), must_load).await? {
         return Ok(outcome);
     }
     let Some(version) = start.version else {
@@ -254,7 +271,7 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId, token: u64) -> Result<Outc
                 known.encode(),
                 identity.encode()
             );
-            return stale(p, load(false), reason).await;
+            return stale(p, load(), reason).await;
         }
         Some(_) => {}
     }
@@ -265,14 +282,15 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId, token: u64) -> Result<Outc
              the primary was restored or replaced; force a full load \
              (mssql_sync:force_full_load:{key} = \"true\")"
         );
-        return stale(p, load(false), reason).await;
+        return stale(p, load(), reason).await;
     }
     if let Some(reason) = cleanup_passed(p, table, version).await? {
-        return stale(p, load(false), reason).await;
+        return stale(p, load(), reason).await;
     }
     match incremental::run(p, &sink, &schema, version, current).await? {
         incremental::Ended::Synced(changed_keys) => Ok(Outcome::Synced { changed_keys }),
-        incremental::Ended::CleanupPassed(reason) => stale(p, load(false), reason).await,
+        incremental::Ended::CleanupPassed(reason) => stale(p, load(), reason).await,
+        incremental::Ended::Interrupted => Ok(Outcome::Interrupted),
     }
 }
 

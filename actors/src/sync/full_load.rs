@@ -1,106 +1,327 @@
-//! Initial and forced full load: version read before the copy, truncate
-//! (or recreate) together with the replica's "load pending" record,
-//! keyset-paginated copy (one page in memory at a time), then the replica's
-//! version record and, in one atomic Redis step, version + flag reset.
+//! Full loads as a resumable state machine. A load starts by reading CT's
+//! current version (before any data), choosing where to write (a shadow
+//! table swapped in at the end, or the live table in place when something
+//! blocks the swap) and recording itself as pending on the replica. Every
+//! page commits together with the load's cursor, so an interrupted load
+//! (error, restart, stop, Redis loss) resumes after its last page. A new
+//! Force Load request starts it over from row 0 at the next page; a start
+//! version that CT cleanup passed before the end starts it over once, then
+//! holds the table. At the end the shadow is swapped in, the version
+//! recorded on the replica and, in one atomic Redis step, stored with the
+//! `force_full_load` compare-and-reset.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::info;
+use tracing::{debug, info, warn};
 
-use super::cycle::{set_state, LoadRequest};
+use super::cycle::{cleanup_passed, hold, set_state, LoadRequest};
 use super::{now_millis, Pipeline};
 use crate::error::{Error, Result};
-use crate::model::{ColumnOp, RowKey, TableId, Value};
-use crate::ports::LoadProgress;
+use crate::model::{ColumnOp, RowKey, TableId, TableSchema, Value};
+use crate::ports::{LoadMode, LoadProgress, LoadStart, PendingLoad, TableFlags};
+use crate::sink::SinkHandle;
 use crate::status::TableState;
 use crate::telemetry;
 
-/// `alter` are column changes applied right after the truncate (an empty
-/// table accepts NOT NULL columns).
-pub(super) async fn run(p: &Pipeline, load: LoadRequest<'_>, alter: &[ColumnOp]) -> Result<()> {
+/// Times a load may start over because CT cleanup passed its start
+/// version before the table is held instead of looping.
+const MAX_EXPIRED_RESTARTS: u32 = 2;
+
+/// How a load ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LoadEnd {
+    Finished,
+    /// Stopped at a page boundary for a shutdown; it resumes next time.
+    Interrupted,
+    /// The table is held (see its reason).
+    Held,
+}
+
+/// What a new load starts from.
+struct Begin<'a> {
+    flags: TableFlags,
+    replaced_version: Option<crate::model::SyncVersion>,
+    /// In place, the live table must be dropped and created.
+    rebuild: bool,
+    alter: &'a [ColumnOp],
+    expired_restarts: u32,
+}
+
+pub(super) async fn run(
+    p: &Pipeline,
+    load: LoadRequest<'_>,
+    alter: &[ColumnOp],
+) -> Result<LoadEnd> {
     let LoadRequest {
         sink,
         schema,
         identity,
-        forced,
-        start,
+        flags,
+        replaced_version,
+        resume,
+        rebuild,
     } = load;
     let table = &schema.id;
-    let key = table.key_name();
     let positions = schema
         .key_positions()
         .ok_or_else(|| Error::NoKey(table.clone()))?;
     set_state(p, table, TableState::FullLoad);
     let started = Instant::now();
-    // Read before any data: changes made during the copy are re-applied later.
-    let version = p.primary.current_version().await?;
-    let total = p.primary.row_count(table).await?;
-    let mut progress = LoadProgress {
-        synced: 0,
-        total,
-        started_at: now_millis(),
-        updated_at: now_millis(),
+    let mut pending = match resume {
+        Some(pending) if resumable(sink, schema, &pending).await? => {
+            info!(table = %table, rows = pending.rows, total = pending.total, mode = ?pending.mode, "resuming the interrupted full load after its last committed page");
+            pending
+        }
+        resume => {
+            let begin = Begin {
+                flags,
+                replaced_version: resume
+                    .as_ref()
+                    .map_or(replaced_version, |r| r.replaced_version),
+                rebuild,
+                alter,
+                expired_restarts: resume.map_or(0, |r| r.expired_restarts),
+            };
+            start(p, sink, schema, begin).await?
+        }
     };
-    info!(table = %table, version, rows = total, "full load starting");
-    sink.begin_full_load(schema.clone(), start).await?;
-    if !alter.is_empty() {
-        sink.alter_columns(table.clone(), alter.to_vec()).await?;
-    }
-    report(p, table, &progress, 0).await?;
-
+    let resumed_at = (pending.rows > 0).then_some(pending.rows);
+    show_mode(p, table, &pending);
     let page_size = p.config.full_load_page_size.max(1);
-    let mut after: Option<RowKey> = None;
     loop {
-        let rows = p
-            .primary
-            .read_page(schema, after.as_ref(), page_size)
-            .await?;
-        let n = rows.len();
-        if let Some(last) = rows.last() {
-            after = Some(RowKey(
-                positions
-                    .iter()
-                    .map(|&i| last.get(i).cloned().unwrap_or(Value::Null))
-                    .collect(),
-            ));
+        if pending.expired_restarts >= MAX_EXPIRED_RESTARTS {
+            let key = table.key_name();
+            hold(
+                p,
+                table,
+                TableState::Error,
+                format!(
+                    "the full load takes longer than the CT retention period: cleanup passed its \
+                     start version {} times. Copy the table by hand (read \
+                     CHANGE_TRACKING_CURRENT_VERSION() first, then set mssql_sync:version:{key}; \
+                     see the README's manual snapshot), or raise CHANGE_RETENTION and force a \
+                     full load",
+                    pending.expired_restarts
+                ),
+            );
+            return Ok(LoadEnd::Held);
         }
-        if n > 0 {
-            sink.insert_rows(schema.clone(), rows).await?;
-            progress.synced += n as u64;
-            progress.updated_at = now_millis();
-            report(p, table, &progress, n as u64).await?;
+        // Copy page by page from the cursor.
+        loop {
+            if p.is_stopping() {
+                info!(table = %table, rows = pending.rows, total = pending.total, "full load interrupted by the shutdown; it resumes from here");
+                return Ok(LoadEnd::Interrupted);
+            }
+            if let Some(flags) = new_request(p, table, &pending).await {
+                info!(table = %table, "a new Force Load request: the full load starts again from row 0");
+                let begin = Begin {
+                    flags,
+                    replaced_version: pending.replaced_version,
+                    rebuild: false,
+                    alter: &[],
+                    expired_restarts: 0,
+                };
+                pending = start(p, sink, schema, begin).await?;
+                show_mode(p, table, &pending);
+                continue;
+            }
+            let rows = p
+                .primary
+                .read_page(schema, pending.cursor.as_ref(), page_size)
+                .await?;
+            let n = rows.len();
+            if let Some(last) = rows.last() {
+                pending.cursor = Some(RowKey(
+                    positions
+                        .iter()
+                        .map(|&i| last.get(i).cloned().unwrap_or(Value::Null))
+                        .collect(),
+                ));
+                pending.rows += n as u64;
+                sink.insert_rows(schema.clone(), rows, pending.clone())
+                    .await?;
+                report(p, table, &pending, resumed_at, n as u64).await;
+            }
+            if n < page_size {
+                break;
+            }
         }
-        if n < page_size {
-            break;
+        // The start version must still be valid: otherwise changes made
+        // during the copy were cleaned up before they could be applied.
+        match cleanup_passed(p, table, pending.start_version).await? {
+            None => break,
+            Some(reason) => {
+                warn!(table = %table, %reason, "CT cleanup passed the full load's start version; the load starts over");
+                let begin = Begin {
+                    flags: p.state.flags(table).await.unwrap_or(TableFlags {
+                        enabled: true,
+                        force_full_load: pending.forced,
+                        force_requests: pending.requests_seen,
+                    }),
+                    replaced_version: pending.replaced_version,
+                    rebuild: false,
+                    alter: &[],
+                    expired_restarts: pending.expired_restarts + 1,
+                };
+                if begin.expired_restarts < MAX_EXPIRED_RESTARTS {
+                    pending = start(p, sink, schema, begin).await?;
+                } else {
+                    pending.expired_restarts = begin.expired_restarts;
+                }
+            }
         }
     }
 
-    sink.finish_full_load(table.clone(), version).await?;
-    p.state
-        .finish_full_load(table, version, identity, forced)
+    let version = pending.start_version;
+    sink.finish_full_load(schema.clone(), version, pending.mode)
         .await?;
-    telemetry::rows_applied(&key, "load", progress.synced);
+    p.state
+        .finish_full_load(table, version, identity, pending.forced)
+        .await?;
+    let key = table.key_name();
+    telemetry::rows_applied(&key, "load", pending.rows);
     p.board.update(&key, |s| {
         s.version = Some(version);
         // Kept after the load for the page ("Synced 3 / 3").
-        s.progress = Some((progress.synced, progress.synced));
-        s.rows_applied += progress.synced;
+        s.progress = Some((pending.rows, pending.rows));
+        s.rows_applied += pending.rows;
     });
     info!(
         table = %table,
         version,
-        rows = progress.synced,
+        rows = pending.rows,
+        mode = ?pending.mode,
         seconds = started.elapsed().as_secs_f64(),
         "full load finished"
     );
-    Ok(())
+    Ok(LoadEnd::Finished)
 }
 
-async fn report(p: &Pipeline, table: &TableId, progress: &LoadProgress, added: u64) -> Result<()> {
+/// Starts a load from row 0: reads the version before any data, picks the
+/// mode, and records the pending load with the emptied (or new) target.
+async fn start(
+    p: &Pipeline,
+    sink: &SinkHandle,
+    schema: &Arc<TableSchema>,
+    begin: Begin<'_>,
+) -> Result<PendingLoad> {
+    let table = &schema.id;
+    let start_version = p.primary.current_version().await?;
+    let total = p.primary.row_count(table).await?;
+    let (mode, in_place_reason) = if begin.rebuild {
+        (
+            LoadMode::InPlace,
+            Some("the replica table is created by this load".to_string()),
+        )
+    } else if p.config.full_load_mode == LoadMode::InPlace {
+        (
+            LoadMode::InPlace,
+            Some("CTSYNC_FULL_LOAD_MODE is in_place".to_string()),
+        )
+    } else {
+        let blockers = sink.swap_blockers(table.clone()).await?;
+        if blockers.is_empty() {
+            (LoadMode::Shadow, None)
+        } else {
+            let reason = format!(
+                "loading in place (readers see the table fill up): {}",
+                blockers.join("; ")
+            );
+            warn!(table = %table, %reason, "the shadow table cannot be swapped in");
+            (LoadMode::InPlace, Some(reason))
+        }
+    };
+    let load = PendingLoad {
+        replaced_version: begin.replaced_version,
+        start_version,
+        cursor: None,
+        rows: 0,
+        total,
+        started_at: now_millis(),
+        mode,
+        in_place_reason,
+        forced: begin.flags.force_full_load,
+        requests_seen: begin.flags.force_requests,
+        expired_restarts: begin.expired_restarts,
+    };
+    info!(table = %table, version = start_version, rows = total, ?mode, "full load starting");
+    let start = LoadStart {
+        load: load.clone(),
+        recreate: mode == LoadMode::InPlace && begin.rebuild,
+    };
+    sink.begin_full_load(schema.clone(), start).await?;
+    if mode == LoadMode::InPlace && !begin.alter.is_empty() {
+        // An emptied table accepts NOT NULL columns; a shadow is created
+        // with the primary's columns already.
+        sink.alter_columns(table.clone(), begin.alter.to_vec())
+            .await?;
+    }
+    report(p, table, &load, None, 0).await;
+    Ok(load)
+}
+
+/// A pending load can go on if its target still has the primary's columns
+/// (a schema change since means starting over).
+async fn resumable(sink: &SinkHandle, schema: &TableSchema, pending: &PendingLoad) -> Result<bool> {
+    let Some(target) = sink.replica_schema(pending.target(&schema.id)).await? else {
+        return Ok(false);
+    };
+    let shape = |s: &TableSchema| {
+        s.written_columns()
+            .iter()
+            .map(|c| (c.name.clone(), c.ty.clone()))
+            .collect::<Vec<_>>()
+    };
+    Ok(shape(&target) == shape(schema))
+}
+
+/// A Force Load request made since the load started (the flag went to
+/// "true", or the API/CLI counted one more). Redis being unreachable only
+/// delays noticing it.
+async fn new_request(p: &Pipeline, table: &TableId, pending: &PendingLoad) -> Option<TableFlags> {
+    match p.state.flags(table).await {
+        Ok(flags)
+            if flags.force_requests > pending.requests_seen
+                || (flags.force_full_load && !pending.forced) =>
+        {
+            Some(flags)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            debug!(table = %table, error = %e, "could not read the flags during the load; copying on");
+            None
+        }
+    }
+}
+
+fn show_mode(p: &Pipeline, table: &TableId, pending: &PendingLoad) {
+    let reason = pending.in_place_reason.clone();
+    p.board.update(&table.key_name(), |s| s.reason = reason);
+}
+
+/// Progress on the board, the metrics and `mssql_sync:progress:<T>`
+/// (best effort: Redis being down does not stop a load).
+async fn report(
+    p: &Pipeline,
+    table: &TableId,
+    load: &PendingLoad,
+    resumed_at: Option<u64>,
+    added: u64,
+) {
     let key = table.key_name();
-    p.board.update(&key, |s| {
-        s.progress = Some((progress.synced, progress.total))
-    });
-    telemetry::full_load(&key, added, progress.synced, progress.total);
-    p.state.set_progress(table, progress).await
+    let total = load.total.max(load.rows);
+    p.board
+        .update(&key, |s| s.progress = Some((load.rows, total)));
+    telemetry::full_load(&key, added, load.rows, total);
+    let progress = LoadProgress {
+        synced: load.rows,
+        total,
+        started_at: load.started_at,
+        updated_at: now_millis(),
+        resumed_at,
+    };
+    if let Err(e) = p.state.set_progress(table, &progress).await {
+        debug!(table = %table, error = %e, "could not write the load progress to Redis");
+    }
 }

@@ -23,6 +23,10 @@ pub(super) enum Ended {
     /// CT cleanup passed the stored version while the pages were read (the
     /// reason); the version was not advanced.
     CleanupPassed(String),
+    /// Stopped between pages for a shutdown; the version was not advanced,
+    /// the next start applies the backlog again from the stored version
+    /// (every page is idempotent).
+    Interrupted,
 }
 
 pub(super) async fn run(
@@ -45,6 +49,9 @@ pub(super) async fn run(
     let mut after = None;
     let mut changed_keys = 0u64;
     loop {
+        if p.is_stopping() {
+            return Ok(Ended::Interrupted);
+        }
         let page = p
             .primary
             .changes_page(schema, since, after.as_ref(), page_size)

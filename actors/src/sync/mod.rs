@@ -27,6 +27,8 @@ pub struct SyncConfig {
     pub poll_interval: Duration,
     /// Rows per keyset page of a full load.
     pub full_load_page_size: usize,
+    /// Shadow table and swap (default), or in place.
+    pub full_load_mode: crate::ports::LoadMode,
     /// Changed keys per replica transaction of an incremental sync.
     pub change_page_size: usize,
     /// Full-load a stale table automatically instead of waiting for an operator.
@@ -47,6 +49,7 @@ impl Default for SyncConfig {
         Self {
             poll_interval: Duration::from_secs(5),
             full_load_page_size: 5_000,
+            full_load_mode: crate::ports::LoadMode::Shadow,
             change_page_size: 5_000,
             auto_reload_stale: false,
             restart_backoff: Duration::from_secs(1),
@@ -79,9 +82,15 @@ pub struct Pipeline {
     pub fence: Fence,
     /// Which tables' cycles run now (overlaps are counted).
     pub cycles: Cycles,
+    /// Set by a graceful stop: loads and backlogs stop at the next page.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Pipeline {
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn facts(&self) -> PrimaryFacts {
         self.facts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -6,9 +6,11 @@
 
 mod ddl;
 mod own_schema;
+mod shadow;
 
 pub use ddl::*;
 pub use own_schema::*;
+pub use shadow::*;
 
 use ctsync_actors::model::{ColumnDef, Len, SqlType, TableId, TableSchema};
 

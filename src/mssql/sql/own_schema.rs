@@ -53,15 +53,14 @@ CREATE TABLE [ctsync].[sync_versions] ([table_name] nvarchar(300) NOT NULL PRIMA
     Migration {
         version: 2,
         description: "version record keyed by the exact table key name (binary collation, room \
-                      for two quoted 128-character names), with the pending-load state",
+                      for two quoted 128-character names), with the pending load (JSON: start \
+                      version, cursor, rows, mode)",
         batches: &[
             "CREATE TABLE [ctsync].[sync_versions_v2] (\
 [table_name] nvarchar(600) COLLATE Latin1_General_BIN2 NOT NULL CONSTRAINT [PK_ctsync_sync_versions_v2] PRIMARY KEY, \
-[version] bigint NULL, [load_pending] bit NOT NULL, [load_replaced_version] bigint NULL, \
-[updated_at] datetime2(3) NOT NULL)",
-            "INSERT INTO [ctsync].[sync_versions_v2] ([table_name], [version], [load_pending], \
-[load_replaced_version], [updated_at]) \
-SELECT [table_name], [version], 0, NULL, [updated_at] FROM [ctsync].[sync_versions]",
+[version] bigint NULL, [load] nvarchar(max) NULL, [updated_at] datetime2(3) NOT NULL)",
+            "INSERT INTO [ctsync].[sync_versions_v2] ([table_name], [version], [load], [updated_at]) \
+SELECT [table_name], [version], NULL, [updated_at] FROM [ctsync].[sync_versions]",
             "DROP TABLE [ctsync].[sync_versions]",
             "EXEC sp_rename N'[ctsync].[sync_versions_v2]', N'sync_versions'",
         ],
@@ -83,32 +82,38 @@ pub fn latest_schema_version() -> i32 {
     MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
 }
 
-/// The record of table `@P1`.
-pub const SELECT_RECORD: &str = "SELECT [version], [load_pending], [load_replaced_version] \
-FROM [ctsync].[sync_versions] WHERE [table_name] = @P1";
+/// The record of table `@P1`: its version and pending load (JSON).
+pub const SELECT_RECORD: &str =
+    "SELECT [version], [load] FROM [ctsync].[sync_versions] WHERE [table_name] = @P1";
 
 /// Records `@P2` as the version of table `@P1` after a batch of changes
 /// (inside the batch's transaction).
 pub const UPSERT_VERSION: &str =
     "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [updated_at] = SYSUTCDATETIME() \
 WHERE [table_name] = @P1; \
-IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load_pending], \
-[load_replaced_version], [updated_at]) VALUES (@P1, @P2, 0, NULL, SYSUTCDATETIME())";
+IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load], \
+[updated_at]) VALUES (@P1, @P2, NULL, SYSUTCDATETIME())";
 
-/// Records a full load of table `@P1` as pending (no version while it
-/// runs); `@P2` is the Redis version it replaces (may be NULL).
-pub const BEGIN_LOAD: &str =
-    "UPDATE [ctsync].[sync_versions] SET [version] = NULL, [load_pending] = 1, \
-[load_replaced_version] = @P2, [updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
-IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load_pending], \
-[load_replaced_version], [updated_at]) VALUES (@P1, NULL, 1, @P2, SYSUTCDATETIME())";
+/// Records a full load of table `@P1` as pending, `@P2` its state (JSON),
+/// with no version while it runs.
+pub const BEGIN_LOAD: &str = "UPDATE [ctsync].[sync_versions] SET [version] = NULL, [load] = @P2, \
+[updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
+IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load], \
+[updated_at]) VALUES (@P1, NULL, @P2, SYSUTCDATETIME())";
+
+/// Records the load's new state `@P2` (cursor, rows) of table `@P1` in the
+/// page's transaction; fails if the load is no longer pending.
+pub const LOAD_PAGE: &str =
+    "UPDATE [ctsync].[sync_versions] SET [load] = @P2, [updated_at] = SYSUTCDATETIME() \
+WHERE [table_name] = @P1 AND [load] IS NOT NULL; \
+IF @@ROWCOUNT = 0 THROW 50002, N'ctsync: the full load is no longer pending on the replica', 1;";
 
 /// Records `@P2` as the version of table `@P1` and clears a pending load.
 pub const FINISH_LOAD: &str =
-    "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [load_pending] = 0, \
-[load_replaced_version] = NULL, [updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
-IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load_pending], \
-[load_replaced_version], [updated_at]) VALUES (@P1, @P2, 0, NULL, SYSUTCDATETIME())";
+    "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [load] = NULL, \
+[updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
+IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load], \
+[updated_at]) VALUES (@P1, @P2, NULL, SYSUTCDATETIME())";
 
 /// Moves the record of a renamed table: `@P1` old, `@P2` new name.
 pub const RENAME_RECORD: &str =

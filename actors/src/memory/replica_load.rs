@@ -1,0 +1,138 @@
+//! Full loads on the in-memory replica, as the SQL Server adapter does
+//! them: in place or into a shadow table that is swapped with the live one
+//! at the end (indexes and grants added by hand carried over), with the
+//! pending-load record written in the same transaction as every page.
+
+use super::replica_table::{insert, references, Table};
+use super::replica_tx::Tx;
+use crate::error::{Error, Result};
+use crate::model::{Row, SyncVersion, TableId, TableSchema};
+use crate::modules::ModuleDef;
+use crate::ports::{LoadMode, LoadStart, PendingLoad, ReplicaRecord};
+
+pub(super) fn injected(id: &TableId) -> Error {
+    Error::Replica(format!(
+        "table {id}: injected failure inside the transaction"
+    ))
+}
+
+pub(super) fn begin(tx: &mut Tx<'_>, schema: &TableSchema, start: &LoadStart) -> Result<()> {
+    let id = &schema.id;
+    match start.load.mode {
+        LoadMode::InPlace if start.recreate => tx.put(id, Table::new(schema.clone())),
+        LoadMode::InPlace => tx.table_mut(id)?.rows.clear(),
+        LoadMode::Shadow => {
+            let mut shadow = schema.clone();
+            shadow.id = id.shadow();
+            tx.put(&shadow.id.clone(), Table::new(shadow));
+        }
+    }
+    *tx.record_mut(id) = ReplicaRecord {
+        version: None,
+        load: Some(start.load.clone()),
+    };
+    if tx.fail {
+        return Err(injected(id));
+    }
+    Ok(())
+}
+
+pub(super) fn page(
+    tx: &mut Tx<'_>,
+    schema: &TableSchema,
+    rows: &[Row],
+    load: &PendingLoad,
+) -> Result<()> {
+    let target = load.target(&schema.id);
+    let fail = tx.fail;
+    let table = tx.table_mut(&target)?;
+    let half = rows.len() / 2;
+    insert(table, &rows[..half])?;
+    if fail {
+        return Err(injected(&schema.id));
+    }
+    insert(table, &rows[half..])?;
+    tx.record_mut(&schema.id).load = Some(load.clone());
+    Ok(())
+}
+
+/// Swaps the shadow table in (for a shadow load) and records `version`.
+pub(super) fn finish(
+    tx: &mut Tx<'_>,
+    modules: &[ModuleDef],
+    schema: &TableSchema,
+    version: SyncVersion,
+    mode: LoadMode,
+) -> Result<()> {
+    let id = &schema.id;
+    if mode == LoadMode::Shadow {
+        let found = blockers(tx.table(id), modules, id);
+        if !found.is_empty() {
+            return Err(Error::Replica(format!(
+                "cannot swap the shadow table of {id}: {}",
+                found.join("; ")
+            )));
+        }
+        let mut new = tx
+            .take(&id.shadow())
+            .ok_or_else(|| Error::Replica(format!("the shadow table of {id} is missing")))?;
+        new.schema.id = id.clone();
+        if let Some(old) = tx.take(id) {
+            new.indexes = old.indexes;
+            new.grants = old.grants;
+        }
+        tx.put(id, new);
+    }
+    *tx.record_mut(id) = ReplicaRecord {
+        version: Some(version),
+        load: None,
+    };
+    if tx.fail {
+        return Err(injected(id));
+    }
+    Ok(())
+}
+
+pub(super) fn cancel(tx: &mut Tx<'_>, id: &TableId, version: SyncVersion) -> Result<()> {
+    tx.take(&id.shadow());
+    *tx.record_mut(id) = ReplicaRecord {
+        version: Some(version),
+        load: None,
+    };
+    if tx.fail {
+        return Err(injected(id));
+    }
+    Ok(())
+}
+
+/// What blocks a swap: schema-bound modules over the table, and triggers
+/// on it (they cannot be carried over).
+pub(super) fn blockers(live: Option<&Table>, modules: &[ModuleDef], id: &TableId) -> Vec<String> {
+    let mut found: Vec<String> = modules
+        .iter()
+        .filter(|m| {
+            m.definition.as_deref().is_some_and(|d| {
+                d.to_ascii_uppercase().contains("SCHEMABINDING")
+                    && references(d)
+                        .iter()
+                        .any(|(s, n)| s == &id.schema && n == &id.name)
+            })
+        })
+        .map(|m| {
+            format!(
+                "schema-bound {} [{}].[{}] references the table",
+                m.kind.drop_keyword().to_lowercase(),
+                m.schema,
+                m.name
+            )
+        })
+        .collect();
+    if let Some(live) = live {
+        found.extend(
+            live.triggers
+                .iter()
+                .map(|t| format!("trigger [{t}] on the table cannot be carried over")),
+        );
+    }
+    found
+}
