@@ -32,7 +32,8 @@ for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && brea
 demo_port=$(free_port)
 REDIS_URL="redis://127.0.0.1:$redis_port/" CTSYNC_HTTP_ADDR="127.0.0.1:$demo_port" \
   target/debug/examples/demo >"$work/demo.log" 2>&1 &
-pids+=($!)
+demo_pid=$!
+pids+=($demo_pid)
 wait_http "http://127.0.0.1:$demo_port/healthz"
 echo "demo-checks: demo on 127.0.0.1:$demo_port, redis on $redis_port"
 
@@ -56,3 +57,17 @@ fi
 NODE_PATH="$work/node/node_modules" node .ci/ui_check.cjs \
   "http://127.0.0.1:$demo_port" "$redis_port" "$artifacts/controller-page.png"
 echo "demo-checks: artifact $artifacts/controller-page.png"
+
+# 3. SIGTERM: the demo stops with the daemon's sequence, exit 0, in seconds
+# (its slow full-load pages may be mid-load now).
+started=$(date +%s.%N)
+kill -TERM "$demo_pid"
+status=0
+wait "$demo_pid" || status=$?
+took=$(python3 -c "import time; print(f'{time.time() - $started:.2f}')")
+echo "demo-checks: SIGTERM -> exit $status in ${took} s: $(grep -o 'stopped[^"]*' "$work/demo.log" | head -n 1)"
+if [ "$status" -ne 0 ] || ! python3 -c "import sys; sys.exit(0 if $took < 15 else 1)"; then
+  echo "demo-checks: the demo did not stop cleanly within 15 s" >&2
+  tail -n 20 "$work/demo.log"
+  exit 1
+fi

@@ -143,16 +143,19 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
         replica: "demo-replica (in memory):1433/testct".into(),
         metrics: Some(metrics),
     };
-    let (bound, _server) = http::serve(addr, shared)?;
+    let (bound, server) = http::serve(addr, shared)?;
     println!("DEMO: ctsync pipeline over an in-memory primary/replica; page at http://{bound}/");
 
     // The change generator: a few changes every half second.
     let mut n: i32 = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let signal = ctsync::shutdown::signal();
+    tokio::pin!(signal);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => break,
+            // SIGTERM or SIGINT: the daemon's own stop sequence.
+            _ = &mut signal => break,
         }
         n += 1;
         primary.upsert(&customer.id, row(1 + n % 5, "customer"));
@@ -193,6 +196,7 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
             }
         }
     }
-    running.supervisor.send(actors::Shutdown).await.ok();
+    ctsync::shutdown::stop(&running, Some(server)).await;
+    println!("DEMO: stopped");
     Ok(())
 }

@@ -78,10 +78,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     })?;
     info!(addr = %bound, "HTTP server listening (/, /api/tables, /metrics, /healthz, /readyz)");
 
-    wait_for_signal().await?;
-    info!("shutdown requested: finishing the batches in flight");
-    running.shutdown().await;
-    server.stop(true).await;
+    let signal = crate::shutdown::signal().await?;
+    info!(
+        signal,
+        "shutdown requested: stopping at the next page boundary"
+    );
+    crate::shutdown::stop(&running, Some(server)).await;
     actix::System::current().stop();
     info!("ctsync stopped");
     Ok(())
@@ -99,15 +101,4 @@ fn published_endpoints(config: &Config) -> Vec<(String, String)> {
             config.replica.to_string(),
         ),
     ]
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
 }

@@ -10,5 +10,6 @@ pub mod http;
 pub mod mssql;
 pub mod operator;
 pub mod probes;
+pub mod shutdown;
 pub mod state;
 pub mod telemetry;

@@ -40,6 +40,8 @@ pub struct Running {
 pub struct ShutdownReport {
     /// Full loads stopped at a page boundary: (table, rows, total).
     pub loads: Vec<(String, u64, u64)>,
+    /// Change backlogs stopped between pages: (table, versions behind).
+    pub backlogs: Vec<(String, i64)>,
     /// Tables whose cycle was still running when the grace period ended
     /// (e.g. a primary that does not answer): abandoned, nothing half
     /// written (the replica rolls back what was not committed).
@@ -55,6 +57,11 @@ impl ShutdownReport {
         for (table, rows, total) in &self.loads {
             parts.push(format!(
                 "the full load of {table} stopped at {rows} / {total} rows and resumes there on the next start"
+            ));
+        }
+        for (table, behind) in &self.backlogs {
+            parts.push(format!(
+                "the change backlog of {table} ({behind} versions behind) stopped between pages and continues from its stored version"
             ));
         }
         if !self.abandoned.is_empty() {
@@ -107,10 +114,14 @@ impl Running {
             report.abandoned = self.cycles.running();
         }
         for (name, status) in self.board.snapshot() {
-            if status.state == crate::status::TableState::FullLoad {
-                if let Some((rows, total)) = status.progress {
-                    report.loads.push((name, rows, total));
+            match (status.state, status.progress, status.lag_versions) {
+                (crate::status::TableState::FullLoad, Some((rows, total)), _) => {
+                    report.loads.push((name, rows, total))
                 }
+                (crate::status::TableState::Incremental, _, Some(behind)) if behind > 0 => {
+                    report.backlogs.push((name, behind))
+                }
+                _ => {}
             }
         }
         report
