@@ -58,14 +58,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
 
+    let probes: Vec<Arc<dyn crate::http::Probe>> = vec![
+        Arc::new(PrimaryProbe(primary)),
+        Arc::new(ReplicaProbe(replica)),
+        Arc::new(RedisProbe(state.clone())),
+    ];
+    http::spawn_dependency_checks(probes.clone(), std::time::Duration::from_secs(15));
     let shared = HttpState {
         state: state.clone(),
         board: running.board.clone(),
-        probes: vec![
-            Arc::new(PrimaryProbe(primary)),
-            Arc::new(ReplicaProbe(replica)),
-            Arc::new(RedisProbe(state)),
-        ],
+        probes,
         primary: config.primary.to_string(),
         replica: config.replica.to_string(),
         metrics: Some(metrics),

@@ -216,9 +216,49 @@ fn prometheus_and_grafana_files_parse_and_agree() {
         );
         let expr = p["targets"][0]["expr"].as_str().unwrap_or_default();
         assert!(
-            expr.contains("ctsync_"),
-            "panel {} queries ctsync metrics: {expr}",
+            expr.contains("ctsync_") || expr.starts_with("ALERTS{job=\"ctsync\""),
+            "panel {} queries ctsync metrics or ctsync's alerts: {expr}",
             p["title"]
+        );
+    }
+    assert!(
+        panels.iter().any(|p| p["targets"][0]["expr"].as_str()
+            == Some("ALERTS{job=\"ctsync\", alertstate=\"firing\"}")),
+        "the dashboard shows firing alerts"
+    );
+}
+
+#[test]
+fn alerting_rules_are_loaded_and_each_says_what_to_do() {
+    let prom = yaml("prometheus/prometheus.yml");
+    assert_eq!(prom["rule_files"][0].as_str(), Some("alerts.yml"));
+    let compose = read("docker-compose.yml");
+    assert!(compose.contains("./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro"));
+    let rules = yaml("prometheus/alerts.yml");
+    let rules = rules["groups"][0]["rules"].as_vec().expect("rules");
+    assert!(rules.len() >= 12, "{} rules", rules.len());
+    let readme = read("README.md");
+    for r in rules {
+        let name = r["alert"].as_str().expect("alert name");
+        let severity = r["labels"]["severity"].as_str().unwrap_or_default();
+        assert!(
+            matches!(severity, "page" | "ticket"),
+            "{name}: severity {severity}"
+        );
+        assert_eq!(r["labels"]["job"].as_str(), Some("ctsync"), "{name}");
+        assert!(r["for"].as_str().is_some(), "{name} has a for:");
+        assert!(!r["annotations"]["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty());
+        let description = r["annotations"]["description"].as_str().unwrap_or_default();
+        assert!(
+            description.contains("README"),
+            "{name}: the description points to the README"
+        );
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "{name} is listed in the README's Alerts section"
         );
     }
 }

@@ -27,6 +27,7 @@ pub const DISCOVERY_RUNS: &str = "ctsync_discovery_runs_total";
 pub const FENCED_WRITES: &str = "ctsync_fenced_writes_total";
 pub const REDIS_DATA_LOSS: &str = "ctsync_redis_data_loss_total";
 pub const DDL_CAPTURE_STOPPED: &str = "ctsync_ddl_capture_stopped";
+pub const DEPENDENCY_UP: &str = "ctsync_dependency_up";
 
 /// Registers help texts; call once after installing a recorder.
 pub fn describe() {
@@ -101,6 +102,10 @@ pub fn describe() {
     describe_counter!(
         REDIS_DATA_LOSS,
         "Times ctsync found that Redis lost its data (its marker key vanished): tables pause until re-enabled."
+    );
+    describe_gauge!(
+        DEPENDENCY_UP,
+        "1 when the dependency (primary, replica, redis) answered its last readiness check within 1 s, else 0."
     );
     describe_gauge!(
         DDL_CAPTURE_STOPPED,
@@ -209,4 +214,8 @@ pub fn redis_data_loss() {
 
 pub fn ddl_capture_stopped(stopped: bool) {
     gauge!(DDL_CAPTURE_STOPPED).set(if stopped { 1.0 } else { 0.0 });
+}
+
+pub fn dependency_up(dependency: &'static str, up: bool) {
+    gauge!(DEPENDENCY_UP, "dependency" => dependency).set(if up { 1.0 } else { 0.0 });
 }

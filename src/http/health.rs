@@ -1,5 +1,7 @@
 //! Liveness, readiness and the Prometheus text. `/readyz` asks every probe
-//! (primary, replica, Redis) and names each one that failed.
+//! (primary, replica, Redis) at once, each bounded to 1 s, and names each
+//! one that failed; the same checks run in the background and export
+//! `ctsync_dependency_up` for alerting.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,20 +23,53 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-async fn run(probe: Arc<dyn Probe>) -> (&'static str, Result<(), String>) {
-    let name = probe.name();
-    let result = match tokio::time::timeout(Duration::from_secs(3), probe.check()).await {
-        Ok(r) => r,
-        Err(_) => Err("no answer within 3 s".into()),
-    };
-    (name, result)
+/// How long one dependency may take to answer a readiness check.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Runs every probe concurrently, each bounded by [`PROBE_TIMEOUT`], and
+/// records `ctsync_dependency_up`; results in the probes' order.
+pub async fn check_all(probes: &[Arc<dyn Probe>]) -> Vec<(&'static str, Result<(), String>)> {
+    let running: Vec<_> = probes
+        .iter()
+        .map(|probe| {
+            let probe = probe.clone();
+            let name = probe.name();
+            let handle = actix_rt::spawn(async move {
+                match tokio::time::timeout(PROBE_TIMEOUT, probe.check()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+                }
+            });
+            (name, handle)
+        })
+        .collect();
+    let mut results = Vec::with_capacity(running.len());
+    for (name, handle) in running {
+        let result = handle
+            .await
+            .unwrap_or_else(|e| Err(format!("the check failed: {e}")));
+        ctsync_actors::telemetry::dependency_up(name, result.is_ok());
+        results.push((name, result));
+    }
+    results
+}
+
+/// Re-checks the dependencies every `every`, so the gauge stays current
+/// without anyone calling `/readyz`.
+pub fn spawn_dependency_checks(probes: Vec<Arc<dyn Probe>>, every: Duration) {
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            check_all(&probes).await;
+        }
+    });
 }
 
 pub async fn readyz(shared: web::Data<HttpState>) -> HttpResponse {
     let mut checks = serde_json::Map::new();
     let mut failing = Vec::new();
-    for probe in &shared.probes {
-        let (name, result) = run(probe.clone()).await;
+    for (name, result) in check_all(&shared.probes).await {
         match result {
             Ok(()) => {
                 checks.insert(name.into(), json!("ok"));

@@ -14,7 +14,7 @@ use ctsync_actors::ports::StateStore;
 use ctsync_actors::status::StatusBoard;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use health::Probe;
+pub use health::{check_all, spawn_dependency_checks, Probe};
 
 /// What the handlers share.
 pub struct HttpState {
