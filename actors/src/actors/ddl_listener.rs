@@ -34,8 +34,8 @@ pub fn capture_stopped_message(detail: &str) -> String {
         "DDL capture stopped: Service Broker ended the event notification's conversation \
          ({detail}); SQL Server drops such a notification, so schema changes are no longer \
          received (each cycle's reconcile still catches column changes; renames then pause the \
-         table). Recreate it on the primary: DROP EVENT NOTIFICATION [SyncDDLNotification] ON \
-         DATABASE; CREATE EVENT NOTIFICATION [SyncDDLNotification] ON DATABASE FOR \
+         table). Recreate it on the primary: DROP EVENT NOTIFICATION [SyncDDLEvents] ON \
+         DATABASE; CREATE EVENT NOTIFICATION [SyncDDLEvents] ON DATABASE FOR \
          DDL_TABLE_EVENTS, RENAME TO SERVICE 'SyncDDLService', 'current database'; (use your \
          notification's name from sys.event_notifications)"
     )
