@@ -54,6 +54,22 @@ async function until(what, check, ms = 20000) {
 
     await page.waitForFunction(() => document.getElementById("live-text").textContent === "Live Sync Active");
     ok("live status dot is green");
+
+    // Clickjacking: a page of another origin frames the controller under a
+    // transparent layer and clicks where the toggle is; the browser must
+    // refuse to render it in a frame (X-Frame-Options, frame-ancestors).
+    const evil = await browser.newPage({ viewport: { width: 1500, height: 800 } });
+    await evil.setContent(`<iframe id="f" src="${base}/" style="opacity:0.01;position:absolute;top:0;left:0;width:1500px;height:800px;border:0"></iframe>`);
+    await evil.waitForTimeout(2000);
+    const frame = evil.frames().find((f) => f !== evil.mainFrame());
+    const framedRows = frame ? await frame.$$("tr[data-table]").catch(() => []) : [];
+    if (framedRows.length > 0) throw new Error("the controller page rendered inside a foreign frame");
+    const userBefore = get("mssql_sync:enabled:User");
+    await evil.mouse.click(1000, 150);
+    await evil.waitForTimeout(1000);
+    if (get("mssql_sync:enabled:User") !== userBefore) throw new Error("a framed click changed a flag");
+    ok("a framed page cannot show or act on the controller");
+    await evil.close();
     await page.screenshot({ path: shot, fullPage: true });
     console.log(`screenshot: ${shot}`);
   } finally {

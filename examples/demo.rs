@@ -154,6 +154,7 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
         primary: "demo-primary (in memory):1433/testct".into(),
         replica: "demo-replica (in memory):1433/testct".into(),
         metrics: Some(metrics),
+        access: ctsync::http::Access::default(),
     };
     let (bound, server) = http::serve(addr, shared)?;
     println!("DEMO: ctsync pipeline over an in-memory primary/replica; page at http://{bound}/");

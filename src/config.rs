@@ -36,6 +36,11 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_PRIMARY_CONNECTIONS", file_key: "primary_connections", default: Some("4"), help: "Connections to the primary shared by the tables." },
     Setting { env: "CTSYNC_HTTP_ADDR", file_key: "http_addr", default: Some("0.0.0.0:8080"), help: "Address of the HTTP server (metrics, health, page)." },
     Setting { env: "CTSYNC_LOG", file_key: "log", default: Some("info"), help: "Log filter (tracing `EnvFilter` syntax, e.g. `info,ctsync=debug`)." },
+    Setting { env: "CTSYNC_LOG_FORMAT", file_key: "log_format", default: Some("text"), help: "`text` (colour only on a terminal) or `json` (one object per line, for log shippers)." },
+    Setting { env: "CTSYNC_API_TOKEN", file_key: "api_token", default: None, help: "Bearer token required by every state-changing HTTP request (enable, disable, force load). Unset: writes need none (a WARN at start if the address is not loopback)." },
+    Setting { env: "CTSYNC_API_TOKEN_FILE", file_key: "api_token_file", default: None, help: "File holding the API token (Docker secrets); used when CTSYNC_API_TOKEN is not set." },
+    Setting { env: "CTSYNC_API_READ_ONLY", file_key: "api_read_only", default: Some("false"), help: "`true`: every state-changing HTTP request is refused (403)." },
+    Setting { env: "CTSYNC_ALLOWED_HOSTS", file_key: "allowed_hosts", default: None, help: "Comma-separated `Host` names the page and API answer to (others get 421). Default: localhost, 127.0.0.1, ::1, the bind address, this machine's host name and `ctsync`." },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +68,17 @@ pub struct Config {
     pub ddl_queue: Option<String>,
     pub http_addr: SocketAddr,
     pub log: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// API token, read-only mode, allowed hosts.
+    pub access: crate::http::Access,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// A Redis URL whose `Debug`/`Display` hide the password.
@@ -276,6 +292,57 @@ impl Config {
                 message: "expected schema.queue, queue or off".into(),
             });
         };
+        let optional = |name: &'static str| {
+            source
+                .get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let http_addr: SocketAddr = parse(
+            "CTSYNC_HTTP_ADDR",
+            &get("CTSYNC_HTTP_ADDR")?,
+            "host:port, e.g. 0.0.0.0:8080",
+        )?;
+        let token = match (
+            optional("CTSYNC_API_TOKEN"),
+            optional("CTSYNC_API_TOKEN_FILE"),
+        ) {
+            (Some(token), _) => Some(token),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| ConfigError::Invalid {
+                        name: "CTSYNC_API_TOKEN_FILE",
+                        message: format!("cannot read {path}: {e}"),
+                    })?
+                    .trim()
+                    .to_string(),
+            )
+            .filter(|t| !t.is_empty()),
+            (None, None) => None,
+        };
+        let allowed_hosts: Vec<String> = match optional("CTSYNC_ALLOWED_HOSTS") {
+            Some(list) => list
+                .split(',')
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            None => default_allowed_hosts(&http_addr),
+        };
+        let access = crate::http::Access::new(
+            token,
+            boolean("CTSYNC_API_READ_ONLY", &get("CTSYNC_API_READ_ONLY")?)?,
+            &allowed_hosts,
+        );
+        let log_format = match get("CTSYNC_LOG_FORMAT")?.trim() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "CTSYNC_LOG_FORMAT",
+                    message: format!("{other:?}: expected text or json"),
+                })
+            }
+        };
         Ok(Self {
             primary: endpoint("MSSQL_PRIMARY_URL")?,
             replica: endpoint("MSSQL_REPLICA_URL")?,
@@ -286,14 +353,34 @@ impl Config {
                 &get("CTSYNC_PRIMARY_CONNECTIONS")?,
             )?,
             ddl_queue,
-            http_addr: parse(
-                "CTSYNC_HTTP_ADDR",
-                &get("CTSYNC_HTTP_ADDR")?,
-                "host:port, e.g. 0.0.0.0:8080",
-            )?,
+            http_addr,
             log: get("CTSYNC_LOG")?,
+            log_format,
+            access,
         })
     }
+}
+
+/// The `Host` names the page and API answer to by default: loopback, the
+/// bind address, this machine's host name, and the compose service name.
+fn default_allowed_hosts(addr: &SocketAddr) -> Vec<String> {
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "ctsync"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if !addr.ip().is_unspecified() {
+        hosts.push(addr.ip().to_string());
+    }
+    let hostname = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok());
+    if let Some(name) = hostname
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+    {
+        hosts.push(name);
+    }
+    hosts
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use ctsync_actors::actors::{self, Ports};
 use ctsync_actors::keys;
 use ctsync_actors::ports::DdlQueue;
 use ctsync_actors::sync::SyncConfig;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::http::{self, HttpState};
@@ -71,6 +71,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         primary: config.primary.to_string(),
         replica: config.replica.to_string(),
         metrics: Some(metrics),
+        access: config.access.clone(),
     };
     let (bound, server) = http::serve(config.http_addr, shared).with_context(|| {
         format!(
@@ -79,6 +80,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
     })?;
     info!(addr = %bound, "HTTP server listening (/, /api/tables, /metrics, /healthz, /readyz)");
+    if !config.access.has_token() && !config.access.read_only && !bound.ip().is_loopback() {
+        warn!(
+            addr = %bound,
+            "the HTTP API listens beyond loopback without CTSYNC_API_TOKEN: anyone who can reach it can enable, disable or force-load tables; set CTSYNC_API_TOKEN (or CTSYNC_API_TOKEN_FILE) or CTSYNC_API_READ_ONLY=true"
+        );
+    }
 
     let signal = crate::shutdown::signal().await?;
     info!(

@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod healthcheck;
 pub mod http;
+pub mod logging;
 pub mod mssql;
 pub mod operator;
 pub mod probes;

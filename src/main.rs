@@ -15,17 +15,11 @@ fn main() {
     }
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run => {
             let config = Config::load(cli.config.as_deref())?;
-            init_logging(&config.log);
+            ctsync::logging::init(&config.log, config.log_format);
             daemon::run(config)
         }
         Command::Healthcheck => {

@@ -45,6 +45,7 @@ fn shared(h: &Harness, board: ctsync_actors::status::StatusBoard) -> HttpState {
         primary: primary.to_string(),
         replica: replica.to_string(),
         metrics: Some(ctsync::telemetry::install().expect("recorder")),
+        access: ctsync::http::Access::default(),
     }
 }
 

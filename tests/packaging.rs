@@ -72,6 +72,22 @@ fn compose_has_every_service_with_the_documented_ports_and_names() {
         command.windows(2).any(|w| w == ["--appendonly", "yes"]),
         "Redis keeps versions across restarts: {command:?}"
     );
+    // Redis is the control plane: a password, and not published on the host.
+    assert!(
+        ports("redis").is_empty(),
+        "Redis must not be published on the host"
+    );
+    let password = command
+        .windows(2)
+        .find(|w| w[0] == "--requirepass")
+        .map(|w| w[1])
+        .expect("Redis has a password");
+    assert!(password.starts_with("${REDIS_PASSWORD:-"), "{password}");
+    assert_eq!(
+        redis["environment"]["REDISCLI_AUTH"].as_str(),
+        Some(password),
+        "docker exec redis_sync_state redis-cli … authenticates by itself"
+    );
     let ctsync = service(&doc, "ctsync");
     assert_eq!(ctsync["build"].as_str(), Some("."));
     assert_eq!(
@@ -94,6 +110,18 @@ fn compose_has_every_service_with_the_documented_ports_and_names() {
             "{db} has a healthcheck"
         );
     }
+    let redis_url = ctsync["environment"]["REDIS_URL"]
+        .as_str()
+        .expect("REDIS_URL");
+    assert_eq!(
+        redis_url,
+        format!("redis://:{password}@redis:6379/"),
+        "ctsync's REDIS_URL carries the password"
+    );
+    assert!(
+        ctsync["environment"]["CTSYNC_API_TOKEN"].as_str().is_some(),
+        "the compose stack sets an API token"
+    );
     // Every environment variable ctsync gets is one the config reads.
     let env = ctsync["environment"].as_hash().expect("ctsync environment");
     for key in env.keys().filter_map(Yaml::as_str) {

@@ -241,6 +241,7 @@ async fn a_schema_bound_view_makes_the_load_run_in_place_and_says_why() {
         primary: "p:1/db".into(),
         replica: "r:1/db".into(),
         metrics: None,
+        access: ctsync::http::Access::default(),
     };
     let app = test::init_service(
         App::new()

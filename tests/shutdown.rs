@@ -34,20 +34,9 @@ fn free_addr() -> String {
         .to_string()
 }
 
-/// A "SQL Server" that accepts every connection and never says a word.
+/// A hung "SQL Server" as an ADO `server=tcp:host,port` value.
 fn hung_server() -> (TcpListener, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accept = listener.try_clone().expect("clone");
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in accept.incoming().flatten() {
-            held.push(stream); // keep it open, never answer
-            if held.len() > 64 {
-                break;
-            }
-        }
-    });
+    let (listener, addr) = support::hung::hung_server();
     (listener, format!("{},{}", addr.ip(), addr.port()))
 }
 

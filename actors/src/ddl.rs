@@ -85,7 +85,19 @@ struct Fields {
     altered: Vec<String>,
 }
 
+/// EVENTDATA documents are a few KiB; anything larger is parked unread.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// EVENTDATA nests about six levels; deeper documents are not EVENTDATA
+/// (and the limit keeps parsing linear in the document's size).
+pub const MAX_DEPTH: usize = 32;
+
 fn read_fields(xml: &str) -> Result<Fields, DdlParseError> {
+    if xml.len() > MAX_EVENT_BYTES {
+        return Err(DdlParseError(format!(
+            "the message has {} bytes, more than the {MAX_EVENT_BYTES} an EVENTDATA document can have; not parsed",
+            xml.len()
+        )));
+    }
     let mut reader = Reader::from_str(xml);
     let mut path: Vec<String> = Vec::new();
     let mut f = Fields::default();
@@ -101,6 +113,11 @@ fn read_fields(xml: &str) -> Result<Fields, DdlParseError> {
                         )));
                     }
                     saw_root = true;
+                }
+                if path.len() >= MAX_DEPTH {
+                    return Err(DdlParseError(format!(
+                        "elements nested deeper than {MAX_DEPTH} levels: not an EVENTDATA document"
+                    )));
                 }
                 path.push(name);
             }
@@ -221,6 +238,26 @@ pub fn parse_event(xml: &str) -> Result<DdlEvent, DdlParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oversized_or_deeply_nested_documents_are_refused_quickly() {
+        let deep = format!(
+            "<EVENT_INSTANCE>{}{}</EVENT_INSTANCE>",
+            "<a>x".repeat(20_000),
+            "</a>".repeat(20_000)
+        );
+        let started = std::time::Instant::now();
+        let e = parse_event(&deep).unwrap_err().to_string();
+        assert!(e.contains("deeper than"), "{e}");
+        let huge = format!(
+            "<EVENT_INSTANCE>{}</EVENT_INSTANCE>",
+            "x".repeat(MAX_EVENT_BYTES)
+        );
+        let e = parse_event(&huge).unwrap_err().to_string();
+        assert!(e.contains("more than"), "{e}");
+        // Figures, not a timing assertion: both are refused at once.
+        println!("refused in {:?}", started.elapsed());
+    }
 
     #[test]
     fn rejects_non_event_xml() {

@@ -2,6 +2,7 @@
 //! API under `/api`, and the sync-controller page at `/`. The API changes
 //! exactly the Redis keys an operator would.
 
+mod access;
 mod api;
 mod health;
 mod page;
@@ -14,6 +15,7 @@ use ctsync_actors::ports::StateStore;
 use ctsync_actors::status::StatusBoard;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+pub use access::{Access, CSP};
 pub use health::{check_all, spawn_dependency_checks, Probe};
 
 /// What the handlers share.
@@ -25,20 +27,26 @@ pub struct HttpState {
     pub primary: String,
     pub replica: String,
     pub metrics: Option<PrometheusHandle>,
+    /// Token, read-only mode and allowed hosts.
+    pub access: Access,
 }
 
 /// Registers every route; used by the server and by in-process tests.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(health::metrics))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/api/info", web::get().to(api::info))
-        .route("/api/tables", web::get().to(api::list))
-        .route("/api/tables/{table}", web::get().to(api::one))
-        .route("/api/tables/{table}", web::post().to(api::act))
-        .route("/", web::get().to(page::index))
-        .route("/app.js", web::get().to(page::script))
-        .route("/style.css", web::get().to(page::style));
+    cfg.service(
+        web::scope("")
+            .wrap(actix_web::middleware::from_fn(access::guard))
+            .route("/metrics", web::get().to(health::metrics))
+            .route("/healthz", web::get().to(health::healthz))
+            .route("/readyz", web::get().to(health::readyz))
+            .route("/api/info", web::get().to(api::info))
+            .route("/api/tables", web::get().to(api::list))
+            .route("/api/tables/{table}", web::get().to(api::one))
+            .route("/api/tables/{table}", web::post().to(api::act))
+            .route("/", web::get().to(page::index))
+            .route("/app.js", web::get().to(page::script))
+            .route("/style.css", web::get().to(page::style)),
+    );
 }
 
 /// Binds `addr` and starts the server on the current actix system; returns

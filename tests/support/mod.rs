@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod hung;
 pub mod redis_server;
 
 use std::future::Future;

@@ -18,12 +18,30 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-async function act(table, action) {
-  const res = await fetch(`/api/tables/${encodeURIComponent(table)}`, {
+// The API token (CTSYNC_API_TOKEN), asked once and kept for this tab only.
+const TOKEN_KEY = "ctsync-api-token";
+
+function post(table, action) {
+  const headers = { "Content-Type": "application/json" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return fetch(`/api/tables/${encodeURIComponent(table)}`, {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers,
     body: JSON.stringify({ action }),
   });
+}
+
+async function act(table, action) {
+  let res = await post(table, action);
+  if (res.status === 401) {
+    const token = window.prompt("This ctsync needs its API token (CTSYNC_API_TOKEN) to change flags:");
+    if (token) {
+      sessionStorage.setItem(TOKEN_KEY, token.trim());
+      res = await post(table, action);
+    }
+    if (res.status === 401) sessionStorage.removeItem(TOKEN_KEY);
+  }
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
     notice(body.error || `${action} failed (${res.status})`);
@@ -58,7 +76,9 @@ function row(t) {
   });
   const bar = el("div", { class: loading ? "bar loading" : "bar", role: "progressbar",
     "aria-label": `Full load of ${t.name}`, "aria-valuemin": "0", "aria-valuemax": String(total),
-    "aria-valuenow": String(synced) }, el("span", { style: `width:${pct}%` }));
+    "aria-valuenow": String(synced) }, el("span"));
+  // Through the CSSOM: the Content-Security-Policy allows no style attributes.
+  bar.firstChild.style.width = `${pct}%`;
   const label = el("div", { class: "bar-label" },
     el("span", { text: loading ? "Loading" : (t.progress ? "Synced" : "Not loaded") }),
     el("span", { text: t.progress ? `${fmt.format(synced)} / ${fmt.format(total)}` : "" }));
