@@ -62,3 +62,105 @@ fn readme_configuration_table_matches_the_settings_read_by_the_code() {
         }
     }
 }
+
+/// The table of the README section starting at `heading`: the first cell
+/// of each row, every backticked name in it.
+fn first_cells(readme: &str, heading: &str) -> BTreeSet<String> {
+    let section = readme
+        .split(heading)
+        .nth(1)
+        .unwrap_or_else(|| panic!("README has no {heading:?}"));
+    let table = section
+        .split("\n\n")
+        .find(|block| block.trim_start().starts_with('|'))
+        .expect("a table");
+    table
+        .lines()
+        .skip(2)
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn readme_metric_table_lists_exactly_the_metrics_ctsync_exports() {
+    let readme = read("README.md");
+    let documented = first_cells(&readme, "Metrics (all `ctsync_`");
+    let exported: BTreeSet<String> = ctsync_actors::telemetry::ALL
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(documented, exported);
+}
+
+#[test]
+fn readme_cli_list_names_every_command() {
+    use clap::CommandFactory;
+    let readme = read("README.md");
+    let block = readme
+        .split("The CLI sets the same keys")
+        .nth(1)
+        .and_then(|s| s.split("```").nth(1))
+        .expect("the CLI code block");
+    let documented: BTreeSet<String> = block
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ctsync "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    let commands: BTreeSet<String> = ctsync::cli::Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    assert_eq!(documented, commands);
+}
+
+mod support;
+
+#[actix_rt::test]
+async fn readme_api_tables_list_exactly_the_fields_the_api_serves() {
+    use actix_web::{test, web, App};
+    use std::time::Duration;
+    let readme = read("README.md");
+    let per_table = first_cells(&readme, "Fields of each table in `GET /api/tables`");
+    let top_level = first_cells(&readme, "Top-level fields of `GET /api/tables`");
+
+    let h = support::Harness::new();
+    h.primary
+        .create_table(support::fixtures::user_table(), true);
+    let run = h.start(support::fast_config());
+    support::eventually(Duration::from_secs(10), "discovered", || async {
+        run.board.get("User").is_some()
+    })
+    .await;
+    let shared = ctsync::http::HttpState {
+        state: h.state.clone(),
+        board: run.board.clone(),
+        probes: Vec::new(),
+        primary: "p:1/db".into(),
+        replica: "r:1/db".into(),
+        metrics: None,
+        access: ctsync::http::Access::default(),
+    };
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(shared))
+            .configure(ctsync::http::routes),
+    )
+    .await;
+    let body: serde_json::Value = test::call_and_read_body_json(
+        &app,
+        test::TestRequest::get().uri("/api/tables").to_request(),
+    )
+    .await;
+    let keys = |v: &serde_json::Value| -> BTreeSet<String> {
+        v.as_object().expect("object").keys().cloned().collect()
+    };
+    assert_eq!(keys(&body), top_level);
+    assert_eq!(keys(&body["tables"][0]), per_table);
+}

@@ -29,6 +29,34 @@ pub const REDIS_DATA_LOSS: &str = "ctsync_redis_data_loss_total";
 pub const DDL_CAPTURE_STOPPED: &str = "ctsync_ddl_capture_stopped";
 pub const DEPENDENCY_UP: &str = "ctsync_dependency_up";
 
+/// Every metric ctsync exports (the README's metric table lists exactly these).
+pub const ALL: &[&str] = &[
+    SYNCED_VERSION,
+    PRIMARY_VERSION,
+    LAG_VERSIONS,
+    LAG_SECONDS,
+    ROWS_APPLIED,
+    BATCHES,
+    BATCH_DURATION,
+    FULL_LOAD_ROWS,
+    FULL_LOAD_PROGRESS,
+    TABLE_STATE,
+    ACTOR_RESTARTS,
+    ERRORS,
+    RETENTION,
+    DDL_EVENTS,
+    DDL_PARKED,
+    MODULE_SYNC,
+    MODULE_FAILING,
+    RETENTION_AT_RISK,
+    TRACKED_TABLES,
+    DISCOVERY_RUNS,
+    FENCED_WRITES,
+    REDIS_DATA_LOSS,
+    DDL_CAPTURE_STOPPED,
+    DEPENDENCY_UP,
+];
+
 /// Registers help texts; call once after installing a recorder.
 pub fn describe() {
     describe_gauge!(
