@@ -21,18 +21,49 @@ pub struct Cli {
 pub enum Command {
     /// Start the daemon.
     Run,
-    /// Validate the configuration and print it (without credentials).
-    CheckConfig,
+    /// Validate the configuration and print a summary (without credentials).
+    CheckConfig {
+        /// Also connect to the primary, the replica and Redis, and say which fail and why.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Exit 0 if the local daemon's /healthz answers 200 (Docker HEALTHCHECK).
     Healthcheck,
-    /// Show every known table's flags and version from Redis.
-    Tables,
+    /// Show every known table: flags and version from Redis; state, lag and
+    /// progress from the daemon's API when it answers.
+    Tables {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The daemon's HTTP address.
+        #[arg(long, env = "CTSYNC_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+        api: String,
+    },
     /// Set mssql_sync:enabled:<TABLE> to "true".
-    Enable { table: String },
+    Enable {
+        table: String,
+        /// Also for a table ctsync has never discovered.
+        #[arg(long)]
+        force: bool,
+    },
     /// Set mssql_sync:enabled:<TABLE> to "false".
-    Disable { table: String },
-    /// Set mssql_sync:force_full_load:<TABLE> to "true".
-    ForceFullLoad { table: String },
+    Disable {
+        table: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Request a full load: mssql_sync:force_full_load:<TABLE> = "true"
+    /// (a load already running starts over).
+    ForceFullLoad {
+        table: String,
+        #[arg(long)]
+        force: bool,
+    },
     /// Set mssql_sync:version:<TABLE> after a manual copy (backup/restore).
-    SetVersion { table: String, version: i64 },
+    SetVersion {
+        table: String,
+        version: i64,
+        #[arg(long)]
+        force: bool,
+    },
 }

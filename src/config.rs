@@ -72,6 +72,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// API token, read-only mode, allowed hosts.
     pub access: crate::http::Access,
+    /// TLS to SQL Server (both endpoints).
+    pub tls: TlsSettings,
 }
 
 /// How log lines are written.
@@ -357,6 +359,7 @@ impl Config {
             log: get("CTSYNC_LOG")?,
             log_format,
             access,
+            tls,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! `ctsync healthcheck`: asks the local daemon's `/healthz` over plain
-//! HTTP (for Docker's HEALTHCHECK; the runtime image has no curl).
+//! HTTP (for Docker's HEALTHCHECK; the runtime image has no curl). The same
+//! small client reads the daemon's API for `ctsync tables`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,19 +24,45 @@ pub fn target(bind: &str) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-pub fn check(addr: SocketAddr) -> anyhow::Result<()> {
+/// `GET path` over plain HTTP/1.0; returns the status code and body.
+fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, String)> {
     let timeout = Duration::from_secs(3);
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
-    stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())?;
     let mut response = String::new();
     stream
         .read_to_string(&mut response)
         .context("reading the answer")?;
-    let status = response.lines().next().unwrap_or_default();
-    if status.split_whitespace().nth(1) != Some("200") {
+    let status = response
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+pub fn check(addr: SocketAddr) -> anyhow::Result<()> {
+    let (status, _) = get(addr, "/healthz")?;
+    if status != "200" {
         bail!("/healthz answered {status:?}");
     }
     Ok(())
+}
+
+/// `GET path` on the daemon, parsed as JSON (for `ctsync tables`).
+pub fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+    let (status, body) = get(addr, path)?;
+    if status != "200" {
+        bail!("{path} answered {status}");
+    }
+    serde_json::from_str(&body).with_context(|| format!("{path} did not answer JSON"))
 }

@@ -2,6 +2,7 @@
 //! (tiberius) for the primary and replica ports, the Redis state store, and
 //! the daemon that connects them to the actor pipeline of `ctsync-actors`.
 
+pub mod check_config;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -26,10 +26,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let bind = std::env::var("CTSYNC_HTTP_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into());
             ctsync::healthcheck::check(ctsync::healthcheck::target(&bind)?)
         }
-        Command::CheckConfig => {
+        Command::CheckConfig { connect } => {
             let config = Config::load(cli.config.as_deref())?;
-            println!("{config:#?}");
-            Ok(())
+            println!("{}", ctsync::check_config::summary(&config));
+            if !connect {
+                return Ok(());
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a runtime")?;
+            let local = tokio::task::LocalSet::new();
+            match local.block_on(&rt, ctsync::check_config::connect(&config)) {
+                Ok(report) => {
+                    println!("{report}");
+                    Ok(())
+                }
+                Err(report) => {
+                    println!("{report}");
+                    anyhow::bail!("a dependency cannot be reached (see above)")
+                }
+            }
         }
         other => {
             let redis =

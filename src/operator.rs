@@ -1,10 +1,14 @@
 //! Operator commands of the CLI: they read and write exactly the Redis keys
-//! documented for operators, nothing else.
+//! documented for operators, say what they changed (`key = new (was old)`),
+//! and refuse a table ctsync has never discovered unless told `--force`.
+//! `tables` adds state, lag and progress from the daemon's API when it
+//! answers, and says when it does not.
 
 use anyhow::{bail, Context as _};
 use ctsync_actors::keys;
 use ctsync_actors::model::TableId;
 use ctsync_actors::ports::StateStore;
+use serde_json::{json, Value};
 
 use crate::cli::Command;
 use crate::state::RedisState;
@@ -19,39 +23,206 @@ fn table_id(name: &str) -> anyhow::Result<TableId> {
     })
 }
 
+/// The table, if ctsync has discovered it (its `enabled` flag exists) or
+/// the operator insists.
+async fn known_table(state: &RedisState, name: &str, force: bool) -> anyhow::Result<TableId> {
+    let id = table_id(name)?;
+    if force || state.get(&keys::enabled(&id)).await?.is_some() {
+        return Ok(id);
+    }
+    let known = state.table_names().await?;
+    let hint = if known.is_empty() {
+        "no table has been discovered yet (is the daemon running against the primary?)".to_string()
+    } else {
+        format!("known tables: {}", known.join(", "))
+    };
+    bail!(
+        "ctsync has never discovered a table '{name}' (there is no {}); {hint}. \
+         Check the name, or pass --force to set the key anyway",
+        keys::enabled(&id)
+    )
+}
+
+fn changed(key: &str, new: &str, old: Option<String>) -> String {
+    match old {
+        Some(old) => format!("{key} = {new} (was {old})"),
+        None => format!("{key} = {new} (was not set)"),
+    }
+}
+
+/// Sets `key` to `value` and prints what changed.
+async fn set(state: &RedisState, key: &str, value: &str) -> anyhow::Result<()> {
+    let old = state.get(key).await?;
+    state.set(key, value).await?;
+    println!("{}", changed(key, value, old));
+    Ok(())
+}
+
 pub async fn run(redis_url: &str, command: Command) -> anyhow::Result<()> {
     let state = RedisState::new(redis_url).context("REDIS_URL is not a valid Redis URL")?;
     match command {
-        Command::Enable { table } => state.set_enabled(&table_id(&table)?, true).await?,
-        Command::Disable { table } => state.set_enabled(&table_id(&table)?, false).await?,
-        Command::ForceFullLoad { table } => state.request_full_load(&table_id(&table)?).await?,
-        Command::SetVersion { table, version } => {
+        Command::Enable { table, force } => {
+            let id = known_table(&state, &table, force).await?;
+            set(&state, &keys::enabled(&id), "true").await?;
+        }
+        Command::Disable { table, force } => {
+            let id = known_table(&state, &table, force).await?;
+            set(&state, &keys::enabled(&id), "false").await?;
+        }
+        Command::ForceFullLoad { table, force } => {
+            let id = known_table(&state, &table, force).await?;
+            let key = keys::force_full_load(&id);
+            let old = state.get(&key).await?;
+            state.request_full_load(&id).await?;
+            println!("{}", changed(&key, "true", old));
+            println!(
+                "a running load of {} starts over; ctsync resets the flag when the load finished",
+                id.key_name()
+            );
+        }
+        Command::SetVersion {
+            table,
+            version,
+            force,
+        } => {
             if version < 0 {
                 bail!("version must not be negative");
             }
-            let id = table_id(&table)?;
-            state.set_version(&id, version).await?;
+            let id = known_table(&state, &table, force).await?;
+            set(&state, &keys::version(&id), &version.to_string()).await?;
             // The copy came from the current primary: adopt its identity.
             state.del(&keys::primary_identity(&id)).await?;
         }
-        Command::Tables => {
-            for name in state.table_names().await? {
-                let id = table_id(&name)?;
-                let flags = state.flags(&id).await?;
-                let version = match state.version(&id).await {
-                    Ok(v) => v.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-                    Err(e @ ctsync_actors::Error::BadValue { .. }) => format!("<{e}>"),
-                    Err(e) => return Err(e.into()),
-                };
-                println!(
-                    "{name}\tenabled={}\tforce_full_load={}\tversion={version}",
-                    flags.enabled, flags.force_full_load
-                );
-            }
-        }
-        Command::Run | Command::CheckConfig | Command::Healthcheck => {
+        Command::Tables { json, api } => tables(&state, json, &api).await?,
+        Command::Run | Command::CheckConfig { .. } | Command::Healthcheck => {
             bail!("not an operator command")
         }
     }
     Ok(())
+}
+
+/// One table as `ctsync tables` shows it.
+struct Row {
+    name: String,
+    enabled: bool,
+    force: bool,
+    version: String,
+    daemon: Option<Value>,
+}
+
+async fn tables(state: &RedisState, as_json: bool, api: &str) -> anyhow::Result<()> {
+    let daemon = crate::healthcheck::target(api)
+        .and_then(|addr| crate::healthcheck::get_json(addr, "/api/tables"));
+    let mut rows = Vec::new();
+    for name in state.table_names().await? {
+        let id = table_id(&name)?;
+        let flags = state.flags(&id).await?;
+        let version = match state.version(&id).await {
+            Ok(v) => v.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            Err(e @ ctsync_actors::Error::BadValue { .. }) => format!("<{e}>"),
+            Err(e) => return Err(e.into()),
+        };
+        let from_daemon = daemon.as_ref().ok().and_then(|body| {
+            body["tables"]
+                .as_array()?
+                .iter()
+                .find(|t| t["name"] == name.as_str())
+                .cloned()
+        });
+        rows.push(Row {
+            name,
+            enabled: flags.enabled,
+            force: flags.force_full_load,
+            version,
+            daemon: from_daemon,
+        });
+    }
+    if as_json {
+        let out: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let d = r.daemon.as_ref();
+                json!({
+                    "name": r.name,
+                    "enabled": r.enabled,
+                    "force_full_load": r.force,
+                    "version": r.version,
+                    "state": d.map(|d| d["state"].clone()),
+                    "lag_versions": d.map(|d| d["lag_versions"].clone()),
+                    "lag_seconds": d.map(|d| d["lag_seconds"].clone()),
+                    "progress": d.map(|d| d["progress"].clone()),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    match &daemon {
+        Ok(_) => println!(
+            "(flags and versions from Redis; state, lag and progress from the daemon at {api})"
+        ),
+        Err(e) => println!(
+            "(flags and versions from Redis only: the daemon at {api} did not answer: {e:#})"
+        ),
+    }
+    if rows.is_empty() {
+        println!("no tables known yet: ctsync has not discovered any (is the daemon running against the primary?)");
+        return Ok(());
+    }
+    let cells: Vec<[String; 7]> = rows.iter().map(cells).collect();
+    let header = [
+        "TABLE", "ENABLED", "FORCE", "VERSION", "STATE", "LAG", "PROGRESS",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: Vec<String>| {
+        cols.iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(header.iter().map(|h| h.to_string()).collect()));
+    for row in cells {
+        println!("{}", line(row.to_vec()));
+    }
+    Ok(())
+}
+
+fn cells(r: &Row) -> [String; 7] {
+    let unknown = || "?".to_string();
+    let (state, lag, progress) = match &r.daemon {
+        None => (unknown(), unknown(), unknown()),
+        Some(d) => {
+            let state = d["state"].as_str().unwrap_or("?").to_string();
+            let lag = match (d["lag_versions"].as_i64(), d["lag_seconds"].as_f64()) {
+                (Some(v), Some(s)) => format!("{v} v, {s:.1} s"),
+                (None, Some(s)) if s > 0.0 => format!("{s:.1} s"),
+                _ => "-".into(),
+            };
+            let progress = match (
+                d["progress"]["synced"].as_u64(),
+                d["progress"]["total"].as_u64(),
+            ) {
+                (Some(s), Some(t)) => format!("{s} / {t}"),
+                _ => "-".into(),
+            };
+            (state, lag, progress)
+        }
+    };
+    [
+        r.name.clone(),
+        r.enabled.to_string(),
+        r.force.to_string(),
+        r.version.clone(),
+        state,
+        lag,
+        progress,
+    ]
 }

@@ -46,48 +46,182 @@ fn missing_or_invalid_settings_exit_non_zero_naming_the_variable() {
     assert!(!err.contains("TopSecret9"), "{err}");
 }
 
+fn redis_set(url: &str, key: &str, value: &str) {
+    let client = redis::Client::open(url).expect("url");
+    let mut con = client.get_connection().expect("connect");
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query::<()>(&mut con)
+        .expect("SET");
+}
+
+/// Runs ctsync with `REDIS_URL` (and no daemon: the API address is a free
+/// port nobody listens on); returns (success, stdout, stderr).
+fn ctsync_with(url: &str, args: &[&str]) -> (bool, String, String) {
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .to_string();
+    let out = ctsync()
+        .args(args)
+        .env("REDIS_URL", url)
+        .env("CTSYNC_HTTP_ADDR", nobody)
+        .output()
+        .expect("run ctsync");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 #[test]
-fn operator_commands_flip_the_documented_redis_keys() {
+fn operator_commands_flip_the_documented_redis_keys_and_say_what_changed() {
     let redis = RedisServer::start();
     let url = redis.url();
+    // What discovery creates for the tables of the primary.
+    for key in [
+        "mssql_sync:enabled:User",
+        "mssql_sync:force_full_load:User",
+        "mssql_sync:enabled:sales.Order",
+        "mssql_sync:force_full_load:sales.Order",
+    ] {
+        redis_set(&url, key, "false");
+    }
     let run = |args: &[&str]| {
-        let out = ctsync()
-            .args(args)
-            .env("REDIS_URL", &url)
-            .output()
-            .expect("run ctsync");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
+        let (ok, out, err) = ctsync_with(&url, args);
+        assert!(ok, "{args:?}: {err}");
+        out
     };
-    run(&["enable", "User"]);
+    assert_eq!(
+        run(&["enable", "User"]),
+        "mssql_sync:enabled:User = true (was false)\n"
+    );
     assert_eq!(
         redis_get(&url, "mssql_sync:enabled:User").as_deref(),
         Some("true")
     );
-    run(&["disable", "User"]);
     assert_eq!(
-        redis_get(&url, "mssql_sync:enabled:User").as_deref(),
-        Some("false")
+        run(&["disable", "User"]),
+        "mssql_sync:enabled:User = false (was true)\n"
     );
-    run(&["force-full-load", "sales.Order"]);
+    let forced = run(&["force-full-load", "sales.Order"]);
+    assert!(
+        forced.starts_with("mssql_sync:force_full_load:sales.Order = true (was false)\n"),
+        "{forced}"
+    );
     assert_eq!(
-        redis_get(&url, "mssql_sync:force_full_load:sales.Order").as_deref(),
-        Some("true")
+        redis_get(&url, "mssql_sync:force_requests:sales.Order").as_deref(),
+        Some("1"),
+        "the request is counted (a running load starts over)"
     );
-    run(&["set-version", "User", "475"]);
+    assert_eq!(
+        run(&["set-version", "User", "475"]),
+        "mssql_sync:version:User = 475 (was not set)\n"
+    );
     assert_eq!(
         redis_get(&url, "mssql_sync:version:User").as_deref(),
         Some("475")
     );
+
     let listing = run(&["tables"]);
+    let lines: Vec<&str> = listing.lines().collect();
     assert!(
-        listing.contains("User\tenabled=false\tforce_full_load=false\tversion=475"),
+        lines[0].contains("from Redis only: the daemon at"),
         "{listing}"
     );
+    assert_eq!(
+        lines[1],
+        "TABLE        ENABLED  FORCE  VERSION  STATE  LAG  PROGRESS"
+    );
+    assert_eq!(
+        lines[2],
+        "User         false    false  475      ?      ?    ?"
+    );
+    assert_eq!(
+        lines[3],
+        "sales.Order  false    true   -        ?      ?    ?"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["tables", "--json"])).expect("JSON listing");
+    assert_eq!(json[0]["name"], "User");
+    assert_eq!(json[0]["version"], "475");
+    assert!(json[0]["state"].is_null());
+}
+
+#[test]
+fn commands_refuse_a_table_ctsync_never_discovered_unless_forced() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    redis_set(&url, "mssql_sync:enabled:User", "false");
+    let (ok, out, err) = ctsync_with(&url, &["enable", "NoSuchTable"]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("never discovered a table 'NoSuchTable'")
+            && err.contains("known tables: User")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        redis_get(&url, "mssql_sync:enabled:NoSuchTable"),
+        None,
+        "nothing written"
+    );
+    let (ok, _, err) = ctsync_with(&url, &["enable", "dbo.User"]);
+    assert!(!ok);
+    assert!(err.contains("is not a table name"), "{err}");
+    let (ok, out, err) = ctsync_with(&url, &["enable", "NoSuchTable", "--force"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "mssql_sync:enabled:NoSuchTable = true (was not set)\n");
+
+    let empty = RedisServer::start();
+    let (ok, out, _) = ctsync_with(&empty.url(), &["tables"]);
+    assert!(ok);
+    assert!(out.contains("no tables known yet"), "{out}");
+}
+
+#[test]
+fn check_config_prints_a_summary_and_connect_says_what_fails() {
+    let redis = RedisServer::start();
+    let settings = |c: &mut Command| {
+        c.env(
+            "MSSQL_PRIMARY_URL",
+            "mssql://sa:TopSecret9@127.0.0.1:1/testct",
+        )
+        .env(
+            "MSSQL_REPLICA_URL",
+            "server=tcp:127.0.0.1,1;database=testct;user id=sa;password={TopSecret9}",
+        )
+        .env("REDIS_URL", redis.url())
+        .env("CTSYNC_API_TOKEN", "T0ken-Secret");
+    };
+    let mut c = ctsync();
+    c.arg("check-config");
+    settings(&mut c);
+    let out = c.output().expect("check-config");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("configuration is valid\n"), "{text}");
+    assert!(
+        text.contains("primary:  127.0.0.1:1/testct (TLS Required, server certificate validated)"),
+        "{text}"
+    );
+    assert!(text.contains("API token set"), "{text}");
+    for secret in ["TopSecret9", "T0ken-Secret"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+
+    let mut c = ctsync();
+    c.args(["check-config", "--connect"]);
+    settings(&mut c);
+    let out = c.output().expect("check-config --connect");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "SQL Server is unreachable: {text}");
+    assert!(text.contains("primary: FAILED"), "{text}");
+    assert!(text.contains("replica: FAILED"), "{text}");
+    assert!(text.contains("redis: ok"), "{text}");
+    assert!(!text.contains("TopSecret9"), "{text}");
 }
 
 #[test]
