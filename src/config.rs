@@ -36,6 +36,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_PRIMARY_CONNECTIONS", file_key: "primary_connections", default: Some("4"), help: "Connections to the primary shared by the tables." },
     Setting { env: "CTSYNC_HTTP_ADDR", file_key: "http_addr", default: Some("0.0.0.0:8080"), help: "Address of the HTTP server (metrics, health, page)." },
     Setting { env: "CTSYNC_LOG", file_key: "log", default: Some("info"), help: "Log filter (tracing `EnvFilter` syntax, e.g. `info,ctsync=debug`)." },
+    Setting { env: "CTSYNC_KEYSPACE_EVENTS", file_key: "keyspace_events", default: Some("on"), help: "`on`: subscribe to Redis keyspace notifications so flags act within a second (adds K$g to notify-keyspace-events); `off`: flags act at the next poll." },
     Setting { env: "CTSYNC_LOG_FORMAT", file_key: "log_format", default: Some("text"), help: "`text` (colour only on a terminal) or `json` (one object per line, for log shippers)." },
     Setting { env: "CTSYNC_API_TOKEN", file_key: "api_token", default: None, help: "Bearer token required by every state-changing HTTP request (enable, disable, force load). Unset: writes need none (a WARN at start if the address is not loopback)." },
     Setting { env: "CTSYNC_API_TOKEN_FILE", file_key: "api_token_file", default: None, help: "File holding the API token (Docker secrets); used when CTSYNC_API_TOKEN is not set." },
@@ -74,6 +75,8 @@ pub struct Config {
     pub access: crate::http::Access,
     /// TLS to SQL Server (both endpoints).
     pub tls: TlsSettings,
+    /// Wake tables on Redis keyspace notifications.
+    pub keyspace_events: bool,
 }
 
 /// How log lines are written.
@@ -360,6 +363,16 @@ impl Config {
             log_format,
             access,
             tls,
+            keyspace_events: match get("CTSYNC_KEYSPACE_EVENTS")?.trim() {
+                "on" => true,
+                "off" => false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "CTSYNC_KEYSPACE_EVENTS",
+                        message: format!("{other:?}: expected on or off"),
+                    })
+                }
+            },
         })
     }
 }

@@ -58,6 +58,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
 
+    // Flags act within a second (or at the next poll when this is off).
+    let _keyspace = if config.keyspace_events {
+        let wake = crate::state::keyspace::wake_tables(running.supervisor.clone());
+        match crate::state::keyspace::start(config.redis_url.expose(), wake) {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                warn!(error = %e, "keyspace notifications unavailable: flags act at the next poll");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let probes: Vec<Arc<dyn crate::http::Probe>> = vec![
         Arc::new(PrimaryProbe(primary)),
         Arc::new(ReplicaProbe(replica)),

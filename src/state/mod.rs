@@ -1,7 +1,9 @@
 //! The Redis adapter of the state-store port: operator flags, versions,
 //! full-load progress and the sanitized endpoint keys, under the public
-//! `mssql_sync:*` key names.
+//! `mssql_sync:*` key names; and the keyspace-notification listener that
+//! makes flags act at once.
 
+pub mod keyspace;
 mod redis_store;
 
 pub use redis_store::RedisState;

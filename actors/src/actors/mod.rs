@@ -12,8 +12,8 @@ pub use ddl_listener::{
     BROKER_ERROR,
 };
 pub use module_sync::ModuleSyncActor;
-pub use supervisor::{RouteSchemaChange, Shutdown, SupervisorActor};
-pub use table::{ApplySchemaChange, Retire, TableActor};
+pub use supervisor::{RouteSchemaChange, Shutdown, SupervisorActor, WakeTable};
+pub use table::{ApplySchemaChange, Retire, TableActor, Wake};
 
 use std::sync::Arc;
 

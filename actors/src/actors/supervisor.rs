@@ -13,7 +13,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{error, info, warn};
 
-use super::table::{ApplySchemaChange, Retire, TableActor};
+use super::table::{ApplySchemaChange, Retire, TableActor, Wake};
 use crate::ddl::SchemaChange;
 use crate::error::Result;
 use crate::model::TableId;
@@ -258,6 +258,21 @@ impl Handler<RouteSchemaChange> for SupervisorActor {
             }
             .into_actor(self),
         )
+    }
+}
+
+/// An operator key of `table` changed: its actor runs a cycle now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WakeTable(pub TableId);
+
+impl Handler<WakeTable> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WakeTable, _ctx: &mut Self::Context) {
+        if let Some(addr) = self.tables.get(&msg.0) {
+            addr.do_send(Wake);
+        }
     }
 }
 

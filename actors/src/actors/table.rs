@@ -30,6 +30,8 @@ pub struct TableActor {
     retired: bool,
     /// Lag is counted from here until the table first catches up.
     created: Instant,
+    /// The next scheduled cycle (cancelled when the table is woken).
+    next: Option<SpawnHandle>,
 }
 
 impl TableActor {
@@ -43,6 +45,7 @@ impl TableActor {
             first_delay: Duration::ZERO,
             retired: false,
             created: Instant::now(),
+            next: None,
         }
     }
 
@@ -78,7 +81,13 @@ impl TableActor {
         if self.retired {
             return;
         }
-        ctx.run_later(delay, |act, ctx| act.tick(ctx));
+        if let Some(previous) = self.next.take() {
+            ctx.cancel_future(previous);
+        }
+        self.next = Some(ctx.run_later(delay, |act, ctx| {
+            act.next = None;
+            act.tick(ctx)
+        }));
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -175,5 +184,20 @@ impl Handler<Retire> for TableActor {
 
     fn handle(&mut self, _: Retire, _ctx: &mut Self::Context) {
         self.retired = true;
+    }
+}
+
+/// One of the table's operator keys changed (Redis keyspace notification):
+/// run the next cycle now instead of at the next poll. A cycle in flight
+/// finishes first (the actor processes messages between cycles).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+impl Handler<Wake> for TableActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.schedule(Duration::ZERO, ctx);
     }
 }

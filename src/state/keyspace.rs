@@ -1,0 +1,194 @@
+//! Flags that act within a second: a blocking subscriber on its own OS
+//! thread listens to Redis keyspace notifications for `mssql_sync:*` and
+//! hands each changed table to the actor system, which wakes that table
+//! at once instead of at its next poll. It adds the classes it needs
+//! (`K`, `$`, `g`) to the server's `notify-keyspace-events` without
+//! removing any, applies them again after every reconnect (a restarted
+//! Redis forgets them), and falls back to polling, saying so once, where
+//! the server forbids `CONFIG` (managed Redis).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ctsync_actors::model::TableId;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{debug, info, warn};
+
+/// The keyspace classes ctsync needs: keyspace events (`K`) of string
+/// commands (`$`: SET) and generic ones (`g`: DEL, RENAME).
+const CLASSES: [char; 3] = ['K', '$', 'g'];
+
+/// `current` with ctsync's classes added (order kept, nothing removed).
+pub fn merged_classes(current: &str) -> String {
+    let mut out = current.to_string();
+    // `A` is an alias that covers `$` and `g`.
+    for c in CLASSES {
+        let covered = out.contains(c) || (c != 'K' && out.contains('A'));
+        if !covered {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The table whose operator key a keyspace channel names
+/// (`__keyspace@0__:mssql_sync:enabled:User` → `User`).
+pub fn table_of_channel(channel: &str) -> Option<TableId> {
+    let key = channel.split_once("__:")?.1;
+    let rest = key.strip_prefix("mssql_sync:")?;
+    let (kind, table) = rest.split_once(':')?;
+    match kind {
+        "enabled" | "force_full_load" | "version" | "force_requests" => {
+            TableId::from_key_name(table)
+        }
+        _ => None,
+    }
+}
+
+/// The actor-system end of the bridge: every table received is woken
+/// through the supervisor.
+pub fn wake_tables(
+    supervisor: actix::Addr<ctsync_actors::actors::SupervisorActor>,
+) -> UnboundedSender<TableId> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<TableId>();
+    actix_rt::spawn(async move {
+        while let Some(table) = rx.recv().await {
+            supervisor.do_send(ctsync_actors::actors::WakeTable(table));
+        }
+    });
+    tx
+}
+
+/// Stops the subscriber thread when dropped.
+pub struct KeyspaceListener {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for KeyspaceListener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Starts the subscriber thread; every changed table goes to `wake`.
+pub fn start(redis_url: &str, wake: UnboundedSender<TableId>) -> anyhow::Result<KeyspaceListener> {
+    let client = redis::Client::open(redis_url)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    std::thread::Builder::new()
+        .name("ctsync-keyspace".into())
+        .spawn(move || run(client, wake, stopping))?;
+    Ok(KeyspaceListener { stop })
+}
+
+fn run(client: redis::Client, wake: UnboundedSender<TableId>, stop: Arc<AtomicBool>) {
+    let mut said_down = false;
+    while !stop.load(Ordering::SeqCst) {
+        match listen(&client, &wake, &stop) {
+            Ok(Ending::Stopped) => return,
+            Ok(Ending::Forbidden(e)) => {
+                warn!(error = %e, "Redis refuses CONFIG SET notify-keyspace-events (managed Redis?): flags act at the next poll instead of within a second");
+                return;
+            }
+            Err(e) => {
+                if !said_down {
+                    debug!(error = %e, "keyspace notifications unavailable; retrying");
+                    said_down = true;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+enum Ending {
+    Stopped,
+    Forbidden(String),
+}
+
+fn listen(
+    client: &redis::Client,
+    wake: &UnboundedSender<TableId>,
+    stop: &AtomicBool,
+) -> redis::RedisResult<Ending> {
+    let mut con = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    // Applied on every (re)connect: a restarted Redis forgot them.
+    let current: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("notify-keyspace-events")
+        .query(&mut con)
+        .or_else(|e| {
+            // A server that refuses CONFIG GET answers with an error reply.
+            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                Err(e)
+            } else {
+                Ok(Vec::new())
+            }
+        })?;
+    let have = current.get(1).cloned().unwrap_or_default();
+    let want = merged_classes(&have);
+    if want != have {
+        if let Err(e) = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg(&want)
+            .query::<()>(&mut con)
+        {
+            if e.is_io_error() || e.is_connection_dropped() {
+                return Err(e);
+            }
+            return Ok(Ending::Forbidden(e.to_string()));
+        }
+        info!(from = %have, to = %want, "enabled Redis keyspace notifications for mssql_sync:* (flags act within a second)");
+    }
+    con.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut pubsub = con.as_pubsub();
+    pubsub.psubscribe("__keyspace@*__:mssql_sync:*")?;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(Ending::Stopped);
+        }
+        match pubsub.get_message() {
+            Ok(msg) => {
+                if let Some(table) = table_of_channel(msg.get_channel_name()) {
+                    if wake.send(table).is_err() {
+                        return Ok(Ending::Stopped); // the actor system is gone
+                    }
+                }
+            }
+            Err(e) if e.is_timeout() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_added_never_removed() {
+        assert_eq!(merged_classes(""), "K$g");
+        assert_eq!(merged_classes("Ex"), "ExK$g");
+        assert_eq!(merged_classes("KEA"), "KEA");
+        assert_eq!(merged_classes("K$"), "K$g");
+    }
+
+    #[test]
+    fn channels_name_their_table() {
+        assert_eq!(
+            table_of_channel("__keyspace@0__:mssql_sync:enabled:User"),
+            Some(TableId::new("dbo", "User"))
+        );
+        assert_eq!(
+            table_of_channel("__keyspace@3__:mssql_sync:force_full_load:[x.y]"),
+            Some(TableId::new("dbo", "x.y"))
+        );
+        assert_eq!(
+            table_of_channel("__keyspace@0__:mssql_sync:progress:User"),
+            None
+        );
+        assert_eq!(table_of_channel("__keyspace@0__:mssql_sync:marker"), None);
+    }
+}
