@@ -2,6 +2,9 @@
 // sees the tracked tables, clicks a table's enable toggle and another's
 // Force Load button, and checks the Redis keys change. Saves a screenshot.
 //
+// Then the same at a phone's 390 px: no horizontal overflow, and the
+// toggle and Force Load are on screen and work. Screenshots at both widths.
+//
 // usage: node ui_check.cjs BASE_URL REDIS_PORT SCREENSHOT_PATH
 "use strict";
 const { chromium } = require("playwright-core");
@@ -29,7 +32,7 @@ async function until(what, check, ms = 20000) {
   let passed = 0;
   const ok = (what) => { passed += 1; console.log(`ok   ${what}`); };
   try {
-    const page = await browser.newPage({ viewport: { width: 1500, height: 800 } });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 800 } });
     await page.goto(base + "/");
     for (const t of ["Customer", "User", "Product", "sales.Order"]) {
       await page.waitForSelector(`tr[data-table="${t}"]`, { timeout: 15000 });
@@ -72,6 +75,33 @@ async function until(what, check, ms = 20000) {
     await evil.close();
     await page.screenshot({ path: shot, fullPage: true });
     console.log(`screenshot: ${shot}`);
+
+    // A phone: 390 px wide.
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    await phone.goto(base + "/");
+    await phone.waitForSelector('tr[data-table="sales.Order"]', { timeout: 15000 });
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 0) throw new Error(`the page is ${overflow} px wider than a 390 px screen`);
+    ok("no horizontal overflow at 390 px");
+    const onScreen = async (selector) => {
+      const box = await phone.locator(selector).boundingBox();
+      if (!box || box.x < 0 || box.x + box.width > 390) throw new Error(`${selector} is off-screen: ${JSON.stringify(box)}`);
+    };
+    const toggle = 'button[data-action="toggle"][data-table="sales.Order"]';
+    const forceUser = 'button[data-action="force_full_load"][data-table="User"]';
+    await onScreen(toggle);
+    await onScreen(forceUser);
+    if (get("mssql_sync:enabled:sales.Order") !== "false") throw new Error("sales.Order should start paused");
+    await phone.click(toggle);
+    await until("mssql_sync:enabled:sales.Order = true", () => get("mssql_sync:enabled:sales.Order") === "true");
+    const requests = () => Number(get("mssql_sync:force_requests:User") || "0");
+    const requestsBefore = requests();
+    await phone.click(forceUser);
+    await until("a Force Load request for User", () => requests() > requestsBefore);
+    ok("toggle and Force Load are on screen and work at 390 px");
+    const phoneShot = shot.replace(/\.png$/, "-390px.png");
+    await phone.screenshot({ path: phoneShot, fullPage: true });
+    console.log(`screenshot: ${phoneShot}`);
   } finally {
     await browser.close();
   }

@@ -401,3 +401,51 @@ async fn one_bad_version_key_shows_every_table_with_the_key_named() {
         assert!(other["last_error"].is_null(), "{other}");
     }
 }
+
+#[actix_rt::test]
+async fn the_api_says_why_discovery_fails_instead_of_showing_no_tables() {
+    use ctsync_actors::memory::faults::{Fault, FaultPlan, Faulty, Site};
+    use ctsync_actors::ports::{Primary, Replica};
+    let h = Harness::new();
+    h.primary.create_table(user_table(), true);
+    let plan = FaultPlan::new();
+    for _ in 0..1_000 {
+        plan.push(Site::PrimaryMeta, Fault::Reject);
+    }
+    let primary: Arc<dyn Primary> = h.primary.clone();
+    let replica: Arc<dyn Replica> = h.replica.clone();
+    let run = ctsync_actors::actors::start(
+        ctsync_actors::actors::Ports {
+            primary: Arc::new(Faulty::new(primary, plan.clone())),
+            replica,
+            state: h.state.clone(),
+            ddl_queue: None,
+        },
+        fast_config(),
+    );
+    let app = app!(shared(&h, run.board.clone()));
+    let mut body = Value::Null;
+    for _ in 0..100 {
+        body = test::call_and_read_body_json(
+            &app,
+            test::TestRequest::get().uri("/api/tables").to_request(),
+        )
+        .await;
+        if !body["discovery_error"].is_null() {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        body["discovery_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("injected")),
+        "{body}"
+    );
+    assert_eq!(body["tables"], json!([]));
+    plan.clear();
+    eventually(Duration::from_secs(10), "discovery works again", || async {
+        run.board.get("User").is_some() && run.board.discovery_error().is_none()
+    })
+    .await;
+}

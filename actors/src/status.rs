@@ -71,6 +71,8 @@ pub struct StatusBoard {
     redis_data_lost_at: Arc<Mutex<Option<u64>>>,
     /// Why DDL capture stopped (with the fix-up SQL), while it is stopped.
     ddl_problem: Arc<Mutex<Option<String>>>,
+    /// Why the last discovery failed (the primary cannot be reached …).
+    discovery_error: Arc<Mutex<Option<String>>>,
 }
 
 impl StatusBoard {
@@ -117,6 +119,20 @@ impl StatusBoard {
             .modules_skipped
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = names;
+    }
+
+    pub fn discovery_error(&self) -> Option<String> {
+        self.discovery_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_discovery_error(&self, error: Option<String>) {
+        *self
+            .discovery_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = error;
     }
 
     pub fn ddl_problem(&self) -> Option<String> {

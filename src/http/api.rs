@@ -103,6 +103,8 @@ pub async fn list(shared: web::Data<HttpState>) -> HttpResponse {
         "tables": tables,
         // Unix ms when ctsync last found that Redis had lost its data.
         "redis_data_lost_at": shared.board.redis_data_lost_at(),
+        // Why the last discovery failed (e.g. the primary cannot be reached).
+        "discovery_error": shared.board.discovery_error(),
         // Why DDL events are no longer received, with the fix-up SQL.
         "ddl_capture_problem": shared.board.ddl_problem(),
         "modules": {

@@ -96,6 +96,7 @@ impl SupervisorActor {
                         act.redis_lost();
                     }
                     telemetry::discovery(true, found.tables.len());
+                    act.pipeline.board.set_discovery_error(None);
                     if act.discovery_error.take().is_some() {
                         info!("table discovery works again");
                     }
@@ -109,6 +110,7 @@ impl SupervisorActor {
                     if act.discovery_error.as_deref() != Some(message.as_str()) {
                         warn!(error = %message, "table discovery failed; keeping the running tables as they are and retrying every poll");
                     }
+                    act.pipeline.board.set_discovery_error(Some(message.clone()));
                     act.discovery_error = Some(message);
                 }
             },

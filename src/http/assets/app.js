@@ -49,6 +49,26 @@ async function act(table, action) {
   await refresh();
 }
 
+// Icons, built with DOM calls (no HTML from data).
+const SVG = "http://www.w3.org/2000/svg";
+function icon(paths, cls = "ico") {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", cls);
+  svg.setAttribute("aria-hidden", "true");
+  for (const [tag, attrs] of paths) {
+    const p = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) p.setAttribute(k, v);
+    svg.appendChild(p);
+  }
+  return svg;
+}
+const DB = [["ellipse", { cx: 12, cy: 5, rx: 8, ry: 3 }],
+  ["path", { d: "M4 5v14c0 1.7 3.6 3 8 3s8-1.3 8-3V5" }], ["path", { d: "M4 12c0 1.7 3.6 3 8 3s8-1.3 8-3" }]];
+const PLAY = [["rect", { x: 3, y: 3, width: 18, height: 18, rx: 3 }], ["path", { d: "M10 8.5v7l5.5-3.5z" }]];
+const SPIN = [["path", { d: "M21 12a9 9 0 0 1-15.5 6.2M3 12A9 9 0 0 1 18.5 5.8" }],
+  ["path", { d: "M18.5 1.5v4.3h-4.3M5.5 22.5v-4.3h4.3" }]];
+
 function notice(text) {
   const n = $("notice");
   n.textContent = text || "";
@@ -82,19 +102,22 @@ function row(t) {
   const label = el("div", { class: "bar-label" },
     el("span", { text: loading ? "Loading" : (t.progress ? "Synced" : "Not loaded") }),
     el("span", { text: t.progress ? `${fmt.format(synced)} / ${fmt.format(total)}` : "" }));
+  const busy = loading || t.force_full_load;
   const force = el("button", {
     type: "button", class: "force", "data-table": t.name, "data-action": "force_full_load",
-    text: loading || t.force_full_load ? "Loading…" : "Force Load",
+    "aria-label": busy ? `Full load of ${t.name} running` : `Force a full load of ${t.name}`,
     onclick: () => act(t.name, "force_full_load"),
-  });
-  if (loading || t.force_full_load) force.setAttribute("disabled", "");
+  }, busy ? icon(SPIN, "ico spin") : icon(PLAY), el("span", { text: busy ? "Loading…" : "Force Load" }));
+  if (busy) force.setAttribute("disabled", "");
   const problem = t.reason || t.last_error;
   return el("tr", { "data-table": t.name },
-    el("td", {}, el("div", { class: "name", text: t.name }), el("div", { class: "key", text: t.enabled_key })),
+    el("td", {}, el("div", { class: "name-cell" }, el("span", { class: "table-ico" }, icon(DB)),
+      el("div", {}, el("div", { class: "name", text: t.name }), el("div", { class: "key", text: t.enabled_key })))),
     el("td", {}, el("span", { class: "version", text: t.version != null ? `v${t.version}` : "—" })),
     el("td", {}, toggle, label, bar),
     el("td", {}, el("div", { class: `state ${t.state}`, text: lagText(t) }),
-      problem ? el("div", { class: "err", text: problem }) : null),
+      // During a load the reason says where it writes: information, not a problem.
+      problem ? el("div", { class: loading && !t.last_error ? "note" : "err", text: problem }) : null),
     el("td", { class: "right" }, force));
 }
 
@@ -118,9 +141,12 @@ async function refresh() {
     $("primary").textContent = body.primary;
     $("replica").textContent = body.replica;
     const rows = $("rows");
+    const none = body.discovery_error
+      ? `Cannot reach the primary: ${body.discovery_error}`
+      : "No change-tracked tables found yet.";
     rows.replaceChildren(...(body.tables.length
       ? body.tables.map(row)
-      : [el("tr", {}, el("td", { colspan: "5", class: "empty", text: "No change-tracked tables found yet." }))]));
+      : [el("tr", {}, el("td", { colspan: "5", class: "empty", text: none }))]));
     rows.dataset.loaded = "true";
     renderModules(body.modules || {});
     const lost = $("redis-lost");
@@ -153,4 +179,4 @@ async function live() {
 $("refresh").addEventListener("click", () => { refresh(); live(); });
 refresh(); live();
 setInterval(refresh, 2000);
-setInterval(live, 5000);
+setInterval(live, 1500);
