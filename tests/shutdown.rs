@@ -41,6 +41,10 @@ fn hung_server() -> (TcpListener, String) {
 }
 
 fn start(server: &str, redis_url: &str) -> Child {
+    start_on(server, redis_url, &free_addr())
+}
+
+fn start_on(server: &str, redis_url: &str, http: &str) -> Child {
     ctsync()
         .arg("run")
         .env(
@@ -53,7 +57,7 @@ fn start(server: &str, redis_url: &str) -> Child {
         )
         .env("REDIS_URL", redis_url)
         .env("CTSYNC_POLL_INTERVAL_SECS", "1")
-        .env("CTSYNC_HTTP_ADDR", free_addr())
+        .env("CTSYNC_HTTP_ADDR", http)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -164,4 +168,23 @@ async fn a_stop_mid_backlog_takes_seconds_and_the_backlog_continues_next_time() 
     h.primary.delay_changes_pages(&users.id, Duration::ZERO);
     let _again = h.start(config);
     h.wait_equal(&users.id).await;
+}
+
+#[test]
+fn an_api_open_beyond_loopback_without_a_token_is_warned_about() {
+    let redis = RedisServer::start();
+    let (_server, addr) = hung_server();
+    let port = free_addr()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let child = start_on(&addr, &redis.url(), &format!("0.0.0.0:{port}"));
+    let (status, _, log) = terminate(child, Duration::from_secs(2));
+    assert!(status.success(), "{log}");
+    assert_eq!(
+        log.matches("without CTSYNC_API_TOKEN").count(),
+        1,
+        "one WARN: {log}"
+    );
 }
