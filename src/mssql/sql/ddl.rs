@@ -40,10 +40,6 @@ pub fn column_object_name(id: &TableId, column: &str) -> String {
     format!("{}.{}", table(id), quote(column))
 }
 
-pub fn drop_table(id: &TableId) -> String {
-    format!("DROP TABLE {}", table(id))
-}
-
 /// Views, procedures, functions and triggers, with their SET options.
 pub const MODULES: &str =
     "SELECT s.name AS schema_name, o.name AS object_name, RTRIM(o.type) AS object_type, \
