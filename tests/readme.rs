@@ -138,15 +138,7 @@ async fn readme_api_tables_list_exactly_the_fields_the_api_serves() {
         run.board.get("User").is_some()
     })
     .await;
-    let shared = ctsync::http::HttpState {
-        state: h.state.clone(),
-        board: run.board.clone(),
-        probes: Vec::new(),
-        primary: "p:1/db".into(),
-        replica: "r:1/db".into(),
-        metrics: None,
-        access: ctsync::http::Access::default(),
-    };
+    let shared = h.http_state(run.board.clone());
     let app = test::init_service(
         App::new()
             .app_data(web::Data::new(shared))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{test, web, App};
-use ctsync::http::{routes, HttpState};
+use ctsync::http::routes;
 use ctsync_actors::keys;
 use ctsync_actors::memory::faults::{Fault, FaultPlan, Faulty, Site};
 use ctsync_actors::model::TableId;
@@ -234,15 +234,7 @@ async fn a_schema_bound_view_makes_the_load_run_in_place_and_says_why() {
             .is_some_and(|l| l.mode == LoadMode::InPlace)
     })
     .await;
-    let shared = HttpState {
-        state: h.state.clone(),
-        board: run.board.clone(),
-        probes: Vec::new(),
-        primary: "p:1/db".into(),
-        replica: "r:1/db".into(),
-        metrics: None,
-        access: ctsync::http::Access::default(),
-    };
+    let shared = h.http_state(run.board.clone());
     let app = test::init_service(
         App::new()
             .app_data(web::Data::new(shared))

@@ -133,6 +133,20 @@ impl Harness {
         .await;
     }
 
+    /// What the HTTP handlers share, over this harness (no probes, no
+    /// metrics recorder, no access rules).
+    pub fn http_state(&self, board: ctsync_actors::status::StatusBoard) -> ctsync::http::HttpState {
+        ctsync::http::HttpState {
+            state: self.state.clone(),
+            board,
+            probes: Vec::new(),
+            primary: "p:1/db".into(),
+            replica: "r:1/db".into(),
+            metrics: None,
+            access: ctsync::http::Access::default(),
+        }
+    }
+
     pub async fn get(&self, key: &str) -> Option<String> {
         self.state.get(key).await.expect("redis GET")
     }
