@@ -16,5 +16,6 @@ pub mod sink;
 pub mod status;
 pub mod sync;
 pub mod telemetry;
+pub mod verify;
 
 pub use error::{Error, Result};

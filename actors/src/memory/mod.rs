@@ -3,6 +3,7 @@
 //! replica applies each call atomically and rejects duplicate keys, and all
 //! of them accept injected faults.
 
+mod checksums;
 mod ddl_queue;
 pub mod faults;
 mod primary;

@@ -264,6 +264,15 @@ impl MemoryPrimary {
         self.lock().pages_read.get(id).copied().unwrap_or(0)
     }
 
+    /// The table's rows by key (for `verify`).
+    pub fn row_map(&self, id: &TableId) -> BTreeMap<RowKey, Row> {
+        self.lock()
+            .tables
+            .get(id)
+            .map(|t| t.rows.clone())
+            .unwrap_or_default()
+    }
+
     /// The table's rows in key order.
     pub fn rows(&self, id: &TableId) -> Vec<Row> {
         let data = self.lock();

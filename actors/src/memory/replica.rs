@@ -122,6 +122,25 @@ impl MemoryReplica {
         self.lock().tables.get(id).map(|t| t.schema.clone())
     }
 
+    /// The table's rows by key (for `verify`).
+    pub fn row_map(&self, id: &TableId) -> BTreeMap<crate::model::RowKey, Row> {
+        self.lock()
+            .tables
+            .get(id)
+            .map(|t| t.rows.clone())
+            .unwrap_or_default()
+    }
+
+    /// Changes one row behind ctsync's back (a test's drift).
+    pub fn tamper(&self, id: &TableId, key: &crate::model::RowKey, row: Option<Row>) {
+        if let Some(t) = self.lock().tables.get_mut(id) {
+            match row {
+                Some(r) => t.rows.insert(key.clone(), r),
+                None => t.rows.remove(key),
+            };
+        }
+    }
+
     /// The table's rows in key order.
     pub fn rows(&self, id: &TableId) -> Vec<Row> {
         self.lock()
