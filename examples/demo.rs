@@ -131,6 +131,7 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
         module_sync_interval: Duration::from_secs(5),
         ..SyncConfig::default()
     };
+    let verify_replica = replica.clone();
     let running = actors::start(
         Ports {
             primary: primary.clone(),
@@ -155,6 +156,11 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
         replica: "demo-replica (in memory):1433/testct".into(),
         metrics: Some(metrics),
         access: ctsync::http::Access::default(),
+        verify: Some(Arc::new(ctsync_actors::verify::Sides {
+            primary: primary.clone(),
+            replica: verify_replica,
+            options: ctsync_actors::verify::Options::default(),
+        })),
     };
     let (bound, server) = http::serve(addr, shared)?;
     println!("DEMO: ctsync pipeline over an in-memory primary/replica; page at http://{bound}/");

@@ -39,6 +39,24 @@ pub enum Command {
         #[arg(long, env = "CTSYNC_HTTP_ADDR", default_value = "127.0.0.1:8080")]
         api: String,
     },
+    /// Compare tables between primary and replica (chunked checksums);
+    /// exit 1 when a difference persists.
+    Verify {
+        /// Tables to check (default: every enabled table).
+        tables: Vec<String>,
+        /// Rows per checksum chunk.
+        #[arg(long, default_value_t = 10_000)]
+        chunk: usize,
+        /// Differing keys listed per table at most.
+        #[arg(long, default_value_t = 20)]
+        max_keys: usize,
+        /// Seconds to wait for the replica to catch up before re-checking.
+        #[arg(long, default_value_t = 60)]
+        settle_secs: u64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Set mssql_sync:enabled:<TABLE> to "true".
     Enable {
         table: String,

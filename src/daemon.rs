@@ -44,6 +44,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         info!(queue, "listening for DDL events");
         Arc::new(MssqlDdlQueue::new(config.primary.clone(), queue)) as Arc<dyn DdlQueue>
     });
+    let (verify_primary, verify_replica) = (primary.clone(), replica.clone());
     let running = actors::start(
         Ports {
             primary: primary.clone(),
@@ -85,6 +86,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         replica: config.replica.to_string(),
         metrics: Some(metrics),
         access: config.access.clone(),
+        verify: Some(Arc::new(ctsync_actors::verify::Sides {
+            primary: verify_primary,
+            replica: verify_replica,
+            options: ctsync_actors::verify::Options::default(),
+        })),
     };
     let (bound, server) = http::serve(config.http_addr, shared).with_context(|| {
         format!(

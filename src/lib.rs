@@ -15,3 +15,4 @@ pub mod probes;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
+pub mod verify_cmd;

@@ -22,6 +22,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ctsync::logging::init(&config.log, config.log_format);
             daemon::run(config)
         }
+        Command::Verify {
+            tables,
+            chunk,
+            max_keys,
+            settle_secs,
+            json,
+        } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a runtime")?;
+            let args = ctsync::verify_cmd::Args {
+                tables,
+                options: ctsync::verify_cmd::options(chunk, max_keys, settle_secs),
+                json,
+            };
+            if rt.block_on(ctsync::verify_cmd::run(&config, args))? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
         Command::Healthcheck => {
             let bind = std::env::var("CTSYNC_HTTP_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into());
             ctsync::healthcheck::check(ctsync::healthcheck::target(&bind)?)

@@ -94,7 +94,10 @@ pub async fn run(redis_url: &str, command: Command) -> anyhow::Result<()> {
             state.del(&keys::primary_identity(&id)).await?;
         }
         Command::Tables { json, api } => tables(&state, json, &api).await?,
-        Command::Run | Command::CheckConfig { .. } | Command::Healthcheck => {
+        Command::Run
+        | Command::CheckConfig { .. }
+        | Command::Healthcheck
+        | Command::Verify { .. } => {
             bail!("not an operator command")
         }
     }

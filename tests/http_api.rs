@@ -46,6 +46,11 @@ fn shared(h: &Harness, board: ctsync_actors::status::StatusBoard) -> HttpState {
         replica: replica.to_string(),
         metrics: Some(ctsync::telemetry::install().expect("recorder")),
         access: ctsync::http::Access::default(),
+        verify: Some(Arc::new(ctsync_actors::verify::Sides {
+            primary: h.primary.clone(),
+            replica: h.replica.clone(),
+            options: ctsync_actors::verify::Options::default(),
+        })),
     }
 }
 
@@ -448,4 +453,41 @@ async fn the_api_says_why_discovery_fails_instead_of_showing_no_tables() {
         run.board.get("User").is_some() && run.board.discovery_error().is_none()
     })
     .await;
+}
+
+#[actix_rt::test]
+async fn verify_through_the_api_reports_and_records_the_result() {
+    let h = Harness::new();
+    let users = user_table();
+    h.enabled_table(users.clone(), (1..=300).map(|i| user(i, "n")))
+        .await;
+    let run = h.start(fast_config());
+    h.wait_loaded(&users.id).await;
+    h.wait_equal(&users.id).await;
+    let app = app!(shared(&h, run.board.clone()));
+    let report: Value = test::call_and_read_body_json(
+        &app,
+        test::TestRequest::post()
+            .uri("/api/tables/User/verify")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(report["total_differences"], 0, "{report}");
+    assert_eq!(report["rows_primary"], 300);
+    let view: Value = test::call_and_read_body_json(
+        &app,
+        test::TestRequest::get()
+            .uri("/api/tables/User")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(view["verified"]["equal"], true, "{view}");
+    let metrics = body_text(
+        test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await,
+    )
+    .await;
+    assert!(
+        metrics.contains("ctsync_verify_differences{table=\"User\"} 0"),
+        "{metrics}"
+    );
 }

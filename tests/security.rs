@@ -32,6 +32,7 @@ fn shared(h: &Harness, board: ctsync_actors::status::StatusBoard, access: Access
         replica: "r:1433/testct".into(),
         metrics: Some(ctsync::telemetry::install().expect("recorder")),
         access,
+        verify: None,
     }
 }
 

@@ -607,3 +607,48 @@ fn shadow_load_statements_match_their_golden_text_and_parse() {
     // sqlparser does not know NONCLUSTERED/INCLUDE: golden text only.
     assert!(Parser::parse_sql(&MsSqlDialect {}, &sql::create_index(&shadow, &index)).is_err());
 }
+
+#[test]
+fn verify_statements_match_their_golden_text_and_parse() {
+    let users = TableSchema {
+        id: TableId::new("dbo", "Us]er"),
+        columns: vec![
+            ColumnDef::new("Id", SqlType::Int, false),
+            ColumnDef::new("Name", SqlType::NVarChar(Len::N(100)), true),
+            ColumnDef::new("Price", SqlType::Money, true),
+            ColumnDef::new("Blob", SqlType::VarBinary(Len::Max), true),
+            ColumnDef::new("At", SqlType::DateTimeOffset { scale: 7 }, true),
+        ],
+        primary_key: vec![KeyColumn {
+            name: "Id".into(),
+            descending: false,
+        }],
+    };
+    let keys = vec!["Id".to_string()];
+    assert_eq!(
+        sql::row_hash(&users),
+        "HASHBYTES('SHA2_256', CAST(N'' AS nvarchar(max)) + ISNULL(CAST([Id] AS nvarchar(max)), NCHAR(0)) \
+         + NCHAR(31) + ISNULL(CAST([Name] AS nvarchar(max)), NCHAR(0)) + NCHAR(31) + \
+         ISNULL(CONVERT(nvarchar(40), [Price], 2), NCHAR(0)) + NCHAR(31) + \
+         ISNULL(CONVERT(nvarchar(max), CAST([Blob] AS varbinary(max)), 1), NCHAR(0)) + NCHAR(31) + \
+         ISNULL(CONVERT(nvarchar(40), [At], 127), NCHAR(0)))"
+    );
+    let chunk = sql::row_sums(&users, &keys, true, true, true);
+    assert!(
+        chunk.starts_with("SELECT TOP (@P1) [Id], HASHBYTES('SHA2_256'"),
+        "{chunk}"
+    );
+    assert!(
+        chunk.ends_with(
+            "FROM [dbo].[Us]]er] WHERE (([Id] > @P2)) AND NOT (([Id] > @P3)) ORDER BY [Id]"
+        ),
+        "{chunk}"
+    );
+    for (after, upto, limited) in [
+        (false, false, false),
+        (true, false, true),
+        (true, true, false),
+    ] {
+        parses(&sql::row_sums(&users, &keys, after, upto, limited));
+    }
+}

@@ -57,6 +57,8 @@ pub struct TableStatus {
     pub reason: Option<String>,
     pub restarts: u64,
     pub rows_applied: u64,
+    /// The last `verify` of the table.
+    pub verified: Option<crate::verify::Summary>,
     #[serde(skip)]
     pub caught_up_at: Option<Instant>,
 }

@@ -28,6 +28,8 @@ pub const FENCED_WRITES: &str = "ctsync_fenced_writes_total";
 pub const REDIS_DATA_LOSS: &str = "ctsync_redis_data_loss_total";
 pub const DDL_CAPTURE_STOPPED: &str = "ctsync_ddl_capture_stopped";
 pub const DEPENDENCY_UP: &str = "ctsync_dependency_up";
+pub const VERIFY_DIFFERENCES: &str = "ctsync_verify_differences";
+pub const VERIFY_TIMESTAMP: &str = "ctsync_verify_timestamp_seconds";
 
 /// Every metric ctsync exports (the README's metric table lists exactly these).
 pub const ALL: &[&str] = &[
@@ -55,6 +57,8 @@ pub const ALL: &[&str] = &[
     REDIS_DATA_LOSS,
     DDL_CAPTURE_STOPPED,
     DEPENDENCY_UP,
+    VERIFY_DIFFERENCES,
+    VERIFY_TIMESTAMP,
 ];
 
 /// Registers help texts; call once after installing a recorder.
@@ -135,6 +139,11 @@ pub fn describe() {
         DEPENDENCY_UP,
         "1 when the dependency (primary, replica, redis) answered its last readiness check within 1 s, else 0."
     );
+    describe_gauge!(
+        VERIFY_DIFFERENCES,
+        "Rows that differed between primary and replica at the table's last verify (0: equal)."
+    );
+    describe_gauge!(VERIFY_TIMESTAMP, "Unix time of the table's last verify.");
     describe_gauge!(
         DDL_CAPTURE_STOPPED,
         "1 when Service Broker ended the DDL event notification's conversation: schema changes are no longer received until it is recreated."
@@ -246,4 +255,9 @@ pub fn ddl_capture_stopped(stopped: bool) {
 
 pub fn dependency_up(dependency: &'static str, up: bool) {
     gauge!(DEPENDENCY_UP, "dependency" => dependency).set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn verified(table: &str, differences: u64, at_millis: u64) {
+    gauge!(VERIFY_DIFFERENCES, "table" => table.to_string()).set(differences as f64);
+    gauge!(VERIFY_TIMESTAMP, "table" => table.to_string()).set(at_millis as f64 / 1000.0);
 }

@@ -251,3 +251,65 @@ pub async fn verify_table(
     }
     Ok(report)
 }
+
+/// Verifies tables by name over the two sides' ports.
+#[async_trait]
+pub trait Verify: Send + Sync {
+    async fn verify(&self, table: &crate::model::TableId) -> Result<Report>;
+}
+
+/// [`Verify`] over a primary and a replica that both offer [`Checksums`].
+pub struct Sides<P, R> {
+    pub primary: std::sync::Arc<P>,
+    pub replica: std::sync::Arc<R>,
+    pub options: Options,
+}
+
+#[async_trait]
+impl<P, R> Verify for Sides<P, R>
+where
+    P: crate::ports::Primary + Checksums + 'static,
+    R: crate::ports::Replica + Checksums + 'static,
+{
+    async fn verify(&self, table: &crate::model::TableId) -> Result<Report> {
+        let schema = self.primary.table_schema(table).await?;
+        let at = self.primary.current_version().await?;
+        let caught_up = RecordedVersion {
+            primary: self.primary.as_ref(),
+            replica: self.replica.as_ref(),
+            table: table.clone(),
+        };
+        verify_table(
+            self.primary.as_ref(),
+            self.replica.as_ref(),
+            &caught_up,
+            &schema,
+            at,
+            &self.options,
+        )
+        .await
+    }
+}
+
+/// The last verification of a table, as the board, API and page show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Unix ms.
+    pub at: u64,
+    pub equal: bool,
+    pub differences: u64,
+    pub rows_primary: u64,
+    pub rows_replica: u64,
+}
+
+impl Summary {
+    pub fn of(report: &Report) -> Self {
+        Self {
+            at: crate::sync::now_millis(),
+            equal: report.equal(),
+            differences: report.total_differences,
+            rows_primary: report.rows_primary,
+            rows_replica: report.rows_replica,
+        }
+    }
+}

@@ -37,6 +37,7 @@ struct TableView {
     restarts: u64,
     rows_applied: u64,
     enabled_key: String,
+    verified: Option<ctsync_actors::verify::Summary>,
 }
 
 fn error(status: actix_web::http::StatusCode, message: String) -> HttpResponse {
@@ -82,6 +83,7 @@ async fn view(
         restarts: status.restarts,
         rows_applied: status.rows_applied,
         enabled_key: keys::enabled(&id),
+        verified: status.verified,
     })
 }
 
@@ -186,6 +188,34 @@ pub async fn act(
         Err(e) => error(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
             format!("Redis is unreachable: {e}"),
+        ),
+    }
+}
+
+/// `POST /api/tables/<T>/verify`: compares the table between primary and
+/// replica (see `ctsync verify`), records the result on the board and in
+/// the metrics, and answers the report.
+pub async fn verify(shared: web::Data<HttpState>, path: web::Path<String>) -> HttpResponse {
+    let name = path.into_inner();
+    if shared.board.get(&name).is_none() {
+        return unknown_table(&name);
+    }
+    let (Some(verify), Some(id)) = (shared.verify.clone(), TableId::from_key_name(&name)) else {
+        return error(
+            actix_web::http::StatusCode::NOT_IMPLEMENTED,
+            "this ctsync does not offer verify".into(),
+        );
+    };
+    match verify.verify(&id).await {
+        Ok(report) => {
+            let summary = ctsync_actors::verify::Summary::of(&report);
+            ctsync_actors::telemetry::verified(&name, summary.differences, summary.at);
+            shared.board.update(&name, |s| s.verified = Some(summary));
+            HttpResponse::Ok().json(report)
+        }
+        Err(e) => error(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("verify of {name} failed: {e}"),
         ),
     }
 }

@@ -29,6 +29,8 @@ pub struct HttpState {
     pub metrics: Option<PrometheusHandle>,
     /// Token, read-only mode and allowed hosts.
     pub access: Access,
+    /// Runs `POST /api/tables/<T>/verify`; `None`: not offered.
+    pub verify: Option<Arc<dyn ctsync_actors::verify::Verify>>,
 }
 
 /// Registers every route; used by the server and by in-process tests.
@@ -43,6 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/api/tables", web::get().to(api::list))
             .route("/api/tables/{table}", web::get().to(api::one))
             .route("/api/tables/{table}", web::post().to(api::act))
+            .route("/api/tables/{table}/verify", web::post().to(api::verify))
             .route("/", web::get().to(page::index))
             .route("/app.js", web::get().to(page::script))
             .route("/style.css", web::get().to(page::style)),

@@ -3,6 +3,7 @@
 //! and replica ports implemented on tiberius.
 
 mod catalog;
+pub mod checksums;
 pub mod conn;
 pub mod convert;
 mod ddl_queue;

@@ -290,3 +290,26 @@ impl Primary for MssqlPrimary {
         Ok(page)
     }
 }
+
+#[async_trait]
+impl ctsync_actors::verify::Checksums for MssqlPrimary {
+    async fn chunk_sum(
+        &self,
+        schema: &TableSchema,
+        range: &ctsync_actors::verify::KeyRange,
+        limit: usize,
+    ) -> Result<ctsync_actors::verify::ChunkSum> {
+        let limit = (limit != usize::MAX).then_some(limit);
+        let rows =
+            super::checksums::row_hashes(&self.pool, Error::Primary, schema, range, limit).await?;
+        Ok(super::checksums::chunk_of(rows))
+    }
+
+    async fn row_sums(
+        &self,
+        schema: &TableSchema,
+        range: &ctsync_actors::verify::KeyRange,
+    ) -> Result<Vec<(RowKey, String)>> {
+        super::checksums::row_hashes(&self.pool, Error::Primary, schema, range, None).await
+    }
+}

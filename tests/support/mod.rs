@@ -144,6 +144,7 @@ impl Harness {
             replica: "r:1/db".into(),
             metrics: None,
             access: ctsync::http::Access::default(),
+            verify: None,
         }
     }
 

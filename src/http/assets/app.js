@@ -117,7 +117,11 @@ function row(t) {
     el("td", {}, toggle, label, bar),
     el("td", {}, el("div", { class: `state ${t.state}`, text: lagText(t) }),
       // During a load the reason says where it writes: information, not a problem.
-      problem ? el("div", { class: loading && !t.last_error ? "note" : "err", text: problem }) : null),
+      problem ? el("div", { class: loading && !t.last_error ? "note" : "err", text: problem }) : null,
+      t.verified ? el("div", { class: t.verified.equal ? "note" : "err",
+        text: t.verified.equal
+          ? `verified equal ${new Date(t.verified.at).toLocaleString()}`
+          : `verify: ${fmt.format(t.verified.differences)} rows differ (${new Date(t.verified.at).toLocaleString()})` }) : null),
     el("td", { class: "right" }, force));
 }
 

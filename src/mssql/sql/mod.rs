@@ -7,10 +7,12 @@
 mod ddl;
 mod own_schema;
 mod shadow;
+mod verify;
 
 pub use ddl::*;
 pub use own_schema::*;
 pub use shadow::*;
+pub use verify::*;
 
 use ctsync_actors::model::{ColumnDef, Len, SqlType, TableId, TableSchema};
 
@@ -126,7 +128,12 @@ fn param(schema: &TableSchema, column: &str, n: usize) -> String {
 
 /// `(k1 > @a) OR (k1 = @a AND k2 > @b) OR …` with parameters numbered from
 /// `first`: strictly after the cursor in ascending key order.
-fn keyset_predicate(prefix: &str, schema: &TableSchema, keys: &[String], first: usize) -> String {
+pub(crate) fn keyset_predicate(
+    prefix: &str,
+    schema: &TableSchema,
+    keys: &[String],
+    first: usize,
+) -> String {
     let mut terms = Vec::with_capacity(keys.len());
     for i in 0..keys.len() {
         let mut parts: Vec<String> = (0..i)
@@ -148,7 +155,7 @@ fn keyset_predicate(prefix: &str, schema: &TableSchema, keys: &[String], first: 
     terms.join(" OR ")
 }
 
-fn order_by(prefix: &str, keys: &[String]) -> String {
+pub(crate) fn order_by(prefix: &str, keys: &[String]) -> String {
     keys.iter()
         .map(|k| format!("{prefix}{}", quote(k)))
         .collect::<Vec<_>>()

@@ -1,0 +1,102 @@
+//! The `verify` checksums on SQL Server, shared by the primary and the
+//! replica adapters: per-row SHA-256 computed by the server, a 64-bit
+//! digest of a chunk's row hashes computed here (a differing chunk is then
+//! compared row by row, by the SHA-256 values).
+
+use std::hash::{Hash, Hasher};
+
+use ctsync_actors::model::{RowKey, TableSchema};
+use ctsync_actors::verify::{ChunkSum, KeyRange};
+use ctsync_actors::{Error, Result};
+use tiberius::ColumnData;
+
+use super::convert::{value_from_sql, value_to_sql};
+use super::pool::{query_rows, Pool};
+use super::sql;
+
+fn key_params(key: &RowKey, schema: &TableSchema, keys: &[String]) -> Vec<ColumnData<'static>> {
+    key.0
+        .iter()
+        .zip(keys)
+        .map(|(v, name)| {
+            let ty = schema
+                .columns
+                .iter()
+                .find(|c| &c.name == name)
+                .map(|c| c.ty.clone())
+                .unwrap_or(ctsync_actors::model::SqlType::Int);
+            value_to_sql(v, &ty)
+        })
+        .collect()
+}
+
+/// The rows of `range` (at most `limit`) with their hashes, in key order.
+pub async fn row_hashes(
+    pool: &Pool,
+    side: fn(String) -> Error,
+    schema: &TableSchema,
+    range: &KeyRange,
+    limit: Option<usize>,
+) -> Result<Vec<(RowKey, String)>> {
+    let keys = schema
+        .key_columns()
+        .ok_or_else(|| Error::NoKey(schema.id.clone()))?;
+    let text = sql::row_sums(
+        schema,
+        &keys,
+        range.after.is_some(),
+        range.upto.is_some(),
+        limit.is_some(),
+    );
+    let mut params = Vec::new();
+    if let Some(limit) = limit {
+        params.push(ColumnData::I64(Some(limit.min(i64::MAX as usize) as i64)));
+    }
+    for key in [&range.after, &range.upto].into_iter().flatten() {
+        params.extend(key_params(key, schema, &keys));
+    }
+    let mut lease = pool.lease().await.map_err(|e| side(e.to_string()))?;
+    let rows = query_rows(&mut lease, &text, params, || {
+        format!("reading row checksums of {}", schema.id)
+    })
+    .await
+    .map_err(|e| side(e.to_string()))?;
+    let key_cols: Vec<_> = keys
+        .iter()
+        .filter_map(|k| schema.columns.iter().find(|c| &c.name == k))
+        .collect();
+    rows.into_iter()
+        .map(|row| {
+            let mut cells = row.into_iter();
+            let key = key_cols
+                .iter()
+                .map(|c| {
+                    let cell = cells.next().unwrap_or(ColumnData::I32(None));
+                    value_from_sql(cell, &c.ty, &c.name).map_err(|e| side(e.to_string()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let hash = match cells.next() {
+                Some(ColumnData::Binary(Some(b))) => b.iter().map(|x| format!("{x:02x}")).collect(),
+                _ => String::new(),
+            };
+            Ok((RowKey(key), hash))
+        })
+        .collect()
+}
+
+/// A chunk's count, digest and last key from its row hashes.
+pub fn chunk_of(rows: Vec<(RowKey, String)>) -> ChunkSum {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (_, hash) in &rows {
+        hash.hash(&mut h);
+    }
+    ChunkSum {
+        rows: rows.len() as u64,
+        sum: if rows.is_empty() {
+            String::new()
+        } else {
+            format!("{:016x}", h.finish())
+        },
+        last: rows.last().map(|(k, _)| k.clone()),
+    }
+}
