@@ -57,6 +57,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Preflight of primary and replica: every problem with the T-SQL that
+    /// fixes it; exit 1 on a blocker.
+    Doctor {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Set mssql_sync:enabled:<TABLE> to "true".
     Enable {
         table: String,

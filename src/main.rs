@@ -45,6 +45,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         }
+        Command::Doctor { json } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a runtime")?;
+            let primary = ctsync::mssql::MssqlPrimary::new(ctsync::mssql::Pool::new(
+                config.primary.clone(),
+                1,
+            ));
+            let replica = ctsync::mssql::MssqlReplica::new(ctsync::mssql::Pool::new(
+                config.replica.clone(),
+                1,
+            ));
+            let (findings, code) = rt.block_on(ctsync_actors::doctor::check(
+                &primary,
+                &replica,
+                config.ddl_queue.as_deref(),
+            ))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&findings)?);
+            } else {
+                print!("{}", ctsync_actors::doctor::render(&findings));
+            }
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Command::Healthcheck => {
             let bind = std::env::var("CTSYNC_HTTP_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into());
             ctsync::healthcheck::check(ctsync::healthcheck::target(&bind)?)

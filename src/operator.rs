@@ -97,7 +97,8 @@ pub async fn run(redis_url: &str, command: Command) -> anyhow::Result<()> {
         Command::Run
         | Command::CheckConfig { .. }
         | Command::Healthcheck
-        | Command::Verify { .. } => {
+        | Command::Verify { .. }
+        | Command::Doctor { .. } => {
             bail!("not an operator command")
         }
     }

@@ -304,3 +304,32 @@ fn daemon_survives_an_unreachable_sql_server_and_stops_cleanly_on_sigterm() {
         .expect("healthcheck");
     assert!(!health.status.success(), "unhealthy once stopped");
 }
+
+#[test]
+fn doctor_and_verify_fail_clearly_when_sql_server_is_unreachable() {
+    let redis = RedisServer::start();
+    for args in [&["doctor"][..], &["verify", "User"][..]] {
+        let out = ctsync()
+            .args(args)
+            .env(
+                "MSSQL_PRIMARY_URL",
+                "mssql://sa:TopSecret9@127.0.0.1:1/testct",
+            )
+            .env(
+                "MSSQL_REPLICA_URL",
+                "mssql://sa:TopSecret9@127.0.0.1:1/testct",
+            )
+            .env("REDIS_URL", redis.url())
+            .output()
+            .expect("run ctsync");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.starts_with("ctsync: "), "{args:?}: {err}");
+        assert!(
+            err.contains("127.0.0.1:1"),
+            "{args:?} names the server: {err}"
+        );
+        assert!(!err.contains("TopSecret9"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

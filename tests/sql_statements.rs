@@ -652,3 +652,18 @@ fn verify_statements_match_their_golden_text_and_parse() {
         parses(&sql::row_sums(&users, &keys, after, upto, limited));
     }
 }
+
+#[test]
+fn doctor_statements_parse() {
+    for stmt in [
+        sql::PREFLIGHT_DATABASE,
+        sql::PREFLIGHT_QUEUE,
+        sql::PREFLIGHT_TABLES,
+        sql::PREFLIGHT_UNSUPPORTED,
+        sql::PREFLIGHT_DATABASE_PERMISSIONS,
+    ] {
+        parses(stmt);
+    }
+    assert!(sql::PREFLIGHT_QUEUE.contains("HAS_PERMS_BY_NAME(@P1, N'OBJECT', N'RECEIVE')"));
+    assert!(sql::PREFLIGHT_TABLES.contains("N'VIEW CHANGE TRACKING'"));
+}

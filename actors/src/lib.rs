@@ -5,6 +5,7 @@
 
 pub mod actors;
 pub mod ddl;
+pub mod doctor;
 pub mod error;
 pub mod fence;
 pub mod keys;

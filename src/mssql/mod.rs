@@ -9,6 +9,7 @@ pub mod convert;
 mod ddl_queue;
 mod migrations;
 mod pool;
+mod preflight;
 mod primary;
 mod replica;
 mod replica_load;

@@ -93,6 +93,10 @@ impl MssqlPrimary {
         }
     }
 
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     fn keys(schema: &TableSchema) -> Result<Vec<String>> {
         schema
             .key_columns()

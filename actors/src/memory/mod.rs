@@ -6,6 +6,7 @@
 mod checksums;
 mod ddl_queue;
 pub mod faults;
+mod preflight;
 mod primary;
 mod replica;
 mod replica_load;

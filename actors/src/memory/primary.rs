@@ -53,6 +53,9 @@ struct Data {
 #[derive(Debug)]
 pub struct MemoryPrimary {
     data: Mutex<Data>,
+    /// What `doctor` is told about the database (tables are added from the
+    /// catalog).
+    doctor: Mutex<crate::doctor::PrimaryFacts>,
 }
 
 impl Default for MemoryPrimary {
@@ -77,6 +80,7 @@ impl MemoryPrimary {
                 retention: Some(std::time::Duration::from_secs(2 * 24 * 3600)),
                 modules: BTreeMap::new(),
             }),
+            doctor: Mutex::new(crate::doctor::PrimaryFacts::default()),
         }
     }
 
@@ -262,6 +266,27 @@ impl MemoryPrimary {
     /// How many `read_page` calls reached the table so far.
     pub fn pages_read(&self, id: &TableId) -> usize {
         self.lock().pages_read.get(id).copied().unwrap_or(0)
+    }
+
+    /// Sets what `doctor` finds (settings, queue, permissions, versions).
+    pub fn set_doctor_facts(&self, facts: crate::doctor::PrimaryFacts) {
+        *self.doctor.lock().unwrap_or_else(|e| e.into_inner()) = facts;
+    }
+
+    pub(super) fn facts_for_doctor(&self) -> crate::doctor::PrimaryFacts {
+        self.doctor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Every table: (id, has a primary key, change tracking on).
+    pub(super) fn table_keys_and_tracking(&self) -> Vec<(TableId, bool, bool)> {
+        self.lock()
+            .tables
+            .iter()
+            .map(|(id, t)| (id.clone(), !t.schema.primary_key.is_empty(), t.tracked))
+            .collect()
     }
 
     /// The table's rows by key (for `verify`).

@@ -49,6 +49,8 @@ struct Data {
 #[derive(Debug, Default)]
 pub struct MemoryReplica {
     data: Mutex<Data>,
+    /// What `doctor` is told about the replica.
+    doctor: Mutex<crate::doctor::ReplicaFacts>,
 }
 
 impl MemoryReplica {
@@ -228,6 +230,18 @@ impl MemoryReplica {
             *tx.record_mut(id) = record;
             Ok(out)
         })
+    }
+
+    /// Sets what `doctor` finds on the replica.
+    pub fn set_doctor_facts(&self, facts: crate::doctor::ReplicaFacts) {
+        *self.doctor.lock().unwrap_or_else(|e| e.into_inner()) = facts;
+    }
+
+    pub(super) fn facts_for_doctor(&self) -> crate::doctor::ReplicaFacts {
+        self.doctor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Adds an index to a replica table, as an operator might for reports.

@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// A table on the primary, identified by schema and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct TableId {
     pub schema: String,
     pub name: String,

@@ -5,11 +5,13 @@
 //! T-SQL parser in `tests/sql_statements.rs`.
 
 mod ddl;
+mod doctor;
 mod own_schema;
 mod shadow;
 mod verify;
 
 pub use ddl::*;
+pub use doctor::*;
 pub use own_schema::*;
 pub use shadow::*;
 pub use verify::*;

@@ -1,0 +1,342 @@
+//! `ctsync doctor`: a preflight of the primary and the replica. The
+//! adapters gather the facts (database settings, the DDL queue and its
+//! notification, tables and their keys, column types, the logins'
+//! permissions, versions); `diagnose` turns them into findings, each with
+//! the exact T-SQL that fixes it. A blocker stops replication; a warning
+//! costs a feature or safety; info is for the record.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::model::TableId;
+
+/// What the primary says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrimaryFacts {
+    pub database: String,
+    pub version: String,
+    pub edition: String,
+    /// The login's database user (for GRANT statements).
+    pub user: String,
+    pub change_tracking: bool,
+    /// CT retention in seconds; `None` when CT is off or auto cleanup is off.
+    pub retention_secs: Option<u64>,
+    pub snapshot_isolation: bool,
+    pub broker_enabled: bool,
+    /// `None`: the queue does not exist; `Some(receive_enabled)`.
+    pub queue: Option<bool>,
+    /// An event notification sends DDL events to the queue's service.
+    pub notification: bool,
+    /// User tables: (table, has a primary key, change tracking on).
+    pub tables: Vec<(TableId, bool, bool)>,
+    /// Columns of tracked tables whose type ctsync cannot replicate.
+    pub unsupported: Vec<(TableId, String, String)>,
+    /// Permissions the login lacks, as (permission, on what).
+    pub missing_permissions: Vec<(String, String)>,
+}
+
+impl Default for PrimaryFacts {
+    fn default() -> Self {
+        Self {
+            database: "testct".into(),
+            version: "16.0.4135.4".into(),
+            edition: "Developer Edition (64-bit)".into(),
+            user: "dbo".into(),
+            change_tracking: true,
+            retention_secs: Some(2 * 86_400),
+            snapshot_isolation: true,
+            broker_enabled: true,
+            queue: Some(true),
+            notification: true,
+            tables: Vec::new(),
+            unsupported: Vec::new(),
+            missing_permissions: Vec::new(),
+        }
+    }
+}
+
+/// What the replica says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicaFacts {
+    pub database: String,
+    pub version: String,
+    pub edition: String,
+    pub user: String,
+    pub missing_permissions: Vec<(String, String)>,
+}
+
+impl Default for ReplicaFacts {
+    fn default() -> Self {
+        Self {
+            database: "testct".into(),
+            version: "16.0.4135.4".into(),
+            edition: "Developer Edition (64-bit)".into(),
+            user: "dbo".into(),
+            missing_permissions: Vec::new(),
+        }
+    }
+}
+
+/// Gathers the primary's facts; `queue` is the DDL queue (`schema.name`).
+#[async_trait]
+pub trait PrimaryPreflight: Send + Sync {
+    async fn preflight(&self, queue: Option<&str>) -> Result<PrimaryFacts>;
+}
+
+#[async_trait]
+pub trait ReplicaPreflight: Send + Sync {
+    async fn preflight(&self) -> Result<ReplicaFacts>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Blocker,
+    Warning,
+    Info,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    /// Which side: `primary` or `replica`.
+    pub side: &'static str,
+    pub message: String,
+    /// The T-SQL that fixes it, to run on that side.
+    pub fix: Option<String>,
+}
+
+fn q(ident: &str) -> String {
+    format!("[{}]", ident.replace(']', "]]"))
+}
+
+fn major(version: &str) -> u32 {
+    version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The findings for these facts, blockers first. `queue` is the DDL queue
+/// ctsync listens on (`None`: the listener is off).
+pub fn diagnose(p: &PrimaryFacts, r: &ReplicaFacts, queue: Option<&str>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut add = |severity, side, message: String, fix: Option<String>| {
+        out.push(Finding {
+            severity,
+            side,
+            message,
+            fix,
+        })
+    };
+    let db = q(&p.database);
+    if !p.change_tracking {
+        add(
+            Severity::Blocker,
+            "primary",
+            format!("change tracking is off for database {}", p.database),
+            Some(format!(
+                "ALTER DATABASE {db} SET CHANGE_TRACKING = ON (CHANGE_RETENTION = 2 DAYS, AUTO_CLEANUP = ON);"
+            )),
+        );
+    } else if let Some(secs) = p.retention_secs {
+        let severity = if secs < 86_400 {
+            Severity::Warning
+        } else {
+            Severity::Info
+        };
+        add(
+            severity,
+            "primary",
+            format!(
+                "change tracking keeps changes for {} h: a table behind for longer (an outage, a full load) goes stale",
+                secs / 3_600
+            ),
+            (severity == Severity::Warning).then(|| {
+                format!("ALTER DATABASE {db} SET CHANGE_TRACKING (CHANGE_RETENTION = 2 DAYS);")
+            }),
+        );
+    }
+    if !p.snapshot_isolation {
+        add(
+            Severity::Warning,
+            "primary",
+            "snapshot isolation is off: change pages are read under READ COMMITTED (correct, but changes may be applied twice)".into(),
+            Some(format!("ALTER DATABASE {db} SET ALLOW_SNAPSHOT_ISOLATION ON;")),
+        );
+    }
+    if let Some(queue) = queue {
+        let (schema, name) = queue.split_once('.').unwrap_or(("dbo", queue));
+        let queue_name = format!("{}.{}", q(schema), q(name));
+        if !p.broker_enabled {
+            add(
+                Severity::Warning,
+                "primary",
+                "Service Broker is off: no DDL events (column renames will pause tables)".into(),
+                Some(format!(
+                    "ALTER DATABASE {db} SET ENABLE_BROKER WITH ROLLBACK IMMEDIATE;"
+                )),
+            );
+        }
+        match p.queue {
+            None => add(
+                Severity::Warning,
+                "primary",
+                format!("the DDL queue {queue} does not exist"),
+                Some(format!(
+                    "CREATE QUEUE {queue_name};\nCREATE SERVICE [SyncDDLService] ON QUEUE {queue_name} ([http://schemas.microsoft.com/SQL/Notifications/PostEventNotification]);\nCREATE EVENT NOTIFICATION [SyncDDLEvents] ON DATABASE FOR DDL_TABLE_EVENTS, RENAME TO SERVICE 'SyncDDLService', 'current database';"
+                )),
+            ),
+            Some(false) => add(
+                Severity::Warning,
+                "primary",
+                format!("the DDL queue {queue} is disabled (poison messages from another reader?)"),
+                Some(format!("ALTER QUEUE {queue_name} WITH STATUS = ON;")),
+            ),
+            Some(true) if !p.notification => add(
+                Severity::Warning,
+                "primary",
+                format!("no event notification sends DDL events to {queue}"),
+                Some("CREATE EVENT NOTIFICATION [SyncDDLEvents] ON DATABASE FOR DDL_TABLE_EVENTS, RENAME TO SERVICE 'SyncDDLService', 'current database';".into()),
+            ),
+            Some(true) => {}
+        }
+    }
+    for (perm, on) in &p.missing_permissions {
+        add(
+            Severity::Blocker,
+            "primary",
+            format!("the login's user {} lacks {perm} on {on}", p.user),
+            Some(format!("GRANT {perm} ON {on} TO {};", q(&p.user))),
+        );
+    }
+    for (perm, on) in &r.missing_permissions {
+        add(
+            Severity::Blocker,
+            "replica",
+            format!("the login's user {} lacks {perm} on {on}", r.user),
+            Some(format!("GRANT {perm} ON {on} TO {};", q(&r.user))),
+        );
+    }
+    for (table, column, ty) in &p.unsupported {
+        add(
+            Severity::Warning,
+            "primary",
+            format!("{table}: column {column} has type {ty}, which ctsync cannot replicate: the table will stay in error"),
+            Some(format!(
+                "ALTER TABLE {}.{} DISABLE CHANGE_TRACKING; -- or change the column's type",
+                q(&table.schema),
+                q(&table.name)
+            )),
+        );
+    }
+    for (table, has_pk, tracked) in &p.tables {
+        let name = format!("{}.{}", q(&table.schema), q(&table.name));
+        match (has_pk, tracked) {
+            (true, false) => add(
+                Severity::Info,
+                "primary",
+                format!("{table} is not change-tracked: it is not replicated"),
+                Some(format!(
+                    "ALTER TABLE {name} ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);"
+                )),
+            ),
+            (false, _) => add(
+                Severity::Info,
+                "primary",
+                format!("{table} has no primary key: change tracking (and ctsync) cannot track it"),
+                Some(format!(
+                    "ALTER TABLE {name} ADD CONSTRAINT {} PRIMARY KEY (<key columns>);",
+                    q(&format!("PK_{}", table.name))
+                )),
+            ),
+            (true, true) => {}
+        }
+    }
+    for (side, version, edition) in [
+        ("primary", &p.version, &p.edition),
+        ("replica", &r.version, &r.edition),
+    ] {
+        if major(version) < 13 {
+            add(
+                Severity::Warning,
+                side,
+                format!("SQL Server {version} ({edition}): CREATE OR ALTER and parts of ctsync need SQL Server 2016 SP1 or later"),
+                None,
+            );
+        } else {
+            add(
+                Severity::Info,
+                side,
+                format!("SQL Server {version} ({edition})"),
+                None,
+            );
+        }
+    }
+    out.sort_by_key(|f| f.severity);
+    out
+}
+
+/// Gathers both sides' facts and diagnoses them; the exit code is 1 when a
+/// blocker was found.
+pub async fn check(
+    primary: &dyn PrimaryPreflight,
+    replica: &dyn ReplicaPreflight,
+    queue: Option<&str>,
+) -> Result<(Vec<Finding>, i32)> {
+    let p = primary.preflight(queue).await?;
+    let r = replica.preflight().await?;
+    let findings = diagnose(&p, &r, queue);
+    let code = i32::from(findings.iter().any(|f| f.severity == Severity::Blocker));
+    Ok((findings, code))
+}
+
+/// The findings as text: one per line, each fix-up indented below it.
+pub fn render(findings: &[Finding]) -> String {
+    let mut out = String::new();
+    for f in findings {
+        let label = match f.severity {
+            Severity::Blocker => "BLOCKER",
+            Severity::Warning => "WARNING",
+            Severity::Info => "info",
+        };
+        out.push_str(&format!("{label:<7} {}: {}\n", f.side, f.message));
+        if let Some(fix) = &f.fix {
+            for line in fix.lines() {
+                out.push_str(&format!("        fix: {line}\n"));
+            }
+        }
+    }
+    let blockers = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Blocker)
+        .count();
+    let warnings = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .count();
+    out.push_str(&format!(
+        "doctor: {blockers} blockers, {warnings} warnings\n"
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clean_setup_has_no_blocker_or_warning() {
+        let findings = diagnose(
+            &PrimaryFacts::default(),
+            &ReplicaFacts::default(),
+            Some("dbo.SyncDDLQueue"),
+        );
+        assert!(
+            findings.iter().all(|f| f.severity == Severity::Info),
+            "{findings:?}"
+        );
+    }
+}
