@@ -59,10 +59,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config.replica.clone(),
                 1,
             ));
+            // The tables' lags, when the daemon answers (compared with the
+            // CT retention period).
+            let lags: Vec<(String, f64)> =
+                ctsync::healthcheck::target(&config.http_addr.to_string())
+                    .and_then(|addr| ctsync::healthcheck::get_json(addr, "/api/tables"))
+                    .ok()
+                    .and_then(|body| {
+                        body["tables"].as_array().map(|tables| {
+                            tables
+                                .iter()
+                                .filter_map(|t| {
+                                    Some((
+                                        t["name"].as_str()?.to_string(),
+                                        t["lag_seconds"].as_f64()?,
+                                    ))
+                                })
+                                .collect()
+                        })
+                    })
+                    .unwrap_or_default();
             let (findings, code) = rt.block_on(ctsync_actors::doctor::check(
                 &primary,
                 &replica,
                 config.ddl_queue.as_deref(),
+                &lags,
             ))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&findings)?);

@@ -27,7 +27,7 @@ async fn a_clean_setup_passes() {
     let primary = MemoryPrimary::new();
     primary.create_table(table("dbo", "User", true), true);
     let replica = MemoryReplica::new();
-    let (findings, code) = check(&primary, &replica, QUEUE).await.expect("doctor");
+    let (findings, code) = check(&primary, &replica, QUEUE, &[]).await.expect("doctor");
     assert_eq!(code, 0);
     assert!(
         findings.iter().all(|f| f.severity == Severity::Info),
@@ -64,7 +64,7 @@ async fn every_problem_is_found_with_its_fix() {
         missing_permissions: vec![("CREATE TABLE".into(), "DATABASE::[testct]".into())],
         ..ReplicaFacts::default()
     });
-    let (findings, code) = check(&primary, &replica, QUEUE).await.expect("doctor");
+    let (findings, code) = check(&primary, &replica, QUEUE, &[]).await.expect("doctor");
     assert_eq!(code, 1, "blockers make doctor fail");
     let fix = |needle: &str| {
         findings
@@ -118,7 +118,7 @@ async fn every_problem_is_found_with_its_fix() {
         queue: None,
         ..PrimaryFacts::default()
     });
-    let (findings, code) = check(&primary, &replica, QUEUE).await.expect("doctor");
+    let (findings, code) = check(&primary, &replica, QUEUE, &[]).await.expect("doctor");
     assert_eq!(
         code, 1,
         "the replica's missing permission is still a blocker"
@@ -137,8 +137,36 @@ async fn every_problem_is_found_with_its_fix() {
         notification: false,
         ..PrimaryFacts::default()
     });
-    let (findings, _) = check(&primary, &replica, QUEUE).await.expect("doctor");
+    let (findings, _) = check(&primary, &replica, QUEUE, &[]).await.expect("doctor");
     assert!(findings
         .iter()
         .any(|f| f.message.contains("no event notification")));
+}
+
+#[actix_rt::test]
+async fn a_table_lagging_towards_the_retention_period_is_reported() {
+    let primary = MemoryPrimary::new();
+    let replica = MemoryReplica::new();
+    // Retention 2 days: 30 h behind is a warning, 40 h a blocker.
+    let lags = [
+        ("User".to_string(), 30.0 * 3_600.0),
+        ("Big".to_string(), 40.0 * 3_600.0),
+    ];
+    let (findings, code) = check(&primary, &replica, QUEUE, &lags)
+        .await
+        .expect("doctor");
+    assert_eq!(code, 1);
+    let about = |t: &str| {
+        findings
+            .iter()
+            .find(|f| f.message.starts_with(&format!("{t} is ")))
+            .expect(t)
+    };
+    assert_eq!(about("User").severity, Severity::Warning);
+    assert_eq!(about("Big").severity, Severity::Blocker);
+    assert!(about("Big")
+        .fix
+        .as_deref()
+        .unwrap_or_default()
+        .contains("CHANGE_RETENTION = 4 DAYS"));
 }

@@ -120,8 +120,15 @@ fn major(version: &str) -> u32 {
 }
 
 /// The findings for these facts, blockers first. `queue` is the DDL queue
-/// ctsync listens on (`None`: the listener is off).
-pub fn diagnose(p: &PrimaryFacts, r: &ReplicaFacts, queue: Option<&str>) -> Vec<Finding> {
+/// ctsync listens on (`None`: the listener is off); `lags` are the tables'
+/// current lags in seconds (from the daemon, when it answers), compared
+/// with the CT retention period.
+pub fn diagnose(
+    p: &PrimaryFacts,
+    r: &ReplicaFacts,
+    queue: Option<&str>,
+    lags: &[(String, f64)],
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut add = |severity, side, message: String, fix: Option<String>| {
         out.push(Finding {
@@ -158,6 +165,25 @@ pub fn diagnose(p: &PrimaryFacts, r: &ReplicaFacts, queue: Option<&str>) -> Vec<
                 format!("ALTER DATABASE {db} SET CHANGE_TRACKING (CHANGE_RETENTION = 2 DAYS);")
             }),
         );
+    }
+    if let Some(secs) = p.retention_secs.filter(|_| p.change_tracking) {
+        for (table, lag) in lags {
+            if *lag > 0.5 * secs as f64 {
+                add(
+                    if *lag > 0.8 * secs as f64 { Severity::Blocker } else { Severity::Warning },
+                    "primary",
+                    format!(
+                        "{table} is {:.0} h behind, {:.0}% of the CT retention period: cleanup will soon remove changes it has not applied",
+                        lag / 3_600.0,
+                        100.0 * lag / secs as f64
+                    ),
+                    Some(format!(
+                        "ALTER DATABASE {db} SET CHANGE_TRACKING (CHANGE_RETENTION = {} DAYS); -- or fix what keeps the table behind",
+                        (secs / 86_400).max(1) * 2
+                    )),
+                );
+            }
+        }
     }
     if !p.snapshot_isolation {
         add(
@@ -285,10 +311,11 @@ pub async fn check(
     primary: &dyn PrimaryPreflight,
     replica: &dyn ReplicaPreflight,
     queue: Option<&str>,
+    lags: &[(String, f64)],
 ) -> Result<(Vec<Finding>, i32)> {
     let p = primary.preflight(queue).await?;
     let r = replica.preflight().await?;
-    let findings = diagnose(&p, &r, queue);
+    let findings = diagnose(&p, &r, queue, lags);
     let code = i32::from(findings.iter().any(|f| f.severity == Severity::Blocker));
     Ok((findings, code))
 }
@@ -333,6 +360,7 @@ mod tests {
             &PrimaryFacts::default(),
             &ReplicaFacts::default(),
             Some("dbo.SyncDDLQueue"),
+            &[("User".into(), 60.0)],
         );
         assert!(
             findings.iter().all(|f| f.severity == Severity::Info),
