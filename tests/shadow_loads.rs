@@ -291,3 +291,45 @@ async fn a_new_force_request_during_a_load_starts_it_over_from_row_zero() {
     .await;
     assert_eq!(h.replica.loads_started(&users.id), 2);
 }
+
+#[actix_rt::test]
+async fn a_load_outliving_the_retention_starts_over_once_then_holds_the_table() {
+    let h = Harness::new();
+    let users = user_table();
+    h.enabled_table(users.clone(), (1..=20_000).map(|i| user(i, "n")))
+        .await;
+    h.replica.set_insert_delay(Duration::from_millis(20));
+    let run = h.start(config());
+    // CT cleanup passes the start version during each load.
+    for attempt in 1..=2 {
+        eventually(WAIT, "a load is copying", || async {
+            h.replica.loads_started(&users.id) == attempt
+                && h.replica
+                    .table_record(&users.id)
+                    .load
+                    .is_some_and(|l| l.rows >= PAGE as u64)
+        })
+        .await;
+        h.primary.upsert(&users.id, user(1, "moving on"));
+        h.primary.cleanup(&users.id, h.primary.version());
+    }
+    eventually(WAIT, "the table is held in error", || async {
+        run.board.get("User").is_some_and(|s| {
+            s.state == ctsync_actors::status::TableState::Error
+                && s.reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("manual snapshot"))
+        })
+    })
+    .await;
+    assert_eq!(
+        h.replica.loads_started(&users.id),
+        2,
+        "started over once, not looping"
+    );
+    assert_eq!(
+        h.get(&keys::version(&users.id)).await,
+        None,
+        "never finished with an expired version"
+    );
+}

@@ -89,6 +89,11 @@ enum Op {
         t: usize,
         event: bool,
     },
+    /// Drops a non-key column (with or without its DDL event).
+    DropColumn {
+        t: usize,
+        event: bool,
+    },
     /// CT cleanup up to the current version.
     Cleanup(usize),
     Truncate(usize),
@@ -147,10 +152,19 @@ fn schedule(seed: u64) -> Vec<Op> {
                 not_null: rng.chance(40),
                 event: rng.chance(80),
             },
-            52 => Op::RenameColumn {
-                t,
-                event: rng.chance(80),
-            },
+            52 => {
+                if rng.chance(50) {
+                    Op::RenameColumn {
+                        t,
+                        event: rng.chance(80),
+                    }
+                } else {
+                    Op::DropColumn {
+                        t,
+                        event: rng.chance(80),
+                    }
+                }
+            }
             53 => Op::Cleanup(t),
             54 => Op::Truncate(t),
             55..=69 => {
@@ -318,6 +332,18 @@ fn add_column_event(id: &TableId, column: &str) -> String {
         &format!(
             "<ObjectName>{}</ObjectName><ObjectType>TABLE</ObjectType><AlterTableActionList><Create>\
              <Columns><Name>{column}</Name></Columns></Create></AlterTableActionList>",
+            xml_escape(&id.name)
+        ),
+    )
+}
+
+fn drop_column_event(id: &TableId, column: &str) -> String {
+    event(
+        "ALTER_TABLE",
+        &xml_escape(&id.schema),
+        &format!(
+            "<ObjectName>{}</ObjectName><ObjectType>TABLE</ObjectType><AlterTableActionList><Drop>\
+             <Columns><Name>{column}</Name></Columns></Drop></AlterTableActionList>",
             xml_escape(&id.name)
         ),
     )
@@ -558,6 +584,25 @@ impl World {
                 let id = self.tables[*t].clone();
                 self.primary.rename_column(&id, &col, &to);
                 self.push_event(rename_column_event(&id, &col, &to), *event);
+            }
+            Op::DropColumn { t, event } => {
+                let Some(schema) = self.schema(*t).await else {
+                    return;
+                };
+                let keys = schema.key_columns().unwrap_or_default();
+                // The last non-key column, if the table keeps at least one.
+                let droppable: Vec<String> = schema
+                    .columns
+                    .iter()
+                    .filter(|c| !keys.contains(&c.name))
+                    .map(|c| c.name.clone())
+                    .collect();
+                let Some(col) = droppable.last().filter(|_| droppable.len() > 1).cloned() else {
+                    return;
+                };
+                let id = self.tables[*t].clone();
+                self.primary.drop_column(&id, &col);
+                self.push_event(drop_column_event(&id, &col), *event);
             }
             Op::Cleanup(t) => {
                 let v = self.primary.version();

@@ -188,6 +188,27 @@ impl MemoryPrimary {
         }
     }
 
+    /// Drops a column that is not part of the key (not tracked as a change,
+    /// like ALTER TABLE DROP COLUMN).
+    pub fn drop_column(&self, id: &TableId, name: &str) {
+        let mut data = self.lock();
+        let t = Self::table_mut(&mut data, id);
+        if t.schema.primary_key.iter().any(|k| k.name == name) {
+            return;
+        }
+        let position = t
+            .schema
+            .written_columns()
+            .iter()
+            .position(|c| c.name == name);
+        t.schema.columns.retain(|c| c.name != name);
+        if let Some(i) = position {
+            for row in t.rows.values_mut() {
+                row.remove(i);
+            }
+        }
+    }
+
     /// Creates or replaces a view, procedure, function or trigger.
     pub fn set_module(&self, module: ModuleDef) {
         let key = (module.schema.clone(), module.name.clone());
