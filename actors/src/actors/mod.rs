@@ -61,7 +61,8 @@ impl ShutdownReport {
         }
         for (table, behind) in &self.backlogs {
             parts.push(format!(
-                "the change backlog of {table} ({behind} versions behind) stopped between pages and continues from its stored version"
+                "the change backlog of {table} ({behind} version{} behind) stopped between pages and continues from its stored version",
+                if *behind == 1 { "" } else { "s" }
             ));
         }
         if !self.abandoned.is_empty() {
