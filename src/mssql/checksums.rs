@@ -10,25 +10,9 @@ use ctsync_actors::verify::{ChunkSum, KeyRange};
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
-use super::convert::{value_from_sql, value_to_sql};
+use super::convert::{key_params, value_from_sql};
 use super::pool::{query_rows, Pool};
 use super::sql;
-
-fn key_params(key: &RowKey, schema: &TableSchema, keys: &[String]) -> Vec<ColumnData<'static>> {
-    key.0
-        .iter()
-        .zip(keys)
-        .map(|(v, name)| {
-            let ty = schema
-                .columns
-                .iter()
-                .find(|c| &c.name == name)
-                .map(|c| c.ty.clone())
-                .unwrap_or(ctsync_actors::model::SqlType::Int);
-            value_to_sql(v, &ty)
-        })
-        .collect()
-}
 
 /// The rows of `range` (at most `limit`) with their hashes, in key order.
 pub async fn row_hashes(
@@ -100,3 +84,34 @@ pub fn chunk_of(rows: Vec<(RowKey, String)>) -> ChunkSum {
         last: rows.last().map(|(k, _)| k.clone()),
     }
 }
+
+/// Implements `verify`'s `Checksums` for an adapter with a `pool` field;
+/// `side` maps errors to the adapter's side (`Error::Primary`, …).
+macro_rules! impl_checksums {
+    ($adapter:ty, $side:path) => {
+        #[async_trait::async_trait]
+        impl ctsync_actors::verify::Checksums for $adapter {
+            async fn chunk_sum(
+                &self,
+                schema: &ctsync_actors::model::TableSchema,
+                range: &ctsync_actors::verify::KeyRange,
+                limit: usize,
+            ) -> ctsync_actors::Result<ctsync_actors::verify::ChunkSum> {
+                let limit = (limit != usize::MAX).then_some(limit);
+                let rows =
+                    $crate::mssql::checksums::row_hashes(&self.pool, $side, schema, range, limit)
+                        .await?;
+                Ok($crate::mssql::checksums::chunk_of(rows))
+            }
+
+            async fn row_sums(
+                &self,
+                schema: &ctsync_actors::model::TableSchema,
+                range: &ctsync_actors::verify::KeyRange,
+            ) -> ctsync_actors::Result<Vec<(ctsync_actors::model::RowKey, String)>> {
+                $crate::mssql::checksums::row_hashes(&self.pool, $side, schema, range, None).await
+            }
+        }
+    };
+}
+pub(crate) use impl_checksums;

@@ -244,3 +244,24 @@ pub fn value_to_sql(value: &Value, ty: &SqlType) -> ColumnData<'static> {
         }
     }
 }
+
+/// Key values as parameters, each declared by its key column's type.
+pub fn key_params(
+    key: &ctsync_actors::model::RowKey,
+    schema: &ctsync_actors::model::TableSchema,
+    keys: &[String],
+) -> Vec<ColumnData<'static>> {
+    key.0
+        .iter()
+        .zip(keys)
+        .map(|(v, name)| {
+            let ty = schema
+                .columns
+                .iter()
+                .find(|c| &c.name == name)
+                .map(|c| c.ty.clone())
+                .unwrap_or(SqlType::Int);
+            value_to_sql(v, &ty)
+        })
+        .collect()
+}

@@ -14,7 +14,7 @@ use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
 use super::catalog::{self, big, flag, int, text};
-use super::convert::{value_from_sql, value_to_sql};
+use super::convert::{key_params, value_from_sql};
 use super::pool::{batch, query_rows, Pool};
 use super::{sql, MssqlError};
 
@@ -27,22 +27,6 @@ pub struct MssqlPrimary {
 
 fn err(e: MssqlError) -> Error {
     Error::Primary(e.to_string())
-}
-
-fn key_params(key: &RowKey, schema: &TableSchema, keys: &[String]) -> Vec<ColumnData<'static>> {
-    key.0
-        .iter()
-        .zip(keys)
-        .map(|(v, name)| {
-            let ty = schema
-                .columns
-                .iter()
-                .find(|c| &c.name == name)
-                .map(|c| c.ty.clone())
-                .unwrap_or(ctsync_actors::model::SqlType::Int);
-            value_to_sql(v, &ty)
-        })
-        .collect()
 }
 
 fn decode(
@@ -295,25 +279,4 @@ impl Primary for MssqlPrimary {
     }
 }
 
-#[async_trait]
-impl ctsync_actors::verify::Checksums for MssqlPrimary {
-    async fn chunk_sum(
-        &self,
-        schema: &TableSchema,
-        range: &ctsync_actors::verify::KeyRange,
-        limit: usize,
-    ) -> Result<ctsync_actors::verify::ChunkSum> {
-        let limit = (limit != usize::MAX).then_some(limit);
-        let rows =
-            super::checksums::row_hashes(&self.pool, Error::Primary, schema, range, limit).await?;
-        Ok(super::checksums::chunk_of(rows))
-    }
-
-    async fn row_sums(
-        &self,
-        schema: &TableSchema,
-        range: &ctsync_actors::verify::KeyRange,
-    ) -> Result<Vec<(RowKey, String)>> {
-        super::checksums::row_hashes(&self.pool, Error::Primary, schema, range, None).await
-    }
-}
+super::checksums::impl_checksums!(MssqlPrimary, Error::Primary);

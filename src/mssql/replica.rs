@@ -342,25 +342,4 @@ impl Replica for MssqlReplica {
     }
 }
 
-#[async_trait]
-impl ctsync_actors::verify::Checksums for MssqlReplica {
-    async fn chunk_sum(
-        &self,
-        schema: &TableSchema,
-        range: &ctsync_actors::verify::KeyRange,
-        limit: usize,
-    ) -> Result<ctsync_actors::verify::ChunkSum> {
-        let limit = (limit != usize::MAX).then_some(limit);
-        let rows =
-            super::checksums::row_hashes(&self.pool, Error::Replica, schema, range, limit).await?;
-        Ok(super::checksums::chunk_of(rows))
-    }
-
-    async fn row_sums(
-        &self,
-        schema: &TableSchema,
-        range: &ctsync_actors::verify::KeyRange,
-    ) -> Result<Vec<(ctsync_actors::model::RowKey, String)>> {
-        super::checksums::row_hashes(&self.pool, Error::Replica, schema, range, None).await
-    }
-}
+super::checksums::impl_checksums!(MssqlReplica, Error::Replica);

@@ -55,40 +55,29 @@ fn chunk(rows: Vec<(RowKey, String)>, limit: usize) -> ChunkSum {
     }
 }
 
-#[async_trait]
-impl Checksums for MemoryPrimary {
-    async fn chunk_sum(
-        &self,
-        schema: &TableSchema,
-        range: &KeyRange,
-        limit: usize,
-    ) -> Result<ChunkSum> {
-        Ok(chunk(in_range(&self.row_map(&schema.id), range), limit))
-    }
-    async fn row_sums(
-        &self,
-        schema: &TableSchema,
-        range: &KeyRange,
-    ) -> Result<Vec<(RowKey, String)>> {
-        Ok(in_range(&self.row_map(&schema.id), range))
-    }
+/// Both doubles expose `row_map`; one implementation serves both.
+macro_rules! memory_checksums {
+    ($double:ty) => {
+        #[async_trait]
+        impl Checksums for $double {
+            async fn chunk_sum(
+                &self,
+                schema: &TableSchema,
+                range: &KeyRange,
+                limit: usize,
+            ) -> Result<ChunkSum> {
+                Ok(chunk(in_range(&self.row_map(&schema.id), range), limit))
+            }
+            async fn row_sums(
+                &self,
+                schema: &TableSchema,
+                range: &KeyRange,
+            ) -> Result<Vec<(RowKey, String)>> {
+                Ok(in_range(&self.row_map(&schema.id), range))
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl Checksums for MemoryReplica {
-    async fn chunk_sum(
-        &self,
-        schema: &TableSchema,
-        range: &KeyRange,
-        limit: usize,
-    ) -> Result<ChunkSum> {
-        Ok(chunk(in_range(&self.row_map(&schema.id), range), limit))
-    }
-    async fn row_sums(
-        &self,
-        schema: &TableSchema,
-        range: &KeyRange,
-    ) -> Result<Vec<(RowKey, String)>> {
-        Ok(in_range(&self.row_map(&schema.id), range))
-    }
-}
+memory_checksums!(MemoryPrimary);
+memory_checksums!(MemoryReplica);
