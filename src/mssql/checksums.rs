@@ -10,7 +10,7 @@ use ctsync_actors::verify::{ChunkSum, KeyRange};
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
-use super::convert::{key_params, value_from_sql};
+use super::convert::{decode_row, key_params};
 use super::pool::{query_rows, Pool};
 use super::sql;
 
@@ -52,13 +52,8 @@ pub async fn row_hashes(
     rows.into_iter()
         .map(|row| {
             let mut cells = row.into_iter();
-            let key = key_cols
-                .iter()
-                .map(|c| {
-                    let cell = cells.next().unwrap_or(ColumnData::I32(None));
-                    value_from_sql(cell, &c.ty, &c.name).map_err(|e| side(e.to_string()))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let key = decode_row(cells.by_ref().take(key_cols.len()), &key_cols)
+                .map_err(|e| side(e.to_string()))?;
             let hash = match cells.next() {
                 Some(ColumnData::Binary(Some(b))) => b.iter().map(|x| format!("{x:02x}")).collect(),
                 _ => String::new(),

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use ctsync_actors::model::{Len, SqlType, Value};
+use ctsync_actors::model::{ColumnDef, Len, Row, SqlType, Value};
 use tiberius::numeric::Numeric;
 use tiberius::time::{Date, DateTime, DateTime2, DateTimeOffset, SmallDateTime, Time};
 use tiberius::xml::XmlData;
@@ -201,6 +201,17 @@ fn null_for(ty: &SqlType) -> ColumnData<'static> {
 }
 
 /// Converts a value into a parameter for a column of type `ty`.
+/// Decodes `cells` as the values of `cols`, in order.
+pub fn decode_row(
+    cells: impl Iterator<Item = ColumnData<'static>>,
+    cols: &[&ColumnDef],
+) -> Result<Row, MssqlError> {
+    cells
+        .zip(cols)
+        .map(|(cell, col)| value_from_sql(cell, &col.ty, &col.name))
+        .collect()
+}
+
 pub fn value_to_sql(value: &Value, ty: &SqlType) -> ColumnData<'static> {
     use ColumnData as C;
     match value {

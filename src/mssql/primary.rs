@@ -14,7 +14,7 @@ use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
 use super::catalog::{self, big, flag, int, text};
-use super::convert::{key_params, value_from_sql};
+use super::convert::{decode_row as decode, key_params};
 use super::pool::{batch, query_rows, Pool};
 use super::{sql, MssqlError};
 
@@ -27,16 +27,6 @@ pub struct MssqlPrimary {
 
 fn err(e: MssqlError) -> Error {
     Error::Primary(e.to_string())
-}
-
-fn decode(
-    cells: impl Iterator<Item = ColumnData<'static>>,
-    cols: &[&ColumnDef],
-) -> std::result::Result<Row, MssqlError> {
-    cells
-        .zip(cols)
-        .map(|(cell, col)| value_from_sql(cell, &col.ty, &col.name))
-        .collect()
 }
 
 impl MssqlPrimary {
