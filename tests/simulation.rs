@@ -26,7 +26,7 @@ use ctsync_actors::keys;
 use ctsync_actors::memory::faults::{Fault, FaultPlan, Faulty, Site};
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica, MemoryState};
 use ctsync_actors::model::*;
-use ctsync_actors::ports::{DdlQueue, Primary, Replica, StateStore};
+use ctsync_actors::ports::{DdlQueue, LoadMode, Primary, Replica, StateStore};
 use ctsync_actors::status::TableState;
 use ctsync_actors::sync::SyncConfig;
 use support::fixtures::{all_types_table, order_line_table, user_table};
@@ -361,11 +361,22 @@ fn rename_column_event(id: &TableId, from: &str, to: &str) -> String {
     )
 }
 
-fn config() -> SyncConfig {
+/// Incarnations alternate the configured load mode (shadow first), so a
+/// load begun in one mode is resumed or restarted under the other, as after
+/// an operator changes `CTSYNC_FULL_LOAD_MODE` and restarts.
+fn mode_of(incarnation: usize) -> LoadMode {
+    if incarnation.is_multiple_of(2) {
+        LoadMode::Shadow
+    } else {
+        LoadMode::InPlace
+    }
+}
+
+fn config(full_load_mode: LoadMode) -> SyncConfig {
     SyncConfig {
         poll_interval: Duration::from_millis(50),
         full_load_page_size: 4,
-        full_load_mode: ctsync_actors::ports::LoadMode::Shadow,
+        full_load_mode,
         change_page_size: 3,
         auto_reload_stale: false,
         restart_backoff: Duration::from_millis(20),
@@ -422,6 +433,7 @@ fn start(
         &Arc<MemoryDdlQueue>,
     ),
     plan: &Arc<FaultPlan>,
+    mode: LoadMode,
 ) -> Running {
     let (primary, replica, state, queue) = world_ports;
     let primary: Arc<dyn Primary> = primary.clone();
@@ -435,7 +447,7 @@ fn start(
             state: Arc::new(Faulty::new(state, plan.clone())),
             ddl_queue: Some(Arc::new(Faulty::new(queue, plan.clone()))),
         },
-        config(),
+        config(mode),
     )
 }
 
@@ -462,7 +474,7 @@ impl World {
             primary.delay_changes_pages(id, Duration::from_millis(3));
         }
         let plan = FaultPlan::new();
-        let running = start((&primary, &replica, &state, &queue), &plan);
+        let running = start((&primary, &replica, &state, &queue), &plan, mode_of(0));
         Self {
             primary,
             replica,
@@ -485,6 +497,7 @@ impl World {
         let next = start(
             (&self.primary, &self.replica, &self.state, &self.queue),
             &self.plan,
+            mode_of(self.plans.len() - 1),
         );
         let old = std::mem::replace(&mut self.running, next);
         self.incarnations.push(old);
