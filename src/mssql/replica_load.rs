@@ -10,7 +10,7 @@ use tiberius::ColumnData;
 
 use super::pool::{batch, execute, query_rows};
 use super::replica::{err, MssqlReplica};
-use super::replica_writes::{insert_chunks, name_param};
+use super::replica_writes::{insert_chunks, name_param, write_version};
 use super::sql::{self, CarriedIndex};
 use super::MssqlError;
 
@@ -152,14 +152,7 @@ impl MssqlReplica {
                     batch(&mut lease, grant, || format!("carrying over {grant}")).await?;
                 }
             }
-            execute(
-                &mut lease,
-                sql::FINISH_LOAD,
-                vec![name_param(table), ColumnData::I64(Some(version))],
-                || format!("recording version {version} of {table} and clearing its load"),
-            )
-            .await
-            .map(|_| ())
+            write_version(&mut lease, sql::FINISH_LOAD, table, version).await
         }
         .await;
         Self::finish(lease, work, &what).await
@@ -241,14 +234,7 @@ impl MssqlReplica {
                 || format!("dropping the shadow table of {table}"),
             )
             .await?;
-            execute(
-                &mut lease,
-                sql::FINISH_LOAD,
-                vec![name_param(table), ColumnData::I64(Some(version))],
-                || format!("recording version {version} of {table}"),
-            )
-            .await
-            .map(|_| ())
+            write_version(&mut lease, sql::FINISH_LOAD, table, version).await
         }
         .await;
         Self::finish(lease, work, &what).await

@@ -94,9 +94,20 @@ pub(super) async fn upsert_version(
     table: &TableId,
     version: SyncVersion,
 ) -> std::result::Result<(), MssqlError> {
+    write_version(lease, sql::UPSERT_VERSION, table, version).await
+}
+
+/// Runs `statement` (`@P1` table name, `@P2` version) that records the
+/// table's version in the replica record, in the caller's transaction.
+pub(super) async fn write_version(
+    lease: &mut Lease<'_>,
+    statement: &str,
+    table: &TableId,
+    version: SyncVersion,
+) -> std::result::Result<(), MssqlError> {
     execute(
         lease,
-        sql::UPSERT_VERSION,
+        statement,
         vec![name_param(table), ColumnData::I64(Some(version))],
         || format!("recording version {version} of {table} on the replica"),
     )
