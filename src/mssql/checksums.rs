@@ -25,6 +25,9 @@ pub async fn row_hashes(
     let keys = schema
         .key_columns()
         .ok_or_else(|| Error::NoKey(schema.id.clone()))?;
+    let key_cols = schema
+        .key_column_defs()
+        .ok_or_else(|| Error::NoKey(schema.id.clone()))?;
     let text = sql::row_sums(
         schema,
         &keys,
@@ -37,7 +40,7 @@ pub async fn row_hashes(
         params.push(ColumnData::I64(Some(limit.min(i64::MAX as usize) as i64)));
     }
     for key in [&range.after, &range.upto].into_iter().flatten() {
-        params.extend(key_params(key, schema, &keys));
+        params.extend(key_params(key, &key_cols));
     }
     let mut lease = pool.lease().await.map_err(|e| side(e.to_string()))?;
     let rows = query_rows(&mut lease, &text, params, || {
@@ -45,10 +48,6 @@ pub async fn row_hashes(
     })
     .await
     .map_err(|e| side(e.to_string()))?;
-    let key_cols: Vec<_> = keys
-        .iter()
-        .filter_map(|k| schema.columns.iter().find(|c| &c.name == k))
-        .collect();
     rows.into_iter()
         .map(|row| {
             let mut cells = row.into_iter();

@@ -259,20 +259,11 @@ pub fn value_to_sql(value: &Value, ty: &SqlType) -> ColumnData<'static> {
 /// Key values as parameters, each declared by its key column's type.
 pub fn key_params(
     key: &ctsync_actors::model::RowKey,
-    schema: &ctsync_actors::model::TableSchema,
-    keys: &[String],
+    key_defs: &[&ColumnDef],
 ) -> Vec<ColumnData<'static>> {
     key.0
         .iter()
-        .zip(keys)
-        .map(|(v, name)| {
-            let ty = schema
-                .columns
-                .iter()
-                .find(|c| &c.name == name)
-                .map(|c| c.ty.clone())
-                .unwrap_or(SqlType::Int);
-            value_to_sql(v, &ty)
-        })
+        .zip(key_defs)
+        .map(|(v, col)| value_to_sql(v, &col.ty))
         .collect()
 }

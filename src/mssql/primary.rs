@@ -76,6 +76,12 @@ impl MssqlPrimary {
             .key_columns()
             .ok_or_else(|| Error::NoKey(schema.id.clone()))
     }
+
+    fn key_defs(schema: &TableSchema) -> Result<Vec<&ColumnDef>> {
+        schema
+            .key_column_defs()
+            .ok_or_else(|| Error::NoKey(schema.id.clone()))
+    }
 }
 
 #[async_trait]
@@ -198,10 +204,11 @@ impl Primary for MssqlPrimary {
         limit: usize,
     ) -> Result<Vec<Row>> {
         let keys = Self::keys(schema)?;
+        let key_defs = Self::key_defs(schema)?;
         let text = sql::read_page(schema, &keys, after.is_some());
         let mut params = vec![ColumnData::I64(Some(limit as i64))];
         if let Some(k) = after {
-            params.extend(key_params(k, schema, &keys));
+            params.extend(key_params(k, &key_defs));
         }
         let rows = self
             .rows(&text, params, &format!("reading a page of {}", schema.id))
@@ -220,13 +227,14 @@ impl Primary for MssqlPrimary {
         limit: usize,
     ) -> Result<ChangePage> {
         let keys = Self::keys(schema)?;
+        let key_defs = Self::key_defs(schema)?;
         let text = sql::changes_page(schema, &keys, after.is_some());
         let mut params = vec![
             ColumnData::I64(Some(limit as i64)),
             ColumnData::I64(Some(since)),
         ];
         if let Some(k) = after {
-            params.extend(key_params(k, schema, &keys));
+            params.extend(key_params(k, &key_defs));
         }
         let what = || format!("reading changes of {} since version {since}", schema.id);
         let snapshot = self.snapshot.load(Ordering::Relaxed);
@@ -248,14 +256,10 @@ impl Primary for MssqlPrimary {
         drop(lease);
 
         let cols = schema.written_columns();
-        let key_types: Vec<&ColumnDef> = keys
-            .iter()
-            .filter_map(|k| schema.columns.iter().find(|c| &c.name == k))
-            .collect();
         let mut page = ChangePage::default();
         for row in rows {
             let mut cells = row.into_iter();
-            let key = decode(cells.by_ref().take(keys.len()), &key_types).map_err(err)?;
+            let key = decode(cells.by_ref().take(key_defs.len()), &key_defs).map_err(err)?;
             let exists = matches!(cells.next(), Some(ColumnData::I32(Some(1))));
             if exists {
                 page.rows.push(decode(cells, &cols).map_err(err)?);

@@ -6,7 +6,7 @@ use ctsync_actors::model::{Row, RowKey, SqlType, SyncVersion, TableId, TableSche
 use tiberius::ColumnData;
 
 use super::conn::Lease;
-use super::convert::value_to_sql;
+use super::convert::{key_params, value_to_sql};
 use super::pool::{batch, execute};
 use super::{sql, MssqlError};
 
@@ -64,22 +64,14 @@ pub(super) async fn delete_chunks(
     let key_cols = schema
         .key_columns()
         .ok_or_else(|| MssqlError::Unexpected(format!("table {} has no key", schema.id)))?;
-    let types: Vec<SqlType> = key_cols
-        .iter()
-        .map(|k| {
-            schema
-                .columns
-                .iter()
-                .find(|c| &c.name == k)
-                .map(|c| c.ty.clone())
-                .unwrap_or(SqlType::Int)
-        })
-        .collect();
+    let key_defs = schema
+        .key_column_defs()
+        .ok_or_else(|| MssqlError::Unexpected(format!("table {} has no key", schema.id)))?;
     for chunk in keys.chunks(sql::rows_per_statement(key_cols.len())) {
         let text = sql::delete_keys(schema, &key_cols, chunk.len());
         let params = chunk
             .iter()
-            .flat_map(|key| key.0.iter().zip(&types).map(|(v, t)| value_to_sql(v, t)))
+            .flat_map(|key| key_params(key, &key_defs))
             .collect();
         execute(lease, &text, params, || {
             format!("deleting {} keys from {}", chunk.len(), schema.id)

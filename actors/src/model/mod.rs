@@ -203,6 +203,14 @@ impl TableSchema {
         })
     }
 
+    /// The definitions of [`TableSchema::key_columns`], in key order.
+    pub fn key_column_defs(&self) -> Option<Vec<&ColumnDef>> {
+        self.key_columns()?
+            .iter()
+            .map(|k| self.columns.iter().find(|c| &c.name == k))
+            .collect()
+    }
+
     /// Position of each key column within [`TableSchema::written_columns`].
     pub fn key_positions(&self) -> Option<Vec<usize>> {
         let keys = self.key_columns()?;
@@ -274,5 +282,27 @@ mod tests {
             primary_key: vec![],
         };
         assert_eq!(schema.key_columns(), Some(vec!["code".to_string()]));
+    }
+
+    #[test]
+    fn key_column_defs_follow_key_order_with_their_types() {
+        let key = |name: &str| KeyColumn {
+            name: name.into(),
+            descending: false,
+        };
+        let schema = TableSchema {
+            id: TableId::new("dbo", "T"),
+            columns: vec![
+                ColumnDef::new("a", SqlType::Int, false),
+                ColumnDef::new("b", SqlType::BigInt, false),
+            ],
+            primary_key: vec![key("b"), key("a")],
+        };
+        let defs = schema.key_column_defs().expect("a key");
+        let got: Vec<_> = defs.iter().map(|c| (c.name.as_str(), &c.ty)).collect();
+        assert_eq!(got, [("b", &SqlType::BigInt), ("a", &SqlType::Int)]);
+        let mut broken = schema.clone();
+        broken.primary_key.push(key("gone"));
+        assert_eq!(broken.key_column_defs(), None);
     }
 }
