@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ctsync_actors::actors::{self, Ports};
+use ctsync_actors::fence::Claim;
 use ctsync_actors::memory::{MemoryPrimary, MemoryReplica, MemoryState};
 use ctsync_actors::model::*;
 use ctsync_actors::modules::{ModuleDef, ModuleOp};
@@ -149,19 +150,26 @@ impl Primary for GeneratedPrimary {
 struct CountingReplica {
     rows: AtomicU64,
     version: AtomicI64,
+    claims: AtomicU64,
 }
 
 #[async_trait]
 impl Replica for CountingReplica {
-    async fn begin_full_load(&self, _: &TableSchema, _: &LoadStart) -> Result<()> {
+    async fn begin_full_load(&self, _: &TableSchema, _: &LoadStart, _: &Claim) -> Result<()> {
         self.rows.store(0, Ordering::SeqCst);
         Ok(())
     }
-    async fn insert_rows(&self, _: &TableSchema, rows: &[Row], _: &PendingLoad) -> Result<()> {
+    async fn insert_rows(
+        &self,
+        _: &TableSchema,
+        rows: &[Row],
+        _: &PendingLoad,
+        _: &Claim,
+    ) -> Result<()> {
         self.rows.fetch_add(rows.len() as u64, Ordering::SeqCst);
         Ok(())
     }
-    async fn apply_changes(&self, _: &TableSchema, _: &ChangeBatch) -> Result<()> {
+    async fn apply_changes(&self, _: &TableSchema, _: &ChangeBatch, _: &Claim) -> Result<()> {
         Ok(())
     }
     async fn finish_full_load(
@@ -169,12 +177,16 @@ impl Replica for CountingReplica {
         _: &TableSchema,
         version: SyncVersion,
         _: LoadMode,
+        _: &Claim,
     ) -> Result<()> {
         self.version.store(version, Ordering::SeqCst);
         Ok(())
     }
-    async fn cancel_load(&self, _: &TableId, _: SyncVersion) -> Result<()> {
+    async fn cancel_load(&self, _: &TableId, _: SyncVersion, _: &Claim) -> Result<()> {
         Ok(())
+    }
+    async fn claim(&self, _: &TableId, _: &str) -> Result<u64> {
+        Ok(self.claims.fetch_add(1, Ordering::SeqCst) + 1)
     }
     async fn swap_blockers(&self, _: &TableId) -> Result<Vec<String>> {
         Ok(Vec::new())
@@ -185,13 +197,13 @@ impl Replica for CountingReplica {
     async fn table_schema(&self, _: &TableId) -> Result<Option<TableSchema>> {
         Ok(None)
     }
-    async fn alter_columns(&self, _: &TableId, _: &[ColumnOp]) -> Result<()> {
+    async fn alter_columns(&self, _: &TableId, _: &[ColumnOp], _: &Claim) -> Result<()> {
         Ok(())
     }
-    async fn rename_column(&self, _: &TableId, _: &str, _: &str) -> Result<()> {
+    async fn rename_column(&self, _: &TableId, _: &str, _: &str, _: &Claim) -> Result<()> {
         Ok(())
     }
-    async fn rename_table(&self, _: &TableId, _: &TableId) -> Result<()> {
+    async fn rename_table(&self, _: &TableId, _: &TableId, _: &Claim) -> Result<()> {
         Ok(())
     }
     async fn modules(&self) -> Result<Vec<ModuleDef>> {

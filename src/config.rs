@@ -41,6 +41,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_API_TOKEN", file_key: "api_token", default: None, help: "Bearer token required by every state-changing HTTP request (enable, disable, force load). Unset: writes need none (a WARN at start if the address is not loopback)." },
     Setting { env: "CTSYNC_API_TOKEN_FILE", file_key: "api_token_file", default: None, help: "File holding the API token (Docker secrets); used when CTSYNC_API_TOKEN is not set." },
     Setting { env: "CTSYNC_API_READ_ONLY", file_key: "api_read_only", default: Some("false"), help: "`true`: every state-changing HTTP request is refused (403)." },
+    Setting { env: "CTSYNC_INSTANCE_ID", file_key: "instance_id", default: None, help: "This instance's id in leases and on the replica's fence (letters, digits, `.`, `_`, `-`, `:`; at most 100). Default: host name, process id and a random part, so every process is distinct." },
+    Setting { env: "CTSYNC_LEASE_TTL_SECS", file_key: "lease_ttl_secs", default: Some("15"), help: "Seconds a table's lease lasts without renewal (renewed every poll; at least twice the poll interval). A dead instance's tables move to the others within it; an instance cut off from Redis stops writing before it runs out." },
     Setting { env: "CTSYNC_ALLOWED_HOSTS", file_key: "allowed_hosts", default: None, help: "Comma-separated `Host` names the page and API answer to (others get 421). Default: localhost, 127.0.0.1, ::1, the bind address, this machine's host name and `ctsync`." },
 ];
 
@@ -284,6 +286,14 @@ impl Config {
                 "CTSYNC_MODULE_SYNC_SECS",
                 &get("CTSYNC_MODULE_SYNC_SECS")?,
             )? as u64),
+            instance_id: match source
+                .get("CTSYNC_INSTANCE_ID")
+                .map(|v| v.trim().to_string())
+            {
+                Some(id) if !id.is_empty() => valid_instance_id(&id)?,
+                _ => default_instance_id(),
+            },
+            lease_ttl: lease_ttl(&get("CTSYNC_LEASE_TTL_SECS")?, poll)?,
             ..SyncConfig::default()
         };
         let queue = get("CTSYNC_DDL_QUEUE")?;
@@ -377,6 +387,66 @@ impl Config {
     }
 }
 
+/// An operator's instance id: it goes into lease values (`<id> <token>`),
+/// so no spaces, and into `[ctsync].[fence]` (nvarchar(200)).
+fn valid_instance_id(id: &str) -> Result<String, ConfigError> {
+    let ok = id.len() <= 100
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+    if ok {
+        Ok(id.to_string())
+    } else {
+        Err(ConfigError::Invalid {
+            name: "CTSYNC_INSTANCE_ID",
+            message: format!(
+                "{id:?}: use at most 100 letters, digits, '.', '_', '-' or ':' (it must differ between processes)"
+            ),
+        })
+    }
+}
+
+/// `<host>-<pid>-<random>`: distinct for every process, even two on one
+/// host or a restart that reuses a pid.
+fn default_instance_id() -> String {
+    let host = this_hostname().unwrap_or_else(|| "ctsync".into());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(60)
+        .collect();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let random = std::collections::hash_map::RandomState::new();
+    let mix = std::hash::BuildHasher::hash_one(&random, (nanos, std::process::id()));
+    format!("{host}-{}-{:06x}", std::process::id(), mix & 0xff_ffff)
+}
+
+fn lease_ttl(value: &str, poll_secs: u64) -> Result<Duration, ConfigError> {
+    let secs: u64 = parse("CTSYNC_LEASE_TTL_SECS", value, "a whole number of seconds")?;
+    if secs < 2 * poll_secs {
+        return Err(ConfigError::Invalid {
+            name: "CTSYNC_LEASE_TTL_SECS",
+            message: format!(
+                "{secs} is less than twice the poll interval ({poll_secs} s): leases would expire \
+                 between renewals; use at least {}",
+                2 * poll_secs
+            ),
+        });
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn this_hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
 /// The `Host` names the page and API answer to by default: loopback, the
 /// bind address, this machine's host name, and the compose service name.
 fn default_allowed_hosts(addr: &SocketAddr) -> Vec<String> {
@@ -387,13 +457,7 @@ fn default_allowed_hosts(addr: &SocketAddr) -> Vec<String> {
     if !addr.ip().is_unspecified() {
         hosts.push(addr.ip().to_string());
     }
-    let hostname = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok());
-    if let Some(name) = hostname
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-    {
+    if let Some(name) = this_hostname() {
         hosts.push(name);
     }
     hosts

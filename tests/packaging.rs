@@ -62,6 +62,12 @@ fn compose_has_every_service_with_the_documented_ports_and_names() {
     };
     assert_eq!(ports("mssql_primary"), ["1434:1433"]);
     assert_eq!(ports("mssql_replica"), ["1435:1433"]);
+    // `--scale ctsync=2` works: no fixed container name, a host port each.
+    assert!(
+        service(&doc, "ctsync")["container_name"].is_badvalue(),
+        "a fixed container name would stop a second instance"
+    );
+    assert_eq!(ports("ctsync"), ["8080-8081:8080"]);
     let redis = service(&doc, "redis");
     assert_eq!(redis["container_name"].as_str(), Some("redis_sync_state"));
     let command: Vec<&str> = redis["command"]
@@ -212,8 +218,11 @@ fn readme_commands_and_names_match_the_compose_file() {
 #[test]
 fn prometheus_and_grafana_files_parse_and_agree() {
     let prom = yaml("prometheus/prometheus.yml");
-    let targets = &prom["scrape_configs"][0]["static_configs"][0]["targets"][0];
-    assert_eq!(targets.as_str(), Some("ctsync:8080"));
+    // Every instance of the scaled service is scraped, not one of them.
+    let sd = &prom["scrape_configs"][0]["dns_sd_configs"][0];
+    assert_eq!(sd["names"][0].as_str(), Some("ctsync"));
+    assert_eq!(sd["type"].as_str(), Some("A"));
+    assert_eq!(sd["port"].as_i64(), Some(8080));
     assert_eq!(
         prom["scrape_configs"][0]["metrics_path"].as_str(),
         Some("/metrics")

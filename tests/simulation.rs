@@ -372,7 +372,7 @@ fn mode_of(incarnation: usize) -> LoadMode {
     }
 }
 
-fn config(full_load_mode: LoadMode) -> SyncConfig {
+fn config(full_load_mode: LoadMode, incarnation: usize) -> SyncConfig {
     SyncConfig {
         poll_interval: Duration::from_millis(50),
         full_load_page_size: 4,
@@ -388,6 +388,10 @@ fn config(full_load_mode: LoadMode) -> SyncConfig {
             retry_delay: Duration::from_millis(50),
         },
         published: vec![(keys::CONFIG_PRIMARY_URL.into(), "sim:1433/testct".into())],
+        // Each incarnation is a new process: a killed one's leases run out
+        // on the simulated clock before the next takes its tables.
+        instance_id: format!("sim-{incarnation}"),
+        lease_ttl: Duration::from_millis(300),
     }
 }
 
@@ -433,7 +437,7 @@ fn start(
         &Arc<MemoryDdlQueue>,
     ),
     plan: &Arc<FaultPlan>,
-    mode: LoadMode,
+    incarnation: usize,
 ) -> Running {
     let (primary, replica, state, queue) = world_ports;
     let primary: Arc<dyn Primary> = primary.clone();
@@ -447,7 +451,7 @@ fn start(
             state: Arc::new(Faulty::new(state, plan.clone())),
             ddl_queue: Some(Arc::new(Faulty::new(queue, plan.clone()))),
         },
-        config(mode),
+        config(mode_of(incarnation), incarnation),
     )
 }
 
@@ -474,7 +478,7 @@ impl World {
             primary.delay_changes_pages(id, Duration::from_millis(3));
         }
         let plan = FaultPlan::new();
-        let running = start((&primary, &replica, &state, &queue), &plan, mode_of(0));
+        let running = start((&primary, &replica, &state, &queue), &plan, 0);
         Self {
             primary,
             replica,
@@ -497,7 +501,7 @@ impl World {
         let next = start(
             (&self.primary, &self.replica, &self.state, &self.queue),
             &self.plan,
-            mode_of(self.plans.len() - 1),
+            self.plans.len() - 1,
         );
         let old = std::mem::replace(&mut self.running, next);
         self.incarnations.push(old);

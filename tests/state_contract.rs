@@ -2,19 +2,22 @@
 //! `MemoryState`, production on `RedisState` (a real redis-server here), so
 //! every behaviour the pipeline relies on is checked against both: default
 //! flags never overwrite, the marker key, versions and their errors, the
-//! compare-and-set of `force_full_load`, renames, publishing, parking.
+//! compare-and-set of `force_full_load`, renames, publishing, parking,
+//! leases and the refusal of a former owner's writes.
 
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ctsync::state::RedisState;
 use ctsync_actors::ddl::ParkedDdl;
+use ctsync_actors::fence::Claim;
 use ctsync_actors::keys;
 use ctsync_actors::memory::MemoryState;
 use ctsync_actors::model::{PrimaryIdentity, TableId};
-use ctsync_actors::ports::{LoadProgress, Marker, StateStore};
+use ctsync_actors::ports::{LeaseGrant, LoadProgress, Marker, StateStore};
 use ctsync_actors::Error;
 use support::RedisServer;
 
@@ -87,9 +90,21 @@ async fn contract<S: StateStore + Raw>(store: Arc<S>) {
     let flags = store.flags(&user).await.expect("flags");
     assert!(flags.enabled && !flags.force_full_load);
 
+    // The owner's writes go through with its claim in the table's lease.
+    let ttl = Duration::from_secs(30);
+    let lease = keys::table_lease(&user);
+    let grants = store
+        .acquire_leases(std::slice::from_ref(&lease), "a", ttl)
+        .await
+        .expect("lease");
+    assert_eq!(grants, vec![LeaseGrant::Acquired]);
+    let claim = Claim::new("a", 7);
+    assert!(store.set_lease_claim(&lease, &claim).await.expect("claim"));
+    let claim = &claim;
+
     // Versions: absent, set, unreadable values are errors naming the key.
     assert_eq!(store.version(&user).await.expect("version"), None);
-    store.set_version(&user, 42).await.expect("set");
+    store.set_version(&user, 42, claim).await.expect("set");
     assert_eq!(
         store.raw_get("mssql_sync:version:User").await.as_deref(),
         Some("42")
@@ -106,7 +121,7 @@ async fn contract<S: StateStore + Raw>(store: Arc<S>) {
     // if the load started forced and it still says "true".
     store.raw_set(&keys::force_full_load(&user), "true").await;
     store
-        .finish_full_load(&user, 50, &identity, false)
+        .finish_full_load(&user, 50, &identity, false, claim)
         .await
         .expect("finish");
     assert_eq!(
@@ -119,7 +134,7 @@ async fn contract<S: StateStore + Raw>(store: Arc<S>) {
     assert_eq!(store.version(&user).await.expect("version"), Some(50));
     store.raw_set(&keys::force_full_load(&user), " TRUE ").await;
     store
-        .finish_full_load(&user, 51, &identity, true)
+        .finish_full_load(&user, 51, &identity, true, claim)
         .await
         .expect("finish");
     assert_eq!(
@@ -143,11 +158,14 @@ async fn contract<S: StateStore + Raw>(store: Arc<S>) {
         resumed_at: Some(1),
     };
     store
-        .set_progress(&user, &progress)
+        .set_progress(&user, &progress, claim)
         .await
         .expect("progress");
     let renamed = TableId::new("dbo", "Person");
-    store.rename_table(&user, &renamed).await.expect("rename");
+    store
+        .rename_table(&user, &renamed, claim)
+        .await
+        .expect("rename");
     assert_eq!(store.raw_get(&keys::version(&user)).await, None);
     assert_eq!(store.version(&renamed).await.expect("version"), Some(51));
     assert!(store
@@ -172,6 +190,108 @@ async fn contract<S: StateStore + Raw>(store: Arc<S>) {
         .await
         .expect("park");
     assert_eq!(store.raw_list(keys::DDL_FAILED).await.len(), 1);
+}
+
+/// Leases: taken, renewed, refused to others, given back, expired; and a
+/// claim that is no longer in the lease writes nothing.
+async fn lease_contract<S: StateStore + Raw>(store: Arc<S>) {
+    let t = TableId::new("dbo", "T");
+    let lease = keys::table_lease(&t);
+    let names = vec![lease.clone(), keys::singleton_lease("module_sync")];
+    let ttl = Duration::from_millis(400);
+    assert_eq!(
+        store.heartbeat("a", ttl).await.expect("heartbeat"),
+        vec!["a".to_string()]
+    );
+    assert_eq!(
+        store.heartbeat("b", ttl).await.expect("heartbeat"),
+        vec!["a".to_string(), "b".to_string()]
+    );
+    let a = store.acquire_leases(&names, "a", ttl).await.expect("a");
+    assert_eq!(a, vec![LeaseGrant::Acquired, LeaseGrant::Acquired]);
+    let claim_a = Claim::new("a", 1);
+    assert!(store
+        .set_lease_claim(&lease, &claim_a)
+        .await
+        .expect("claim"));
+    let b = store.acquire_leases(&names, "b", ttl).await.expect("b");
+    assert_eq!(b[0], LeaseGrant::Held("a 1".into()));
+    assert!(!store
+        .set_lease_claim(&lease, &Claim::new("b", 2))
+        .await
+        .expect("claim"));
+    let again = store.acquire_leases(&names, "a", ttl).await.expect("renew");
+    assert_eq!(again, vec![LeaseGrant::Renewed, LeaseGrant::Renewed]);
+    store
+        .set_version(&t, 5, &claim_a)
+        .await
+        .expect("owner writes");
+
+    // "a" stops renewing (paused): its heartbeat and lease run out, "b"
+    // takes the table, and a's late writes are refused, changing nothing.
+    actix_rt::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        store.heartbeat("b", ttl).await.expect("heartbeat"),
+        vec!["b".to_string()]
+    );
+    let b = store.acquire_leases(&names, "b", ttl).await.expect("b");
+    assert_eq!(b, vec![LeaseGrant::Acquired, LeaseGrant::Acquired]);
+    let claim_b = Claim::new("b", 2);
+    assert!(store
+        .set_lease_claim(&lease, &claim_b)
+        .await
+        .expect("claim"));
+    store
+        .set_version(&t, 9, &claim_b)
+        .await
+        .expect("new owner writes");
+    let identity = PrimaryIdentity {
+        broker_guid: "g".into(),
+        create_date: "d".into(),
+    };
+    let refused = [
+        store.set_version(&t, 6, &claim_a).await,
+        store
+            .finish_full_load(&t, 6, &identity, true, &claim_a)
+            .await,
+        store.set_primary_identity(&t, &identity, &claim_a).await,
+        store
+            .set_progress(&t, &LoadProgress::default(), &claim_a)
+            .await,
+        store
+            .rename_table(&t, &TableId::new("dbo", "U"), &claim_a)
+            .await,
+    ];
+    for r in refused {
+        assert!(matches!(r, Err(Error::Fenced { .. })), "{r:?}");
+    }
+    assert_eq!(store.version(&t).await.expect("version"), Some(9));
+    assert_eq!(store.raw_get(&keys::primary_identity(&t)).await, None);
+    assert_eq!(store.raw_get(&keys::progress(&t)).await, None);
+
+    // Only the holder gives a lease back; then anyone may take it.
+    store.release_leases(&names, "a").await.expect("release");
+    let b = store.acquire_leases(&names, "b", ttl).await.expect("b");
+    assert_eq!(b, vec![LeaseGrant::Renewed, LeaseGrant::Renewed]);
+    store.release_leases(&names, "b").await.expect("release");
+    store.leave("b").await.expect("leave");
+    let c = store.acquire_leases(&names, "c", ttl).await.expect("c");
+    assert_eq!(c, vec![LeaseGrant::Acquired, LeaseGrant::Acquired]);
+    assert_eq!(
+        store.heartbeat("c", ttl).await.expect("heartbeat"),
+        vec!["c".to_string()]
+    );
+}
+
+#[actix_rt::test]
+async fn leases_keep_the_contract_in_memory() {
+    lease_contract(Arc::new(MemoryState::new())).await;
+}
+
+#[actix_rt::test]
+async fn leases_keep_the_contract_on_redis() {
+    let redis = RedisServer::start();
+    lease_contract(Arc::new(RedisState::new(&redis.url()).expect("url"))).await;
 }
 
 #[actix_rt::test]

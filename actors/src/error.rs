@@ -37,16 +37,13 @@ pub enum Error {
          set it to the CT version the replica holds, or delete it to restore it from the replica"
     )]
     BadValue { key: String, value: String },
-    /// A write of a retired table owner, refused (see `crate::fence`).
+    /// A write of a table owner that no longer owns the table (retired in
+    /// this process, its lease lost, or a higher token claimed on the
+    /// replica by another instance), refused (see `crate::fence`).
     #[error(
-        "table {table}: write refused by the fence (token {token}, current {current}): \
-         another cycle owns the table now"
+        "table {table}: write refused by the fence ({detail}): another owner has the table now"
     )]
-    Fenced {
-        table: TableId,
-        token: u64,
-        current: u64,
-    },
+    Fenced { table: TableId, detail: String },
     #[error("sink actor unavailable: {0}")]
     Sink(String),
 }

@@ -1,64 +1,167 @@
-//! In-process fencing: at most one owner of a table's cycle at a time. The
-//! supervisor issues a token (a number that only grows) to each TableActor
-//! it starts and revokes it when it retires the actor; the SinkActor
-//! refuses a table write whose token is not the table's current one, so a
-//! retired actor whose cycle is still running cannot write to the replica.
-//! The check and the write happen inside the sink's one atomic handler.
+//! Fencing: at most one owner of a table's cycle at a time, inside one
+//! process and across instances. An owner writes under a [`Claim`]: its
+//! instance id and a token claimed on the replica (per table, only grows,
+//! so it survives Redis losing its data). Every replica transaction that
+//! writes the table checks the claim against `[ctsync].[fence]` in the
+//! same transaction, and Redis writes of the table's state check it against
+//! the table's lease. In this process, [`Fence`] also refuses, before they
+//! start, writes of an actor the supervisor retired or whose lease was not
+//! renewed in time (the sink checks it inside its one atomic handler).
+//!
+//! Why the replica check, when a lease already says who owns a table: a
+//! lease is only a promise about time. An owner paused (GC, a frozen VM, a
+//! partition) past its TTL wakes up still believing it owns the table and
+//! may be in the middle of a write; the new owner's claim raised the
+//! table's token on the replica, so that write is refused where it would
+//! land, whatever the clocks say.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::time::Instant;
+
 use crate::error::{Error, Result};
 use crate::model::TableId;
 
-#[derive(Debug, Default)]
-struct Tokens {
-    /// The table's current token (0: none was ever issued).
-    current: BTreeMap<TableId, u64>,
-    /// The last token issued for any table: tokens never repeat.
-    last: u64,
+/// Who writes a table: an instance id and the token it claimed on the
+/// replica for this ownership.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Claim {
+    pub owner: String,
+    pub token: u64,
 }
 
-/// Cloneable handle to the table → token registry.
+impl Claim {
+    pub fn new(owner: impl Into<String>, token: u64) -> Self {
+        Self {
+            owner: owner.into(),
+            token,
+        }
+    }
+
+    /// The value of the table's lease key while this claim holds it
+    /// (`<owner> <token>`; instance ids never contain spaces).
+    pub fn lease_value(&self) -> String {
+        format!("{} {}", self.owner, self.token)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Entry {
+    /// Bumped by every grant and revoke: a claim installed under an older
+    /// generation belongs to a retired actor and is refused.
+    generation: u64,
+    /// The token of the current owner's claim, once installed.
+    token: Option<u64>,
+    /// Writes stop at this instant unless the lease is renewed first (a
+    /// little before the lease itself expires in Redis).
+    valid_until: Option<Instant>,
+}
+
+/// Cloneable handle to this process's table → owner registry.
 #[derive(Debug, Clone, Default)]
 pub struct Fence {
-    tokens: Arc<Mutex<Tokens>>,
+    entries: Arc<Mutex<BTreeMap<TableId, Entry>>>,
 }
 
 impl Fence {
-    fn lock(&self) -> MutexGuard<'_, Tokens> {
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<TableId, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A new token for `table`; every earlier one is refused from now on.
-    pub fn issue(&self, table: &TableId) -> u64 {
-        let mut t = self.lock();
-        t.last += 1;
-        let token = t.last;
-        t.current.insert(table.clone(), token);
-        token
+    /// The supervisor hands the table to a new actor (it holds the lease
+    /// until `until`); returns the generation the actor installs its claim
+    /// under. Any earlier actor's writes are refused from now on.
+    pub fn grant(&self, table: &TableId, until: Instant) -> u64 {
+        let mut entries = self.lock();
+        let e = entries.entry(table.clone()).or_default();
+        e.generation += 1;
+        e.token = None;
+        e.valid_until = Some(until);
+        e.generation
     }
 
-    /// Refuses every token of `table` until a new one is issued.
+    /// The lease was renewed: writes may go on until `until`.
+    pub fn extend(&self, table: &TableId, until: Instant) {
+        if let Some(e) = self.lock().get_mut(table) {
+            if e.valid_until.is_some() {
+                e.valid_until = Some(until);
+            }
+        }
+    }
+
+    /// Refuses every write of the table until it is granted again.
     pub fn revoke(&self, table: &TableId) {
-        let mut t = self.lock();
-        t.last += 1;
-        let token = t.last;
-        t.current.insert(table.clone(), token);
+        let mut entries = self.lock();
+        let e = entries.entry(table.clone()).or_default();
+        e.generation += 1;
+        e.token = None;
+        e.valid_until = None;
     }
 
-    /// `Ok` if `token` is the table's current token.
+    /// Whether `generation` is still the table's current grant.
+    pub fn holds(&self, table: &TableId, generation: u64) -> bool {
+        self.lock()
+            .get(table)
+            .is_some_and(|e| e.generation == generation && e.valid_until.is_some())
+    }
+
+    /// Records the token an actor claimed on the replica; refused if the
+    /// actor was retired meanwhile.
+    pub fn install(&self, table: &TableId, generation: u64, token: u64) -> Result<()> {
+        let mut entries = self.lock();
+        match entries.get_mut(table) {
+            Some(e) if e.generation == generation && e.valid_until.is_some() => {
+                e.token = Some(token);
+                Ok(())
+            }
+            _ => Err(Error::Fenced {
+                table: table.clone(),
+                detail: format!("the actor that claimed token {token} was retired"),
+            }),
+        }
+    }
+
+    /// `Ok` if `token` is the table's current token and the lease has not
+    /// run out without renewal.
     pub fn check(&self, table: &TableId, token: u64) -> Result<()> {
-        let current = self.lock().current.get(table).copied().unwrap_or(0);
-        if current == token {
-            Ok(())
-        } else {
+        let entries = self.lock();
+        let refused = |detail: String| {
             Err(Error::Fenced {
                 table: table.clone(),
-                token,
-                current,
+                detail,
             })
+        };
+        let Some(e) = entries.get(table) else {
+            return refused(format!(
+                "token {token}: this process does not own the table"
+            ));
+        };
+        if e.token != Some(token) {
+            return refused(match e.token {
+                Some(current) => format!("token {token}, current {current}"),
+                None => format!("token {token}: the table's owner was retired"),
+            });
         }
+        match e.valid_until {
+            Some(until) if Instant::now() < until => Ok(()),
+            _ => refused(format!(
+                "token {token}: the table's lease was not renewed in time"
+            )),
+        }
+    }
+}
+
+/// The error a state write of a table's old owner gets.
+pub fn fenced_in_store(table: &TableId, claim: &Claim, held: Option<&str>) -> Error {
+    Error::Fenced {
+        table: table.clone(),
+        detail: format!(
+            "claim {} refused by {}, which holds {}",
+            claim.lease_value(),
+            crate::keys::table_lease(table),
+            held.unwrap_or("nothing (expired or lost)")
+        ),
     }
 }
 
@@ -131,20 +234,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_latest_token_of_a_table_passes() {
+    fn only_the_installed_token_of_the_current_grant_passes() {
         let fence = Fence::default();
         let t = TableId::new("dbo", "T");
         let u = TableId::new("dbo", "U");
-        let first = fence.issue(&t);
-        let other = fence.issue(&u);
-        assert!(fence.check(&t, first).is_ok());
-        let second = fence.issue(&t);
-        assert!(second > first);
-        assert!(matches!(fence.check(&t, first), Err(Error::Fenced { .. })));
-        assert!(fence.check(&t, second).is_ok());
-        assert!(fence.check(&u, other).is_ok(), "tables are fenced apart");
+        let later = Instant::now() + std::time::Duration::from_secs(60);
+        let first = fence.grant(&t, later);
+        fence.install(&t, first, 7).unwrap();
+        let other = fence.grant(&u, later);
+        fence.install(&u, other, 7).unwrap();
+        assert!(fence.check(&t, 7).is_ok());
+        assert!(fence.check(&t, 6).is_err());
+        let second = fence.grant(&t, later);
+        assert!(
+            fence.check(&t, 7).is_err(),
+            "a new grant retires the old owner"
+        );
+        assert!(
+            fence.install(&t, first, 9).is_err(),
+            "a retired actor cannot install a claim"
+        );
+        fence.install(&t, second, 8).unwrap();
+        assert!(fence.check(&t, 8).is_ok());
+        assert!(fence.check(&u, 7).is_ok(), "tables are fenced apart");
         fence.revoke(&t);
-        assert!(fence.check(&t, second).is_err());
+        assert!(fence.check(&t, 8).is_err());
+        assert!(!fence.holds(&t, second));
+    }
+
+    #[test]
+    fn a_lease_not_renewed_in_time_stops_the_writes() {
+        let fence = Fence::default();
+        let t = TableId::new("dbo", "T");
+        let g = fence.grant(&t, Instant::now() + std::time::Duration::from_secs(60));
+        fence.install(&t, g, 1).unwrap();
+        assert!(fence.check(&t, 1).is_ok());
+        fence.extend(&t, Instant::now());
+        assert!(matches!(fence.check(&t, 1), Err(Error::Fenced { .. })));
+        fence.extend(&t, Instant::now() + std::time::Duration::from_secs(60));
+        assert!(fence.check(&t, 1).is_ok(), "a renewal lets it write again");
     }
 
     #[test]

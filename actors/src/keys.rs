@@ -45,6 +45,21 @@ pub fn table_keys(table: &TableId) -> [String; 6] {
     ]
 }
 
+/// The lease an instance holds while it runs the table's cycles; its value
+/// is `<instance id> <token>` (see `crate::fence`).
+pub fn table_lease(table: &TableId) -> String {
+    format!("{PREFIX}:lease:table:{}", table.key_name())
+}
+
+/// The lease of a singleton actor (`module_sync`, `ddl_listener`).
+pub fn singleton_lease(name: &str) -> String {
+    format!("{PREFIX}:lease:{name}")
+}
+
+/// Sorted set of live instances, scored by when their heartbeat expires
+/// (Unix ms).
+pub const INSTANCES: &str = "mssql_sync:instances";
+
 pub const CONFIG_PRIMARY_URL: &str = "mssql_sync:config:primary_url";
 pub const CONFIG_REPLICA_URL: &str = "mssql_sync:config:replica_url";
 /// Created once and never deleted by ctsync: gone means Redis lost its data.

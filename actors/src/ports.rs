@@ -3,11 +3,14 @@
 //! (operator flags and versions). Adapters live in the root crate; in-memory
 //! doubles live in [`crate::memory`].
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::ddl::ParkedDdl;
 use crate::error::Result;
+use crate::fence::Claim;
 use crate::model::{
     ChangeBatch, ChangePage, ColumnOp, PrimaryIdentity, Row, RowKey, SyncVersion, TableId,
     TableSchema,
@@ -129,14 +132,23 @@ pub struct LoadStart {
     pub recreate: bool,
 }
 
-/// The replica database. Every method is one transaction.
+/// The replica database. Every method is one transaction. Each method that
+/// writes a table's rows, schema or record takes its owner's [`Claim`] and
+/// checks it against `[ctsync].[fence]` inside the same transaction,
+/// failing with [`crate::Error::Fenced`] unless it is the table's current
+/// claim (see [`crate::fence`]).
 #[async_trait]
 pub trait Replica: Send + Sync {
     /// Starts a full load and records it as pending, in one transaction: in
     /// place, empties the live table (or recreates it, with its schema if
     /// missing); as a shadow load, (re)creates the empty shadow table from
     /// the primary's schema and leaves the live table alone.
-    async fn begin_full_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()>;
+    async fn begin_full_load(
+        &self,
+        schema: &TableSchema,
+        start: &LoadStart,
+        claim: &Claim,
+    ) -> Result<()>;
     /// Inserts one page into the load's target and records `load` (its new
     /// cursor and row count), in one transaction.
     async fn insert_rows(
@@ -144,10 +156,16 @@ pub trait Replica: Send + Sync {
         schema: &TableSchema,
         rows: &[Row],
         load: &PendingLoad,
+        claim: &Claim,
     ) -> Result<()>;
     /// Deletes every key, inserts every row, and records `batch.version` if
     /// set, all in one transaction.
-    async fn apply_changes(&self, schema: &TableSchema, batch: &ChangeBatch) -> Result<()>;
+    async fn apply_changes(
+        &self,
+        schema: &TableSchema,
+        batch: &ChangeBatch,
+        claim: &Claim,
+    ) -> Result<()>;
     /// Finishes a load: a shadow load is swapped with the live table (what
     /// operators added to the live table carried over); then `version` is
     /// recorded and the pending load cleared, in one transaction.
@@ -156,10 +174,12 @@ pub trait Replica: Send + Sync {
         schema: &TableSchema,
         version: SyncVersion,
         mode: LoadMode,
+        claim: &Claim,
     ) -> Result<()>;
     /// An operator set the version by hand during a pending load: records
     /// `version`, clears the load and drops its shadow table, if any.
-    async fn cancel_load(&self, table: &TableId, version: SyncVersion) -> Result<()>;
+    async fn cancel_load(&self, table: &TableId, version: SyncVersion, claim: &Claim)
+        -> Result<()>;
     /// What would block swapping a shadow table with the live one, or keep
     /// something operators added to the live table from being carried over
     /// (each named); empty when a shadow load can be used.
@@ -169,10 +189,22 @@ pub trait Replica: Send + Sync {
     /// The table as the replica's catalog has it; `None` if it does not exist.
     async fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>>;
     /// Applies column changes to the table, in order, in one transaction.
-    async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp]) -> Result<()>;
-    async fn rename_column(&self, table: &TableId, from: &str, to: &str) -> Result<()>;
-    /// Renames the table (same schema) and its version record.
-    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()>;
+    async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp], claim: &Claim) -> Result<()>;
+    async fn rename_column(
+        &self,
+        table: &TableId,
+        from: &str,
+        to: &str,
+        claim: &Claim,
+    ) -> Result<()>;
+    /// Renames the table (same schema) and its version record; `claim` is
+    /// the owner's claim on `from`.
+    async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()>;
+    /// Claims the table for `owner` in `[ctsync].[fence]`: the table's
+    /// token goes up by one and (owner, token) is recorded, in one
+    /// transaction; returns the new token. From then on only writes under
+    /// exactly this claim pass; every earlier owner's are refused.
+    async fn claim(&self, table: &TableId, owner: &str) -> Result<u64>;
     /// The replica's views, procedures, functions and triggers.
     async fn modules(&self) -> Result<Vec<ModuleDef>>;
     /// Records received DDL messages in the inbox (`[ctsync].[ddl_inbox]`),
@@ -291,7 +323,11 @@ pub trait StateStore: Send + Sync {
     /// and counts the request, so a load already running starts over.
     async fn request_full_load(&self, table: &TableId) -> Result<()>;
     async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>>;
-    async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()>;
+    /// Sets `mssql_sync:version:<T>` if `claim` still holds the table's
+    /// lease (else [`crate::Error::Fenced`], nothing written); the same
+    /// check guards every write of a table's state below.
+    async fn set_version(&self, table: &TableId, version: SyncVersion, claim: &Claim)
+        -> Result<()>;
     /// Stores the version and the primary identity in one atomic step, and
     /// in the same step resets `force_full_load` to `"false"` only if it
     /// still says what the load read at its start (`forced`): a request
@@ -303,16 +339,62 @@ pub trait StateStore: Send + Sync {
         version: SyncVersion,
         identity: &PrimaryIdentity,
         forced: bool,
+        claim: &Claim,
     ) -> Result<()>;
     /// The identity of the primary this table was synced from.
     async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>>;
-    async fn set_primary_identity(&self, table: &TableId, identity: &PrimaryIdentity)
-        -> Result<()>;
-    async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()>;
+    async fn set_primary_identity(
+        &self,
+        table: &TableId,
+        identity: &PrimaryIdentity,
+        claim: &Claim,
+    ) -> Result<()>;
+    async fn set_progress(
+        &self,
+        table: &TableId,
+        progress: &LoadProgress,
+        claim: &Claim,
+    ) -> Result<()>;
     /// Appends a DDL message that could not be applied to
     /// `mssql_sync:ddl_failed`.
     async fn park_ddl(&self, entry: &ParkedDdl) -> Result<()>;
     /// Moves the table's keys (flags, version, identity, progress) to its
-    /// new name.
-    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()>;
+    /// new name; `claim` is the owner's claim on `from`.
+    async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()>;
+
+    /// Registers `instance` as live for `ttl` (its heartbeat) and returns
+    /// every live instance, sorted, in one round trip.
+    async fn heartbeat(&self, instance: &str, ttl: Duration) -> Result<Vec<String>>;
+    /// Removes `instance` from the live ones (graceful stop).
+    async fn leave(&self, instance: &str) -> Result<()>;
+    /// Takes each free lease and renews each one `owner` holds, for `ttl`,
+    /// in one atomic round trip; says per lease what happened.
+    async fn acquire_leases(
+        &self,
+        leases: &[String],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<LeaseGrant>>;
+    /// Records `claim` in a lease its owner holds (keeping its TTL), so the
+    /// writes of the table's state can check it; `false`: not held.
+    async fn set_lease_claim(&self, lease: &str, claim: &Claim) -> Result<bool>;
+    /// Gives back the leases `owner` holds among `leases`.
+    async fn release_leases(&self, leases: &[String], owner: &str) -> Result<()>;
+}
+
+/// What asking for a lease found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseGrant {
+    /// It was free: the asker holds it now (with no claim yet).
+    Acquired,
+    /// The asker held it; its TTL starts again.
+    Renewed,
+    /// Another instance holds it (its lease value: `<owner> <token>`).
+    Held(String),
+}
+
+impl LeaseGrant {
+    pub fn holds(&self) -> bool {
+        matches!(self, LeaseGrant::Acquired | LeaseGrant::Renewed)
+    }
 }

@@ -1,8 +1,10 @@
 //! SinkActor: the only writer to the replica. Its handler is atomic
 //! (`AtomicResponse`), so one write finishes before the next starts, and
 //! every request is answered once its transaction has committed (or failed).
-//! A table write carries its owner's fence token and is refused, before it
-//! starts, unless that token is still the table's current one.
+//! A table write carries its owner's [`Claim`] and is refused, before it
+//! starts, unless the claim is still the table's current one in this
+//! process; the replica checks it again inside the write's transaction
+//! (see `crate::fence`). A table write without a claim is refused.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,7 +12,7 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::fence::Fence;
+use crate::fence::{Claim, Fence};
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
@@ -32,6 +34,9 @@ pub enum SinkOp {
     AlterColumns(TableId, Vec<ColumnOp>),
     RenameColumn(TableId, String, String),
     RenameTable(TableId, TableId),
+    /// Claims the table on the replica for an owner (instance id) and
+    /// installs the token under the supervisor's grant (generation).
+    Claim(TableId, String, u64),
     Modules,
     Module(ModuleOp),
     InboxAdd(Vec<QueueMessage>),
@@ -52,6 +57,7 @@ impl SinkOp {
             | SinkOp::RenameColumn(t, _, _)
             | SinkOp::RenameTable(t, _) => Some(t),
             SinkOp::Record(_)
+            | SinkOp::Claim(..)
             | SinkOp::SwapBlockers(_)
             | SinkOp::ReplicaSchema(_)
             | SinkOp::Modules
@@ -70,13 +76,13 @@ pub enum SinkReply {
     Modules(Vec<ModuleDef>),
     Inbox(Vec<InboxMessage>),
     Blockers(Vec<String>),
+    Token(u64),
 }
 
-/// A request with the fence token of the table owner that sends it
-/// (`None`: not a table owner, e.g. module sync or a rename from the
-/// supervisor, which retires the owner first).
+/// A request with the claim of the table owner that sends it (`None`: not
+/// a table owner, e.g. module sync or the DDL inbox, which write no table).
 pub struct SinkRequest {
-    token: Option<u64>,
+    claim: Option<Claim>,
     op: SinkOp,
 }
 
@@ -101,18 +107,27 @@ impl Actor for SinkActor {
 
 impl Supervised for SinkActor {}
 
-async fn perform(replica: Arc<dyn Replica>, op: SinkOp) -> Result<SinkReply> {
+/// Runs one request. `claim` is `Some` for every table write (checked by
+/// the handler).
+async fn perform(
+    replica: Arc<dyn Replica>,
+    fence: Fence,
+    op: SinkOp,
+    claim: Option<Claim>,
+) -> Result<SinkReply> {
     let done = |r: Result<()>| r.map(|_| SinkReply::Done);
-    match op {
+    let claim = claim.unwrap_or_else(|| Claim::new("", 0));
+    let claim = &claim;
+    let result = match op {
         SinkOp::BeginFullLoad(schema, start) => {
-            done(replica.begin_full_load(&schema, &start).await)
+            done(replica.begin_full_load(&schema, &start, claim).await)
         }
         SinkOp::InsertRows(schema, rows, load) => {
-            done(replica.insert_rows(&schema, &rows, &load).await)
+            done(replica.insert_rows(&schema, &rows, &load, claim).await)
         }
         SinkOp::Apply(schema, batch) => {
             let started = Instant::now();
-            let result = replica.apply_changes(&schema, &batch).await;
+            let result = replica.apply_changes(&schema, &batch, claim).await;
             let key = schema.id.key_name();
             telemetry::batch(&key, result.is_ok(), started.elapsed().as_secs_f64());
             if result.is_err() {
@@ -120,33 +135,50 @@ async fn perform(replica: Arc<dyn Replica>, op: SinkOp) -> Result<SinkReply> {
             }
             done(result)
         }
-        SinkOp::FinishFullLoad(schema, version, mode) => {
-            done(replica.finish_full_load(&schema, version, mode).await)
+        SinkOp::FinishFullLoad(schema, version, mode) => done(
+            replica
+                .finish_full_load(&schema, version, mode, claim)
+                .await,
+        ),
+        SinkOp::CancelLoad(table, version) => {
+            done(replica.cancel_load(&table, version, claim).await)
         }
-        SinkOp::CancelLoad(table, version) => done(replica.cancel_load(&table, version).await),
         SinkOp::SwapBlockers(table) => replica.swap_blockers(&table).await.map(SinkReply::Blockers),
         SinkOp::Record(table) => replica.record(&table).await.map(SinkReply::Record),
         SinkOp::ReplicaSchema(table) => replica.table_schema(&table).await.map(SinkReply::Schema),
-        SinkOp::AlterColumns(table, ops) => done(replica.alter_columns(&table, &ops).await),
+        SinkOp::AlterColumns(table, ops) => done(replica.alter_columns(&table, &ops, claim).await),
         SinkOp::RenameColumn(table, from, to) => {
-            done(replica.rename_column(&table, &from, &to).await)
+            done(replica.rename_column(&table, &from, &to, claim).await)
         }
-        SinkOp::RenameTable(from, to) => done(replica.rename_table(&from, &to).await),
+        SinkOp::RenameTable(from, to) => done(replica.rename_table(&from, &to, claim).await),
+        SinkOp::Claim(table, owner, generation) => {
+            let token = replica.claim(&table, &owner).await?;
+            fence.install(&table, generation, token)?;
+            Ok(SinkReply::Token(token))
+        }
         SinkOp::Modules => replica.modules().await.map(SinkReply::Modules),
         SinkOp::Module(op) => done(replica.apply_module(&op).await),
         SinkOp::InboxAdd(messages) => done(replica.inbox_add(&messages).await),
         SinkOp::InboxPending => replica.inbox_pending().await.map(SinkReply::Inbox),
         SinkOp::InboxSettle(id, outcome) => done(replica.inbox_settle(&id, &outcome).await),
+    };
+    if let Err(e @ Error::Fenced { .. }) = &result {
+        telemetry::fenced_write(e);
     }
+    result
 }
 
 impl Handler<SinkRequest> for SinkActor {
     type Result = AtomicResponse<Self, Result<SinkReply>>;
 
     fn handle(&mut self, req: SinkRequest, _ctx: &mut Self::Context) -> Self::Result {
-        let SinkRequest { token, op } = req;
-        let refused = match (token, op.written_table()) {
-            (Some(token), Some(table)) => self.fence.check(table, token).err(),
+        let SinkRequest { claim, op } = req;
+        let refused = match (&claim, op.written_table()) {
+            (Some(claim), Some(table)) => self.fence.check(table, claim.token).err(),
+            (None, Some(table)) => Some(Error::Fenced {
+                table: table.clone(),
+                detail: "a table write without an owner's claim".into(),
+            }),
             _ => None,
         };
         if let Some(e) = refused {
@@ -154,16 +186,19 @@ impl Handler<SinkRequest> for SinkActor {
             return AtomicResponse::new(Box::pin(async move { Err(e) }.into_actor(self)));
         }
         let replica = self.replica.clone();
-        AtomicResponse::new(Box::pin(perform(replica, op).into_actor(self)))
+        let fence = self.fence.clone();
+        AtomicResponse::new(Box::pin(
+            perform(replica, fence, op, claim).into_actor(self),
+        ))
     }
 }
 
 /// Typed, cloneable access to the SinkActor, optionally carrying a table
-/// owner's fence token.
+/// owner's claim.
 #[derive(Clone)]
 pub struct SinkHandle {
     addr: Addr<SinkActor>,
-    token: Option<u64>,
+    claim: Option<Claim>,
 }
 
 fn unexpected() -> Error {
@@ -172,7 +207,7 @@ fn unexpected() -> Error {
 
 impl SinkHandle {
     pub fn new(addr: Addr<SinkActor>) -> Self {
-        Self { addr, token: None }
+        Self { addr, claim: None }
     }
 
     /// Starts a supervised SinkActor on the current arbiter.
@@ -182,17 +217,25 @@ impl SinkHandle {
         }))
     }
 
-    /// The same sink, sending `token` with every table write.
-    pub fn fenced(&self, token: u64) -> Self {
+    /// The same sink, sending `claim` with every table write.
+    pub fn fenced(&self, claim: Claim) -> Self {
         Self {
             addr: self.addr.clone(),
-            token: Some(token),
+            claim: Some(claim),
         }
+    }
+
+    /// The owner's claim this handle writes under (refused without one).
+    pub fn owner_claim(&self, table: &TableId) -> Result<&Claim> {
+        self.claim.as_ref().ok_or_else(|| Error::Fenced {
+            table: table.clone(),
+            detail: "a table write without an owner's claim".into(),
+        })
     }
 
     async fn call(&self, op: SinkOp) -> Result<SinkReply> {
         let req = SinkRequest {
-            token: self.token,
+            claim: self.claim.clone(),
             op,
         };
         self.addr
@@ -267,6 +310,18 @@ impl SinkHandle {
 
     pub async fn rename_table(&self, from: TableId, to: TableId) -> Result<()> {
         self.write(SinkOp::RenameTable(from, to)).await
+    }
+
+    /// Claims `table` on the replica for `owner` under the supervisor's
+    /// grant `generation`; returns the owner's claim.
+    pub async fn claim(&self, table: TableId, owner: String, generation: u64) -> Result<Claim> {
+        match self
+            .call(SinkOp::Claim(table, owner.clone(), generation))
+            .await?
+        {
+            SinkReply::Token(token) => Ok(Claim::new(owner, token)),
+            _ => Err(unexpected()),
+        }
     }
 
     pub async fn modules(&self) -> Result<Vec<ModuleDef>> {

@@ -30,6 +30,9 @@ pub const DDL_CAPTURE_STOPPED: &str = "ctsync_ddl_capture_stopped";
 pub const DEPENDENCY_UP: &str = "ctsync_dependency_up";
 pub const VERIFY_DIFFERENCES: &str = "ctsync_verify_differences";
 pub const VERIFY_TIMESTAMP: &str = "ctsync_verify_timestamp_seconds";
+pub const LEASES_HELD: &str = "ctsync_leases_held";
+pub const TAKEOVERS: &str = "ctsync_lease_takeovers_total";
+pub const LEASES_LOST: &str = "ctsync_leases_lost_total";
 
 /// Every metric ctsync exports (the README's metric table lists exactly these).
 pub const ALL: &[&str] = &[
@@ -59,6 +62,9 @@ pub const ALL: &[&str] = &[
     DEPENDENCY_UP,
     VERIFY_DIFFERENCES,
     VERIFY_TIMESTAMP,
+    LEASES_HELD,
+    TAKEOVERS,
+    LEASES_LOST,
 ];
 
 /// Registers help texts; call once after installing a recorder.
@@ -129,7 +135,7 @@ pub fn describe() {
     );
     describe_counter!(
         FENCED_WRITES,
-        "Replica writes refused because their table owner had been retired (fencing), per table."
+        "Table writes refused because their owner no longer owns the table (retired here, lease lost, or a higher claim on the replica's [ctsync].[fence]), per table."
     );
     describe_counter!(
         REDIS_DATA_LOSS,
@@ -147,6 +153,18 @@ pub fn describe() {
     describe_gauge!(
         DDL_CAPTURE_STOPPED,
         "1 when Service Broker ended the DDL event notification's conversation: schema changes are no longer received until it is recreated."
+    );
+    describe_gauge!(
+        LEASES_HELD,
+        "Leases this instance holds: its tables plus the singletons (module sync, DDL listener)."
+    );
+    describe_counter!(
+        TAKEOVERS,
+        "Tables this instance took over after the lease of another instance expired or was given back."
+    );
+    describe_counter!(
+        LEASES_LOST,
+        "Table leases this instance lost while running the table (expired, taken, or Redis lost them)."
     );
     describe_gauge!(
         MODULE_FAILING,
@@ -260,4 +278,29 @@ pub fn dependency_up(dependency: &'static str, up: bool) {
 pub fn verified(table: &str, differences: u64, at_millis: u64) {
     gauge!(VERIFY_DIFFERENCES, "table" => table.to_string()).set(differences as f64);
     gauge!(VERIFY_TIMESTAMP, "table" => table.to_string()).set(at_millis as f64 / 1000.0);
+}
+
+pub fn leases_held(n: usize) {
+    gauge!(LEASES_HELD).set(n as f64);
+}
+
+pub fn takeover() {
+    counter!(TAKEOVERS).increment(1);
+}
+
+pub fn lease_lost() {
+    counter!(LEASES_LOST).increment(1);
+}
+
+/// This instance stopped running the table: its per-table gauges go to
+/// their neutral values (state all 0, no lag, not at risk), so alerts see
+/// only the owning instance's values. (The `metrics` facade cannot delete a
+/// series; the counters keep their totals.)
+pub fn forget_table(table: &str) {
+    for state in crate::status::TableState::ALL {
+        gauge!(TABLE_STATE, "table" => table.to_string(), "state" => state.as_str()).set(0.0);
+    }
+    gauge!(LAG_SECONDS, "table" => table.to_string()).set(0.0);
+    gauge!(LAG_VERSIONS, "table" => table.to_string()).set(0.0);
+    gauge!(RETENTION_AT_RISK, "table" => table.to_string()).set(0.0);
 }

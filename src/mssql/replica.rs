@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use ctsync_actors::fence::Claim;
 use ctsync_actors::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use ctsync_actors::modules::{ModuleDef, ModuleOp};
 use ctsync_actors::ports::{
@@ -92,6 +93,54 @@ impl MssqlReplica {
         Ok(lease)
     }
 
+    /// Leases a connection, opens a transaction and checks `claim` against
+    /// `[ctsync].[fence]` as its first statement (see `sql::CHECK_FENCE`):
+    /// a write of an owner that no longer owns the table ends here, rolled
+    /// back, with [`Error::Fenced`].
+    pub(super) async fn begin_fenced(
+        &self,
+        what: &str,
+        table: &TableId,
+        claim: &Claim,
+    ) -> Result<Lease<'_>> {
+        let mut lease = self.begin(what).await?;
+        let params = vec![
+            name_param(table),
+            ColumnData::String(Some(claim.owner.clone().into())),
+            ColumnData::I64(Some(i64::try_from(claim.token).unwrap_or(i64::MAX))),
+        ];
+        let checked = execute(&mut lease, sql::CHECK_FENCE, params, || {
+            format!("{what}: checking the fence")
+        })
+        .await;
+        match checked {
+            Ok(1) => return Ok(lease),
+            Ok(_) => {}
+            Err(e) => return Err(err(e)),
+        }
+        let holder = query_rows(
+            &mut lease,
+            sql::SELECT_FENCE,
+            vec![name_param(table)],
+            || format!("{what}: reading the fence"),
+        )
+        .await
+        .ok()
+        .and_then(|rows| {
+            rows.first().map(|r| {
+                let owner = r.try_get::<&str, _>(0).ok().flatten().unwrap_or("?");
+                let token = r.try_get::<i64, _>(1).ok().flatten().unwrap_or(0);
+                format!("{owner} {token}")
+            })
+        });
+        let _ = batch(&mut lease, sql::ROLLBACK, || what.to_string()).await;
+        Err(ctsync_actors::fence::fenced_in_store(
+            table,
+            claim,
+            holder.as_deref(),
+        ))
+    }
+
     /// Commits if `work` succeeded; otherwise rolls back and discards the
     /// connection.
     pub(super) async fn finish(
@@ -118,8 +167,13 @@ impl MssqlReplica {
 
 #[async_trait]
 impl Replica for MssqlReplica {
-    async fn begin_full_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()> {
-        self.begin_load(schema, start).await
+    async fn begin_full_load(
+        &self,
+        schema: &TableSchema,
+        start: &LoadStart,
+        claim: &Claim,
+    ) -> Result<()> {
+        self.begin_load(schema, start, claim).await
     }
 
     async fn insert_rows(
@@ -127,17 +181,23 @@ impl Replica for MssqlReplica {
         schema: &TableSchema,
         rows: &[Row],
         load: &PendingLoad,
+        claim: &Claim,
     ) -> Result<()> {
-        self.insert_page(schema, rows, load).await
+        self.insert_page(schema, rows, load, claim).await
     }
 
-    async fn apply_changes(&self, schema: &TableSchema, change: &ChangeBatch) -> Result<()> {
+    async fn apply_changes(
+        &self,
+        schema: &TableSchema,
+        change: &ChangeBatch,
+        claim: &Claim,
+    ) -> Result<()> {
         let what = format!(
             "applying {} changed keys to {}",
             change.keys.len(),
             schema.id
         );
-        let mut lease = self.begin(&what).await?;
+        let mut lease = self.begin_fenced(&what, &schema.id, claim).await?;
         let work = async {
             delete_chunks(&mut lease, schema, &change.keys).await?;
             insert_chunks(&mut lease, schema, &change.rows).await?;
@@ -155,12 +215,36 @@ impl Replica for MssqlReplica {
         schema: &TableSchema,
         version: SyncVersion,
         mode: LoadMode,
+        claim: &Claim,
     ) -> Result<()> {
-        self.finish_load(schema, version, mode).await
+        self.finish_load(schema, version, mode, claim).await
     }
 
-    async fn cancel_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
-        self.cancel(table, version).await
+    async fn cancel_load(
+        &self,
+        table: &TableId,
+        version: SyncVersion,
+        claim: &Claim,
+    ) -> Result<()> {
+        self.cancel(table, version, claim).await
+    }
+
+    async fn claim(&self, table: &TableId, owner: &str) -> Result<u64> {
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        self.ensure_migrated(&mut lease).await.map_err(err)?;
+        let params = vec![
+            name_param(table),
+            ColumnData::String(Some(owner.to_string().into())),
+        ];
+        let rows = query_rows(&mut lease, sql::CLAIM_TABLE, params, || {
+            format!("claiming {table} in [ctsync].[fence]")
+        })
+        .await
+        .map_err(err)?;
+        rows.first()
+            .and_then(|r| r.try_get::<i64, _>(0).ok().flatten())
+            .and_then(|t| u64::try_from(t).ok())
+            .ok_or_else(|| Error::Replica(format!("claiming {table}: no token came back")))
     }
 
     async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>> {
@@ -176,7 +260,7 @@ impl Replica for MssqlReplica {
         catalog::table_schema(&mut lease, table).await.map_err(err)
     }
 
-    async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp]) -> Result<()> {
+    async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp], claim: &Claim) -> Result<()> {
         let what = format!("changing the columns of {table} on the replica");
         let mut statements = Vec::with_capacity(ops.len());
         for op in ops {
@@ -189,7 +273,7 @@ impl Replica for MssqlReplica {
                 Error::Replica(format!("{table}: a changed column has an unsupported type"))
             })?);
         }
-        let mut lease = self.begin(&what).await?;
+        let mut lease = self.begin_fenced(&what, table, claim).await?;
         let work = async {
             for stmt in &statements {
                 batch(&mut lease, stmt, || format!("{what}: {stmt}")).await?;
@@ -200,27 +284,33 @@ impl Replica for MssqlReplica {
         Self::finish(lease, work, &what).await
     }
 
-    async fn rename_column(&self, table: &TableId, from: &str, to: &str) -> Result<()> {
+    async fn rename_column(
+        &self,
+        table: &TableId,
+        from: &str,
+        to: &str,
+        claim: &Claim,
+    ) -> Result<()> {
         let what = format!("renaming {table}.{from} to {to} on the replica");
         let params = vec![
             ColumnData::String(Some(sql::column_object_name(table, from).into())),
             ColumnData::String(Some(to.to_string().into())),
         ];
-        let mut lease = self.begin(&what).await?;
+        let mut lease = self.begin_fenced(&what, table, claim).await?;
         let work = execute(&mut lease, sql::RENAME_COLUMN, params, || what.clone())
             .await
             .map(|_| ());
         Self::finish(lease, work, &what).await
     }
 
-    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
+    async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()> {
         let what = format!("renaming {from} to {to} on the replica");
         let rename = vec![
             ColumnData::String(Some(sql::object_name_param(from).into())),
             ColumnData::String(Some(to.name.clone().into())),
         ];
         let version = vec![name_param(from), name_param(to)];
-        let mut lease = self.begin(&what).await?;
+        let mut lease = self.begin_fenced(&what, from, claim).await?;
         let work = async {
             execute(&mut lease, sql::RENAME_OBJECT, rename, || what.clone()).await?;
             execute(&mut lease, sql::RENAME_RECORD, version, || what.clone())

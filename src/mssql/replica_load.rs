@@ -3,6 +3,7 @@
 //! with its recorded cursor, the swap that carries over what operators
 //! added, and the pending-load record as JSON in `[ctsync].[sync_versions]`.
 
+use ctsync_actors::fence::Claim;
 use ctsync_actors::model::{Row, SyncVersion, TableId, TableSchema};
 use ctsync_actors::ports::{LoadMode, LoadStart, PendingLoad, ReplicaRecord};
 use ctsync_actors::{Error, Result};
@@ -25,7 +26,12 @@ fn load_json(table: &TableId, load: &PendingLoad) -> Result<ColumnData<'static>>
 }
 
 impl MssqlReplica {
-    pub(super) async fn begin_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()> {
+    pub(super) async fn begin_load(
+        &self,
+        schema: &TableSchema,
+        start: &LoadStart,
+        claim: &Claim,
+    ) -> Result<()> {
         let table = &schema.id;
         let target = start.load.target(table);
         let mut created = schema.clone();
@@ -46,7 +52,7 @@ impl MssqlReplica {
         }
         let state = load_json(table, &start.load)?;
         let what = format!("starting a full load of {table} into {target}");
-        let mut lease = self.begin(&what).await?;
+        let mut lease = self.begin_fenced(&what, table, claim).await?;
         let work = async {
             match &create {
                 Some(create) => {
@@ -88,12 +94,13 @@ impl MssqlReplica {
         schema: &TableSchema,
         rows: &[Row],
         load: &PendingLoad,
+        claim: &Claim,
     ) -> Result<()> {
         let mut target = schema.clone();
         target.id = load.target(&schema.id);
         let state = load_json(&schema.id, load)?;
         let what = format!("loading {} rows into {}", rows.len(), target.id);
-        let mut lease = self.begin(&what).await?;
+        let mut lease = self.begin_fenced(&what, &schema.id, claim).await?;
         let work = async {
             insert_chunks(&mut lease, &target, rows).await?;
             execute(
@@ -114,6 +121,7 @@ impl MssqlReplica {
         schema: &TableSchema,
         version: SyncVersion,
         mode: LoadMode,
+        claim: &Claim,
     ) -> Result<()> {
         let table = &schema.id;
         let grants = match mode {
@@ -121,7 +129,7 @@ impl MssqlReplica {
             LoadMode::Shadow => self.prepare_swap(table).await.map_err(err)?,
         };
         let what = format!("finishing the full load of {table}");
-        let mut lease = self.begin(&what).await?;
+        let mut lease = self.begin_fenced(&what, table, claim).await?;
         let work = async {
             if mode == LoadMode::Shadow {
                 let live_exists = query_rows(
@@ -223,9 +231,14 @@ impl MssqlReplica {
         Ok(grants)
     }
 
-    pub(super) async fn cancel(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+    pub(super) async fn cancel(
+        &self,
+        table: &TableId,
+        version: SyncVersion,
+        claim: &Claim,
+    ) -> Result<()> {
         let what = format!("cancelling the pending full load of {table}");
-        let mut lease = self.begin(&what).await?;
+        let mut lease = self.begin_fenced(&what, table, claim).await?;
         let work = async {
             execute(
                 &mut lease,

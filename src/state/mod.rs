@@ -5,5 +5,6 @@
 
 pub mod keyspace;
 mod redis_store;
+mod scripts;
 
 pub use redis_store::RedisState;

@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ctsync_actors::ddl::ParkedDdl;
+use ctsync_actors::fence::{fenced_in_store, Claim};
 use ctsync_actors::keys;
 use ctsync_actors::model::{PrimaryIdentity, SyncVersion, TableId};
-use ctsync_actors::ports::{LoadProgress, Marker, StateStore, TableFlags};
+use ctsync_actors::ports::{LeaseGrant, LoadProgress, Marker, StateStore, TableFlags};
 use ctsync_actors::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
 use tokio::sync::Mutex;
+
+use super::scripts;
 
 pub struct RedisState {
     client: redis::Client,
@@ -150,21 +153,6 @@ impl RedisState {
     }
 }
 
-/// Version + identity + compare-and-reset of `force_full_load`, atomic as
-/// one Lua script: the flag goes back to "false" only if the load started
-/// forced and the flag still says "true" (as `parse_flag` reads it).
-const FINISH_FULL_LOAD: &str = r"
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[3], ARGV[2])
-local force = redis.call('GET', KEYS[2])
-local on = force and string.lower(string.match(force, '^%s*(.-)%s*$')) == 'true'
-if ARGV[3] == '1' and on then
-  redis.call('SET', KEYS[2], 'false')
-  return 1
-end
-return 0
-";
-
 fn flag(v: bool) -> &'static str {
     if v {
         "true"
@@ -250,8 +238,14 @@ impl StateStore for RedisState {
         keys::parse_version(&key, self.get(&key).await?.as_deref())
     }
 
-    async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()> {
-        self.set(&keys::version(table), &version.to_string()).await
+    async fn set_version(
+        &self,
+        table: &TableId,
+        version: SyncVersion,
+        claim: &Claim,
+    ) -> Result<()> {
+        self.guarded_set(table, claim, &keys::version(table), &version.to_string())
+            .await
     }
 
     async fn finish_full_load(
@@ -260,23 +254,23 @@ impl StateStore for RedisState {
         version: SyncVersion,
         identity: &PrimaryIdentity,
         forced: bool,
+        claim: &Claim,
     ) -> Result<()> {
         let cmd = redis::cmd("EVAL")
-            .arg(FINISH_FULL_LOAD)
-            .arg(3)
+            .arg(scripts::FINISH_FULL_LOAD)
+            .arg(4)
             .arg(keys::version(table))
             .arg(keys::force_full_load(table))
             .arg(keys::primary_identity(table))
+            .arg(keys::table_lease(table))
             .arg(version.to_string())
             .arg(identity.encode())
             .arg(if forced { "1" } else { "0" })
+            .arg(claim.lease_value())
             .clone();
-        self.cmd::<i64>(
-            &format!("finishing the full load of {}", table.key_name()),
-            &cmd,
-        )
-        .await
-        .map(|_| ())
+        let what = format!("finishing the full load of {}", table.key_name());
+        let done: i64 = self.cmd(&what, &cmd).await?;
+        self.fenced_if_refused(done, table, claim).await
     }
 
     async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>> {
@@ -290,14 +284,22 @@ impl StateStore for RedisState {
         &self,
         table: &TableId,
         identity: &PrimaryIdentity,
+        claim: &Claim,
     ) -> Result<()> {
-        self.set(&keys::primary_identity(table), &identity.encode())
+        let key = keys::primary_identity(table);
+        self.guarded_set(table, claim, &key, &identity.encode())
             .await
     }
 
-    async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()> {
+    async fn set_progress(
+        &self,
+        table: &TableId,
+        progress: &LoadProgress,
+        claim: &Claim,
+    ) -> Result<()> {
         let json = serde_json::to_string(progress).map_err(|e| Error::State(e.to_string()))?;
-        self.set(&keys::progress(table), &json).await
+        self.guarded_set(table, claim, &keys::progress(table), &json)
+            .await
     }
 
     async fn park_ddl(&self, entry: &ParkedDdl) -> Result<()> {
@@ -308,25 +310,142 @@ impl StateStore for RedisState {
             .map(|_| ())
     }
 
-    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (old, new) in keys::table_keys(from).into_iter().zip(keys::table_keys(to)) {
-            let exists: bool = self
-                .cmd(&format!("EXISTS {old}"), redis::cmd("EXISTS").arg(&old))
-                .await?;
-            if exists {
-                pipe.cmd("RENAME").arg(old).arg(new).ignore();
-            }
+    async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::RENAME)
+            .arg(13)
+            .arg(keys::table_lease(from));
+        for key in keys::table_keys(from)
+            .into_iter()
+            .chain(keys::table_keys(to))
+        {
+            cmd.arg(key);
         }
-        self.send(
-            &format!(
-                "moving the keys of {} to {}",
-                from.key_name(),
-                to.key_name()
-            ),
-            Request::Pipe(&pipe),
-        )
-        .await
+        cmd.arg(claim.lease_value());
+        let what = format!(
+            "moving the keys of {} to {}",
+            from.key_name(),
+            to.key_name()
+        );
+        let done: i64 = self.cmd(&what, &cmd).await?;
+        self.fenced_if_refused(done, from, claim).await
+    }
+
+    async fn heartbeat(&self, instance: &str, ttl: Duration) -> Result<Vec<String>> {
+        let cmd = redis::cmd("EVAL")
+            .arg(scripts::HEARTBEAT)
+            .arg(1)
+            .arg(keys::INSTANCES)
+            .arg(instance)
+            .arg(millis(ttl))
+            .clone();
+        self.cmd("renewing this instance's heartbeat", &cmd).await
+    }
+
+    async fn leave(&self, instance: &str) -> Result<()> {
+        let cmd = redis::cmd("ZREM")
+            .arg(keys::INSTANCES)
+            .arg(instance)
+            .clone();
+        self.cmd::<i64>("leaving the live instances", &cmd)
+            .await
+            .map(|_| ())
+    }
+
+    async fn acquire_leases(
+        &self,
+        leases: &[String],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<LeaseGrant>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::ACQUIRE).arg(leases.len());
+        for lease in leases {
+            cmd.arg(lease);
+        }
+        cmd.arg(owner).arg(millis(ttl));
+        let what = format!("taking or renewing {} leases", leases.len());
+        let answers: Vec<String> = self.cmd(&what, &cmd).await?;
+        answers
+            .into_iter()
+            .map(|a| match a.as_str() {
+                "acquired" => Ok(LeaseGrant::Acquired),
+                "renewed" => Ok(LeaseGrant::Renewed),
+                held => held
+                    .strip_prefix("held ")
+                    .map(|v| LeaseGrant::Held(v.to_string()))
+                    .ok_or_else(|| Error::State(format!("{what}: unexpected answer {held:?}"))),
+            })
+            .collect()
+    }
+
+    async fn set_lease_claim(&self, lease: &str, claim: &Claim) -> Result<bool> {
+        let cmd = redis::cmd("EVAL")
+            .arg(scripts::SET_CLAIM)
+            .arg(1)
+            .arg(lease)
+            .arg(&claim.owner)
+            .arg(claim.lease_value())
+            .clone();
+        let set: i64 = self
+            .cmd(&format!("recording the claim in {lease}"), &cmd)
+            .await?;
+        Ok(set == 1)
+    }
+
+    async fn release_leases(&self, leases: &[String], owner: &str) -> Result<()> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::RELEASE).arg(leases.len());
+        for lease in leases {
+            cmd.arg(lease);
+        }
+        cmd.arg(owner);
+        self.cmd::<i64>("giving leases back", &cmd)
+            .await
+            .map(|_| ())
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl RedisState {
+    /// SET of one of the table's keys by its owner (checked in Lua).
+    async fn guarded_set(
+        &self,
+        table: &TableId,
+        claim: &Claim,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        let cmd = redis::cmd("EVAL")
+            .arg(scripts::GUARDED_SET)
+            .arg(2)
+            .arg(keys::table_lease(table))
+            .arg(key)
+            .arg(claim.lease_value())
+            .arg(value)
+            .clone();
+        let done: i64 = self.cmd(&format!("SET {key}"), &cmd).await?;
+        self.fenced_if_refused(done, table, claim).await
+    }
+
+    /// A script's -1 (the lease no longer holds the claim) as the fence's
+    /// error, naming who holds the lease now.
+    async fn fenced_if_refused(&self, answer: i64, table: &TableId, claim: &Claim) -> Result<()> {
+        if answer >= 0 {
+            return Ok(());
+        }
+        let held = self.get(&keys::table_lease(table)).await.ok().flatten();
+        let e = fenced_in_store(table, claim, held.as_deref());
+        ctsync_actors::telemetry::fenced_write(&e);
+        Err(e)
     }
 }

@@ -59,6 +59,8 @@ pub fn fast_config() -> SyncConfig {
             retry_delay: Duration::from_millis(50),
         },
         published: Vec::new(),
+        instance_id: "test".into(),
+        lease_ttl: Duration::from_secs(1),
     }
 }
 

@@ -1,7 +1,10 @@
 //! DdlListenerActor: receives DDL events from the Service Broker queue and
 //! records them durably in the replica's inbox (`[ctsync].[ddl_inbox]`)
 //! before the receive commits; only then, with no primary transaction open,
-//! it applies each recorded event through its table's actor. An event that
+//! it applies each recorded event through its table's actor. One runs on
+//! every instance: only the holder of the `ddl_listener` lease receives,
+//! and each drains the inbox for the tables it owns (an event for a table
+//! another instance owns waits there for it). An event that
 //! cannot be applied is parked (in the inbox, and in `mssql_sync:ddl_failed`
 //! when Redis answers), never dropped and never rolled back into the queue.
 //! While the inbox cannot be written the listener stops receiving. An
@@ -14,7 +17,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, error, info, warn};
 
-use super::supervisor::{RouteSchemaChange, SupervisorActor};
+use super::ownership::SingletonLease;
+use super::supervisor::{RouteSchemaChange, Routed, SupervisorActor};
 use crate::ddl::{parse_event, DdlEvent, ParkedDdl, EVENT_NOTIFICATION};
 use crate::ports::{DdlQueue, InboxMessage, InboxOutcome, QueueMessage, StateStore};
 use crate::sink::SinkHandle;
@@ -68,6 +72,9 @@ pub struct DdlListenerActor {
     board: StatusBoard,
     supervisor: Addr<SupervisorActor>,
     config: ListenerConfig,
+    /// Only the holder of this lease receives from the queue; every
+    /// instance drains the inbox for the tables it owns.
+    lease: SingletonLease,
     stopped: bool,
     /// The last receive error, to log each distinct one once.
     failing: Option<String>,
@@ -84,6 +91,9 @@ enum Handled {
     Failed(String),
     /// Will never work (the message cannot be read).
     Unreadable(String),
+    /// The table is owned by another instance (or by none right now): it
+    /// waits in the inbox for its owner.
+    Elsewhere,
 }
 
 /// What one receive brought, for the actor to report.
@@ -103,6 +113,8 @@ struct Parts {
     sink: SinkHandle,
     supervisor: Addr<SupervisorActor>,
     config: ListenerConfig,
+    /// This instance holds the listener's lease: it receives this round.
+    receive: bool,
 }
 
 impl DdlListenerActor {
@@ -113,6 +125,7 @@ impl DdlListenerActor {
         board: StatusBoard,
         supervisor: Addr<SupervisorActor>,
         config: ListenerConfig,
+        lease: SingletonLease,
     ) -> Self {
         Self {
             queue,
@@ -121,6 +134,7 @@ impl DdlListenerActor {
             board,
             supervisor,
             config,
+            lease,
             stopped: false,
             failing: None,
         }
@@ -142,6 +156,7 @@ impl DdlListenerActor {
             sink: self.sink.clone(),
             supervisor: self.supervisor.clone(),
             config: self.config.clone(),
+            receive: self.lease.held(),
         };
         ctx.wait(
             round(parts)
@@ -195,6 +210,7 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
                 debug!(id = %m.message.id, error = %e, "DDL event waits for Redis");
                 continue;
             }
+            Handled::Elsewhere => continue,
             Handled::Failed(e) if m.attempts + 1 < MAX_ATTEMPTS => {
                 debug!(id = %m.message.id, error = %e, "DDL event not applied yet; will retry");
                 InboxOutcome::Retry(e)
@@ -205,6 +221,11 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
             .sink
             .inbox_settle(m.message.id.clone(), outcome)
             .await?;
+    }
+    if !parts.receive {
+        // Another instance receives; this one only drains the inbox.
+        tokio::time::sleep(parts.config.wait).await;
+        return Ok(Received::default());
     }
     let queue = &parts.queue;
     let messages = queue.receive(parts.config.batch, parts.config.wait).await?;
@@ -278,10 +299,15 @@ async fn handle(
         Err(e) => return Handled::Unavailable(format!("could not read the flags of {table}: {e}")),
     }
     match supervisor.send(RouteSchemaChange(change)).await {
-        Ok(Ok(())) => {
+        Ok(Ok(Routed::Applied)) => {
             telemetry::ddl_event(event_type, "applied");
             Handled::Done
         }
+        Ok(Ok(Routed::NotTracked)) => {
+            telemetry::ddl_event(event_type, "ignored");
+            Handled::Done
+        }
+        Ok(Ok(Routed::Elsewhere)) => Handled::Elsewhere,
         Ok(Err(e)) => Handled::Failed(e.to_string()),
         Err(e) => Handled::Failed(format!("supervisor unavailable: {e}")),
     }

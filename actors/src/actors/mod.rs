@@ -4,6 +4,7 @@
 
 mod ddl_listener;
 mod module_sync;
+pub mod ownership;
 mod supervisor;
 mod table;
 
@@ -12,7 +13,7 @@ pub use ddl_listener::{
     BROKER_ERROR,
 };
 pub use module_sync::ModuleSyncActor;
-pub use supervisor::{RouteSchemaChange, Shutdown, SupervisorActor, WakeTable};
+pub use supervisor::{RouteSchemaChange, Routed, Shutdown, SupervisorActor, WakeTable};
 pub use table::{ApplySchemaChange, Retire, TableActor, Wake};
 
 use std::sync::Arc;
@@ -164,18 +165,26 @@ pub fn start(ports: Ports, config: SyncConfig) -> Running {
         stopping: Default::default(),
     });
     let cycles = pipeline.cycles.clone();
-    let supervisor = SupervisorActor::new(pipeline).start();
+    // Module sync and the DDL queue's receive run on one instance at a
+    // time, each under its own lease.
+    let module_lease = ownership::SingletonLease::default();
+    let listener_lease = ownership::SingletonLease::default();
+    let mut singletons = vec![("module_sync", module_lease.clone())];
+    if ddl_queue.is_some() {
+        singletons.push(("ddl_listener", listener_lease.clone()));
+    }
+    let supervisor = SupervisorActor::new(pipeline, singletons).start();
     {
         let (sink, board) = (sink.clone(), board.clone());
         actix::Supervisor::start(move |_| {
-            ModuleSyncActor::new(primary, sink, board, module_interval)
+            ModuleSyncActor::new(primary, sink, board, module_interval, module_lease)
         });
     }
     let listener = ddl_queue.map(|queue| {
         let sup = supervisor.clone();
         let (sink, board) = (sink.clone(), board.clone());
         actix::Supervisor::start(move |_| {
-            DdlListenerActor::new(queue, state, sink, board, sup, listener)
+            DdlListenerActor::new(queue, state, sink, board, sup, listener, listener_lease)
         })
     });
     Running {

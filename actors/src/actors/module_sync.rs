@@ -11,6 +11,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{info, warn};
 
+use super::ownership::SingletonLease;
+
 use crate::error::Result;
 use crate::modules::{plan, ModuleOp};
 use crate::ports::Primary;
@@ -25,6 +27,10 @@ pub struct ModuleSyncActor {
     interval: Duration,
     /// Encrypted modules already warned about.
     warned: BTreeSet<String>,
+    /// Modules are synced only while this instance holds this lease.
+    lease: SingletonLease,
+    /// When the last round started.
+    last: Option<tokio::time::Instant>,
 }
 
 /// The result of one round.
@@ -93,17 +99,29 @@ impl ModuleSyncActor {
         sink: SinkHandle,
         board: StatusBoard,
         interval: Duration,
+        lease: SingletonLease,
     ) -> Self {
         Self {
             primary,
             sink,
             board,
             interval,
+            lease,
+            last: None,
             warned: BTreeSet::new(),
         }
     }
 
     fn run(&mut self, ctx: &mut Context<Self>) {
+        if !self.lease.held() {
+            // Another instance syncs the modules (or none may right now).
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if self.last.is_some_and(|last| now < last + self.interval) {
+            return;
+        }
+        self.last = Some(now);
         let work = sync_round(self.primary.clone(), self.sink.clone());
         ctx.wait(work.into_actor(self).map(|result, act, _ctx| match result {
             Ok(round) => {
@@ -134,8 +152,10 @@ impl Actor for ModuleSyncActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.run(ctx);
-        ctx.run_interval(self.interval, |act, ctx| act.run(ctx));
+        // Checked often, run every `interval` while this instance holds
+        // the lease (so a new holder starts within a second).
+        let tick = self.interval.min(Duration::from_secs(1));
+        ctx.run_interval(tick, |act, ctx| act.run(ctx));
     }
 }
 

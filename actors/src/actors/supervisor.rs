@@ -1,23 +1,32 @@
 //! SupervisorActor: every poll lists the CT-tracked tables on the primary,
 //! creates their default flags (never overwriting an operator's value),
-//! starts one supervised TableActor per new table and retires actors of
-//! tables that are no longer tracked. A discovery that did not complete
-//! changes nothing. A table gets a new actor only after its previous one has
-//! finished its cycle, and each actor writes under its own fence token, so
-//! at most one cycle of a table ever runs. It also notices Redis losing its
-//! data (the marker key vanished) and says so.
+//! renews this instance's heartbeat and leases, and runs one supervised
+//! TableActor for each table whose lease it holds (the tables rendezvous
+//! hashing gives it among the live instances, see [`super::ownership`]). It
+//! retires actors of tables it lost, hands over tables another instance
+//! should run, and gives its leases back on a graceful stop. A discovery
+//! that did not complete changes nothing (and renews nothing: the fence
+//! stops this instance's writes before its leases can be taken over). A
+//! table gets a new actor only after its previous one has finished its
+//! cycle, and each actor writes under its own claim, so at most one cycle
+//! of a table ever runs. It also notices Redis losing its data (the marker
+//! key vanished) and says so.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
+use tokio::time::Instant;
+
+use super::ownership::{preferred_owner, write_deadline, SingletonLease};
 use super::table::{ApplySchemaChange, Retire, TableActor, Wake};
 use crate::ddl::SchemaChange;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::keys;
 use crate::model::TableId;
-use crate::ports::Marker;
+use crate::ports::{LeaseGrant, Marker};
 use crate::sync::{now_millis, Pipeline, PrimaryFacts};
 use crate::telemetry;
 
@@ -32,6 +41,18 @@ pub struct SupervisorActor {
     /// This process has seen the state store's marker (so a missing one
     /// later means the store lost its data).
     marker_seen: bool,
+    /// The tables tracked on the primary at the last discovery (`None`
+    /// before the first one completed).
+    tracked: Option<BTreeSet<TableId>>,
+    /// Singleton actors' leases (`module_sync`, `ddl_listener`).
+    singletons: Vec<(&'static str, SingletonLease)>,
+    /// Tables another instance held when this one last asked (to count
+    /// takeovers).
+    held_elsewhere: BTreeMap<TableId, String>,
+    /// Until when the leases renewed last may be written under.
+    until: Option<Instant>,
+    /// The live instances at the last discovery.
+    instances: Vec<String>,
 }
 
 /// What one discovery found.
@@ -40,10 +61,17 @@ struct Discovered {
     /// The state store lost its data since this process last looked (or
     /// before it started, when the replica holds ctsync's records).
     redis_lost: bool,
+    instances: Vec<String>,
+    /// The table leases asked for, and what each came to.
+    grants: Vec<(TableId, LeaseGrant)>,
+    /// The singletons' leases, in `singletons` order.
+    singleton_grants: Vec<LeaseGrant>,
+    /// When the leases were asked for (their TTL started after this).
+    asked: Instant,
 }
 
 impl SupervisorActor {
-    pub fn new(pipeline: Arc<Pipeline>) -> Self {
+    pub fn new(pipeline: Arc<Pipeline>, singletons: Vec<(&'static str, SingletonLease)>) -> Self {
         Self {
             pipeline,
             tables: BTreeMap::new(),
@@ -51,7 +79,16 @@ impl SupervisorActor {
             shutting_down: false,
             discovery_error: None,
             marker_seen: false,
+            tracked: None,
+            singletons,
+            held_elsewhere: BTreeMap::new(),
+            until: None,
+            instances: Vec::new(),
         }
+    }
+
+    fn me(&self) -> &str {
+        &self.pipeline.config.instance_id
     }
 
     fn discover(&mut self, ctx: &mut Context<Self>) {
@@ -60,6 +97,12 @@ impl SupervisorActor {
         }
         let pipeline = self.pipeline.clone();
         let marker_seen = self.marker_seen;
+        let running: Vec<TableId> = self.tables.keys().cloned().collect();
+        let singleton_names: Vec<String> = self
+            .singletons
+            .iter()
+            .map(|(name, _)| keys::singleton_lease(name))
+            .collect();
         let work = async move {
             let tables = pipeline.primary.tracked_tables().await?;
             let identity = pipeline.primary.identity().await?;
@@ -86,7 +129,34 @@ impl SupervisorActor {
             if !marker_seen || marker == Marker::Created {
                 pipeline.state.publish(&pipeline.config.published).await?;
             }
-            Ok::<_, crate::error::Error>(Discovered { tables, redis_lost })
+            let me = pipeline.config.instance_id.as_str();
+            let ttl = pipeline.config.lease_ttl;
+            let instances = pipeline.state.heartbeat(me, ttl).await?;
+            // The tables this instance should run, and those it runs now
+            // (renewed until handed over or gone).
+            let mut ask: Vec<TableId> = tables
+                .iter()
+                .filter(|t| preferred_owner(t, &instances) == Some(me))
+                .cloned()
+                .collect();
+            for t in running {
+                if tables.contains(&t) && !ask.contains(&t) {
+                    ask.push(t);
+                }
+            }
+            let mut names: Vec<String> = ask.iter().map(keys::table_lease).collect();
+            names.extend(singleton_names);
+            let asked = Instant::now();
+            let mut grants = pipeline.state.acquire_leases(&names, me, ttl).await?;
+            let singleton_grants = grants.split_off(ask.len().min(grants.len()));
+            Ok::<_, Error>(Discovered {
+                tables,
+                redis_lost,
+                instances,
+                grants: ask.into_iter().zip(grants).collect(),
+                singleton_grants,
+                asked,
+            })
         };
         ctx.wait(work.into_actor(self).map(
             |result: Result<Discovered>, act, ctx| match result {
@@ -100,7 +170,7 @@ impl SupervisorActor {
                     if act.discovery_error.take().is_some() {
                         info!("table discovery works again");
                     }
-                    act.reconcile(found.tables, ctx)
+                    act.reconcile(found, ctx)
                 }
                 Err(e) => {
                     telemetry::discovery(false, 0);
@@ -128,53 +198,122 @@ impl SupervisorActor {
         self.pipeline.board.set_redis_data_lost_at(now_millis());
     }
 
-    fn reconcile(&mut self, tables: Vec<TableId>, ctx: &mut Context<Self>) {
+    fn reconcile(&mut self, found: Discovered, ctx: &mut Context<Self>) {
         if self.shutting_down {
             return;
         }
-        for table in &tables {
-            if self.tables.contains_key(table) {
-                continue;
-            }
-            if self.retiring.contains(table) {
-                // Its previous actor is still finishing a cycle: wait.
-                continue;
-            }
-            info!(table = %table, "tracking table");
-            let pipeline = self.pipeline.clone();
-            let token = pipeline.fence.issue(table);
-            let id = table.clone();
-            let addr = actix::Supervisor::start(move |_| TableActor::new(id, pipeline, token));
-            self.tables.insert(table.clone(), addr);
+        let until = write_deadline(found.asked, self.pipeline.config.lease_ttl);
+        self.until = Some(until);
+        if found.instances != self.instances {
+            info!(instances = ?found.instances, "live ctsync instances changed; tables are shared among them");
+            self.instances = found.instances.clone();
         }
+        let me = self.me().to_string();
+        for (table, grant) in found.grants {
+            let wanted = preferred_owner(&table, &found.instances) == Some(me.as_str());
+            let running = self.tables.contains_key(&table);
+            match (grant, running) {
+                (LeaseGrant::Renewed, true) => {
+                    self.pipeline.fence.extend(&table, until);
+                    if !wanted {
+                        info!(table = %table, "another instance should run this table; handing it over");
+                        self.retire(table, true, ctx);
+                    }
+                }
+                (LeaseGrant::Acquired, true) => {
+                    warn!(table = %table, "this instance's lease of the table expired or was lost (Redis down or lost its data); stopping its cycle and claiming it again");
+                    telemetry::lease_lost();
+                    self.retire(table, false, ctx);
+                }
+                (LeaseGrant::Held(by), true) => {
+                    warn!(table = %table, holder = %by, "this instance lost the table's lease to another instance; stopping its cycle");
+                    telemetry::lease_lost();
+                    self.retire(table, false, ctx);
+                }
+                (grant @ (LeaseGrant::Acquired | LeaseGrant::Renewed), false) => {
+                    if self.retiring.contains(&table) {
+                        // Its previous actor is still finishing a cycle: wait.
+                        continue;
+                    }
+                    if let Some(by) = self.held_elsewhere.remove(&table) {
+                        if grant == LeaseGrant::Acquired {
+                            info!(table = %table, previous = %by, "took over the table from another instance");
+                            telemetry::takeover();
+                        }
+                    }
+                    info!(table = %table, "tracking table");
+                    let pipeline = self.pipeline.clone();
+                    let generation = pipeline.fence.grant(&table, until);
+                    let id = table.clone();
+                    let addr = actix::Supervisor::start(move |_| {
+                        TableActor::new(id, pipeline, generation)
+                    });
+                    self.tables.insert(table, addr);
+                }
+                (LeaseGrant::Held(by), false) => {
+                    self.held_elsewhere.insert(table, by);
+                }
+            }
+        }
+        let tracked: BTreeSet<TableId> = found.tables.into_iter().collect();
         let gone: Vec<TableId> = self
             .tables
             .keys()
-            .filter(|t| !tables.contains(t))
+            .filter(|t| !tracked.contains(t))
             .cloned()
             .collect();
         for table in gone {
             info!(table = %table, "table is no longer tracked by change tracking; stopping it");
-            self.retire(table, ctx);
+            self.retire(table, true, ctx);
         }
+        self.held_elsewhere.retain(|t, _| tracked.contains(t));
+        self.tracked = Some(tracked);
+        let mut held = self.tables.len();
+        for ((name, lease), grant) in self.singletons.iter().zip(&found.singleton_grants) {
+            let was = lease.held();
+            lease.set(grant.holds().then_some(until));
+            if grant.holds() {
+                held += 1;
+            }
+            if was != grant.holds() {
+                info!(
+                    singleton = name,
+                    held = grant.holds(),
+                    "singleton lease changed hands"
+                );
+            }
+        }
+        telemetry::leases_held(held);
     }
 
-    /// Stops the table's actor: its token is revoked at once (no write of
+    /// Stops the table's actor: its claim is refused at once (no write of
     /// it lands any more), and the table gets no new actor until the old
-    /// one has answered (its cycle in flight finished).
-    fn retire(&mut self, table: TableId, ctx: &mut Context<Self>) {
+    /// one has answered (its cycle in flight finished). With `release`, the
+    /// lease is given back then (a handover, or a table no longer tracked).
+    fn retire(&mut self, table: TableId, release: bool, ctx: &mut Context<Self>) {
         let Some(addr) = self.tables.remove(&table) else {
             return;
         };
         self.pipeline.fence.revoke(&table);
         self.pipeline.board.remove(&table.key_name());
+        telemetry::forget_table(&table.key_name());
         self.retiring.insert(table.clone());
+        let pipeline = self.pipeline.clone();
+        let lease = keys::table_lease(&table);
         ctx.spawn(
-            async move { addr.send(Retire).await.ok() }
-                .into_actor(self)
-                .map(move |_, act, _| {
-                    act.retiring.remove(&table);
-                }),
+            async move {
+                addr.send(Retire).await.ok();
+                if release {
+                    let me = &pipeline.config.instance_id;
+                    if let Err(e) = pipeline.state.release_leases(&[lease], me).await {
+                        debug!(error = %e, "could not give a lease back; it expires by itself");
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(move |_, act, _| {
+                act.retiring.remove(&table);
+            }),
         );
     }
 }
@@ -212,55 +351,101 @@ impl Actor for SupervisorActor {
     }
 }
 
-/// Routes a schema change from the DDL listener to the table's actor (table
+/// Routes a schema change from the DDL inbox to the table's actor (table
 /// renames are applied here, since they change which actor owns the table).
 pub struct RouteSchemaChange(pub SchemaChange);
 
+/// Where a schema change went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Applied by this instance.
+    Applied,
+    /// The table is not tracked: nothing on the replica to change.
+    NotTracked,
+    /// Another instance owns the table (or none does right now, or
+    /// discovery has not run yet): the event waits in the inbox for it.
+    Elsewhere,
+}
+
 impl Message for RouteSchemaChange {
-    type Result = Result<()>;
+    type Result = Result<Routed>;
 }
 
 impl Handler<RouteSchemaChange> for SupervisorActor {
-    type Result = ResponseActFuture<Self, Result<()>>;
+    type Result = ResponseActFuture<Self, Result<Routed>>;
 
     fn handle(&mut self, msg: RouteSchemaChange, _ctx: &mut Self::Context) -> Self::Result {
         let change = msg.0;
-        if let SchemaChange::RenameTable { from, .. } = &change {
-            // The old name's actor goes (and is waited for); discovery
-            // starts one for the new name.
-            let from = from.clone();
-            let old = self.tables.remove(&from);
+        let table = change.table().clone();
+        let Some(addr) = self.tables.get(&table).cloned() else {
+            let routed = match &self.tracked {
+                Some(tracked) if !tracked.contains(&table) => Routed::NotTracked,
+                _ => Routed::Elsewhere,
+            };
+            return Box::pin(async move { Ok(routed) }.into_actor(self));
+        };
+        if let SchemaChange::RenameTable { .. } = &change {
+            // The old name's actor goes (and is waited for); this instance
+            // claims the old name once more to rename it; discovery starts
+            // an actor for the new name wherever it belongs.
+            let from = table;
+            self.tables.remove(&from);
             self.pipeline.fence.revoke(&from);
             self.pipeline.board.remove(&from.key_name());
+            telemetry::forget_table(&from.key_name());
             self.retiring.insert(from.clone());
             let pipeline = self.pipeline.clone();
+            let until = self.until.unwrap_or_else(Instant::now);
             return Box::pin(
                 async move {
-                    if let Some(addr) = old {
-                        addr.send(Retire).await.ok();
-                    }
-                    crate::sync::apply_schema_change(&pipeline, &pipeline.sink, &change).await
+                    addr.send(Retire).await.ok();
+                    let result = rename_under_new_claim(&pipeline, &from, until, &change).await;
+                    pipeline.fence.revoke(&from);
+                    let lease = keys::table_lease(&from);
+                    let _ = pipeline
+                        .state
+                        .release_leases(&[lease], &pipeline.config.instance_id)
+                        .await;
+                    (from, result)
                 }
                 .into_actor(self)
-                .map(move |result, act, _| {
+                .map(move |(from, result), act, _| {
                     act.retiring.remove(&from);
-                    result
+                    result.map(|_| Routed::Applied)
                 }),
             );
         }
-        let addr = self.tables.get(change.table()).cloned();
         Box::pin(
             async move {
-                match addr {
-                    Some(addr) => addr.send(ApplySchemaChange(change)).await.map_err(|e| {
-                        crate::error::Error::Sink(format!("table actor unavailable: {e}"))
-                    })?,
-                    None => Ok(()), // not tracked: nothing on the replica to change
-                }
+                addr.send(ApplySchemaChange(change))
+                    .await
+                    .map_err(|e| Error::Sink(format!("table actor unavailable: {e}")))??;
+                Ok(Routed::Applied)
             }
             .into_actor(self),
         )
     }
+}
+
+/// Renames `from` under a fresh claim of this instance (whose lease it
+/// still holds until `until`).
+async fn rename_under_new_claim(
+    pipeline: &Pipeline,
+    from: &TableId,
+    until: Instant,
+    change: &SchemaChange,
+) -> Result<()> {
+    let generation = pipeline.fence.grant(from, until);
+    let me = pipeline.config.instance_id.clone();
+    let claim = pipeline.sink.claim(from.clone(), me, generation).await?;
+    let lease = keys::table_lease(from);
+    if !pipeline.state.set_lease_claim(&lease, &claim).await? {
+        return Err(Error::Fenced {
+            table: from.clone(),
+            detail: format!("{lease} is no longer held by this instance"),
+        });
+    }
+    crate::sync::apply_schema_change(pipeline, &pipeline.sink.fenced(claim), change).await
 }
 
 /// An operator key of `table` changed: its actor runs a cycle now.
@@ -294,6 +479,16 @@ impl Handler<Shutdown> for SupervisorActor {
             .stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let addrs: Vec<Addr<TableActor>> = self.tables.values().cloned().collect();
+        let mut leases: Vec<String> = self.tables.keys().map(keys::table_lease).collect();
+        leases.extend(
+            self.singletons
+                .iter()
+                .map(|(name, _)| keys::singleton_lease(name)),
+        );
+        for (_, lease) in &self.singletons {
+            lease.set(None);
+        }
+        let pipeline = self.pipeline.clone();
         Box::pin(async move {
             // All at once: the stop takes as long as the slowest table.
             let waits: Vec<_> = addrs
@@ -304,6 +499,13 @@ impl Handler<Shutdown> for SupervisorActor {
                 // An actor that already stopped has nothing in flight.
                 let _ = wait.await;
             }
+            // Given back, so another instance takes the tables at once
+            // instead of after the TTL.
+            let me = &pipeline.config.instance_id;
+            if let Err(e) = pipeline.state.release_leases(&leases, me).await {
+                warn!(error = %e, "could not give the leases back; other instances take the tables when they expire");
+            }
+            let _ = pipeline.state.leave(me).await;
         })
     }
 }

@@ -1,9 +1,12 @@
 //! TableActor: runs one table's cycle every poll. A cycle runs atomically
 //! (`ctx.wait`), so a shutdown request waits for the batch in flight. On an
 //! error the actor records it and stops; actix supervision restarts it after
-//! an exponential backoff, counted in `ctsync_actor_restarts_total`. Every
-//! replica write carries the fence token the supervisor gave this actor; once
-//! the supervisor retires it, its writes are refused (see `crate::fence`).
+//! an exponential backoff, counted in `ctsync_actor_restarts_total`. Before
+//! its first write it claims the table on the replica under the grant the
+//! supervisor gave it and records the claim in the table's lease; every
+//! write carries that claim, and once the supervisor retires the actor (or
+//! another instance claims the table) its writes are refused (see
+//! `crate::fence`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +15,9 @@ use actix::prelude::*;
 use tracing::{debug, error};
 
 use crate::ddl::SchemaChange;
-use crate::error::Error;
+use crate::error::{Error, Result};
+use crate::fence::Claim;
+use crate::keys;
 use crate::model::TableId;
 use crate::status::TableState;
 use crate::sync::{apply_schema_change, run_cycle, Outcome, Pipeline};
@@ -22,8 +27,10 @@ pub struct TableActor {
     table: TableId,
     key: String,
     pipeline: Arc<Pipeline>,
-    /// This owner's fence token.
-    token: u64,
+    /// The supervisor's grant this actor runs under (see `Fence::grant`).
+    generation: u64,
+    /// The claim made under it, once made.
+    claim: Option<Claim>,
     /// Consecutive failed cycles; drives the restart backoff.
     failures: u32,
     first_delay: Duration,
@@ -35,12 +42,13 @@ pub struct TableActor {
 }
 
 impl TableActor {
-    pub fn new(table: TableId, pipeline: Arc<Pipeline>, token: u64) -> Self {
+    pub fn new(table: TableId, pipeline: Arc<Pipeline>, generation: u64) -> Self {
         Self {
             key: table.key_name(),
             table,
             pipeline,
-            token,
+            generation,
+            claim: None,
             failures: 0,
             first_delay: Duration::ZERO,
             retired: false,
@@ -96,9 +104,27 @@ impl TableActor {
         }
         let pipeline = self.pipeline.clone();
         let table = self.table.clone();
-        let token = self.token;
-        let work = async move { run_cycle(&pipeline, &table, token).await };
-        ctx.wait(work.into_actor(self).map(|result, act, ctx| match result {
+        let (generation, claim) = (self.generation, self.claim.clone());
+        let work = async move {
+            let claim = match claim {
+                Some(claim) => claim,
+                None => match claim_table(&pipeline, &table, generation).await {
+                    Ok(claim) => claim,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            let result = run_cycle(&pipeline, &table, &claim).await;
+            (Some(claim), result)
+        };
+        ctx.wait(work.into_actor(self).map(|(claim, result), act, ctx| {
+            act.claim = claim;
+            act.finish_cycle(result, ctx)
+        }));
+    }
+
+    fn finish_cycle(&mut self, result: Result<Outcome>, ctx: &mut Context<Self>) {
+        let act = self;
+        match result {
             Ok(outcome) => {
                 act.failures = 0;
                 act.report_lag();
@@ -110,7 +136,9 @@ impl TableActor {
                 };
                 act.schedule(delay, ctx);
             }
-            Err(e @ Error::Fenced { .. }) => {
+            Err(e @ Error::Fenced { .. })
+                if !act.pipeline.fence.holds(&act.table, act.generation) =>
+            {
                 // Retired while the cycle ran: another owner has the table.
                 debug!(table = %act.table, error = %e, "retired table actor stops");
                 act.retired = true;
@@ -129,11 +157,36 @@ impl TableActor {
                     s.state = TableState::Error;
                     s.last_error = Some(message);
                 });
+                if matches!(e, Error::Fenced { .. }) {
+                    // Another instance claimed the table on the replica:
+                    // claim again (the lease decides who may) or be retired.
+                    act.claim = None;
+                }
                 act.report_lag();
                 ctx.stop();
             }
-        }));
+        }
     }
+}
+
+/// Claims the table on the replica under `generation` and records the
+/// claim in the table's lease, which this instance must still hold.
+async fn claim_table(pipeline: &Pipeline, table: &TableId, generation: u64) -> Result<Claim> {
+    let owner = pipeline.config.instance_id.clone();
+    let claim = pipeline
+        .sink
+        .claim(table.clone(), owner, generation)
+        .await?;
+    let lease = keys::table_lease(table);
+    if !pipeline.state.set_lease_claim(&lease, &claim).await? {
+        pipeline.fence.revoke(table);
+        return Err(Error::Fenced {
+            table: table.clone(),
+            detail: format!("{lease} is no longer held by this instance"),
+        });
+    }
+    debug!(table = %table, token = claim.token, "claimed the table");
+    Ok(claim)
 }
 
 impl Actor for TableActor {
@@ -167,9 +220,23 @@ impl Handler<ApplySchemaChange> for TableActor {
 
     fn handle(&mut self, msg: ApplySchemaChange, _ctx: &mut Self::Context) -> Self::Result {
         let pipeline = self.pipeline.clone();
-        let sink = pipeline.sink.fenced(self.token);
+        let (table, generation, claim) = (self.table.clone(), self.generation, self.claim.clone());
         AtomicResponse::new(Box::pin(
-            async move { apply_schema_change(&pipeline, &sink, &msg.0).await }.into_actor(self),
+            async move {
+                let claim = match claim {
+                    Some(claim) => claim,
+                    None => claim_table(&pipeline, &table, generation).await?,
+                };
+                let sink = pipeline.sink.fenced(claim.clone());
+                apply_schema_change(&pipeline, &sink, &msg.0).await?;
+                Ok(claim)
+            }
+            .into_actor(self)
+            .map(|result: Result<Claim>, act, _| {
+                result.map(|claim| {
+                    act.claim = Some(claim);
+                })
+            }),
         ))
     }
 }

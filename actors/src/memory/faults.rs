@@ -14,14 +14,15 @@ use async_trait::async_trait;
 
 use crate::ddl::ParkedDdl;
 use crate::error::{Error, Result};
+use crate::fence::Claim;
 use crate::model::{
     ChangeBatch, ChangePage, ColumnOp, PrimaryIdentity, Row, RowKey, SyncVersion, TableId,
     TableSchema,
 };
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
-    DdlQueue, InboxMessage, InboxOutcome, LoadMode, LoadProgress, LoadStart, Marker, PendingLoad,
-    Primary, QueueMessage, Replica, ReplicaRecord, StateStore, TableFlags,
+    DdlQueue, InboxMessage, InboxOutcome, LeaseGrant, LoadMode, LoadProgress, LoadStart, Marker,
+    PendingLoad, Primary, QueueMessage, Replica, ReplicaRecord, StateStore, TableFlags,
 };
 
 /// Where a fault can strike.
@@ -231,11 +232,16 @@ impl Primary for Faulty<dyn Primary> {
 
 #[async_trait]
 impl Replica for Faulty<dyn Replica> {
-    async fn begin_full_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()> {
+    async fn begin_full_load(
+        &self,
+        schema: &TableSchema,
+        start: &LoadStart,
+        claim: &Claim,
+    ) -> Result<()> {
         guarded!(
             self,
             Site::ReplicaWrite,
-            self.inner.begin_full_load(schema, start)
+            self.inner.begin_full_load(schema, start, claim)
         )
     }
     async fn insert_rows(
@@ -243,18 +249,24 @@ impl Replica for Faulty<dyn Replica> {
         schema: &TableSchema,
         rows: &[Row],
         load: &PendingLoad,
+        claim: &Claim,
     ) -> Result<()> {
         guarded!(
             self,
             Site::ReplicaWrite,
-            self.inner.insert_rows(schema, rows, load)
+            self.inner.insert_rows(schema, rows, load, claim)
         )
     }
-    async fn apply_changes(&self, schema: &TableSchema, batch: &ChangeBatch) -> Result<()> {
+    async fn apply_changes(
+        &self,
+        schema: &TableSchema,
+        batch: &ChangeBatch,
+        claim: &Claim,
+    ) -> Result<()> {
         guarded!(
             self,
             Site::ReplicaWrite,
-            self.inner.apply_changes(schema, batch)
+            self.inner.apply_changes(schema, batch, claim)
         )
     }
     async fn finish_full_load(
@@ -262,19 +274,28 @@ impl Replica for Faulty<dyn Replica> {
         schema: &TableSchema,
         version: SyncVersion,
         mode: LoadMode,
+        claim: &Claim,
     ) -> Result<()> {
         guarded!(
             self,
             Site::ReplicaWrite,
-            self.inner.finish_full_load(schema, version, mode)
+            self.inner.finish_full_load(schema, version, mode, claim)
         )
     }
-    async fn cancel_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+    async fn cancel_load(
+        &self,
+        table: &TableId,
+        version: SyncVersion,
+        claim: &Claim,
+    ) -> Result<()> {
         guarded!(
             self,
             Site::ReplicaWrite,
-            self.inner.cancel_load(table, version)
+            self.inner.cancel_load(table, version, claim)
         )
+    }
+    async fn claim(&self, table: &TableId, owner: &str) -> Result<u64> {
+        guarded!(self, Site::ReplicaWrite, self.inner.claim(table, owner))
     }
     async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>> {
         guarded!(self, Site::ReplicaRead, self.inner.swap_blockers(table))
@@ -285,22 +306,32 @@ impl Replica for Faulty<dyn Replica> {
     async fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>> {
         guarded!(self, Site::ReplicaRead, self.inner.table_schema(table))
     }
-    async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp]) -> Result<()> {
+    async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp], claim: &Claim) -> Result<()> {
         guarded!(
             self,
             Site::ReplicaWrite,
-            self.inner.alter_columns(table, ops)
+            self.inner.alter_columns(table, ops, claim)
         )
     }
-    async fn rename_column(&self, table: &TableId, from: &str, to: &str) -> Result<()> {
+    async fn rename_column(
+        &self,
+        table: &TableId,
+        from: &str,
+        to: &str,
+        claim: &Claim,
+    ) -> Result<()> {
         guarded!(
             self,
             Site::ReplicaWrite,
-            self.inner.rename_column(table, from, to)
+            self.inner.rename_column(table, from, to, claim)
         )
     }
-    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
-        guarded!(self, Site::ReplicaWrite, self.inner.rename_table(from, to))
+    async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()> {
+        guarded!(
+            self,
+            Site::ReplicaWrite,
+            self.inner.rename_table(from, to, claim)
+        )
     }
     async fn modules(&self) -> Result<Vec<ModuleDef>> {
         guarded!(self, Site::ReplicaRead, self.inner.modules())
@@ -354,11 +385,16 @@ impl StateStore for Faulty<dyn StateStore> {
     async fn version(&self, table: &TableId) -> Result<Option<SyncVersion>> {
         guarded!(self, Site::StateRead, self.inner.version(table))
     }
-    async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+    async fn set_version(
+        &self,
+        table: &TableId,
+        version: SyncVersion,
+        claim: &Claim,
+    ) -> Result<()> {
         guarded!(
             self,
             Site::StateWrite,
-            self.inner.set_version(table, version)
+            self.inner.set_version(table, version, claim)
         )
     }
     async fn finish_full_load(
@@ -367,12 +403,13 @@ impl StateStore for Faulty<dyn StateStore> {
         version: SyncVersion,
         identity: &PrimaryIdentity,
         forced: bool,
+        claim: &Claim,
     ) -> Result<()> {
         guarded!(
             self,
             Site::StateWrite,
             self.inner
-                .finish_full_load(table, version, identity, forced)
+                .finish_full_load(table, version, identity, forced, claim)
         )
     }
     async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>> {
@@ -382,25 +419,67 @@ impl StateStore for Faulty<dyn StateStore> {
         &self,
         table: &TableId,
         identity: &PrimaryIdentity,
+        claim: &Claim,
     ) -> Result<()> {
         guarded!(
             self,
             Site::StateWrite,
-            self.inner.set_primary_identity(table, identity)
+            self.inner.set_primary_identity(table, identity, claim)
         )
     }
-    async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()> {
+    async fn set_progress(
+        &self,
+        table: &TableId,
+        progress: &LoadProgress,
+        claim: &Claim,
+    ) -> Result<()> {
         guarded!(
             self,
             Site::StateWrite,
-            self.inner.set_progress(table, progress)
+            self.inner.set_progress(table, progress, claim)
         )
     }
     async fn park_ddl(&self, entry: &ParkedDdl) -> Result<()> {
         guarded!(self, Site::StateWrite, self.inner.park_ddl(entry))
     }
-    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
-        guarded!(self, Site::StateWrite, self.inner.rename_table(from, to))
+    async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.rename_table(from, to, claim)
+        )
+    }
+    async fn heartbeat(&self, instance: &str, ttl: std::time::Duration) -> Result<Vec<String>> {
+        guarded!(self, Site::StateWrite, self.inner.heartbeat(instance, ttl))
+    }
+    async fn leave(&self, instance: &str) -> Result<()> {
+        guarded!(self, Site::StateWrite, self.inner.leave(instance))
+    }
+    async fn acquire_leases(
+        &self,
+        leases: &[String],
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Vec<LeaseGrant>> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.acquire_leases(leases, owner, ttl)
+        )
+    }
+    async fn set_lease_claim(&self, lease: &str, claim: &Claim) -> Result<bool> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.set_lease_claim(lease, claim)
+        )
+    }
+    async fn release_leases(&self, leases: &[String], owner: &str) -> Result<()> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.release_leases(leases, owner)
+        )
     }
 }
 

@@ -12,6 +12,7 @@ use super::replica_load::{self, injected};
 use super::replica_table::{alter, insert, references};
 use super::replica_tx::Tx;
 use crate::error::{Error, Result};
+use crate::fence::Claim;
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
@@ -44,6 +45,12 @@ struct Data {
     loads_started: BTreeMap<TableId, usize>,
     /// Shadow tables swapped in per table.
     swaps: BTreeMap<TableId, usize>,
+    /// `[ctsync].[fence]`: each table's current claim.
+    fences: BTreeMap<TableId, Claim>,
+    /// The token of every committed table write, in commit order, per table.
+    commit_tokens: BTreeMap<TableId, Vec<u64>>,
+    /// Table writes refused by the fence.
+    fenced_commits: usize,
 }
 
 #[derive(Debug, Default)]
@@ -190,13 +197,50 @@ impl MemoryReplica {
         self.lock().tables.remove(id);
     }
 
-    /// Runs one write transaction: everything `f` stages is written back
-    /// only if it succeeds.
-    fn transact<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+    /// The token of every committed write of the table, in commit order.
+    pub fn commit_tokens(&self, id: &TableId) -> Vec<u64> {
+        self.lock()
+            .commit_tokens
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Table writes the fence refused so far.
+    pub fn fenced_commits(&self) -> usize {
+        self.lock().fenced_commits
+    }
+
+    /// The table's current claim in `[ctsync].[fence]`.
+    pub fn fence_of(&self, id: &TableId) -> Option<Claim> {
+        self.lock().fences.get(id).cloned()
+    }
+
+    /// Runs one write transaction on `table` under `claim`: refused unless
+    /// the claim is the table's current one; everything `f` stages is
+    /// written back only if it succeeds.
+    fn transact<T>(
+        &self,
+        table: &TableId,
+        claim: &Claim,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
         let mut guard = self.lock();
         let data = &mut *guard;
         if let Some(msg) = &data.down {
             return Err(Error::Replica(msg.clone()));
+        }
+        if data.fences.get(table) != Some(claim) {
+            data.fenced_commits += 1;
+            let current = data.fences.get(table).map(Claim::lease_value);
+            return Err(Error::Fenced {
+                table: table.clone(),
+                detail: format!(
+                    "claim {} refused by [ctsync].[fence], which holds {}",
+                    claim.lease_value(),
+                    current.as_deref().unwrap_or("no claim")
+                ),
+            });
         }
         data.writes += 1;
         let n = data.writes;
@@ -214,6 +258,10 @@ impl MemoryReplica {
             };
         }
         data.records.extend(changes.records);
+        data.commit_tokens
+            .entry(table.clone())
+            .or_default()
+            .push(claim.token);
         Ok(out)
     }
 
@@ -221,9 +269,10 @@ impl MemoryReplica {
     fn write<T>(
         &self,
         id: &TableId,
+        claim: &Claim,
         f: impl FnOnce(&mut super::replica_table::Table, &mut ReplicaRecord, bool) -> Result<T>,
     ) -> Result<T> {
-        self.transact(|tx| {
+        self.transact(id, claim, |tx| {
             let fail = tx.fail;
             let mut record = tx.record_mut(id).clone();
             let out = f(tx.table_mut(id)?, &mut record, fail)?;
@@ -287,8 +336,15 @@ impl MemoryReplica {
 
 #[async_trait]
 impl Replica for MemoryReplica {
-    async fn begin_full_load(&self, schema: &TableSchema, start: &LoadStart) -> Result<()> {
-        self.transact(|tx| replica_load::begin(tx, schema, start))?;
+    async fn begin_full_load(
+        &self,
+        schema: &TableSchema,
+        start: &LoadStart,
+        claim: &Claim,
+    ) -> Result<()> {
+        self.transact(&schema.id, claim, |tx| {
+            replica_load::begin(tx, schema, start)
+        })?;
         *self
             .lock()
             .loads_started
@@ -302,6 +358,7 @@ impl Replica for MemoryReplica {
         schema: &TableSchema,
         rows: &[Row],
         load: &PendingLoad,
+        claim: &Claim,
     ) -> Result<()> {
         let delay = {
             let mut data = self.lock();
@@ -313,11 +370,18 @@ impl Replica for MemoryReplica {
             tokio::time::sleep(delay).await;
         }
         self.lock().in_flight -= 1;
-        self.transact(|tx| replica_load::page(tx, schema, rows, load))
+        self.transact(&schema.id, claim, |tx| {
+            replica_load::page(tx, schema, rows, load)
+        })
     }
 
-    async fn apply_changes(&self, schema: &TableSchema, batch: &ChangeBatch) -> Result<()> {
-        self.write(&schema.id, |t, record, fail| {
+    async fn apply_changes(
+        &self,
+        schema: &TableSchema,
+        batch: &ChangeBatch,
+        claim: &Claim,
+    ) -> Result<()> {
+        self.write(&schema.id, claim, |t, record, fail| {
             for key in &batch.keys {
                 t.rows.remove(key);
             }
@@ -337,17 +401,35 @@ impl Replica for MemoryReplica {
         schema: &TableSchema,
         version: SyncVersion,
         mode: LoadMode,
+        claim: &Claim,
     ) -> Result<()> {
         let modules: Vec<ModuleDef> = self.lock().modules.values().cloned().collect();
-        self.transact(|tx| replica_load::finish(tx, &modules, schema, version, mode))?;
+        self.transact(&schema.id, claim, |tx| {
+            replica_load::finish(tx, &modules, schema, version, mode)
+        })?;
         if mode == LoadMode::Shadow {
             *self.lock().swaps.entry(schema.id.clone()).or_insert(0) += 1;
         }
         Ok(())
     }
 
-    async fn cancel_load(&self, table: &TableId, version: SyncVersion) -> Result<()> {
-        self.transact(|tx| replica_load::cancel(tx, table, version))
+    async fn cancel_load(
+        &self,
+        table: &TableId,
+        version: SyncVersion,
+        claim: &Claim,
+    ) -> Result<()> {
+        self.transact(table, claim, |tx| replica_load::cancel(tx, table, version))
+    }
+
+    async fn claim(&self, table: &TableId, owner: &str) -> Result<u64> {
+        let mut data = self.lock();
+        if let Some(msg) = &data.down {
+            return Err(Error::Replica(msg.clone()));
+        }
+        let token = data.fences.get(table).map_or(0, |c| c.token) + 1;
+        data.fences.insert(table.clone(), Claim::new(owner, token));
+        Ok(token)
     }
 
     async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>> {
@@ -379,8 +461,8 @@ impl Replica for MemoryReplica {
         Ok(data.tables.get(table).map(|t| t.schema.clone()))
     }
 
-    async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp]) -> Result<()> {
-        self.write(table, |t, _, fail| {
+    async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp], claim: &Claim) -> Result<()> {
+        self.write(table, claim, |t, _, fail| {
             for (i, op) in ops.iter().enumerate() {
                 if fail && i == ops.len() / 2 {
                     return Err(injected(table));
@@ -394,8 +476,14 @@ impl Replica for MemoryReplica {
         })
     }
 
-    async fn rename_column(&self, table: &TableId, from: &str, to: &str) -> Result<()> {
-        self.write(table, |t, _, fail| {
+    async fn rename_column(
+        &self,
+        table: &TableId,
+        from: &str,
+        to: &str,
+        claim: &Claim,
+    ) -> Result<()> {
+        self.write(table, claim, |t, _, fail| {
             if fail {
                 return Err(injected(table));
             }
@@ -416,8 +504,8 @@ impl Replica for MemoryReplica {
         })
     }
 
-    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
-        let renamed = self.write(from, |t, _, fail| {
+    async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()> {
+        let renamed = self.write(from, claim, |t, _, fail| {
             if fail {
                 return Err(injected(from));
             }

@@ -5,20 +5,29 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
+use tokio::time::Instant;
+
 use crate::ddl::ParkedDdl;
 use crate::error::{Error, Result};
+use crate::fence::{fenced_in_store, Claim};
 use crate::keys;
 use crate::model::{PrimaryIdentity, SyncVersion, TableId};
-use crate::ports::{LoadProgress, Marker, StateStore, TableFlags};
+use crate::ports::{LeaseGrant, LoadProgress, Marker, StateStore, TableFlags};
 
 /// A key/value map standing in for Redis.
 #[derive(Debug, Default)]
 pub struct MemoryState {
     map: Mutex<BTreeMap<String, String>>,
     lists: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Leases with their value and expiry (on tokio's clock, so paused
+    /// clocks in tests move them).
+    leases: Mutex<BTreeMap<String, (String, Instant)>>,
+    /// Live instances and when their heartbeat expires.
+    instances: Mutex<BTreeMap<String, Instant>>,
 }
 
 impl MemoryState {
@@ -46,6 +55,42 @@ impl MemoryState {
     pub fn flush(&self) {
         self.lock().clear();
         self.lists.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.leases_now().clear();
+        self.instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The leases, without the expired ones.
+    fn leases_now(&self) -> MutexGuard<'_, BTreeMap<String, (String, Instant)>> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        leases.retain(|_, (_, until)| *until > now);
+        leases
+    }
+
+    /// A lease's value (`<owner> <token>`), if someone holds it.
+    pub fn lease(&self, name: &str) -> Option<String> {
+        self.leases_now().get(name).map(|(v, _)| v.clone())
+    }
+
+    /// Runs `write` on the keys if `claim` holds the table's lease, as the
+    /// Redis scripts do atomically.
+    fn guarded(
+        &self,
+        table: &TableId,
+        claim: &Claim,
+        write: impl FnOnce(&mut BTreeMap<String, String>),
+    ) -> Result<()> {
+        let leases = self.leases_now();
+        let lease = keys::table_lease(table);
+        let held = leases.get(&lease).map(|(v, _)| v.as_str());
+        if held != Some(claim.lease_value().as_str()) {
+            return Err(fenced_in_store(table, claim, held));
+        }
+        write(&mut self.lock());
+        Ok(())
     }
 
     /// The items of a list key (e.g. `mssql_sync:ddl_failed`).
@@ -126,9 +171,15 @@ impl StateStore for MemoryState {
         keys::parse_version(&key, self.get(&key).as_deref())
     }
 
-    async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()> {
-        self.set(&keys::version(table), &version.to_string());
-        Ok(())
+    async fn set_version(
+        &self,
+        table: &TableId,
+        version: SyncVersion,
+        claim: &Claim,
+    ) -> Result<()> {
+        self.guarded(table, claim, |map| {
+            map.insert(keys::version(table), version.to_string());
+        })
     }
 
     async fn finish_full_load(
@@ -137,16 +188,17 @@ impl StateStore for MemoryState {
         version: SyncVersion,
         identity: &PrimaryIdentity,
         forced: bool,
+        claim: &Claim,
     ) -> Result<()> {
-        let mut map = self.lock();
-        map.insert(keys::version(table), version.to_string());
-        let force_key = keys::force_full_load(table);
-        let still_forced = keys::parse_flag(map.get(&force_key).map(String::as_str));
-        if forced && still_forced {
-            map.insert(force_key, "false".into());
-        }
-        map.insert(keys::primary_identity(table), identity.encode());
-        Ok(())
+        self.guarded(table, claim, |map| {
+            map.insert(keys::version(table), version.to_string());
+            let force_key = keys::force_full_load(table);
+            let still_forced = keys::parse_flag(map.get(&force_key).map(String::as_str));
+            if forced && still_forced {
+                map.insert(force_key, "false".into());
+            }
+            map.insert(keys::primary_identity(table), identity.encode());
+        })
     }
 
     async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>> {
@@ -159,15 +211,23 @@ impl StateStore for MemoryState {
         &self,
         table: &TableId,
         identity: &PrimaryIdentity,
+        claim: &Claim,
     ) -> Result<()> {
-        self.set(&keys::primary_identity(table), &identity.encode());
-        Ok(())
+        self.guarded(table, claim, |map| {
+            map.insert(keys::primary_identity(table), identity.encode());
+        })
     }
 
-    async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()> {
+    async fn set_progress(
+        &self,
+        table: &TableId,
+        progress: &LoadProgress,
+        claim: &Claim,
+    ) -> Result<()> {
         let json = serde_json::to_string(progress).map_err(|e| Error::State(e.to_string()))?;
-        self.set(&keys::progress(table), &json);
-        Ok(())
+        self.guarded(table, claim, |map| {
+            map.insert(keys::progress(table), json);
+        })
     }
 
     async fn park_ddl(&self, entry: &ParkedDdl) -> Result<()> {
@@ -180,11 +240,75 @@ impl StateStore for MemoryState {
         Ok(())
     }
 
-    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
-        let mut map = self.lock();
-        for (old, new) in keys::table_keys(from).into_iter().zip(keys::table_keys(to)) {
-            if let Some(v) = map.remove(&old) {
-                map.insert(new, v);
+    async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()> {
+        self.guarded(from, claim, |map| {
+            for (old, new) in keys::table_keys(from).into_iter().zip(keys::table_keys(to)) {
+                if let Some(v) = map.remove(&old) {
+                    map.insert(new, v);
+                }
+            }
+        })
+    }
+
+    async fn heartbeat(&self, instance: &str, ttl: Duration) -> Result<Vec<String>> {
+        let mut instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        instances.retain(|_, until| *until > now);
+        instances.insert(instance.to_string(), now + ttl);
+        Ok(instances.keys().cloned().collect())
+    }
+
+    async fn leave(&self, instance: &str) -> Result<()> {
+        self.instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(instance);
+        Ok(())
+    }
+
+    async fn acquire_leases(
+        &self,
+        leases: &[String],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<LeaseGrant>> {
+        let mut held = self.leases_now();
+        let until = Instant::now() + ttl;
+        let mine = format!("{owner} ");
+        Ok(leases
+            .iter()
+            .map(|name| match held.get_mut(name) {
+                None => {
+                    held.insert(name.clone(), (format!("{owner} 0"), until));
+                    LeaseGrant::Acquired
+                }
+                Some((value, expiry)) if value.starts_with(&mine) => {
+                    *expiry = until;
+                    LeaseGrant::Renewed
+                }
+                Some((value, _)) => LeaseGrant::Held(value.clone()),
+            })
+            .collect())
+    }
+
+    async fn set_lease_claim(&self, lease: &str, claim: &Claim) -> Result<bool> {
+        let mut held = self.leases_now();
+        let mine = format!("{} ", claim.owner);
+        match held.get_mut(lease) {
+            Some((value, _)) if value.starts_with(&mine) => {
+                *value = claim.lease_value();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release_leases(&self, leases: &[String], owner: &str) -> Result<()> {
+        let mut held = self.leases_now();
+        let mine = format!("{owner} ");
+        for name in leases {
+            if held.get(name).is_some_and(|(v, _)| v.starts_with(&mine)) {
+                held.remove(name);
             }
         }
         Ok(())
@@ -272,13 +396,18 @@ impl StateStore for FlakyState {
         self.check_up()?;
         self.inner.version(table).await
     }
-    async fn set_version(&self, table: &TableId, version: SyncVersion) -> Result<()> {
+    async fn set_version(
+        &self,
+        table: &TableId,
+        version: SyncVersion,
+        claim: &Claim,
+    ) -> Result<()> {
         if Self::take(&self.fail_set_version) {
             return Err(Error::State(
                 "injected: crash before the version was saved".into(),
             ));
         }
-        self.inner.set_version(table, version).await
+        self.inner.set_version(table, version, claim).await
     }
     async fn finish_full_load(
         &self,
@@ -286,9 +415,10 @@ impl StateStore for FlakyState {
         version: SyncVersion,
         identity: &PrimaryIdentity,
         forced: bool,
+        claim: &Claim,
     ) -> Result<()> {
         self.inner
-            .finish_full_load(table, version, identity, forced)
+            .finish_full_load(table, version, identity, forced, claim)
             .await
     }
     async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>> {
@@ -298,16 +428,47 @@ impl StateStore for FlakyState {
         &self,
         table: &TableId,
         identity: &PrimaryIdentity,
+        claim: &Claim,
     ) -> Result<()> {
-        self.inner.set_primary_identity(table, identity).await
+        self.inner
+            .set_primary_identity(table, identity, claim)
+            .await
     }
-    async fn set_progress(&self, table: &TableId, progress: &LoadProgress) -> Result<()> {
-        self.inner.set_progress(table, progress).await
+    async fn set_progress(
+        &self,
+        table: &TableId,
+        progress: &LoadProgress,
+        claim: &Claim,
+    ) -> Result<()> {
+        self.inner.set_progress(table, progress, claim).await
     }
     async fn park_ddl(&self, entry: &ParkedDdl) -> Result<()> {
         self.inner.park_ddl(entry).await
     }
-    async fn rename_table(&self, from: &TableId, to: &TableId) -> Result<()> {
-        self.inner.rename_table(from, to).await
+    async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()> {
+        self.inner.rename_table(from, to, claim).await
+    }
+    async fn heartbeat(&self, instance: &str, ttl: Duration) -> Result<Vec<String>> {
+        self.check_up()?;
+        self.inner.heartbeat(instance, ttl).await
+    }
+    async fn leave(&self, instance: &str) -> Result<()> {
+        self.inner.leave(instance).await
+    }
+    async fn acquire_leases(
+        &self,
+        leases: &[String],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Vec<LeaseGrant>> {
+        self.check_up()?;
+        self.inner.acquire_leases(leases, owner, ttl).await
+    }
+    async fn set_lease_claim(&self, lease: &str, claim: &Claim) -> Result<bool> {
+        self.check_up()?;
+        self.inner.set_lease_claim(lease, claim).await
+    }
+    async fn release_leases(&self, leases: &[String], owner: &str) -> Result<()> {
+        self.inner.release_leases(leases, owner).await
     }
 }

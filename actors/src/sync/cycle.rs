@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::reconcile::{self, Plan};
 use super::{full_load, incremental, Pipeline};
 use crate::error::{Error, Result};
+use crate::fence::Claim;
 use crate::model::{PrimaryIdentity, SyncVersion, TableId, TableSchema};
 use crate::ports::{PendingLoad, TableFlags};
 use crate::sink::SinkHandle;
@@ -120,7 +121,9 @@ async fn starting_version(p: &Pipeline, sink: &SinkHandle, table: &TableId) -> R
     }
     if let Some(v) = record.version {
         info!(table = %table, version = v, "Redis has no version; restored it from the replica's record");
-        p.state.set_version(table, v).await?;
+        p.state
+            .set_version(table, v, sink.owner_claim(table)?)
+            .await?;
     }
     // What Redis holds now: a load started below replaces the restored
     // version, which must not later pass for a version set by hand.
@@ -229,15 +232,15 @@ async fn settle_schema(
     }
 }
 
-/// One cycle of `table` by the owner holding fence `token`.
-pub async fn run_cycle(p: &Pipeline, table: &TableId, token: u64) -> Result<Outcome> {
+/// One cycle of `table` by the owner holding `claim`.
+pub async fn run_cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> {
     let _running = p.cycles.enter(table);
     let flags: TableFlags = p.state.flags(table).await?;
     if !flags.enabled {
         set_state(p, table, TableState::Paused);
         return Ok(Outcome::Paused);
     }
-    let sink = p.sink.fenced(token);
+    let sink = p.sink.fenced(claim.clone());
     let schema = load_schema(p, table).await?;
     let identity = p.identity().await?;
     let start = starting_version(p, &sink, table).await?;
@@ -262,7 +265,11 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId, token: u64) -> Result<Outc
     };
     let key = table.key_name();
     match p.state.primary_identity(table).await? {
-        None => p.state.set_primary_identity(table, &identity).await?,
+        None => {
+            p.state
+                .set_primary_identity(table, &identity, sink.owner_claim(table)?)
+                .await?
+        }
         Some(known) if known != identity => {
             let reason = format!(
                 "the primary database changed (was {}, now {}): it was restored or failed over, so \

@@ -141,7 +141,7 @@ pub(super) async fn run(
                 pending.rows += n as u64;
                 sink.insert_rows(schema.clone(), rows, pending.clone())
                     .await?;
-                report(p, table, &pending, resumed_at, n as u64).await;
+                report(p, sink, table, &pending, resumed_at, n as u64).await;
             }
             if n < page_size {
                 break;
@@ -177,7 +177,13 @@ pub(super) async fn run(
     sink.finish_full_load(schema.clone(), version, pending.mode)
         .await?;
     p.state
-        .finish_full_load(table, version, identity, pending.forced)
+        .finish_full_load(
+            table,
+            version,
+            identity,
+            pending.forced,
+            sink.owner_claim(table)?,
+        )
         .await?;
     let key = table.key_name();
     telemetry::rows_applied(&key, "load", pending.rows);
@@ -257,7 +263,7 @@ async fn start(
         sink.alter_columns(table.clone(), begin.alter.to_vec())
             .await?;
     }
-    report(p, table, &load, None, 0).await;
+    report(p, sink, table, &load, None, 0).await;
     Ok(load)
 }
 
@@ -304,6 +310,7 @@ fn show_mode(p: &Pipeline, table: &TableId, pending: &PendingLoad) {
 /// (best effort: Redis being down does not stop a load).
 async fn report(
     p: &Pipeline,
+    sink: &SinkHandle,
     table: &TableId,
     load: &PendingLoad,
     resumed_at: Option<u64>,
@@ -321,7 +328,11 @@ async fn report(
         updated_at: now_millis(),
         resumed_at,
     };
-    if let Err(e) = p.state.set_progress(table, &progress).await {
+    let written = match sink.owner_claim(table) {
+        Ok(claim) => p.state.set_progress(table, &progress, claim).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
         debug!(table = %table, error = %e, "could not write the load progress to Redis");
     }
 }

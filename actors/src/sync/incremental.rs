@@ -86,7 +86,9 @@ pub(super) async fn run(
         after = page.next_after;
     }
     if current != since {
-        p.state.set_version(table, current).await?;
+        p.state
+            .set_version(table, current, sink.owner_claim(table)?)
+            .await?;
     }
     telemetry::versions(&key, current, current);
     telemetry::lag_seconds(&key, 0.0);

@@ -42,6 +42,13 @@ pub struct SyncConfig {
     /// Keys ctsync publishes to the state store for operators (the
     /// sanitized endpoints), at start and again after Redis lost its data.
     pub published: Vec<(String, String)>,
+    /// This instance's id: the owner in leases and on the replica's fence.
+    /// Unique per process (two processes with one id would both think they
+    /// own a table; the daemon adds its pid and a random part).
+    pub instance_id: String,
+    /// How long a table's (or singleton's) lease lasts without renewal;
+    /// renewed every poll. A dead instance's tables move within it.
+    pub lease_ttl: Duration,
 }
 
 impl Default for SyncConfig {
@@ -57,6 +64,8 @@ impl Default for SyncConfig {
             module_sync_interval: Duration::from_secs(30),
             ddl_listener: crate::actors::ListenerConfig::default(),
             published: Vec::new(),
+            instance_id: "ctsync".into(),
+            lease_ttl: Duration::from_secs(15),
         }
     }
 }

@@ -63,7 +63,9 @@ pub async fn apply_schema_change(
                 info!(%from, %to, "renaming the table on the replica");
                 sink.rename_table(from.clone(), to.clone()).await?;
             }
-            p.state.rename_table(from, to).await
+            p.state
+                .rename_table(from, to, sink.owner_claim(from)?)
+                .await
         }
     }
 }

@@ -75,6 +75,15 @@ SELECT [table_name], [version], NULL, [updated_at] FROM [ctsync].[sync_versions]
 [status] varchar(10) NOT NULL CONSTRAINT [CK_ctsync_ddl_inbox_status] CHECK ([status] IN ('pending', 'parked')), \
 [attempts] int NOT NULL, [error] nvarchar(max) NULL, [received_at] datetime2(3) NOT NULL)"],
     },
+    Migration {
+        version: 4,
+        description: "the fence: each table's current owner (instance id) and token, checked by \
+                      every transaction that writes the table",
+        batches: &["CREATE TABLE [ctsync].[fence] (\
+[table_name] nvarchar(600) COLLATE Latin1_General_BIN2 NOT NULL CONSTRAINT [PK_ctsync_fence] PRIMARY KEY, \
+[owner] nvarchar(200) COLLATE Latin1_General_BIN2 NOT NULL, [token] bigint NOT NULL, \
+[claimed_at] datetime2(3) NOT NULL, [committed_at] datetime2(3) NULL)"],
+    },
 ];
 
 /// The schema version this build of ctsync expects.
@@ -114,6 +123,31 @@ pub const FINISH_LOAD: &str =
 [updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
 IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load], \
 [updated_at]) VALUES (@P1, @P2, NULL, SYSUTCDATETIME())";
+
+/// Claims table `@P1` for owner `@P2`: its token goes up by one (starting
+/// at 1) and the new (owner, token) is recorded and returned, in one
+/// transaction. HOLDLOCK keeps two first claims from both inserting; a
+/// claim waits for a write of the table in flight (which holds the row's
+/// lock until it commits), so it fences everything after that write.
+pub const CLAIM_TABLE: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
+DECLARE @claimed TABLE ([token] bigint NOT NULL); \
+UPDATE [ctsync].[fence] WITH (UPDLOCK, HOLDLOCK) SET [token] = [token] + 1, [owner] = @P2, \
+[claimed_at] = SYSUTCDATETIME() OUTPUT inserted.[token] INTO @claimed WHERE [table_name] = @P1; \
+IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[fence] ([table_name], [owner], [token], [claimed_at]) \
+OUTPUT inserted.[token] INTO @claimed VALUES (@P1, @P2, 1, SYSUTCDATETIME()); \
+COMMIT TRANSACTION; \
+SELECT [token] FROM @claimed";
+
+/// The first statement of every transaction that writes table `@P1`: it
+/// passes (one row) only if the table's current claim is exactly owner
+/// `@P2` with token `@P3`, and then holds the row's lock until the
+/// transaction ends, so no claim can slip in before it commits.
+pub const CHECK_FENCE: &str = "UPDATE [ctsync].[fence] SET [committed_at] = SYSUTCDATETIME() \
+WHERE [table_name] = @P1 AND [owner] = @P2 AND [token] = @P3";
+
+/// Who holds table `@P1` on the replica's fence (for the refusal message).
+pub const SELECT_FENCE: &str =
+    "SELECT [owner], [token] FROM [ctsync].[fence] WHERE [table_name] = @P1";
 
 /// Moves the record of a renamed table: `@P1` old, `@P2` new name.
 pub const RENAME_RECORD: &str =
