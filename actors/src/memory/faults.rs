@@ -60,11 +60,29 @@ struct Plan {
 }
 
 /// The faults of one pipeline incarnation, shared by its wrapped ports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FaultPlan {
     plan: Mutex<Plan>,
     killed: AtomicBool,
     state_down: AtomicBool,
+    /// While `true`, every call waits at its start (the process is frozen:
+    /// a GC pause, a stopped VM, a partition).
+    paused: tokio::sync::watch::Sender<bool>,
+    /// The next call at this site freezes the process, itself included
+    /// (frozen just before its request reached the server).
+    pause_at: Mutex<Option<Site>>,
+}
+
+impl Default for FaultPlan {
+    fn default() -> Self {
+        Self {
+            plan: Mutex::default(),
+            killed: AtomicBool::new(false),
+            state_down: AtomicBool::new(false),
+            paused: tokio::sync::watch::Sender::new(false),
+            pause_at: Mutex::new(None),
+        }
+    }
 }
 
 impl FaultPlan {
@@ -84,6 +102,32 @@ impl FaultPlan {
     /// Every later call fails (the process died).
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
+    }
+
+    /// Calls go through again: the process is back with the state it had
+    /// (a paused VM resumed, a partition healed).
+    pub fn revive(&self) {
+        self.killed.store(false, Ordering::SeqCst);
+    }
+
+    /// Freezes the process: every call waits at its start until `resume`.
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    /// The next call at `site` freezes the process (and waits itself).
+    pub fn pause_on_next(&self, site: Site) {
+        *self.pause_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(site);
+    }
+
+    pub fn resume(&self) {
+        *self.pause_at.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.paused.send_replace(false);
+    }
+
+    /// Whether the process is frozen now.
+    pub fn is_paused(&self) -> bool {
+        *self.paused.borrow()
     }
 
     /// Redis unreachable (`true`) or back (`false`); its data stays.
@@ -106,7 +150,18 @@ impl FaultPlan {
         *self.lock().injected.entry((site, kind)).or_insert(0) += 1;
     }
 
-    fn before(&self, site: Site) -> Result<Option<Fault>> {
+    async fn before(&self, site: Site) -> Result<Option<Fault>> {
+        {
+            let mut at = self.pause_at.lock().unwrap_or_else(|e| e.into_inner());
+            if *at == Some(site) {
+                *at = None;
+                self.count(site, "paused");
+                self.paused.send_replace(true);
+            }
+        }
+        let mut paused = self.paused.subscribe();
+        // The sender lives as long as the plan, so this only ends on resume.
+        let _ = paused.wait_for(|p| !*p).await;
         if self.killed.load(Ordering::SeqCst) {
             return Err(Error::Sink("injected: the process died".into()));
         }
@@ -159,7 +214,7 @@ fn injected(site: Site, what: &str) -> Error {
 
 macro_rules! guarded {
     ($self:ident, $site:expr, $call:expr) => {{
-        let fault = $self.plan.before($site)?;
+        let fault = $self.plan.before($site).await?;
         let result = $call.await;
         $self.plan.after($site, fault, result)
     }};
