@@ -5,8 +5,12 @@
 //! value type, names with dots), operator flag changes, schema changes with
 //! and without their DDL events, CT cleanup and TRUNCATE, faults at every
 //! port (rejected calls and lost acknowledgements), Redis outages and data
-//! loss, process kills and graceful restarts. After every step no stored
-//! version may be ahead of what the replica holds; at the end the run
+//! loss, process kills and graceful restarts, and a second instance that
+//! joins, leaves, dies, or freezes past its lease (at times just as a write
+//! leaves, so the write arrives after the takeover). Leases run on the
+//! simulated clock. After every step no stored version may be ahead of what
+//! the replica holds and no table's commit tokens may go down (no table is
+//! written by two owners); at the end the run
 //! quiesces (the "operator" re-enables and force-loads what needs it) and
 //! every enabled table must equal the primary row for row, every held table
 //! must say why, and no two cycles of a table may have overlapped.
@@ -106,6 +110,20 @@ enum Op {
     Kill,
     /// Graceful stop (the daemon's sequence) and a new start.
     Restart,
+    /// A second instance starts (if none runs), sharing the tables.
+    Join,
+    /// The second instance stops gracefully (its leases given back).
+    Leave,
+    /// The second instance dies (its leases run out on their own).
+    KillSecond,
+    /// An instance freezes (GC pause, stopped VM, partition) for `ms`,
+    /// longer than its lease at times; `mid_write`: just as its next
+    /// replica write leaves, so the write arrives after a takeover.
+    Pause {
+        second: bool,
+        ms: u64,
+        mid_write: bool,
+    },
     Advance(u64),
 }
 
@@ -181,6 +199,14 @@ fn schedule(seed: u64) -> Vec<Op> {
             74 => Op::RedisFlush,
             75..=76 => Op::Kill,
             77 => Op::Restart,
+            78..=79 => Op::Join,
+            80 => Op::Leave,
+            81 => Op::KillSecond,
+            82..=83 => Op::Pause {
+                second: rng.chance(50),
+                ms: 50 + rng.below(700),
+                mid_write: rng.chance(60),
+            },
             _ => Op::Advance(1 + rng.below(120)),
         };
         ops.push(op);
@@ -372,7 +398,7 @@ fn mode_of(incarnation: usize) -> LoadMode {
     }
 }
 
-fn config(full_load_mode: LoadMode, incarnation: usize) -> SyncConfig {
+fn config(full_load_mode: LoadMode, instance_id: String) -> SyncConfig {
     SyncConfig {
         poll_interval: Duration::from_millis(50),
         full_load_page_size: 4,
@@ -390,7 +416,7 @@ fn config(full_load_mode: LoadMode, incarnation: usize) -> SyncConfig {
         published: vec![(keys::CONFIG_PRIMARY_URL.into(), "sim:1433/testct".into())],
         // Each incarnation is a new process: a killed one's leases run out
         // on the simulated clock before the next takes its tables.
-        instance_id: format!("sim-{incarnation}"),
+        instance_id,
         lease_ttl: Duration::from_millis(300),
     }
 }
@@ -417,6 +443,8 @@ struct World {
     queue: Arc<MemoryDdlQueue>,
     plan: Arc<FaultPlan>,
     running: Running,
+    /// A second instance sharing the tables, with its fault plan.
+    second: Option<(Running, Arc<FaultPlan>, String)>,
     /// Every incarnation so far, for the overlap check.
     incarnations: Vec<Running>,
     plans: Vec<Arc<FaultPlan>>,
@@ -438,6 +466,7 @@ fn start(
     ),
     plan: &Arc<FaultPlan>,
     incarnation: usize,
+    instance_id: String,
 ) -> Running {
     let (primary, replica, state, queue) = world_ports;
     let primary: Arc<dyn Primary> = primary.clone();
@@ -451,7 +480,7 @@ fn start(
             state: Arc::new(Faulty::new(state, plan.clone())),
             ddl_queue: Some(Arc::new(Faulty::new(queue, plan.clone()))),
         },
-        config(mode_of(incarnation), incarnation),
+        config(mode_of(incarnation), instance_id),
     )
 }
 
@@ -478,7 +507,12 @@ impl World {
             primary.delay_changes_pages(id, Duration::from_millis(3));
         }
         let plan = FaultPlan::new();
-        let running = start((&primary, &replica, &state, &queue), &plan, 0);
+        let running = start(
+            (&primary, &replica, &state, &queue),
+            &plan,
+            0,
+            "sim-0".into(),
+        );
         Self {
             primary,
             replica,
@@ -487,6 +521,7 @@ impl World {
             plans: vec![plan.clone()],
             plan,
             running,
+            second: None,
             incarnations: Vec::new(),
             wanted: BTreeSet::new(),
             tables,
@@ -502,6 +537,7 @@ impl World {
             (&self.primary, &self.replica, &self.state, &self.queue),
             &self.plan,
             self.plans.len() - 1,
+            format!("sim-{}", self.plans.len() - 1),
         );
         let old = std::mem::replace(&mut self.running, next);
         self.incarnations.push(old);
@@ -637,18 +673,101 @@ impl World {
             Op::Kill => {
                 self.plan.kill();
                 // The dead process's open receive is rolled back by the server.
-                self.queue.abort_if_open();
+                let id = format!("sim-{}", self.plans.len() - 1);
+                self.abort_receive_of(&id);
                 self.new_incarnation();
             }
             Op::Restart => {
                 // The daemon's stop sequence, bounded as the daemon bounds it.
                 let _ = tokio::time::timeout(Duration::from_secs(5), self.running.shutdown()).await;
                 self.plan.kill();
-                self.queue.abort_if_open();
+                let id = format!("sim-{}", self.plans.len() - 1);
+                self.abort_receive_of(&id);
                 self.new_incarnation();
+            }
+            Op::Join => {
+                if self.second.is_none() {
+                    let plan = FaultPlan::new();
+                    self.plans.push(plan.clone());
+                    let n = self.plans.len() - 1;
+                    let id = format!("sim-second-{n}");
+                    let running = start(
+                        (&self.primary, &self.replica, &self.state, &self.queue),
+                        &plan,
+                        n,
+                        id.clone(),
+                    );
+                    self.second = Some((running, plan, id));
+                }
+            }
+            Op::Leave => {
+                if let Some((running, plan, id)) = self.second.take() {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), running.shutdown()).await;
+                    plan.kill();
+                    self.abort_receive_of(&id);
+                    self.incarnations.push(running);
+                }
+            }
+            Op::KillSecond => {
+                if let Some((running, plan, id)) = self.second.take() {
+                    plan.kill();
+                    self.abort_receive_of(&id);
+                    self.incarnations.push(running);
+                }
+            }
+            Op::Pause {
+                second,
+                ms,
+                mid_write,
+            } => {
+                let plan = match (&self.second, second) {
+                    (Some((_, plan, _)), true) => plan.clone(),
+                    _ => self.plan.clone(),
+                };
+                if *mid_write {
+                    plan.pause_on_next(Site::ReplicaWrite);
+                } else {
+                    plan.pause();
+                }
+                tokio::time::sleep(Duration::from_millis(*ms)).await;
+                plan.resume();
             }
             Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
         }
+    }
+
+    /// A dead instance's open receive is rolled back by the server (only
+    /// the holder of the listener's lease can have one open).
+    fn abort_receive_of(&self, instance: &str) {
+        let holder = self.state.lease(&keys::singleton_lease("ddl_listener"));
+        if holder.is_some_and(|v| v.starts_with(&format!("{instance} "))) {
+            self.queue.abort_if_open();
+        }
+    }
+
+    /// No table is written by two owners: each table's commits carry
+    /// tokens that never go down (an older owner's write after a newer
+    /// owner's claim is refused by the replica's fence).
+    fn check_tokens(&self) -> Result<(), Divergence> {
+        for id in &self.tables {
+            let tokens = self.replica.commit_tokens(id);
+            if let Some(w) = tokens.windows(2).find(|w| w[0] > w[1]) {
+                return Err(Divergence(format!(
+                    "{id}: a write with token {} landed after one with token {}",
+                    w[1], w[0]
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The table's status on whichever instance runs it.
+    fn status(&self, key: &str) -> Option<ctsync_actors::status::TableStatus> {
+        self.running.board.get(key).or_else(|| {
+            self.second
+                .as_ref()
+                .and_then(|(running, _, _)| running.board.get(key))
+        })
     }
 
     /// No stored version is ahead of what the replica holds: Redis's version
@@ -694,6 +813,7 @@ impl World {
         self.incarnations
             .iter()
             .chain(std::iter::once(&self.running))
+            .chain(self.second.as_ref().map(|(r, _, _)| r))
             .map(|r| r.cycles.overlaps())
             .sum()
     }
@@ -725,11 +845,13 @@ impl World {
     async fn quiesce(&mut self) -> Result<(), Divergence> {
         for plan in &self.plans {
             plan.clear();
+            plan.resume();
         }
         let mut forced: BTreeSet<usize> = BTreeSet::new();
         for round in 0..600 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             self.check_versions()?;
+            self.check_tokens()?;
             for &t in &self.wanted {
                 let id = &self.tables[t];
                 if self.state.get(&keys::enabled(id)).as_deref() != Some("true") {
@@ -743,7 +865,7 @@ impl World {
                 }
                 all = false;
                 let key = self.tables[t].key_name();
-                let Some(status) = self.running.board.get(&key) else {
+                let Some(status) = self.status(&key) else {
                     continue;
                 };
                 let held = matches!(status.state, TableState::Stale | TableState::Error)
@@ -776,7 +898,7 @@ impl World {
                     self.replica.rows(id).len(),
                     self.primary.rows(id).len(),
                     self.replica.table_record(id),
-                    self.running.board.get(&id.key_name())
+                    self.status(&id.key_name())
                 )
             })
             .collect();
@@ -817,6 +939,7 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
             // Let the pipeline move between steps.
             tokio::time::sleep(Duration::from_millis(10)).await;
             world.check_versions()?;
+            world.check_tokens()?;
         }
         world.quiesce().await?;
         let overlaps = world.overlaps();
@@ -847,7 +970,11 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
                 ))
                 .collect::<Vec<_>>()
         );
-        for r in std::iter::once(&world.running).chain(&world.incarnations) {
+        let second = world.second.as_ref().map(|(r, _, _)| r);
+        for r in std::iter::once(&world.running)
+            .chain(second)
+            .chain(&world.incarnations)
+        {
             let _ = tokio::time::timeout(Duration::from_secs(5), r.shutdown()).await;
         }
         Ok(stats)
