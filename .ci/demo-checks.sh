@@ -39,9 +39,20 @@ echo "demo-checks: demo on 127.0.0.1:$demo_port, redis on $redis_port"
 
 # 1. Prometheus with the repository's scrape config, pointed at the demo.
 prom_port=$(free_port)
-sed -e "s/ctsync:8080/127.0.0.1:$demo_port/" -e "s/scrape_interval: 5s/scrape_interval: 1s/" \
-  -e "s/evaluation_interval: 15s/evaluation_interval: 1s/" \
-  prometheus/prometheus.yml >"$work/prometheus.yml"
+# The shipped file finds every instance of the compose service by DNS; here
+# the one demo is a static target.
+static_target=$(cat <<'PY'
+import re, sys
+text = sys.stdin.read()
+block = re.compile(r"    dns_sd_configs:\n      - names: \[\"ctsync\"\]\n        type: A\n        port: 8080\n")
+if not block.search(text):
+    sys.exit("demo-checks: prometheus.yml no longer has the ctsync dns_sd_configs block")
+text = block.sub(f'    static_configs:\n      - targets: ["127.0.0.1:{sys.argv[1]}"]\n', text)
+text = text.replace("scrape_interval: 5s", "scrape_interval: 1s").replace("evaluation_interval: 15s", "evaluation_interval: 1s")
+sys.stdout.write(text)
+PY
+)
+python3 -c "$static_target" "$demo_port" <prometheus/prometheus.yml >"$work/prometheus.yml"
 # The shipped rules, with every `for:` shortened to 15 s for the check.
 sed -E "s/^( *)for: [0-9]+m$/\1for: 15s/" prometheus/alerts.yml >"$work/alerts.yml"
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \

@@ -125,6 +125,7 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
     // Slow full-load pages so the page's progress bar can be seen.
     replica.set_insert_delay(Duration::from_millis(250));
     let config = SyncConfig {
+        instance_id: "demo".into(),
         poll_interval: Duration::from_secs(1),
         restart_backoff: Duration::from_millis(500),
         restart_backoff_max: Duration::from_secs(5),
@@ -151,6 +152,7 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
     let shared = HttpState {
         state,
         board: running.board.clone(),
+        instance: "demo".into(),
         probes,
         primary: "demo-primary (in memory):1433/testct".into(),
         replica: "demo-replica (in memory):1433/testct".into(),

@@ -81,6 +81,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shared = HttpState {
         state: state.clone(),
         board: running.board.clone(),
+        instance: config.sync.instance_id.clone(),
         probes,
         primary: config.primary.to_string(),
         replica: config.replica.to_string(),

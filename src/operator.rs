@@ -117,6 +117,10 @@ struct Row {
 async fn tables(state: &RedisState, as_json: bool, api: &str) -> anyhow::Result<()> {
     let daemon = crate::healthcheck::target(api)
         .and_then(|addr| crate::healthcheck::get_json(addr, "/api/tables"));
+    // What every live instance published (state, lag, progress, owner):
+    // shown when the daemon at `api` does not answer.
+    let published =
+        ctsync_actors::status::merge_published("", Default::default(), &state.statuses().await?);
     let mut rows = Vec::new();
     for name in state.table_names().await? {
         let id = table_id(&name)?;
@@ -126,13 +130,27 @@ async fn tables(state: &RedisState, as_json: bool, api: &str) -> anyhow::Result<
             Err(e @ ctsync_actors::Error::BadValue { .. }) => format!("<{e}>"),
             Err(e) => return Err(e.into()),
         };
-        let from_daemon = daemon.as_ref().ok().and_then(|body| {
-            body["tables"]
-                .as_array()?
-                .iter()
-                .find(|t| t["name"] == name.as_str())
-                .cloned()
-        });
+        let from_daemon = daemon
+            .as_ref()
+            .ok()
+            .and_then(|body| {
+                body["tables"]
+                    .as_array()?
+                    .iter()
+                    .find(|t| t["name"] == name.as_str())
+                    .cloned()
+            })
+            .or_else(|| {
+                published.get(&name).map(|(s, instance)| {
+                    json!({
+                        "state": s.state.as_str(),
+                        "lag_versions": s.lag_versions,
+                        "lag_seconds": s.lag_seconds,
+                        "progress": s.progress.map(|(synced, total)| json!({"synced": synced, "total": total})),
+                        "instance": instance,
+                    })
+                })
+            });
         rows.push(Row {
             name,
             enabled: flags.enabled,
@@ -155,6 +173,7 @@ async fn tables(state: &RedisState, as_json: bool, api: &str) -> anyhow::Result<
                     "lag_versions": d.map(|d| d["lag_versions"].clone()),
                     "lag_seconds": d.map(|d| d["lag_seconds"].clone()),
                     "progress": d.map(|d| d["progress"].clone()),
+                    "instance": d.map(|d| d["instance"].clone()),
                 })
             })
             .collect();
@@ -165,6 +184,9 @@ async fn tables(state: &RedisState, as_json: bool, api: &str) -> anyhow::Result<
         Ok(_) => println!(
             "(flags and versions from Redis; state, lag and progress from the daemon at {api})"
         ),
+        Err(e) if !published.is_empty() => println!(
+            "(flags and versions from Redis; state, lag and progress as the instances published them: the daemon at {api} did not answer: {e:#})"
+        ),
         Err(e) => println!(
             "(flags and versions from Redis only: the daemon at {api} did not answer: {e:#})"
         ),
@@ -173,9 +195,9 @@ async fn tables(state: &RedisState, as_json: bool, api: &str) -> anyhow::Result<
         println!("no tables known yet: ctsync has not discovered any (is the daemon running against the primary?)");
         return Ok(());
     }
-    let cells: Vec<[String; 7]> = rows.iter().map(cells).collect();
+    let cells: Vec<[String; 8]> = rows.iter().map(cells).collect();
     let header = [
-        "TABLE", "ENABLED", "FORCE", "VERSION", "STATE", "LAG", "PROGRESS",
+        "TABLE", "ENABLED", "FORCE", "VERSION", "STATE", "LAG", "PROGRESS", "INSTANCE",
     ];
     let mut widths = header.map(str::len);
     for row in &cells {
@@ -199,8 +221,13 @@ async fn tables(state: &RedisState, as_json: bool, api: &str) -> anyhow::Result<
     Ok(())
 }
 
-fn cells(r: &Row) -> [String; 7] {
+fn cells(r: &Row) -> [String; 8] {
     let unknown = || "?".to_string();
+    let instance = r
+        .daemon
+        .as_ref()
+        .and_then(|d| d["instance"].as_str())
+        .map_or_else(unknown, str::to_string);
     let (state, lag, progress) = match &r.daemon {
         None => (unknown(), unknown(), unknown()),
         Some(d) => {
@@ -228,5 +255,6 @@ fn cells(r: &Row) -> [String; 7] {
         state,
         lag,
         progress,
+        instance,
     ]
 }

@@ -133,15 +133,15 @@ fn operator_commands_flip_the_documented_redis_keys_and_say_what_changed() {
     );
     assert_eq!(
         lines[1],
-        "TABLE        ENABLED  FORCE  VERSION  STATE  LAG  PROGRESS"
+        "TABLE        ENABLED  FORCE  VERSION  STATE  LAG  PROGRESS  INSTANCE"
     );
     assert_eq!(
         lines[2],
-        "User         false    false  475      ?      ?    ?"
+        "User         false    false  475      ?      ?    ?         ?"
     );
     assert_eq!(
         lines[3],
-        "sales.Order  false    true   -        ?      ?    ?"
+        "sales.Order  false    true   -        ?      ?    ?         ?"
     );
     let json: serde_json::Value =
         serde_json::from_str(&run(&["tables", "--json"])).expect("JSON listing");

@@ -41,6 +41,7 @@ fn shared(h: &Harness, board: ctsync_actors::status::StatusBoard) -> HttpState {
     HttpState {
         state: h.state.clone(),
         board,
+        instance: "test".into(),
         probes,
         primary: primary.to_string(),
         replica: replica.to_string(),
@@ -274,6 +275,7 @@ async fn metrics_and_page_are_served() {
     let run = h.start(fast_config());
     let app = app!(HttpState {
         board: run.board.clone(),
+        instance: "test".into(),
         ..shared
     });
     h.wait_loaded(&users.id).await;
@@ -321,6 +323,7 @@ async fn retention_warning_fires_before_cleanup_can_overtake_a_stuck_table() {
     let run = h.start(fast_config());
     let app = app!(HttpState {
         board: run.board.clone(),
+        instance: "test".into(),
         ..shared
     });
     eventually(Duration::from_secs(10), "loaded", || async {

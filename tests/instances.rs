@@ -97,6 +97,24 @@ fn assert_tokens_never_go_down(h: &Harness, t: &TableId) {
     );
 }
 
+/// `GET /api/tables` as the instance's HTTP server answers it.
+async fn api_tables(h: &Harness, inst: &Instance) -> serde_json::Value {
+    use actix_web::{test, web, App};
+    let mut shared = h.http_state(inst.running.board.clone());
+    shared.instance = inst.id.clone();
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(shared))
+            .configure(ctsync::http::routes),
+    )
+    .await;
+    test::call_and_read_body_json(
+        &app,
+        test::TestRequest::get().uri("/api/tables").to_request(),
+    )
+    .await
+}
+
 fn fenced_metric(handle: &metrics_exporter_prometheus::PrometheusHandle, t: &TableId) -> f64 {
     let prefix = format!(
         "{}{{table=\"{}\"}} ",
@@ -168,6 +186,51 @@ async fn two_instances_split_the_tables_and_never_write_one_table_together() {
         "{shown_a:?} / {shown_b:?}"
     );
     assert_eq!(h.replica.fenced_commits(), 0, "no write had to be refused");
+
+    // Either instance's API lists every table with the instance running it.
+    for inst in [&a, &b] {
+        let listed = api_tables(&h, inst).await;
+        assert_eq!(listed["instance"], inst.id.as_str());
+        let tables = listed["tables"].as_array().expect("tables");
+        assert_eq!(tables.len(), ids.len(), "{listed}");
+        for t in &ids {
+            let row = tables
+                .iter()
+                .find(|r| r["name"] == t.key_name().as_str())
+                .expect("listed");
+            assert_eq!(
+                row["instance"].as_str().map(str::to_string),
+                preferred_owner(t, &both).map(str::to_string),
+                "{t} on {}'s page",
+                inst.id
+            );
+            assert_eq!(row["state"], "incremental");
+        }
+    }
+    // So does `ctsync tables`, from what the instances published in Redis,
+    // when no daemon answers its --api.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ctsync"))
+        .args(["tables", "--json", "--api", "127.0.0.1:9"])
+        .env("REDIS_URL", h.redis.url())
+        .output()
+        .expect("ctsync tables");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    for t in &ids {
+        let row = listed
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["name"] == t.key_name().as_str()))
+            .expect("listed");
+        assert_eq!(
+            row["instance"].as_str().map(str::to_string),
+            preferred_owner(t, &both).map(str::to_string)
+        );
+        assert_eq!(row["state"], "incremental");
+    }
 
     // A graceful stop gives the leases back: "b" runs everything at once.
     a.running.shutdown().await;

@@ -27,6 +27,7 @@ fn shared(h: &Harness, board: ctsync_actors::status::StatusBoard, access: Access
     HttpState {
         state: h.state.clone(),
         board,
+        instance: "test".into(),
         probes: vec![Arc::new(RedisProbe(h.state.clone())) as Arc<dyn Probe>],
         primary: "p:1433/testct".into(),
         replica: "r:1433/testct".into(),

@@ -56,6 +56,12 @@ pub fn singleton_lease(name: &str) -> String {
     format!("{PREFIX}:lease:{name}")
 }
 
+/// The statuses of the tables an instance runs (JSON, expires with its
+/// lease TTL), so any instance's page shows every table.
+pub fn instance_status(instance: &str) -> String {
+    format!("{PREFIX}:status:{instance}")
+}
+
 /// Sorted set of live instances, scored by when their heartbeat expires
 /// (Unix ms).
 pub const INSTANCES: &str = "mssql_sync:instances";

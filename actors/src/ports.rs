@@ -380,6 +380,12 @@ pub trait StateStore: Send + Sync {
     async fn set_lease_claim(&self, lease: &str, claim: &Claim) -> Result<bool>;
     /// Gives back the leases `owner` holds among `leases`.
     async fn release_leases(&self, leases: &[String], owner: &str) -> Result<()>;
+    /// Publishes the statuses of the tables `instance` runs (JSON), for
+    /// `ttl` (`mssql_sync:status:<instance>`).
+    async fn publish_status(&self, instance: &str, json: &str, ttl: Duration) -> Result<()>;
+    /// Every live instance's published statuses: (instance, JSON), in one
+    /// round trip.
+    async fn statuses(&self) -> Result<Vec<(String, String)>>;
 }
 
 /// What asking for a lease found.

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a table is doing now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TableState {
     /// Discovered; `mssql_sync:enabled:<T>` is not `"true"`.
@@ -43,7 +43,7 @@ impl TableState {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TableStatus {
     pub state: TableState,
     pub version: Option<i64>,
@@ -61,6 +61,34 @@ pub struct TableStatus {
     pub verified: Option<crate::verify::Summary>,
     #[serde(skip)]
     pub caught_up_at: Option<Instant>,
+}
+
+/// Every instance's published table statuses (`mssql_sync:status:<id>`),
+/// merged: for each table, its status and the instance that runs it. This
+/// instance's own board wins for the tables it runs (it is newer).
+pub fn merge_published(
+    own: &str,
+    board: BTreeMap<String, TableStatus>,
+    published: &[(String, String)],
+) -> BTreeMap<String, (TableStatus, String)> {
+    let mut all: BTreeMap<String, (TableStatus, String)> = board
+        .into_iter()
+        .map(|(name, status)| (name, (status, own.to_string())))
+        .collect();
+    for (instance, json) in published {
+        if instance == own {
+            continue;
+        }
+        // A blob this build cannot read (another version) hides nothing else.
+        let Ok(tables) = serde_json::from_str::<BTreeMap<String, TableStatus>>(json) else {
+            tracing::debug!(%instance, "unreadable published status; skipped");
+            continue;
+        };
+        for (name, status) in tables {
+            all.entry(name).or_insert((status, instance.clone()));
+        }
+    }
+    all
 }
 
 /// Cloneable handle to every table's status, keyed by the Redis key name.

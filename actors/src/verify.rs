@@ -292,7 +292,7 @@ where
 }
 
 /// The last verification of a table, as the board, API and page show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Unix ms.
     pub at: u64,

@@ -1,8 +1,9 @@
 //! The JSON API behind the page. `GET /api/tables` lists every discovered
-//! table with its flags (read from Redis), versions, lag, state, progress and
-//! last error; `POST /api/tables/{table}` with `{"action": …}` sets exactly
-//! the operator's Redis key. Unknown tables or actions get a 4xx and write
-//! nothing.
+//! table, whichever instance runs it (their statuses are published in
+//! Redis), with its flags (read from Redis), versions, lag, state, progress,
+//! last error and owning instance; `POST /api/tables/{table}` with
+//! `{"action": …}` sets exactly the operator's Redis key. Unknown tables or
+//! actions get a 4xx and write nothing.
 
 use actix_web::{web, HttpResponse};
 use ctsync_actors::keys;
@@ -38,24 +39,52 @@ struct TableView {
     rows_applied: u64,
     enabled_key: String,
     verified: Option<ctsync_actors::verify::Summary>,
+    /// The instance that runs the table.
+    instance: String,
 }
 
 fn error(status: actix_web::http::StatusCode, message: String) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": message }))
 }
 
+fn redis_unavailable(e: ctsync_actors::Error) -> HttpResponse {
+    error(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        format!("Redis is unreachable: {e}"),
+    )
+}
+
+/// Every table any live instance runs, with its status and instance.
+async fn known(
+    shared: &HttpState,
+) -> Result<std::collections::BTreeMap<String, (TableStatus, String)>, HttpResponse> {
+    let published = shared.state.statuses().await.map_err(redis_unavailable)?;
+    Ok(ctsync_actors::status::merge_published(
+        &shared.instance,
+        shared.board.snapshot(),
+        &published,
+    ))
+}
+
+/// The table's status and instance, from this instance's board or, for a
+/// table another instance runs, from what that one published.
+async fn find(shared: &HttpState, name: &str) -> Result<(TableStatus, String), HttpResponse> {
+    if let Some(status) = shared.board.get(name) {
+        return Ok((status, shared.instance.clone()));
+    }
+    known(shared)
+        .await?
+        .remove(name)
+        .ok_or_else(|| unknown_table(name))
+}
+
 async fn view(
     shared: &HttpState,
     name: &str,
-    status: TableStatus,
+    (status, instance): (TableStatus, String),
 ) -> Result<TableView, HttpResponse> {
     let id = TableId::from_key_name(name).ok_or_else(|| unknown_table(name))?;
-    let unavailable = |e: ctsync_actors::Error| {
-        error(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            format!("Redis is unreachable: {e}"),
-        )
-    };
+    let unavailable = redis_unavailable;
     let flags = shared.state.flags(&id).await.map_err(unavailable)?;
     // One table's unreadable version key is that table's error, shown on
     // its row; it never hides the other tables.
@@ -84,6 +113,7 @@ async fn view(
         rows_applied: status.rows_applied,
         enabled_key: keys::enabled(&id),
         verified: status.verified,
+        instance,
     })
 }
 
@@ -92,9 +122,13 @@ pub async fn info(shared: web::Data<HttpState>) -> HttpResponse {
 }
 
 pub async fn list(shared: web::Data<HttpState>) -> HttpResponse {
+    let all = match known(&shared).await {
+        Ok(all) => all,
+        Err(response) => return response,
+    };
     let mut tables = Vec::new();
-    for (name, status) in shared.board.snapshot() {
-        match view(&shared, &name, status).await {
+    for (name, found) in all {
+        match view(&shared, &name, found).await {
             Ok(v) => tables.push(v),
             Err(response) => return response,
         }
@@ -102,6 +136,8 @@ pub async fn list(shared: web::Data<HttpState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "primary": shared.primary,
         "replica": shared.replica,
+        // The instance that answered (each shows every instance's tables).
+        "instance": shared.instance,
         "tables": tables,
         // Unix ms when ctsync last found that Redis had lost its data.
         "redis_data_lost_at": shared.board.redis_data_lost_at(),
@@ -125,12 +161,13 @@ fn unknown_table(name: &str) -> HttpResponse {
 
 pub async fn one(shared: web::Data<HttpState>, path: web::Path<String>) -> HttpResponse {
     let name = path.into_inner();
-    match shared.board.get(&name) {
-        None => unknown_table(&name),
-        Some(status) => match view(&shared, &name, status).await {
-            Ok(v) => HttpResponse::Ok().json(v),
-            Err(response) => response,
-        },
+    let found = match find(&shared, &name).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    match view(&shared, &name, found).await {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(response) => response,
     }
 }
 
@@ -159,8 +196,8 @@ pub async fn act(
             format!("unknown action '{action}'; use enable, disable or force_full_load"),
         );
     }
-    if shared.board.get(&name).is_none() {
-        return unknown_table(&name);
+    if let Err(response) = find(&shared, &name).await {
+        return response;
     }
     let Some(id) = TableId::from_key_name(&name) else {
         return unknown_table(&name);
@@ -197,8 +234,8 @@ pub async fn act(
 /// the metrics, and answers the report.
 pub async fn verify(shared: web::Data<HttpState>, path: web::Path<String>) -> HttpResponse {
     let name = path.into_inner();
-    if shared.board.get(&name).is_none() {
-        return unknown_table(&name);
+    if let Err(response) = find(&shared, &name).await {
+        return response;
     }
     let (Some(verify), Some(id)) = (shared.verify.clone(), TableId::from_key_name(&name)) else {
         return error(
@@ -210,7 +247,11 @@ pub async fn verify(shared: web::Data<HttpState>, path: web::Path<String>) -> Ht
         Ok(report) => {
             let summary = ctsync_actors::verify::Summary::of(&report);
             ctsync_actors::telemetry::verified(&name, summary.differences, summary.at);
-            shared.board.update(&name, |s| s.verified = Some(summary));
+            // Shown on the board of the instance that runs the table (on
+            // another instance's, the metric and this answer carry it).
+            if shared.board.get(&name).is_some() {
+                shared.board.update(&name, |s| s.verified = Some(summary));
+            }
             HttpResponse::Ok().json(report)
         }
         Err(e) => error(

@@ -22,6 +22,8 @@ pub use health::{check_all, spawn_dependency_checks, Probe};
 pub struct HttpState {
     pub state: Arc<dyn StateStore>,
     pub board: StatusBoard,
+    /// This instance's id (`CTSYNC_INSTANCE_ID`).
+    pub instance: String,
     pub probes: Vec<Arc<dyn Probe>>,
     /// `host:port/db` of each endpoint, never credentials.
     pub primary: String,

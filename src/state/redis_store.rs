@@ -410,6 +410,36 @@ impl StateStore for RedisState {
             .await
             .map(|_| ())
     }
+
+    async fn publish_status(&self, instance: &str, json: &str, ttl: Duration) -> Result<()> {
+        let cmd = redis::cmd("SET")
+            .arg(keys::instance_status(instance))
+            .arg(json)
+            .arg("PX")
+            .arg(millis(ttl))
+            .clone();
+        self.cmd("publishing this instance's table statuses", &cmd)
+            .await
+    }
+
+    async fn statuses(&self) -> Result<Vec<(String, String)>> {
+        let cmd = redis::cmd("EVAL")
+            .arg(scripts::STATUSES)
+            .arg(1)
+            .arg(keys::INSTANCES)
+            .arg(keys::instance_status(""))
+            .clone();
+        let flat: Vec<String> = self
+            .cmd("reading every instance's table statuses", &cmd)
+            .await?;
+        Ok(flat
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [id, json] => Some((id.clone(), json.clone())),
+                _ => None,
+            })
+            .collect())
+    }
 }
 
 fn millis(d: Duration) -> u64 {

@@ -100,3 +100,19 @@ for i = 2, n + 1 do
 end
 return 1
 ";
+
+/// Every live instance's published statuses: KEYS[1] the instances sorted
+/// set; ARGV[1] the status key prefix. Returns id, JSON, id, JSON, …
+pub const STATUSES: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+  local v = redis.call('GET', ARGV[1] .. id)
+  if v then
+    table.insert(out, id)
+    table.insert(out, v)
+  end
+end
+return out
+";

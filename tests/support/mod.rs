@@ -141,6 +141,7 @@ impl Harness {
         ctsync::http::HttpState {
             state: self.state.clone(),
             board,
+            instance: "test".into(),
             probes: Vec::new(),
             primary: "p:1/db".into(),
             replica: "r:1/db".into(),

@@ -284,6 +284,30 @@ impl SupervisorActor {
             }
         }
         telemetry::leases_held(held);
+        self.publish_status(ctx);
+    }
+
+    /// Publishes this instance's tables' statuses to Redis (for the page
+    /// and API of every instance); best effort, every poll.
+    fn publish_status(&self, ctx: &mut Context<Self>) {
+        let json = match serde_json::to_string(&self.pipeline.board.snapshot()) {
+            Ok(json) => json,
+            Err(e) => {
+                debug!(error = %e, "could not encode the table statuses");
+                return;
+            }
+        };
+        let pipeline = self.pipeline.clone();
+        ctx.spawn(
+            async move {
+                let me = &pipeline.config.instance_id;
+                let ttl = pipeline.config.lease_ttl;
+                if let Err(e) = pipeline.state.publish_status(me, &json, ttl).await {
+                    debug!(error = %e, "could not publish the table statuses to Redis");
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     /// Stops the table's actor: its claim is refused at once (no write of

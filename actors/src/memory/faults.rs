@@ -536,6 +536,21 @@ impl StateStore for Faulty<dyn StateStore> {
             self.inner.release_leases(leases, owner)
         )
     }
+    async fn publish_status(
+        &self,
+        instance: &str,
+        json: &str,
+        ttl: std::time::Duration,
+    ) -> Result<()> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.publish_status(instance, json, ttl)
+        )
+    }
+    async fn statuses(&self) -> Result<Vec<(String, String)>> {
+        guarded!(self, Site::StateRead, self.inner.statuses())
+    }
 }
 
 impl Faulty<dyn DdlQueue> {

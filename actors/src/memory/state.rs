@@ -313,6 +313,35 @@ impl StateStore for MemoryState {
         }
         Ok(())
     }
+
+    async fn publish_status(&self, instance: &str, json: &str, ttl: Duration) -> Result<()> {
+        // Expiring keys share the leases' map.
+        self.leases_now().insert(
+            keys::instance_status(instance),
+            (json.to_string(), Instant::now() + ttl),
+        );
+        Ok(())
+    }
+
+    async fn statuses(&self) -> Result<Vec<(String, String)>> {
+        let live: Vec<String> = {
+            let now = Instant::now();
+            let instances = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+            instances
+                .iter()
+                .filter(|(_, until)| **until > now)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        let held = self.leases_now();
+        Ok(live
+            .into_iter()
+            .filter_map(|id| {
+                let json = held.get(&keys::instance_status(&id))?.0.clone();
+                Some((id, json))
+            })
+            .collect())
+    }
 }
 
 /// Wraps a state store and fails chosen calls: `fail_set_version(n)` makes
@@ -470,5 +499,13 @@ impl StateStore for FlakyState {
     }
     async fn release_leases(&self, leases: &[String], owner: &str) -> Result<()> {
         self.inner.release_leases(leases, owner).await
+    }
+    async fn publish_status(&self, instance: &str, json: &str, ttl: Duration) -> Result<()> {
+        self.check_up()?;
+        self.inner.publish_status(instance, json, ttl).await
+    }
+    async fn statuses(&self) -> Result<Vec<(String, String)>> {
+        self.check_up()?;
+        self.inner.statuses().await
     }
 }

@@ -75,9 +75,14 @@ function notice(text) {
   n.hidden = !text;
 }
 
+// The instance whose page this is (tables run elsewhere say where).
+let answeredBy = null;
+
 function lagText(t) {
   if (t.state === "paused") return "paused";
   const parts = [t.state.replace("_", " ")];
+  // With several instances, which one runs the table.
+  if (t.instance && t.instance !== answeredBy) parts.push(`on ${t.instance}`);
   if (t.lag_versions != null) parts.push(`lag ${fmt.format(t.lag_versions)} v`);
   if (t.lag_seconds > 0) parts.push(`${t.lag_seconds.toFixed(1)} s`);
   return parts.join(" · ");
@@ -144,6 +149,7 @@ async function refresh() {
     if (!res.ok) { notice(body.error || `API error ${res.status}`); return; }
     $("primary").textContent = body.primary;
     $("replica").textContent = body.replica;
+    answeredBy = body.instance;
     const rows = $("rows");
     const none = body.discovery_error
       ? `Cannot reach the primary: ${body.discovery_error}`
