@@ -15,7 +15,7 @@ use ctsync::state::RedisState;
 use ctsync_actors::actors::ownership::preferred_owner;
 use ctsync_actors::actors::{self, Ports, Running};
 use ctsync_actors::keys;
-use ctsync_actors::memory::faults::{FaultPlan, Faulty, Site};
+use ctsync_actors::memory::faults::{Fault, FaultPlan, Faulty, Site};
 use ctsync_actors::model::{TableId, TableSchema};
 use ctsync_actors::ports::{DdlQueue, Primary, Replica, StateStore};
 use ctsync_actors::sync::SyncConfig;
@@ -399,6 +399,53 @@ async fn an_instance_frozen_past_its_lease_lands_no_write_when_it_wakes() {
     h.primary.upsert(&t, user(2, "later"));
     h.wait_equal(&t).await;
     assert_tokens_never_go_down(&h, &t);
+    a.running.shutdown().await;
+    b.running.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn an_instance_that_cannot_reach_the_primary_keeps_its_tables() {
+    let h = Harness::new();
+    let both = vec!["a".to_string(), "b".to_string()];
+    let names = names_owned_by("a", &both, "Kept", 1);
+    let t = h
+        .enabled_table(table(&names[0]), (1..=20).map(|k| user(k, "x")))
+        .await;
+    let a = start(&h, "a");
+    let b = start(&h, "b");
+    h.wait_loaded(&t).await;
+    eventually(WAIT, "a runs the table", || async {
+        owner(&h, &t).await.as_deref() == Some("a")
+            && h.replica.fence_of(&t).is_some_and(|c| c.owner == "a")
+    })
+    .await;
+    let claim = h.replica.fence_of(&t).expect("a's claim");
+
+    // Every catalog call of "a" fails for several TTLs (a primary blip seen
+    // by one instance): its leases are still renewed, nothing moves.
+    let rejects = 150;
+    for _ in 0..rejects {
+        a.plan.push(Site::PrimaryMeta, Fault::Reject);
+    }
+    eventually(WAIT, "the primary answered a again", || async {
+        let struck: u64 = a
+            .plan
+            .injected()
+            .iter()
+            .filter(|((site, _), _)| *site == Site::PrimaryMeta)
+            .map(|(_, n)| *n)
+            .sum();
+        assert_eq!(owner(&h, &t).await.as_deref(), Some("a"), "the table moved");
+        struck >= rejects
+    })
+    .await;
+    assert_eq!(
+        h.replica.fence_of(&t),
+        Some(claim),
+        "nobody claimed the table"
+    );
+    h.primary.upsert(&t, user(3, "after the blip"));
+    h.wait_equal(&t).await;
     a.running.shutdown().await;
     b.running.shutdown().await;
 }

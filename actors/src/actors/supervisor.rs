@@ -57,7 +57,10 @@ pub struct SupervisorActor {
 
 /// What one discovery found.
 struct Discovered {
-    tables: Vec<TableId>,
+    /// `None`: the primary could not be listed (`failure` says why); the
+    /// running tables' leases were renewed all the same.
+    tables: Option<Vec<TableId>>,
+    failure: Option<String>,
     /// The state store lost its data since this process last looked (or
     /// before it started, when the replica holds ctsync's records).
     redis_lost: bool,
@@ -104,43 +107,27 @@ impl SupervisorActor {
             .map(|(name, _)| keys::singleton_lease(name))
             .collect();
         let work = async move {
-            let tables = pipeline.primary.tracked_tables().await?;
-            let identity = pipeline.primary.identity().await?;
-            let retention = match pipeline.primary.change_retention().await {
-                Ok(retention) => {
-                    telemetry::retention(retention);
-                    retention
-                }
-                Err(e) => {
-                    warn!(error = %e, "could not read the change tracking retention period");
-                    pipeline.facts().retention
-                }
-            };
-            // All tables' flags or none: a table whose flags could not be
-            // written is not "gone", so a failure here ends the discovery.
-            let marker = pipeline.state.ensure_flags(&tables).await?;
-            pipeline.set_facts(PrimaryFacts {
-                identity: Some(identity),
-                retention,
-            });
-            let redis_lost = marker == Marker::Created
-                && (marker_seen || replica_has_records(&pipeline, &tables).await?);
-            // Published at start and again whenever Redis lost them.
-            if !marker_seen || marker == Marker::Created {
-                pipeline.state.publish(&pipeline.config.published).await?;
-            }
+            // The leases are renewed even when the primary cannot be listed:
+            // a primary outage must not move every table between instances.
+            let listed = list_tables(&pipeline, marker_seen).await;
             let me = pipeline.config.instance_id.as_str();
             let ttl = pipeline.config.lease_ttl;
             let instances = pipeline.state.heartbeat(me, ttl).await?;
+            let (tables, redis_lost, failure) = match listed {
+                Ok((tables, redis_lost)) => (Some(tables), redis_lost, None),
+                Err(e) => (None, false, Some(e.to_string())),
+            };
             // The tables this instance should run, and those it runs now
             // (renewed until handed over or gone).
             let mut ask: Vec<TableId> = tables
                 .iter()
+                .flatten()
                 .filter(|t| preferred_owner(t, &instances) == Some(me))
                 .cloned()
                 .collect();
             for t in running {
-                if tables.contains(&t) && !ask.contains(&t) {
+                let tracked = tables.as_ref().is_none_or(|all| all.contains(&t));
+                if tracked && !ask.contains(&t) {
                     ask.push(t);
                 }
             }
@@ -151,6 +138,7 @@ impl SupervisorActor {
             let singleton_grants = grants.split_off(ask.len().min(grants.len()));
             Ok::<_, Error>(Discovered {
                 tables,
+                failure,
                 redis_lost,
                 instances,
                 grants: ask.into_iter().zip(grants).collect(),
@@ -158,35 +146,78 @@ impl SupervisorActor {
                 asked,
             })
         };
-        ctx.wait(work.into_actor(self).map(
-            |result: Result<Discovered>, act, ctx| match result {
-                Ok(found) => {
-                    act.marker_seen = true;
-                    if found.redis_lost {
-                        act.redis_lost();
+        ctx.wait(
+            work.into_actor(self)
+                .map(|result: Result<Discovered>, act, ctx| match result {
+                    Ok(found) => {
+                        match (&found.failure, &found.tables) {
+                            (Some(message), _) => act.discovery_failed(message.clone()),
+                            (None, Some(tables)) => {
+                                act.marker_seen = true;
+                                if found.redis_lost {
+                                    act.redis_lost();
+                                }
+                                telemetry::discovery(true, tables.len());
+                                act.pipeline.board.set_discovery_error(None);
+                                if act.discovery_error.take().is_some() {
+                                    info!("table discovery works again");
+                                }
+                            }
+                            (None, None) => {}
+                        }
+                        act.reconcile(found, ctx)
                     }
-                    telemetry::discovery(true, found.tables.len());
-                    act.pipeline.board.set_discovery_error(None);
-                    if act.discovery_error.take().is_some() {
-                        info!("table discovery works again");
-                    }
-                    act.reconcile(found, ctx)
-                }
-                Err(e) => {
-                    telemetry::discovery(false, 0);
-                    telemetry::error("discovery");
-                    let message = e.to_string();
-                    // Said once per distinct error, not every poll.
-                    if act.discovery_error.as_deref() != Some(message.as_str()) {
-                        warn!(error = %message, "table discovery failed; keeping the running tables as they are and retrying every poll");
-                    }
-                    act.pipeline.board.set_discovery_error(Some(message.clone()));
-                    act.discovery_error = Some(message);
-                }
-            },
-        ));
+                    Err(e) => act.discovery_failed(e.to_string()),
+                }),
+        );
     }
 
+    fn discovery_failed(&mut self, message: String) {
+        telemetry::discovery(false, 0);
+        telemetry::error("discovery");
+        // Said once per distinct error, not every poll.
+        if self.discovery_error.as_deref() != Some(message.as_str()) {
+            warn!(error = %message, "table discovery failed; keeping the running tables as they are and retrying every poll");
+        }
+        self.pipeline
+            .board
+            .set_discovery_error(Some(message.clone()));
+        self.discovery_error = Some(message);
+    }
+}
+
+/// Lists the tracked tables, reads the primary's facts, creates the default
+/// flags and checks the marker: `(tables, redis_lost)`.
+async fn list_tables(pipeline: &Pipeline, marker_seen: bool) -> Result<(Vec<TableId>, bool)> {
+    let tables = pipeline.primary.tracked_tables().await?;
+    let identity = pipeline.primary.identity().await?;
+    let retention = match pipeline.primary.change_retention().await {
+        Ok(retention) => {
+            telemetry::retention(retention);
+            retention
+        }
+        Err(e) => {
+            warn!(error = %e, "could not read the change tracking retention period");
+            pipeline.facts().retention
+        }
+    };
+    // All tables' flags or none: a table whose flags could not be
+    // written is not "gone", so a failure here ends the discovery.
+    let marker = pipeline.state.ensure_flags(&tables).await?;
+    pipeline.set_facts(PrimaryFacts {
+        identity: Some(identity),
+        retention,
+    });
+    let redis_lost = marker == Marker::Created
+        && (marker_seen || replica_has_records(pipeline, &tables).await?);
+    // Published at start and again whenever Redis lost them.
+    if !marker_seen || marker == Marker::Created {
+        pipeline.state.publish(&pipeline.config.published).await?;
+    }
+    Ok((tables, redis_lost))
+}
+
+impl SupervisorActor {
     fn redis_lost(&self) {
         error!(
             "Redis lost its data (the key mssql_sync:marker vanished): every table's flags are back \
@@ -255,7 +286,12 @@ impl SupervisorActor {
                 }
             }
         }
-        let tracked: BTreeSet<TableId> = found.tables.into_iter().collect();
+        let Some(tables) = found.tables else {
+            self.singleton_leases(&found.singleton_grants, until);
+            self.publish_status(ctx);
+            return;
+        };
+        let tracked: BTreeSet<TableId> = tables.into_iter().collect();
         let gone: Vec<TableId> = self
             .tables
             .keys()
@@ -268,8 +304,14 @@ impl SupervisorActor {
         }
         self.held_elsewhere.retain(|t, _| tracked.contains(t));
         self.tracked = Some(tracked);
+        self.singleton_leases(&found.singleton_grants, until);
+        self.publish_status(ctx);
+    }
+
+    /// Records which singleton leases this instance holds, and the gauge.
+    fn singleton_leases(&self, grants: &[LeaseGrant], until: Instant) {
         let mut held = self.tables.len();
-        for ((name, lease), grant) in self.singletons.iter().zip(&found.singleton_grants) {
+        for ((name, lease), grant) in self.singletons.iter().zip(grants) {
             let was = lease.held();
             lease.set(grant.holds().then_some(until));
             if grant.holds() {
@@ -284,7 +326,6 @@ impl SupervisorActor {
             }
         }
         telemetry::leases_held(held);
-        self.publish_status(ctx);
     }
 
     /// Publishes this instance's tables' statuses to Redis (for the page
@@ -370,8 +411,11 @@ impl Actor for SupervisorActor {
             .into_actor(self),
         );
         self.discover(ctx);
-        let poll = self.pipeline.config.poll_interval;
-        ctx.run_interval(poll, |act, ctx| act.discover(ctx));
+        // Every poll, and at least three times per lease TTL, so a lease
+        // never runs out between renewals whatever the two settings say.
+        let config = &self.pipeline.config;
+        let every = config.poll_interval.min(config.lease_ttl / 3);
+        ctx.run_interval(every, |act, ctx| act.discover(ctx));
     }
 }
 
