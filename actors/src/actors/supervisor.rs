@@ -378,8 +378,18 @@ impl SupervisorActor {
             .into_actor(self)
             .map(move |_, act, _| {
                 act.retiring.remove(&table);
+                act.forget_retired(&table);
             }),
         );
+    }
+
+    /// After a retired actor answered (its last cycle is over), its board
+    /// entry goes, in case that cycle wrote it again: the page and the
+    /// published statuses show only tables this instance runs.
+    fn forget_retired(&self, table: &TableId) {
+        if !self.tables.contains_key(table) {
+            self.pipeline.board.remove(&table.key_name());
+        }
     }
 }
 
@@ -479,6 +489,7 @@ impl Handler<RouteSchemaChange> for SupervisorActor {
                 .into_actor(self)
                 .map(move |(from, result), act, _| {
                     act.retiring.remove(&from);
+                    act.forget_retired(&from);
                     result.map(|_| Routed::Applied)
                 }),
             );
