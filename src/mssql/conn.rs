@@ -35,6 +35,99 @@ impl Default for TlsSettings {
 /// defaults to 30 s, too short for an ALTER COLUMN on a large replica table.
 pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// What ctsync takes from an ADO.NET string. `Encrypt` and
+/// `TrustServerCertificate` in the string are read but ctsync's own TLS
+/// settings (`CTSYNC_ENCRYPT`, `CTSYNC_TRUST_SERVER_CERTIFICATE`) decide.
+struct AdoFields {
+    host: String,
+    port: u16,
+    database: String,
+    user: String,
+    password: String,
+    /// `TrustServerCertificateCA`: validate against this CA file.
+    trust_ca: Option<String>,
+}
+
+impl AdoFields {
+    fn read(name: &str, value: &str, tls: TlsSettings) -> Result<Self, MssqlError> {
+        use super::ado;
+        let err = |m: String| config_err(name, m);
+        let pairs = ado::parse(value)
+            .map_err(|e| err(format!("the ADO.NET connection string cannot be read: {e}")))?;
+        let server = ado::get(
+            &pairs,
+            &[
+                "server",
+                "data source",
+                "address",
+                "addr",
+                "network address",
+            ],
+        )
+        .ok_or_else(|| err("the ADO.NET string has no server=host,port".into()))?;
+        let server = ado::server(server).ok_or_else(|| {
+            err("server= is not of the form [tcp:]host[,port] or host\\instance,port".into())
+        })?;
+        if let (Some(instance), None) = (&server.instance, server.port) {
+            return Err(err(format!(
+                "server= names the instance {instance} without a port; ctsync does not ask SQL \
+                 Browser (UDP 1434) for it: give the instance's TCP port, \
+                 server={}\\{instance},<port> (SQL Server Configuration Manager shows it)",
+                server.host
+            )));
+        }
+        let flag = |keys: &[&str]| ado::get(&pairs, keys).map(|v| v.trim().to_ascii_lowercase());
+        if flag(&["integrated security", "trusted_connection"])
+            .is_some_and(|v| matches!(v.as_str(), "true" | "yes" | "sspi"))
+        {
+            return Err(err(
+                "Windows (integrated) authentication is not supported; use SQL authentication \
+                 (user id=…;password=…)"
+                    .into(),
+            ));
+        }
+        match flag(&["encrypt"]).as_deref() {
+            None | Some("true" | "false" | "yes" | "no" | "mandatory" | "optional") => {}
+            Some("strict") => {
+                return Err(err(
+                    "Encrypt=Strict (TDS 8.0) is not supported by ctsync's SQL Server driver; use \
+                     Encrypt=Mandatory (ctsync encrypts as CTSYNC_ENCRYPT says, `required` by \
+                     default)"
+                        .into(),
+                ))
+            }
+            Some(_) => {
+                return Err(err(
+                    "Encrypt= expects true, false, mandatory, optional or strict".into(),
+                ))
+            }
+        }
+        let trust_ca = ado::get(&pairs, &["trustservercertificateca"]).map(str::to_string);
+        if trust_ca.is_some() && tls.trust_server_certificate {
+            return Err(err(
+                "TrustServerCertificateCA=… validates the server against a CA, while \
+                 CTSYNC_TRUST_SERVER_CERTIFICATE=true accepts any certificate: drop one of them"
+                    .into(),
+            ));
+        }
+        let user = ado::get(&pairs, &["user id", "uid", "user", "username"])
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| err("the ADO.NET string has no user id=…".into()))?;
+        Ok(Self {
+            host: server.host,
+            port: server.port.unwrap_or(1433),
+            database: ado::get(&pairs, &["database", "initial catalog"])
+                .unwrap_or_default()
+                .to_string(),
+            user: user.to_string(),
+            password: ado::get(&pairs, &["password", "pwd"])
+                .unwrap_or_default()
+                .to_string(),
+            trust_ca,
+        })
+    }
+}
+
 /// A parsed connection target. `Display` shows `host:port/db` only.
 #[derive(Clone)]
 pub struct Endpoint {
@@ -78,7 +171,7 @@ impl Endpoint {
         {
             Self::from_url(name, value)?
         } else if value.contains('=') {
-            Self::from_ado(name, value)?
+            Self::from_ado(name, value, tls)?
         } else {
             return Err(config_err(
                 name,
@@ -97,6 +190,17 @@ impl Endpoint {
     fn from_url(name: &str, value: &str) -> Result<(Config, String), MssqlError> {
         let url = url::Url::parse(value)
             .map_err(|e| config_err(name, format!("not a valid URL ({e})")))?;
+        // An unencoded '/', '?' or '#' in the password ends the user part
+        // early, and the rest reads as another host: refused, never guessed.
+        let after_host = &url[url::Position::AfterPort..];
+        if after_host.contains('@') {
+            return Err(config_err(
+                name,
+                "the URL is ambiguous: its user name or password holds '/', '?', '#' or '@'; \
+                 percent-encode them (%2F, %3F, %23, %40) or use the ADO.NET form with \
+                 password={…}",
+            ));
+        }
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
@@ -122,20 +226,17 @@ impl Endpoint {
         Ok((config, format!("{host}:{port}/{database}")))
     }
 
-    fn from_ado(name: &str, value: &str) -> Result<(Config, String), MssqlError> {
-        // tiberius's message may quote the string, so it is not passed on.
-        let config = Config::from_ado_string(value)
-            .map_err(|_| config_err(name, "the ADO.NET connection string could not be parsed"))?;
-        let database = value
-            .split(';')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| {
-                let k = k.trim().to_ascii_lowercase();
-                k == "database" || k == "initial catalog"
-            })
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default();
-        let display = format!("{}/{}", config.get_addr(), database);
+    fn from_ado(name: &str, value: &str, tls: TlsSettings) -> Result<(Config, String), MssqlError> {
+        let fields = AdoFields::read(name, value, tls)?;
+        let mut config = Config::new();
+        config.host(&fields.host);
+        config.port(fields.port);
+        config.database(&fields.database);
+        config.authentication(AuthMethod::sql_server(&fields.user, &fields.password));
+        if let Some(ca) = &fields.trust_ca {
+            config.trust_cert_ca(ca);
+        }
+        let display = format!("{}:{}/{}", fields.host, fields.port, fields.database);
         Ok((config, display))
     }
 
@@ -262,6 +363,171 @@ mod tests {
                 .to_string();
             assert!(err.contains("MSSQL_PRIMARY_URL"), "{err}");
             assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    fn ado(value: &str, trust: bool) -> Result<Endpoint, String> {
+        let tls = TlsSettings {
+            trust_server_certificate: trust,
+            ..TlsSettings::default()
+        };
+        Endpoint::parse("MSSQL_PRIMARY_URL", value, tls).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn current_drivers_encrypt_values_are_accepted_and_strict_is_refused_clearly() {
+        for v in ["Mandatory", "Optional", "true", "False", "yes"] {
+            let e = ado(
+                &format!("server=h,1;database=d;user id=u;password=p;Encrypt={v}"),
+                false,
+            )
+            .expect(v);
+            assert_eq!(e.to_string(), "h:1/d");
+        }
+        let err = ado(
+            "server=h;database=d;user id=u;password=p;Encrypt=Strict",
+            false,
+        )
+        .expect_err("strict");
+        assert!(
+            err.contains("Encrypt=Strict (TDS 8.0) is not supported"),
+            "{err}"
+        );
+        let err = ado("server=h;user id=u;password=p;Encrypt=maybe", false).expect_err("bad");
+        assert!(err.contains("Encrypt= expects"), "{err}");
+    }
+
+    #[test]
+    fn a_named_instance_without_a_port_is_refused_with_the_fix() {
+        let err = ado(
+            "server=db\\SQLEXPRESS;database=d;user id=u;password=p",
+            false,
+        )
+        .expect_err("no port");
+        assert!(err.contains("instance SQLEXPRESS without a port"), "{err}");
+        assert!(err.contains("server=db\\SQLEXPRESS,<port>"), "{err}");
+        let e = ado(
+            "server=db\\SQLEXPRESS,1500;database=d;user id=u;password=p",
+            false,
+        )
+        .expect("with a port");
+        assert_eq!(e.to_string(), "db:1500/d");
+    }
+
+    #[test]
+    fn a_ca_file_with_trust_any_certificate_is_a_config_error_not_a_panic() {
+        let value = "server=h,1;database=d;user id=u;password=p;TrustServerCertificateCA=/ca.pem";
+        let err = ado(value, true).expect_err("contradiction");
+        assert!(
+            err.contains("CTSYNC_TRUST_SERVER_CERTIFICATE=true"),
+            "{err}"
+        );
+        assert!(ado(value, false).is_ok(), "a CA file alone is fine");
+    }
+
+    #[test]
+    fn a_brace_quoted_password_is_never_read_as_the_database() {
+        let e = ado(
+            "server=h,1;database=real;user id=u;password={x;database=S3cr3t}",
+            false,
+        )
+        .expect("valid");
+        assert_eq!(e.to_string(), "h:1/real");
+        let e = ado(
+            "server=h,1;user id=u;password={x;database=S3cr3t};database=real",
+            false,
+        )
+        .expect("valid");
+        assert_eq!(e.to_string(), "h:1/real");
+    }
+
+    #[test]
+    fn urls_whose_password_holds_url_delimiters_are_refused() {
+        for bad in [
+            "mssql://sa:p@ss/w0rd@dbhost/db",
+            "mssql://sa:12/w0rd@dbhost/db",
+            "mssql://sa:12?w0rd@dbhost/db",
+            "mssql://sa:12#w0rd@dbhost/db",
+        ] {
+            let err = Endpoint::parse("MSSQL_PRIMARY_URL", bad, TlsSettings::default())
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                err.contains("percent-encode") || err.contains("not a valid URL"),
+                "{bad}: {err}"
+            );
+        }
+        let e = Endpoint::parse(
+            "MSSQL_PRIMARY_URL",
+            "mssql://sa:p%40ss%2Fw0rd@dbhost/db",
+            TlsSettings::default(),
+        )
+        .expect("encoded");
+        assert_eq!(e.to_string(), "dbhost:1433/db");
+    }
+
+    /// Passwords made of every character that has a meaning in either form,
+    /// in well-formed and malformed strings: whatever ctsync answers (the
+    /// endpoint it shows, its Debug form, the error), no run of 4 or more
+    /// characters of the password appears in it.
+    #[test]
+    fn no_fragment_of_a_password_appears_in_any_output() {
+        const ALPHABET: &[char] = &[
+            'a', 'B', '7', ';', '{', '}', '=', '\'', '"', '@', '/', '?', '#', '%', ':', ' ', '\\',
+            ',', 'h', 'd', 'b', '.',
+        ];
+        let mut seed: u64 = 0x5EED;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let leaks = |password: &str, output: &str| -> Option<String> {
+            let chars: Vec<char> = password.chars().collect();
+            chars
+                .windows(4)
+                .map(|w| w.iter().collect::<String>())
+                .find(|f| output.contains(f.as_str()))
+        };
+        for _ in 0..3_000 {
+            let len = 4 + (next() % 12) as usize;
+            let password: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let encoded: String = percent_encoding::utf8_percent_encode(
+                &password,
+                percent_encoding::NON_ALPHANUMERIC,
+            )
+            .to_string();
+            let candidates = [
+                format!(
+                    "server=host,1433;database=db;user id=u;password={{{}}}",
+                    password.replace('}', "}}")
+                ),
+                format!("server=host,1433;database=db;user id=u;password={password}"),
+                format!(
+                    "server=host,1433;user id=u;password=\"{}\";database=db",
+                    password.replace('"', "\"\"")
+                ),
+                format!("mssql://u:{encoded}@host:1433/db"),
+                format!("mssql://u:{password}@host:1433/db"),
+            ];
+            for (i, value) in candidates.iter().enumerate() {
+                let output =
+                    match Endpoint::parse("MSSQL_PRIMARY_URL", value, TlsSettings::default()) {
+                        Ok(e) => {
+                            if i == 0 || i == 2 || i == 3 {
+                                assert_eq!(e.to_string(), "host:1433/db", "{value:?}");
+                            }
+                            format!("{e} {e:?}")
+                        }
+                        Err(err) => format!("{err} {err:?}"),
+                    };
+                if let Some(fragment) = leaks(&password, &output) {
+                    panic!("{fragment:?} of the password shows in {output:?} (from {value:?})");
+                }
+            }
         }
     }
 }

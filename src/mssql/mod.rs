@@ -2,6 +2,7 @@
 //! all T-SQL text (`sql`), value conversions (`convert`), and the primary
 //! and replica ports implemented on tiberius.
 
+pub mod ado;
 mod catalog;
 pub mod checksums;
 pub mod conn;
