@@ -343,6 +343,23 @@ fn module_statements_match_their_golden_text_and_parse() {
         "SET ANSI_NULLS ON; SET QUOTED_IDENTIFIER OFF;"
     );
     parses(&sql::module_set_options(true, false));
+    // A module created under other options leaves the connection as every
+    // other statement expects it.
+    let m = ModuleDef {
+        ansi_nulls: false,
+        quoted_identifier: false,
+        ..ModuleDef::new(
+            "dbo",
+            "v",
+            ModuleKind::View,
+            Some("CREATE VIEW v AS SELECT 1 AS x"),
+        )
+    };
+    let [options, create, reset] = sql::module_batches(&m, false).expect("batches");
+    assert_eq!(options, "SET ANSI_NULLS OFF; SET QUOTED_IDENTIFIER OFF;");
+    assert!(create.starts_with("CREATE VIEW [dbo].[v]"), "{create}");
+    assert_eq!(reset, "SET ANSI_NULLS ON; SET QUOTED_IDENTIFIER ON;");
+    parses(&reset);
     assert_eq!(
         sql::drop_module(ModuleKind::View, "dbo", "v]1"),
         "DROP VIEW [dbo].[v]]1]"

@@ -413,18 +413,35 @@ impl Replica for MssqlReplica {
             }
             ModuleOp::Create(m) | ModuleOp::Alter(m) => {
                 let name = m.qualified();
-                let text = sql::create_module(m, matches!(op, ModuleOp::Alter(_))).ok_or_else(|| {
-                    Error::Replica(format!("the definition of {name} does not start with CREATE; cannot recreate it"))
+                let [options, text, reset] = sql::module_batches(
+                    m,
+                    matches!(op, ModuleOp::Alter(_)),
+                )
+                .ok_or_else(|| {
+                    Error::Replica(format!(
+                        "the definition of {name} does not start with CREATE; cannot recreate it"
+                    ))
                 })?;
-                let options = sql::module_set_options(m.ansi_nulls, m.quoted_identifier);
-                match batch(&mut lease, &options, || format!("SET options for {name}")).await {
-                    Ok(()) => {
-                        batch(&mut lease, &text, || {
-                            format!("creating {name} on the replica")
+                let created =
+                    match batch(&mut lease, &options, || format!("SET options for {name}")).await {
+                        Ok(()) => {
+                            batch(&mut lease, &text, || {
+                                format!("creating {name} on the replica")
+                            })
+                            .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                // The options stay on this pooled connection otherwise (a
+                // failed batch has discarded it already).
+                match (created, lease.client().is_ok()) {
+                    (Ok(()), true) => {
+                        batch(&mut lease, &reset, || {
+                            format!("resetting the session options after {name}")
                         })
                         .await
                     }
-                    Err(e) => Err(e),
+                    (result, _) => result,
                 }
             }
         };

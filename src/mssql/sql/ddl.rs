@@ -60,6 +60,23 @@ pub fn module_set_options(ansi_nulls: bool, quoted_identifier: bool) -> String {
     )
 }
 
+/// Puts the session options back to what every other statement of ctsync
+/// expects (DML on tables with indexed computed columns or indexed views
+/// fails under ANSI_NULLS or QUOTED_IDENTIFIER OFF), on a pooled connection
+/// that just created a module with other options.
+pub const SESSION_OPTIONS_DEFAULT: &str = "SET ANSI_NULLS ON; SET QUOTED_IDENTIFIER ON;";
+
+/// The batches that create (or alter) a module, in order: the module's SET
+/// options, its CREATE, and the reset to the session defaults. `None` as
+/// for [`create_module`].
+pub fn module_batches(m: &ModuleDef, or_alter: bool) -> Option<[String; 3]> {
+    Some([
+        module_set_options(m.ansi_nulls, m.quoted_identifier),
+        create_module(m, or_alter)?,
+        SESSION_OPTIONS_DEFAULT.to_string(),
+    ])
+}
+
 /// The statement that creates (or, with `or_alter`, recreates) a module on
 /// the replica: its own definition with the CREATE header naming
 /// `[schema].[name]` (definitions may omit the schema or carry a name from
