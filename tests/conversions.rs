@@ -7,7 +7,8 @@ mod support;
 use std::borrow::Cow;
 use std::time::Duration;
 
-use ctsync::mssql::convert::{sql_type, value_from_sql, value_to_sql};
+use ctsync::mssql::convert::{decimal_text, sql_type, value_from_sql, value_to_sql};
+use ctsync::mssql::sql;
 use ctsync_actors::model::{ColumnDef, KeyColumn, Len, SqlType, TableId, TableSchema, Value};
 use ctsync_actors::status::TableState;
 use support::fixtures::*;
@@ -188,8 +189,126 @@ fn every_supported_type_round_trips_between_column_data_and_values() {
     for (ty, data, value) in cases() {
         let got = value_from_sql(data.clone(), &ty, "c").unwrap_or_else(|e| panic!("{ty:?}: {e}"));
         assert_eq!(got, value, "{ty:?} from SQL");
-        assert_eq!(value_to_sql(&value, &ty), data, "{ty:?} to SQL");
+        // decimal, money and xml go out as text the statement casts to the
+        // column's type (sql::typed_param); everything else as read.
+        let sent = match (&value, sql::sent_as_text(&ty)) {
+            (Value::Decimal { value, scale }, true) => {
+                ColumnData::String(Some(Cow::Owned(decimal_text(*value, *scale))))
+            }
+            (Value::Xml(x), true) => ColumnData::String(Some(Cow::Owned(x.clone()))),
+            _ => data,
+        };
+        assert_eq!(value_to_sql(&value, &ty), sent, "{ty:?} to SQL");
     }
+}
+
+/// Parameters whose declared type would follow the value (tiberius derives
+/// decimal precision from the digits) are sent as text and cast to the
+/// column's type: the statement and the declared types do not change with
+/// the values, and decimal(38,38) — whose values tiberius would declare as
+/// numeric(39,38), which the server rejects — goes through.
+#[test]
+fn decimal_money_and_xml_parameters_do_not_vary_with_their_values() {
+    let d38 = SqlType::Decimal {
+        precision: 38,
+        scale: 38,
+    };
+    assert_eq!(sql::typed_param(&d38, 7), "CAST(@P7 AS decimal(38, 38))");
+    assert_eq!(sql::typed_param(&SqlType::Money, 1), "CAST(@P1 AS money)");
+    assert_eq!(sql::typed_param(&SqlType::Xml, 2), "CAST(@P2 AS xml)");
+    assert_eq!(sql::typed_param(&SqlType::Int, 3), "@P3");
+    let kind = |d: ColumnData<'static>| std::mem::discriminant(&d);
+    let values = [
+        (0i128, 38u8),
+        (99_999_999_999_999_999_999_999_999_999_999_999_999, 38),
+        (-1, 38),
+    ];
+    let first = kind(value_to_sql(
+        &Value::Decimal {
+            value: 1,
+            scale: 38,
+        },
+        &d38,
+    ));
+    for (value, scale) in values {
+        let p = value_to_sql(&Value::Decimal { value, scale }, &d38);
+        assert_eq!(kind(p.clone()), first, "one declared type for every value");
+        assert!(!matches!(p, ColumnData::Numeric(_)));
+    }
+    assert_eq!(
+        decimal_text(99_999_999_999_999_999_999_999_999_999_999_999_999, 38),
+        "0.99999999999999999999999999999999999999"
+    );
+    assert_eq!(
+        decimal_text(-1, 38),
+        "-0.00000000000000000000000000000000000001"
+    );
+    assert_eq!(decimal_text(-12_345, 2), "-123.45");
+    assert_eq!(decimal_text(7, 0), "7");
+    // money at its extremes, exactly.
+    assert_eq!(
+        value_to_sql(
+            &Value::Decimal {
+                value: 9_223_372_036_854_775_807,
+                scale: 4
+            },
+            &SqlType::Money
+        ),
+        ColumnData::String(Some(Cow::Owned("922337203685477.5807".into())))
+    );
+    assert_eq!(
+        value_to_sql(
+            &Value::Decimal {
+                value: -9_223_372_036_854_775_808,
+                scale: 4
+            },
+            &SqlType::Money
+        ),
+        ColumnData::String(Some(Cow::Owned("-922337203685477.5808".into())))
+    );
+    // An empty xml value is an empty nvarchar, not a zero-length xml chunk.
+    assert_eq!(
+        value_to_sql(&Value::Xml(String::new()), &SqlType::Xml),
+        ColumnData::String(Some(Cow::Owned(String::new())))
+    );
+}
+
+/// money is read as decimal(19,4) (tiberius reads money itself as f64,
+/// exact only to about 9·10¹¹), so the extremes survive.
+#[test]
+fn money_read_as_decimal_is_exact_at_its_extremes() {
+    for (value, text) in [
+        (9_223_372_036_854_775_807i128, "922337203685477.5807"),
+        (-9_223_372_036_854_775_808, "-922337203685477.5808"),
+    ] {
+        let read = value_from_sql(
+            ColumnData::Numeric(Some(Numeric::new_with_scale(value, 4))),
+            &SqlType::Money,
+            "Price",
+        )
+        .expect("money");
+        assert_eq!(read, Value::Decimal { value, scale: 4 });
+        assert_eq!(
+            value_to_sql(&read, &SqlType::Money),
+            ColumnData::String(Some(Cow::Owned(text.into())))
+        );
+    }
+    let schema = TableSchema {
+        id: TableId::new("dbo", "P"),
+        columns: vec![
+            ColumnDef::new("Id", SqlType::Int, false),
+            ColumnDef::new("Price", SqlType::Money, true),
+        ],
+        primary_key: vec![KeyColumn {
+            name: "Id".into(),
+            descending: false,
+        }],
+    };
+    let keys = vec!["Id".to_string()];
+    assert_eq!(
+        sql::read_page(&schema, &keys, false),
+        "SELECT TOP (@P1) [Id], CAST([Price] AS decimal(19, 4)) FROM [dbo].[P] ORDER BY [Id]"
+    );
 }
 
 #[test]
@@ -205,7 +324,7 @@ fn money_becomes_an_exact_four_decimal_value() {
         );
         assert_eq!(
             value_to_sql(&v, &ty),
-            ColumnData::Numeric(Some(Numeric::new_with_scale(12_345_678, 4)))
+            ColumnData::String(Some(Cow::Owned("1234.5678".into())))
         );
     }
     let v =
@@ -230,9 +349,9 @@ fn nulls_come_back_as_null_and_go_out_as_typed_nulls() {
                 precision: 10,
                 scale: 2,
             },
-            ColumnData::Numeric(None),
+            ColumnData::String(None),
         ),
-        (SqlType::Money, ColumnData::Numeric(None)),
+        (SqlType::Money, ColumnData::String(None)),
         (SqlType::DateTime2 { scale: 7 }, ColumnData::DateTime2(None)),
         (
             SqlType::DateTimeOffset { scale: 7 },
@@ -241,7 +360,7 @@ fn nulls_come_back_as_null_and_go_out_as_typed_nulls() {
         (SqlType::UniqueIdentifier, ColumnData::Guid(None)),
         (SqlType::Bit, ColumnData::Bit(None)),
         (SqlType::TinyInt, ColumnData::U8(None)),
-        (SqlType::Xml, ColumnData::Xml(None)),
+        (SqlType::Xml, ColumnData::String(None)),
         (SqlType::Text, ColumnData::String(None)),
     ];
     for (ty, null) in typed {

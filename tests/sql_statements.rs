@@ -208,7 +208,8 @@ fn deletes_and_inserts_are_fully_parameterized_and_sized_to_the_limits() {
     );
     assert_eq!(
         sql::insert_rows(&o, 2),
-        "INSERT INTO [sales].[OrderLine] ([OrderId], [Line], [Qty], [Note]) VALUES (@P1, @P2, @P3, @P4), (@P5, @P6, @P7, @P8)"
+        "INSERT INTO [sales].[OrderLine] ([OrderId], [Line], [Qty], [Note]) VALUES \
+         (@P1, @P2, CAST(@P3 AS decimal(18, 4)), @P4), (@P5, @P6, CAST(@P7 AS decimal(18, 4)), @P8)"
     );
     // Computed columns are never inserted.
     assert!(!sql::insert_rows(&all_types_table(), 1).contains("[Doubled]"));

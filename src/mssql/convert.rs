@@ -120,12 +120,16 @@ pub fn value_from_sql(
         (C::F64(Some(v)), SqlType::Float { .. }) => Value::F64(*v),
         (C::F64(Some(v)), SqlType::Money | SqlType::SmallMoney) => money(*v),
         (C::F32(Some(v)), SqlType::SmallMoney) => money(f64::from(*v)),
-        (C::Numeric(Some(n)), SqlType::Decimal { .. } | SqlType::Numeric { .. }) => {
-            Value::Decimal {
-                value: n.value(),
-                scale: n.scale(),
-            }
-        }
+        (
+            C::Numeric(Some(n)),
+            SqlType::Decimal { .. }
+            | SqlType::Numeric { .. }
+            | SqlType::Money
+            | SqlType::SmallMoney,
+        ) => Value::Decimal {
+            value: n.value(),
+            scale: n.scale(),
+        },
         (
             C::String(Some(s)),
             SqlType::Char(_)
@@ -212,8 +216,41 @@ pub fn decode_row(
         .collect()
 }
 
+/// `value · 10^-scale` as SQL Server reads a decimal literal.
+pub fn decimal_text(value: i128, scale: u8) -> String {
+    let digits = value.unsigned_abs().to_string();
+    let scale = usize::from(scale);
+    let sign = if value < 0 { "-" } else { "" };
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{sign}{int}.{frac}")
+}
+
+/// A value for a column whose parameters are sent as text (see
+/// `sql::typed_param`): the text the statement casts to the column's type.
+fn as_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Decimal { value, scale } => Some(decimal_text(*value, *scale)),
+        Value::Xml(x) | Value::String(x) => Some(x.clone()),
+        Value::I64(v) => Some(v.to_string()),
+        Value::I32(v) => Some(v.to_string()),
+        _ => None,
+    }
+}
+
 pub fn value_to_sql(value: &Value, ty: &SqlType) -> ColumnData<'static> {
     use ColumnData as C;
+    if super::sql::sent_as_text(ty) {
+        if let Value::Null = value {
+            return C::String(None);
+        }
+        if let Some(text) = as_text(value) {
+            return C::String(Some(Cow::Owned(text)));
+        }
+    }
     match value {
         Value::Null => null_for(ty),
         Value::Bool(v) => C::Bit(Some(*v)),

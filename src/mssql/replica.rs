@@ -413,15 +413,12 @@ impl Replica for MssqlReplica {
             }
             ModuleOp::Create(m) | ModuleOp::Alter(m) => {
                 let name = m.qualified();
-                let [options, text, reset] = sql::module_batches(
-                    m,
-                    matches!(op, ModuleOp::Alter(_)),
-                )
-                .ok_or_else(|| {
-                    Error::Replica(format!(
+                let [options, text, reset] =
+                    sql::module_batches(m, matches!(op, ModuleOp::Alter(_))).ok_or_else(|| {
+                        Error::Replica(format!(
                         "the definition of {name} does not start with CREATE; cannot recreate it"
                     ))
-                })?;
+                    })?;
                 let created =
                     match batch(&mut lease, &options, || format!("SET options for {name}")).await {
                         Ok(()) => {

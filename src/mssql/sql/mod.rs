@@ -109,23 +109,76 @@ fn column_list(prefix: &str, columns: &[&ColumnDef]) -> String {
         .join(", ")
 }
 
-/// The parameter `@Pn` compared with `column`. Values are sent as
-/// nvarchar; against a char/varchar column that would convert the column
-/// (CONVERT_IMPLICIT) and turn index seeks into scans, so the parameter is
-/// cast to the column's type instead.
-fn param(schema: &TableSchema, column: &str, n: usize) -> String {
-    let ty = schema
-        .columns
-        .iter()
-        .find(|c| c.name == column)
-        .map(|c| &c.ty);
-    match ty {
-        Some(t @ (SqlType::Char(_) | SqlType::VarChar(_))) => match type_ddl(t) {
-            Some(ddl) => format!("CAST(@P{n} AS {ddl})"),
-            None => format!("@P{n}"),
-        },
+/// Whether a value for a column of type `ty` is sent as text and cast to
+/// the column's type in the statement (see [`typed_param`]); the binding
+/// side is `convert::value_to_sql`. One decision, used by both.
+pub fn sent_as_text(ty: &SqlType) -> bool {
+    matches!(
+        ty,
+        SqlType::Char(_)
+            | SqlType::VarChar(_)
+            | SqlType::Decimal { .. }
+            | SqlType::Numeric { .. }
+            | SqlType::Money
+            | SqlType::SmallMoney
+            | SqlType::Xml
+    )
+}
+
+/// The parameter `@Pn` as a statement uses it for a column of type `ty`.
+/// Some values are sent as text and cast to the column's own type, so the
+/// declared type never depends on the value and is valid for every value:
+/// - char/varchar: nvarchar against them would convert the column
+///   (CONVERT_IMPLICIT) and turn index seeks into scans;
+/// - decimal/numeric: tiberius declares `numeric(digits + 1, scale)` from
+///   each value, which the server rejects past 38 (decimal(38,38)), and a
+///   new declaration per value means a plan per statement;
+/// - money/smallmoney: tiberius has no exact binding for them;
+/// - xml: tiberius sends an empty xml value as a zero-length chunk that
+///   desyncs the request; nvarchar '' converts to an empty xml.
+pub fn typed_param(ty: &SqlType, n: usize) -> String {
+    match type_ddl(ty) {
+        Some(ddl) if sent_as_text(ty) => format!("CAST(@P{n} AS {ddl})"),
         _ => format!("@P{n}"),
     }
+}
+
+/// The parameter `@Pn` compared with `column` (see [`typed_param`]).
+fn param(schema: &TableSchema, column: &str, n: usize) -> String {
+    match schema.columns.iter().find(|c| c.name == column) {
+        Some(c) => typed_param(&c.ty, n),
+        None => format!("@P{n}"),
+    }
+}
+
+/// A column as ctsync reads it: money and smallmoney as decimal(19,4) and
+/// decimal(10,4), which tiberius decodes exactly (it reads money as f64,
+/// exact only to about 9·10¹¹).
+fn select_expr(prefix: &str, c: &ColumnDef) -> String {
+    match c.ty {
+        SqlType::Money => format!("CAST({prefix}{} AS decimal(19, 4))", quote(&c.name)),
+        SqlType::SmallMoney => format!("CAST({prefix}{} AS decimal(10, 4))", quote(&c.name)),
+        _ => format!("{prefix}{}", quote(&c.name)),
+    }
+}
+
+fn select_list(prefix: &str, columns: &[&ColumnDef]) -> String {
+    columns
+        .iter()
+        .map(|c| select_expr(prefix, c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The key columns, read as [`select_expr`] reads them.
+fn key_select_list(prefix: &str, schema: &TableSchema, keys: &[String]) -> String {
+    keys.iter()
+        .map(|k| match schema.columns.iter().find(|c| &c.name == k) {
+            Some(c) => select_expr(prefix, c),
+            None => format!("{prefix}{}", quote(k)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `(k1 > @a) OR (k1 = @a AND k2 > @b) OR …` with parameters numbered from
@@ -167,7 +220,7 @@ pub(crate) fn order_by(prefix: &str, keys: &[String]) -> String {
 /// One keyset page of a full load. `@P1` = page size; with `after`, the key
 /// values of the last row read are `@P2…`.
 pub fn read_page(schema: &TableSchema, keys: &[String], after: bool) -> String {
-    let cols = column_list("", &schema.written_columns());
+    let cols = select_list("", &schema.written_columns());
     let mut sql = format!("SELECT TOP (@P1) {cols} FROM {}", table(&schema.id));
     if after {
         sql.push_str(&format!(" WHERE {}", keyset_predicate("", schema, keys, 2)));
@@ -183,12 +236,8 @@ pub const EXISTS_COLUMN: &str = "__ctsync_row_exists";
 /// columns from CHANGETABLE, an existence flag, then the written columns.
 /// `@P1` = page size; with `after`, the cursor key is `@P3…`.
 pub fn changes_page(schema: &TableSchema, keys: &[String], after: bool) -> String {
-    let key_cols = keys
-        .iter()
-        .map(|k| format!("[ct].{}", quote(k)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let row_cols = column_list("[t].", &schema.written_columns());
+    let key_cols = key_select_list("[ct].", schema, keys);
+    let row_cols = select_list("[t].", &schema.written_columns());
     let join = keys
         .iter()
         .map(|k| format!("[t].{q} = [ct].{q}", q = quote(k)))
@@ -390,7 +439,7 @@ pub fn insert_rows(schema: &TableSchema, rows: usize) -> String {
     let values = (0..rows)
         .map(|r| {
             let ps = (1..=n)
-                .map(|j| format!("@P{}", r * n + j))
+                .map(|j| typed_param(&cols[j - 1].ty, r * n + j))
                 .collect::<Vec<_>>()
                 .join(", ");
             format!("({ps})")
