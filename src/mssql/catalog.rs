@@ -7,7 +7,7 @@ use tiberius::ColumnData;
 
 use super::conn::Lease;
 use super::convert::sql_type;
-use super::pool::query_rows;
+use super::pool::{query_rows_within, META_TIMEOUT};
 use super::{sql, MssqlError};
 
 pub fn text(row: &tiberius::Row, col: &str) -> Result<Option<String>, MssqlError> {
@@ -61,12 +61,37 @@ fn column(table: &TableId, r: &tiberius::Row) -> Result<ColumnDef, MssqlError> {
         });
     }
     if flag(r, "is_computed")? {
-        col.computed = Some(Computed {
-            definition: text(r, "computed_definition")?.unwrap_or_default(),
-            persisted: flag(r, "is_persisted")?,
-        });
+        col.computed = Some(computed(
+            table,
+            &col.name,
+            text(r, "computed_definition")?,
+            flag(r, "is_persisted")?,
+        )?);
     }
     Ok(col)
+}
+
+/// A computed column's definition. SQL Server shows it only to a login with
+/// VIEW DEFINITION on the table (else NULL): without it the column cannot be
+/// created, so the table is refused with what to grant.
+pub(crate) fn computed(
+    table: &TableId,
+    column: &str,
+    definition: Option<String>,
+    persisted: bool,
+) -> Result<Computed, MssqlError> {
+    match definition.filter(|d| !d.trim().is_empty()) {
+        Some(definition) => Ok(Computed {
+            definition,
+            persisted,
+        }),
+        None => Err(MssqlError::Unexpected(format!(
+            "table {table}: the definition of computed column [{column}] is not visible to \
+             ctsync's login, so the column cannot be created on the replica; grant it: GRANT \
+             VIEW DEFINITION ON OBJECT::{} TO <ctsync's user>",
+            super::sql::table(table)
+        ))),
+    }
 }
 
 /// The table's definition, or `None` if the database has no such table.
@@ -79,7 +104,7 @@ pub async fn table_schema(
             sql::object_name_param(table).into(),
         ))]
     };
-    let rows = query_rows(lease, sql::TABLE_COLUMNS, object(), || {
+    let rows = query_rows_within(lease, META_TIMEOUT, sql::TABLE_COLUMNS, object(), || {
         format!("reading the columns of {table}")
     })
     .await?;
@@ -90,9 +115,13 @@ pub async fn table_schema(
         .iter()
         .map(|r| column(table, r))
         .collect::<Result<Vec<_>, _>>()?;
-    let pk_rows = query_rows(lease, sql::PRIMARY_KEY_COLUMNS, object(), || {
-        format!("reading the primary key of {table}")
-    })
+    let pk_rows = query_rows_within(
+        lease,
+        META_TIMEOUT,
+        sql::PRIMARY_KEY_COLUMNS,
+        object(),
+        || format!("reading the primary key of {table}"),
+    )
     .await?;
     let primary_key = pk_rows
         .iter()
@@ -112,7 +141,7 @@ pub async fn table_schema(
 
 /// Views, procedures, functions and triggers of the database.
 pub async fn modules(lease: &mut Lease<'_>, what: &str) -> Result<Vec<ModuleDef>, MssqlError> {
-    let rows = query_rows(lease, sql::MODULES, vec![], || {
+    let rows = query_rows_within(lease, META_TIMEOUT, sql::MODULES, vec![], || {
         format!("listing the modules of the {what}")
     })
     .await?;
@@ -132,4 +161,24 @@ pub async fn modules(lease: &mut Lease<'_>, what: &str) -> Result<Vec<ModuleDef>
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_computed_column_whose_definition_is_hidden_is_refused_with_the_grant() {
+        let t = TableId::new("sales", "Or]der");
+        let e = computed(&t, "Total", None, false).expect_err("hidden");
+        let message = e.to_string();
+        assert!(message.contains("computed column [Total]"), "{message}");
+        assert!(
+            message.contains("GRANT VIEW DEFINITION ON OBJECT::[sales].[Or]]der]"),
+            "{message}"
+        );
+        let ok = computed(&t, "Total", Some("([Qty]*(2))".into()), true).expect("visible");
+        assert_eq!(ok.definition, "([Qty]*(2))");
+        assert!(ok.persisted);
+    }
 }

@@ -255,6 +255,7 @@ impl Endpoint {
             .map_err(|_| err("TCP connect timed out after 15 s".into()))?
             .map_err(|e| err(e.to_string()))?;
             tcp.set_nodelay(true).map_err(|e| err(e.to_string()))?;
+            keepalive(&tcp).map_err(|e| err(format!("enabling TCP keepalive: {e}")))?;
             match Client::connect(config.clone(), tcp.compat_write()).await {
                 Ok(client) => return Ok(client),
                 // Azure-style redirect: connect once more to the given address.
@@ -267,6 +268,19 @@ impl Endpoint {
         }
         Err(err("redirected more than once".into()))
     }
+}
+
+/// TCP keepalive on every connection: a connection the network dropped
+/// silently (a failover, a NAT timeout) is noticed within about a minute
+/// and a half instead of when the command timeout runs out.
+pub const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn keepalive(tcp: &TcpStream) -> std::io::Result<()> {
+    let params = socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let params = params.with_interval(KEEPALIVE_INTERVAL);
+    socket2::SockRef::from(tcp).set_tcp_keepalive(&params)
 }
 
 /// One lazily opened connection, used by one caller at a time.
@@ -528,6 +542,27 @@ mod tests {
                     panic!("{fragment:?} of the password shows in {output:?} (from {value:?})");
                 }
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_have_tcp_keepalive_on() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let sock = socket2::SockRef::from(&tcp);
+        assert!(!sock.keepalive().expect("read"), "off by default");
+        keepalive(&tcp).expect("set");
+        assert!(sock.keepalive().expect("read"));
+        #[cfg(target_os = "linux")]
+        {
+            assert_eq!(sock.tcp_keepalive_time().expect("idle"), KEEPALIVE_IDLE);
+            assert_eq!(
+                sock.tcp_keepalive_interval().expect("interval"),
+                KEEPALIVE_INTERVAL
+            );
         }
     }
 }

@@ -84,6 +84,33 @@ pub async fn query_rows(
     discard_on_error(lease, result)
 }
 
+/// How long a catalog or version read may go unanswered: these are small,
+/// so a silent server is noticed in a minute instead of after the 10-minute
+/// command timeout bulk work and ALTER COLUMN need.
+pub const META_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// [`query_rows`] that gives up after `limit`; the connection, which may
+/// still get the late answer, is discarded.
+pub async fn query_rows_within(
+    lease: &mut Lease<'_>,
+    limit: std::time::Duration,
+    sql: &str,
+    params: Vec<ColumnData<'static>>,
+    what: impl Fn() -> String,
+) -> Result<Vec<Row>, MssqlError> {
+    match tokio::time::timeout(limit, query_rows(lease, sql, params, &what)).await {
+        Ok(result) => result,
+        Err(_) => {
+            lease.discard();
+            Err(MssqlError::Unexpected(format!(
+                "{}: no answer within {} s",
+                what(),
+                limit.as_secs()
+            )))
+        }
+    }
+}
+
 /// Runs a parameterized statement; returns rows affected.
 pub async fn execute(
     lease: &mut Lease<'_>,

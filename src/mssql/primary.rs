@@ -15,7 +15,7 @@ use tiberius::ColumnData;
 
 use super::catalog::{self, big, flag, int, text};
 use super::convert::{decode_row as decode, key_params};
-use super::pool::{batch, query_rows, Pool};
+use super::pool::{batch, query_rows, query_rows_within, Pool, META_TIMEOUT};
 use super::{sql, MssqlError};
 
 pub struct MssqlPrimary {
@@ -49,7 +49,7 @@ impl MssqlPrimary {
         what: &str,
     ) -> Result<Vec<tiberius::Row>> {
         let mut lease = self.pool.lease().await.map_err(err)?;
-        query_rows(&mut lease, sql, params, || what.to_string())
+        query_rows_within(&mut lease, META_TIMEOUT, sql, params, || what.to_string())
             .await
             .map_err(err)
     }
