@@ -137,6 +137,14 @@ fn the_compose_defaults_are_the_original_readmes() {
         let endpoint = Endpoint::parse(var, &value, TlsSettings::default()).expect(var);
         assert_eq!(endpoint.to_string(), host);
         assert!(!endpoint.to_string().contains("Password123"));
+        // A password with every character that breaks a URL (or an
+        // unquoted ADO value) still reaches SQL Server as one password.
+        let raw = services["ctsync"]["environment"][var]
+            .as_str()
+            .expect("url");
+        let hostile = raw.replace("${MSSQL_SA_PASSWORD:-Password123!}", "p#a/s?s@w;o=r'd\"x}}");
+        let endpoint = Endpoint::parse(var, &hostile, TlsSettings::default()).expect(var);
+        assert_eq!(endpoint.to_string(), host, "{hostile}");
     }
 }
 
