@@ -86,7 +86,7 @@ fn keyset_pages_for_single_and_composite_keys() {
     let first = sql::read_page(&u, &keys(&u), false);
     assert_eq!(
         first,
-        "SELECT TOP (@P1) [Id], [Name], [Email] FROM [dbo].[User] ORDER BY [Id]"
+        "SELECT TOP (@P1) [Id], [Name], CAST([Email] AS nvarchar(100)) FROM [dbo].[User] ORDER BY [Id]"
     );
     let next = sql::read_page(&o, &keys(&o), true);
     assert_eq!(
@@ -124,7 +124,7 @@ fn change_pages_join_current_rows_and_flag_existence() {
     assert_eq!(
         first,
         "SELECT TOP (@P1) [ct].[Id], CASE WHEN [t].[Id] IS NULL THEN 0 ELSE 1 END AS [__ctsync_row_exists], \
-         [t].[Id], [t].[Name], [t].[Email] FROM CHANGETABLE(CHANGES [dbo].[User], @P2) AS [ct] \
+         [t].[Id], [t].[Name], CAST([t].[Email] AS nvarchar(100)) FROM CHANGETABLE(CHANGES [dbo].[User], @P2) AS [ct] \
          LEFT OUTER JOIN [dbo].[User] AS [t] ON [t].[Id] = [ct].[Id] ORDER BY [ct].[Id]"
     );
     let next = sql::changes_page(&o, &keys(&o), true);
@@ -463,7 +463,7 @@ fn char_and_varchar_key_parameters_are_cast_to_the_column_type() {
     let next = sql::read_page(&t, &keys(&t), true);
     assert_eq!(
         next,
-        "SELECT TOP (@P1) [Sku], [Region], [Title] FROM [dbo].[Product] \
+        "SELECT TOP (@P1) CAST([Sku] AS nvarchar(40)), CAST([Region] AS nvarchar(2)), [Title] FROM [dbo].[Product] \
          WHERE ([Sku] > CAST(@P2 AS varchar(40))) OR ([Sku] = CAST(@P2 AS varchar(40)) AND [Region] > CAST(@P3 AS char(2))) \
          ORDER BY [Sku], [Region]"
     );
@@ -480,6 +480,55 @@ fn char_and_varchar_key_parameters_are_cast_to_the_column_type() {
     parses(&next);
     parses(&delete);
     parses_changetable(&changes);
+}
+
+/// Fidelity items 4 and 5: text in char/varchar/text columns is read as
+/// nvarchar (tiberius would decode `_UTF8` collations by the LCID's code
+/// page), inserted as nvarchar (the column's collation converts it), and a
+/// char/varchar key is compared under the column's own collation, so no
+/// character becomes '?' through the database default's code page.
+#[test]
+fn character_columns_are_read_and_compared_under_their_own_collation() {
+    let mut utf8 = ColumnDef::new("Code", SqlType::VarChar(Len::N(20)), false);
+    utf8.collation = Some("Latin1_General_100_CS_AS_SC_UTF8".into());
+    let mut greek = ColumnDef::new("Name", SqlType::Char(Len::N(10)), false);
+    greek.collation = Some("Greek_CI_AS".into());
+    let t = TableSchema {
+        id: TableId::new("dbo", "Coded"),
+        columns: vec![
+            utf8,
+            greek,
+            ColumnDef::new("Wide", SqlType::VarChar(Len::Max), true),
+            ColumnDef::new("Old", SqlType::Text, true),
+        ],
+        primary_key: vec![
+            KeyColumn {
+                name: "Code".into(),
+                descending: false,
+            },
+            KeyColumn {
+                name: "Name".into(),
+                descending: false,
+            },
+        ],
+    };
+    let next = sql::read_page(&t, &keys(&t), true);
+    assert_eq!(
+        next,
+        "SELECT TOP (@P1) CAST([Code] AS nvarchar(20)), CAST([Name] AS nvarchar(10)), \
+         CAST([Wide] AS nvarchar(max)), CAST([Old] AS nvarchar(max)) FROM [dbo].[Coded] \
+         WHERE ([Code] > CAST(@P2 COLLATE Latin1_General_100_CS_AS_SC_UTF8 AS varchar(20))) \
+         OR ([Code] = CAST(@P2 COLLATE Latin1_General_100_CS_AS_SC_UTF8 AS varchar(20)) \
+         AND [Name] > CAST(@P3 COLLATE Greek_CI_AS AS char(10))) ORDER BY [Code], [Name]"
+    );
+    assert_eq!(
+        sql::insert_rows(&t, 1),
+        "INSERT INTO [dbo].[Coded] ([Code], [Name], [Wide], [Old]) VALUES (@P1, @P2, @P3, @P4)"
+    );
+    assert!(sql::delete_keys(&t, &keys(&t), 1)
+        .contains("[Code] = CAST(@P1 COLLATE Latin1_General_100_CS_AS_SC_UTF8 AS varchar(20))"));
+    parses(&next);
+    parses(&sql::insert_rows(&t, 1));
 }
 
 #[test]

@@ -125,11 +125,14 @@ pub fn sent_as_text(ty: &SqlType) -> bool {
     )
 }
 
-/// The parameter `@Pn` as a statement uses it for a column of type `ty`.
-/// Some values are sent as text and cast to the column's own type, so the
-/// declared type never depends on the value and is valid for every value:
-/// - char/varchar: nvarchar against them would convert the column
-///   (CONVERT_IMPLICIT) and turn index seeks into scans;
+/// The parameter `@Pn` as an INSERT's VALUES use it for a column of type
+/// `ty`. Some values are sent as text and cast to the column's own type, so
+/// the declared type never depends on the value and is valid for every
+/// value:
+/// - char/varchar: sent as nvarchar and not cast here: assigning it to the
+///   column converts it under the column's own collation and code page
+///   (a CAST would go through the database default's code page and turn
+///   what it cannot hold into '?'); see [`compare_param`] for predicates;
 /// - decimal/numeric: tiberius declares `numeric(digits + 1, scale)` from
 ///   each value, which the server rejects past 38 (decimal(38,38)), and a
 ///   new declaration per value means a plan per statement;
@@ -138,27 +141,55 @@ pub fn sent_as_text(ty: &SqlType) -> bool {
 ///   desyncs the request; nvarchar '' converts to an empty xml.
 pub fn typed_param(ty: &SqlType, n: usize) -> String {
     match type_ddl(ty) {
-        Some(ddl) if sent_as_text(ty) => format!("CAST(@P{n} AS {ddl})"),
+        Some(ddl) if sent_as_text(ty) && !ty.is_character() => format!("CAST(@P{n} AS {ddl})"),
         _ => format!("@P{n}"),
     }
 }
 
-/// The parameter `@Pn` compared with `column` (see [`typed_param`]).
+/// The parameter `@Pn` compared with column `c` in a predicate (keyset
+/// pages, deletes, checksum ranges). A char/varchar key is compared as the
+/// column's own type under the column's own collation: nvarchar against it
+/// would convert the column and lose index seeks, and a plain CAST would go
+/// through the database default's code page ('?' for what it cannot hold,
+/// so pages would skip or repeat rows). SQL Server then both orders and
+/// compares the keys by the column's collation (case, accents, trailing
+/// spaces), and ctsync never compares keys itself.
+pub fn compare_param(c: &ColumnDef, n: usize) -> String {
+    match (&c.ty, type_ddl(&c.ty)) {
+        (SqlType::Char(_) | SqlType::VarChar(_), Some(ddl)) => {
+            format!("CAST(@P{n}{} AS {ddl})", collation(c))
+        }
+        _ => typed_param(&c.ty, n),
+    }
+}
+
+/// The parameter `@Pn` compared with `column` (see [`compare_param`]).
 fn param(schema: &TableSchema, column: &str, n: usize) -> String {
     match schema.columns.iter().find(|c| c.name == column) {
-        Some(c) => typed_param(&c.ty, n),
+        Some(c) => compare_param(c, n),
         None => format!("@P{n}"),
     }
 }
 
-/// A column as ctsync reads it: money and smallmoney as decimal(19,4) and
-/// decimal(10,4), which tiberius decodes exactly (it reads money as f64,
-/// exact only to about 9·10¹¹).
+/// A column as ctsync reads it, in the types tiberius decodes exactly:
+/// - money and smallmoney as decimal(19,4) and decimal(10,4) (tiberius
+///   reads money as f64, exact only to about 9·10¹¹);
+/// - char, varchar and text as nvarchar: tiberius decodes them by the code
+///   page of the collation's LCID and ignores UTF-8 collations (`_UTF8`), so
+///   their non-ASCII text would come back garbled; the server converts
+///   them to UTF-16 exactly, whatever their collation.
 fn select_expr(prefix: &str, c: &ColumnDef) -> String {
-    match c.ty {
-        SqlType::Money => format!("CAST({prefix}{} AS decimal(19, 4))", quote(&c.name)),
-        SqlType::SmallMoney => format!("CAST({prefix}{} AS decimal(10, 4))", quote(&c.name)),
-        _ => format!("{prefix}{}", quote(&c.name)),
+    let col = format!("{prefix}{}", quote(&c.name));
+    let nvarchar = |n: &Len| match n {
+        Len::N(n) if *n <= 4_000 => format!("nvarchar({})", (*n).max(1)),
+        _ => "nvarchar(max)".to_string(),
+    };
+    match &c.ty {
+        SqlType::Money => format!("CAST({col} AS decimal(19, 4))"),
+        SqlType::SmallMoney => format!("CAST({col} AS decimal(10, 4))"),
+        SqlType::Char(n) | SqlType::VarChar(n) => format!("CAST({col} AS {})", nvarchar(n)),
+        SqlType::Text => format!("CAST({col} AS nvarchar(max))"),
+        _ => col,
     }
 }
 
@@ -171,7 +202,7 @@ fn select_list(prefix: &str, columns: &[&ColumnDef]) -> String {
 }
 
 /// The key columns, read as [`select_expr`] reads them.
-fn key_select_list(prefix: &str, schema: &TableSchema, keys: &[String]) -> String {
+pub(crate) fn key_select_list(prefix: &str, schema: &TableSchema, keys: &[String]) -> String {
     keys.iter()
         .map(|k| match schema.columns.iter().find(|c| &c.name == k) {
             Some(c) => select_expr(prefix, c),

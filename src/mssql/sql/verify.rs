@@ -4,7 +4,7 @@
 
 use ctsync_actors::model::{ColumnDef, SqlType, TableSchema};
 
-use super::{keyset_predicate, order_by, quote, table};
+use super::{key_select_list, keyset_predicate, order_by, quote, table};
 
 /// A column's canonical text: exact for every type (binary as `0x…`, floats
 /// with 17 digits, money with 4 decimals, temporal values in ISO 8601).
@@ -48,7 +48,7 @@ pub fn row_sums(
     upto: bool,
     limited: bool,
 ) -> String {
-    let key_cols = keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+    let key_cols = key_select_list("", schema, keys);
     let top = if limited { "TOP (@P1) " } else { "" };
     let mut next = if limited { 2 } else { 1 };
     let mut conditions = Vec::new();
