@@ -241,6 +241,16 @@ impl Endpoint {
     }
 
     pub async fn connect(&self) -> Result<TdsClient, MssqlError> {
+        self.connect_within(LOGIN_TIMEOUT).await
+    }
+
+    /// Connects, giving up when the server does not finish the login
+    /// (TLS handshake included) within `login`: a server that accepts the
+    /// TCP connection and then says nothing must not hang a caller forever.
+    pub async fn connect_within(
+        &self,
+        login: std::time::Duration,
+    ) -> Result<TdsClient, MssqlError> {
         let mut config = self.config.clone();
         let err = |message: String| MssqlError::Connect {
             endpoint: self.display.clone(),
@@ -256,7 +266,16 @@ impl Endpoint {
             .map_err(|e| err(e.to_string()))?;
             tcp.set_nodelay(true).map_err(|e| err(e.to_string()))?;
             keepalive(&tcp).map_err(|e| err(format!("enabling TCP keepalive: {e}")))?;
-            match Client::connect(config.clone(), tcp.compat_write()).await {
+            let connected =
+                tokio::time::timeout(login, Client::connect(config.clone(), tcp.compat_write()))
+                    .await
+                    .map_err(|_| {
+                        err(format!(
+                            "no answer to the login within {} s",
+                            login.as_secs()
+                        ))
+                    })?;
+            match connected {
                 Ok(client) => return Ok(client),
                 // Azure-style redirect: connect once more to the given address.
                 Err(tiberius::error::Error::Routing { host, port }) => {
@@ -269,6 +288,9 @@ impl Endpoint {
         Err(err("redirected more than once".into()))
     }
 }
+
+/// How long the TDS login (pre-login, TLS, authentication) may take.
+pub const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// TCP keepalive on every connection: a connection the network dropped
 /// silently (a failover, a NAT timeout) is noticed within about a minute
@@ -564,5 +586,36 @@ mod tests {
                 KEEPALIVE_INTERVAL
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_accepts_and_never_answers_fails_the_login_in_time() {
+        // Accepts every connection and never says a word.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let e = Endpoint::parse(
+            "MSSQL_PRIMARY_URL",
+            &format!("server=127.0.0.1,{port};database=d;user id=u;password=p"),
+            TlsSettings::default(),
+        )
+        .expect("valid");
+        let limit = std::time::Duration::from_millis(300);
+        let outcome =
+            tokio::time::timeout(std::time::Duration::from_secs(20), e.connect_within(limit))
+                .await
+                .expect("connect_within returns by itself");
+        let message = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("no answer to the login within"),
+            "{message}"
+        );
     }
 }
