@@ -117,12 +117,13 @@ enum Op {
     /// The second instance dies (its leases run out on their own).
     KillSecond,
     /// An instance freezes (GC pause, stopped VM, partition) for `ms`,
-    /// longer than its lease at times; `mid_write`: just as its next
-    /// replica write leaves, so the write arrives after a takeover.
+    /// longer than its lease at times; `at`: just as its next call at that
+    /// site leaves (a replica write, a Redis write), so that call arrives
+    /// after a takeover; `None`: at once.
     Pause {
         second: bool,
         ms: u64,
-        mid_write: bool,
+        at: Option<Site>,
     },
     Advance(u64),
 }
@@ -205,7 +206,11 @@ fn schedule(seed: u64) -> Vec<Op> {
             82..=83 => Op::Pause {
                 second: rng.chance(50),
                 ms: 50 + rng.below(700),
-                mid_write: rng.chance(60),
+                at: match rng.below(10) {
+                    0..=3 => None,
+                    4..=6 => Some(Site::ReplicaWrite),
+                    _ => Some(Site::StateWrite),
+                },
             },
             _ => Op::Advance(1 + rng.below(120)),
         };
@@ -715,19 +720,14 @@ impl World {
                     self.incarnations.push(running);
                 }
             }
-            Op::Pause {
-                second,
-                ms,
-                mid_write,
-            } => {
+            Op::Pause { second, ms, at } => {
                 let plan = match (&self.second, second) {
                     (Some((_, plan, _)), true) => plan.clone(),
                     _ => self.plan.clone(),
                 };
-                if *mid_write {
-                    plan.pause_on_next(Site::ReplicaWrite);
-                } else {
-                    plan.pause();
+                match at {
+                    Some(site) => plan.pause_on_next(*site),
+                    None => plan.pause(),
                 }
                 tokio::time::sleep(Duration::from_millis(*ms)).await;
                 plan.resume();
@@ -1093,7 +1093,7 @@ fn a_retired_actors_last_cycle_leaves_no_stale_status_behind() {
         Op::Pause {
             second: true,
             ms: 588,
-            mid_write: true,
+            at: Some(Site::ReplicaWrite),
         },
         Op::Join,
         Op::RenameColumn { t: 4, event: true },
