@@ -531,6 +531,20 @@ fn character_columns_are_read_and_compared_under_their_own_collation() {
     parses(&sql::insert_rows(&t, 1));
 }
 
+/// The search for a value tiberius refused as invalid UTF-16 reads the
+/// unicode columns as bytes, page by page in key order.
+#[test]
+fn the_invalid_utf16_search_reads_text_as_bytes_by_keyset() {
+    let u = user_table();
+    let name = u.columns.iter().find(|c| c.name == "Name").expect("Name");
+    assert_eq!(
+        sql::text_as_binary_page(&u, &keys(&u), &[name], true),
+        "SELECT TOP (@P1) [Id], CAST([Name] AS varbinary(max)) FROM [dbo].[User] \
+         WHERE ([Id] > @P2) ORDER BY [Id]"
+    );
+    parses(&sql::text_as_binary_page(&u, &keys(&u), &[name], false));
+}
+
 #[test]
 fn ctsync_own_objects_statements_match_their_golden_text_and_parse() {
     assert_eq!(

@@ -118,6 +118,11 @@ fn table_statements(d: &mut Dump, s: &TableSchema) {
         );
     }
     d.add(&format!("{name}: insert_rows"), &sql::insert_rows(s, 3));
+    let text: Vec<&ColumnDef> = s.written_columns();
+    d.add(
+        &format!("{name}: text_as_binary_page"),
+        &sql::text_as_binary_page(s, &keys, &text, true),
+    );
     d.add(
         &format!("{name}: delete_keys"),
         &sql::delete_keys(s, &keys, 3),

@@ -16,6 +16,7 @@ mod replica;
 mod replica_load;
 mod replica_writes;
 pub mod sql;
+mod utf16;
 
 pub use conn::{Endpoint, TlsSettings};
 pub use ddl_queue::MssqlDdlQueue;

@@ -210,9 +210,20 @@ impl Primary for MssqlPrimary {
         if let Some(k) = after {
             params.extend(key_params(k, &key_defs));
         }
-        let rows = self
-            .rows(&text, params, &format!("reading a page of {}", schema.id))
-            .await?;
+        // A data page keeps the long command timeout (LOB-heavy pages).
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        let rows = match query_rows(&mut lease, &text, params, || {
+            format!("reading a page of {}", schema.id)
+        })
+        .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                drop(lease);
+                return Err(self.explain(schema, e).await);
+            }
+        };
+        drop(lease);
         let cols = schema.written_columns();
         rows.into_iter()
             .map(|r| decode(r.into_iter(), &cols).map_err(err))
@@ -246,7 +257,11 @@ impl Primary for MssqlPrimary {
         }
         let rows = match query_rows(&mut lease, &text, params, what).await {
             Ok(rows) => rows,
-            Err(e) => return Err(err(e)), // the connection was discarded, which ends the transaction
+            // The connection was discarded, which ends the transaction.
+            Err(e) => {
+                drop(lease);
+                return Err(self.explain(schema, e).await);
+            }
         };
         if snapshot {
             batch(&mut lease, sql::END_SNAPSHOT, what)
@@ -270,6 +285,35 @@ impl Primary for MssqlPrimary {
             page.next_after = page.keys.last().cloned();
         }
         Ok(page)
+    }
+}
+
+impl MssqlPrimary {
+    /// A failed page read as the table's error. tiberius refuses an
+    /// nvarchar value that is not valid UTF-16 (an unpaired surrogate)
+    /// without saying where: ctsync then finds the column and key itself,
+    /// so the operator can fix that value (the table retries and continues).
+    async fn explain(&self, schema: &TableSchema, e: MssqlError) -> Error {
+        if !matches!(
+            &e,
+            MssqlError::Sql {
+                source: tiberius::error::Error::Utf16,
+                ..
+            }
+        ) {
+            return err(e);
+        }
+        let place = match super::utf16::locate_invalid(&self.pool, schema).await {
+            Ok(Some(place)) => place,
+            Ok(None) | Err(_) => {
+                "a text value (the row could not be located; a key column may hold it)".into()
+            }
+        };
+        Error::Primary(format!(
+            "table {}: {place} is not valid UTF-16 (an unpaired surrogate), which ctsync cannot \
+             read without changing it; fix that value on the primary and the table continues",
+            schema.id
+        ))
     }
 }
 

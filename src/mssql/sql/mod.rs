@@ -260,6 +260,32 @@ pub fn read_page(schema: &TableSchema, keys: &[String], after: bool) -> String {
     sql
 }
 
+/// A keyset page of the key columns and the given unicode text columns read
+/// as varbinary (bytes tiberius does not decode), to find a value that is
+/// not valid UTF-16. `@P1` = page size; with `after`, the cursor is `@P2…`.
+pub fn text_as_binary_page(
+    schema: &TableSchema,
+    keys: &[String],
+    text: &[&ColumnDef],
+    after: bool,
+) -> String {
+    let binary = text
+        .iter()
+        .map(|c| format!("CAST({} AS varbinary(max))", quote(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = format!(
+        "SELECT TOP (@P1) {}, {binary} FROM {}",
+        key_select_list("", schema, keys),
+        table(&schema.id)
+    );
+    if after {
+        sql.push_str(&format!(" WHERE {}", keyset_predicate("", schema, keys, 2)));
+    }
+    sql.push_str(&format!(" ORDER BY {}", order_by("", keys)));
+    sql
+}
+
 /// Name of the column that says whether the changed row still exists.
 pub const EXISTS_COLUMN: &str = "__ctsync_row_exists";
 
