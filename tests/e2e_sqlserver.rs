@@ -810,7 +810,8 @@ const SURROGATE: &str = "ctsync_e2e.Surrogate";
 /// case-sensitive key (`a`, `A`, …) in a case-insensitive database paged
 /// across several keyset pages, a NUL inside nvarchar; then changes to all
 /// of them. And an unpaired surrogate in nvarchar does what the README says:
-/// its table goes to `error` ("UTF-16 error") until the value is fixed.
+/// its table goes to `error` naming the column and the key until the value
+/// is fixed.
 async fn fidelity_edges(env: &mut Env) -> Result<()> {
     let p = &mut env.primary;
     exec(
@@ -887,9 +888,9 @@ async fn fidelity_edges(env: &mut Env) -> Result<()> {
         async || {
             let t = env.api(&format!("/api/tables/{SURROGATE}"))?;
             Ok(t["state"] == "error"
-                && t["last_error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("UTF-16")))
+                && t["last_error"].as_str().is_some_and(|e| {
+                    e.contains("column [V] of the row with key [Id] = 2 is not valid UTF-16")
+                }))
         },
     )
     .await?;
