@@ -46,6 +46,9 @@ struct AdoFields {
     password: String,
     /// `TrustServerCertificateCA`: validate against this CA file.
     trust_ca: Option<String>,
+    /// `ApplicationIntent=ReadOnly` (an availability group's readable
+    /// secondary).
+    read_only: bool,
 }
 
 impl AdoFields {
@@ -124,6 +127,8 @@ impl AdoFields {
                 .unwrap_or_default()
                 .to_string(),
             trust_ca,
+            read_only: flag(&["applicationintent", "application intent"]).as_deref()
+                == Some("readonly"),
         })
     }
 }
@@ -236,6 +241,7 @@ impl Endpoint {
         if let Some(ca) = &fields.trust_ca {
             config.trust_cert_ca(ca);
         }
+        config.readonly(fields.read_only);
         let display = format!("{}:{}/{}", fields.host, fields.port, fields.database);
         Ok((config, display))
     }
@@ -617,5 +623,14 @@ mod tests {
             message.contains("no answer to the login within"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn application_intent_read_only_is_kept() {
+        let read = |v: &str| AdoFields::read("MSSQL_PRIMARY_URL", v, TlsSettings::default());
+        let ro = read("server=h,1;user id=u;password=p;ApplicationIntent=ReadOnly").expect("valid");
+        assert!(ro.read_only);
+        let rw = read("server=h,1;user id=u;password=p").expect("valid");
+        assert!(!rw.read_only);
     }
 }
