@@ -285,10 +285,20 @@ async fn metrics_and_page_are_served() {
     })
     .await;
 
-    let resp =
-        test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let text = body_text(resp).await;
+    // Gauges are set every cycle; other tests in this process run tables
+    // named User too (the recorder is process-wide), so read until the
+    // next cycle has set them.
+    let mut text = String::new();
+    for _ in 0..50 {
+        let resp =
+            test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        text = body_text(resp).await;
+        if text.contains("ctsync_table_state{table=\"User\",state=\"incremental\"} 1") {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
     for metric in [
         "ctsync_rows_applied_total{table=\"User\",op=\"insert\"}",
         "ctsync_table_synced_version{table=\"User\"}",

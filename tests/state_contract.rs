@@ -89,6 +89,18 @@ async fn contract<S: StateStore + Raw>(store: Arc<S>) {
     );
     let flags = store.flags(&user).await.expect("flags");
     assert!(flags.enabled && !flags.force_full_load);
+    // Many tables' keys at once read what the single reads read.
+    store.raw_set(&keys::version(&dotted), "oops").await;
+    let many = store
+        .table_keys(&[user.clone(), dotted.clone(), TableId::new("dbo", "Unknown")])
+        .await
+        .expect("keys");
+    assert_eq!(many.len(), 3);
+    assert_eq!(many[0].0, flags);
+    assert_eq!(many[0].1, None);
+    assert_eq!(many[1].1.as_deref(), Some("oops"));
+    assert!(!many[2].0.enabled);
+    assert!(store.table_keys(&[]).await.expect("none").is_empty());
 
     // The owner's writes go through with its claim in the table's lease.
     let ttl = Duration::from_secs(30);

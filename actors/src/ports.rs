@@ -386,6 +386,11 @@ pub trait StateStore: Send + Sync {
     /// Every live instance's published statuses: (instance, JSON), in one
     /// round trip.
     async fn statuses(&self) -> Result<Vec<(String, String)>>;
+    /// The operator keys of many tables in one round trip (the page and
+    /// API): per table, its flags and its version key's raw value (read
+    /// with [`crate::keys::parse_version`], so one bad value is that
+    /// table's error only).
+    async fn table_keys(&self, tables: &[TableId]) -> Result<Vec<(TableFlags, Option<String>)>>;
 }
 
 /// What asking for a lease found.

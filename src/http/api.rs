@@ -78,22 +78,22 @@ async fn find(shared: &HttpState, name: &str) -> Result<(TableStatus, String), H
         .ok_or_else(|| unknown_table(name))
 }
 
-async fn view(
-    shared: &HttpState,
+/// One table's row, from its status and its keys (read for many tables at
+/// once by `StateStore::table_keys`).
+fn view(
     name: &str,
+    id: &TableId,
     (status, instance): (TableStatus, String),
-) -> Result<TableView, HttpResponse> {
-    let id = TableId::from_key_name(name).ok_or_else(|| unknown_table(name))?;
-    let unavailable = redis_unavailable;
-    let flags = shared.state.flags(&id).await.map_err(unavailable)?;
+    (flags, raw_version): (ctsync_actors::ports::TableFlags, Option<String>),
+) -> TableView {
     // One table's unreadable version key is that table's error, shown on
     // its row; it never hides the other tables.
-    let (version, key_error) = match shared.state.version(&id).await {
+    let (version, key_error) = match keys::parse_version(&keys::version(id), raw_version.as_deref())
+    {
         Ok(v) => (v, None),
-        Err(e @ ctsync_actors::Error::BadValue { .. }) => (None, Some(e.to_string())),
-        Err(e) => return Err(unavailable(e)),
+        Err(e) => (None, Some(e.to_string())),
     };
-    Ok(TableView {
+    TableView {
         name: name.to_string(),
         schema: id.schema.clone(),
         table: id.name.clone(),
@@ -111,10 +111,33 @@ async fn view(
         reason: status.reason,
         restarts: status.restarts,
         rows_applied: status.rows_applied,
-        enabled_key: keys::enabled(&id),
+        enabled_key: keys::enabled(id),
         verified: status.verified,
         instance,
-    })
+    }
+}
+
+/// The rows of `found` tables, with every table's keys read in one round
+/// trip.
+async fn views(
+    shared: &HttpState,
+    found: Vec<(String, (TableStatus, String))>,
+) -> Result<Vec<TableView>, HttpResponse> {
+    let found: Vec<(String, TableId, (TableStatus, String))> = found
+        .into_iter()
+        .filter_map(|(name, f)| TableId::from_key_name(&name).map(|id| (name, id, f)))
+        .collect();
+    let ids: Vec<TableId> = found.iter().map(|(_, id, _)| id.clone()).collect();
+    let keys = shared
+        .state
+        .table_keys(&ids)
+        .await
+        .map_err(redis_unavailable)?;
+    Ok(found
+        .into_iter()
+        .zip(keys)
+        .map(|((name, id, f), k)| view(&name, &id, f, k))
+        .collect())
 }
 
 pub async fn info(shared: web::Data<HttpState>) -> HttpResponse {
@@ -126,13 +149,10 @@ pub async fn list(shared: web::Data<HttpState>) -> HttpResponse {
         Ok(all) => all,
         Err(response) => return response,
     };
-    let mut tables = Vec::new();
-    for (name, found) in all {
-        match view(&shared, &name, found).await {
-            Ok(v) => tables.push(v),
-            Err(response) => return response,
-        }
-    }
+    let tables = match views(&shared, all.into_iter().collect()).await {
+        Ok(tables) => tables,
+        Err(response) => return response,
+    };
     HttpResponse::Ok().json(json!({
         "primary": shared.primary,
         "replica": shared.replica,
@@ -165,8 +185,9 @@ pub async fn one(shared: web::Data<HttpState>, path: web::Path<String>) -> HttpR
         Ok(found) => found,
         Err(response) => return response,
     };
-    match view(&shared, &name, found).await {
-        Ok(v) => HttpResponse::Ok().json(v),
+    match views(&shared, vec![(name.clone(), found)]).await {
+        Ok(mut v) if v.len() == 1 => HttpResponse::Ok().json(v.remove(0)),
+        Ok(_) => unknown_table(&name),
         Err(response) => response,
     }
 }

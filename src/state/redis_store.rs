@@ -422,6 +422,35 @@ impl StateStore for RedisState {
             .await
     }
 
+    async fn table_keys(&self, tables: &[TableId]) -> Result<Vec<(TableFlags, Option<String>)>> {
+        if tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = redis::cmd("MGET");
+        for t in tables {
+            mget.arg(keys::enabled(t))
+                .arg(keys::force_full_load(t))
+                .arg(keys::force_requests(t))
+                .arg(keys::version(t));
+        }
+        let values: Vec<Option<String>> = self
+            .cmd(&format!("MGET the keys of {} tables", tables.len()), &mget)
+            .await?;
+        Ok(values
+            .chunks(4)
+            .map(|v| {
+                (
+                    TableFlags {
+                        enabled: keys::parse_flag(v[0].as_deref()),
+                        force_full_load: keys::parse_flag(v[1].as_deref()),
+                        force_requests: keys::parse_count(v[2].as_deref()),
+                    },
+                    v[3].clone(),
+                )
+            })
+            .collect())
+    }
+
     async fn statuses(&self) -> Result<Vec<(String, String)>> {
         let cmd = redis::cmd("EVAL")
             .arg(scripts::STATUSES)

@@ -384,11 +384,13 @@ impl SupervisorActor {
     }
 
     /// After a retired actor answered (its last cycle is over), its board
-    /// entry goes, in case that cycle wrote it again: the page and the
-    /// published statuses show only tables this instance runs.
+    /// entry and gauges go, in case that cycle wrote them again: the page,
+    /// the published statuses and the alerts see only tables this instance
+    /// runs.
     fn forget_retired(&self, table: &TableId) {
         if !self.tables.contains_key(table) {
             self.pipeline.board.remove(&table.key_name());
+            telemetry::forget_table(&table.key_name());
         }
     }
 }

@@ -551,6 +551,9 @@ impl StateStore for Faulty<dyn StateStore> {
     async fn statuses(&self) -> Result<Vec<(String, String)>> {
         guarded!(self, Site::StateRead, self.inner.statuses())
     }
+    async fn table_keys(&self, tables: &[TableId]) -> Result<Vec<(TableFlags, Option<String>)>> {
+        guarded!(self, Site::StateRead, self.inner.table_keys(tables))
+    }
 }
 
 impl Faulty<dyn DdlQueue> {

@@ -323,6 +323,24 @@ impl StateStore for MemoryState {
         Ok(())
     }
 
+    async fn table_keys(&self, tables: &[TableId]) -> Result<Vec<(TableFlags, Option<String>)>> {
+        let map = self.lock();
+        Ok(tables
+            .iter()
+            .map(|t| {
+                let get = |k: String| map.get(&k).map(String::as_str);
+                (
+                    TableFlags {
+                        enabled: keys::parse_flag(get(keys::enabled(t))),
+                        force_full_load: keys::parse_flag(get(keys::force_full_load(t))),
+                        force_requests: keys::parse_count(get(keys::force_requests(t))),
+                    },
+                    map.get(&keys::version(t)).cloned(),
+                )
+            })
+            .collect())
+    }
+
     async fn statuses(&self) -> Result<Vec<(String, String)>> {
         let live: Vec<String> = {
             let now = Instant::now();
@@ -507,5 +525,9 @@ impl StateStore for FlakyState {
     async fn statuses(&self) -> Result<Vec<(String, String)>> {
         self.check_up()?;
         self.inner.statuses().await
+    }
+    async fn table_keys(&self, tables: &[TableId]) -> Result<Vec<(TableFlags, Option<String>)>> {
+        self.check_up()?;
+        self.inner.table_keys(tables).await
     }
 }
