@@ -152,15 +152,28 @@ impl Fence {
     }
 }
 
-/// The error a state write of a table's old owner gets.
-pub fn fenced_in_store(table: &TableId, claim: &Claim, held: Option<&str>) -> Error {
+/// Where a claim is checked, for the refusal's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckedBy {
+    /// `[ctsync].[fence]` on the replica.
+    Replica,
+    /// The table's lease in the state store.
+    Lease,
+}
+
+/// The error a write of a table's old owner gets, saying where it was
+/// refused and which claim holds the table there now.
+pub fn refused(table: &TableId, claim: &Claim, by: CheckedBy, held: Option<&str>) -> Error {
+    let place = match by {
+        CheckedBy::Replica => "[ctsync].[fence]".to_string(),
+        CheckedBy::Lease => crate::keys::table_lease(table),
+    };
     Error::Fenced {
         table: table.clone(),
         detail: format!(
-            "claim {} refused by {}, which holds {}",
+            "claim {} refused by {place}, which holds {}",
             claim.lease_value(),
-            crate::keys::table_lease(table),
-            held.unwrap_or("nothing (expired or lost)")
+            held.unwrap_or("no claim (expired or lost)")
         ),
     }
 }
@@ -273,6 +286,19 @@ mod tests {
         assert!(matches!(fence.check(&t, 1), Err(Error::Fenced { .. })));
         fence.extend(&t, Instant::now() + std::time::Duration::from_secs(60));
         assert!(fence.check(&t, 1).is_ok(), "a renewal lets it write again");
+    }
+
+    #[test]
+    fn a_refusal_names_where_the_claim_was_refused() {
+        let t = TableId::new("dbo", "T");
+        let c = Claim::new("a", 3);
+        let on_replica = refused(&t, &c, CheckedBy::Replica, Some("b 4")).to_string();
+        assert!(on_replica.contains("claim a 3 refused by [ctsync].[fence], which holds b 4"));
+        let in_redis = refused(&t, &c, CheckedBy::Lease, None).to_string();
+        assert!(
+            in_redis.contains("refused by mssql_sync:lease:table:T"),
+            "{in_redis}"
+        );
     }
 
     #[test]

@@ -134,9 +134,10 @@ impl MssqlReplica {
             })
         });
         let _ = batch(&mut lease, sql::ROLLBACK, || what.to_string()).await;
-        Err(ctsync_actors::fence::fenced_in_store(
+        Err(ctsync_actors::fence::refused(
             table,
             claim,
+            ctsync_actors::fence::CheckedBy::Replica,
             holder.as_deref(),
         ))
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ctsync_actors::ddl::ParkedDdl;
-use ctsync_actors::fence::{fenced_in_store, Claim};
+use ctsync_actors::fence::{refused, CheckedBy, Claim};
 use ctsync_actors::keys;
 use ctsync_actors::model::{PrimaryIdentity, SyncVersion, TableId};
 use ctsync_actors::ports::{LeaseGrant, LoadProgress, Marker, StateStore, TableFlags};
@@ -503,7 +503,7 @@ impl RedisState {
             return Ok(());
         }
         let held = self.get(&keys::table_lease(table)).await.ok().flatten();
-        let e = fenced_in_store(table, claim, held.as_deref());
+        let e = refused(table, claim, CheckedBy::Lease, held.as_deref());
         ctsync_actors::telemetry::fenced_write(&e);
         Err(e)
     }

@@ -12,7 +12,7 @@ use super::replica_load::{self, injected};
 use super::replica_table::{alter, insert, references};
 use super::replica_tx::Tx;
 use crate::error::{Error, Result};
-use crate::fence::Claim;
+use crate::fence::{refused, CheckedBy, Claim};
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
@@ -233,14 +233,12 @@ impl MemoryReplica {
         if data.fences.get(table) != Some(claim) {
             data.fenced_commits += 1;
             let current = data.fences.get(table).map(Claim::lease_value);
-            return Err(Error::Fenced {
-                table: table.clone(),
-                detail: format!(
-                    "claim {} refused by [ctsync].[fence], which holds {}",
-                    claim.lease_value(),
-                    current.as_deref().unwrap_or("no claim")
-                ),
-            });
+            return Err(refused(
+                table,
+                claim,
+                CheckedBy::Replica,
+                current.as_deref(),
+            ));
         }
         data.writes += 1;
         let n = data.writes;

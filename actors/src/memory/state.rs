@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::ddl::ParkedDdl;
 use crate::error::{Error, Result};
-use crate::fence::{fenced_in_store, Claim};
+use crate::fence::{refused, CheckedBy, Claim};
 use crate::keys;
 use crate::model::{PrimaryIdentity, SyncVersion, TableId};
 use crate::ports::{LeaseGrant, LoadProgress, Marker, StateStore, TableFlags};
@@ -87,7 +87,7 @@ impl MemoryState {
         let lease = keys::table_lease(table);
         let held = leases.get(&lease).map(|(v, _)| v.as_str());
         if held != Some(claim.lease_value().as_str()) {
-            return Err(fenced_in_store(table, claim, held));
+            return Err(refused(table, claim, CheckedBy::Lease, held));
         }
         write(&mut self.lock());
         Ok(())
