@@ -21,7 +21,7 @@ use tracing::{debug, error, info, warn};
 use tokio::time::Instant;
 
 use super::ownership::{preferred_owner, write_deadline, SingletonLease};
-use super::table::{ApplySchemaChange, Retire, TableActor, Wake};
+use super::table::{claim_table, ApplySchemaChange, Retire, TableActor, Wake};
 use crate::ddl::SchemaChange;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -356,31 +356,36 @@ impl SupervisorActor {
     /// one has answered (its cycle in flight finished). With `release`, the
     /// lease is given back then (a handover, or a table no longer tracked).
     fn retire(&mut self, table: TableId, release: bool, ctx: &mut Context<Self>) {
-        let Some(addr) = self.tables.remove(&table) else {
+        let Some(addr) = self.unassign(&table) else {
             return;
         };
-        self.pipeline.fence.revoke(&table);
-        self.pipeline.board.remove(&table.key_name());
-        telemetry::forget_table(&table.key_name());
-        self.retiring.insert(table.clone());
         let pipeline = self.pipeline.clone();
-        let lease = keys::table_lease(&table);
         ctx.spawn(
             async move {
                 addr.send(Retire).await.ok();
                 if release {
-                    let me = &pipeline.config.instance_id;
-                    if let Err(e) = pipeline.state.release_leases(&[lease], me).await {
-                        debug!(error = %e, "could not give a lease back; it expires by itself");
-                    }
+                    give_back(&pipeline, &table).await;
                 }
+                table
             }
             .into_actor(self)
-            .map(move |_, act, _| {
+            .map(move |table, act, _| {
                 act.retiring.remove(&table);
                 act.forget_retired(&table);
             }),
         );
+    }
+
+    /// Takes the table from its actor at once: its claim is refused from
+    /// now on, its status and gauges go, and it counts as retiring until the
+    /// actor has answered. Returns the actor, if the table had one.
+    fn unassign(&mut self, table: &TableId) -> Option<Addr<TableActor>> {
+        let addr = self.tables.remove(table)?;
+        self.pipeline.fence.revoke(table);
+        self.pipeline.board.remove(&table.key_name());
+        telemetry::forget_table(&table.key_name());
+        self.retiring.insert(table.clone());
+        Some(addr)
     }
 
     /// After a retired actor answered (its last cycle is over), its board
@@ -457,35 +462,29 @@ impl Handler<RouteSchemaChange> for SupervisorActor {
     fn handle(&mut self, msg: RouteSchemaChange, _ctx: &mut Self::Context) -> Self::Result {
         let change = msg.0;
         let table = change.table().clone();
-        let Some(addr) = self.tables.get(&table).cloned() else {
+        if !self.tables.contains_key(&table) {
             let routed = match &self.tracked {
                 Some(tracked) if !tracked.contains(&table) => Routed::NotTracked,
                 _ => Routed::Elsewhere,
             };
             return Box::pin(async move { Ok(routed) }.into_actor(self));
-        };
+        }
         if let SchemaChange::RenameTable { .. } = &change {
             // The old name's actor goes (and is waited for); this instance
             // claims the old name once more to rename it; discovery starts
             // an actor for the new name wherever it belongs.
             let from = table;
-            self.tables.remove(&from);
-            self.pipeline.fence.revoke(&from);
-            self.pipeline.board.remove(&from.key_name());
-            telemetry::forget_table(&from.key_name());
-            self.retiring.insert(from.clone());
+            let addr = self.unassign(&from);
             let pipeline = self.pipeline.clone();
             let until = self.until.unwrap_or_else(Instant::now);
             return Box::pin(
                 async move {
-                    addr.send(Retire).await.ok();
+                    if let Some(addr) = addr {
+                        addr.send(Retire).await.ok();
+                    }
                     let result = rename_under_new_claim(&pipeline, &from, until, &change).await;
                     pipeline.fence.revoke(&from);
-                    let lease = keys::table_lease(&from);
-                    let _ = pipeline
-                        .state
-                        .release_leases(&[lease], &pipeline.config.instance_id)
-                        .await;
+                    give_back(&pipeline, &from).await;
                     (from, result)
                 }
                 .into_actor(self)
@@ -496,8 +495,10 @@ impl Handler<RouteSchemaChange> for SupervisorActor {
                 }),
             );
         }
+        let addr = self.tables.get(&table).cloned();
         Box::pin(
             async move {
+                let addr = addr.ok_or_else(|| Error::Sink("table actor unavailable".into()))?;
                 addr.send(ApplySchemaChange(change))
                     .await
                     .map_err(|e| Error::Sink(format!("table actor unavailable: {e}")))??;
@@ -517,16 +518,20 @@ async fn rename_under_new_claim(
     change: &SchemaChange,
 ) -> Result<()> {
     let generation = pipeline.fence.grant(from, until);
-    let me = pipeline.config.instance_id.clone();
-    let claim = pipeline.sink.claim(from.clone(), me, generation).await?;
-    let lease = keys::table_lease(from);
-    if !pipeline.state.set_lease_claim(&lease, &claim).await? {
-        return Err(Error::Fenced {
-            table: from.clone(),
-            detail: format!("{lease} is no longer held by this instance"),
-        });
-    }
+    let claim = claim_table(pipeline, from, generation).await?;
     crate::sync::apply_schema_change(pipeline, &pipeline.sink.fenced(claim), change).await
+}
+
+/// Gives the table's lease back (best effort: it expires by itself).
+async fn give_back(pipeline: &Pipeline, table: &TableId) {
+    let lease = keys::table_lease(table);
+    if let Err(e) = pipeline
+        .state
+        .release_leases(&[lease], &pipeline.config.instance_id)
+        .await
+    {
+        debug!(error = %e, "could not give a lease back; it expires by itself");
+    }
 }
 
 /// An operator key of `table` changed: its actor runs a cycle now.

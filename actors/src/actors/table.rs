@@ -170,8 +170,13 @@ impl TableActor {
 }
 
 /// Claims the table on the replica under `generation` and records the
-/// claim in the table's lease, which this instance must still hold.
-async fn claim_table(pipeline: &Pipeline, table: &TableId, generation: u64) -> Result<Claim> {
+/// claim in the table's lease, which this instance must still hold (the
+/// table's actor before its first write; the supervisor to rename it).
+pub(super) async fn claim_table(
+    pipeline: &Pipeline,
+    table: &TableId,
+    generation: u64,
+) -> Result<Claim> {
     let owner = pipeline.config.instance_id.clone();
     let claim = pipeline
         .sink
