@@ -81,6 +81,26 @@ fn names_owned_by(owner: &str, instances: &[String], prefix: &str, n: usize) -> 
         .collect()
 }
 
+/// Instances "a" and "b" and one loaded table (named from `prefix`) that
+/// rendezvous hashing gives to "a", once "a" runs it and has claimed it.
+async fn one_table_run_by_a(h: &Harness, prefix: &str) -> (TableId, Instance, Instance) {
+    let both = vec!["a".to_string(), "b".to_string()];
+    let names = names_owned_by("a", &both, prefix, 1);
+    let t = h
+        .enabled_table(table(&names[0]), (1..=20).map(|k| user(k, "x")))
+        .await;
+    let a = start(h, "a");
+    let b = start(h, "b");
+    h.wait_loaded(&t).await;
+    // Started together, either may take the table first; it settles on "a".
+    eventually(WAIT, "a runs the table", || async {
+        owner(h, &t).await.as_deref() == Some("a")
+            && h.replica.fence_of(&t).is_some_and(|c| c.owner == "a")
+    })
+    .await;
+    (t, a, b)
+}
+
 /// The instance holding the table's lease, if any.
 async fn owner(h: &Harness, t: &TableId) -> Option<String> {
     h.get(&keys::table_lease(t))
@@ -353,19 +373,7 @@ async fn a_killed_instance_loses_its_load_and_backlog_to_the_other_and_cannot_co
 #[actix_rt::test]
 async fn an_instance_frozen_past_its_lease_lands_no_write_when_it_wakes() {
     let h = Harness::new();
-    let both = vec!["a".to_string(), "b".to_string()];
-    let names = names_owned_by("a", &both, "Frozen", 1);
-    let t = h
-        .enabled_table(table(&names[0]), (1..=20).map(|k| user(k, "x")))
-        .await;
-    let a = start(&h, "a");
-    let b = start(&h, "b");
-    h.wait_loaded(&t).await;
-    // Started together, either may take the table first; it settles on "a".
-    eventually(WAIT, "a runs the table", || async {
-        owner(&h, &t).await.as_deref() == Some("a")
-    })
-    .await;
+    let (t, a, b) = one_table_run_by_a(&h, "Frozen").await;
 
     // "a" freezes (its Redis connection and everything else) just as it
     // sends the write of a change, and stays frozen past its TTL.
@@ -406,19 +414,7 @@ async fn an_instance_frozen_past_its_lease_lands_no_write_when_it_wakes() {
 #[actix_rt::test]
 async fn an_instance_that_cannot_reach_the_primary_keeps_its_tables() {
     let h = Harness::new();
-    let both = vec!["a".to_string(), "b".to_string()];
-    let names = names_owned_by("a", &both, "Kept", 1);
-    let t = h
-        .enabled_table(table(&names[0]), (1..=20).map(|k| user(k, "x")))
-        .await;
-    let a = start(&h, "a");
-    let b = start(&h, "b");
-    h.wait_loaded(&t).await;
-    eventually(WAIT, "a runs the table", || async {
-        owner(&h, &t).await.as_deref() == Some("a")
-            && h.replica.fence_of(&t).is_some_and(|c| c.owner == "a")
-    })
-    .await;
+    let (t, a, b) = one_table_run_by_a(&h, "Kept").await;
     let claim = h.replica.fence_of(&t).expect("a's claim");
 
     // Every catalog call of "a" fails for several TTLs (a primary blip seen
