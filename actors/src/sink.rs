@@ -107,8 +107,16 @@ impl Actor for SinkActor {
 
 impl Supervised for SinkActor {}
 
-/// Runs one request. `claim` is `Some` for every table write (checked by
-/// the handler).
+/// The refusal of a table write sent without an owner's claim.
+fn unclaimed(table: &TableId) -> Error {
+    Error::Fenced {
+        table: table.clone(),
+        detail: "a table write without an owner's claim".into(),
+    }
+}
+
+/// Runs one request. The handler has checked that every table write
+/// carries its owner's claim.
 async fn perform(
     replica: Arc<dyn Replica>,
     fence: Fence,
@@ -116,8 +124,11 @@ async fn perform(
     claim: Option<Claim>,
 ) -> Result<SinkReply> {
     let done = |r: Result<()>| r.map(|_| SinkReply::Done);
-    let claim = claim.unwrap_or_else(|| Claim::new("", 0));
-    let claim = &claim;
+    if let (None, Some(table)) = (&claim, op.written_table()) {
+        return Err(unclaimed(table));
+    }
+    // Read only by table writes, which always have one (checked above).
+    let claim = &claim.unwrap_or_else(|| Claim::new("", 0));
     let result = match op {
         SinkOp::BeginFullLoad(schema, start) => {
             done(replica.begin_full_load(&schema, &start, claim).await)
@@ -175,10 +186,7 @@ impl Handler<SinkRequest> for SinkActor {
         let SinkRequest { claim, op } = req;
         let refused = match (&claim, op.written_table()) {
             (Some(claim), Some(table)) => self.fence.check(table, claim.token).err(),
-            (None, Some(table)) => Some(Error::Fenced {
-                table: table.clone(),
-                detail: "a table write without an owner's claim".into(),
-            }),
+            (None, Some(table)) => Some(unclaimed(table)),
             _ => None,
         };
         if let Some(e) = refused {
@@ -227,10 +235,7 @@ impl SinkHandle {
 
     /// The owner's claim this handle writes under (refused without one).
     pub fn owner_claim(&self, table: &TableId) -> Result<&Claim> {
-        self.claim.as_ref().ok_or_else(|| Error::Fenced {
-            table: table.clone(),
-            detail: "a table write without an owner's claim".into(),
-        })
+        self.claim.as_ref().ok_or_else(|| unclaimed(table))
     }
 
     async fn call(&self, op: SinkOp) -> Result<SinkReply> {
