@@ -339,6 +339,11 @@ async fn a_killed_instance_loses_its_load_and_backlog_to_the_other_and_cannot_co
     .await;
     h.wait_equal(&load).await;
     h.wait_equal(&backlog).await;
+    assert_eq!(
+        h.replica.loads_started(&load),
+        1,
+        "b resumed a's load from its last committed page instead of starting over"
+    );
     let b_claim = h.replica.fence_of(&load).expect("b's claim");
     assert_eq!(b_claim.owner, "b");
     assert!(b_claim.token > a_claim.token);
