@@ -235,8 +235,6 @@ fn as_text(value: &Value) -> Option<String> {
     match value {
         Value::Decimal { value, scale } => Some(decimal_text(*value, *scale)),
         Value::Xml(x) | Value::String(x) => Some(x.clone()),
-        Value::I64(v) => Some(v.to_string()),
-        Value::I32(v) => Some(v.to_string()),
         _ => None,
     }
 }
