@@ -28,6 +28,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_FULL_LOAD_PAGE_SIZE", file_key: "full_load_page_size", default: Some("5000"), help: "Rows per keyset page of a full load." },
     Setting { env: "CTSYNC_FULL_LOAD_MODE", file_key: "full_load_mode", default: Some("shadow"), help: "`shadow`: load into a shadow table swapped with the live one at the end (readers never see a half table); `in_place`: empty the live table and fill it." },
     Setting { env: "CTSYNC_CHANGE_PAGE_SIZE", file_key: "change_page_size", default: Some("5000"), help: "Changed keys per replica transaction of an incremental sync." },
+    Setting { env: "CTSYNC_BULK_LOAD", file_key: "bulk_load", default: Some("on"), help: "`on`: rows reach the replica by TDS bulk copy where a table allows it (INSERT otherwise, said in the log); `off`: always one INSERT … OPENJSON per page (an escape hatch)." },
     Setting { env: "CTSYNC_AUTO_RELOAD_STALE", file_key: "auto_reload_stale", default: Some("false"), help: "`true`: full-load a stale table automatically instead of waiting for an operator." },
     Setting { env: "CTSYNC_ENCRYPT", file_key: "encrypt", default: Some("required"), help: "TLS to SQL Server: `required`, `on`, `off` (login only) or `not_supported`." },
     Setting { env: "CTSYNC_TRUST_SERVER_CERTIFICATE", file_key: "trust_server_certificate", default: Some("false"), help: "`true` accepts any server certificate (development only)." },
@@ -79,6 +80,8 @@ pub struct Config {
     pub tls: TlsSettings,
     /// Wake tables on Redis keyspace notifications.
     pub keyspace_events: bool,
+    /// Write rows by bulk copy where a table allows it.
+    pub bulk_load: bool,
 }
 
 /// How log lines are written.
@@ -172,6 +175,17 @@ fn positive(name: &'static str, raw: &str) -> Result<usize, ConfigError> {
         });
     }
     Ok(n)
+}
+
+fn on_off(name: &'static str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(ConfigError::Invalid {
+            name,
+            message: format!("{other:?}: expected on or off"),
+        }),
+    }
 }
 
 fn boolean(name: &'static str, raw: &str) -> Result<bool, ConfigError> {
@@ -373,16 +387,8 @@ impl Config {
             log_format,
             access,
             tls,
-            keyspace_events: match get("CTSYNC_KEYSPACE_EVENTS")?.trim() {
-                "on" => true,
-                "off" => false,
-                other => {
-                    return Err(ConfigError::Invalid {
-                        name: "CTSYNC_KEYSPACE_EVENTS",
-                        message: format!("{other:?}: expected on or off"),
-                    })
-                }
-            },
+            keyspace_events: on_off("CTSYNC_KEYSPACE_EVENTS", &get("CTSYNC_KEYSPACE_EVENTS")?)?,
+            bulk_load: on_off("CTSYNC_BULK_LOAD", &get("CTSYNC_BULK_LOAD")?)?,
         })
     }
 }

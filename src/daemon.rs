@@ -39,7 +39,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.primary_connections,
     )));
     // The SinkActor is the only writer; a second connection serves readiness probes.
-    let replica = Arc::new(MssqlReplica::new(Pool::new(config.replica.clone(), 2)));
+    let replica = Arc::new(
+        MssqlReplica::new(Pool::new(config.replica.clone(), 2)).with_bulk_load(config.bulk_load),
+    );
     let ddl_queue = config.ddl_queue.as_deref().map(|queue| {
         info!(queue, "listening for DDL events");
         Arc::new(MssqlDdlQueue::new(config.primary.clone(), queue)) as Arc<dyn DdlQueue>

@@ -33,6 +33,10 @@ fn keys(s: &TableSchema) -> Vec<String> {
     s.key_columns().expect("table has a key")
 }
 
+fn key_defs(s: &TableSchema) -> Vec<&ColumnDef> {
+    s.key_column_defs().expect("table has a key")
+}
+
 fn weird_table() -> TableSchema {
     TableSchema {
         id: TableId::new("we]ird schema", "Ta'ble ünï]"),
@@ -70,8 +74,8 @@ fn identifiers_are_bracket_quoted_with_closing_brackets_doubled() {
     }
     assert!(sql::truncate(&t.id).ends_with("[we]]ird schema].[Ta'ble ünï]]]"));
     parses(&sql::truncate(&t.id));
-    parses(&sql::insert_rows(&t, 2));
-    parses(&sql::delete_keys(&t, &keys(&t), 2));
+    parses(&sql::insert_json(&t));
+    parses(&sql::delete_json(&t, &key_defs(&t)));
     assert_eq!(
         sql::create_table(&t).expect("ddl"),
         "CREATE TABLE [we]]ird schema].[Ta'ble ünï]]] ([k]]ey] int NOT NULL, [va'l ue] nvarchar(10) NULL, PRIMARY KEY ([k]]ey] DESC))"
@@ -194,38 +198,50 @@ fn collation_names_are_kept_only_when_they_are_plain_words() {
     parses(&ddl);
 }
 
+/// A page's rows or keys are one JSON parameter: the text depends only on
+/// the table, each value converts from its exact text to its column's type.
 #[test]
-fn deletes_and_inserts_are_fully_parameterized_and_sized_to_the_limits() {
+fn deletes_and_inserts_take_a_whole_page_in_one_json_parameter() {
     let u = user_table();
     let o = order_line_table();
     assert_eq!(
-        sql::delete_keys(&u, &keys(&u), 3),
-        "DELETE FROM [dbo].[User] WHERE [Id] IN (@P1, @P2, @P3)"
+        sql::delete_json(&u, &key_defs(&u)),
+        "DELETE [t] FROM [dbo].[User] AS [t] JOIN OPENJSON(@P1) WITH ([c0] nvarchar(4000) '$.c0') AS [j] \
+         ON [t].[Id] = CONVERT(int, [j].[c0]);"
     );
     assert_eq!(
-        sql::delete_keys(&o, &keys(&o), 2),
-        "DELETE FROM [sales].[OrderLine] WHERE ([OrderId] = @P1 AND [Line] = @P2) OR ([OrderId] = @P3 AND [Line] = @P4)"
+        sql::delete_json(&o, &key_defs(&o)),
+        "DELETE [t] FROM [sales].[OrderLine] AS [t] JOIN OPENJSON(@P1) \
+         WITH ([c0] nvarchar(4000) '$.c0', [c1] nvarchar(4000) '$.c1') AS [j] \
+         ON [t].[OrderId] = CONVERT(int, [j].[c0]) AND [t].[Line] = CONVERT(smallint, [j].[c1]);"
     );
     assert_eq!(
-        sql::insert_rows(&o, 2),
-        "INSERT INTO [sales].[OrderLine] ([OrderId], [Line], [Qty], [Note]) VALUES \
-         (@P1, @P2, CAST(@P3 AS decimal(18, 4)), @P4), (@P5, @P6, CAST(@P7 AS decimal(18, 4)), @P8)"
+        sql::insert_json(&o),
+        "INSERT INTO [sales].[OrderLine] ([OrderId], [Line], [Qty], [Note]) \
+         SELECT CONVERT(int, [j].[c0]), CONVERT(smallint, [j].[c1]), CONVERT(decimal(18, 4), [j].[c2]), [j].[c3] \
+         FROM OPENJSON(@P1) WITH ([c0] nvarchar(4000) '$.c0', [c1] nvarchar(4000) '$.c1', \
+         [c2] nvarchar(4000) '$.c2', [c3] nvarchar(max) '$.c3') AS [j];"
     );
     // Computed columns are never inserted.
-    assert!(!sql::insert_rows(&all_types_table(), 1).contains("[Doubled]"));
+    assert!(!sql::insert_json(&all_types_table()).contains("[Doubled]"));
+    // Identity values are kept, in the same request.
+    let mut ident = user_table();
+    ident.columns[0].identity = Some(ctsync_actors::model::Identity {
+        seed: 1,
+        increment: 1,
+    });
+    let insert = sql::insert_json(&ident);
+    assert!(insert.starts_with("SET IDENTITY_INSERT [dbo].[User] ON; INSERT INTO [dbo].[User]"));
+    assert!(insert.ends_with("SET IDENTITY_INSERT [dbo].[User] OFF;"));
     for stmt in [
-        sql::delete_keys(&u, &keys(&u), 3),
-        sql::delete_keys(&o, &keys(&o), 2),
-        sql::insert_rows(&o, 2),
+        sql::delete_json(&u, &key_defs(&u)),
+        sql::delete_json(&o, &key_defs(&o)),
+        sql::insert_json(&o),
+        sql::insert_json(&all_types_table()),
+        insert,
     ] {
         parses(&stmt);
     }
-    // 2,100 parameters per request and 1,000 rows per VALUES list.
-    assert_eq!(sql::rows_per_statement(1), 1_000);
-    assert_eq!(sql::rows_per_statement(4), 500);
-    assert_eq!(sql::rows_per_statement(3_000), 1);
-    let widest = sql::insert_rows(&all_types_table(), sql::rows_per_statement(22));
-    assert!(!widest.contains(&format!("@P{}", sql::MAX_PARAMS + 1)));
 }
 
 #[test]
@@ -278,11 +294,6 @@ fn fixed_statements_match_their_golden_text_and_parse() {
     assert!(sql::PRIMARY_KEY_COLUMNS.contains("ORDER BY ic.key_ordinal"));
     assert_eq!(sql::create_schema("sa]les"), "CREATE SCHEMA [sa]]les]");
     parses(&sql::create_schema("sa]les"));
-    assert_eq!(
-        sql::identity_insert(&TableId::new("dbo", "User"), true),
-        "SET IDENTITY_INSERT [dbo].[User] ON"
-    );
-    parses(&sql::identity_insert(&TableId::new("dbo", "User"), false));
 }
 
 #[test]
@@ -467,10 +478,12 @@ fn char_and_varchar_key_parameters_are_cast_to_the_column_type() {
          WHERE ([Sku] > CAST(@P2 AS varchar(40))) OR ([Sku] = CAST(@P2 AS varchar(40)) AND [Region] > CAST(@P3 AS char(2))) \
          ORDER BY [Sku], [Region]"
     );
-    let delete = sql::delete_keys(&t, &keys(&t), 1);
-    assert_eq!(
-        delete,
-        "DELETE FROM [dbo].[Product] WHERE ([Sku] = CAST(@P1 AS varchar(40)) AND [Region] = CAST(@P2 AS char(2)))"
+    let delete = sql::delete_json(&t, &key_defs(&t));
+    assert!(
+        delete.ends_with(
+            "ON [t].[Sku] = CAST([j].[c0] AS varchar(40)) AND [t].[Region] = CAST([j].[c1] AS char(2));"
+        ),
+        "{delete}"
     );
     let changes = sql::changes_page(&t, &keys(&t), true);
     assert!(
@@ -521,14 +534,15 @@ fn character_columns_are_read_and_compared_under_their_own_collation() {
          OR ([Code] = CAST(@P2 COLLATE Latin1_General_100_CS_AS_SC_UTF8 AS varchar(20)) \
          AND [Name] > CAST(@P3 COLLATE Greek_CI_AS AS char(10))) ORDER BY [Code], [Name]"
     );
-    assert_eq!(
-        sql::insert_rows(&t, 1),
-        "INSERT INTO [dbo].[Coded] ([Code], [Name], [Wide], [Old]) VALUES (@P1, @P2, @P3, @P4)"
-    );
-    assert!(sql::delete_keys(&t, &keys(&t), 1)
-        .contains("[Code] = CAST(@P1 COLLATE Latin1_General_100_CS_AS_SC_UTF8 AS varchar(20))"));
+    assert!(sql::insert_json(&t).starts_with(
+        "INSERT INTO [dbo].[Coded] ([Code], [Name], [Wide], [Old]) \
+         SELECT [j].[c0], [j].[c1], [j].[c2], [j].[c3] FROM OPENJSON(@P1)"
+    ));
+    assert!(sql::delete_json(&t, &key_defs(&t)).contains(
+        "[t].[Code] = CAST([j].[c0] COLLATE Latin1_General_100_CS_AS_SC_UTF8 AS varchar(20))"
+    ));
     parses(&next);
-    parses(&sql::insert_rows(&t, 1));
+    parses(&sql::insert_json(&t));
 }
 
 /// The search for a value tiberius refused as invalid UTF-16 reads the

@@ -117,21 +117,17 @@ fn table_statements(d: &mut Dump, s: &TableSchema) {
             &sql::changes_page(s, &keys, after),
         );
     }
-    d.add(&format!("{name}: insert_rows"), &sql::insert_rows(s, 3));
+    d.add(&format!("{name}: insert_json"), &sql::insert_json(s));
     let text: Vec<&ColumnDef> = s.written_columns();
     d.add(
         &format!("{name}: text_as_binary_page"),
         &sql::text_as_binary_page(s, &keys, &text, true),
     );
     d.add(
-        &format!("{name}: delete_keys"),
-        &sql::delete_keys(s, &keys, 3),
+        &format!("{name}: delete_json"),
+        &sql::delete_json(s, &s.key_column_defs().expect("key")),
     );
     d.add(&format!("{name}: truncate"), &sql::truncate(&s.id));
-    d.add(
-        &format!("{name}: identity_insert"),
-        &sql::identity_insert(&s.id, true),
-    );
     d.add(
         &format!("{name}: drop_table_if_exists"),
         &sql::drop_table_if_exists(&s.id),

@@ -3,11 +3,13 @@
 //! and replica ports implemented on tiberius.
 
 pub mod ado;
+pub mod bulk;
 mod catalog;
 pub mod checksums;
 pub mod conn;
 pub mod convert;
 mod ddl_queue;
+pub mod json_rows;
 mod migrations;
 mod pool;
 mod preflight;
@@ -17,6 +19,8 @@ mod replica_load;
 mod replica_writes;
 pub mod sql;
 mod utf16;
+mod write_path;
+pub mod write_plan;
 
 pub use conn::{Endpoint, TlsSettings};
 pub use ddl_queue::MssqlDdlQueue;

@@ -1,7 +1,7 @@
 //! The replica port on SQL Server. Every write is one transaction with
 //! `XACT_ABORT ON`; on any error the transaction is rolled back and the
-//! connection discarded. Batches are split to respect the 2,100-parameter
-//! and 1,000-row limits; identity values are kept with IDENTITY_INSERT.
+//! connection discarded. A page's rows go in by bulk copy or one INSERT …
+//! OPENJSON (`write_plan`, `write_path`), identity values kept.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,11 +20,15 @@ use super::catalog;
 use super::conn::Lease;
 use super::migrations::migrate;
 use super::pool::{batch, execute, query_rows, Pool};
-use super::replica_writes::{delete_chunks, insert_chunks, name_param, upsert_version};
+use super::replica_writes::name_param;
+use super::write_path::WritePaths;
+use super::write_plan::{change_plan, StepFailed, WritePlan};
 use super::{sql, MssqlError};
 
 pub struct MssqlReplica {
     pub(super) pool: Pool,
+    /// Bulk copy or INSERT, per table.
+    pub(super) paths: WritePaths,
     /// The `[ctsync]` migrations ran in this process.
     migrated: AtomicBool,
 }
@@ -37,8 +41,16 @@ impl MssqlReplica {
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
+            paths: WritePaths::new(true),
             migrated: AtomicBool::new(false),
         }
+    }
+
+    /// `false`: every table's rows are written with INSERT, never bulk copy
+    /// (`CTSYNC_BULK_LOAD=off`).
+    pub fn with_bulk_load(mut self, enabled: bool) -> Self {
+        self.paths = WritePaths::new(enabled);
+        self
     }
 
     /// `SELECT 1` (readiness).
@@ -142,6 +154,28 @@ impl MssqlReplica {
         ))
     }
 
+    /// Runs `plan` in one fenced transaction of `table`. A failed bulk load
+    /// switches the table to INSERT for the retry (see `WritePaths`).
+    pub(super) async fn run_fenced(
+        &self,
+        what: &str,
+        table: &TableId,
+        claim: &Claim,
+        plan: WritePlan<'_>,
+    ) -> Result<()> {
+        let mut lease = self.begin_fenced(what, table, claim).await?;
+        let work = match plan.run(&mut lease).await {
+            Ok(()) => Ok(()),
+            Err(StepFailed { bulk, error }) => {
+                if bulk {
+                    self.paths.demote(table, &error);
+                }
+                Err(error)
+            }
+        };
+        Self::finish(lease, work, what).await
+    }
+
     /// Commits if `work` succeeded; otherwise rolls back and discards the
     /// connection.
     pub(super) async fn finish(
@@ -198,17 +232,9 @@ impl Replica for MssqlReplica {
             change.keys.len(),
             schema.id
         );
-        let mut lease = self.begin_fenced(&what, &schema.id, claim).await?;
-        let work = async {
-            delete_chunks(&mut lease, schema, &change.keys).await?;
-            insert_chunks(&mut lease, schema, &change.rows).await?;
-            if let Some(v) = change.version {
-                upsert_version(&mut lease, &schema.id, v).await?;
-            }
-            Ok(())
-        }
-        .await;
-        Self::finish(lease, work, &what).await
+        let path = self.paths.choose(schema, false);
+        let plan = change_plan(schema, change, path).map_err(err)?;
+        self.run_fenced(&what, &schema.id, claim, plan).await
     }
 
     async fn finish_full_load(

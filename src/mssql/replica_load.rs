@@ -11,18 +11,22 @@ use tiberius::ColumnData;
 
 use super::pool::{batch, execute, query_rows};
 use super::replica::{err, MssqlReplica};
-use super::replica_writes::{insert_chunks, name_param, write_version};
+use super::replica_writes::{name_param, write_version};
 use super::sql::{self, CarriedIndex};
+use super::write_plan::load_page_plan;
 use super::MssqlError;
 
 fn text(value: impl Into<String>) -> ColumnData<'static> {
     ColumnData::String(Some(value.into().into()))
 }
 
-fn load_json(table: &TableId, load: &PendingLoad) -> Result<ColumnData<'static>> {
+fn load_text(table: &TableId, load: &PendingLoad) -> Result<String> {
     serde_json::to_string(load)
-        .map(text)
         .map_err(|e| Error::Replica(format!("encoding the pending load of {table}: {e}")))
+}
+
+fn load_json(table: &TableId, load: &PendingLoad) -> Result<ColumnData<'static>> {
+    load_text(table, load).map(text)
 }
 
 impl MssqlReplica {
@@ -98,22 +102,11 @@ impl MssqlReplica {
     ) -> Result<()> {
         let mut target = schema.clone();
         target.id = load.target(&schema.id);
-        let state = load_json(&schema.id, load)?;
+        let state = load_text(&schema.id, load)?;
         let what = format!("loading {} rows into {}", rows.len(), target.id);
-        let mut lease = self.begin_fenced(&what, &schema.id, claim).await?;
-        let work = async {
-            insert_chunks(&mut lease, &target, rows).await?;
-            execute(
-                &mut lease,
-                sql::LOAD_PAGE,
-                vec![name_param(&schema.id), state],
-                || format!("recording the load cursor of {}", schema.id),
-            )
-            .await
-            .map(|_| ())
-        }
-        .await;
-        Self::finish(lease, work, &what).await
+        let path = self.paths.choose(schema, load.mode == LoadMode::Shadow);
+        let plan = load_page_plan(&schema.id, &target, rows, state, path);
+        self.run_fenced(&what, &schema.id, claim, plan).await
     }
 
     pub(super) async fn finish_load(

@@ -6,23 +6,19 @@
 
 mod ddl;
 mod doctor;
+pub mod json_rows;
 mod own_schema;
 mod shadow;
 mod verify;
 
 pub use ddl::*;
 pub use doctor::*;
+pub use json_rows::{delete_json, insert_json};
 pub use own_schema::*;
 pub use shadow::*;
 pub use verify::*;
 
 use ctsync_actors::model::{ColumnDef, Len, SqlType, TableId, TableSchema};
-
-/// SQL Server's limit is 2,100 parameters per request; keep a margin for
-/// `sp_executesql`'s own arguments.
-pub const MAX_PARAMS: usize = 2_000;
-/// A table value constructor (`VALUES (…), (…)`) takes at most 1,000 rows.
-pub const MAX_VALUES_ROWS: usize = 1_000;
 
 /// `name` → `[name]`, doubling any `]`.
 pub fn quote(ident: &str) -> String {
@@ -101,14 +97,6 @@ pub const END_SNAPSHOT: &str =
     "COMMIT TRANSACTION; SET TRANSACTION ISOLATION LEVEL READ COMMITTED;";
 pub const ROLLBACK: &str = "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;";
 
-fn column_list(prefix: &str, columns: &[&ColumnDef]) -> String {
-    columns
-        .iter()
-        .map(|c| format!("{prefix}{}", quote(&c.name)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Whether a value for a column of type `ty` is sent as text and cast to
 /// the column's type in the statement (see [`typed_param`]); the binding
 /// side is `convert::value_to_sql`. One decision, used by both.
@@ -125,8 +113,7 @@ pub fn sent_as_text(ty: &SqlType) -> bool {
     )
 }
 
-/// The parameter `@Pn` as an INSERT's VALUES use it for a column of type
-/// `ty`. Some values are sent as text and cast to the column's own type, so
+/// The parameter `@Pn` as a statement uses it for a column of type `ty`. Some values are sent as text and cast to the column's own type, so
 /// the declared type never depends on the value and is valid for every
 /// value:
 /// - char/varchar: sent as nvarchar and not cast here: assigning it to the
@@ -442,70 +429,4 @@ pub const COMMIT: &str = "COMMIT TRANSACTION;";
 
 pub fn truncate(id: &TableId) -> String {
     format!("TRUNCATE TABLE {}", table(id))
-}
-
-pub fn identity_insert(id: &TableId, on: bool) -> String {
-    format!(
-        "SET IDENTITY_INSERT {} {}",
-        table(id),
-        if on { "ON" } else { "OFF" }
-    )
-}
-
-/// How many rows fit one statement with `params_per_row` parameters each.
-pub fn rows_per_statement(params_per_row: usize) -> usize {
-    (MAX_PARAMS / params_per_row.max(1)).clamp(1, MAX_VALUES_ROWS)
-}
-
-/// `DELETE … WHERE` for `rows` keys: `[k] IN (@P1, …)` for one key column,
-/// `([a] = @P1 AND [b] = @P2) OR …` for composite keys.
-pub fn delete_keys(schema: &TableSchema, keys: &[String], rows: usize) -> String {
-    let predicate = if keys.len() == 1 {
-        let params = (1..=rows)
-            .map(|i| param(schema, &keys[0], i))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!("{} IN ({params})", quote(&keys[0]))
-    } else {
-        (0..rows)
-            .map(|r| {
-                let cond = keys
-                    .iter()
-                    .enumerate()
-                    .map(|(j, k)| {
-                        format!(
-                            "{} = {}",
-                            quote(k),
-                            param(schema, k, r * keys.len() + j + 1)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                format!("({cond})")
-            })
-            .collect::<Vec<_>>()
-            .join(" OR ")
-    };
-    format!("DELETE FROM {} WHERE {predicate}", table(&schema.id))
-}
-
-/// Multi-row `INSERT` of `rows` rows into the written columns.
-pub fn insert_rows(schema: &TableSchema, rows: usize) -> String {
-    let cols = schema.written_columns();
-    let n = cols.len();
-    let values = (0..rows)
-        .map(|r| {
-            let ps = (1..=n)
-                .map(|j| typed_param(&cols[j - 1].ty, r * n + j))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("({ps})")
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "INSERT INTO {} ({}) VALUES {values}",
-        table(&schema.id),
-        column_list("", &cols)
-    )
 }

@@ -110,10 +110,11 @@ pub const BEGIN_LOAD: &str = "UPDATE [ctsync].[sync_versions] SET [version] = NU
 IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load], \
 [updated_at]) VALUES (@P1, NULL, @P2, SYSUTCDATETIME())";
 
-/// Records the load's new state `@P2` (cursor, rows) of table `@P1` in the
+/// Records the load's new state `@P2` (cursor, rows; JSON padded with
+/// spaces for a stable declaration, trimmed here) of table `@P1` in the
 /// page's transaction; fails if the load is no longer pending.
 pub const LOAD_PAGE: &str =
-    "UPDATE [ctsync].[sync_versions] SET [load] = @P2, [updated_at] = SYSUTCDATETIME() \
+    "UPDATE [ctsync].[sync_versions] SET [load] = RTRIM(@P2), [updated_at] = SYSUTCDATETIME() \
 WHERE [table_name] = @P1 AND [load] IS NOT NULL; \
 IF @@ROWCOUNT = 0 THROW 50002, N'ctsync: the full load is no longer pending on the replica', 1;";
 
