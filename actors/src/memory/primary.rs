@@ -451,7 +451,18 @@ impl Primary for MemoryPrimary {
             .take(limit)
             .map(|(k, _)| k.clone())
             .collect();
-        let rows = keys.iter().filter_map(|k| t.rows.get(k).cloned()).collect();
+        // One ordered walk over the rows between the first and last changed
+        // key (both maps are in key order), not one lookup per key.
+        let mut rows = Vec::with_capacity(keys.len());
+        if let (Some(first), Some(last)) = (keys.first(), keys.last()) {
+            let mut wanted = keys.iter().peekable();
+            for (k, row) in t.rows.range(first..=last) {
+                while wanted.next_if(|w| *w < k).is_some() {}
+                if wanted.next_if(|w| *w == k).is_some() {
+                    rows.push(row.clone());
+                }
+            }
+        }
         let next_after = if keys.len() == limit {
             keys.last().cloned()
         } else {

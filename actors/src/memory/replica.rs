@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::replica_load::{self, injected};
-use super::replica_table::{alter, insert, references};
+use super::replica_table::{alter, references, RowEdits};
 use super::replica_tx::Tx;
 use crate::error::{Error, Result};
 use crate::fence::{refused, CheckedBy, Claim};
@@ -51,6 +51,30 @@ struct Data {
     commit_tokens: BTreeMap<TableId, Vec<u64>>,
     /// Table writes refused by the fence.
     fenced_commits: usize,
+}
+
+/// Lets a write transaction of `table` under `claim` begin: refused while
+/// the replica is down or unless the claim is the table's current one.
+/// Returns whether an injected fault fails this write.
+fn admit(data: &mut Data, table: &TableId, claim: &Claim) -> Result<bool> {
+    if let Some(msg) = &data.down {
+        return Err(Error::Replica(msg.clone()));
+    }
+    if data.fences.get(table) != Some(claim) {
+        data.fenced_commits += 1;
+        let current = data.fences.get(table).map(Claim::lease_value);
+        return Err(refused(
+            table,
+            claim,
+            CheckedBy::Replica,
+            current.as_deref(),
+        ));
+    }
+    data.writes += 1;
+    let n = data.writes;
+    let fail = data.fail_writes.contains(&n);
+    data.fail_writes.retain(|w| *w != n);
+    Ok(fail)
 }
 
 #[derive(Debug, Default)]
@@ -227,23 +251,7 @@ impl MemoryReplica {
     ) -> Result<T> {
         let mut guard = self.lock();
         let data = &mut *guard;
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
-        if data.fences.get(table) != Some(claim) {
-            data.fenced_commits += 1;
-            let current = data.fences.get(table).map(Claim::lease_value);
-            return Err(refused(
-                table,
-                claim,
-                CheckedBy::Replica,
-                current.as_deref(),
-            ));
-        }
-        data.writes += 1;
-        let n = data.writes;
-        let fail = data.fail_writes.contains(&n);
-        data.fail_writes.retain(|w| *w != n);
+        let fail = admit(data, table, claim)?;
         let (out, changes) = {
             let mut tx = Tx::new(&data.tables, &data.records, fail);
             let out = f(&mut tx)?;
@@ -256,6 +264,38 @@ impl MemoryReplica {
             };
         }
         data.records.extend(changes.records);
+        data.commit_tokens
+            .entry(table.clone())
+            .or_default()
+            .push(claim.token);
+        Ok(out)
+    }
+
+    /// One write transaction that changes rows of `target` (the table or
+    /// its shadow) and the record of `table`, in place with an undo log.
+    fn write_rows<T>(
+        &self,
+        table: &TableId,
+        target: &TableId,
+        claim: &Claim,
+        f: impl FnOnce(&mut RowEdits<'_>, &mut ReplicaRecord, bool) -> Result<T>,
+    ) -> Result<T> {
+        let mut guard = self.lock();
+        let data = &mut *guard;
+        let fail = admit(data, table, claim)?;
+        let mut record = data.records.get(table).cloned().unwrap_or_default();
+        let rows = data.tables.get_mut(target).ok_or_else(|| {
+            Error::Replica(format!("Invalid object name '{target}' on the replica"))
+        })?;
+        let mut edits = RowEdits::new(rows);
+        let out = match f(&mut edits, &mut record, fail) {
+            Ok(out) => out,
+            Err(e) => {
+                edits.rollback();
+                return Err(e);
+            }
+        };
+        data.records.insert(table.clone(), record);
         data.commit_tokens
             .entry(table.clone())
             .or_default()
@@ -368,8 +408,9 @@ impl Replica for MemoryReplica {
             tokio::time::sleep(delay).await;
         }
         self.lock().in_flight -= 1;
-        self.transact(&schema.id, claim, |tx| {
-            replica_load::page(tx, schema, rows, load)
+        let target = load.target(&schema.id);
+        self.write_rows(&schema.id, &target, claim, |t, record, fail| {
+            replica_load::page(t, record, schema, rows, load, fail)
         })
     }
 
@@ -379,14 +420,14 @@ impl Replica for MemoryReplica {
         batch: &ChangeBatch,
         claim: &Claim,
     ) -> Result<()> {
-        self.write(&schema.id, claim, |t, record, fail| {
+        self.write_rows(&schema.id, &schema.id, claim, |t, record, fail| {
             for key in &batch.keys {
-                t.rows.remove(key);
+                t.remove(key);
             }
             if fail {
                 return Err(injected(&schema.id));
             }
-            insert(t, &batch.rows)?;
+            t.insert(&batch.rows)?;
             if let Some(v) = batch.version {
                 record.version = Some(v);
             }

@@ -3,7 +3,7 @@
 //! at the end (indexes and grants added by hand carried over), with the
 //! pending-load record written in the same transaction as every page.
 
-use super::replica_table::{insert, references, Table};
+use super::replica_table::{references, RowEdits, Table};
 use super::replica_tx::Tx;
 use crate::error::{Error, Result};
 use crate::model::{Row, SyncVersion, TableId, TableSchema};
@@ -38,21 +38,20 @@ pub(super) fn begin(tx: &mut Tx<'_>, schema: &TableSchema, start: &LoadStart) ->
 }
 
 pub(super) fn page(
-    tx: &mut Tx<'_>,
+    edits: &mut RowEdits<'_>,
+    record: &mut ReplicaRecord,
     schema: &TableSchema,
     rows: &[Row],
     load: &PendingLoad,
+    fail: bool,
 ) -> Result<()> {
-    let target = load.target(&schema.id);
-    let fail = tx.fail;
-    let table = tx.table_mut(&target)?;
     let half = rows.len() / 2;
-    insert(table, &rows[..half])?;
+    edits.insert(&rows[..half])?;
     if fail {
         return Err(injected(&schema.id));
     }
-    insert(table, &rows[half..])?;
-    tx.record_mut(&schema.id).load = Some(load.clone());
+    edits.insert(&rows[half..])?;
+    record.load = Some(load.clone());
     Ok(())
 }
 

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::row_key;
 use crate::error::{Error, Result};
 use crate::model::{ColumnOp, Row, RowKey, TableSchema, Value};
 
@@ -31,27 +30,79 @@ impl Table {
     }
 }
 
-pub(super) fn insert(table: &mut Table, rows: &[Row]) -> Result<()> {
-    let width = table.schema.written_columns().len();
-    for row in rows {
-        if row.len() != width {
-            return Err(Error::Replica(format!(
-                "Column name or number of supplied values does not match table definition of {} ({} values for {width} columns)",
-                table.schema.id,
-                row.len()
-            )));
-        }
-        let key = row_key(&table.schema, row)
-            .ok_or_else(|| Error::Replica(format!("table {} has no key", table.schema.id)))?;
-        if table.rows.contains_key(&key) {
-            return Err(Error::Replica(format!(
-                "Violation of PRIMARY KEY constraint on {}: duplicate key {:?}",
-                table.schema.id, key.0
-            )));
-        }
-        table.rows.insert(key, row.clone());
+/// Inserts one row of `width` values whose key is at `positions`, with SQL
+/// Server's checks; returns its key.
+fn insert_one(table: &mut Table, row: &Row, width: usize, positions: &[usize]) -> Result<RowKey> {
+    if row.len() != width {
+        return Err(Error::Replica(format!(
+            "Column name or number of supplied values does not match table definition of {} ({} values for {width} columns)",
+            table.schema.id,
+            row.len()
+        )));
     }
-    Ok(())
+    let key = RowKey(
+        positions
+            .iter()
+            .map(|&i| row.get(i).cloned().unwrap_or(Value::Null))
+            .collect(),
+    );
+    match table.rows.entry(key) {
+        std::collections::btree_map::Entry::Occupied(e) => Err(Error::Replica(format!(
+            "Violation of PRIMARY KEY constraint on {}: duplicate key {:?}",
+            table.schema.id,
+            e.key().0
+        ))),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            let key = e.key().clone();
+            e.insert(row.clone());
+            Ok(key)
+        }
+    }
+}
+
+/// Row changes made in place with an undo log, so a transaction costs what
+/// it changes (not a copy of the table) and a failed one is undone.
+pub(super) struct RowEdits<'a> {
+    table: &'a mut Table,
+    undo: Vec<(RowKey, Option<Row>)>,
+}
+
+impl<'a> RowEdits<'a> {
+    pub(super) fn new(table: &'a mut Table) -> Self {
+        Self {
+            table,
+            undo: Vec::new(),
+        }
+    }
+
+    pub(super) fn remove(&mut self, key: &RowKey) {
+        if let Some(old) = self.table.rows.remove(key) {
+            self.undo.push((key.clone(), Some(old)));
+        }
+    }
+
+    pub(super) fn insert(&mut self, rows: &[Row]) -> Result<()> {
+        let width = self.table.schema.written_columns().len();
+        let positions =
+            self.table.schema.key_positions().ok_or_else(|| {
+                Error::Replica(format!("table {} has no key", self.table.schema.id))
+            })?;
+        for row in rows {
+            let key = insert_one(self.table, row, width, &positions)?;
+            self.undo.push((key, None));
+        }
+        Ok(())
+    }
+
+    /// Puts every changed row back as it was.
+    pub(super) fn rollback(self) {
+        for (key, old) in self.undo.into_iter().rev() {
+            match old {
+                Some(row) => self.table.rows.insert(key, row),
+                None => self.table.rows.remove(&key),
+            };
+        }
+    }
 }
 
 pub(super) fn alter(table: &mut Table, op: &ColumnOp) -> Result<()> {

@@ -94,6 +94,11 @@ impl Value {
     /// pagination cursor (NULL first, like SQL Server's ascending order).
     pub fn total_cmp(&self, other: &Value) -> Ordering {
         use Value::*;
+        match (self, other) {
+            (I32(a), I32(b)) => return a.cmp(b),
+            (I64(a), I64(b)) => return a.cmp(b),
+            _ => {}
+        }
         if let (Some(a), Some(b)) = (self.as_i128(), other.as_i128()) {
             return a.cmp(&b);
         }
