@@ -1,13 +1,18 @@
-//! Throughput and memory of the pipeline with in-memory ports (no SQL
-//! Server, no Redis): prints figures, asserts nothing about speed.
+//! Throughput and memory of ctsync with in-memory SQL Server doubles that
+//! cost what they change (the replica edits rows in place), prints figures
+//! and asserts nothing about speed.
 //!
-//! Run: `cargo bench --bench pipeline`
+//! Run: `cargo bench --bench pipeline` (`CTSYNC_BENCH_REDIS=1`: the state
+//! store is a real redis-server this bench starts on a free port).
 //!
-//! 1. Changes per second through TableActor → SinkActor (CT net changes
-//!    read in pages, applied in replica transactions).
-//! 2. Peak heap growth during a full load of 100,000 and 1,000,000 rows
-//!    read from a generated primary (rows are made on demand, so only the
-//!    pipeline's own memory is measured): the two should be about equal.
+//! 1. Requests per 5,000-row replica page (bulk copy and INSERT paths, 4
+//!    and 20 columns), counted from the adapter's write plans, and the rate
+//!    at which the adapter encodes rows for each path.
+//! 2. Changes per second through TableActor → SinkActor: the changes are
+//!    made on the primary first; the timed window is their apply only.
+//! 3. Peak heap growth during a full load of 100,000 and 1,000,000 rows
+//!    made on demand by the primary and kept by no one, so only ctsync's
+//!    own memory is measured: the two should be about equal.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -26,6 +31,10 @@ use ctsync_actors::ports::{
 };
 use ctsync_actors::sync::SyncConfig;
 use ctsync_actors::Result;
+
+#[allow(dead_code)] // restart/stop are for the tests' outages
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
 
 struct Counting;
 
@@ -86,10 +95,24 @@ fn row(id: i64) -> Row {
     ]
 }
 
-/// A primary whose one table has `rows` rows made on demand.
+/// A primary whose one table has `rows` rows made on demand, and after
+/// version 1 `changes` changed keys (new rows `rows + 1 …`) made on demand.
 struct GeneratedPrimary {
     schema: TableSchema,
     rows: i64,
+    changes: AtomicI64,
+    version: AtomicI64,
+}
+
+impl GeneratedPrimary {
+    fn new(schema: TableSchema, rows: i64) -> Self {
+        Self {
+            schema,
+            rows,
+            changes: AtomicI64::new(0),
+            version: AtomicI64::new(1),
+        }
+    }
 }
 
 #[async_trait]
@@ -107,7 +130,7 @@ impl Primary for GeneratedPrimary {
         Ok(self.schema.clone())
     }
     async fn current_version(&self) -> Result<SyncVersion> {
-        Ok(1)
+        Ok(self.version.load(Ordering::SeqCst))
     }
     async fn min_valid_version(&self, _: &TableId) -> Result<Option<SyncVersion>> {
         Ok(Some(0))
@@ -137,11 +160,24 @@ impl Primary for GeneratedPrimary {
     async fn changes_page(
         &self,
         _: &TableSchema,
-        _: SyncVersion,
-        _: Option<&RowKey>,
-        _: usize,
+        since: SyncVersion,
+        after: Option<&RowKey>,
+        limit: usize,
     ) -> Result<ChangePage> {
-        Ok(ChangePage::default())
+        let changes = self.changes.load(Ordering::SeqCst);
+        if since >= self.version.load(Ordering::SeqCst) || changes == 0 {
+            return Ok(ChangePage::default());
+        }
+        let start = match after.and_then(|k| k.0.first()) {
+            Some(Value::I64(v)) => v + 1,
+            _ => self.rows + 1,
+        };
+        let end = (start + limit as i64 - 1).min(self.rows + changes);
+        Ok(ChangePage {
+            keys: (start..=end).map(|i| RowKey(vec![Value::I64(i)])).collect(),
+            rows: (start..=end).map(row).collect(),
+            next_after: (end < self.rows + changes).then(|| RowKey(vec![Value::I64(end)])),
+        })
     }
 }
 
@@ -151,12 +187,18 @@ struct CountingReplica {
     rows: AtomicU64,
     version: AtomicI64,
     claims: AtomicU64,
+    /// Changed keys applied, and the last version an apply recorded.
+    changed: AtomicU64,
+    applied: AtomicI64,
+    /// The table, once a load created it.
+    schema: std::sync::Mutex<Option<TableSchema>>,
 }
 
 #[async_trait]
 impl Replica for CountingReplica {
-    async fn begin_full_load(&self, _: &TableSchema, _: &LoadStart, _: &Claim) -> Result<()> {
+    async fn begin_full_load(&self, schema: &TableSchema, _: &LoadStart, _: &Claim) -> Result<()> {
         self.rows.store(0, Ordering::SeqCst);
+        *self.schema.lock().unwrap_or_else(|e| e.into_inner()) = Some(schema.clone());
         Ok(())
     }
     async fn insert_rows(
@@ -169,7 +211,12 @@ impl Replica for CountingReplica {
         self.rows.fetch_add(rows.len() as u64, Ordering::SeqCst);
         Ok(())
     }
-    async fn apply_changes(&self, _: &TableSchema, _: &ChangeBatch, _: &Claim) -> Result<()> {
+    async fn apply_changes(&self, _: &TableSchema, batch: &ChangeBatch, _: &Claim) -> Result<()> {
+        self.changed
+            .fetch_add(batch.keys.len() as u64, Ordering::SeqCst);
+        if let Some(v) = batch.version {
+            self.applied.store(v, Ordering::SeqCst);
+        }
         Ok(())
     }
     async fn finish_full_load(
@@ -192,10 +239,21 @@ impl Replica for CountingReplica {
         Ok(Vec::new())
     }
     async fn record(&self, _: &TableId) -> Result<ReplicaRecord> {
-        Ok(ReplicaRecord::default())
+        let version = self
+            .applied
+            .load(Ordering::SeqCst)
+            .max(self.version.load(Ordering::SeqCst));
+        Ok(ReplicaRecord {
+            version: (version > 0).then_some(version),
+            load: None,
+        })
     }
     async fn table_schema(&self, _: &TableId) -> Result<Option<TableSchema>> {
-        Ok(None)
+        Ok(self
+            .schema
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
     }
     async fn alter_columns(&self, _: &TableId, _: &[ColumnOp], _: &Claim) -> Result<()> {
         Ok(())
@@ -231,35 +289,58 @@ fn config() -> SyncConfig {
 }
 
 async fn wait(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let started = Instant::now();
+    let mut told = 0;
     while !done() {
-        assert!(Instant::now() < deadline, "bench timed out: {what}");
+        let waited = started.elapsed().as_secs();
+        assert!(waited < 600, "bench timed out: {what}");
+        if waited / 10 > told {
+            told = waited / 10;
+            eprintln!("still waiting after {waited} s: {what}");
+        }
         actix_rt::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
-async fn changes_per_second(changes: i64) -> f64 {
+/// The state store: in memory, or on the bench's own redis-server.
+fn state_store(redis: Option<&redis_server::RedisServer>) -> Arc<dyn StateStore> {
+    match redis {
+        Some(server) => Arc::new(ctsync::state::RedisState::new(&server.url()).expect("redis url")),
+        None => Arc::new(MemoryState::new()),
+    }
+}
+
+fn ports(
+    primary: Arc<dyn Primary>,
+    replica: Arc<dyn Replica>,
+    state: Arc<dyn StateStore>,
+) -> Ports {
+    Ports {
+        primary,
+        replica,
+        state,
+        ddl_queue: None,
+    }
+}
+
+async fn changes_per_second(changes: i64, redis: Option<&redis_server::RedisServer>) -> f64 {
     let primary = Arc::new(MemoryPrimary::new());
     let replica = Arc::new(MemoryReplica::new());
-    let state = Arc::new(MemoryState::new());
+    let state = state_store(redis);
     let s = schema("Changes");
     primary.create_table(s.clone(), true);
     primary.insert_many(&s.id, (1..=10_000).map(row));
-    state.set("mssql_sync:enabled:Changes", "true");
+    state.set_enabled(&s.id, true).await.expect("enable");
     let run = actors::start(
-        Ports {
-            primary: primary.clone(),
-            replica: replica.clone(),
-            state: state.clone(),
-            ddl_queue: None,
-        },
+        ports(primary.clone(), replica.clone(), state.clone()),
         config(),
     );
     wait("initial load", || replica.recorded_version(&s.id).is_some()).await;
+    run.supervisor.do_send(actors::Shutdown);
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
 
-    // Distinct new keys in primary transactions of 100 rows, so every
-    // change is one net change to read and apply.
-    let started = Instant::now();
+    // Distinct new keys in primary transactions of 100 rows, made before
+    // the timed window: every change is one net change to read and apply.
     let mut id = 0;
     while id < changes {
         let batch: Vec<Row> = (id..id + 100).map(|i| row(10_001 + i)).collect();
@@ -267,54 +348,180 @@ async fn changes_per_second(changes: i64) -> f64 {
         id += 100;
     }
     let target = primary.version();
+    let started = Instant::now();
+    let run = actors::start(
+        ports(primary.clone(), replica.clone(), state.clone()),
+        config(),
+    );
     wait("changes applied", || {
         replica.recorded_version(&s.id) == Some(target)
     })
     .await;
     let secs = started.elapsed().as_secs_f64();
     run.supervisor.do_send(actors::Shutdown);
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
     changes as f64 / secs
 }
 
-async fn full_load_peak(rows: i64) -> (f64, i64) {
-    let s = schema("Big");
-    let primary = Arc::new(GeneratedPrimary {
-        schema: s.clone(),
-        rows,
-    });
+/// Changes per second through ctsync alone: the primary makes each page
+/// on demand, the replica counts it and keeps nothing.
+async fn pipeline_changes_per_second(
+    changes: i64,
+    redis: Option<&redis_server::RedisServer>,
+) -> f64 {
+    let s = schema("Flow");
+    let primary = Arc::new(GeneratedPrimary::new(s.clone(), 0));
     let replica = Arc::new(CountingReplica::default());
-    let state = Arc::new(MemoryState::new());
-    state.set("mssql_sync:enabled:Big", "true");
-    let state_port: Arc<dyn StateStore> = state.clone();
+    let state = state_store(redis);
+    state.set_enabled(&s.id, true).await.expect("enable");
+    let run = actors::start(ports(primary.clone(), replica.clone(), state), config());
+    wait("empty initial load", || {
+        replica.version.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    primary.changes.store(changes, Ordering::SeqCst);
+    let started = Instant::now();
+    primary.version.store(2, Ordering::SeqCst);
+    wait("changes applied", || {
+        replica.applied.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(replica.changed.load(Ordering::SeqCst), changes as u64);
+    run.supervisor.do_send(actors::Shutdown);
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    changes as f64 / secs
+}
+
+async fn full_load_peak(rows: i64, redis: Option<&redis_server::RedisServer>) -> (f64, i64) {
+    let s = schema("Big");
+    let primary = Arc::new(GeneratedPrimary::new(s.clone(), rows));
+    let replica = Arc::new(CountingReplica::default());
+    let state = state_store(redis);
+    state.set_enabled(&s.id, true).await.expect("enable");
     let baseline = CURRENT.load(Ordering::SeqCst);
     PEAK.store(baseline, Ordering::SeqCst);
     let started = Instant::now();
-    let run = actors::start(
-        Ports {
-            primary,
-            replica: replica.clone(),
-            state: state_port,
-            ddl_queue: None,
-        },
-        config(),
-    );
+    let run = actors::start(ports(primary, replica.clone(), state), config());
     wait("full load", || replica.version.load(Ordering::SeqCst) == 1).await;
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(replica.rows.load(Ordering::SeqCst), rows as u64);
     run.supervisor.do_send(actors::Shutdown);
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
     (rows as f64 / secs, PEAK.load(Ordering::SeqCst) - baseline)
 }
 
+/// `Id bigint` and `columns - 1` columns of everyday types.
+fn wide_schema(columns: usize) -> TableSchema {
+    let mut s = schema(&format!("Wide{columns}"));
+    let base = s.columns.clone();
+    s.columns = (0..columns)
+        .map(|i| {
+            let mut c = base[if i == 0 { 0 } else { 1 + (i - 1) % 3 }].clone();
+            if i > 0 {
+                c.name = format!("C{i}");
+            }
+            c
+        })
+        .collect();
+    s
+}
+
+fn wide_row(schema: &TableSchema, id: i64) -> Row {
+    let r = row(id);
+    (0..schema.columns.len())
+        .map(|i| r[if i == 0 { 0 } else { 1 + (i - 1) % 3 }].clone())
+        .collect()
+}
+
+/// Requests per 5,000-row page from the adapter's own write plans, and the
+/// adapter's encoding rate for each path.
+fn replica_pages() {
+    use ctsync::mssql::write_plan::{change_plan, load_page_plan, WritePath, WritePlan};
+    const PAGE: i64 = 5_000;
+    for columns in [4, 20] {
+        let s = wide_schema(columns);
+        let rows: Vec<Row> = (1..=PAGE).map(|i| wide_row(&s, i)).collect();
+        let change = ChangeBatch {
+            table: s.id.clone(),
+            keys: (1..=PAGE).map(|i| RowKey(vec![Value::I64(i)])).collect(),
+            rows: rows.clone(),
+            version: Some(7),
+        };
+        let state = || "{\"start_version\":1}".to_string();
+        for (name, path) in [
+            ("bulk copy", WritePath::Bulk { table_lock: true }),
+            ("INSERT … OPENJSON", WritePath::Json),
+        ] {
+            let full = load_page_plan(&s.id, &s, &rows, state(), path).requests();
+            let incremental = change_plan(&s, &change, path).expect("plan").requests();
+            // What the adapter does per page before the wire: the JSON
+            // document (INSERT path) or the bulk cells (bulk path).
+            let started = Instant::now();
+            let mut pages = 0u32;
+            while started.elapsed() < Duration::from_millis(500) {
+                match path {
+                    WritePath::Json => {
+                        let mut plan = WritePlan::default();
+                        plan.insert(&s, &rows, path);
+                        std::hint::black_box(plan);
+                    }
+                    WritePath::Bulk { .. } => {
+                        for r in &rows {
+                            for (v, c) in r.iter().zip(&s.columns) {
+                                std::hint::black_box(ctsync::mssql::bulk::cell(v, &c.ty));
+                            }
+                        }
+                    }
+                }
+                pages += 1;
+            }
+            let rate = f64::from(pages) * PAGE as f64 / started.elapsed().as_secs_f64();
+            println!(
+                "replica page, {columns:>2} columns, {name:<17}: {full} requests per full-load page, \
+                 {incremental} per incremental page; encoded at {rate:>10.0} rows/s"
+            );
+        }
+    }
+}
+
 fn main() {
+    let redis = std::env::var("CTSYNC_BENCH_REDIS")
+        .is_ok_and(|v| v == "1")
+        .then(redis_server::RedisServer::start);
+    let store = if redis.is_some() {
+        "a real redis-server"
+    } else {
+        "in-memory state"
+    };
+    // `CTSYNC_BENCH_ONLY=pages|incremental|full` runs one part (profiling).
+    let only = std::env::var("CTSYNC_BENCH_ONLY").unwrap_or_default();
+    let runs = |part: &str| only.is_empty() || only == part;
+    if runs("pages") {
+        replica_pages();
+    }
     let system = actix::System::new();
     system.block_on(async {
-        let cps = changes_per_second(200_000).await;
-        println!("incremental: {cps:>12.0} changes/s (200,000 inserted keys, pages of 5,000, in-memory ports)");
+        if runs("incremental") {
+            let changes = 2_000_000;
+            let cps = pipeline_changes_per_second(changes, redis.as_ref()).await;
+            println!(
+                "pipeline:    {cps:>12.0} changes/s ({changes} changed keys made on demand, applied by a replica that keeps nothing, {store})"
+            );
+            let changes = 500_000;
+            let cps = changes_per_second(changes, redis.as_ref()).await;
+            println!(
+                "incremental: {cps:>12.0} changes/s ({changes} changed keys applied in pages of 5,000 through the in-memory primary and replica, {store})"
+            );
+        }
+        if !runs("full") {
+            return;
+        }
         let mut peaks = Vec::new();
         for rows in [100_000i64, 1_000_000] {
-            let (rps, peak) = full_load_peak(rows).await;
+            let (rps, peak) = full_load_peak(rows, redis.as_ref()).await;
             println!(
-                "full load:   {rows:>9} rows  {rps:>10.0} rows/s  peak heap growth {:>8.1} MiB",
+                "full load:   {rows:>9} rows  {rps:>10.0} rows/s  peak heap growth {:>8.1} MiB ({store})",
                 peak as f64 / (1024.0 * 1024.0)
             );
             peaks.push(peak);
