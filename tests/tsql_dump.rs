@@ -173,7 +173,8 @@ fn table_statements(d: &mut Dump, s: &TableSchema) {
     }
 }
 
-/// String literals the e2e suite passes to `exec(…)`, unescaped.
+/// String literals the e2e suite passes to `exec(…)` or names as `const …:
+/// &str` SQL (`@rows` standing for a number), unescaped.
 fn e2e_statements() -> Vec<String> {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -181,46 +182,69 @@ fn e2e_statements() -> Vec<String> {
     ))
     .expect("e2e source");
     let mut out = Vec::new();
-    let mut rest = text.as_str();
-    while let Some(at) = rest.find("exec(") {
-        rest = &rest[at + 5..];
-        let Some(quote) = rest.find('"') else { break };
-        // Only a literal that is the call's second argument.
-        if rest[..quote].contains(')') || !rest[..quote].contains(',') {
-            continue;
-        }
-        let mut s = String::new();
-        let mut chars = rest[quote + 1..].char_indices();
-        let mut end = 0;
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '"' => {
-                    end = quote + 1 + i + 1;
-                    break;
-                }
-                '\\' => match chars.next() {
-                    Some((_, 'n')) => s.push('\n'),
-                    Some((_, '\n')) => {
-                        // A line continuation: skip the next line's indent.
-                        for (_, c) in chars.by_ref() {
-                            if !c.is_whitespace() {
-                                s.push(c);
-                                break;
-                            }
-                        }
-                    }
-                    Some((_, other)) => s.push(other),
-                    None => {}
-                },
-                c => s.push(c),
+    for marker in ["exec(", ": &str = "] {
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(marker) {
+            rest = &rest[at + marker.len()..];
+            let Some(quote) = rest.find('"') else { break };
+            // Only a literal that is the call's second argument, or the
+            // constant's value.
+            let before = &rest[..quote];
+            let arg = marker == "exec("
+                && (before.contains(')')
+                    || !before.contains(',')
+                    || !before
+                        .rsplit(',')
+                        .next()
+                        .is_some_and(|a| a.trim().is_empty()));
+            if arg || (marker != "exec(" && quote != 0) {
+                continue;
             }
-        }
-        rest = &rest[end.max(quote + 1)..];
-        if !s.contains('{') {
-            out.push(s);
+            let (s, end) = literal(&rest[quote + 1..]);
+            rest = &rest[quote + 1 + end..];
+            let sql = [
+                "SELECT", "INSERT", "CREATE", "UPDATE", "DELETE", "ALTER", "IF", "DECLARE",
+            ]
+            .iter()
+            .any(|k| s.starts_with(k));
+            if !s.contains('{') && (marker == "exec(" || sql) {
+                out.push(s.replace("@rows", "10"));
+            }
         }
     }
     out
+}
+
+/// The unescaped text of a string literal whose opening quote was just
+/// passed, and where it ends in `rest`.
+fn literal(rest: &str) -> (String, usize) {
+    let mut s = String::new();
+    let mut chars = rest.char_indices();
+    let mut end = 0;
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => {
+                end = i + 1;
+                break;
+            }
+            '\\' => match chars.next() {
+                Some((_, 'n')) => s.push('\n'),
+                Some((_, '\n')) => {
+                    // A line continuation: skip the next line's indent.
+                    for (_, c) in chars.by_ref() {
+                        if !c.is_whitespace() {
+                            s.push(c);
+                            break;
+                        }
+                    }
+                }
+                Some((_, other)) => s.push(other),
+                None => {}
+            },
+            c => s.push(c),
+        }
+    }
+    (s, end)
 }
 
 #[test]
