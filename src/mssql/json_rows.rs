@@ -10,7 +10,7 @@ use ctsync_actors::model::{ColumnDef, Value};
 use tiberius::{ColumnData, Uuid};
 
 use super::convert::decimal_text;
-use super::sql::json_rows::member;
+use super::sql::json_rows::MEMBER_PREFIX;
 
 /// tiberius declares a string parameter `nvarchar(4000)` up to 4,000 bytes
 /// and `nvarchar(max)` above: documents are padded past that with
@@ -87,10 +87,12 @@ pub fn value_text(value: &Value) -> Option<String> {
         Value::Decimal { value, scale } => out = decimal_text(*value, *scale),
         Value::String(s) | Value::Xml(s) => out = s.clone(),
         Value::Binary(b) => {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
             out.reserve(2 + 2 * b.len());
             out.push_str("0x");
             for byte in b {
-                let _ = write!(out, "{byte:02X}");
+                out.push(char::from(HEX[usize::from(byte >> 4)]));
+                out.push(char::from(HEX[usize::from(byte & 0xf)]));
             }
         }
         Value::Guid(g) => out = Uuid::from_bytes(*g).to_string(),
@@ -153,10 +155,15 @@ fn push_object<'v>(
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "\"{}\":", member(i));
-        match value_text(v) {
-            None => out.push_str("null"),
-            Some(text) => push_json_string(out, &text),
+        out.push('"');
+        out.push_str(MEMBER_PREFIX);
+        let _ = write!(out, "{i}\":");
+        match v {
+            Value::String(text) | Value::Xml(text) => push_json_string(out, text),
+            v => match value_text(v) {
+                None => out.push_str("null"),
+                Some(text) => push_json_string(out, &text),
+            },
         }
     }
     out.push('}');
@@ -164,16 +171,21 @@ fn push_object<'v>(
 
 fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            out.push_str(&s[plain..i]);
+            match b {
+                b'"' => out.push_str("\\\""),
+                b'\\' => out.push_str("\\\\"),
+                _ => {
+                    let _ = write!(out, "\\u{b:04x}");
+                }
             }
-            c => out.push(c),
+            plain = i + 1;
         }
     }
+    out.push_str(&s[plain..]);
     out.push('"');
 }
 

@@ -7,9 +7,12 @@ use ctsync_actors::model::{ColumnDef, Len, SqlType, TableSchema};
 
 use super::{collation, quote, table, type_ddl};
 
+/// JSON members are named this and the column's position.
+pub const MEMBER_PREFIX: &str = "c";
+
 /// The JSON member that carries the value of the `i`-th column of a row.
 pub fn member(i: usize) -> String {
-    format!("c{i}")
+    format!("{MEMBER_PREFIX}{i}")
 }
 
 /// The `WITH` type of a column's text: every value travels as a JSON string
