@@ -275,3 +275,51 @@ async fn renamed_table_moves_its_keys_and_replica_table() {
     let as_number = |v: Option<String>| v.and_then(|s| s.parse::<i64>().ok());
     assert!(as_number(h.get("mssql_sync:version:Member").await) >= as_number(version));
 }
+
+/// Issue 13: a column added on the primary whose DDL event is lost, while
+/// the table's columns are cached between catalog reads. The change read
+/// sees the columns changed and the cycle reads the catalogs again before
+/// applying anything: the replica never holds the new row without the new
+/// column's value, and the table never shows an error.
+#[actix_rt::test]
+async fn a_lost_add_column_event_never_lets_a_row_in_without_the_new_value() {
+    let h = Harness::new();
+    let (users, run) = started(&h, 3).await;
+    // Several idle cycles: the schema is cached now.
+    let reads = h.primary.schema_reads(&users);
+    let cycles = h.primary.changes_pages_read(&users);
+    eventually(WAIT, "idle cycles", || async {
+        h.primary.changes_pages_read(&users) >= cycles + 3
+    })
+    .await;
+    assert!(
+        h.primary.schema_reads(&users) <= reads + 1,
+        "idle cycles read the catalog: {} reads",
+        h.primary.schema_reads(&users) - reads
+    );
+    h.primary.add_column(
+        &users,
+        ColumnDef::new("Phone", SqlType::NVarChar(Len::N(60)), true),
+        Value::Null,
+    );
+    h.primary.upsert(&users, with_phone(7, "+1 555 0107"));
+    let key = user_key(7);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(row) = h.replica.row_map(&users).get(&key) {
+            assert_eq!(
+                row.last(),
+                Some(&Value::String("+1 555 0107".into())),
+                "row 7 reached the replica without its Phone: {row:?}"
+            );
+        }
+        if h.replica.rows(&users) == h.primary.rows(&users) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never equal");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let status = run.board.get("User").expect("status");
+    assert_eq!(status.last_error, None);
+    assert_eq!(status.state, TableState::Incremental);
+}

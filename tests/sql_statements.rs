@@ -794,3 +794,27 @@ fn doctor_statements_parse() {
     assert!(sql::PREFLIGHT_QUEUE.contains("HAS_PERMS_BY_NAME(@P1, N'OBJECT', N'RECEIVE')"));
     assert!(sql::PREFLIGHT_TABLES.contains("N'VIEW CHANGE TRACKING'"));
 }
+
+/// Issue 13: a change read checks, in the same request, that the table's
+/// columns are still those of the catalog read whose stamp it carries.
+#[test]
+fn a_change_read_first_checks_the_columns_stamp() {
+    let u = user_table();
+    let check = sql::columns_unchanged(3);
+    assert!(check.starts_with(
+        "IF (SELECT CHECKSUM_AGG(BINARY_CHECKSUM(c.column_id, c.name, c.system_type_id"
+    ));
+    assert!(check.contains("WHERE c.object_id = OBJECT_ID(@P3)) <> @P4 THROW 50010,"));
+    assert_eq!(sql::COLUMNS_CHANGED_ERROR, 50_010);
+    // The catalog read computes the same aggregate over the same rows.
+    let stamped = check
+        .split("BINARY_CHECKSUM(")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("stamped columns");
+    assert!(sql::TABLE_COLUMNS.contains(&format!(
+        "CHECKSUM_AGG(BINARY_CHECKSUM({stamped})) OVER () AS columns_stamp"
+    )));
+    let read = format!("{check}{}", sql::changes_page(&u, &keys(&u), false));
+    parses_changetable(&read);
+}

@@ -116,6 +116,14 @@ fn table_statements(d: &mut Dump, s: &TableSchema) {
             &format!("{name}: changes_page {after}"),
             &sql::changes_page(s, &keys, after),
         );
+        d.add(
+            &format!("{name}: checked changes_page {after}"),
+            &format!(
+                "{}{}",
+                sql::columns_unchanged(3 + keys.len()),
+                sql::changes_page(s, &keys, after)
+            ),
+        );
     }
     d.add(&format!("{name}: insert_json"), &sql::insert_json(s));
     let text: Vec<&ColumnDef> = s.written_columns();

@@ -36,6 +36,16 @@ pub enum SchemaChange {
 }
 
 impl SchemaChange {
+    /// Every table whose columns or name the change touches.
+    pub fn tables(&self) -> Vec<&TableId> {
+        match self {
+            SchemaChange::Columns { table, .. } | SchemaChange::RenameColumn { table, .. } => {
+                vec![table]
+            }
+            SchemaChange::RenameTable { from, to } => vec![from, to],
+        }
+    }
+
     /// The table whose flags decide whether the change is applied.
     pub fn table(&self) -> &TableId {
         match self {

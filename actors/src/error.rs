@@ -44,6 +44,13 @@ pub enum Error {
         "table {table}: write refused by the fence ({detail}): another owner has the table now"
     )]
     Fenced { table: TableId, detail: String },
+    /// A change read found other columns than the ones the cycle read
+    /// from the catalog: the cycle stops before applying anything.
+    #[error(
+        "table {0}: its columns changed on the primary since the catalog was read (a DDL event \
+         was missed or is on its way); the catalog is read again"
+    )]
+    ColumnsChanged(TableId),
     #[error("sink actor unavailable: {0}")]
     Sink(String),
 }

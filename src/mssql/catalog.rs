@@ -99,6 +99,17 @@ pub async fn table_schema(
     lease: &mut Lease<'_>,
     table: &TableId,
 ) -> Result<Option<TableSchema>, MssqlError> {
+    Ok(stamped_table_schema(lease, table)
+        .await?
+        .map(|(schema, _)| schema))
+}
+
+/// [`table_schema`] with the table's columns stamp (`sql::columns_unchanged`
+/// checks a later read against it).
+pub async fn stamped_table_schema(
+    lease: &mut Lease<'_>,
+    table: &TableId,
+) -> Result<Option<(TableSchema, i32)>, MssqlError> {
     let object = || {
         vec![ColumnData::String(Some(
             sql::object_name_param(table).into(),
@@ -108,9 +119,14 @@ pub async fn table_schema(
         format!("reading the columns of {table}")
     })
     .await?;
-    if rows.is_empty() {
+    let Some(stamp) = rows.first().map(|r| {
+        r.try_get::<i32, _>("columns_stamp")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }) else {
         return Ok(None);
-    }
+    };
     let columns = rows
         .iter()
         .map(|r| column(table, r))
@@ -132,11 +148,14 @@ pub async fn table_schema(
             })
         })
         .collect::<Result<Vec<_>, MssqlError>>()?;
-    Ok(Some(TableSchema {
-        id: table.clone(),
-        columns,
-        primary_key,
-    }))
+    Ok(Some((
+        TableSchema {
+            id: table.clone(),
+            columns,
+            primary_key,
+        },
+        stamp,
+    )))
 }
 
 /// Views, procedures, functions and triggers of the database.

@@ -23,6 +23,9 @@ pub struct MssqlPrimary {
     /// ALLOW_SNAPSHOT_ISOLATION is on; refreshed by every `identity()` read
     /// (once per discovery), which reads the same sys.databases row.
     snapshot: AtomicBool,
+    /// Each table's columns stamp from its last catalog read: a change read
+    /// checks it in the same request (`sql::columns_unchanged`).
+    stamps: std::sync::Mutex<std::collections::HashMap<TableId, i32>>,
 }
 
 fn err(e: MssqlError) -> Error {
@@ -34,6 +37,7 @@ impl MssqlPrimary {
         Self {
             pool,
             snapshot: AtomicBool::new(false),
+            stamps: Default::default(),
         }
     }
 
@@ -122,10 +126,15 @@ impl Primary for MssqlPrimary {
 
     async fn table_schema(&self, table: &TableId) -> Result<TableSchema> {
         let mut lease = self.pool.lease().await.map_err(err)?;
-        catalog::table_schema(&mut lease, table)
+        let (schema, stamp) = catalog::stamped_table_schema(&mut lease, table)
             .await
             .map_err(err)?
-            .ok_or_else(|| Error::NotTracked(table.clone()))
+            .ok_or_else(|| Error::NotTracked(table.clone()))?;
+        self.stamps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(table.clone(), stamp);
+        Ok(schema)
     }
 
     async fn modules(&self) -> Result<Vec<ModuleDef>> {
@@ -239,13 +248,26 @@ impl Primary for MssqlPrimary {
     ) -> Result<ChangePage> {
         let keys = Self::keys(schema)?;
         let key_defs = Self::key_defs(schema)?;
-        let text = sql::changes_page(schema, &keys, after.is_some());
+        let mut text = sql::changes_page(schema, &keys, after.is_some());
         let mut params = vec![
             ColumnData::I64(Some(limit as i64)),
             ColumnData::I64(Some(since)),
         ];
         if let Some(k) = after {
             params.extend(key_params(k, &key_defs));
+        }
+        let stamp = self
+            .stamps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&schema.id)
+            .copied();
+        if let Some(stamp) = stamp {
+            text = format!("{}{text}", sql::columns_unchanged(params.len() + 1));
+            params.push(ColumnData::String(Some(
+                sql::object_name_param(&schema.id).into(),
+            )));
+            params.push(ColumnData::I32(Some(stamp)));
         }
         let what = || format!("reading changes of {} since version {since}", schema.id);
         let snapshot = self.snapshot.load(Ordering::Relaxed);
@@ -294,6 +316,15 @@ impl MssqlPrimary {
     /// without saying where: ctsync then finds the column and key itself,
     /// so the operator can fix that value (the table retries and continues).
     async fn explain(&self, schema: &TableSchema, e: MssqlError) -> Error {
+        if let MssqlError::Sql {
+            source: tiberius::error::Error::Server(token),
+            ..
+        } = &e
+        {
+            if token.code() == sql::COLUMNS_CHANGED_ERROR {
+                return Error::ColumnsChanged(schema.id.clone());
+            }
+        }
         if !matches!(
             &e,
             MssqlError::Sql {

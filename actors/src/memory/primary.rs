@@ -44,6 +44,8 @@ struct Data {
     faults: Faults,
     pages_read: HashMap<TableId, usize>,
     changes_pages_read: HashMap<TableId, usize>,
+    /// `table_schema` calls per table (catalog reads).
+    schema_reads: HashMap<TableId, usize>,
     retention: Option<std::time::Duration>,
     modules: BTreeMap<(String, String), ModuleDef>,
 }
@@ -77,6 +79,7 @@ impl MemoryPrimary {
                 faults: Faults::default(),
                 pages_read: HashMap::new(),
                 changes_pages_read: HashMap::new(),
+                schema_reads: HashMap::new(),
                 retention: Some(std::time::Duration::from_secs(2 * 24 * 3600)),
                 modules: BTreeMap::new(),
             }),
@@ -284,6 +287,11 @@ impl MemoryPrimary {
         self.lock().changes_pages_read.get(id).copied().unwrap_or(0)
     }
 
+    /// How many times the table's columns were read from the catalog.
+    pub fn schema_reads(&self, id: &TableId) -> usize {
+        self.lock().schema_reads.get(id).copied().unwrap_or(0)
+    }
+
     /// How many `read_page` calls reached the table so far.
     pub fn pages_read(&self, id: &TableId) -> usize {
         self.lock().pages_read.get(id).copied().unwrap_or(0)
@@ -367,8 +375,9 @@ impl Primary for MemoryPrimary {
     }
 
     async fn table_schema(&self, table: &TableId) -> Result<TableSchema> {
-        let data = self.lock();
+        let mut data = self.lock();
         Self::check(&data, table)?;
+        *data.schema_reads.entry(table.clone()).or_insert(0) += 1;
         Ok(data.tables[table].schema.clone())
     }
 
@@ -444,6 +453,12 @@ impl Primary for MemoryPrimary {
             .entry(schema.id.clone())
             .or_insert(0) += 1;
         let t = &data.tables[&schema.id];
+        // What the SQL Server adapter checks against the catalog's stamp in
+        // the same request (see `sql::changes_page`).
+        if t.schema.columns != schema.columns {
+            return Err(Error::ColumnsChanged(schema.id.clone()));
+        }
+        let project = projection(&t.schema, schema)?;
         let keys: Vec<RowKey> = t
             .changes
             .range((after_bound(after), Bound::Unbounded))
@@ -459,7 +474,10 @@ impl Primary for MemoryPrimary {
             for (k, row) in t.rows.range(first..=last) {
                 while wanted.next_if(|w| *w < k).is_some() {}
                 if wanted.next_if(|w| *w == k).is_some() {
-                    rows.push(row.clone());
+                    rows.push(match &project {
+                        None => row.clone(),
+                        Some(at) => at.iter().map(|&i| row[i].clone()).collect(),
+                    });
                 }
             }
         }
@@ -474,4 +492,23 @@ impl Primary for MemoryPrimary {
             next_after,
         })
     }
+}
+
+/// Where each written column of `asked` sits in rows of `table` — what a
+/// SELECT naming `asked`'s columns returns (`None`: the same columns) — or
+/// SQL Server's error for a column that no longer exists.
+fn projection(table: &TableSchema, asked: &TableSchema) -> Result<Option<Vec<usize>>> {
+    let have = table.written_columns();
+    let want = asked.written_columns();
+    if have.len() == want.len() && have.iter().zip(&want).all(|(a, b)| a.name == b.name) {
+        return Ok(None);
+    }
+    want.iter()
+        .map(|c| {
+            have.iter().position(|h| h.name == c.name).ok_or_else(|| {
+                Error::Primary(format!("Invalid column name '{}' in {}", c.name, table.id))
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }

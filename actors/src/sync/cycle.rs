@@ -232,19 +232,42 @@ async fn settle_schema(
     }
 }
 
-/// One cycle of `table` by the owner holding `claim`.
+/// One cycle of `table` by the owner holding `claim`. A change read that
+/// finds the primary's columns changed since they were cached ends the
+/// cycle before anything is applied; it runs once more on fresh catalogs.
 pub async fn run_cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> {
     let _running = p.cycles.enter(table);
+    let result = match cycle(p, table, claim).await {
+        Err(Error::ColumnsChanged(_)) => {
+            info!(table = %table, "the primary's columns changed since they were read; reading the catalogs again");
+            p.schemas.forget(table);
+            cycle(p, table, claim).await
+        }
+        other => other,
+    };
+    if result.is_err() {
+        p.schemas.forget(table);
+    }
+    result
+}
+
+async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> {
     let flags: TableFlags = p.state.flags(table).await?;
     if !flags.enabled {
         set_state(p, table, TableState::Paused);
         return Ok(Outcome::Paused);
     }
     let sink = p.sink.fenced(claim.clone());
-    let schema = load_schema(p, table).await?;
+    let cached = p.schemas.take_turn(table);
     let identity = p.identity().await?;
     let start = starting_version(p, &sink, table).await?;
     let must_load = flags.force_full_load || start.version.is_none() || start.pending.is_some();
+    // Loads and cycles without a cached schema read both catalogs.
+    let fresh = cached.is_none() || must_load;
+    let schema = match cached {
+        Some(schema) if !fresh => schema,
+        _ => load_schema(p, table).await?,
+    };
     let load = || LoadRequest {
         sink: &sink,
         schema: &schema,
@@ -254,8 +277,14 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<O
         resume: start.pending.clone(),
         rebuild: false,
     };
-    if let Some(outcome) = settle_schema(p, load(), must_load).await? {
-        return Ok(outcome);
+    if fresh {
+        if let Some(outcome) = settle_schema(p, load(), must_load).await? {
+            if outcome == Outcome::Loaded {
+                p.schemas.put(table, schema.clone());
+            }
+            return Ok(outcome);
+        }
+        p.schemas.put(table, schema.clone());
     }
     let Some(version) = start.version else {
         // settle_schema loads whenever must_load is set.

@@ -6,12 +6,14 @@ mod cycle;
 mod full_load;
 mod incremental;
 pub mod reconcile;
+mod schema_cache;
 mod schema_change;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use cycle::{run_cycle, Outcome};
+pub use schema_cache::{SchemaCache, REFRESH_CYCLES};
 pub use schema_change::apply_schema_change;
 
 use crate::fence::{Cycles, Fence};
@@ -93,6 +95,8 @@ pub struct Pipeline {
     pub cycles: Cycles,
     /// Set by a graceful stop: loads and backlogs stop at the next page.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// Each table's columns between catalog reads.
+    pub schemas: SchemaCache,
 }
 
 impl Pipeline {

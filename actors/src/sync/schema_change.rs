@@ -19,6 +19,9 @@ pub async fn apply_schema_change(
     sink: &SinkHandle,
     change: &SchemaChange,
 ) -> Result<()> {
+    for table in change.tables() {
+        p.schemas.forget(table);
+    }
     match change {
         SchemaChange::Columns { table, .. } => {
             let Some(replica) = sink.replica_schema(table.clone()).await? else {

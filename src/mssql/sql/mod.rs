@@ -49,21 +49,35 @@ JOIN sys.tables AS t ON t.object_id = ctt.object_id \
 JOIN sys.schemas AS s ON s.schema_id = t.schema_id \
 ORDER BY s.name, t.name";
 
+/// The sys.columns fields whose change changes a table's columns stamp
+/// (see [`columns_unchanged`]).
+macro_rules! stamped_columns {
+    () => {
+        "c.column_id, c.name, c.system_type_id, c.user_type_id, c.max_length, c.precision, \
+c.scale, c.is_nullable, c.collation_name, c.is_computed, c.is_identity"
+    };
+}
+
 /// Columns of `OBJECT_ID(@P1)` in `column_id` order, with the base type of
 /// alias types, identity seed/increment and computed definitions.
-pub const TABLE_COLUMNS: &str = "SELECT c.name AS column_name, \
+pub const TABLE_COLUMNS: &str = concat!(
+    "SELECT c.name AS column_name, \
 CASE WHEN ty.is_user_defined = 1 AND ty.is_assembly_type = 0 THEN TYPE_NAME(c.system_type_id) ELSE ty.name END AS type_name, \
 CAST(c.max_length AS int) AS max_length, CAST(c.precision AS int) AS precision, CAST(c.scale AS int) AS scale, \
 c.is_nullable, c.is_computed, c.collation_name, \
 CAST(CASE WHEN c.default_object_id <> 0 THEN 1 ELSE 0 END AS bit) AS has_default, \
 CONVERT(nvarchar(40), ic.seed_value) AS identity_seed, CONVERT(nvarchar(40), ic.increment_value) AS identity_increment, \
-cc.definition AS computed_definition, cc.is_persisted \
+cc.definition AS computed_definition, cc.is_persisted, \
+CHECKSUM_AGG(BINARY_CHECKSUM(",
+    stamped_columns!(),
+    ")) OVER () AS columns_stamp \
 FROM sys.columns AS c \
 JOIN sys.types AS ty ON ty.user_type_id = c.user_type_id \
 LEFT JOIN sys.identity_columns AS ic ON ic.object_id = c.object_id AND ic.column_id = c.column_id \
 LEFT JOIN sys.computed_columns AS cc ON cc.object_id = c.object_id AND cc.column_id = c.column_id \
 WHERE c.object_id = OBJECT_ID(@P1) \
-ORDER BY c.column_id";
+ORDER BY c.column_id"
+);
 
 /// Primary-key columns of `OBJECT_ID(@P1)` in key order.
 pub const PRIMARY_KEY_COLUMNS: &str = "SELECT c.name AS column_name, ic.is_descending_key \
@@ -272,6 +286,23 @@ pub fn text_as_binary_page(
     sql.push_str(&format!(" ORDER BY {}", order_by("", keys)));
     sql
 }
+
+/// Stops a change read whose table's columns are no longer the ones the
+/// cached schema was read with: `@Pn` the table's name, `@Pn+1` the
+/// `columns_stamp` [`TABLE_COLUMNS`] returned (the same aggregate over the
+/// same rows of sys.columns). Error 50010 ends the batch before any row.
+pub fn columns_unchanged(n: usize) -> String {
+    format!(
+        "IF (SELECT CHECKSUM_AGG(BINARY_CHECKSUM({})) FROM sys.columns AS c \
+         WHERE c.object_id = OBJECT_ID(@P{n})) <> @P{m} \
+         THROW 50010, N'ctsync: the columns of the table changed since they were read', 1; ",
+        stamped_columns!(),
+        m = n + 1
+    )
+}
+
+/// The error number [`columns_unchanged`] throws.
+pub const COLUMNS_CHANGED_ERROR: u32 = 50_010;
 
 /// Name of the column that says whether the changed row still exists.
 pub const EXISTS_COLUMN: &str = "__ctsync_row_exists";
