@@ -308,6 +308,7 @@ impl Config {
                 _ => default_instance_id(),
             },
             lease_ttl: lease_ttl(&get("CTSYNC_LEASE_TTL_SECS")?, poll)?,
+            idle_advance: SyncConfig::default().idle_advance,
             ..SyncConfig::default()
         };
         let queue = get("CTSYNC_DDL_QUEUE")?;

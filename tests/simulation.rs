@@ -423,6 +423,8 @@ fn config(full_load_mode: LoadMode, instance_id: String) -> SyncConfig {
         // on the simulated clock before the next takes its tables.
         instance_id,
         lease_ttl: Duration::from_millis(300),
+        // Idle tables' versions move at most every 150 ms of simulated time.
+        idle_advance: Duration::from_millis(150),
     }
 }
 

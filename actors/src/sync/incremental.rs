@@ -57,8 +57,15 @@ pub(super) async fn run(
             .changes_page(schema, since, after.as_ref(), page_size)
             .await?;
         let last = page.next_after.is_none();
-        if last && page.keys.is_empty() && current == since {
-            break; // nothing to apply and nothing to move forward
+        if last
+            && page.keys.is_empty()
+            && changed_keys == 0
+            && !advance_due(p, table, since, current)
+        {
+            // Nothing to apply: the replica already shows the primary as of
+            // `current`; the stored version moves at most every
+            // `idle_advance` (a replica transaction and a Redis write).
+            return Ok(caught_up(p, &key, since, current, 0));
         }
         if last {
             // The pages were read over time; cleanup may have removed
@@ -89,15 +96,49 @@ pub(super) async fn run(
         p.state
             .set_version(table, current, sink.owner_claim(table)?)
             .await?;
+        p.advanced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(table.clone(), Instant::now());
     }
-    telemetry::versions(&key, current, current);
-    telemetry::lag_seconds(&key, 0.0);
-    p.board.update(&key, |s| {
-        s.version = Some(current);
+    Ok(caught_up(p, &key, current, current, changed_keys))
+}
+
+/// Whether an idle table's stored version `since` should move to `current`
+/// now: when it last moved at least `idle_advance` ago (or never in this
+/// process).
+fn advance_due(
+    p: &Pipeline,
+    table: &crate::model::TableId,
+    since: SyncVersion,
+    current: SyncVersion,
+) -> bool {
+    if current == since {
+        return false;
+    }
+    let advanced = p.advanced.lock().unwrap_or_else(|e| e.into_inner());
+    advanced
+        .get(table)
+        .is_none_or(|at| at.elapsed() >= p.config.idle_advance)
+}
+
+/// The table shows the primary as of `current` (its stored version is
+/// `stored`): no lag, whatever the stored version.
+fn caught_up(
+    p: &Pipeline,
+    key: &str,
+    stored: SyncVersion,
+    current: SyncVersion,
+    changed_keys: u64,
+) -> Ended {
+    telemetry::versions(key, current, current);
+    telemetry::lag_seconds(key, 0.0);
+    p.board.update(key, |s| {
+        s.version = Some(stored);
         s.primary_version = Some(current);
         s.lag_versions = Some(0);
         s.lag_seconds = 0.0;
         s.caught_up_at = Some(Instant::now());
     });
-    Ok(Ended::Synced(changed_keys))
+    Ended::Synced(changed_keys)
 }

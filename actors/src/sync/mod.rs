@@ -51,6 +51,11 @@ pub struct SyncConfig {
     /// How long a table's (or singleton's) lease lasts without renewal;
     /// renewed every poll. A dead instance's tables move within it.
     pub lease_ttl: Duration,
+    /// How often an idle table's stored version is moved forward while the
+    /// primary is busy with other tables (nothing to apply is progress too,
+    /// but not worth a replica transaction every poll; far inside any CT
+    /// retention).
+    pub idle_advance: Duration,
 }
 
 impl Default for SyncConfig {
@@ -68,6 +73,7 @@ impl Default for SyncConfig {
             published: Vec::new(),
             instance_id: "ctsync".into(),
             lease_ttl: Duration::from_secs(15),
+            idle_advance: Duration::from_secs(60),
         }
     }
 }
@@ -97,6 +103,8 @@ pub struct Pipeline {
     pub stopping: std::sync::atomic::AtomicBool,
     /// Each table's columns between catalog reads.
     pub schemas: SchemaCache,
+    /// When each table's stored version last moved (see `idle_advance`).
+    pub advanced: Mutex<std::collections::HashMap<crate::model::TableId, std::time::Instant>>,
 }
 
 impl Pipeline {
