@@ -160,6 +160,23 @@ async fn contract<S: StateStore + Raw>(store: Arc<S>) {
         store.primary_identity(&user).await.expect("id"),
         Some(identity.clone())
     );
+    // A cycle's keys in one read say what the single reads say.
+    let keys = store.cycle_keys(&user).await.expect("cycle keys");
+    assert_eq!(keys.flags, store.flags(&user).await.expect("flags"));
+    assert_eq!(keys.version, store.version(&user).await.expect("version"));
+    assert_eq!(
+        keys.identity,
+        store.primary_identity(&user).await.expect("id")
+    );
+    // A version no one can read fails the read, as `version` does.
+    assert!(matches!(
+        store.cycle_keys(&dotted).await,
+        Err(ctsync_actors::Error::BadValue { .. })
+    ));
+    assert_eq!(
+        store.cycle_keys(&user).await.expect("cycle keys").identity,
+        Some(identity.clone())
+    );
 
     // Renames move every key; publish and park write what operators read.
     let progress = LoadProgress {

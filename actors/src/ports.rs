@@ -307,6 +307,14 @@ pub enum Marker {
     Created,
 }
 
+/// The keys a table's cycle reads (`StateStore::cycle_keys`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CycleKeys {
+    pub flags: TableFlags,
+    pub version: Option<SyncVersion>,
+    pub identity: Option<PrimaryIdentity>,
+}
+
 /// Where flags, versions and progress live (Redis in production).
 #[async_trait]
 pub trait StateStore: Send + Sync {
@@ -317,6 +325,15 @@ pub trait StateStore: Send + Sync {
     /// endpoints `mssql_sync:config:*`).
     async fn publish(&self, pairs: &[(String, String)]) -> Result<()>;
     async fn flags(&self, table: &TableId) -> Result<TableFlags>;
+    /// What one cycle of `table` reads, in one round trip: its flags, its
+    /// version and the identity of the primary it was synced from.
+    async fn cycle_keys(&self, table: &TableId) -> Result<CycleKeys> {
+        Ok(CycleKeys {
+            flags: self.flags(table).await?,
+            version: self.version(table).await?,
+            identity: self.primary_identity(table).await?,
+        })
+    }
     async fn set_enabled(&self, table: &TableId, enabled: bool) -> Result<()>;
     async fn set_force_full_load(&self, table: &TableId, force: bool) -> Result<()>;
     /// A Force Load request from the API or CLI: sets the flag to "true"

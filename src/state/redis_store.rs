@@ -11,7 +11,7 @@ use ctsync_actors::ddl::ParkedDdl;
 use ctsync_actors::fence::{refused, CheckedBy, Claim};
 use ctsync_actors::keys;
 use ctsync_actors::model::{PrimaryIdentity, SyncVersion, TableId};
-use ctsync_actors::ports::{LeaseGrant, LoadProgress, Marker, StateStore, TableFlags};
+use ctsync_actors::ports::{CycleKeys, LeaseGrant, LoadProgress, Marker, StateStore, TableFlags};
 use ctsync_actors::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
@@ -208,6 +208,36 @@ impl StateStore for RedisState {
             enabled: keys::parse_flag(enabled.as_deref()),
             force_full_load: keys::parse_flag(force.as_deref()),
             force_requests: keys::parse_count(requests.as_deref()),
+        })
+    }
+
+    async fn cycle_keys(&self, table: &TableId) -> Result<CycleKeys> {
+        let version_key = keys::version(table);
+        let mget = redis::cmd("MGET")
+            .arg(keys::enabled(table))
+            .arg(keys::force_full_load(table))
+            .arg(keys::force_requests(table))
+            .arg(&version_key)
+            .arg(keys::primary_identity(table))
+            .clone();
+        type Five = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let (enabled, force, requests, version, identity): Five = self
+            .cmd(&format!("MGET the keys of {}", table.key_name()), &mget)
+            .await?;
+        Ok(CycleKeys {
+            flags: TableFlags {
+                enabled: keys::parse_flag(enabled.as_deref()),
+                force_full_load: keys::parse_flag(force.as_deref()),
+                force_requests: keys::parse_count(requests.as_deref()),
+            },
+            version: keys::parse_version(&version_key, version.as_deref())?,
+            identity: identity.and_then(|s| PrimaryIdentity::decode(&s)),
         })
     }
 

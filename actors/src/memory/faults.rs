@@ -21,8 +21,8 @@ use crate::model::{
 };
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
-    DdlQueue, InboxMessage, InboxOutcome, LeaseGrant, LoadMode, LoadProgress, LoadStart, Marker,
-    PendingLoad, Primary, QueueMessage, Replica, ReplicaRecord, StateStore, TableFlags,
+    CycleKeys, DdlQueue, InboxMessage, InboxOutcome, LeaseGrant, LoadMode, LoadProgress, LoadStart,
+    Marker, PendingLoad, Primary, QueueMessage, Replica, ReplicaRecord, StateStore, TableFlags,
 };
 
 /// Where a fault can strike.
@@ -57,6 +57,9 @@ struct Plan {
     queues: BTreeMap<Site, VecDeque<Fault>>,
     /// Faults that struck, by site and kind.
     injected: BTreeMap<(Site, &'static str), u64>,
+    /// Every call that reached a wrapped port, by site and port method
+    /// (one port call is one request or round trip in the adapters).
+    calls: BTreeMap<(Site, &'static str), u64>,
 }
 
 /// The faults of one pipeline incarnation, shared by its wrapped ports.
@@ -146,11 +149,18 @@ impl FaultPlan {
         self.lock().injected.clone()
     }
 
+    /// Calls that reached the wrapped ports so far, by site: what a poll
+    /// costs the primary, the replica and Redis, countable without them.
+    pub fn calls(&self) -> BTreeMap<(Site, &'static str), u64> {
+        self.lock().calls.clone()
+    }
+
     fn count(&self, site: Site, kind: &'static str) {
         *self.lock().injected.entry((site, kind)).or_insert(0) += 1;
     }
 
-    async fn before(&self, site: Site) -> Result<Option<Fault>> {
+    async fn before(&self, site: Site, method: &'static str) -> Result<Option<Fault>> {
+        *self.lock().calls.entry((site, method)).or_insert(0) += 1;
         {
             let mut at = self.pause_at.lock().unwrap_or_else(|e| e.into_inner());
             if *at == Some(site) {
@@ -212,9 +222,18 @@ fn injected(site: Site, what: &str) -> Error {
     }
 }
 
+/// The port method a `self.inner.method(…)` call names.
+fn method_of(call: &'static str) -> &'static str {
+    let name = call.split('(').next().unwrap_or(call);
+    name.rsplit('.').next().unwrap_or(name).trim()
+}
+
 macro_rules! guarded {
     ($self:ident, $site:expr, $call:expr) => {{
-        let fault = $self.plan.before($site).await?;
+        let fault = $self
+            .plan
+            .before($site, method_of(stringify!($call)))
+            .await?;
         let result = $call.await;
         $self.plan.after($site, fault, result)
     }};
@@ -419,6 +438,9 @@ impl StateStore for Faulty<dyn StateStore> {
     }
     async fn flags(&self, table: &TableId) -> Result<TableFlags> {
         guarded!(self, Site::StateRead, self.inner.flags(table))
+    }
+    async fn cycle_keys(&self, table: &TableId) -> Result<CycleKeys> {
+        guarded!(self, Site::StateRead, self.inner.cycle_keys(table))
     }
     async fn set_enabled(&self, table: &TableId, enabled: bool) -> Result<()> {
         guarded!(

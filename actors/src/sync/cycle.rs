@@ -91,8 +91,12 @@ struct Start {
 /// (a value other than the one the load replaced), which cancels it. Then
 /// Redis (an operator's hand-set value wins), else the replica's own record
 /// (Redis lost its data), else none.
-async fn starting_version(p: &Pipeline, sink: &SinkHandle, table: &TableId) -> Result<Start> {
-    let redis = p.state.version(table).await?;
+async fn starting_version(
+    p: &Pipeline,
+    sink: &SinkHandle,
+    table: &TableId,
+    redis: Option<SyncVersion>,
+) -> Result<Start> {
     let record = sink.record(table.clone()).await?;
     if let Some(load) = record.load {
         return match redis {
@@ -252,7 +256,9 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<O
 }
 
 async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> {
-    let flags: TableFlags = p.state.flags(table).await?;
+    // One round trip: flags, version and the primary's identity.
+    let keys = p.state.cycle_keys(table).await?;
+    let flags: TableFlags = keys.flags;
     if !flags.enabled {
         set_state(p, table, TableState::Paused);
         return Ok(Outcome::Paused);
@@ -260,7 +266,7 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
     let sink = p.sink.fenced(claim.clone());
     let cached = p.schemas.take_turn(table);
     let identity = p.identity().await?;
-    let start = starting_version(p, &sink, table).await?;
+    let start = starting_version(p, &sink, table, keys.version).await?;
     let must_load = flags.force_full_load || start.version.is_none() || start.pending.is_some();
     // Loads and cycles without a cached schema read both catalogs.
     let fresh = cached.is_none() || must_load;
@@ -293,7 +299,7 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
         )));
     };
     let key = table.key_name();
-    match p.state.primary_identity(table).await? {
+    match keys.identity {
         None => {
             p.state
                 .set_primary_identity(table, &identity, sink.owner_claim(table)?)
