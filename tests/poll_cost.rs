@@ -2,6 +2,8 @@
 //! tables are idle and the primary is busy with another table (issue 13),
 //! counted at the ports by method (one port call is one request or round
 //! trip in the adapters): per idle cycle of a table, and per discovery.
+//! Primary queries per poll still grow with the table count (three per
+//! idle table); see the issue's note.
 
 mod support;
 
@@ -165,9 +167,17 @@ async fn idle_tables_cost_a_fixed_handful_each(tables: usize) {
         catalog <= cycles / 12 + tables as u64,
         "{catalog} catalog reads in {cycles} cycles"
     );
-    // Replica: the table's record; no write at all (the version moves at
+    // Replica: no record read while the schema is cached and Redis has the
+    // version (once per catalog refresh), no write (the version moves at
     // most every idle_advance).
-    assert_per(&calls, (Site::ReplicaRead, "record"), cycles, 1, slack);
+    let records = calls
+        .get(&(Site::ReplicaRead, "record"))
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        records <= cycles / 12 + tables as u64,
+        "{records} record reads in {cycles} cycles"
+    );
     let replica_catalog = calls
         .get(&(Site::ReplicaRead, "table_schema"))
         .copied()

@@ -190,6 +190,9 @@ pub(super) async fn claim_table(
             detail: format!("{lease} is no longer held by this instance"),
         });
     }
+    // A new claim reads both catalogs and the replica's record afresh:
+    // another owner may have changed them while this one did not hold it.
+    pipeline.schemas.forget(table);
     debug!(table = %table, token = claim.token, "claimed the table");
     Ok(claim)
 }

@@ -91,12 +91,26 @@ struct Start {
 /// (a value other than the one the load replaced), which cancels it. Then
 /// Redis (an operator's hand-set value wins), else the replica's own record
 /// (Redis lost its data), else none.
+///
+/// `cached`: the cycle runs on a cached schema, so this owner has run the
+/// table since its claim without a failed cycle; a pending load could only
+/// be one it started, and it would have run (or failed, dropping the
+/// cache). With a Redis version the replica's record then has nothing to
+/// add and is not read.
 async fn starting_version(
     p: &Pipeline,
     sink: &SinkHandle,
     table: &TableId,
     redis: Option<SyncVersion>,
+    cached: bool,
 ) -> Result<Start> {
+    if cached && redis.is_some() {
+        return Ok(Start {
+            version: redis,
+            redis,
+            pending: None,
+        });
+    }
     let record = sink.record(table.clone()).await?;
     if let Some(load) = record.load {
         return match redis {
@@ -266,7 +280,7 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
     let sink = p.sink.fenced(claim.clone());
     let cached = p.schemas.take_turn(table);
     let identity = p.identity().await?;
-    let start = starting_version(p, &sink, table, keys.version).await?;
+    let start = starting_version(p, &sink, table, keys.version, cached.is_some()).await?;
     let must_load = flags.force_full_load || start.version.is_none() || start.pending.is_some();
     // Loads and cycles without a cached schema read both catalogs.
     let fresh = cached.is_none() || must_load;
