@@ -99,7 +99,7 @@ pub(super) async fn run(
         p.advanced
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(table.clone(), Instant::now());
+            .insert(table.clone(), tokio::time::Instant::now());
     }
     Ok(caught_up(p, &key, current, current, changed_keys))
 }
