@@ -191,9 +191,6 @@ impl SupervisorActor {
 async fn list_tables(pipeline: &Pipeline, marker_seen: bool) -> Result<(Vec<TableId>, bool)> {
     let tables = pipeline.primary.tracked_tables().await?;
     let identity = pipeline.primary.identity().await?;
-    // Read once here for every table's cycle of this poll.
-    let current = pipeline.primary.current_version().await?;
-    let read_at = tokio::time::Instant::now();
     let retention = match pipeline.primary.change_retention().await {
         Ok(retention) => {
             telemetry::retention(retention);
@@ -210,7 +207,6 @@ async fn list_tables(pipeline: &Pipeline, marker_seen: bool) -> Result<(Vec<Tabl
     pipeline.set_facts(PrimaryFacts {
         identity: Some(identity),
         retention,
-        current_version: Some((current, read_at)),
     });
     let redis_lost = marker == Marker::Created
         && (marker_seen || replica_has_records(pipeline, &tables).await?);

@@ -331,11 +331,7 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
         }
         Some(_) => {}
     }
-    let mut current = p.current_version().await?;
-    if current < version {
-        // Never call a primary replaced on a shared read: read it now.
-        current = p.primary.current_version().await?;
-    }
+    let current = p.primary.current_version().await?;
     if current < version {
         let reason = format!(
             "the primary's current version {current} is below the stored version {version}: \

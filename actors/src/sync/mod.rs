@@ -85,9 +85,6 @@ pub struct PrimaryFacts {
     pub identity: Option<PrimaryIdentity>,
     /// CT retention; `None` when auto cleanup is off (or not read yet).
     pub retention: Option<Duration>,
-    /// `CHANGE_TRACKING_CURRENT_VERSION()` read by the last discovery, and
-    /// when: every table's cycle in the same poll uses it.
-    pub current_version: Option<(crate::model::SyncVersion, tokio::time::Instant)>,
 }
 
 /// Everything a table cycle needs: the ports, the sink, the status board.
@@ -121,18 +118,6 @@ impl Pipeline {
 
     pub fn set_facts(&self, facts: PrimaryFacts) {
         *self.facts.lock().unwrap_or_else(|e| e.into_inner()) = facts;
-    }
-
-    /// The primary's current version as read by this poll's discovery (one
-    /// query per poll for all tables), or read now if that is older than
-    /// two polls (a cycle that ran late). Reading it before a table's changes keeps the stored version
-    /// at or below what was applied; an older value only means a later
-    /// cycle applies some changes again (every page is idempotent).
-    pub async fn current_version(&self) -> crate::error::Result<crate::model::SyncVersion> {
-        match self.facts().current_version {
-            Some((version, at)) if at.elapsed() < self.config.poll_interval * 2 => Ok(version),
-            _ => self.primary.current_version().await,
-        }
     }
 
     /// The primary's identity as discovery last read it (read now if
