@@ -62,6 +62,7 @@ async fn every_problem_is_found_with_its_fix() {
     replica.set_doctor_facts(ReplicaFacts {
         user: "ctsync_writer".into(),
         missing_permissions: vec![("CREATE TABLE".into(), "DATABASE::[testct]".into())],
+        compatibility_level: Some(120),
         ..ReplicaFacts::default()
     });
     let (findings, code) = check(&primary, &replica, QUEUE, &[]).await.expect("doctor");
@@ -75,6 +76,10 @@ async fn every_problem_is_found_with_its_fix() {
             .clone()
             .unwrap_or_default()
     };
+    assert_eq!(
+        fix("compatibility level is 120"),
+        "ALTER DATABASE CURRENT SET COMPATIBILITY_LEVEL = 130;"
+    );
     assert_eq!(
         fix("change tracking is off"),
         "ALTER DATABASE [testct] SET CHANGE_TRACKING = ON (CHANGE_RETENTION = 2 DAYS, AUTO_CLEANUP = ON);"

@@ -64,6 +64,8 @@ pub struct ReplicaFacts {
     pub edition: String,
     pub user: String,
     pub missing_permissions: Vec<(String, String)>,
+    /// The replica database's compatibility level (OPENJSON needs 130).
+    pub compatibility_level: Option<i32>,
 }
 
 impl Default for ReplicaFacts {
@@ -74,6 +76,7 @@ impl Default for ReplicaFacts {
             edition: "Developer Edition (64-bit)".into(),
             user: "dbo".into(),
             missing_permissions: Vec::new(),
+            compatibility_level: Some(160),
         }
     }
 }
@@ -236,6 +239,17 @@ pub fn diagnose(
             "primary",
             format!("the login's user {} lacks {perm} on {on}", p.user),
             Some(format!("GRANT {perm} ON {on} TO {};", q(&p.user))),
+        );
+    }
+    if let Some(level) = r.compatibility_level.filter(|l| *l < 130) {
+        add(
+            Severity::Blocker,
+            "replica",
+            format!(
+                "the replica database's compatibility level is {level}: ctsync deletes and \
+                 inserts pages with OPENJSON, which needs 130 (SQL Server 2016) or later"
+            ),
+            Some("ALTER DATABASE CURRENT SET COMPATIBILITY_LEVEL = 130;".into()),
         );
     }
     for (perm, on) in &r.missing_permissions {

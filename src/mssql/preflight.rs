@@ -183,7 +183,12 @@ impl ReplicaPreflight for MssqlReplica {
             "ALTER",
         ];
         let missing = missing_database_permissions(pool, Error::Replica, &wanted, &db.name).await?;
+        let compatibility_level = db
+            .row
+            .as_ref()
+            .and_then(|r| r.try_get::<i32, _>("compatibility_level").ok().flatten());
         Ok(ReplicaFacts {
+            compatibility_level,
             database: db.name,
             version: db.version,
             edition: db.edition,

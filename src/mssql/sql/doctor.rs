@@ -6,6 +6,7 @@
 pub const PREFLIGHT_DATABASE: &str = "SELECT DB_NAME() AS database_name, \
 CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)) AS version, \
 CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition, USER_NAME() AS user_name, \
+CAST(d.compatibility_level AS int) AS compatibility_level, \
 d.is_broker_enabled, CAST(CASE WHEN d.snapshot_isolation_state = 1 THEN 1 ELSE 0 END AS bit) AS snapshot_on, \
 CAST(CASE WHEN ctd.database_id IS NULL THEN 0 ELSE 1 END AS bit) AS ct_on, \
 CAST(ctd.retention_period AS int) AS retention_period, ctd.retention_period_units_desc AS retention_units, \
