@@ -108,21 +108,23 @@ async fn idle_window(tables: usize) -> (Calls, u64, u64) {
     let window = diff(&by_method(&plan), &calls0);
     let cycles: usize = ids.iter().map(|id| primary.changes_pages_read(id)).sum();
     run.supervisor.do_send(actors::Shutdown);
-    let heartbeats = window
-        .get(&(Site::StateWrite, "heartbeat"))
-        .copied()
-        .unwrap_or(0);
+    let heartbeats = count(&window, Site::StateWrite, "heartbeat");
     (window, (cycles - cycles0) as u64, heartbeats)
+}
+
+/// The calls of `method` at `site`.
+fn count(calls: &Calls, site: Site, method: &str) -> u64 {
+    calls
+        .iter()
+        .filter(|((s, m), _)| *s == site && *m == method)
+        .map(|(_, n)| *n)
+        .sum()
 }
 
 /// `calls` per `per`, allowing the cycles in flight at both ends of the
 /// window (`slack` whole calls).
 fn assert_per(calls: &Calls, (site, method): (Site, &str), per: u64, each: u64, slack: u64) {
-    let got = calls
-        .iter()
-        .filter(|((s, m), _)| *s == site && *m == method)
-        .map(|(_, n)| *n)
-        .sum::<u64>();
+    let got = count(calls, site, method);
     let want = per * each;
     assert!(
         got + slack >= want && got <= want + slack,
@@ -160,10 +162,7 @@ async fn idle_tables_cost_a_fixed_handful_each(tables: usize) {
         slack,
     );
     // No catalog read while the schema is cached (a refresh every 12).
-    let catalog = calls
-        .get(&(Site::PrimaryMeta, "table_schema"))
-        .copied()
-        .unwrap_or(0);
+    let catalog = count(&calls, Site::PrimaryMeta, "table_schema");
     assert!(
         catalog <= cycles / 12 + tables as u64,
         "{catalog} catalog reads in {cycles} cycles"
@@ -171,18 +170,12 @@ async fn idle_tables_cost_a_fixed_handful_each(tables: usize) {
     // Replica: no record read while the schema is cached and Redis has the
     // version (once per catalog refresh), no write (the version moves at
     // most every idle_advance).
-    let records = calls
-        .get(&(Site::ReplicaRead, "record"))
-        .copied()
-        .unwrap_or(0);
+    let records = count(&calls, Site::ReplicaRead, "record");
     assert!(
         records <= cycles / 12 + tables as u64,
         "{records} record reads in {cycles} cycles"
     );
-    let replica_catalog = calls
-        .get(&(Site::ReplicaRead, "table_schema"))
-        .copied()
-        .unwrap_or(0);
+    let replica_catalog = count(&calls, Site::ReplicaRead, "table_schema");
     assert!(replica_catalog <= cycles / 12 + tables as u64);
     assert_per(&calls, (Site::ReplicaWrite, "apply_changes"), cycles, 0, 0);
     // Discovery: a constant handful per poll, whatever the table count.
