@@ -15,26 +15,24 @@
 //!    own memory is measured: the two should be about equal.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use ctsync_actors::actors::{self, Ports};
-use ctsync_actors::fence::Claim;
 use ctsync_actors::memory::{MemoryPrimary, MemoryReplica, MemoryState};
 use ctsync_actors::model::*;
-use ctsync_actors::modules::{ModuleDef, ModuleOp};
-use ctsync_actors::ports::{
-    InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, Primary, QueueMessage, Replica,
-    ReplicaRecord, StateStore,
-};
+use ctsync_actors::ports::{Primary, Replica, StateStore};
 use ctsync_actors::sync::SyncConfig;
-use ctsync_actors::Result;
 
 #[allow(dead_code)] // restart/stop are for the tests' outages
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
+
+#[path = "../tests/support/generated.rs"]
+mod generated;
+
+use generated::{row, schema, CountingReplica, GeneratedPrimary};
 
 struct Counting;
 
@@ -59,227 +57,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
-
-fn schema(name: &str) -> TableSchema {
-    TableSchema {
-        id: TableId::new("dbo", name),
-        columns: vec![
-            ColumnDef::new("Id", SqlType::BigInt, false),
-            ColumnDef::new("Name", SqlType::NVarChar(Len::N(200)), true),
-            ColumnDef::new(
-                "Amount",
-                SqlType::Decimal {
-                    precision: 18,
-                    scale: 2,
-                },
-                true,
-            ),
-            ColumnDef::new("Payload", SqlType::VarBinary(Len::N(64)), true),
-        ],
-        primary_key: vec![KeyColumn {
-            name: "Id".into(),
-            descending: false,
-        }],
-    }
-}
-
-fn row(id: i64) -> Row {
-    vec![
-        Value::I64(id),
-        Value::String(format!("customer number {id} with a longer name")),
-        Value::Decimal {
-            value: i128::from(id) * 100 + 99,
-            scale: 2,
-        },
-        Value::Binary(vec![(id % 251) as u8; 48]),
-    ]
-}
-
-/// A primary whose one table has `rows` rows made on demand, and after
-/// version 1 `changes` changed keys (new rows `rows + 1 …`) made on demand.
-struct GeneratedPrimary {
-    schema: TableSchema,
-    rows: i64,
-    changes: AtomicI64,
-    version: AtomicI64,
-}
-
-impl GeneratedPrimary {
-    fn new(schema: TableSchema, rows: i64) -> Self {
-        Self {
-            schema,
-            rows,
-            changes: AtomicI64::new(0),
-            version: AtomicI64::new(1),
-        }
-    }
-}
-
-#[async_trait]
-impl Primary for GeneratedPrimary {
-    async fn identity(&self) -> Result<PrimaryIdentity> {
-        Ok(PrimaryIdentity {
-            broker_guid: "bench".into(),
-            create_date: "bench".into(),
-        })
-    }
-    async fn tracked_tables(&self) -> Result<Vec<TableId>> {
-        Ok(vec![self.schema.id.clone()])
-    }
-    async fn table_schema(&self, _: &TableId) -> Result<TableSchema> {
-        Ok(self.schema.clone())
-    }
-    async fn current_version(&self) -> Result<SyncVersion> {
-        Ok(self.version.load(Ordering::SeqCst))
-    }
-    async fn min_valid_version(&self, _: &TableId) -> Result<Option<SyncVersion>> {
-        Ok(Some(0))
-    }
-    async fn row_count(&self, _: &TableId) -> Result<u64> {
-        Ok(self.rows as u64)
-    }
-    async fn change_retention(&self) -> Result<Option<Duration>> {
-        Ok(None)
-    }
-    async fn modules(&self) -> Result<Vec<ModuleDef>> {
-        Ok(Vec::new())
-    }
-    async fn read_page(
-        &self,
-        _: &TableSchema,
-        after: Option<&RowKey>,
-        limit: usize,
-    ) -> Result<Vec<Row>> {
-        let start = match after.and_then(|k| k.0.first()) {
-            Some(Value::I64(v)) => v + 1,
-            _ => 1,
-        };
-        let end = (start + limit as i64 - 1).min(self.rows);
-        Ok((start..=end).map(row).collect())
-    }
-    async fn changes_page(
-        &self,
-        _: &TableSchema,
-        since: SyncVersion,
-        after: Option<&RowKey>,
-        limit: usize,
-    ) -> Result<ChangePage> {
-        let changes = self.changes.load(Ordering::SeqCst);
-        if since >= self.version.load(Ordering::SeqCst) || changes == 0 {
-            return Ok(ChangePage::default());
-        }
-        let start = match after.and_then(|k| k.0.first()) {
-            Some(Value::I64(v)) => v + 1,
-            _ => self.rows + 1,
-        };
-        let end = (start + limit as i64 - 1).min(self.rows + changes);
-        Ok(ChangePage {
-            keys: (start..=end).map(|i| RowKey(vec![Value::I64(i)])).collect(),
-            rows: (start..=end).map(row).collect(),
-            next_after: (end < self.rows + changes).then(|| RowKey(vec![Value::I64(end)])),
-        })
-    }
-}
-
-/// A replica that counts rows and keeps none.
-#[derive(Default)]
-struct CountingReplica {
-    rows: AtomicU64,
-    version: AtomicI64,
-    claims: AtomicU64,
-    /// Changed keys applied, and the last version an apply recorded.
-    changed: AtomicU64,
-    applied: AtomicI64,
-    /// The table, once a load created it.
-    schema: std::sync::Mutex<Option<TableSchema>>,
-}
-
-#[async_trait]
-impl Replica for CountingReplica {
-    async fn begin_full_load(&self, schema: &TableSchema, _: &LoadStart, _: &Claim) -> Result<()> {
-        self.rows.store(0, Ordering::SeqCst);
-        *self.schema.lock().unwrap_or_else(|e| e.into_inner()) = Some(schema.clone());
-        Ok(())
-    }
-    async fn insert_rows(
-        &self,
-        _: &TableSchema,
-        rows: &[Row],
-        _: &PendingLoad,
-        _: &Claim,
-    ) -> Result<()> {
-        self.rows.fetch_add(rows.len() as u64, Ordering::SeqCst);
-        Ok(())
-    }
-    async fn apply_changes(&self, _: &TableSchema, batch: &ChangeBatch, _: &Claim) -> Result<()> {
-        self.changed
-            .fetch_add(batch.keys.len() as u64, Ordering::SeqCst);
-        if let Some(v) = batch.version {
-            self.applied.store(v, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-    async fn finish_full_load(
-        &self,
-        _: &TableSchema,
-        version: SyncVersion,
-        _: LoadMode,
-        _: &Claim,
-    ) -> Result<()> {
-        self.version.store(version, Ordering::SeqCst);
-        Ok(())
-    }
-    async fn cancel_load(&self, _: &TableId, _: SyncVersion, _: &Claim) -> Result<()> {
-        Ok(())
-    }
-    async fn claim(&self, _: &TableId, _: &str) -> Result<u64> {
-        Ok(self.claims.fetch_add(1, Ordering::SeqCst) + 1)
-    }
-    async fn swap_blockers(&self, _: &TableId) -> Result<Vec<String>> {
-        Ok(Vec::new())
-    }
-    async fn record(&self, _: &TableId) -> Result<ReplicaRecord> {
-        let version = self
-            .applied
-            .load(Ordering::SeqCst)
-            .max(self.version.load(Ordering::SeqCst));
-        Ok(ReplicaRecord {
-            version: (version > 0).then_some(version),
-            load: None,
-        })
-    }
-    async fn table_schema(&self, _: &TableId) -> Result<Option<TableSchema>> {
-        Ok(self
-            .schema
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone())
-    }
-    async fn alter_columns(&self, _: &TableId, _: &[ColumnOp], _: &Claim) -> Result<()> {
-        Ok(())
-    }
-    async fn rename_column(&self, _: &TableId, _: &str, _: &str, _: &Claim) -> Result<()> {
-        Ok(())
-    }
-    async fn rename_table(&self, _: &TableId, _: &TableId, _: &Claim) -> Result<()> {
-        Ok(())
-    }
-    async fn modules(&self) -> Result<Vec<ModuleDef>> {
-        Ok(Vec::new())
-    }
-    async fn inbox_add(&self, _: &[QueueMessage]) -> Result<()> {
-        Ok(())
-    }
-    async fn inbox_pending(&self) -> Result<Vec<InboxMessage>> {
-        Ok(Vec::new())
-    }
-    async fn inbox_settle(&self, _: &str, _: &InboxOutcome) -> Result<()> {
-        Ok(())
-    }
-    async fn apply_module(&self, _: &ModuleOp) -> Result<()> {
-        Ok(())
-    }
-}
 
 fn config() -> SyncConfig {
     SyncConfig {
@@ -447,6 +224,7 @@ fn replica_pages() {
             keys: (1..=PAGE).map(|i| RowKey(vec![Value::I64(i)])).collect(),
             rows: rows.clone(),
             version: Some(7),
+            backlog: None,
         };
         let state = || "{\"start_version\":1}".to_string();
         for (name, path) in [

@@ -287,9 +287,9 @@ async fn a_lost_add_column_event_never_lets_a_row_in_without_the_new_value() {
     let (users, run) = started(&h, 3).await;
     // Several idle cycles: the schema is cached now.
     let reads = h.primary.schema_reads(&users);
-    let cycles = h.primary.changes_pages_read(&users);
+    let cycles = h.primary.change_sets(&users);
     eventually(WAIT, "idle cycles", || async {
-        h.primary.changes_pages_read(&users) >= cycles + 3
+        h.primary.change_sets(&users) >= cycles + 3
     })
     .await;
     assert!(

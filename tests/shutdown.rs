@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::fixtures::*;
-use support::{fast_config, Harness, RedisServer};
+use support::{Harness, RedisServer};
 
 /// The bound asserted (the target is 5 s; figures are printed).
 const BOUND: Duration = Duration::from_secs(15);
@@ -126,13 +126,7 @@ fn sigterm_with_redis_down_exits_0_in_seconds() {
 #[actix_rt::test]
 async fn a_stop_mid_backlog_takes_seconds_and_the_backlog_continues_next_time() {
     let h = Harness::new();
-    let users = user_table();
-    h.enabled_table(users.clone(), (1..=10).map(|i| user(i, "n")))
-        .await;
-    let mut config = fast_config();
-    config.change_page_size = 100;
-    let run = h.start(config.clone());
-    h.wait_loaded(&users.id).await;
+    let (users, config, run) = h.paged_users().await;
     // A backlog of 200 pages, each read slowly.
     h.primary
         .insert_many(&users.id, (11..=20_010).map(|i| user(i, "backlog")));

@@ -23,12 +23,6 @@ fn parses(statement: &str) -> String {
     }
 }
 
-/// CHANGETABLE's `CHANGES` keyword is unknown to sqlparser.
-fn parses_changetable(statement: &str) -> String {
-    assert!(statement.contains("CHANGETABLE(CHANGES "));
-    parses(&statement.replace("CHANGETABLE(CHANGES ", "CHANGETABLE("))
-}
-
 fn keys(s: &TableSchema) -> Vec<String> {
     s.key_columns().expect("table has a key")
 }
@@ -121,28 +115,70 @@ fn keyset_never_uses_lob_columns() {
 }
 
 #[test]
-fn change_pages_join_current_rows_and_flag_existence() {
+fn change_sets_copy_keys_once_and_pages_join_current_rows() {
     let u = user_table();
     let o = order_line_table();
-    let first = sql::changes_page(&u, &keys(&u), false);
+    let open = sql::open_change_set(&o, &keys(&o), true, true).expect("key types");
+    assert_eq!(
+        open,
+        "SET NOCOUNT ON; \
+DECLARE @target bigint = CHANGE_TRACKING_CURRENT_VERSION(); \
+DECLARE @min bigint = CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P2)); \
+DECLARE @n bigint = 0; \
+IF OBJECT_ID(N'tempdb..#ctsync_changes') IS NOT NULL DROP TABLE #ctsync_changes; \
+CREATE TABLE #ctsync_changes ([OrderId] int NOT NULL, [Line] smallint NOT NULL); \
+CREATE UNIQUE CLUSTERED INDEX [ctsync_changes_key] ON #ctsync_changes ([OrderId], [Line]); \
+IF @P1 >= @min AND @P1 <= @target \
+BEGIN \
+SET TRANSACTION ISOLATION LEVEL SNAPSHOT; BEGIN TRANSACTION; \
+INSERT INTO #ctsync_changes ([OrderId], [Line]) SELECT [ct].[OrderId], [ct].[Line] \
+FROM CHANGETABLE(CHANGES [sales].[OrderLine], @P1) AS [ct] \
+WHERE ([ct].[OrderId] > @P3) OR ([ct].[OrderId] = @P3 AND [ct].[Line] > @P4); \
+SET @n = @@ROWCOUNT; \
+SET @min = CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P2)); \
+COMMIT TRANSACTION; SET TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+END; \
+IF @n = 0 DROP TABLE #ctsync_changes; \
+SELECT @target AS [target_version], @min AS [min_valid_version], @n AS [changed_keys];"
+    );
+    // The current version is read before anything else: a snapshot starts
+    // at its first data access, so no change up to it can be missed.
+    let first_read = open
+        .find("CHANGE_TRACKING_CURRENT_VERSION()")
+        .expect("version read");
+    assert!(first_read < open.find("CHANGETABLE(").expect("copy"));
+    // Without snapshot isolation the copy is one statement, no transaction.
+    let plain = sql::open_change_set(&u, &keys(&u), false, false).expect("key types");
+    assert!(!plain.contains("TRANSACTION"), "{plain}");
+    assert!(
+        plain.contains("CHANGETABLE(CHANGES [dbo].[User], @P1) AS [ct];"),
+        "{plain}"
+    );
+    // A key column without a recorded collation takes the database's
+    // default, not tempdb's.
+    assert!(
+        plain.contains("CREATE TABLE #ctsync_changes ([Id] int NOT NULL)"),
+        "{plain}"
+    );
+
+    let first = sql::change_set_page(&u, &keys(&u), false, false);
     assert_eq!(
         first,
-        "SELECT TOP (@P1) [ct].[Id], CASE WHEN [t].[Id] IS NULL THEN 0 ELSE 1 END AS [__ctsync_row_exists], \
-         [t].[Id], [t].[Name], CAST([t].[Email] AS nvarchar(100)) FROM CHANGETABLE(CHANGES [dbo].[User], @P2) AS [ct] \
-         LEFT OUTER JOIN [dbo].[User] AS [t] ON [t].[Id] = [ct].[Id] ORDER BY [ct].[Id]"
+        "SELECT TOP (@P1) [c].[Id], CASE WHEN [t].[Id] IS NULL THEN 0 ELSE 1 END AS [__ctsync_row_exists], \
+         [t].[Id], [t].[Name], CAST([t].[Email] AS nvarchar(100)) FROM #ctsync_changes AS [c] \
+         LEFT OUTER JOIN [dbo].[User] AS [t] ON [t].[Id] = [c].[Id] ORDER BY [c].[Id]"
     );
-    let next = sql::changes_page(&o, &keys(&o), true);
+    let last = sql::change_set_page(&o, &keys(&o), true, true);
     assert_eq!(
-        next,
-        "SELECT TOP (@P1) [ct].[OrderId], [ct].[Line], CASE WHEN [t].[OrderId] IS NULL THEN 0 ELSE 1 END AS [__ctsync_row_exists], \
-         [t].[OrderId], [t].[Line], [t].[Qty], [t].[Note] FROM CHANGETABLE(CHANGES [sales].[OrderLine], @P2) AS [ct] \
-         LEFT OUTER JOIN [sales].[OrderLine] AS [t] ON [t].[OrderId] = [ct].[OrderId] AND [t].[Line] = [ct].[Line] \
-         WHERE ([ct].[OrderId] > @P3) OR ([ct].[OrderId] = @P3 AND [ct].[Line] > @P4) ORDER BY [ct].[OrderId], [ct].[Line]"
+        last,
+        "SELECT TOP (@P1) [c].[OrderId], [c].[Line], CASE WHEN [t].[OrderId] IS NULL THEN 0 ELSE 1 END AS [__ctsync_row_exists], \
+         [t].[OrderId], [t].[Line], [t].[Qty], [t].[Note] FROM #ctsync_changes AS [c] \
+         LEFT OUTER JOIN [sales].[OrderLine] AS [t] ON [t].[OrderId] = [c].[OrderId] AND [t].[Line] = [c].[Line] \
+         WHERE ([c].[OrderId] > @P2) OR ([c].[OrderId] = @P2 AND [c].[Line] > @P3) ORDER BY [c].[OrderId], [c].[Line]; \
+         DROP TABLE #ctsync_changes;"
     );
-    // The version is a bare parameter: CHANGETABLE rejects expressions.
-    assert!(first.contains(", @P2)") && next.contains(", @P2)"));
-    parses_changetable(&first);
-    parses_changetable(&next);
+    parses(&first);
+    parses(&last);
 }
 
 #[test]
@@ -273,7 +309,7 @@ fn fixed_statements_match_their_golden_text_and_parse() {
         ),
         (
             sql::SELECT_RECORD,
-            "SELECT [version], [load] FROM [ctsync].[sync_versions] WHERE [table_name] = @P1",
+            "SELECT [version], [load], [backlog] FROM [ctsync].[sync_versions] WHERE [table_name] = @P1",
         ),
     ];
     for (statement, golden) in goldens {
@@ -485,14 +521,19 @@ fn char_and_varchar_key_parameters_are_cast_to_the_column_type() {
         ),
         "{delete}"
     );
-    let changes = sql::changes_page(&t, &keys(&t), true);
+    let changes = sql::change_set_page(&t, &keys(&t), true, false);
     assert!(
-        changes.contains("WHERE ([ct].[Sku] > CAST(@P3 AS varchar(40)))"),
+        changes.contains("WHERE ([c].[Sku] > CAST(@P2 AS varchar(40)))"),
         "{changes}"
+    );
+    let open = sql::open_change_set(&t, &keys(&t), true, false).expect("key types");
+    assert!(
+        open.contains("WHERE ([ct].[Sku] > CAST(@P3 AS varchar(40)))"),
+        "{open}"
     );
     parses(&next);
     parses(&delete);
-    parses_changetable(&changes);
+    parses(&changes);
 }
 
 /// Fidelity items 4 and 5: text in char/varchar/text columns is read as
@@ -563,12 +604,20 @@ fn the_invalid_utf16_search_reads_text_as_bytes_by_keyset() {
 fn ctsync_own_objects_statements_match_their_golden_text_and_parse() {
     assert_eq!(
         sql::UPSERT_VERSION,
-        "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
-         IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load], \
+        "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [backlog] = NULL, [updated_at] = SYSUTCDATETIME() \
+         WHERE [table_name] = @P1; IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load], \
          [updated_at]) VALUES (@P1, @P2, NULL, SYSUTCDATETIME())"
     );
     assert!(sql::BEGIN_LOAD.contains("SET [version] = NULL, [load] = @P2"));
-    assert!(sql::FINISH_LOAD.contains("SET [version] = @P2, [load] = NULL"));
+    assert!(sql::FINISH_LOAD.contains("SET [version] = @P2, [load] = NULL, [backlog] = NULL"));
+    // Every statement that sets the version ends a recorded backlog.
+    assert!(sql::BEGIN_LOAD.contains("[backlog] = NULL"));
+    assert_eq!(
+        sql::BACKLOG_PAGE,
+        "UPDATE [ctsync].[sync_versions] SET [backlog] = RTRIM(@P2), [updated_at] = SYSUTCDATETIME() \
+         WHERE [table_name] = @P1; IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], \
+         [version], [load], [backlog], [updated_at]) VALUES (@P1, @P3, NULL, RTRIM(@P2), SYSUTCDATETIME())"
+    );
     // A page's cursor is recorded only while the load is still pending.
     assert!(sql::LOAD_PAGE.contains("WHERE [table_name] = @P1 AND [load] IS NOT NULL"));
     assert!(sql::LOAD_PAGE.contains("IF @@ROWCOUNT = 0 THROW 50002"));
@@ -584,6 +633,7 @@ fn ctsync_own_objects_statements_match_their_golden_text_and_parse() {
         sql::UPSERT_VERSION,
         sql::BEGIN_LOAD,
         sql::FINISH_LOAD,
+        sql::BACKLOG_PAGE,
         sql::SELECT_RECORD,
         sql::SELECT_SCHEMA_VERSION,
         sql::SET_SCHEMA_VERSION,
@@ -815,6 +865,9 @@ fn a_change_read_first_checks_the_columns_stamp() {
     assert!(sql::TABLE_COLUMNS.contains(&format!(
         "CHECKSUM_AGG(BINARY_CHECKSUM({stamped})) OVER () AS columns_stamp"
     )));
-    let read = format!("{check}{}", sql::changes_page(&u, &keys(&u), false));
-    parses_changetable(&read);
+    let read = format!(
+        "{check}{}",
+        sql::change_set_page(&u, &keys(&u), false, false)
+    );
+    parses(&read);
 }

@@ -112,18 +112,26 @@ fn table_statements(d: &mut Dump, s: &TableSchema) {
             &format!("{name}: read_page {after}"),
             &sql::read_page(s, &keys, after),
         );
-        d.add(
-            &format!("{name}: changes_page {after}"),
-            &sql::changes_page(s, &keys, after),
-        );
-        d.add(
-            &format!("{name}: checked changes_page {after}"),
-            &format!(
-                "{}{}",
-                sql::columns_unchanged(3 + keys.len()),
-                sql::changes_page(s, &keys, after)
-            ),
-        );
+        for snapshot in [false, true] {
+            d.add(
+                &format!("{name}: open_change_set {after} {snapshot}"),
+                &sql::open_change_set(s, &keys, after, snapshot).expect("key types"),
+            );
+        }
+        for last in [false, true] {
+            d.add(
+                &format!("{name}: change_set_page {after} {last}"),
+                &sql::change_set_page(s, &keys, after, last),
+            );
+            d.add(
+                &format!("{name}: checked change_set_page {after} {last}"),
+                &format!(
+                    "{}{}",
+                    sql::columns_unchanged(2 + keys.len()),
+                    sql::change_set_page(s, &keys, after, last)
+                ),
+            );
+        }
     }
     d.add(&format!("{name}: insert_json"), &sql::insert_json(s));
     let text: Vec<&ColumnDef> = s.written_columns();

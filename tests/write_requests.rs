@@ -99,6 +99,7 @@ fn change(schema: &TableSchema, n: usize, seed: usize) -> ChangeBatch {
         keys: (0..n).map(|k| RowKey(vec![Value::I32(k as i32)])).collect(),
         rows,
         version: Some(42 + seed as i64),
+        backlog: None,
     }
 }
 
@@ -148,6 +149,7 @@ fn a_page_without_rows_or_version_sends_only_what_it_needs() {
         keys: vec![RowKey(vec![Value::I32(1)])],
         rows: vec![],
         version: None,
+        backlog: None,
     };
     assert_eq!(
         change_plan(&schema, &deletes_only, BULK)

@@ -12,7 +12,7 @@ use crate::ddl::ParkedDdl;
 use crate::error::Result;
 use crate::fence::Claim;
 use crate::model::{
-    ChangeBatch, ChangePage, ColumnOp, PrimaryIdentity, Row, RowKey, SyncVersion, TableId,
+    Backlog, ChangeBatch, ChangePage, ColumnOp, PrimaryIdentity, Row, RowKey, SyncVersion, TableId,
     TableSchema,
 };
 use crate::modules::{ModuleDef, ModuleOp};
@@ -43,15 +43,44 @@ pub trait Primary: Send + Sync {
         after: Option<&RowKey>,
         limit: usize,
     ) -> Result<Vec<Row>>;
-    /// Up to `limit` changed keys (changes after `since`) ordered by key and
-    /// strictly after `after`, each with its current row if it still exists.
-    async fn changes_page(
-        &self,
+    /// The change set of a cycle: reads the current version, then copies
+    /// the keys changed since `since` (and after `after`, when continuing a
+    /// backlog) once, on a session the set keeps, and reads the min valid
+    /// version after the copy. Its pages are read from that copy, so a
+    /// backlog of B changes costs B once, not once per page. Nothing is
+    /// copied when `since` is below the min valid version or above the
+    /// current version (the caller holds the table stale).
+    async fn open_changes<'a>(
+        &'a self,
         schema: &TableSchema,
         since: SyncVersion,
         after: Option<&RowKey>,
-        limit: usize,
-    ) -> Result<ChangePage>;
+    ) -> Result<Box<dyn ChangeSet + 'a>>;
+}
+
+/// What a change set's open found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// `CHANGE_TRACKING_CURRENT_VERSION()` read before the copy: every
+    /// change up to it is in the set.
+    pub target: SyncVersion,
+    /// The table's min valid version read after the copy; `None` is SQL
+    /// NULL (CT is off or the table is gone).
+    pub min_valid: Option<SyncVersion>,
+    /// How many changed keys the set holds.
+    pub keys: u64,
+}
+
+/// The keys changed since a version, copied once (see
+/// [`Primary::open_changes`]), read page by page in key order.
+#[async_trait]
+pub trait ChangeSet: Send {
+    fn opened(&self) -> Opened;
+    /// The next up to `limit` keys, each with its current row if it still
+    /// exists; `next_after` is `None` on the last page. A page read checks
+    /// the table's columns against `schema` (the cached ones): a change
+    /// fails it with [`crate::Error::ColumnsChanged`].
+    async fn next_page(&mut self, schema: &TableSchema, limit: usize) -> Result<ChangePage>;
 }
 
 /// What ctsync's own record on the replica (`[ctsync].[sync_versions]`)
@@ -65,6 +94,9 @@ pub struct ReplicaRecord {
     /// A full load that started and has not finished: the table stays
     /// "loading" until one finishes, whatever interrupts it.
     pub load: Option<PendingLoad>,
+    /// An incremental backlog part-way applied (cleared by every statement
+    /// that sets the version).
+    pub backlog: Option<Backlog>,
 }
 
 /// Where a full load writes.

@@ -5,6 +5,7 @@
 pub mod ado;
 pub mod bulk;
 mod catalog;
+mod change_set;
 pub mod checksums;
 pub mod conn;
 pub mod convert;

@@ -24,6 +24,11 @@ impl Pool {
         }
     }
 
+    /// How many connections the pool has.
+    pub fn size(&self) -> usize {
+        self.conns.len()
+    }
+
     /// `SELECT 1` on one of the connections (readiness).
     pub async fn ping(&self, name: &str) -> Result<(), MssqlError> {
         let mut lease = self.lease().await?;

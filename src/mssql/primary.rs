@@ -1,21 +1,22 @@
 //! The primary port on SQL Server: catalog reads, CT versions, keyset pages
-//! and CHANGETABLE pages. Change pages are read in a SNAPSHOT transaction
-//! when the database allows snapshot isolation (see the README).
+//! and change sets (`change_set.rs`). A change set is copied in a SNAPSHOT
+//! transaction when the database allows snapshot isolation (see the README).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use ctsync_actors::model::{
-    ChangePage, ColumnDef, PrimaryIdentity, Row, RowKey, SyncVersion, TableId, TableSchema,
+    ColumnDef, PrimaryIdentity, Row, RowKey, SyncVersion, TableId, TableSchema,
 };
 use ctsync_actors::modules::ModuleDef;
-use ctsync_actors::ports::Primary;
+use ctsync_actors::ports::{ChangeSet, Primary};
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
 use super::catalog::{self, big, flag, int, text};
+use super::change_set::MssqlChangeSet;
 use super::convert::{decode_row as decode, key_params};
-use super::pool::{batch, query_rows, query_rows_within, Pool, META_TIMEOUT};
+use super::pool::{query_rows, query_rows_within, Pool, META_TIMEOUT};
 use super::{sql, MssqlError};
 
 pub struct MssqlPrimary {
@@ -26,6 +27,10 @@ pub struct MssqlPrimary {
     /// Each table's columns stamp from its last catalog read: a change read
     /// checks it in the same request (`sql::columns_unchanged`).
     stamps: std::sync::Mutex<std::collections::HashMap<TableId, i32>>,
+    /// Sessions a change set may keep while its pages are read: one fewer
+    /// than the pool's connections, so discovery, catalog reads and
+    /// full-load pages always find one.
+    pub(super) change_sessions: tokio::sync::Semaphore,
 }
 
 fn err(e: MssqlError) -> Error {
@@ -35,6 +40,7 @@ fn err(e: MssqlError) -> Error {
 impl MssqlPrimary {
     pub fn new(pool: Pool) -> Self {
         Self {
+            change_sessions: tokio::sync::Semaphore::new(pool.size().saturating_sub(1).max(1)),
             pool,
             snapshot: AtomicBool::new(false),
             stamps: Default::default(),
@@ -239,23 +245,29 @@ impl Primary for MssqlPrimary {
             .collect()
     }
 
-    async fn changes_page(
-        &self,
+    async fn open_changes<'a>(
+        &'a self,
         schema: &TableSchema,
         since: SyncVersion,
         after: Option<&RowKey>,
-        limit: usize,
-    ) -> Result<ChangePage> {
-        let keys = Self::keys(schema)?;
-        let key_defs = Self::key_defs(schema)?;
-        let mut text = sql::changes_page(schema, &keys, after.is_some());
-        let mut params = vec![
-            ColumnData::I64(Some(limit as i64)),
-            ColumnData::I64(Some(since)),
-        ];
-        if let Some(k) = after {
-            params.extend(key_params(k, &key_defs));
-        }
+    ) -> Result<Box<dyn ChangeSet + 'a>> {
+        let snapshot = self.snapshot.load(Ordering::Relaxed);
+        Ok(Box::new(
+            MssqlChangeSet::open(self, schema, since, after, snapshot).await?,
+        ))
+    }
+}
+
+impl MssqlPrimary {
+    /// Prefixes a change read with the check that the table's columns are
+    /// still the ones its cached schema was read with (when a stamp is
+    /// known), appending that check's parameters.
+    pub(super) fn check_columns(
+        &self,
+        schema: &TableSchema,
+        text: &mut String,
+        params: &mut Vec<ColumnData<'static>>,
+    ) {
         let stamp = self
             .stamps
             .lock()
@@ -263,59 +275,19 @@ impl Primary for MssqlPrimary {
             .get(&schema.id)
             .copied();
         if let Some(stamp) = stamp {
-            text = format!("{}{text}", sql::columns_unchanged(params.len() + 1));
+            *text = format!("{}{text}", sql::columns_unchanged(params.len() + 1));
             params.push(ColumnData::String(Some(
                 sql::object_name_param(&schema.id).into(),
             )));
             params.push(ColumnData::I32(Some(stamp)));
         }
-        let what = || format!("reading changes of {} since version {since}", schema.id);
-        let snapshot = self.snapshot.load(Ordering::Relaxed);
-        let mut lease = self.pool.lease().await.map_err(err)?;
-        if snapshot {
-            batch(&mut lease, sql::BEGIN_SNAPSHOT, what)
-                .await
-                .map_err(err)?;
-        }
-        let rows = match query_rows(&mut lease, &text, params, what).await {
-            Ok(rows) => rows,
-            // The connection was discarded, which ends the transaction.
-            Err(e) => {
-                drop(lease);
-                return Err(self.explain(schema, e).await);
-            }
-        };
-        if snapshot {
-            batch(&mut lease, sql::END_SNAPSHOT, what)
-                .await
-                .map_err(err)?;
-        }
-        drop(lease);
-
-        let cols = schema.written_columns();
-        let mut page = ChangePage::default();
-        for row in rows {
-            let mut cells = row.into_iter();
-            let key = decode(cells.by_ref().take(key_defs.len()), &key_defs).map_err(err)?;
-            let exists = matches!(cells.next(), Some(ColumnData::I32(Some(1))));
-            if exists {
-                page.rows.push(decode(cells, &cols).map_err(err)?);
-            }
-            page.keys.push(RowKey(key));
-        }
-        if page.keys.len() == limit {
-            page.next_after = page.keys.last().cloned();
-        }
-        Ok(page)
     }
-}
 
-impl MssqlPrimary {
     /// A failed page read as the table's error. tiberius refuses an
     /// nvarchar value that is not valid UTF-16 (an unpaired surrogate)
     /// without saying where: ctsync then finds the column and key itself,
     /// so the operator can fix that value (the table retries and continues).
-    async fn explain(&self, schema: &TableSchema, e: MssqlError) -> Error {
+    pub(super) async fn explain(&self, schema: &TableSchema, e: MssqlError) -> Error {
         if let MssqlError::Sql {
             source: tiberius::error::Error::Server(token),
             ..

@@ -285,9 +285,20 @@ impl MssqlReplica {
             })?),
             None => None,
         };
+        let backlog = match row.try_get::<&str, _>(2).ok().flatten() {
+            // A cursor that cannot be read costs a replay from the stored
+            // version, never a row: the backlog starts over.
+            Some(json) => serde_json::from_str(json)
+                .map_err(|e| {
+                    tracing::warn!(table = %table, error = %e, "the backlog cursor recorded in [ctsync].[sync_versions] cannot be read; the backlog starts over from the stored version");
+                })
+                .ok(),
+            None => None,
+        };
         Ok(ReplicaRecord {
             version: row.try_get::<i64, _>(0).ok().flatten(),
             load,
+            backlog,
         })
     }
 }

@@ -3,7 +3,7 @@
 //! the requests a page costs can be counted without a server, and the SQL
 //! text and declared parameter types can be checked for stability.
 
-use ctsync_actors::model::{ChangeBatch, Row, RowKey, SyncVersion, TableId, TableSchema};
+use ctsync_actors::model::{Backlog, ChangeBatch, Row, RowKey, SyncVersion, TableId, TableSchema};
 use tiberius::ColumnData;
 
 use super::bulk::{self, BULK_LOAD_REQUESTS};
@@ -176,6 +176,23 @@ impl<'a> WritePlan<'a> {
         );
     }
 
+    /// Records where a backlog stands (see [`sql::BACKLOG_PAGE`]).
+    pub fn backlog(&mut self, table: &TableId, backlog: &Backlog) -> Result<(), MssqlError> {
+        let json = serde_json::to_string(backlog).map_err(|e| {
+            MssqlError::Unexpected(format!("encoding the backlog cursor of {table}: {e}"))
+        })?;
+        self.steps.push(Step::Execute {
+            sql: sql::BACKLOG_PAGE.to_string(),
+            params: vec![
+                name_param(table),
+                stable_json(json),
+                ColumnData::I64(Some(backlog.since)),
+            ],
+            what: format!("recording the backlog cursor of {table}"),
+        });
+        Ok(())
+    }
+
     /// Runs the steps in order on the lease's open transaction. An error
     /// says whether a bulk load failed.
     pub async fn run(self, lease: &mut Lease<'_>) -> Result<(), StepFailed> {
@@ -219,6 +236,9 @@ pub fn change_plan<'a>(
     plan.insert(schema, &change.rows, path);
     if let Some(v) = change.version {
         plan.version(&schema.id, v);
+    }
+    if let Some(backlog) = &change.backlog {
+        plan.backlog(&schema.id, backlog)?;
     }
     Ok(plan)
 }

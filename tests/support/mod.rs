@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod generated;
 pub mod hung;
 pub mod redis_server;
 
@@ -119,6 +120,20 @@ impl Harness {
         }
         self.set(&keys::enabled(&id), "true").await;
         id
+    }
+
+    /// The fixtures' `User` table with 10 rows, enabled and loaded by a
+    /// pipeline that applies changes in pages of 100 keys (backlog tests):
+    /// the table, the config it runs with, and the pipeline.
+    pub async fn paged_users(&self) -> (TableSchema, SyncConfig, Running) {
+        let users = fixtures::user_table();
+        self.enabled_table(users.clone(), (1..=10).map(|i| fixtures::user(i, "n")))
+            .await;
+        let mut config = fast_config();
+        config.change_page_size = 100;
+        let run = self.start(config.clone());
+        self.wait_loaded(&users.id).await;
+        (users, config, run)
     }
 
     /// Waits until the table's version is stored (its first load finished).

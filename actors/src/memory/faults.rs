@@ -21,8 +21,9 @@ use crate::model::{
 };
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
-    CycleKeys, DdlQueue, InboxMessage, InboxOutcome, LeaseGrant, LoadMode, LoadProgress, LoadStart,
-    Marker, PendingLoad, Primary, QueueMessage, Replica, ReplicaRecord, StateStore, TableFlags,
+    ChangeSet, CycleKeys, DdlQueue, InboxMessage, InboxOutcome, LeaseGrant, LoadMode, LoadProgress,
+    LoadStart, Marker, Opened, PendingLoad, Primary, QueueMessage, Replica, ReplicaRecord,
+    StateStore, TableFlags,
 };
 
 /// Where a fault can strike.
@@ -289,17 +290,40 @@ impl Primary for Faulty<dyn Primary> {
             self.inner.read_page(schema, after, limit)
         )
     }
-    async fn changes_page(
-        &self,
+    async fn open_changes<'a>(
+        &'a self,
         schema: &TableSchema,
         since: SyncVersion,
         after: Option<&RowKey>,
-        limit: usize,
-    ) -> Result<ChangePage> {
+    ) -> Result<Box<dyn ChangeSet + 'a>> {
+        let inner = guarded!(
+            self,
+            Site::PrimaryChanges,
+            self.inner.open_changes(schema, since, after)
+        )?;
+        Ok(Box::new(FaultyChangeSet {
+            inner,
+            plan: self.plan.clone(),
+        }))
+    }
+}
+
+/// A change set whose page reads share the primary's fault plan.
+struct FaultyChangeSet<'a> {
+    inner: Box<dyn ChangeSet + 'a>,
+    plan: Arc<FaultPlan>,
+}
+
+#[async_trait]
+impl ChangeSet for FaultyChangeSet<'_> {
+    fn opened(&self) -> Opened {
+        self.inner.opened()
+    }
+    async fn next_page(&mut self, schema: &TableSchema, limit: usize) -> Result<ChangePage> {
         guarded!(
             self,
             Site::PrimaryChanges,
-            self.inner.changes_page(schema, since, after, limit)
+            self.inner.next_page(schema, limit)
         )
     }
 }

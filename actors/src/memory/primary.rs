@@ -14,7 +14,7 @@ use crate::model::{
     ChangePage, ColumnDef, PrimaryIdentity, Row, RowKey, SyncVersion, TableId, TableSchema, Value,
 };
 use crate::modules::ModuleDef;
-use crate::ports::Primary;
+use crate::ports::{ChangeSet, Opened, Primary};
 
 #[derive(Debug)]
 struct Table {
@@ -32,7 +32,7 @@ struct Faults {
     broken: HashMap<TableId, String>,
     /// These `read_page` calls (1-based, counted per table) fail, once each.
     fail_page: HashMap<TableId, Vec<usize>>,
-    /// Each `changes_page` of the table waits this long first.
+    /// Each change-set page of the table waits this long first.
     changes_delay: HashMap<TableId, std::time::Duration>,
 }
 
@@ -44,6 +44,8 @@ struct Data {
     faults: Faults,
     pages_read: HashMap<TableId, usize>,
     changes_pages_read: HashMap<TableId, usize>,
+    /// `open_changes` calls per table (change-set copies).
+    change_sets: HashMap<TableId, usize>,
     /// `table_schema` calls per table (catalog reads).
     schema_reads: HashMap<TableId, usize>,
     retention: Option<std::time::Duration>,
@@ -79,6 +81,7 @@ impl MemoryPrimary {
                 faults: Faults::default(),
                 pages_read: HashMap::new(),
                 changes_pages_read: HashMap::new(),
+                change_sets: HashMap::new(),
                 schema_reads: HashMap::new(),
                 retention: Some(std::time::Duration::from_secs(2 * 24 * 3600)),
                 modules: BTreeMap::new(),
@@ -277,14 +280,19 @@ impl MemoryPrimary {
             .push(done + n);
     }
 
-    /// Every `changes_page` of the table waits `delay` first (a slow read).
+    /// Every change-set page of the table waits `delay` first (a slow read).
     pub fn delay_changes_pages(&self, id: &TableId, delay: std::time::Duration) {
         self.lock().faults.changes_delay.insert(id.clone(), delay);
     }
 
-    /// How many `changes_page` calls reached the table so far.
+    /// How many change-set pages of the table were read so far.
     pub fn changes_pages_read(&self, id: &TableId) -> usize {
         self.lock().changes_pages_read.get(id).copied().unwrap_or(0)
+    }
+
+    /// How many change sets of the table were copied so far.
+    pub fn change_sets(&self, id: &TableId) -> usize {
+        self.lock().change_sets.get(id).copied().unwrap_or(0)
     }
 
     /// How many times the table's columns were read from the catalog.
@@ -435,39 +443,86 @@ impl Primary for MemoryPrimary {
             .collect())
     }
 
-    async fn changes_page(
-        &self,
+    async fn open_changes<'a>(
+        &'a self,
         schema: &TableSchema,
         since: SyncVersion,
         after: Option<&RowKey>,
-        limit: usize,
-    ) -> Result<ChangePage> {
-        let delay = self.lock().faults.changes_delay.get(&schema.id).copied();
+    ) -> Result<Box<dyn ChangeSet + 'a>> {
+        let mut data = self.lock();
+        Self::check(&data, &schema.id)?;
+        *data.change_sets.entry(schema.id.clone()).or_insert(0) += 1;
+        let target = data.version;
+        let t = &data.tables[&schema.id];
+        let min_valid = t.tracked.then_some(t.min_valid);
+        // What SQL Server's CHANGETABLE would hold for a version it can
+        // answer: nothing is copied for one it cannot (the caller holds the
+        // table stale).
+        let keys: Vec<RowKey> = if min_valid.is_some_and(|m| since >= m) && since <= target {
+            t.changes
+                .range((after_bound(after), Bound::Unbounded))
+                .filter(|(_, v)| **v > since)
+                .map(|(k, _)| k.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Box::new(MemoryChangeSet {
+            primary: self,
+            table: schema.id.clone(),
+            opened: Opened {
+                target,
+                min_valid,
+                keys: keys.len() as u64,
+            },
+            keys: keys.into(),
+        }))
+    }
+}
+
+/// A change set of the in-memory primary: the changed keys copied at open;
+/// each page reads the rows as they are when it is read.
+struct MemoryChangeSet<'a> {
+    primary: &'a MemoryPrimary,
+    table: TableId,
+    opened: Opened,
+    keys: std::collections::VecDeque<RowKey>,
+}
+
+#[async_trait]
+impl ChangeSet for MemoryChangeSet<'_> {
+    fn opened(&self) -> Opened {
+        self.opened
+    }
+
+    async fn next_page(&mut self, schema: &TableSchema, limit: usize) -> Result<ChangePage> {
+        let delay = self
+            .primary
+            .lock()
+            .faults
+            .changes_delay
+            .get(&self.table)
+            .copied();
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
-        let mut data = self.lock();
-        Self::check(&data, &schema.id)?;
+        let mut data = self.primary.lock();
+        MemoryPrimary::check(&data, &self.table)?;
         *data
             .changes_pages_read
-            .entry(schema.id.clone())
+            .entry(self.table.clone())
             .or_insert(0) += 1;
-        let t = &data.tables[&schema.id];
+        let t = &data.tables[&self.table];
         // What the SQL Server adapter checks against the catalog's stamp in
-        // the same request (see `sql::changes_page`).
+        // the same request (see `sql::change_set_page`).
         if t.schema.columns != schema.columns {
             return Err(Error::ColumnsChanged(schema.id.clone()));
         }
         let project = projection(&t.schema, schema)?;
-        let keys: Vec<RowKey> = t
-            .changes
-            .range((after_bound(after), Bound::Unbounded))
-            .filter(|(_, v)| **v > since)
-            .take(limit)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let n = limit.max(1).min(self.keys.len());
+        let keys: Vec<RowKey> = self.keys.drain(..n).collect();
         // One ordered walk over the rows between the first and last changed
-        // key (both maps are in key order), not one lookup per key.
+        // key (both are in key order), not one lookup per key.
         let mut rows = Vec::with_capacity(keys.len());
         if let (Some(first), Some(last)) = (keys.first(), keys.last()) {
             let mut wanted = keys.iter().peekable();
@@ -481,10 +536,10 @@ impl Primary for MemoryPrimary {
                 }
             }
         }
-        let next_after = if keys.len() == limit {
-            keys.last().cloned()
-        } else {
+        let next_after = if self.keys.is_empty() {
             None
+        } else {
+            keys.last().cloned()
         };
         Ok(ChangePage {
             keys,

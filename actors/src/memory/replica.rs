@@ -430,6 +430,13 @@ impl Replica for MemoryReplica {
             t.insert(&batch.rows)?;
             if let Some(v) = batch.version {
                 record.version = Some(v);
+                record.backlog = None;
+            }
+            if let Some(backlog) = &batch.backlog {
+                // Like the SQL statement: a table with no record yet is
+                // complete up to the backlog's start.
+                record.version.get_or_insert(backlog.since);
+                record.backlog = Some(backlog.clone());
             }
             Ok(())
         })

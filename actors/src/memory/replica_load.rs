@@ -30,6 +30,7 @@ pub(super) fn begin(tx: &mut Tx<'_>, schema: &TableSchema, start: &LoadStart) ->
     *tx.record_mut(id) = ReplicaRecord {
         version: None,
         load: Some(start.load.clone()),
+        backlog: None,
     };
     if tx.fail {
         return Err(injected(id));
@@ -85,6 +86,7 @@ pub(super) fn finish(
     *tx.record_mut(id) = ReplicaRecord {
         version: Some(version),
         load: None,
+        backlog: None,
     };
     if tx.fail {
         return Err(injected(id));
@@ -97,6 +99,7 @@ pub(super) fn cancel(tx: &mut Tx<'_>, id: &TableId, version: SyncVersion) -> Res
     *tx.record_mut(id) = ReplicaRecord {
         version: Some(version),
         load: None,
+        backlog: None,
     };
     if tx.fail {
         return Err(injected(id));

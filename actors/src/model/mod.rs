@@ -241,8 +241,37 @@ pub struct ChangeBatch {
     pub keys: Vec<RowKey>,
     pub rows: Vec<Row>,
     /// When set, the replica's own version record is moved to it in the same
-    /// transaction (the last page of a cycle).
+    /// transaction (the last page of a cycle), and a recorded backlog is
+    /// cleared.
     pub version: Option<SyncVersion>,
+    /// A page that is not the last of its backlog records where the backlog
+    /// stands, in the same transaction (see [`Backlog`]).
+    pub backlog: Option<Backlog>,
+}
+
+/// An incremental run part-way through its change set, as recorded on the
+/// replica with each committed page that is not the last: a restart
+/// continues after `cursor` toward `target` instead of starting over.
+///
+/// Why that is correct: every page read its rows after `target` was read
+/// (the change set is copied after `CHANGE_TRACKING_CURRENT_VERSION()`), so
+/// each key up to `cursor` changed in (`since`, `target`] already shows a
+/// state at least as new as `target`. The rest of the backlog is the keys
+/// after `cursor` changed since `since` (a superset of those changed up to
+/// `target`); once they are applied, every change up to `target` is on the
+/// replica, and `target` is stored. Keys up to `cursor` changed after
+/// `target` come again in the next cycle's change set, which starts there.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Backlog {
+    /// The stored version the run started from; a different stored version
+    /// (set by hand, or moved on) makes the backlog void.
+    pub since: SyncVersion,
+    /// The version stored when the backlog's last page commits.
+    pub target: SyncVersion,
+    /// The key columns the cursor is made of (a changed primary key voids it).
+    pub key_columns: Vec<String>,
+    /// The last key committed.
+    pub cursor: RowKey,
 }
 
 /// Where the primary came from: a restored or failed-over database gets a

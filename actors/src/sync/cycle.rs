@@ -11,7 +11,7 @@ use super::reconcile::{self, Plan};
 use super::{full_load, incremental, Pipeline};
 use crate::error::{Error, Result};
 use crate::fence::Claim;
-use crate::model::{PrimaryIdentity, SyncVersion, TableId, TableSchema};
+use crate::model::{Backlog, PrimaryIdentity, SyncVersion, TableId, TableSchema};
 use crate::ports::{PendingLoad, TableFlags};
 use crate::sink::SinkHandle;
 use crate::status::TableState;
@@ -83,6 +83,9 @@ struct Start {
     redis: Option<SyncVersion>,
     /// A load that started and has not finished: it goes on first.
     pending: Option<PendingLoad>,
+    /// A backlog part-way applied, as the replica's record says (not read
+    /// on a cached cycle: this owner would have continued it itself).
+    backlog: Option<Backlog>,
 }
 
 /// The version to continue from. A load recorded as pending on the replica
@@ -109,6 +112,7 @@ async fn starting_version(
             version: redis,
             redis,
             pending: None,
+            backlog: None,
         });
     }
     let record = sink.record(table.clone()).await?;
@@ -121,12 +125,14 @@ async fn starting_version(
                     version: Some(v),
                     redis,
                     pending: None,
+                    backlog: None,
                 })
             }
             _ => Ok(Start {
                 version: None,
                 redis,
                 pending: Some(load),
+                backlog: None,
             }),
         };
     }
@@ -135,6 +141,7 @@ async fn starting_version(
             version: redis,
             redis,
             pending: None,
+            backlog: record.backlog,
         });
     }
     if let Some(v) = record.version {
@@ -149,6 +156,7 @@ async fn starting_version(
         version: record.version,
         redis: record.version,
         pending: None,
+        backlog: record.backlog,
     })
 }
 
@@ -331,21 +339,12 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
         }
         Some(_) => {}
     }
-    let current = p.primary.current_version().await?;
-    if current < version {
-        let reason = format!(
-            "the primary's current version {current} is below the stored version {version}: \
-             the primary was restored or replaced; force a full load \
-             (mssql_sync:force_full_load:{key} = \"true\")"
-        );
-        return stale(p, load(), reason).await;
-    }
-    if let Some(reason) = cleanup_passed(p, table, version).await? {
-        return stale(p, load(), reason).await;
-    }
-    match incremental::run(p, &sink, &schema, version, current).await? {
+    let resume = start
+        .backlog
+        .filter(|b| b.since == version && schema.key_columns().as_ref() == Some(&b.key_columns));
+    match incremental::run(p, &sink, &schema, version, resume).await? {
         incremental::Ended::Synced(changed_keys) => Ok(Outcome::Synced { changed_keys }),
-        incremental::Ended::CleanupPassed(reason) => stale(p, load(), reason).await,
+        incremental::Ended::Stale(reason) => stale(p, load(), reason).await,
         incremental::Ended::Interrupted => Ok(Outcome::Interrupted),
     }
 }
@@ -365,11 +364,20 @@ pub(super) async fn cleanup_passed(
     if version >= min_valid {
         return Ok(None);
     }
+    Ok(Some(cleanup_reason(table, version, min_valid)))
+}
+
+/// Why a table whose stored `version` is below `min_valid` is stale.
+pub(super) fn cleanup_reason(
+    table: &TableId,
+    version: SyncVersion,
+    min_valid: SyncVersion,
+) -> String {
     let key = table.key_name();
-    Ok(Some(format!(
+    format!(
         "stored version {version} is below the min valid version {min_valid}: change tracking \
          cleanup or a TRUNCATE removed changes that were never applied; force a full load \
          (mssql_sync:force_full_load:{key} = \"true\") or set mssql_sync:version:{key} after a \
          manual copy"
-    )))
+    )
 }

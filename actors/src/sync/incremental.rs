@@ -1,31 +1,32 @@
-//! Incremental sync: read net changes since the stored version in bounded
-//! pages; each page is one replica transaction (delete every changed key,
-//! insert the current rows); the last page also records the new version on
-//! the replica, and Redis moves only after that commit. CT cleanup is checked
-//! again after the last page was read and before it is applied: changes
-//! removed while the pages were read must never be skipped silently.
+//! Incremental sync: the keys changed since the stored version are copied
+//! once per cycle into a change set on the primary, then read in bounded
+//! pages, the next page while the sink commits the current one (one page
+//! ahead at most). Each page is one replica transaction (delete every
+//! changed key, insert the current rows) that also records where the
+//! backlog stands, so a restart continues after the last committed page;
+//! the last page records the new version, and Redis moves only after it.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::cycle::{cleanup_passed, set_state};
+use super::cycle::set_state;
 use super::Pipeline;
-use crate::error::Result;
-use crate::model::{ChangeBatch, SyncVersion, TableSchema};
+use crate::error::{Error, Result};
+use crate::model::{Backlog, ChangeBatch, ChangePage, SyncVersion, TableSchema};
+use crate::ports::ChangeSet;
 use crate::sink::SinkHandle;
 use crate::status::TableState;
 use crate::telemetry;
 
 /// How an incremental run ended.
 pub(super) enum Ended {
-    /// Caught up to the current version; the number of changed keys.
+    /// Caught up to the change set's target; the number of changed keys.
     Synced(u64),
-    /// CT cleanup passed the stored version while the pages were read (the
-    /// reason); the version was not advanced.
-    CleanupPassed(String),
-    /// Stopped between pages for a shutdown; the version was not advanced,
-    /// the next start applies the backlog again from the stored version
-    /// (every page is idempotent).
+    /// The stored version cannot be continued from (CT cleanup passed it,
+    /// or the primary is behind it): the reason. Nothing was applied.
+    Stale(String),
+    /// Stopped between pages for a shutdown; the committed pages recorded
+    /// the backlog's cursor, the next start continues after it.
     Interrupted,
 }
 
@@ -34,11 +35,30 @@ pub(super) async fn run(
     sink: &SinkHandle,
     schema: &Arc<TableSchema>,
     since: SyncVersion,
-    current: SyncVersion,
+    resume: Option<Backlog>,
 ) -> Result<Ended> {
     let table = &schema.id;
     let key = table.key_name();
+    let mut set = p
+        .primary
+        .open_changes(schema, since, resume.as_ref().map(|b| &b.cursor))
+        .await?;
+    let opened = set.opened();
+    let current = opened.target;
+    let target = resume.as_ref().map_or(current, |b| b.target);
+    if let Some(reason) = unusable(table, since, target, current, opened.min_valid)? {
+        return Ok(Ended::Stale(reason));
+    }
     set_state(p, table, TableState::Incremental);
+    if resume.is_none() && opened.keys == 0 && !advance_due(p, table, since, current) {
+        // Nothing to apply: the replica already shows the primary as of
+        // `current`; the stored version moves at most every
+        // `idle_advance` (a replica transaction and a Redis write).
+        return Ok(caught_up(p, &key, since, current, 0));
+    }
+    if let Some(b) = &resume {
+        tracing::info!(table = %table, since, target = b.target, keys_left = opened.keys, "continuing the backlog after its last committed page");
+    }
     telemetry::versions(&key, since, current);
     p.board.update(&key, |s| {
         s.version = Some(since);
@@ -46,43 +66,46 @@ pub(super) async fn run(
         s.lag_versions = Some(current - since);
     });
     let page_size = p.config.change_page_size.max(1);
-    let mut after = None;
+    let key_columns = schema
+        .key_columns()
+        .ok_or_else(|| Error::NoKey(table.clone()))?;
     let mut changed_keys = 0u64;
+    let mut page = first_page(set.as_mut(), schema, page_size).await?;
     loop {
         if p.is_stopping() {
             return Ok(Ended::Interrupted);
         }
-        let page = p
-            .primary
-            .changes_page(schema, since, after.as_ref(), page_size)
-            .await?;
-        let last = page.next_after.is_none();
-        if last
-            && page.keys.is_empty()
-            && changed_keys == 0
-            && !advance_due(p, table, since, current)
-        {
-            // Nothing to apply: the replica already shows the primary as of
-            // `current`; the stored version moves at most every
-            // `idle_advance` (a replica transaction and a Redis write).
-            return Ok(caught_up(p, &key, since, current, 0));
-        }
-        if last {
-            // The pages were read over time; cleanup may have removed
-            // changes after `since` meanwhile. Checked before the version
-            // can move (the last page records it).
-            if let Some(reason) = cleanup_passed(p, table, since).await? {
-                return Ok(Ended::CleanupPassed(reason));
-            }
-        }
-        let (deletes, inserts) = (page.keys.len() as u64, page.rows.len() as u64);
+        let ChangePage {
+            keys,
+            rows,
+            next_after,
+        } = std::mem::take(&mut page);
+        let last = next_after.is_none();
+        let (deletes, inserts) = (keys.len() as u64, rows.len() as u64);
+        let backlog = next_after.map(|cursor| Backlog {
+            since,
+            target,
+            key_columns: key_columns.clone(),
+            cursor,
+        });
         let batch = ChangeBatch {
             table: table.clone(),
-            keys: page.keys,
-            rows: page.rows,
-            version: last.then_some(current),
+            keys,
+            rows,
+            version: last.then_some(target),
+            backlog,
         };
-        sink.apply(schema.clone(), batch).await?;
+        if last {
+            sink.apply(schema.clone(), batch).await?;
+        } else {
+            // Read-ahead: the next page is read while this one commits.
+            let (applied, next) = tokio::join!(
+                sink.apply(schema.clone(), batch),
+                set.next_page(schema, page_size)
+            );
+            applied?;
+            page = next?;
+        }
         telemetry::rows_applied(&key, "delete", deletes);
         telemetry::rows_applied(&key, "insert", inserts);
         changed_keys += deletes;
@@ -90,18 +113,57 @@ pub(super) async fn run(
         if last {
             break;
         }
-        after = page.next_after;
     }
-    if current != since {
+    drop(set);
+    if target != since {
         p.state
-            .set_version(table, current, sink.owner_claim(table)?)
+            .set_version(table, target, sink.owner_claim(table)?)
             .await?;
         p.advanced
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(table.clone(), tokio::time::Instant::now());
     }
-    Ok(caught_up(p, &key, current, current, changed_keys))
+    Ok(caught_up(p, &key, target, current, changed_keys))
+}
+
+/// The first page; none is read from an empty set (its last page is empty).
+async fn first_page(
+    set: &mut (dyn ChangeSet + '_),
+    schema: &TableSchema,
+    limit: usize,
+) -> Result<ChangePage> {
+    if set.opened().keys == 0 {
+        return Ok(ChangePage::default());
+    }
+    set.next_page(schema, limit).await
+}
+
+/// Why the stored version `since` cannot be continued from, if it cannot:
+/// the primary's current version is behind it (or behind the backlog's
+/// target), or the min valid version read after the copy is above it
+/// (cleanup or a TRUNCATE removed changes never applied).
+fn unusable(
+    table: &crate::model::TableId,
+    since: SyncVersion,
+    target: SyncVersion,
+    current: SyncVersion,
+    min_valid: Option<SyncVersion>,
+) -> Result<Option<String>> {
+    let key = table.key_name();
+    if current < since.max(target) {
+        return Ok(Some(format!(
+            "the primary's current version {current} is below the stored version {}: \
+             the primary was restored or replaced; force a full load \
+             (mssql_sync:force_full_load:{key} = \"true\")",
+            since.max(target)
+        )));
+    }
+    let min_valid = min_valid.ok_or_else(|| Error::MinValidVersionNull(table.clone()))?;
+    if since >= min_valid {
+        return Ok(None);
+    }
+    Ok(Some(super::cycle::cleanup_reason(table, since, min_valid)))
 }
 
 /// Whether an idle table's stored version `since` should move to `current`

@@ -4,6 +4,7 @@
 //! spliced. Each builder has a golden test and is parsed by an independent
 //! T-SQL parser in `tests/sql_statements.rs`.
 
+mod change_set;
 mod ddl;
 mod doctor;
 pub mod json_rows;
@@ -11,6 +12,7 @@ mod own_schema;
 mod shadow;
 mod verify;
 
+pub use change_set::*;
 pub use ddl::*;
 pub use doctor::*;
 pub use json_rows::{delete_json, insert_json};
@@ -303,37 +305,6 @@ pub fn columns_unchanged(n: usize) -> String {
 
 /// The error number [`columns_unchanged`] throws.
 pub const COLUMNS_CHANGED_ERROR: u32 = 50_010;
-
-/// Name of the column that says whether the changed row still exists.
-pub const EXISTS_COLUMN: &str = "__ctsync_row_exists";
-
-/// One page of net changes since `@P2` joined to the current rows: the key
-/// columns from CHANGETABLE, an existence flag, then the written columns.
-/// `@P1` = page size; with `after`, the cursor key is `@P3…`.
-pub fn changes_page(schema: &TableSchema, keys: &[String], after: bool) -> String {
-    let key_cols = key_select_list("[ct].", schema, keys);
-    let row_cols = select_list("[t].", &schema.written_columns());
-    let join = keys
-        .iter()
-        .map(|k| format!("[t].{q} = [ct].{q}", q = quote(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let first_key = quote(&keys[0]);
-    let mut sql = format!(
-        "SELECT TOP (@P1) {key_cols}, CASE WHEN [t].{first_key} IS NULL THEN 0 ELSE 1 END AS {exists}, {row_cols} \
-FROM CHANGETABLE(CHANGES {tbl}, @P2) AS [ct] LEFT OUTER JOIN {tbl} AS [t] ON {join}",
-        exists = quote(EXISTS_COLUMN),
-        tbl = table(&schema.id),
-    );
-    if after {
-        sql.push_str(&format!(
-            " WHERE {}",
-            keyset_predicate("[ct].", schema, keys, 3)
-        ));
-    }
-    sql.push_str(&format!(" ORDER BY {}", order_by("[ct].", keys)));
-    sql
-}
 
 // ---------------------------------------------------------------- replica
 

@@ -84,6 +84,12 @@ SELECT [table_name], [version], NULL, [updated_at] FROM [ctsync].[sync_versions]
 [owner] nvarchar(200) COLLATE Latin1_General_BIN2 NOT NULL, [token] bigint NOT NULL, \
 [claimed_at] datetime2(3) NOT NULL, [committed_at] datetime2(3) NULL)"],
     },
+    Migration {
+        version: 5,
+        description: "the backlog cursor: an incremental run part-way through its change set \
+                      (JSON: since, target, key columns, last committed key)",
+        batches: &["ALTER TABLE [ctsync].[sync_versions] ADD [backlog] nvarchar(max) NULL"],
+    },
 ];
 
 /// The schema version this build of ctsync expects.
@@ -91,14 +97,15 @@ pub fn latest_schema_version() -> i32 {
     MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
 }
 
-/// The record of table `@P1`: its version and pending load (JSON).
+/// The record of table `@P1`: its version, pending load and backlog (JSON).
 pub const SELECT_RECORD: &str =
-    "SELECT [version], [load] FROM [ctsync].[sync_versions] WHERE [table_name] = @P1";
+    "SELECT [version], [load], [backlog] FROM [ctsync].[sync_versions] \
+WHERE [table_name] = @P1";
 
 /// Records `@P2` as the version of table `@P1` after a batch of changes
-/// (inside the batch's transaction).
-pub const UPSERT_VERSION: &str =
-    "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [updated_at] = SYSUTCDATETIME() \
+/// (inside the batch's transaction); a recorded backlog is done.
+pub const UPSERT_VERSION: &str = "UPDATE [ctsync].[sync_versions] SET [version] = @P2, \
+[backlog] = NULL, [updated_at] = SYSUTCDATETIME() \
 WHERE [table_name] = @P1; \
 IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load], \
 [updated_at]) VALUES (@P1, @P2, NULL, SYSUTCDATETIME())";
@@ -106,7 +113,7 @@ IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version],
 /// Records a full load of table `@P1` as pending, `@P2` its state (JSON),
 /// with no version while it runs.
 pub const BEGIN_LOAD: &str = "UPDATE [ctsync].[sync_versions] SET [version] = NULL, [load] = @P2, \
-[updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
+[backlog] = NULL, [updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
 IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load], \
 [updated_at]) VALUES (@P1, NULL, @P2, SYSUTCDATETIME())";
 
@@ -120,10 +127,20 @@ IF @@ROWCOUNT = 0 THROW 50002, N'ctsync: the full load is no longer pending on t
 
 /// Records `@P2` as the version of table `@P1` and clears a pending load.
 pub const FINISH_LOAD: &str =
-    "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [load] = NULL, \
+    "UPDATE [ctsync].[sync_versions] SET [version] = @P2, [load] = NULL, [backlog] = NULL, \
 [updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
 IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load], \
 [updated_at]) VALUES (@P1, @P2, NULL, SYSUTCDATETIME())";
+
+/// Records where the backlog of table `@P1` stands, `@P2` (JSON: since,
+/// target, key columns, cursor; padded for a stable declaration, trimmed
+/// here), in the transaction of the page it follows. A table with no record
+/// yet gets one at the backlog's start version `@P3` (its rows are
+/// complete up to there: that is where the run started).
+pub const BACKLOG_PAGE: &str = "UPDATE [ctsync].[sync_versions] SET [backlog] = RTRIM(@P2), \
+[updated_at] = SYSUTCDATETIME() WHERE [table_name] = @P1; \
+IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load], \
+[backlog], [updated_at]) VALUES (@P1, @P3, NULL, RTRIM(@P2), SYSUTCDATETIME())";
 
 /// Claims table `@P1` for owner `@P2`: its token goes up by one (starting
 /// at 1) and the new (owner, token) is recorded and returned, in one

@@ -1,0 +1,175 @@
+//! The primary's change set on SQL Server: the changed keys are copied once
+//! into the session's temporary table (`sql::open_change_set`), and the
+//! session is kept (leased) until the last page has been read from it.
+
+use async_trait::async_trait;
+use ctsync_actors::model::{ChangePage, ColumnDef, RowKey, SyncVersion, TableSchema};
+use ctsync_actors::ports::{ChangeSet, Opened};
+use ctsync_actors::{Error, Result};
+use tiberius::ColumnData;
+
+use super::catalog::big;
+use super::conn::Lease;
+use super::convert::{decode_row as decode, key_params};
+use super::pool::query_rows;
+use super::primary::MssqlPrimary;
+use super::sql;
+
+fn err(e: super::MssqlError) -> Error {
+    Error::Primary(e.to_string())
+}
+
+/// An open change set: its session, its size and how far it has been read.
+pub(super) struct MssqlChangeSet<'a> {
+    primary: &'a MssqlPrimary,
+    /// The session holding the temporary table, and its permit; `None` for
+    /// an empty set and after a failed page (the connection was discarded,
+    /// and the set with it).
+    lease: Option<Lease<'a>>,
+    _session: Option<tokio::sync::SemaphorePermit<'a>>,
+    keys: Vec<String>,
+    opened: Opened,
+    read: u64,
+    cursor: Option<RowKey>,
+}
+
+impl<'a> MssqlChangeSet<'a> {
+    /// Copies the keys of `schema`'s table changed since `since` (after
+    /// `after`) on a leased session, in one request.
+    pub(super) async fn open(
+        primary: &'a MssqlPrimary,
+        schema: &TableSchema,
+        since: SyncVersion,
+        after: Option<&RowKey>,
+        snapshot: bool,
+    ) -> Result<Self> {
+        let keys = schema
+            .key_columns()
+            .ok_or_else(|| Error::NoKey(schema.id.clone()))?;
+        let key_defs = key_defs(schema)?;
+        let text =
+            sql::open_change_set(schema, &keys, after.is_some(), snapshot).ok_or_else(|| {
+                Error::Primary(format!(
+                    "table {}: a key column has an unsupported type",
+                    schema.id
+                ))
+            })?;
+        let mut params = vec![
+            ColumnData::I64(Some(since)),
+            ColumnData::String(Some(sql::object_name_param(&schema.id).into())),
+        ];
+        if let Some(k) = after {
+            params.extend(key_params(k, &key_defs));
+        }
+        let session = primary
+            .change_sessions
+            .acquire()
+            .await
+            .map_err(|e| Error::Primary(format!("change set sessions: {e}")))?;
+        let mut lease = primary.pool().lease().await.map_err(err)?;
+        let rows = query_rows(&mut lease, &text, params, || {
+            format!("copying the changes of {} since version {since}", schema.id)
+        })
+        .await
+        .map_err(err)?;
+        let row = rows.first().ok_or_else(|| {
+            Error::Primary(format!(
+                "opening the change set of {}: no row came back",
+                schema.id
+            ))
+        })?;
+        let target = big(row, 0).map_err(err)?.ok_or_else(|| {
+            Error::Primary(
+                "CHANGE_TRACKING_CURRENT_VERSION() is NULL: change tracking is not enabled on the primary database \
+                 (ALTER DATABASE … SET CHANGE_TRACKING = ON)"
+                    .into(),
+            )
+        })?;
+        let min_valid = big(row, 1).map_err(err)?;
+        let total = big(row, 2).map_err(err)?.unwrap_or(0).max(0) as u64;
+        // An empty set was dropped by the open itself: its session goes
+        // back at once.
+        let (lease, session) = if total == 0 {
+            (None, None)
+        } else {
+            (Some(lease), Some(session))
+        };
+        Ok(Self {
+            primary,
+            lease,
+            _session: session,
+            keys,
+            opened: Opened {
+                target,
+                min_valid,
+                keys: total,
+            },
+            read: 0,
+            cursor: None,
+        })
+    }
+}
+
+fn key_defs(schema: &TableSchema) -> Result<Vec<&ColumnDef>> {
+    schema
+        .key_column_defs()
+        .ok_or_else(|| Error::NoKey(schema.id.clone()))
+}
+
+#[async_trait]
+impl ChangeSet for MssqlChangeSet<'_> {
+    fn opened(&self) -> Opened {
+        self.opened
+    }
+
+    async fn next_page(&mut self, schema: &TableSchema, limit: usize) -> Result<ChangePage> {
+        let key_defs = key_defs(schema)?;
+        let limit = limit.max(1);
+        let last = self.read + limit as u64 >= self.opened.keys;
+        let mut text = sql::change_set_page(schema, &self.keys, self.cursor.is_some(), last);
+        let mut params = vec![ColumnData::I64(Some(limit as i64))];
+        if let Some(k) = &self.cursor {
+            params.extend(key_params(k, &key_defs));
+        }
+        self.primary.check_columns(schema, &mut text, &mut params);
+        let what = || format!("reading changes of {} from its change set", schema.id);
+        let lease = self.lease.as_mut().ok_or_else(|| {
+            Error::Primary(format!(
+                "the change set of {} was lost with its connection",
+                schema.id
+            ))
+        })?;
+        let rows = match query_rows(lease, &text, params, what).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                // The connection was discarded, and the set with it; the
+                // session goes back before the error is explained.
+                self.lease = None;
+                return Err(self.primary.explain(schema, e).await);
+            }
+        };
+        let cols = schema.written_columns();
+        let mut page = ChangePage::default();
+        for row in rows {
+            let mut cells = row.into_iter();
+            let key = decode(cells.by_ref().take(key_defs.len()), &key_defs).map_err(err)?;
+            let exists = matches!(cells.next(), Some(ColumnData::I32(Some(1))));
+            if exists {
+                page.rows.push(decode(cells, &cols).map_err(err)?);
+            }
+            page.keys.push(RowKey(key));
+        }
+        self.read += page.keys.len() as u64;
+        if !last && page.keys.len() < limit {
+            return Err(Error::Primary(format!(
+                "the change set of {} ended after {} of {} keys",
+                schema.id, self.read, self.opened.keys
+            )));
+        }
+        self.cursor = page.keys.last().cloned();
+        if !last {
+            page.next_after = self.cursor.clone();
+        }
+        Ok(page)
+    }
+}

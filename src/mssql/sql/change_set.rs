@@ -1,0 +1,130 @@
+//! The change set of an incremental cycle: the keys changed since the
+//! stored version, copied once from CHANGETABLE into a temporary table of
+//! the session, then read page by page joined to the current rows.
+
+use ctsync_actors::model::{ColumnDef, TableSchema};
+
+use super::{column_ddl, key_select_list, keyset_predicate, order_by, quote, select_list, table};
+
+/// The session's change-set table (one per connection; the next open on the
+/// same connection replaces a leftover).
+pub const CHANGE_SET_TABLE: &str = "#ctsync_changes";
+
+/// Name of the column that says whether the changed row still exists.
+pub const EXISTS_COLUMN: &str = "__ctsync_row_exists";
+
+/// The key columns as the temporary table declares them: the table's types
+/// and collations (a key column without a recorded collation takes the
+/// primary database's default, not tempdb's), never identity or computed.
+fn key_column_defs(schema: &TableSchema, keys: &[String]) -> Option<String> {
+    keys.iter()
+        .map(|k| {
+            let c = schema.columns.iter().find(|c| &c.name == k)?;
+            let mut plain = ColumnDef {
+                identity: None,
+                computed: None,
+                nullable: false,
+                ..c.clone()
+            };
+            if plain.ty.is_character() && plain.collation.is_none() {
+                plain.collation = Some("DATABASE_DEFAULT".into());
+            }
+            column_ddl(&plain)
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|defs| defs.join(", "))
+}
+
+/// Opens the change set of `schema`'s table in one request. `@P1` = the
+/// stored version, `@P2` = the table's name ([`super::object_name_param`]);
+/// with `after` (a backlog continued), the cursor key is `@P3…`.
+///
+/// `CHANGE_TRACKING_CURRENT_VERSION()` is read first, before any data is
+/// read (a snapshot transaction starts at its first data access, so every
+/// change up to that version is visible to the copy). The copy runs only
+/// for a version CT can answer, in a SNAPSHOT transaction when `snapshot`
+/// (cleanup cannot remove rows under it); the min valid version is read
+/// again after the copy, so cleanup that passed the stored version while
+/// the copy ran is seen. An empty set is dropped at once (the session need
+/// not be kept). One row comes back: the target version, the min
+/// valid version and the number of keys copied. `None` when a key column
+/// has an unsupported type.
+pub fn open_change_set(
+    schema: &TableSchema,
+    keys: &[String],
+    after: bool,
+    snapshot: bool,
+) -> Option<String> {
+    let tbl = table(&schema.id);
+    let key_list = order_by("", keys);
+    let ct_keys = order_by("[ct].", keys);
+    let set = CHANGE_SET_TABLE;
+    let mut copy = format!(
+        "INSERT INTO {set} ({key_list}) SELECT {ct_keys} FROM CHANGETABLE(CHANGES {tbl}, @P1) AS [ct]"
+    );
+    if after {
+        copy.push_str(&format!(
+            " WHERE {}",
+            keyset_predicate("[ct].", schema, keys, 3)
+        ));
+    }
+    let (begin, commit) = if snapshot {
+        (
+            "SET TRANSACTION ISOLATION LEVEL SNAPSHOT; BEGIN TRANSACTION; ",
+            " COMMIT TRANSACTION; SET TRANSACTION ISOLATION LEVEL READ COMMITTED;",
+        )
+    } else {
+        ("", "")
+    };
+    Some(format!(
+        "SET NOCOUNT ON; \
+DECLARE @target bigint = CHANGE_TRACKING_CURRENT_VERSION(); \
+DECLARE @min bigint = CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P2)); \
+DECLARE @n bigint = 0; \
+IF OBJECT_ID(N'tempdb..{set}') IS NOT NULL DROP TABLE {set}; \
+CREATE TABLE {set} ({defs}); \
+CREATE UNIQUE CLUSTERED INDEX [ctsync_changes_key] ON {set} ({key_list}); \
+IF @P1 >= @min AND @P1 <= @target \
+BEGIN \
+{begin}{copy}; \
+SET @n = @@ROWCOUNT; \
+SET @min = CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P2));{commit} \
+END; \
+IF @n = 0 DROP TABLE {set}; \
+SELECT @target AS [target_version], @min AS [min_valid_version], @n AS [changed_keys];",
+        defs = key_column_defs(schema, keys)?,
+    ))
+}
+
+/// One page of the session's change set joined to the current rows: the
+/// key columns, an existence flag, then the written columns. `@P1` = page
+/// size; with `after`, the cursor key is `@P2…`. The last page (`last`)
+/// also drops the set.
+pub fn change_set_page(schema: &TableSchema, keys: &[String], after: bool, last: bool) -> String {
+    let key_cols = key_select_list("[c].", schema, keys);
+    let row_cols = select_list("[t].", &schema.written_columns());
+    let join = keys
+        .iter()
+        .map(|k| format!("[t].{q} = [c].{q}", q = quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let first_key = quote(&keys[0]);
+    let mut sql = format!(
+        "SELECT TOP (@P1) {key_cols}, CASE WHEN [t].{first_key} IS NULL THEN 0 ELSE 1 END AS {exists}, {row_cols} \
+FROM {set} AS [c] LEFT OUTER JOIN {tbl} AS [t] ON {join}",
+        exists = quote(EXISTS_COLUMN),
+        set = CHANGE_SET_TABLE,
+        tbl = table(&schema.id),
+    );
+    if after {
+        sql.push_str(&format!(
+            " WHERE {}",
+            keyset_predicate("[c].", schema, keys, 2)
+        ));
+    }
+    sql.push_str(&format!(" ORDER BY {}", order_by("[c].", keys)));
+    if last {
+        sql.push_str(&format!("; DROP TABLE {CHANGE_SET_TABLE};"));
+    }
+    sql
+}
