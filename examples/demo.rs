@@ -163,6 +163,7 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
             replica: verify_replica,
             options: ctsync_actors::verify::Options::default(),
         })),
+        known_tables: Default::default(),
     };
     let (bound, server) = http::serve(addr, shared)?;
     println!("DEMO: ctsync pipeline over an in-memory primary/replica; page at http://{bound}/");

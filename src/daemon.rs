@@ -94,6 +94,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             replica: verify_replica,
             options: ctsync_actors::verify::Options::default(),
         })),
+        known_tables: Default::default(),
     };
     let (bound, server) = http::serve(config.http_addr, shared).with_context(|| {
         format!(

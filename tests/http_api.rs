@@ -52,6 +52,7 @@ fn shared(h: &Harness, board: ctsync_actors::status::StatusBoard) -> HttpState {
             replica: h.replica.clone(),
             options: ctsync_actors::verify::Options::default(),
         })),
+        known_tables: Default::default(),
     }
 }
 
@@ -502,5 +503,50 @@ async fn verify_through_the_api_reports_and_records_the_result() {
     assert!(
         metrics.contains("ctsync_verify_differences{table=\"User\"} 0"),
         "{metrics}"
+    );
+}
+
+/// `GET /api/tables` reads Redis once: every instance's statuses together
+/// with the keys of the tables it knows (a table seen for the first time
+/// costs one more read, once).
+#[actix_rt::test]
+async fn the_table_list_is_one_redis_round_trip() {
+    use ctsync_actors::memory::faults::{FaultPlan, Faulty, Site};
+    let h = Harness::new();
+    let users = user_table();
+    h.primary.create_table(users.clone(), true);
+    h.primary.create_table(order_line_table(), true);
+    let run = h.start(fast_config());
+    eventually(Duration::from_secs(10), "tables discovered", || async {
+        run.board.get("User").is_some() && run.board.get("sales.OrderLine").is_some()
+    })
+    .await;
+    let plan = FaultPlan::new();
+    let inner: Arc<dyn ctsync_actors::ports::StateStore> = h.state.clone();
+    let counted: Arc<dyn ctsync_actors::ports::StateStore> =
+        Arc::new(Faulty::new(inner, plan.clone()));
+    let app = app!(HttpState {
+        state: counted,
+        ..shared(&h, run.board.clone())
+    });
+    let mut per_call = Vec::new();
+    for _ in 0..3 {
+        let before: u64 = plan.calls().values().sum();
+        let resp = test::call_service(
+            &app,
+            test::TestRequest::get().uri("/api/tables").to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = serde_json::from_str(&body_text(resp).await).expect("json");
+        assert_eq!(body["tables"].as_array().map(Vec::len), Some(2));
+        per_call.push(plan.calls().values().sum::<u64>() - before);
+    }
+    assert_eq!(per_call, [1, 1, 1], "{:?}", plan.calls());
+    assert_eq!(
+        plan.calls()
+            .get(&(Site::StateRead, "statuses_and_keys"))
+            .copied(),
+        Some(3)
     );
 }

@@ -34,6 +34,7 @@ fn shared(h: &Harness, board: ctsync_actors::status::StatusBoard, access: Access
         metrics: Some(ctsync::telemetry::install().expect("recorder")),
         access,
         verify: None,
+        known_tables: Default::default(),
     }
 }
 

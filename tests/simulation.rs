@@ -425,6 +425,8 @@ fn config(full_load_mode: LoadMode, instance_id: String) -> SyncConfig {
         lease_ttl: Duration::from_millis(300),
         // Idle tables' versions move at most every 150 ms of simulated time.
         idle_advance: Duration::from_millis(150),
+        // Idle tables read their catalogs every 24 idle cycles.
+        idle_catalog_refresh: 24,
     }
 }
 

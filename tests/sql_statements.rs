@@ -182,6 +182,28 @@ SELECT @target AS [target_version], @min AS [min_valid_version], @n AS [changed_
 }
 
 #[test]
+fn the_scout_checks_many_tables_in_one_query() {
+    let tables = [user_table().id, order_line_table().id];
+    assert_eq!(
+        sql::scout(&tables),
+        "DECLARE @current bigint = CHANGE_TRACKING_CURRENT_VERSION(); \
+         SELECT 0 AS [i], CASE WHEN EXISTS (SELECT 1 FROM CHANGETABLE(CHANGES [dbo].[User], @P2) AS [ct]) \
+         THEN 1 ELSE 0 END AS [changed], CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P1)) AS [min_valid], \
+         @current AS [current_version] UNION ALL \
+         SELECT 1 AS [i], CASE WHEN EXISTS (SELECT 1 FROM CHANGETABLE(CHANGES [sales].[OrderLine], @P4) AS [ct]) \
+         THEN 1 ELSE 0 END AS [changed], CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P3)) AS [min_valid], \
+         @current AS [current_version];"
+    );
+    // Two parameters per table: a full chunk stays below SQL Server's 2,100.
+    let chunk: Vec<TableId> = (0..sql::SCOUT_CHUNK)
+        .map(|i| TableId::new("dbo", format!("T{i}")))
+        .collect();
+    let text = sql::scout(&chunk);
+    let last = 2 * sql::SCOUT_CHUNK;
+    assert!(text.contains(&format!("@P{last})")) && last <= 2_100);
+}
+
+#[test]
 fn create_table_clones_types_identity_nullability_and_key_order() {
     assert_eq!(
         sql::create_table(&user_table()).expect("ddl"),

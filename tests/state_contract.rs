@@ -312,6 +312,86 @@ async fn lease_contract<S: StateStore + Raw>(store: Arc<S>) {
     );
 }
 
+/// Discovery's two round trips and the API's one do what the separate
+/// calls do.
+async fn discovery_contract<S: StateStore + Raw>(store: Arc<S>) {
+    let ttl = Duration::from_secs(5);
+    let (t, u) = (TableId::new("dbo", "T"), TableId::new("sales", "U"));
+    store.raw_set(&keys::enabled(&u), "true").await;
+    let (marker, instances) = store
+        .discovery_start(Some(&[t.clone(), u.clone()]), "a", ttl)
+        .await
+        .expect("start");
+    assert_eq!(marker, Some(Marker::Created));
+    assert_eq!(instances, vec!["a".to_string()]);
+    // New tables' flags are created, an operator's value is kept.
+    assert_eq!(
+        store.raw_get(&keys::enabled(&t)).await.as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        store.raw_get(&keys::enabled(&u)).await.as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        store.raw_get(&keys::force_full_load(&u)).await.as_deref(),
+        Some("false")
+    );
+    let (marker, _) = store
+        .discovery_start(Some(&[]), "b", ttl)
+        .await
+        .expect("start");
+    assert_eq!(marker, Some(Marker::Present));
+    let (marker, instances) = store.discovery_start(None, "a", ttl).await.expect("start");
+    assert_eq!(marker, None, "the marker is not touched without a listing");
+    assert_eq!(instances, vec!["a".to_string(), "b".to_string()]);
+
+    let names = vec![keys::table_lease(&t), keys::table_lease(&u)];
+    let grants = store
+        .discovery_finish(&names, "a", ttl, r#"{"T":{}}"#)
+        .await
+        .expect("finish");
+    assert_eq!(grants, vec![LeaseGrant::Acquired, LeaseGrant::Acquired]);
+    let grants = store
+        .discovery_finish(&names[..1], "b", ttl, "{}")
+        .await
+        .expect("finish");
+    assert_eq!(grants, vec![LeaseGrant::Held("a 0".into())]);
+    assert!(store
+        .discovery_finish(&[], "a", ttl, r#"{"U":{}}"#)
+        .await
+        .expect("finish")
+        .is_empty());
+
+    let (statuses, table_keys) = store
+        .statuses_and_keys(&[t.clone(), u.clone()])
+        .await
+        .expect("overview");
+    assert_eq!(statuses, store.statuses().await.expect("statuses"));
+    assert!(statuses.contains(&("a".to_string(), r#"{"U":{}}"#.to_string())));
+    assert_eq!(
+        table_keys,
+        store
+            .table_keys(&[t.clone(), u.clone()])
+            .await
+            .expect("keys")
+    );
+    assert!(!table_keys[0].0.enabled && table_keys[1].0.enabled);
+    let (_, none) = store.statuses_and_keys(&[]).await.expect("overview");
+    assert!(none.is_empty());
+}
+
+#[actix_rt::test]
+async fn discovery_round_trips_keep_the_contract_in_memory() {
+    discovery_contract(Arc::new(MemoryState::new())).await;
+}
+
+#[actix_rt::test]
+async fn discovery_round_trips_keep_the_contract_on_redis() {
+    let redis = RedisServer::start();
+    discovery_contract(Arc::new(RedisState::new(&redis.url()).expect("url"))).await;
+}
+
 #[actix_rt::test]
 async fn leases_keep_the_contract_in_memory() {
     lease_contract(Arc::new(MemoryState::new())).await;

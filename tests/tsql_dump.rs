@@ -268,15 +268,18 @@ fn every_statement_is_written_for_microsofts_parser() {
     let mut d = Dump(String::new());
     let mut dotted = user_table();
     dotted.id = TableId::new("dbo", "x.y");
-    for s in [
+    let tables = [
         user_table(),
         order_line_table(),
         all_types_table(),
         dotted,
         hostile(),
-    ] {
-        table_statements(&mut d, &s);
+    ];
+    for s in &tables {
+        table_statements(&mut d, s);
     }
+    let ids: Vec<TableId> = tables.iter().map(|s| s.id.clone()).collect();
+    d.add("scout", &sql::scout(&ids));
     for m in modules() {
         for alter in [false, true] {
             let batches = sql::module_batches(&m, alter).expect("batches");

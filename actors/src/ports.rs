@@ -56,6 +56,42 @@ pub trait Primary: Send + Sync {
         since: SyncVersion,
         after: Option<&RowKey>,
     ) -> Result<Box<dyn ChangeSet + 'a>>;
+    /// For each of `tables` (with its stored version), in order: whether it
+    /// has changes after that version, its min valid version, and the
+    /// current version read before its check. One poll's look at every idle
+    /// table at once (SQL Server: a few hundred tables per query).
+    async fn scout(&self, tables: &[(TableId, SyncVersion)]) -> Result<Vec<Scouted>> {
+        let mut out = Vec::with_capacity(tables.len());
+        for (table, since) in tables {
+            let current = self.current_version().await?;
+            let min_valid = self.min_valid_version(table).await?;
+            let schema = self.table_schema(table).await?;
+            let changed = self
+                .open_changes(&schema, *since, None)
+                .await?
+                .opened()
+                .keys
+                > 0;
+            out.push(Scouted {
+                changed,
+                min_valid,
+                current,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// What the scout found for one table (see [`Primary::scout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scouted {
+    /// Some change after the stored version exists.
+    pub changed: bool,
+    /// `None` is SQL NULL (CT is off or the table is gone).
+    pub min_valid: Option<SyncVersion>,
+    /// `CHANGE_TRACKING_CURRENT_VERSION()` read before the check: with no
+    /// change, the table is complete up to it.
+    pub current: SyncVersion,
 }
 
 /// What a change set's open found.
@@ -440,6 +476,46 @@ pub trait StateStore: Send + Sync {
     /// with [`crate::keys::parse_version`], so one bad value is that
     /// table's error only).
     async fn table_keys(&self, tables: &[TableId]) -> Result<Vec<(TableFlags, Option<String>)>>;
+
+    /// The first round trip of a discovery: with `new` (the primary was
+    /// listed), creates the flags of those tables (SET NX, as
+    /// [`Self::ensure_flags`]) and the marker; renews `instance`'s
+    /// heartbeat. Returns the marker (`None` without `new`) and the live
+    /// instances.
+    async fn discovery_start(
+        &self,
+        new: Option<&[TableId]>,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<(Option<Marker>, Vec<String>)> {
+        let marker = match new {
+            Some(tables) => Some(self.ensure_flags(tables).await?),
+            None => None,
+        };
+        Ok((marker, self.heartbeat(instance, ttl).await?))
+    }
+    /// The second round trip of a discovery: takes or renews `leases` (as
+    /// [`Self::acquire_leases`]) and publishes `owner`'s statuses (as
+    /// [`Self::publish_status`]).
+    async fn discovery_finish(
+        &self,
+        leases: &[String],
+        owner: &str,
+        ttl: Duration,
+        statuses: &str,
+    ) -> Result<Vec<LeaseGrant>> {
+        let grants = self.acquire_leases(leases, owner, ttl).await?;
+        self.publish_status(owner, statuses, ttl).await?;
+        Ok(grants)
+    }
+    /// [`Self::statuses`] and [`Self::table_keys`] of `tables` in one round
+    /// trip (the page and API).
+    async fn statuses_and_keys(
+        &self,
+        tables: &[TableId],
+    ) -> Result<(Vec<(String, String)>, Vec<(TableFlags, Option<String>)>)> {
+        Ok((self.statuses().await?, self.table_keys(tables).await?))
+    }
 }
 
 /// What asking for a lease found.

@@ -140,16 +140,61 @@ async fn views(
         .collect())
 }
 
+/// Every table's row in one Redis round trip: the statuses every instance
+/// published, read together with the keys of the tables known from the
+/// last call (and this instance's own); a table seen for the first time
+/// costs one more read of its keys.
+async fn all_views(shared: &HttpState) -> Result<Vec<TableView>, HttpResponse> {
+    let board = shared.board.snapshot();
+    let guess: Vec<(String, TableId)> = shared
+        .known_tables
+        .names()
+        .into_iter()
+        .chain(board.keys().cloned())
+        .collect::<std::collections::BTreeSet<String>>()
+        .into_iter()
+        .filter_map(|name| TableId::from_key_name(&name).map(|id| (name, id)))
+        .collect();
+    let ids: Vec<TableId> = guess.iter().map(|(_, id)| id.clone()).collect();
+    let (published, keys) = shared
+        .state
+        .statuses_and_keys(&ids)
+        .await
+        .map_err(redis_unavailable)?;
+    let all = ctsync_actors::status::merge_published(&shared.instance, board, &published);
+    let mut by_name: std::collections::HashMap<String, _> =
+        guess.into_iter().map(|(name, _)| name).zip(keys).collect();
+    let missing: Vec<(String, TableId)> = all
+        .keys()
+        .filter(|name| !by_name.contains_key(*name))
+        .filter_map(|name| TableId::from_key_name(name).map(|id| (name.clone(), id)))
+        .collect();
+    if !missing.is_empty() {
+        let ids: Vec<TableId> = missing.iter().map(|(_, id)| id.clone()).collect();
+        let more = shared
+            .state
+            .table_keys(&ids)
+            .await
+            .map_err(redis_unavailable)?;
+        by_name.extend(missing.into_iter().map(|(name, _)| name).zip(more));
+    }
+    shared.known_tables.set(all.keys().cloned().collect());
+    Ok(all
+        .into_iter()
+        .filter_map(|(name, found)| {
+            let id = TableId::from_key_name(&name)?;
+            let keys = by_name.remove(&name)?;
+            Some(view(&name, &id, found, keys))
+        })
+        .collect())
+}
+
 pub async fn info(shared: web::Data<HttpState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "primary": shared.primary, "replica": shared.replica }))
 }
 
 pub async fn list(shared: web::Data<HttpState>) -> HttpResponse {
-    let all = match known(&shared).await {
-        Ok(all) => all,
-        Err(response) => return response,
-    };
-    let tables = match views(&shared, all.into_iter().collect()).await {
+    let tables = match all_views(&shared).await {
         Ok(tables) => tables,
         Err(response) => return response,
     };

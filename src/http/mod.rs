@@ -33,6 +33,23 @@ pub struct HttpState {
     pub access: Access,
     /// Runs `POST /api/tables/<T>/verify`; `None`: not offered.
     pub verify: Option<Arc<dyn ctsync_actors::verify::Verify>>,
+    /// The tables the last `GET /api/tables` listed (whose keys the next
+    /// one reads with the statuses, in one round trip).
+    pub known_tables: KnownTables,
+}
+
+/// Table key names remembered between API calls.
+#[derive(Debug, Clone, Default)]
+pub struct KnownTables(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl KnownTables {
+    pub fn names(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, names: Vec<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = names;
+    }
 }
 
 /// Registers every route; used by the server and by in-process tests.

@@ -9,7 +9,7 @@ use ctsync_actors::model::{
     ColumnDef, PrimaryIdentity, Row, RowKey, SyncVersion, TableId, TableSchema,
 };
 use ctsync_actors::modules::ModuleDef;
-use ctsync_actors::ports::{ChangeSet, Primary};
+use ctsync_actors::ports::{ChangeSet, Primary, Scouted};
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
@@ -243,6 +243,52 @@ impl Primary for MssqlPrimary {
         rows.into_iter()
             .map(|r| decode(r.into_iter(), &cols).map_err(err))
             .collect()
+    }
+
+    async fn scout(&self, tables: &[(TableId, SyncVersion)]) -> Result<Vec<Scouted>> {
+        let mut out = Vec::with_capacity(tables.len());
+        for chunk in tables.chunks(sql::SCOUT_CHUNK) {
+            let ids: Vec<TableId> = chunk.iter().map(|(t, _)| t.clone()).collect();
+            let params = chunk
+                .iter()
+                .flat_map(|(t, v)| {
+                    [
+                        ColumnData::String(Some(sql::object_name_param(t).into())),
+                        ColumnData::I64(Some(*v)),
+                    ]
+                })
+                .collect();
+            let rows = self
+                .rows(
+                    &sql::scout(&ids),
+                    params,
+                    &format!("looking for changes in {} tables", ids.len()),
+                )
+                .await?;
+            let mut found = vec![None; chunk.len()];
+            for row in &rows {
+                let i = int(row, "i").map_err(err)?.unwrap_or(-1);
+                let slot = usize::try_from(i).ok().and_then(|i| found.get_mut(i));
+                let Some(slot) = slot else {
+                    return Err(Error::Primary(format!("the scout answered for table #{i}")));
+                };
+                *slot = Some(Scouted {
+                    changed: int(row, "changed").map_err(err)? == Some(1),
+                    min_valid: big(row, 2).map_err(err)?,
+                    current: big(row, 3).map_err(err)?.ok_or_else(|| {
+                        Error::Primary("CHANGE_TRACKING_CURRENT_VERSION() is NULL".into())
+                    })?,
+                });
+            }
+            for (slot, (t, _)) in found.into_iter().zip(chunk) {
+                out.push(
+                    slot.ok_or_else(|| {
+                        Error::Primary(format!("the scout gave no answer for {t}"))
+                    })?,
+                );
+            }
+        }
+        Ok(out)
     }
 
     async fn open_changes<'a>(

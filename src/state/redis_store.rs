@@ -165,23 +165,94 @@ fn flag(v: bool) -> &'static str {
 impl StateStore for RedisState {
     async fn ensure_flags(&self, tables: &[TableId]) -> Result<Marker> {
         let mut pipe = redis::pipe();
-        for table in tables {
-            for key in [keys::enabled(table), keys::force_full_load(table)] {
-                pipe.cmd("SET").arg(key).arg("false").arg("NX").ignore();
-            }
-        }
-        // The reply of SET NX: OK when it set the key, nil when it existed.
-        pipe.cmd("SET").arg(keys::MARKER).arg("ctsync").arg("NX");
+        flags_and_marker(&mut pipe, tables);
         let (created,): (Option<String>,) = self
             .send(
                 &format!("SET NX flags of {} tables", tables.len()),
                 Request::Pipe(&pipe),
             )
             .await?;
-        Ok(match created {
-            Some(_) => Marker::Created,
-            None => Marker::Present,
+        Ok(marker(created))
+    }
+
+    async fn discovery_start(
+        &self,
+        new: Option<&[TableId]>,
+        instance: &str,
+        ttl: Duration,
+    ) -> Result<(Option<Marker>, Vec<String>)> {
+        let mut pipe = redis::pipe();
+        if let Some(tables) = new {
+            flags_and_marker(&mut pipe, tables);
+        }
+        pipe.add_command(heartbeat(instance, ttl));
+        let what = "renewing this instance's heartbeat (and the new tables' flags)";
+        Ok(match new {
+            Some(_) => {
+                let (created, instances): (Option<String>, Vec<String>) =
+                    self.send(what, Request::Pipe(&pipe)).await?;
+                (Some(marker(created)), instances)
+            }
+            None => {
+                let (instances,): (Vec<String>,) = self.send(what, Request::Pipe(&pipe)).await?;
+                (None, instances)
+            }
         })
+    }
+
+    async fn discovery_finish(
+        &self,
+        leases: &[String],
+        owner: &str,
+        ttl: Duration,
+        statuses: &str,
+    ) -> Result<Vec<LeaseGrant>> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(status_set(owner, statuses, ttl)).ignore();
+        if leases.is_empty() {
+            let () = self
+                .send(
+                    "publishing this instance's table statuses",
+                    Request::Pipe(&pipe),
+                )
+                .await?;
+            return Ok(Vec::new());
+        }
+        pipe.add_command(acquire(leases, owner, ttl));
+        let what = format!(
+            "taking or renewing {} leases and publishing the statuses",
+            leases.len()
+        );
+        let (answers,): (Vec<String>,) = self.send(&what, Request::Pipe(&pipe)).await?;
+        grants(&what, answers)
+    }
+
+    async fn statuses_and_keys(
+        &self,
+        tables: &[TableId],
+    ) -> Result<(Vec<(String, String)>, Vec<(TableFlags, Option<String>)>)> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(statuses_cmd());
+        if tables.is_empty() {
+            let (flat,): (Vec<String>,) = self
+                .send(
+                    "reading every instance's table statuses",
+                    Request::Pipe(&pipe),
+                )
+                .await?;
+            return Ok((pairs(flat), Vec::new()));
+        }
+        pipe.add_command(keys_mget(tables));
+        let (flat, values): (Vec<String>, Vec<Option<String>>) = self
+            .send(
+                &format!(
+                    "reading the statuses and the keys of {} tables",
+                    tables.len()
+                ),
+                Request::Pipe(&pipe),
+            )
+            .await?;
+        Ok((pairs(flat), table_flags(values)))
     }
 
     async fn publish(&self, pairs: &[(String, String)]) -> Result<()> {
@@ -362,14 +433,11 @@ impl StateStore for RedisState {
     }
 
     async fn heartbeat(&self, instance: &str, ttl: Duration) -> Result<Vec<String>> {
-        let cmd = redis::cmd("EVAL")
-            .arg(scripts::HEARTBEAT)
-            .arg(1)
-            .arg(keys::INSTANCES)
-            .arg(instance)
-            .arg(millis(ttl))
-            .clone();
-        self.cmd("renewing this instance's heartbeat", &cmd).await
+        self.cmd(
+            "renewing this instance's heartbeat",
+            &heartbeat(instance, ttl),
+        )
+        .await
     }
 
     async fn leave(&self, instance: &str) -> Result<()> {
@@ -391,25 +459,9 @@ impl StateStore for RedisState {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(scripts::ACQUIRE).arg(leases.len());
-        for lease in leases {
-            cmd.arg(lease);
-        }
-        cmd.arg(owner).arg(millis(ttl));
         let what = format!("taking or renewing {} leases", leases.len());
-        let answers: Vec<String> = self.cmd(&what, &cmd).await?;
-        answers
-            .into_iter()
-            .map(|a| match a.as_str() {
-                "acquired" => Ok(LeaseGrant::Acquired),
-                "renewed" => Ok(LeaseGrant::Renewed),
-                held => held
-                    .strip_prefix("held ")
-                    .map(|v| LeaseGrant::Held(v.to_string()))
-                    .ok_or_else(|| Error::State(format!("{what}: unexpected answer {held:?}"))),
-            })
-            .collect()
+        let answers: Vec<String> = self.cmd(&what, &acquire(leases, owner, ttl)).await?;
+        grants(&what, answers)
     }
 
     async fn set_lease_claim(&self, lease: &str, claim: &Claim) -> Result<bool> {
@@ -442,63 +494,143 @@ impl StateStore for RedisState {
     }
 
     async fn publish_status(&self, instance: &str, json: &str, ttl: Duration) -> Result<()> {
-        let cmd = redis::cmd("SET")
-            .arg(keys::instance_status(instance))
-            .arg(json)
-            .arg("PX")
-            .arg(millis(ttl))
-            .clone();
-        self.cmd("publishing this instance's table statuses", &cmd)
-            .await
+        self.cmd(
+            "publishing this instance's table statuses",
+            &status_set(instance, json, ttl),
+        )
+        .await
     }
 
     async fn table_keys(&self, tables: &[TableId]) -> Result<Vec<(TableFlags, Option<String>)>> {
         if tables.is_empty() {
             return Ok(Vec::new());
         }
-        let mut mget = redis::cmd("MGET");
-        for t in tables {
-            mget.arg(keys::enabled(t))
-                .arg(keys::force_full_load(t))
-                .arg(keys::force_requests(t))
-                .arg(keys::version(t));
-        }
         let values: Vec<Option<String>> = self
-            .cmd(&format!("MGET the keys of {} tables", tables.len()), &mget)
+            .cmd(
+                &format!("MGET the keys of {} tables", tables.len()),
+                &keys_mget(tables),
+            )
             .await?;
-        Ok(values
-            .chunks(4)
-            .map(|v| {
-                (
-                    TableFlags {
-                        enabled: keys::parse_flag(v[0].as_deref()),
-                        force_full_load: keys::parse_flag(v[1].as_deref()),
-                        force_requests: keys::parse_count(v[2].as_deref()),
-                    },
-                    v[3].clone(),
-                )
-            })
-            .collect())
+        Ok(table_flags(values))
     }
 
     async fn statuses(&self) -> Result<Vec<(String, String)>> {
-        let cmd = redis::cmd("EVAL")
-            .arg(scripts::STATUSES)
-            .arg(1)
-            .arg(keys::INSTANCES)
-            .arg(keys::instance_status(""))
-            .clone();
         let flat: Vec<String> = self
-            .cmd("reading every instance's table statuses", &cmd)
+            .cmd("reading every instance's table statuses", &statuses_cmd())
             .await?;
-        Ok(flat
-            .chunks(2)
-            .filter_map(|pair| match pair {
-                [id, json] => Some((id.clone(), json.clone())),
-                _ => None,
-            })
-            .collect())
+        Ok(pairs(flat))
     }
+}
+
+/// SET NX of both flags of every table, then of the marker (whose reply,
+/// OK or nil, is the pipeline's one answer).
+fn flags_and_marker(pipe: &mut redis::Pipeline, tables: &[TableId]) {
+    for table in tables {
+        for key in [keys::enabled(table), keys::force_full_load(table)] {
+            pipe.cmd("SET").arg(key).arg("false").arg("NX").ignore();
+        }
+    }
+    pipe.cmd("SET").arg(keys::MARKER).arg("ctsync").arg("NX");
+}
+
+/// The reply of the marker's SET NX: OK when it set the key, nil when it
+/// existed.
+fn marker(created: Option<String>) -> Marker {
+    match created {
+        Some(_) => Marker::Created,
+        None => Marker::Present,
+    }
+}
+
+fn heartbeat(instance: &str, ttl: Duration) -> Cmd {
+    redis::cmd("EVAL")
+        .arg(scripts::HEARTBEAT)
+        .arg(1)
+        .arg(keys::INSTANCES)
+        .arg(instance)
+        .arg(millis(ttl))
+        .clone()
+}
+
+fn acquire(leases: &[String], owner: &str, ttl: Duration) -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(scripts::ACQUIRE).arg(leases.len());
+    for lease in leases {
+        cmd.arg(lease);
+    }
+    cmd.arg(owner).arg(millis(ttl));
+    cmd
+}
+
+fn grants(what: &str, answers: Vec<String>) -> Result<Vec<LeaseGrant>> {
+    answers
+        .into_iter()
+        .map(|a| match a.as_str() {
+            "acquired" => Ok(LeaseGrant::Acquired),
+            "renewed" => Ok(LeaseGrant::Renewed),
+            held => held
+                .strip_prefix("held ")
+                .map(|v| LeaseGrant::Held(v.to_string()))
+                .ok_or_else(|| Error::State(format!("{what}: unexpected answer {held:?}"))),
+        })
+        .collect()
+}
+
+fn status_set(instance: &str, json: &str, ttl: Duration) -> Cmd {
+    redis::cmd("SET")
+        .arg(keys::instance_status(instance))
+        .arg(json)
+        .arg("PX")
+        .arg(millis(ttl))
+        .clone()
+}
+
+fn statuses_cmd() -> Cmd {
+    redis::cmd("EVAL")
+        .arg(scripts::STATUSES)
+        .arg(1)
+        .arg(keys::INSTANCES)
+        .arg(keys::instance_status(""))
+        .clone()
+}
+
+fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
+    flat.chunks(2)
+        .filter_map(|pair| match pair {
+            [id, json] => Some((id.clone(), json.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn keys_mget(tables: &[TableId]) -> Cmd {
+    let mut mget = redis::cmd("MGET");
+    for t in tables {
+        mget.arg(keys::enabled(t))
+            .arg(keys::force_full_load(t))
+            .arg(keys::force_requests(t))
+            .arg(keys::version(t));
+    }
+    mget
+}
+
+/// Per table, its flags and its version key's raw value (MGET of
+/// [`keys_mget`]).
+fn table_flags(values: Vec<Option<String>>) -> Vec<(TableFlags, Option<String>)> {
+    values
+        .chunks(4)
+        .map(|v| {
+            let at = |i: usize| v.get(i).cloned().flatten();
+            (
+                TableFlags {
+                    enabled: keys::parse_flag(at(0).as_deref()),
+                    force_full_load: keys::parse_flag(at(1).as_deref()),
+                    force_requests: keys::parse_count(at(2).as_deref()),
+                },
+                at(3),
+            )
+        })
+        .collect()
 }
 
 fn millis(d: Duration) -> u64 {

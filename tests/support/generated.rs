@@ -13,7 +13,7 @@ use ctsync_actors::model::*;
 use ctsync_actors::modules::{ModuleDef, ModuleOp};
 use ctsync_actors::ports::{
     ChangeSet, InboxMessage, InboxOutcome, LoadMode, LoadStart, Opened, PendingLoad, Primary,
-    QueueMessage, Replica, ReplicaRecord,
+    QueueMessage, Replica, ReplicaRecord, Scouted,
 };
 use ctsync_actors::Result;
 
@@ -127,6 +127,18 @@ impl Primary for GeneratedPrimary {
         };
         let end = (start + limit as i64 - 1).min(self.rows);
         Ok((start..=end).map(row).collect())
+    }
+    async fn scout(&self, tables: &[(TableId, SyncVersion)]) -> Result<Vec<Scouted>> {
+        let current = self.version.load(Ordering::SeqCst);
+        let changes = self.changes.load(Ordering::SeqCst);
+        Ok(tables
+            .iter()
+            .map(|(_, since)| Scouted {
+                changed: *since < current && changes > 0,
+                min_valid: Some(0),
+                current,
+            })
+            .collect())
     }
     async fn open_changes<'a>(
         &'a self,

@@ -65,6 +65,8 @@ pub fn fast_config() -> SyncConfig {
         lease_ttl: Duration::from_secs(3),
         // Idle tables' versions move every cycle, as tests expect.
         idle_advance: Duration::ZERO,
+        // Idle tables read their catalogs as often as busy ones.
+        idle_catalog_refresh: ctsync_actors::sync::REFRESH_CYCLES,
     }
 }
 
@@ -166,6 +168,7 @@ impl Harness {
             metrics: None,
             access: ctsync::http::Access::default(),
             verify: None,
+            known_tables: Default::default(),
         }
     }
 

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::TableId;
 use crate::ports::{LeaseGrant, Marker};
-use crate::sync::{now_millis, Pipeline, PrimaryFacts};
+use crate::sync::{now_millis, scout, Pipeline, PrimaryFacts};
 use crate::telemetry;
 
 pub struct SupervisorActor {
@@ -100,22 +100,50 @@ impl SupervisorActor {
         }
         let pipeline = self.pipeline.clone();
         let marker_seen = self.marker_seen;
+        let known = self.tracked.clone();
         let running: Vec<TableId> = self.tables.keys().cloned().collect();
         let singleton_names: Vec<String> = self
             .singletons
             .iter()
             .map(|(name, _)| keys::singleton_lease(name))
             .collect();
+        // Published with the leases (one round trip): the statuses as of
+        // this poll's start.
+        let statuses = serde_json::to_string(&self.pipeline.board.snapshot()).unwrap_or_else(|e| {
+            debug!(error = %e, "could not encode the table statuses");
+            "{}".into()
+        });
         let work = async move {
             // The leases are renewed even when the primary cannot be listed:
             // a primary outage must not move every table between instances.
-            let listed = list_tables(&pipeline, marker_seen).await;
+            let listed = list_tables(&pipeline).await;
+            if listed.is_ok() {
+                // One batched look at which running tables have changes.
+                scout::run(&pipeline, &running).await;
+            }
             let me = pipeline.config.instance_id.as_str();
             let ttl = pipeline.config.lease_ttl;
-            let instances = pipeline.state.heartbeat(me, ttl).await?;
-            let (tables, redis_lost, failure) = match listed {
-                Ok((tables, redis_lost)) => (Some(tables), redis_lost, None),
-                Err(e) => (None, false, Some(e.to_string())),
+            // Only tables not seen before get their flags created (SET NX).
+            let new: Option<Vec<TableId>> = listed.as_ref().ok().map(|tables| {
+                tables
+                    .iter()
+                    .filter(|t| known.as_ref().is_none_or(|k| !k.contains(*t)))
+                    .cloned()
+                    .collect()
+            });
+            let (marker, instances) = pipeline
+                .state
+                .discovery_start(new.as_deref(), me, ttl)
+                .await?;
+            let (tables, redis_lost, failure) = match (listed, marker) {
+                (Ok(tables), Some(marker)) => {
+                    let redis_lost =
+                        after_marker(&pipeline, &tables, new.as_deref(), marker, marker_seen)
+                            .await?;
+                    (Some(tables), redis_lost, None)
+                }
+                (Ok(_), None) => (None, false, None),
+                (Err(e), _) => (None, false, Some(e.to_string())),
             };
             // The tables this instance should run, and those it runs now
             // (renewed until handed over or gone).
@@ -134,7 +162,10 @@ impl SupervisorActor {
             let mut names: Vec<String> = ask.iter().map(keys::table_lease).collect();
             names.extend(singleton_names);
             let asked = Instant::now();
-            let mut grants = pipeline.state.acquire_leases(&names, me, ttl).await?;
+            let mut grants = pipeline
+                .state
+                .discovery_finish(&names, me, ttl, &statuses)
+                .await?;
             let singleton_grants = grants.split_off(ask.len().min(grants.len()));
             Ok::<_, Error>(Discovered {
                 tables,
@@ -186,9 +217,8 @@ impl SupervisorActor {
     }
 }
 
-/// Lists the tracked tables, reads the primary's facts, creates the default
-/// flags and checks the marker: `(tables, redis_lost)`.
-async fn list_tables(pipeline: &Pipeline, marker_seen: bool) -> Result<(Vec<TableId>, bool)> {
+/// Lists the tracked tables and reads the primary's facts.
+async fn list_tables(pipeline: &Pipeline) -> Result<Vec<TableId>> {
     let tables = pipeline.primary.tracked_tables().await?;
     let identity = pipeline.primary.identity().await?;
     let retention = match pipeline.primary.change_retention().await {
@@ -201,20 +231,35 @@ async fn list_tables(pipeline: &Pipeline, marker_seen: bool) -> Result<(Vec<Tabl
             pipeline.facts().retention
         }
     };
-    // All tables' flags or none: a table whose flags could not be
-    // written is not "gone", so a failure here ends the discovery.
-    let marker = pipeline.state.ensure_flags(&tables).await?;
     pipeline.set_facts(PrimaryFacts {
         identity: Some(identity),
         retention,
     });
-    let redis_lost = marker == Marker::Created
-        && (marker_seen || replica_has_records(pipeline, &tables).await?);
-    // Published at start and again whenever Redis lost them.
+    Ok(tables)
+}
+
+/// What the marker says once the new tables' flags were created with it:
+/// whether Redis lost its data. A marker just created means every flag
+/// may be gone, so all tables' flags are created again (all or none: a
+/// table whose flags could not be written is not "gone", so a failure
+/// here ends the discovery); the published keys are written at start and
+/// again then.
+async fn after_marker(
+    pipeline: &Pipeline,
+    tables: &[TableId],
+    new: Option<&[TableId]>,
+    marker: Marker,
+    marker_seen: bool,
+) -> Result<bool> {
+    if marker == Marker::Created && new.is_none_or(|n| n.len() < tables.len()) {
+        pipeline.state.ensure_flags(tables).await?;
+    }
+    let redis_lost =
+        marker == Marker::Created && (marker_seen || replica_has_records(pipeline, tables).await?);
     if !marker_seen || marker == Marker::Created {
         pipeline.state.publish(&pipeline.config.published).await?;
     }
-    Ok((tables, redis_lost))
+    Ok(redis_lost)
 }
 
 impl SupervisorActor {
@@ -288,7 +333,6 @@ impl SupervisorActor {
         }
         let Some(tables) = found.tables else {
             self.singleton_leases(&found.singleton_grants, until);
-            self.publish_status(ctx);
             return;
         };
         let tracked: BTreeSet<TableId> = tables.into_iter().collect();
@@ -305,7 +349,6 @@ impl SupervisorActor {
         self.held_elsewhere.retain(|t, _| tracked.contains(t));
         self.tracked = Some(tracked);
         self.singleton_leases(&found.singleton_grants, until);
-        self.publish_status(ctx);
     }
 
     /// Records which singleton leases this instance holds, and the gauge.
@@ -326,29 +369,6 @@ impl SupervisorActor {
             }
         }
         telemetry::leases_held(held);
-    }
-
-    /// Publishes this instance's tables' statuses to Redis (for the page
-    /// and API of every instance); best effort, every poll.
-    fn publish_status(&self, ctx: &mut Context<Self>) {
-        let json = match serde_json::to_string(&self.pipeline.board.snapshot()) {
-            Ok(json) => json,
-            Err(e) => {
-                debug!(error = %e, "could not encode the table statuses");
-                return;
-            }
-        };
-        let pipeline = self.pipeline.clone();
-        ctx.spawn(
-            async move {
-                let me = &pipeline.config.instance_id;
-                let ttl = pipeline.config.lease_ttl;
-                if let Err(e) = pipeline.state.publish_status(me, &json, ttl).await {
-                    debug!(error = %e, "could not publish the table statuses to Redis");
-                }
-            }
-            .into_actor(self),
-        );
     }
 
     /// Stops the table's actor: its claim is refused at once (no write of

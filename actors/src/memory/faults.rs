@@ -22,7 +22,7 @@ use crate::model::{
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
     ChangeSet, CycleKeys, DdlQueue, InboxMessage, InboxOutcome, LeaseGrant, LoadMode, LoadProgress,
-    LoadStart, Marker, Opened, PendingLoad, Primary, QueueMessage, Replica, ReplicaRecord,
+    LoadStart, Marker, Opened, PendingLoad, Primary, QueueMessage, Replica, ReplicaRecord, Scouted,
     StateStore, TableFlags,
 };
 
@@ -289,6 +289,9 @@ impl Primary for Faulty<dyn Primary> {
             Site::PrimaryPage,
             self.inner.read_page(schema, after, limit)
         )
+    }
+    async fn scout(&self, tables: &[(TableId, SyncVersion)]) -> Result<Vec<Scouted>> {
+        guarded!(self, Site::PrimaryMeta, self.inner.scout(tables))
     }
     async fn open_changes<'a>(
         &'a self,
@@ -599,6 +602,37 @@ impl StateStore for Faulty<dyn StateStore> {
     }
     async fn table_keys(&self, tables: &[TableId]) -> Result<Vec<(TableFlags, Option<String>)>> {
         guarded!(self, Site::StateRead, self.inner.table_keys(tables))
+    }
+    async fn discovery_start(
+        &self,
+        new: Option<&[TableId]>,
+        instance: &str,
+        ttl: std::time::Duration,
+    ) -> Result<(Option<Marker>, Vec<String>)> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.discovery_start(new, instance, ttl)
+        )
+    }
+    async fn discovery_finish(
+        &self,
+        leases: &[String],
+        owner: &str,
+        ttl: std::time::Duration,
+        statuses: &str,
+    ) -> Result<Vec<LeaseGrant>> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.discovery_finish(leases, owner, ttl, statuses)
+        )
+    }
+    async fn statuses_and_keys(
+        &self,
+        tables: &[TableId],
+    ) -> Result<(Vec<(String, String)>, Vec<(TableFlags, Option<String>)>)> {
+        guarded!(self, Site::StateRead, self.inner.statuses_and_keys(tables))
     }
 }
 

@@ -14,7 +14,7 @@ use crate::model::{
     ChangePage, ColumnDef, PrimaryIdentity, Row, RowKey, SyncVersion, TableId, TableSchema, Value,
 };
 use crate::modules::ModuleDef;
-use crate::ports::{ChangeSet, Opened, Primary};
+use crate::ports::{ChangeSet, Opened, Primary, Scouted};
 
 #[derive(Debug)]
 struct Table {
@@ -441,6 +441,22 @@ impl Primary for MemoryPrimary {
             .take(limit)
             .map(|(_, r)| r.clone())
             .collect())
+    }
+
+    async fn scout(&self, tables: &[(TableId, SyncVersion)]) -> Result<Vec<Scouted>> {
+        let data = self.lock();
+        tables
+            .iter()
+            .map(|(table, since)| {
+                Self::check(&data, table)?;
+                let t = &data.tables[table];
+                Ok(Scouted {
+                    changed: t.changes.values().any(|v| v > since),
+                    min_valid: t.tracked.then_some(t.min_valid),
+                    current: data.version,
+                })
+            })
+            .collect()
     }
 
     async fn open_changes<'a>(

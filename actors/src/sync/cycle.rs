@@ -273,6 +273,7 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<O
     };
     if result.is_err() {
         p.schemas.forget(table);
+        p.scouts.forget(table);
     }
     result
 }
@@ -286,6 +287,9 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
         return Ok(Outcome::Paused);
     }
     let sink = p.sink.fenced(claim.clone());
+    if let Some(outcome) = scouted_idle(p, &sink, table, &keys).await? {
+        return Ok(outcome);
+    }
     let cached = p.schemas.take_turn(table);
     let identity = p.identity().await?;
     let start = starting_version(p, &sink, table, keys.version, cached.is_some()).await?;
@@ -347,6 +351,37 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
         incremental::Ended::Stale(reason) => stale(p, load(), reason).await,
         incremental::Ended::Interrupted => Ok(Outcome::Interrupted),
     }
+}
+
+/// A cycle of a table this owner runs on a cached schema, which the poll's
+/// scout found without changes since the stored version (of a known,
+/// unchanged primary, with no load asked for): no catalog, record or
+/// change read. Such cycles count toward a refresh of the catalogs of
+/// their own, much rarer (`idle_catalog_refresh`): only change reads can
+/// apply rows, and each checks the columns.
+async fn scouted_idle(
+    p: &Pipeline,
+    sink: &SinkHandle,
+    table: &TableId,
+    keys: &crate::ports::CycleKeys,
+) -> Result<Option<Outcome>> {
+    let Some(version) = keys.version else {
+        return Ok(None);
+    };
+    if keys.flags.force_full_load {
+        return Ok(None);
+    }
+    let Some(schema) = p.schemas.idle_turn(table, p.config.idle_catalog_refresh) else {
+        return Ok(None);
+    };
+    let Some(current) = p.scouts.idle(table, version) else {
+        return Ok(None);
+    };
+    if keys.identity.as_ref() != Some(&p.identity().await?) {
+        return Ok(None);
+    }
+    let changed_keys = incremental::idle(p, sink, &schema, version, current).await?;
+    Ok(Some(Outcome::Synced { changed_keys }))
 }
 
 /// `Some(reason)` when CT cleanup (or a TRUNCATE) removed changes after

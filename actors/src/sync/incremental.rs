@@ -54,6 +54,7 @@ pub(super) async fn run(
         // Nothing to apply: the replica already shows the primary as of
         // `current`; the stored version moves at most every
         // `idle_advance` (a replica transaction and a Redis write).
+        p.scouts.stored(table, since);
         return Ok(caught_up(p, &key, since, current, 0));
     }
     if let Some(b) = &resume {
@@ -124,7 +125,45 @@ pub(super) async fn run(
             .unwrap_or_else(|e| e.into_inner())
             .insert(table.clone(), tokio::time::Instant::now());
     }
+    p.scouts.stored(table, target);
     Ok(caught_up(p, &key, target, current, changed_keys))
+}
+
+/// A cycle the poll's scout found idle (no change after `since`, which CT
+/// can still answer from, up to `current`): no change read; the stored
+/// version moves to `current` when an idle advance is due (the replica is
+/// complete up to it: nothing changed in between).
+pub(super) async fn idle(
+    p: &Pipeline,
+    sink: &SinkHandle,
+    schema: &Arc<TableSchema>,
+    since: SyncVersion,
+    current: SyncVersion,
+) -> Result<u64> {
+    let table = &schema.id;
+    set_state(p, table, TableState::Incremental);
+    let mut stored = since;
+    if advance_due(p, table, since, current) {
+        let batch = ChangeBatch {
+            table: table.clone(),
+            keys: Vec::new(),
+            rows: Vec::new(),
+            version: Some(current),
+            backlog: None,
+        };
+        sink.apply(schema.clone(), batch).await?;
+        p.state
+            .set_version(table, current, sink.owner_claim(table)?)
+            .await?;
+        p.advanced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(table.clone(), tokio::time::Instant::now());
+        stored = current;
+    }
+    p.scouts.stored(table, stored);
+    caught_up(p, &table.key_name(), stored, current, 0);
+    Ok(0)
 }
 
 /// The first page; none is read from an empty set (its last page is empty).

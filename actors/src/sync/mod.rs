@@ -8,6 +8,7 @@ mod incremental;
 pub mod reconcile;
 mod schema_cache;
 mod schema_change;
+pub mod scout;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,6 +57,12 @@ pub struct SyncConfig {
     /// but not worth a replica transaction every poll; far inside any CT
     /// retention).
     pub idle_advance: Duration,
+    /// Idle cycles (answered by the poll's scout, no change read) a cached
+    /// schema serves before both catalogs are read again: what bounds how
+    /// long a drift on an idle table (a replica table dropped by hand, a
+    /// lost DDL event) goes unseen. Cycles that read changes refresh every
+    /// [`REFRESH_CYCLES`] and check the columns with every read.
+    pub idle_catalog_refresh: u32,
 }
 
 impl Default for SyncConfig {
@@ -74,6 +81,7 @@ impl Default for SyncConfig {
             instance_id: "ctsync".into(),
             lease_ttl: Duration::from_secs(15),
             idle_advance: Duration::from_secs(60),
+            idle_catalog_refresh: 240,
         }
     }
 }
@@ -103,6 +111,8 @@ pub struct Pipeline {
     pub stopping: std::sync::atomic::AtomicBool,
     /// Each table's columns between catalog reads.
     pub schemas: SchemaCache,
+    /// The per-poll scout's findings (see [`scout`]).
+    pub scouts: scout::Scouts,
     /// When each table's stored version last moved (see `idle_advance`).
     pub advanced: Mutex<std::collections::HashMap<crate::model::TableId, tokio::time::Instant>>,
 }

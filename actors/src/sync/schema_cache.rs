@@ -1,7 +1,9 @@
 //! The columns a table's cycles work with, read from the primary's and the
 //! replica's catalogs only when they may have changed: the first cycle, a
 //! full load, after a DDL event or a failed cycle of the table, and every
-//! [`REFRESH_CYCLES`] cycles. A change read that finds other columns than
+//! [`REFRESH_CYCLES`] cycles that read changes, or every
+//! `SyncConfig::idle_catalog_refresh` idle cycles (which the scout answered
+//! without a change read; cheap, so counted apart). A change read that finds other columns than
 //! the cached ones (a DDL event lost or still on its way) fails with
 //! `Error::ColumnsChanged` and the entry is dropped, so no row is ever
 //! applied with a stale column list.
@@ -17,7 +19,9 @@ pub const REFRESH_CYCLES: u32 = 12;
 
 struct Entry {
     schema: Arc<TableSchema>,
+    /// Cycles that read changes, and idle cycles, served since the read.
     served: u32,
+    idle: u32,
 }
 
 #[derive(Default)]
@@ -39,10 +43,32 @@ impl SchemaCache {
         Some(entry.schema.clone())
     }
 
+    /// The cached schema for a cycle that reads no changes (the scout
+    /// found the table idle), unless `limit` such cycles have passed since
+    /// the catalogs were read: then `None`, and the cycle reads them (a
+    /// replica table dropped by hand is recreated then at the latest).
+    pub fn idle_turn(&self, table: &TableId, limit: u32) -> Option<Arc<TableSchema>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = entries.get_mut(table)?;
+        if entry.idle >= limit {
+            entries.remove(table);
+            return None;
+        }
+        entry.idle += 1;
+        Some(entry.schema.clone())
+    }
+
     /// `schema` is what both catalogs say now (the replica's table matches).
     pub fn put(&self, table: &TableId, schema: Arc<TableSchema>) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.insert(table.clone(), Entry { schema, served: 0 });
+        entries.insert(
+            table.clone(),
+            Entry {
+                schema,
+                served: 0,
+                idle: 0,
+            },
+        );
     }
 
     /// The next cycle reads both catalogs.
@@ -72,6 +98,32 @@ mod tests {
             assert!(cache.take_turn(&id).is_some());
         }
         assert!(cache.take_turn(&id).is_none(), "due for a catalog read");
+        assert!(cache.take_turn(&id).is_none());
+    }
+
+    #[test]
+    fn idle_cycles_are_counted_apart_and_refresh_later() {
+        let cache = SchemaCache::default();
+        let id = TableId::new("dbo", "T");
+        cache.put(
+            &id,
+            Arc::new(TableSchema {
+                id: id.clone(),
+                columns: vec![ColumnDef::new("Id", SqlType::Int, false)],
+                primary_key: vec![],
+            }),
+        );
+        for _ in 0..3 * REFRESH_CYCLES {
+            assert!(cache.idle_turn(&id, 3 * REFRESH_CYCLES).is_some());
+        }
+        assert!(
+            cache.take_turn(&id).is_some(),
+            "idle turns leave change reads' count alone"
+        );
+        assert!(
+            cache.idle_turn(&id, 3 * REFRESH_CYCLES).is_none(),
+            "due for a catalog read"
+        );
         assert!(cache.take_turn(&id).is_none());
     }
 }

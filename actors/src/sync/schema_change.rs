@@ -21,6 +21,7 @@ pub async fn apply_schema_change(
 ) -> Result<()> {
     for table in change.tables() {
         p.schemas.forget(table);
+        p.scouts.forget(table);
     }
     match change {
         SchemaChange::Columns { table, .. } => {

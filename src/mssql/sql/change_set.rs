@@ -128,3 +128,31 @@ FROM {set} AS [c] LEFT OUTER JOIN {tbl} AS [t] ON {join}",
     }
     sql
 }
+
+/// Tables per scout query (two parameters each, far below SQL Server's
+/// 2,100).
+pub const SCOUT_CHUNK: usize = 250;
+
+/// Which of `tables` have changes after their stored versions: one row
+/// per table (`[i]` its position) with `[changed]` 1 or 0, its min valid
+/// version and the current version read before the checks. Table `i`'s
+/// name ([`super::object_name_param`]) is `@P(2i+1)`, its version
+/// `@P(2i+2)`.
+pub fn scout(tables: &[ctsync_actors::model::TableId]) -> String {
+    let rows = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                "SELECT {i} AS [i], CASE WHEN EXISTS (SELECT 1 FROM CHANGETABLE(CHANGES {tbl}, @P{v}) AS [ct]) \
+                 THEN 1 ELSE 0 END AS [changed], CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P{n})) AS [min_valid], \
+                 @current AS [current_version]",
+                tbl = table(t),
+                n = 2 * i + 1,
+                v = 2 * i + 2,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    format!("DECLARE @current bigint = CHANGE_TRACKING_CURRENT_VERSION(); {rows};")
+}
