@@ -10,7 +10,13 @@
 //!    at which the adapter encodes rows for each path.
 //! 2. Changes per second through TableActor → SinkActor: the changes are
 //!    made on the primary first; the timed window is their apply only.
-//! 3. Peak heap growth during a full load of 100,000 and 1,000,000 rows
+//!    Backlogs of 10k / 100k / 1M changes: change sets copied and pages
+//!    read (primary requests grow linearly), and the read-ahead: pages that
+//!    cost 2 ms to read and 2 ms to commit, against the serial and the
+//!    fully overlapped bounds.
+//! 3. Requests per idle poll at 1, 100 and 1,000 tables, counted at the
+//!    ports.
+//! 4. Peak heap growth during a full load of 100,000 and 1,000,000 rows
 //!    made on demand by the primary and kept by no one, so only ctsync's
 //!    own memory is measured: the two should be about equal.
 
@@ -31,6 +37,9 @@ mod redis_server;
 
 #[path = "../tests/support/generated.rs"]
 mod generated;
+
+#[path = "../tests/support/poll_window.rs"]
+mod poll_window;
 
 use generated::{row, schema, CountingReplica, GeneratedPrimary};
 
@@ -140,15 +149,24 @@ async fn changes_per_second(changes: i64, redis: Option<&redis_server::RedisServ
     changes as f64 / secs
 }
 
-/// Changes per second through ctsync alone: the primary makes each page
-/// on demand, the replica counts it and keeps nothing.
-async fn pipeline_changes_per_second(
+/// A backlog through ctsync alone: the primary makes each page on demand
+/// (after `page_delay`), the replica counts it and keeps nothing (after
+/// `apply_delay` per page). Changes per second, change sets copied and
+/// pages read.
+async fn backlog(
     changes: i64,
+    page_delay: Duration,
+    apply_delay: Duration,
     redis: Option<&redis_server::RedisServer>,
-) -> f64 {
+) -> (f64, u64, u64) {
     let s = schema("Flow");
-    let primary = Arc::new(GeneratedPrimary::new(s.clone(), 0));
-    let replica = Arc::new(CountingReplica::default());
+    let mut primary = GeneratedPrimary::new(s.clone(), 0);
+    primary.page_delay = page_delay;
+    let primary = Arc::new(primary);
+    let replica = Arc::new(CountingReplica {
+        apply_delay,
+        ..CountingReplica::default()
+    });
     let state = state_store(redis);
     state.set_enabled(&s.id, true).await.expect("enable");
     let run = actors::start(ports(primary.clone(), replica.clone(), state), config());
@@ -157,6 +175,7 @@ async fn pipeline_changes_per_second(
     })
     .await;
     primary.changes.store(changes, Ordering::SeqCst);
+    let pages0 = primary.pages.load(Ordering::SeqCst);
     let started = Instant::now();
     primary.version.store(2, Ordering::SeqCst);
     wait("changes applied", || {
@@ -167,7 +186,34 @@ async fn pipeline_changes_per_second(
     assert_eq!(replica.changed.load(Ordering::SeqCst), changes as u64);
     run.supervisor.do_send(actors::Shutdown);
     actix_rt::time::sleep(Duration::from_millis(200)).await;
-    changes as f64 / secs
+    (
+        changes as f64 / secs,
+        primary.backlog_opens.load(Ordering::SeqCst),
+        primary.pages.load(Ordering::SeqCst) - pages0,
+    )
+}
+
+/// Requests per idle poll for 1, 100 and 1,000 tables (counted at the
+/// ports, as `tests/poll_cost.rs` asserts them).
+async fn idle_polls() {
+    use ctsync_actors::memory::faults::Site;
+    use poll_window::{at, idle_window};
+    for tables in [1usize, 100, 1_000] {
+        let mut c = config();
+        c.poll_interval = Duration::from_millis(50);
+        c.idle_advance = Duration::from_secs(600);
+        let w = idle_window(tables, c).await;
+        let per = |sites: &[Site]| at(&w.calls, sites) as f64 / w.polls.max(1) as f64;
+        println!(
+            "idle poll, {tables:>5} tables: {:>5.1} primary queries, {:>4.1} replica requests, \
+             {:>7.1} Redis round trips per poll ({} polls, {} table cycles)",
+            per(&[Site::PrimaryMeta, Site::PrimaryChanges]),
+            per(&[Site::ReplicaRead, Site::ReplicaWrite]),
+            per(&[Site::StateRead, Site::StateWrite]),
+            w.polls,
+            w.cycles
+        );
+    }
 }
 
 async fn full_load_peak(rows: i64, redis: Option<&redis_server::RedisServer>) -> (f64, i64) {
@@ -272,7 +318,7 @@ fn main() {
     } else {
         "in-memory state"
     };
-    // `CTSYNC_BENCH_ONLY=pages|incremental|full` runs one part (profiling).
+    // `CTSYNC_BENCH_ONLY=pages|incremental|backlog|polls|full` runs one part.
     let only = std::env::var("CTSYNC_BENCH_ONLY").unwrap_or_default();
     let runs = |part: &str| only.is_empty() || only == part;
     if runs("pages") {
@@ -282,7 +328,7 @@ fn main() {
     system.block_on(async {
         if runs("incremental") {
             let changes = 2_000_000;
-            let cps = pipeline_changes_per_second(changes, redis.as_ref()).await;
+            let (cps, _, _) = backlog(changes, Duration::ZERO, Duration::ZERO, redis.as_ref()).await;
             println!(
                 "pipeline:    {cps:>12.0} changes/s ({changes} changed keys made on demand, applied by a replica that keeps nothing, {store})"
             );
@@ -291,6 +337,34 @@ fn main() {
             println!(
                 "incremental: {cps:>12.0} changes/s ({changes} changed keys applied in pages of 5,000 through the in-memory primary and replica, {store})"
             );
+        }
+        if runs("backlog") {
+            for changes in [10_000i64, 100_000, 1_000_000] {
+                let (cps, sets, pages) =
+                    backlog(changes, Duration::ZERO, Duration::ZERO, redis.as_ref()).await;
+                println!(
+                    "backlog:     {changes:>9} changes: {sets} change set copied, {pages} pages read \
+                     ({} primary requests), {cps:>10.0} changes/s",
+                    sets + pages
+                );
+            }
+            // Read-ahead: each page costs the primary 2 ms to read and the
+            // replica 2 ms to commit; reads overlap commits.
+            let (read, apply) = (Duration::from_millis(2), Duration::from_millis(2));
+            let changes = 500_000;
+            let (cps, _, pages) = backlog(changes, read, apply, redis.as_ref()).await;
+            let page = changes as f64 / pages.max(1) as f64;
+            println!(
+                "read-ahead:  {cps:>12.0} changes/s with {} ms per page read and {} ms per page commit \
+                 ({pages} pages; {:.0} changes/s if reads waited for commits, {:.0} if they fully overlap)",
+                read.as_millis(),
+                apply.as_millis(),
+                page / (read + apply).as_secs_f64(),
+                page / read.max(apply).as_secs_f64()
+            );
+        }
+        if runs("polls") {
+            idle_polls().await;
         }
         if !runs("full") {
             return;

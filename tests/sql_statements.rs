@@ -634,6 +634,16 @@ fn ctsync_own_objects_statements_match_their_golden_text_and_parse() {
     assert!(sql::FINISH_LOAD.contains("SET [version] = @P2, [load] = NULL, [backlog] = NULL"));
     // Every statement that sets the version ends a recorded backlog.
     assert!(sql::BEGIN_LOAD.contains("[backlog] = NULL"));
+    // Idle versions move in one transaction, each only under its owner's
+    // current fence row (locked first) and from the version it left.
+    let advance = sql::ADVANCE_VERSIONS;
+    assert!(advance.starts_with("SET XACT_ABORT ON; BEGIN TRANSACTION;"));
+    assert!(advance.find("UPDATE [f]") < advance.find("UPDATE [v]"));
+    assert!(advance.contains("JOIN @held AS [h] ON [h].[t] = [v].[table_name]"));
+    assert!(advance.contains(
+        "WHERE [v].[version] = [j].[from] AND [v].[load] IS NULL AND [v].[backlog] IS NULL"
+    ));
+    assert!(advance.ends_with("COMMIT TRANSACTION;"));
     assert_eq!(
         sql::BACKLOG_PAGE,
         "UPDATE [ctsync].[sync_versions] SET [backlog] = RTRIM(@P2), [updated_at] = SYSUTCDATETIME() \

@@ -17,7 +17,7 @@ use ctsync_actors::fence::Claim;
 use ctsync_actors::keys;
 use ctsync_actors::memory::MemoryState;
 use ctsync_actors::model::{PrimaryIdentity, TableId};
-use ctsync_actors::ports::{LeaseGrant, LoadProgress, Marker, StateStore};
+use ctsync_actors::ports::{Advance, LeaseGrant, LoadProgress, Marker, StateStore};
 use ctsync_actors::Error;
 use support::RedisServer;
 
@@ -347,21 +347,58 @@ async fn discovery_contract<S: StateStore + Raw>(store: Arc<S>) {
     assert_eq!(instances, vec!["a".to_string(), "b".to_string()]);
 
     let names = vec![keys::table_lease(&t), keys::table_lease(&u)];
-    let grants = store
-        .discovery_finish(&names, "a", ttl, r#"{"T":{}}"#)
+    let (grants, _) = store
+        .discovery_finish(&names, "a", ttl, r#"{"T":{}}"#, &[])
         .await
         .expect("finish");
     assert_eq!(grants, vec![LeaseGrant::Acquired, LeaseGrant::Acquired]);
-    let grants = store
-        .discovery_finish(&names[..1], "b", ttl, "{}")
+    let (grants, _) = store
+        .discovery_finish(&names[..1], "b", ttl, "{}", &[])
         .await
         .expect("finish");
     assert_eq!(grants, vec![LeaseGrant::Held("a 0".into())]);
-    assert!(store
-        .discovery_finish(&[], "a", ttl, r#"{"U":{}}"#)
+
+    // Idle advances ride along, each on its own terms: T moves (claim
+    // held, key says 5), U's key says something else, a stranger's claim
+    // is refused.
+    let claim = Claim::new("a", 1);
+    for table in [&t, &u] {
+        assert!(store
+            .set_lease_claim(&keys::table_lease(table), &claim)
+            .await
+            .expect("claim"));
+    }
+    store.set_version(&t, 5, &claim).await.expect("version");
+    store.raw_set(&keys::version(&u), " 7 ").await;
+    let advance = |table: &TableId, claim: &Claim, from: i64| Advance {
+        table: table.clone(),
+        claim: claim.clone(),
+        from,
+        to: 9,
+    };
+    let (grants, moved) = store
+        .discovery_finish(
+            &[],
+            "a",
+            ttl,
+            r#"{"U":{}}"#,
+            &[advance(&t, &claim, 5), advance(&u, &claim, 6)],
+        )
         .await
-        .expect("finish")
-        .is_empty());
+        .expect("finish");
+    assert!(grants.is_empty());
+    assert_eq!(moved, vec![t.clone()]);
+    assert_eq!(store.version(&t).await.expect("version"), Some(9));
+    assert_eq!(
+        store.raw_get(&keys::version(&u)).await.as_deref(),
+        Some(" 7 ")
+    );
+    let moved = store
+        .advance_versions(&[advance(&u, &Claim::new("b", 1), 7), advance(&u, &claim, 7)])
+        .await
+        .expect("advance");
+    assert_eq!(moved, vec![u.clone()], "the stranger's claim moved nothing");
+    assert_eq!(store.version(&u).await.expect("version"), Some(9));
 
     let (statuses, table_keys) = store
         .statuses_and_keys(&[t.clone(), u.clone()])

@@ -324,6 +324,8 @@ fn every_statement_is_written_for_microsofts_parser() {
         ("BEGIN_LOAD", sql::BEGIN_LOAD),
         ("LOAD_PAGE", sql::LOAD_PAGE),
         ("FINISH_LOAD", sql::FINISH_LOAD),
+        ("BACKLOG_PAGE", sql::BACKLOG_PAGE),
+        ("ADVANCE_VERSIONS", sql::ADVANCE_VERSIONS),
         ("CLAIM_TABLE", sql::CLAIM_TABLE),
         ("CHECK_FENCE", sql::CHECK_FENCE),
         ("SELECT_FENCE", sql::SELECT_FENCE),

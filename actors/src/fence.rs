@@ -185,7 +185,14 @@ pub fn refused(table: &TableId, claim: &Claim, by: CheckedBy, held: Option<&str>
 pub struct Cycles {
     running: Arc<Mutex<BTreeMap<TableId, u32>>>,
     overlaps: Arc<std::sync::atomic::AtomicU64>,
+    /// Each table's slot: held by its cycle, or by the poll's batch of
+    /// idle version advances (which skips a table whose cycle runs), so
+    /// the two never interleave their steps.
+    slots: Arc<Mutex<BTreeMap<TableId, Arc<tokio::sync::Mutex<()>>>>>,
 }
+
+/// A table's slot, held until dropped (see [`Cycles::slot`]).
+pub type Slot = tokio::sync::OwnedMutexGuard<()>;
 
 /// Marks a table's cycle as running until dropped.
 pub struct CycleGuard {
@@ -208,6 +215,23 @@ impl Cycles {
             cycles: self.clone(),
             table: table.clone(),
         }
+    }
+
+    fn slot_of(&self, table: &TableId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(table.clone()).or_default().clone()
+    }
+
+    /// Waits for `table`'s slot (a cycle waits for a batch step of its
+    /// table in flight, which is short).
+    pub async fn slot(&self, table: &TableId) -> Slot {
+        self.slot_of(table).lock_owned().await
+    }
+
+    /// `table`'s slot if free now (the batch skips a table whose cycle
+    /// runs).
+    pub fn try_slot(&self, table: &TableId) -> Option<Slot> {
+        self.slot_of(table).try_lock_owned().ok()
     }
 
     /// The tables whose cycle runs now (key names).

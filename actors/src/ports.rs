@@ -135,6 +135,18 @@ pub struct ReplicaRecord {
     pub backlog: Option<Backlog>,
 }
 
+/// An idle table's stored version moved forward by the poll's batch (see
+/// [`Replica::advance_versions`]): nothing changed on the primary between
+/// `from` and `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advance {
+    pub table: TableId,
+    /// The owner's claim: a table whose claim is no longer current stays.
+    pub claim: Claim,
+    pub from: SyncVersion,
+    pub to: SyncVersion,
+}
+
 /// Where a full load writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -251,6 +263,12 @@ pub trait Replica: Send + Sync {
     /// What would block swapping a shadow table with the live one, or keep
     /// something operators added to the live table from being carried over
     /// (each named); empty when a shadow load can be used.
+    /// Moves idle tables' recorded versions in one transaction, each on
+    /// its own terms: a table moves from `from` to `to` only while its
+    /// claim is the current one, its record says `from` and no load or
+    /// backlog is pending; the others stay as they are and do not abort
+    /// the rest. Returns the tables moved.
+    async fn advance_versions(&self, advances: &[Advance]) -> Result<Vec<TableId>>;
     async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>>;
     /// ctsync's record of the table.
     async fn record(&self, table: &TableId) -> Result<ReplicaRecord>;
@@ -495,18 +513,37 @@ pub trait StateStore: Send + Sync {
         Ok((marker, self.heartbeat(instance, ttl).await?))
     }
     /// The second round trip of a discovery: takes or renews `leases` (as
-    /// [`Self::acquire_leases`]) and publishes `owner`'s statuses (as
-    /// [`Self::publish_status`]).
+    /// [`Self::acquire_leases`]), publishes `owner`'s statuses (as
+    /// [`Self::publish_status`]) and moves the versions of `advances` (as
+    /// [`Self::advance_versions`]): the grants and the tables moved.
     async fn discovery_finish(
         &self,
         leases: &[String],
         owner: &str,
         ttl: Duration,
         statuses: &str,
-    ) -> Result<Vec<LeaseGrant>> {
+        advances: &[Advance],
+    ) -> Result<(Vec<LeaseGrant>, Vec<TableId>)> {
         let grants = self.acquire_leases(leases, owner, ttl).await?;
         self.publish_status(owner, statuses, ttl).await?;
-        Ok(grants)
+        Ok((grants, self.advance_versions(advances).await?))
+    }
+    /// Moves each table's version key from `from` to `to` where the
+    /// table's lease still holds the claim and the key still says `from`
+    /// (read as a number); the others stay. Returns the tables moved.
+    async fn advance_versions(&self, advances: &[Advance]) -> Result<Vec<TableId>> {
+        let mut moved = Vec::new();
+        for a in advances {
+            if self.version(&a.table).await? != Some(a.from) {
+                continue;
+            }
+            match self.set_version(&a.table, a.to, &a.claim).await {
+                Ok(()) => moved.push(a.table.clone()),
+                Err(crate::Error::Fenced { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(moved)
     }
     /// [`Self::statuses`] and [`Self::table_keys`] of `tables` in one round
     /// trip (the page and API).

@@ -16,7 +16,7 @@ use crate::fence::{Claim, Fence};
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
-    InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, QueueMessage, Replica,
+    Advance, InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, QueueMessage, Replica,
     ReplicaRecord,
 };
 use crate::telemetry;
@@ -42,6 +42,9 @@ pub enum SinkOp {
     InboxAdd(Vec<QueueMessage>),
     InboxPending,
     InboxSettle(String, InboxOutcome),
+    /// Idle tables' versions, each under its own claim (checked one by
+    /// one: a refused table stays, the others move).
+    AdvanceVersions(Vec<Advance>),
 }
 
 impl SinkOp {
@@ -64,7 +67,8 @@ impl SinkOp {
             | SinkOp::Module(_)
             | SinkOp::InboxAdd(_)
             | SinkOp::InboxPending
-            | SinkOp::InboxSettle(..) => None,
+            | SinkOp::InboxSettle(..)
+            | SinkOp::AdvanceVersions(_) => None,
         }
     }
 }
@@ -77,6 +81,7 @@ pub enum SinkReply {
     Inbox(Vec<InboxMessage>),
     Blockers(Vec<String>),
     Token(u64),
+    Moved(Vec<TableId>),
 }
 
 /// A request with the claim of the table owner that sends it (`None`: not
@@ -172,6 +177,26 @@ async fn perform(
         SinkOp::InboxAdd(messages) => done(replica.inbox_add(&messages).await),
         SinkOp::InboxPending => replica.inbox_pending().await.map(SinkReply::Inbox),
         SinkOp::InboxSettle(id, outcome) => done(replica.inbox_settle(&id, &outcome).await),
+        SinkOp::AdvanceVersions(advances) => {
+            // This process's fence first, as for every table write.
+            let admitted: Vec<Advance> = advances
+                .into_iter()
+                .filter(|a| match fence.check(&a.table, a.claim.token) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        telemetry::fenced_write(&e);
+                        false
+                    }
+                })
+                .collect();
+            if admitted.is_empty() {
+                return Ok(SinkReply::Moved(Vec::new()));
+            }
+            replica
+                .advance_versions(&admitted)
+                .await
+                .map(SinkReply::Moved)
+        }
     };
     if let Err(e @ Error::Fenced { .. }) = &result {
         telemetry::fenced_write(e);
@@ -268,6 +293,15 @@ impl SinkHandle {
 
     pub async fn apply(&self, schema: Arc<TableSchema>, batch: ChangeBatch) -> Result<()> {
         self.write(SinkOp::Apply(schema, batch)).await
+    }
+
+    /// Moves idle tables' versions in one replica transaction (see
+    /// [`Replica::advance_versions`]); the tables moved.
+    pub async fn advance_versions(&self, advances: Vec<Advance>) -> Result<Vec<TableId>> {
+        match self.call(SinkOp::AdvanceVersions(advances)).await? {
+            SinkReply::Moved(moved) => Ok(moved),
+            _ => Err(Error::Sink("unexpected reply to advance_versions".into())),
+        }
     }
 
     pub async fn finish_full_load(

@@ -10,7 +10,7 @@ use ctsync_actors::fence::Claim;
 use ctsync_actors::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use ctsync_actors::modules::{ModuleDef, ModuleOp};
 use ctsync_actors::ports::{
-    InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, QueueMessage, Replica,
+    Advance, InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, QueueMessage, Replica,
     ReplicaRecord,
 };
 use ctsync_actors::{Error, Result};
@@ -272,6 +272,45 @@ impl Replica for MssqlReplica {
             .and_then(|r| r.try_get::<i64, _>(0).ok().flatten())
             .and_then(|t| u64::try_from(t).ok())
             .ok_or_else(|| Error::Replica(format!("claiming {table}: no token came back")))
+    }
+
+    async fn advance_versions(&self, advances: &[Advance]) -> Result<Vec<TableId>> {
+        if advances.is_empty() {
+            return Ok(Vec::new());
+        }
+        let document: Vec<serde_json::Value> = advances
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "t": a.table.key_name(),
+                    "owner": a.claim.owner,
+                    "token": a.claim.token,
+                    "from": a.from,
+                    "to": a.to,
+                })
+            })
+            .collect();
+        let json = serde_json::Value::Array(document).to_string();
+        let what = || format!("moving the versions of {} idle tables", advances.len());
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        self.ensure_migrated(&mut lease).await.map_err(err)?;
+        let rows = query_rows(
+            &mut lease,
+            sql::ADVANCE_VERSIONS,
+            vec![super::json_rows::stable_json(json)],
+            what,
+        )
+        .await
+        .map_err(err)?;
+        let moved: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| r.try_get::<&str, _>(0).ok().flatten())
+            .collect();
+        Ok(advances
+            .iter()
+            .filter(|a| moved.contains(&a.table.key_name().as_str()))
+            .map(|a| a.table.clone())
+            .collect())
     }
 
     async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>> {

@@ -11,7 +11,9 @@ use ctsync_actors::ddl::ParkedDdl;
 use ctsync_actors::fence::{refused, CheckedBy, Claim};
 use ctsync_actors::keys;
 use ctsync_actors::model::{PrimaryIdentity, SyncVersion, TableId};
-use ctsync_actors::ports::{CycleKeys, LeaseGrant, LoadProgress, Marker, StateStore, TableFlags};
+use ctsync_actors::ports::{
+    Advance, CycleKeys, LeaseGrant, LoadProgress, Marker, StateStore, TableFlags,
+};
 use ctsync_actors::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
@@ -206,25 +208,33 @@ impl StateStore for RedisState {
         owner: &str,
         ttl: Duration,
         statuses: &str,
-    ) -> Result<Vec<LeaseGrant>> {
+        advances: &[Advance],
+    ) -> Result<(Vec<LeaseGrant>, Vec<TableId>)> {
         let mut pipe = redis::pipe();
         pipe.add_command(status_set(owner, statuses, ttl)).ignore();
-        if leases.is_empty() {
-            let () = self
-                .send(
-                    "publishing this instance's table statuses",
-                    Request::Pipe(&pipe),
-                )
-                .await?;
+        pipe.add_command(acquire(leases, owner, ttl));
+        pipe.add_command(advance(advances));
+        let what = format!(
+            "taking or renewing {} leases, publishing the statuses and moving {} idle versions",
+            leases.len(),
+            advances.len()
+        );
+        let (answers, moved): (Vec<String>, Vec<i64>) =
+            self.send(&what, Request::Pipe(&pipe)).await?;
+        Ok((grants(&what, answers)?, advanced(advances, &moved)))
+    }
+
+    async fn advance_versions(&self, advances: &[Advance]) -> Result<Vec<TableId>> {
+        if advances.is_empty() {
             return Ok(Vec::new());
         }
-        pipe.add_command(acquire(leases, owner, ttl));
-        let what = format!(
-            "taking or renewing {} leases and publishing the statuses",
-            leases.len()
-        );
-        let (answers,): (Vec<String>,) = self.send(&what, Request::Pipe(&pipe)).await?;
-        grants(&what, answers)
+        let moved: Vec<i64> = self
+            .cmd(
+                &format!("moving {} idle versions", advances.len()),
+                &advance(advances),
+            )
+            .await?;
+        Ok(advanced(advances, &moved))
     }
 
     async fn statuses_and_keys(
@@ -560,6 +570,30 @@ fn acquire(leases: &[String], owner: &str, ttl: Duration) -> Cmd {
     }
     cmd.arg(owner).arg(millis(ttl));
     cmd
+}
+
+fn advance(advances: &[Advance]) -> Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(scripts::ADVANCE).arg(2 * advances.len());
+    for a in advances {
+        cmd.arg(keys::table_lease(&a.table))
+            .arg(keys::version(&a.table));
+    }
+    for a in advances {
+        cmd.arg(a.claim.lease_value())
+            .arg(a.from.to_string())
+            .arg(a.to.to_string());
+    }
+    cmd
+}
+
+/// The tables at the (1-based) positions [`scripts::ADVANCE`] returned.
+fn advanced(advances: &[Advance], moved: &[i64]) -> Vec<TableId> {
+    moved
+        .iter()
+        .filter_map(|i| usize::try_from(*i).ok()?.checked_sub(1))
+        .filter_map(|i| advances.get(i).map(|a| a.table.clone()))
+        .collect()
 }
 
 fn grants(what: &str, answers: Vec<String>) -> Result<Vec<LeaseGrant>> {

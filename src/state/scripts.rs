@@ -7,13 +7,15 @@
 
 /// Heartbeat: KEYS[1] the instances sorted set; ARGV[1] instance id,
 /// ARGV[2] TTL in ms. Drops expired instances (by Redis's own clock) and
-/// returns the live ones.
+/// returns the live ones, sorted by id.
 pub const HEARTBEAT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return redis.call('ZRANGE', KEYS[1], 0, -1)
+local live = redis.call('ZRANGE', KEYS[1], 0, -1)
+table.sort(live)
+return live
 ";
 
 /// Take or renew: KEYS the leases; ARGV[1] owner, ARGV[2] TTL in ms. Per
@@ -85,6 +87,25 @@ if ARGV[3] == '1' and on then
   return 1
 end
 return 0
+";
+
+/// Moves idle tables' versions, each on its own terms: KEYS per table its
+/// lease then its version key; ARGV per table the claim, `from` and `to`.
+/// A version moves only while the lease holds the claim and the key says
+/// `from` (spaces around it ignored, as `parse_version` reads it).
+/// Returns the (1-based) positions of the tables moved.
+pub const ADVANCE: &str = r"
+local out = {}
+for i = 1, #KEYS / 2 do
+  local lease, key = KEYS[2 * i - 1], KEYS[2 * i]
+  local claim, from, to = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+  local v = redis.call('GET', key)
+  if v and redis.call('GET', lease) == claim and string.match(v, '^%s*(.-)%s*$') == from then
+    redis.call('SET', key, to)
+    table.insert(out, i)
+  end
+end
+return out
 ";
 
 /// Moves a table's keys to its new name, by the owner of the old name:

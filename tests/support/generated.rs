@@ -12,8 +12,8 @@ use ctsync_actors::fence::Claim;
 use ctsync_actors::model::*;
 use ctsync_actors::modules::{ModuleDef, ModuleOp};
 use ctsync_actors::ports::{
-    ChangeSet, InboxMessage, InboxOutcome, LoadMode, LoadStart, Opened, PendingLoad, Primary,
-    QueueMessage, Replica, ReplicaRecord, Scouted,
+    Advance, ChangeSet, InboxMessage, InboxOutcome, LoadMode, LoadStart, Opened, PendingLoad,
+    Primary, QueueMessage, Replica, ReplicaRecord, Scouted,
 };
 use ctsync_actors::Result;
 
@@ -217,6 +217,8 @@ pub struct CountingReplica {
     pub applied: AtomicI64,
     /// The table, once a load created it.
     pub schema: std::sync::Mutex<Option<TableSchema>>,
+    /// What each change page's transaction costs (the read-ahead part).
+    pub apply_delay: Duration,
 }
 
 #[async_trait]
@@ -237,6 +239,9 @@ impl Replica for CountingReplica {
         Ok(())
     }
     async fn apply_changes(&self, _: &TableSchema, batch: &ChangeBatch, _: &Claim) -> Result<()> {
+        if !self.apply_delay.is_zero() {
+            tokio::time::sleep(self.apply_delay).await;
+        }
         self.changed
             .fetch_add(batch.keys.len() as u64, Ordering::SeqCst);
         if let Some(v) = batch.version {
@@ -259,6 +264,9 @@ impl Replica for CountingReplica {
     }
     async fn claim(&self, _: &TableId, _: &str) -> Result<u64> {
         Ok(self.claims.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+    async fn advance_versions(&self, advances: &[Advance]) -> Result<Vec<TableId>> {
+        Ok(advances.iter().map(|a| a.table.clone()).collect())
     }
     async fn swap_blockers(&self, _: &TableId) -> Result<Vec<String>> {
         Ok(Vec::new())

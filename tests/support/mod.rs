@@ -6,6 +6,7 @@
 pub mod fixtures;
 pub mod generated;
 pub mod hung;
+pub mod poll_window;
 pub mod redis_server;
 
 use std::future::Future;

@@ -162,10 +162,14 @@ impl SupervisorActor {
             let mut names: Vec<String> = ask.iter().map(keys::table_lease).collect();
             names.extend(singleton_names);
             let asked = Instant::now();
-            let mut grants = pipeline
-                .state
-                .discovery_finish(&names, me, ttl, &statuses)
-                .await?;
+            // Idle tables' due version advances go with it.
+            let state = pipeline.state.clone();
+            let mut grants = scout::advance(&pipeline, |advances| async move {
+                state
+                    .discovery_finish(&names, me, ttl, &statuses, &advances)
+                    .await
+            })
+            .await?;
             let singleton_grants = grants.split_off(ask.len().min(grants.len()));
             Ok::<_, Error>(Discovered {
                 tables,

@@ -21,9 +21,9 @@ use crate::model::{
 };
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
-    ChangeSet, CycleKeys, DdlQueue, InboxMessage, InboxOutcome, LeaseGrant, LoadMode, LoadProgress,
-    LoadStart, Marker, Opened, PendingLoad, Primary, QueueMessage, Replica, ReplicaRecord, Scouted,
-    StateStore, TableFlags,
+    Advance, ChangeSet, CycleKeys, DdlQueue, InboxMessage, InboxOutcome, LeaseGrant, LoadMode,
+    LoadProgress, LoadStart, Marker, Opened, PendingLoad, Primary, QueueMessage, Replica,
+    ReplicaRecord, Scouted, StateStore, TableFlags,
 };
 
 /// Where a fault can strike.
@@ -398,6 +398,13 @@ impl Replica for Faulty<dyn Replica> {
     async fn claim(&self, table: &TableId, owner: &str) -> Result<u64> {
         guarded!(self, Site::ReplicaWrite, self.inner.claim(table, owner))
     }
+    async fn advance_versions(&self, advances: &[Advance]) -> Result<Vec<TableId>> {
+        guarded!(
+            self,
+            Site::ReplicaWrite,
+            self.inner.advance_versions(advances)
+        )
+    }
     async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>> {
         guarded!(self, Site::ReplicaRead, self.inner.swap_blockers(table))
     }
@@ -621,11 +628,20 @@ impl StateStore for Faulty<dyn StateStore> {
         owner: &str,
         ttl: std::time::Duration,
         statuses: &str,
-    ) -> Result<Vec<LeaseGrant>> {
+        advances: &[Advance],
+    ) -> Result<(Vec<LeaseGrant>, Vec<TableId>)> {
         guarded!(
             self,
             Site::StateWrite,
-            self.inner.discovery_finish(leases, owner, ttl, statuses)
+            self.inner
+                .discovery_finish(leases, owner, ttl, statuses, advances)
+        )
+    }
+    async fn advance_versions(&self, advances: &[Advance]) -> Result<Vec<TableId>> {
+        guarded!(
+            self,
+            Site::StateWrite,
+            self.inner.advance_versions(advances)
         )
     }
     async fn statuses_and_keys(

@@ -16,7 +16,7 @@ use crate::fence::{refused, CheckedBy, Claim};
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
-    InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, QueueMessage, Replica,
+    Advance, InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, QueueMessage, Replica,
     ReplicaRecord,
 };
 
@@ -476,6 +476,41 @@ impl Replica for MemoryReplica {
         let token = data.fences.get(table).map_or(0, |c| c.token) + 1;
         data.fences.insert(table.clone(), Claim::new(owner, token));
         Ok(token)
+    }
+
+    async fn advance_versions(&self, advances: &[Advance]) -> Result<Vec<TableId>> {
+        let mut guard = self.lock();
+        let data = &mut *guard;
+        if let Some(msg) = &data.down {
+            return Err(Error::Replica(msg.clone()));
+        }
+        // One transaction: an injected failure of this write moves none.
+        data.writes += 1;
+        let n = data.writes;
+        if data.fail_writes.contains(&n) {
+            data.fail_writes.retain(|w| *w != n);
+            return Err(Error::Replica(format!(
+                "injected failure of write {n} (advancing {} versions)",
+                advances.len()
+            )));
+        }
+        let mut moved = Vec::new();
+        for a in advances {
+            if data.fences.get(&a.table) != Some(&a.claim) {
+                data.fenced_commits += 1;
+                continue;
+            }
+            let record = data.records.entry(a.table.clone()).or_default();
+            if record.version == Some(a.from) && record.load.is_none() && record.backlog.is_none() {
+                record.version = Some(a.to);
+                data.commit_tokens
+                    .entry(a.table.clone())
+                    .or_default()
+                    .push(a.claim.token);
+                moved.push(a.table.clone());
+            }
+        }
+        Ok(moved)
     }
 
     async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>> {

@@ -262,6 +262,7 @@ async fn settle_schema(
 /// finds the primary's columns changed since they were cached ends the
 /// cycle before anything is applied; it runs once more on fresh catalogs.
 pub async fn run_cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> {
+    let _slot = p.cycles.slot(table).await;
     let _running = p.cycles.enter(table);
     let result = match cycle(p, table, claim).await {
         Err(Error::ColumnsChanged(_)) => {

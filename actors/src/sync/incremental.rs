@@ -13,7 +13,7 @@ use super::cycle::set_state;
 use super::Pipeline;
 use crate::error::{Error, Result};
 use crate::model::{Backlog, ChangeBatch, ChangePage, SyncVersion, TableSchema};
-use crate::ports::ChangeSet;
+use crate::ports::{Advance, ChangeSet};
 use crate::sink::SinkHandle;
 use crate::status::TableState;
 use crate::telemetry;
@@ -130,9 +130,10 @@ pub(super) async fn run(
 }
 
 /// A cycle the poll's scout found idle (no change after `since`, which CT
-/// can still answer from, up to `current`): no change read; the stored
-/// version moves to `current` when an idle advance is due (the replica is
-/// complete up to it: nothing changed in between).
+/// can still answer from, up to `current`): no change read; when an idle
+/// advance is due the stored version moves to `current` (the replica is
+/// complete up to it: nothing changed in between), with the other idle
+/// tables by the next poll, or by this cycle when the batch left it.
 pub(super) async fn idle(
     p: &Pipeline,
     sink: &SinkHandle,
@@ -143,7 +144,15 @@ pub(super) async fn idle(
     let table = &schema.id;
     set_state(p, table, TableState::Incremental);
     let mut stored = since;
-    if advance_due(p, table, since, current) {
+    if advance_due(p, table, since, current) && p.advances.batched(table) {
+        // Moved with the other idle tables by the next poll.
+        p.advances.want(Advance {
+            table: table.clone(),
+            claim: sink.owner_claim(table)?.clone(),
+            from: since,
+            to: current,
+        });
+    } else if advance_due(p, table, since, current) {
         let batch = ChangeBatch {
             table: table.clone(),
             keys: Vec::new(),
@@ -159,6 +168,7 @@ pub(super) async fn idle(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(table.clone(), tokio::time::Instant::now());
+        p.advances.moved_alone(table);
         stored = current;
     }
     p.scouts.stored(table, stored);

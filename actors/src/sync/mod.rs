@@ -113,6 +113,8 @@ pub struct Pipeline {
     pub schemas: SchemaCache,
     /// The per-poll scout's findings (see [`scout`]).
     pub scouts: scout::Scouts,
+    /// Idle tables' version advances waiting for the next poll.
+    pub advances: scout::Advances,
     /// When each table's stored version last moved (see `idle_advance`).
     pub advanced: Mutex<std::collections::HashMap<crate::model::TableId, tokio::time::Instant>>,
 }

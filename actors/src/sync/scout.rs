@@ -3,15 +3,17 @@
 //! versions. A table the scout found idle skips its change read; each
 //! finding is used by at most one cycle, and only for the version it was
 //! taken at, so a change is picked up by the next poll at the latest.
+//! Idle tables' version advances are queued here and moved together.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use tracing::debug;
 
 use super::Pipeline;
+use crate::error::Result;
 use crate::model::{SyncVersion, TableId};
-use crate::ports::Scouted;
+use crate::ports::{Advance, Scouted};
 
 /// The versions the tables stand at, and the scout's findings.
 #[derive(Debug, Default)]
@@ -27,6 +29,20 @@ impl Scouts {
     /// from there).
     pub fn stored(&self, table: &TableId, version: SyncVersion) {
         lock(&self.stored).insert(table.clone(), version);
+    }
+
+    /// `table`'s version moved from `from` to `to` with the idle batch,
+    /// which the scout allowed (no change after `from` up to `to`, CT able
+    /// to answer from `from`): until the next scout, its next cycle may
+    /// skip as the scout's finding would have let it.
+    fn advanced(&self, table: &TableId, from: SyncVersion, to: SyncVersion) {
+        self.stored(table, to);
+        let found = Scouted {
+            changed: false,
+            min_valid: Some(from),
+            current: to,
+        };
+        lock(&self.found).insert(table.clone(), (to, found));
     }
 
     /// Forgets what is known of `table` (a failed cycle, a new owner).
@@ -79,4 +95,101 @@ pub async fn run(p: &Pipeline, running: &[TableId]) {
         ),
         Err(e) => debug!(error = %e, "the scout failed; each table reads its changes itself"),
     }
+}
+
+/// Idle tables whose stored version is due to move, collected by their
+/// cycles and moved together by the next poll: one replica transaction
+/// and one Redis step inside discovery's second round trip, each table on
+/// its own terms. A table the batch left unmoved (its record or key said
+/// something else, or its claim was refused) moves itself in its next due
+/// cycle, as before batching.
+#[derive(Debug, Default)]
+pub struct Advances {
+    due: Mutex<BTreeMap<TableId, Advance>>,
+    alone: Mutex<BTreeSet<TableId>>,
+}
+
+impl Advances {
+    /// Whether `table`'s next advance goes into the batch.
+    pub fn batched(&self, table: &TableId) -> bool {
+        !lock(&self.alone).contains(table)
+    }
+
+    /// Queues `advance` (replacing an older one of the same table).
+    pub fn want(&self, advance: Advance) {
+        lock(&self.due).insert(advance.table.clone(), advance);
+    }
+
+    /// The queued advances, emptying the queue.
+    pub fn take(&self) -> Vec<Advance> {
+        std::mem::take(&mut *lock(&self.due))
+            .into_values()
+            .collect()
+    }
+
+    /// The batch left `table` unmoved: its cycle moves it next time.
+    pub fn unmoved(&self, table: &TableId) {
+        lock(&self.alone).insert(table.clone());
+    }
+
+    /// `table`'s cycle moved it itself: batching resumes.
+    pub fn moved_alone(&self, table: &TableId) {
+        lock(&self.alone).remove(table);
+    }
+}
+
+/// Moves the queued idle advances: the replica first (one transaction),
+/// then Redis within discovery's second round trip: `finish` gets the
+/// advances the replica moved and returns its own answer with the tables
+/// Redis moved too.
+pub async fn advance<T, F, Fut>(p: &Pipeline, finish: F) -> Result<T>
+where
+    F: FnOnce(Vec<Advance>) -> Fut,
+    Fut: std::future::Future<Output = Result<(T, Vec<TableId>)>>,
+{
+    // Each table's slot is held through both steps; a table whose cycle
+    // runs now is left out (its next due cycle queues it again).
+    let mut slots = Vec::new();
+    let due: Vec<Advance> = p
+        .advances
+        .take()
+        .into_iter()
+        .filter(|a| match p.cycles.try_slot(&a.table) {
+            Some(slot) => {
+                slots.push(slot);
+                true
+            }
+            None => false,
+        })
+        .collect();
+    let on_replica = if due.is_empty() {
+        Vec::new()
+    } else {
+        match p.sink.advance_versions(due.clone()).await {
+            Ok(moved) => moved,
+            Err(e) => {
+                debug!(error = %e, "the idle tables' versions could not be moved together; each table moves its own");
+                Vec::new()
+            }
+        }
+    };
+    let to_redis: Vec<Advance> = due
+        .iter()
+        .filter(|a| on_replica.contains(&a.table))
+        .cloned()
+        .collect();
+    let (answer, moved) = finish(to_redis).await?;
+    let now = tokio::time::Instant::now();
+    for a in &due {
+        if moved.contains(&a.table) {
+            lock(&p.advanced).insert(a.table.clone(), now);
+            p.scouts.advanced(&a.table, a.from, a.to);
+            p.board
+                .update(&a.table.key_name(), |s| s.version = Some(a.to));
+        } else {
+            p.advances.unmoved(&a.table);
+        }
+    }
+    drop(slots);
+    Ok(answer)
 }

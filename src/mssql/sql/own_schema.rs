@@ -142,6 +142,28 @@ pub const BACKLOG_PAGE: &str = "UPDATE [ctsync].[sync_versions] SET [backlog] = 
 IF @@ROWCOUNT = 0 INSERT INTO [ctsync].[sync_versions] ([table_name], [version], [load], \
 [backlog], [updated_at]) VALUES (@P1, @P3, NULL, RTRIM(@P2), SYSUTCDATETIME())";
 
+/// Moves idle tables' versions in one transaction, each on its own terms.
+/// `@P1` is a JSON array of `{"t": name, "owner", "token", "from", "to"}`.
+/// A table moves only where the fence still names that owner and token
+/// (the fence rows are updated first and stay locked until the commit, as
+/// [`CHECK_FENCE`] does), its record says `from` and no load or backlog is
+/// pending. Returns the names of the tables moved.
+pub const ADVANCE_VERSIONS: &str = "SET XACT_ABORT ON; BEGIN TRANSACTION; \
+DECLARE @held TABLE ([t] nvarchar(600) COLLATE Latin1_General_BIN2 NOT NULL PRIMARY KEY); \
+UPDATE [f] SET [f].[committed_at] = SYSUTCDATETIME() OUTPUT inserted.[table_name] INTO @held \
+FROM [ctsync].[fence] AS [f] \
+JOIN OPENJSON(@P1) WITH ([t] nvarchar(600), [owner] nvarchar(200), [token] bigint) AS [j] \
+ON [f].[table_name] = [j].[t] COLLATE Latin1_General_BIN2 \
+AND [f].[owner] = [j].[owner] COLLATE Latin1_General_BIN2 AND [f].[token] = [j].[token]; \
+UPDATE [v] SET [v].[version] = [j].[to], [v].[updated_at] = SYSUTCDATETIME() \
+OUTPUT inserted.[table_name] \
+FROM [ctsync].[sync_versions] AS [v] \
+JOIN OPENJSON(@P1) WITH ([t] nvarchar(600), [from] bigint, [to] bigint) AS [j] \
+ON [v].[table_name] = [j].[t] COLLATE Latin1_General_BIN2 \
+JOIN @held AS [h] ON [h].[t] = [v].[table_name] \
+WHERE [v].[version] = [j].[from] AND [v].[load] IS NULL AND [v].[backlog] IS NULL; \
+COMMIT TRANSACTION;";
+
 /// Claims table `@P1` for owner `@P2`: its token goes up by one (starting
 /// at 1) and the new (owner, token) is recorded and returned, in one
 /// transaction. HOLDLOCK keeps two first claims from both inserting; a
