@@ -34,6 +34,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_TRUST_SERVER_CERTIFICATE", file_key: "trust_server_certificate", default: Some("false"), help: "`true` accepts any server certificate (development only)." },
     Setting { env: "CTSYNC_MODULE_SYNC_SECS", file_key: "module_sync_secs", default: Some("30"), help: "Seconds between comparisons of views, procedures and functions." },
     Setting { env: "CTSYNC_DDL_QUEUE", file_key: "ddl_queue", default: Some("dbo.SyncDDLQueue"), help: "Service Broker queue of DDL events on the primary (`schema.name`); `off` disables the listener." },
+    Setting { env: "CTSYNC_IDLE_ADVANCE_SECS", file_key: "idle_advance_secs", default: Some("60"), help: "Seconds between moves of an idle table's stored version while the primary is busy with other tables (all due tables move together, in one replica transaction per poll). Keep it far inside the CT retention." },
     Setting { env: "CTSYNC_PRIMARY_CONNECTIONS", file_key: "primary_connections", default: Some("4"), help: "Connections to the primary shared by the tables." },
     Setting { env: "CTSYNC_HTTP_ADDR", file_key: "http_addr", default: Some("0.0.0.0:8080"), help: "Address of the HTTP server (metrics, health, page)." },
     Setting { env: "CTSYNC_LOG", file_key: "log", default: Some("info"), help: "Log filter (tracing `EnvFilter` syntax, e.g. `info,ctsync=debug`)." },
@@ -308,7 +309,10 @@ impl Config {
                 _ => default_instance_id(),
             },
             lease_ttl: lease_ttl(&get("CTSYNC_LEASE_TTL_SECS")?, poll)?,
-            idle_advance: SyncConfig::default().idle_advance,
+            idle_advance: Duration::from_secs(positive(
+                "CTSYNC_IDLE_ADVANCE_SECS",
+                &get("CTSYNC_IDLE_ADVANCE_SECS")?,
+            )? as u64),
             ..SyncConfig::default()
         };
         let queue = get("CTSYNC_DDL_QUEUE")?;
@@ -493,6 +497,7 @@ mod tests {
         assert_eq!(c.sync.poll_interval, Duration::from_secs(5));
         assert_eq!(c.sync.full_load_page_size, 5_000);
         assert!(!c.sync.auto_reload_stale);
+        assert_eq!(c.sync.idle_advance, Duration::from_secs(60));
         assert_eq!(c.http_addr.port(), 8080);
         let shown = format!("{c:?}");
         assert!(
@@ -510,6 +515,7 @@ mod tests {
 
         for (name, bad) in [
             ("CTSYNC_POLL_INTERVAL_SECS", "0"),
+            ("CTSYNC_IDLE_ADVANCE_SECS", "0"),
             ("CTSYNC_FULL_LOAD_PAGE_SIZE", "lots"),
             ("CTSYNC_AUTO_RELOAD_STALE", "maybe"),
             ("CTSYNC_ENCRYPT", "strictest"),
