@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use ctsync_actors::actors::Running;
 use ctsync_actors::model::{ColumnDef, Len, SqlType, TableId, Value};
 use ctsync_actors::status::TableState;
 use support::fixtures::*;
@@ -238,20 +239,31 @@ async fn failed_ddl_apply_keeps_the_row_data_and_parks_the_event() {
     .await;
 }
 
-#[actix_rt::test]
-async fn renamed_table_moves_its_keys_and_replica_table() {
-    let h = Harness::new();
+/// A loaded, enabled `User` table of 3 rows, renamed to `Member` on the
+/// primary; its RENAME event is not sent yet.
+async fn renamed_on_the_primary(h: &Harness) -> (TableId, TableId, Option<String>, Running) {
     let users = user_table();
     h.primary.create_table(users.clone(), true);
     h.primary
         .insert_many(&users.id, (1..=3).map(|i| user(i, "n")));
     h.set("mssql_sync:enabled:User", "true").await;
-    let _run = h.start(fast_config());
+    let run = h.start(fast_config());
     h.wait_loaded(&users.id).await;
     let version = h.get("mssql_sync:version:User").await;
-
     let member = TableId::new("dbo", "Member");
     h.primary.rename_table(&users.id, &member);
+    (users.id, member, version, run)
+}
+
+/// Sends the RENAME event, then checks that the keys, the record and the
+/// replica table moved and the table continues under its new name without
+/// a reload.
+async fn rename_event_moves_everything(
+    h: &Harness,
+    users: &TableId,
+    member: &TableId,
+    version: Option<String>,
+) {
     h.queue.push_event(&event(
         "RENAME",
         "<ObjectName>User</ObjectName><ObjectType>TABLE</ObjectType><NewObjectName>Member</NewObjectName>",
@@ -261,19 +273,44 @@ async fn renamed_table_moves_its_keys_and_replica_table() {
     })
     .await;
     assert_eq!(h.get("mssql_sync:enabled:User").await, None);
-    h.primary.upsert(&member, user(4, "new"));
+    h.primary.upsert(member, user(4, "new"));
     eventually(WAIT, "continues under the new name", || async {
-        h.replica.rows(&member) == h.primary.rows(&member) && h.replica.rows(&member).len() == 4
+        h.replica.rows(member) == h.primary.rows(member) && h.replica.rows(member).len() == 4
     })
     .await;
-    assert!(!h.replica.has_table(&users.id));
+    assert!(!h.replica.has_table(users));
     assert_eq!(
-        h.primary.pages_read(&member),
+        h.primary.pages_read(member),
         0,
         "no reload: the version moved with the keys"
     );
     let as_number = |v: Option<String>| v.and_then(|s| s.parse::<i64>().ok());
     assert!(as_number(h.get("mssql_sync:version:Member").await) >= as_number(version));
+}
+
+#[actix_rt::test]
+async fn renamed_table_moves_its_keys_and_replica_table() {
+    let h = Harness::new();
+    let (users, member, version, _run) = renamed_on_the_primary(&h).await;
+    rename_event_moves_everything(&h, &users, &member, version).await;
+}
+
+/// The same rename, noticed by discovery before its RENAME event arrives
+/// (the event is held back until the new name's actor runs): the keys, the
+/// record and the replica table still move, and nothing is reloaded.
+#[actix_rt::test]
+async fn a_rename_discovery_saw_first_still_moves_keys_and_replica_table() {
+    let h = Harness::new();
+    let (users, member, version, run) = renamed_on_the_primary(&h).await;
+    eventually(WAIT, "discovery saw the new name", || async {
+        run.board.get("Member").is_some() && run.board.get("User").is_none()
+    })
+    .await;
+    assert_eq!(
+        h.get("mssql_sync:enabled:Member").await.as_deref(),
+        Some("false")
+    );
+    rename_event_moves_everything(&h, &users, &member, version).await;
 }
 
 /// Issue 13: a column added on the primary whose DDL event is lost, while

@@ -486,6 +486,19 @@ impl Handler<RouteSchemaChange> for SupervisorActor {
     fn handle(&mut self, msg: RouteSchemaChange, _ctx: &mut Self::Context) -> Self::Result {
         let change = msg.0;
         let table = change.table().clone();
+        if let Some(to) = renamed_before_its_event(&change, self.tracked.as_ref()) {
+            if !self.tables.contains_key(&table) && !self.retiring.contains(&table) {
+                // Discovery saw the rename first: the old name's actor is
+                // gone and the new name's (paused: its flags are new) runs.
+                // The keys, the record and the replica table still move.
+                info!(from = %table, to = %to, "a table renamed before its RENAME event arrived; moving its keys and replica table now");
+                let pipeline = self.pipeline.clone();
+                return Box::pin(
+                    async move { rename_released(&pipeline, &table, &change).await }
+                        .into_actor(self),
+                );
+            }
+        }
         if !self.tables.contains_key(&table) {
             let routed = match &self.tracked {
                 Some(tracked) if !tracked.contains(&table) => Routed::NotTracked,
@@ -544,6 +557,41 @@ async fn rename_under_new_claim(
     let generation = pipeline.fence.grant(from, until);
     let claim = claim_table(pipeline, from, generation).await?;
     crate::sync::apply_schema_change(pipeline, &pipeline.sink.fenced(claim), change).await
+}
+
+/// The new name of a table rename that discovery noticed before the
+/// RENAME event: the old name is no longer tracked, the new one is.
+fn renamed_before_its_event<'a>(
+    change: &'a SchemaChange,
+    tracked: Option<&BTreeSet<TableId>>,
+) -> Option<&'a TableId> {
+    let SchemaChange::RenameTable { from, to } = change else {
+        return None;
+    };
+    let tracked = tracked?;
+    (!tracked.contains(from) && tracked.contains(to)).then_some(to)
+}
+
+/// Renames `from`, which no actor of this instance runs any more: takes
+/// its lease again (another instance holding it: the event waits), renames
+/// under a fresh claim and gives the lease back.
+async fn rename_released(
+    pipeline: &Pipeline,
+    from: &TableId,
+    change: &SchemaChange,
+) -> Result<Routed> {
+    let me = pipeline.config.instance_id.as_str();
+    let ttl = pipeline.config.lease_ttl;
+    let asked = Instant::now();
+    let lease = keys::table_lease(from);
+    let grants = pipeline.state.acquire_leases(&[lease], me, ttl).await?;
+    if !grants.first().is_some_and(LeaseGrant::holds) {
+        return Ok(Routed::Elsewhere);
+    }
+    let result = rename_under_new_claim(pipeline, from, write_deadline(asked, ttl), change).await;
+    pipeline.fence.revoke(from);
+    give_back(pipeline, from).await;
+    result.map(|_| Routed::Applied)
 }
 
 /// Gives the table's lease back (best effort: it expires by itself).

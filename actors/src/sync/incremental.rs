@@ -50,12 +50,23 @@ pub(super) async fn run(
         return Ok(Ended::Stale(reason));
     }
     set_state(p, table, TableState::Incremental);
-    if resume.is_none() && opened.keys == 0 && !advance_due(p, table, since, current) {
-        // Nothing to apply: the replica already shows the primary as of
-        // `current`; the stored version moves at most every
-        // `idle_advance` (a replica transaction and a Redis write).
-        p.scouts.stored(table, since);
-        return Ok(caught_up(p, &key, since, current, 0));
+    if resume.is_none() && opened.keys == 0 {
+        let due = advance_due(p, table, since, current);
+        if !due || p.advances.batched(table) {
+            // Nothing to apply: the replica already shows the primary as of
+            // `current`; the stored version moves at most every
+            // `idle_advance`, with the other idle tables by the next poll.
+            if due {
+                p.advances.want(Advance {
+                    table: table.clone(),
+                    claim: sink.owner_claim(table)?.clone(),
+                    from: since,
+                    to: current,
+                });
+            }
+            p.scouts.stored(table, since);
+            return Ok(caught_up(p, &key, since, current, 0));
+        }
     }
     if let Some(b) = &resume {
         tracing::info!(table = %table, since, target = b.target, keys_left = opened.keys, "continuing the backlog after its last committed page");
@@ -124,6 +135,7 @@ pub(super) async fn run(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(table.clone(), tokio::time::Instant::now());
+        p.advances.moved_alone(table);
     }
     p.scouts.stored(table, target);
     Ok(caught_up(p, &key, target, current, changed_keys))
