@@ -381,8 +381,9 @@ async fn scouted_idle(
     if keys.identity.as_ref() != Some(&p.identity().await?) {
         return Ok(None);
     }
-    let changed_keys = incremental::idle(p, sink, &schema, version, current).await?;
-    Ok(Some(Outcome::Synced { changed_keys }))
+    Ok(incremental::idle(p, sink, &schema, version, current)
+        .await?
+        .map(|changed_keys| Outcome::Synced { changed_keys }))
 }
 
 /// `Some(reason)` when CT cleanup (or a TRUNCATE) removed changes after

@@ -57,12 +57,7 @@ pub(super) async fn run(
             // `current`; the stored version moves at most every
             // `idle_advance`, with the other idle tables by the next poll.
             if due {
-                p.advances.want(Advance {
-                    table: table.clone(),
-                    claim: sink.owner_claim(table)?.clone(),
-                    from: since,
-                    to: current,
-                });
+                queue_advance(p, sink, table, since, current)?;
             }
             p.scouts.stored(table, since);
             return Ok(caught_up(p, &key, since, current, 0));
@@ -142,50 +137,48 @@ pub(super) async fn run(
 }
 
 /// A cycle the poll's scout found idle (no change after `since`, which CT
-/// can still answer from, up to `current`): no change read; when an idle
-/// advance is due the stored version moves to `current` (the replica is
-/// complete up to it: nothing changed in between), with the other idle
-/// tables by the next poll, or by this cycle when the batch left it.
+/// can still answer from, up to `current`): no change read; a due advance
+/// of the stored version to `current` (the replica is complete up to it:
+/// nothing changed in between) is queued for the next poll's batch.
+/// `None` when the batch left this table before: the caller runs the
+/// ordinary cycle, whose empty change set moves the version itself.
 pub(super) async fn idle(
     p: &Pipeline,
     sink: &SinkHandle,
     schema: &Arc<TableSchema>,
     since: SyncVersion,
     current: SyncVersion,
-) -> Result<u64> {
+) -> Result<Option<u64>> {
     let table = &schema.id;
-    set_state(p, table, TableState::Incremental);
-    let mut stored = since;
-    if advance_due(p, table, since, current) && p.advances.batched(table) {
-        // Moved with the other idle tables by the next poll.
-        p.advances.want(Advance {
-            table: table.clone(),
-            claim: sink.owner_claim(table)?.clone(),
-            from: since,
-            to: current,
-        });
-    } else if advance_due(p, table, since, current) {
-        let batch = ChangeBatch {
-            table: table.clone(),
-            keys: Vec::new(),
-            rows: Vec::new(),
-            version: Some(current),
-            backlog: None,
-        };
-        sink.apply(schema.clone(), batch).await?;
-        p.state
-            .set_version(table, current, sink.owner_claim(table)?)
-            .await?;
-        p.advanced
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(table.clone(), tokio::time::Instant::now());
-        p.advances.moved_alone(table);
-        stored = current;
+    let due = advance_due(p, table, since, current);
+    if due && !p.advances.batched(table) {
+        return Ok(None);
     }
-    p.scouts.stored(table, stored);
-    caught_up(p, &table.key_name(), stored, current, 0);
-    Ok(0)
+    set_state(p, table, TableState::Incremental);
+    if due {
+        queue_advance(p, sink, table, since, current)?;
+    }
+    p.scouts.stored(table, since);
+    caught_up(p, &table.key_name(), since, current, 0);
+    Ok(Some(0))
+}
+
+/// Queues the move of `table`'s stored version from `since` to `current`
+/// for the next poll's batch (see `scout::Advances`).
+fn queue_advance(
+    p: &Pipeline,
+    sink: &SinkHandle,
+    table: &crate::model::TableId,
+    since: SyncVersion,
+    current: SyncVersion,
+) -> Result<()> {
+    p.advances.want(Advance {
+        table: table.clone(),
+        claim: sink.owner_claim(table)?.clone(),
+        from: since,
+        to: current,
+    });
+    Ok(())
 }
 
 /// The first page; none is read from an empty set (its last page is empty).

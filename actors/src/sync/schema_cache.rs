@@ -33,13 +33,25 @@ impl SchemaCache {
     /// The cached schema for one more cycle, unless it is due for a fresh
     /// read of the catalogs.
     pub fn take_turn(&self, table: &TableId) -> Option<Arc<TableSchema>> {
+        self.turn(table, REFRESH_CYCLES, |e| &mut e.served)
+    }
+
+    /// One more turn of `table`'s entry, counted by `count`; after `limit`
+    /// the entry goes and the cycle reads the catalogs.
+    fn turn(
+        &self,
+        table: &TableId,
+        limit: u32,
+        count: fn(&mut Entry) -> &mut u32,
+    ) -> Option<Arc<TableSchema>> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let entry = entries.get_mut(table)?;
-        if entry.served >= REFRESH_CYCLES {
+        let n = count(entry);
+        if *n >= limit {
             entries.remove(table);
             return None;
         }
-        entry.served += 1;
+        *n += 1;
         Some(entry.schema.clone())
     }
 
@@ -48,14 +60,7 @@ impl SchemaCache {
     /// the catalogs were read: then `None`, and the cycle reads them (a
     /// replica table dropped by hand is recreated then at the latest).
     pub fn idle_turn(&self, table: &TableId, limit: u32) -> Option<Arc<TableSchema>> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.get_mut(table)?;
-        if entry.idle >= limit {
-            entries.remove(table);
-            return None;
-        }
-        entry.idle += 1;
-        Some(entry.schema.clone())
+        self.turn(table, limit, |e| &mut e.idle)
     }
 
     /// `schema` is what both catalogs say now (the replica's table matches).
