@@ -6,8 +6,15 @@
 //! removing any, applies them again after every reconnect (a restarted
 //! Redis forgets them), and falls back to polling, saying so once, where
 //! the server forbids `CONFIG` (managed Redis).
+//!
+//! Notifications reach ctsync only once the server has confirmed the
+//! `PSUBSCRIBE`: a flag written before that, at start or while the
+//! listener reconnects after a Redis restart, acts at the table's next poll.
+//! [`KeyspaceListener::subscriptions`] counts the confirmed subscriptions
+//! and [`KeyspaceListener::wakes`] the tables woken, so a caller (a test)
+//! can wait for the subscription instead of guessing how long it takes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,9 +67,39 @@ pub fn wake_tables(
     tx
 }
 
+/// What the subscriber thread has done so far.
+#[derive(Default)]
+struct Counters {
+    subscriptions: AtomicU64,
+    wakes: AtomicU64,
+}
+
 /// Stops the subscriber thread when dropped.
 pub struct KeyspaceListener {
     stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+}
+
+impl KeyspaceListener {
+    /// How many times the subscription to `mssql_sync:*` keyspace
+    /// notifications became active, i.e. the server confirmed the
+    /// `PSUBSCRIBE` (after `notify-keyspace-events` was applied on the same
+    /// connection): 0 until the first, 1 after it, 2 once a reconnect (a
+    /// restarted Redis) has subscribed again, and so on. A flag written
+    /// while the count has not yet moved past a (re)connect acts at the
+    /// table's next poll instead.
+    pub fn subscriptions(&self) -> u64 {
+        self.counters.subscriptions.load(Ordering::SeqCst)
+    }
+
+    /// How many wakes the listener has handed to the actor system: one per
+    /// notification that named a table's operator key (`enabled`,
+    /// `force_full_load`, `version`, `force_requests`), ctsync's own writes
+    /// of those keys included. Counted when handed over; the table's cycle
+    /// follows.
+    pub fn wakes(&self) -> u64 {
+        self.counters.wakes.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for KeyspaceListener {
@@ -75,17 +112,23 @@ impl Drop for KeyspaceListener {
 pub fn start(redis_url: &str, wake: UnboundedSender<TableId>) -> anyhow::Result<KeyspaceListener> {
     let client = redis::Client::open(redis_url)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let stopping = stop.clone();
+    let counters = Arc::new(Counters::default());
+    let (stopping, counting) = (stop.clone(), counters.clone());
     std::thread::Builder::new()
         .name("ctsync-keyspace".into())
-        .spawn(move || run(client, wake, stopping))?;
-    Ok(KeyspaceListener { stop })
+        .spawn(move || run(client, wake, stopping, counting))?;
+    Ok(KeyspaceListener { stop, counters })
 }
 
-fn run(client: redis::Client, wake: UnboundedSender<TableId>, stop: Arc<AtomicBool>) {
+fn run(
+    client: redis::Client,
+    wake: UnboundedSender<TableId>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+) {
     let mut said_down = false;
     while !stop.load(Ordering::SeqCst) {
-        match listen(&client, &wake, &stop) {
+        match listen(&client, &wake, &stop, &counters) {
             Ok(Ending::Stopped) => return,
             Ok(Ending::Forbidden(e)) => {
                 warn!(error = %e, "Redis refuses CONFIG SET notify-keyspace-events (managed Redis?): flags act at the next poll instead of within a second");
@@ -111,8 +154,12 @@ fn listen(
     client: &redis::Client,
     wake: &UnboundedSender<TableId>,
     stop: &AtomicBool,
+    counters: &Counters,
 ) -> redis::RedisResult<Ending> {
     let mut con = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    // Bounded, so a server that accepts and never answers is retried; long
+    // enough for a busy server to confirm the subscription.
+    con.set_read_timeout(Some(Duration::from_secs(5)))?;
     // Applied on every (re)connect: a restarted Redis forgot them.
     let current: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
@@ -142,9 +189,15 @@ fn listen(
         }
         info!(from = %have, to = %want, "enabled Redis keyspace notifications for mssql_sync:* (flags act within a second)");
     }
-    con.set_read_timeout(Some(Duration::from_millis(500)))?;
     let mut pubsub = con.as_pubsub();
+    // Returns once the server has confirmed the subscription (the redis
+    // crate reads replies until the `psubscribe` one, queueing any message
+    // that comes first); from then on every SET of a flag is delivered.
     pubsub.psubscribe("__keyspace@*__:mssql_sync:*")?;
+    counters.subscriptions.fetch_add(1, Ordering::SeqCst);
+    debug!("subscribed to keyspace notifications for mssql_sync:*");
+    // Short, so a stop is noticed within half a second.
+    pubsub.set_read_timeout(Some(Duration::from_millis(500)))?;
     loop {
         if stop.load(Ordering::SeqCst) {
             return Ok(Ending::Stopped);
@@ -155,6 +208,7 @@ fn listen(
                     if wake.send(table).is_err() {
                         return Ok(Ending::Stopped); // the actor system is gone
                     }
+                    counters.wakes.fetch_add(1, Ordering::SeqCst);
                 }
             }
             Err(e) if e.is_timeout() => continue,
