@@ -118,16 +118,20 @@ fn keyset_never_uses_lob_columns() {
 fn change_sets_copy_keys_once_and_pages_join_current_rows() {
     let u = user_table();
     let o = order_line_table();
-    let open = sql::open_change_set(&o, &keys(&o), true, true).expect("key types");
+    let create = sql::create_change_set(&o, &keys(&o)).expect("key types");
+    assert_eq!(
+        create,
+        "IF OBJECT_ID(N'tempdb..#ctsync_changes') IS NOT NULL DROP TABLE #ctsync_changes; \
+CREATE TABLE #ctsync_changes ([OrderId] int NOT NULL, [Line] smallint NOT NULL); \
+CREATE UNIQUE CLUSTERED INDEX [ctsync_changes_key] ON #ctsync_changes ([OrderId], [Line]);"
+    );
+    let open = sql::fill_change_set(&o, &keys(&o), true, true);
     assert_eq!(
         open,
         "SET NOCOUNT ON; \
 DECLARE @target bigint = CHANGE_TRACKING_CURRENT_VERSION(); \
 DECLARE @min bigint = CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P2)); \
 DECLARE @n bigint = 0; \
-IF OBJECT_ID(N'tempdb..#ctsync_changes') IS NOT NULL DROP TABLE #ctsync_changes; \
-CREATE TABLE #ctsync_changes ([OrderId] int NOT NULL, [Line] smallint NOT NULL); \
-CREATE UNIQUE CLUSTERED INDEX [ctsync_changes_key] ON #ctsync_changes ([OrderId], [Line]); \
 IF @P1 >= @min AND @P1 <= @target \
 BEGIN \
 SET TRANSACTION ISOLATION LEVEL SNAPSHOT; BEGIN TRANSACTION; \
@@ -138,7 +142,6 @@ SET @n = @@ROWCOUNT; \
 SET @min = CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P2)); \
 COMMIT TRANSACTION; SET TRANSACTION ISOLATION LEVEL READ COMMITTED; \
 END; \
-IF @n = 0 DROP TABLE #ctsync_changes; \
 SELECT @target AS [target_version], @min AS [min_valid_version], @n AS [changed_keys];"
     );
     // The current version is read before anything else: a snapshot starts
@@ -148,7 +151,7 @@ SELECT @target AS [target_version], @min AS [min_valid_version], @n AS [changed_
         .expect("version read");
     assert!(first_read < open.find("CHANGETABLE(").expect("copy"));
     // Without snapshot isolation the copy is one statement, no transaction.
-    let plain = sql::open_change_set(&u, &keys(&u), false, false).expect("key types");
+    let plain = sql::fill_change_set(&u, &keys(&u), false, false);
     assert!(!plain.contains("TRANSACTION"), "{plain}");
     assert!(
         plain.contains("CHANGETABLE(CHANGES [dbo].[User], @P1) AS [ct];"),
@@ -156,26 +159,24 @@ SELECT @target AS [target_version], @min AS [min_valid_version], @n AS [changed_
     );
     // A key column without a recorded collation takes the database's
     // default, not tempdb's.
-    assert!(
-        plain.contains("CREATE TABLE #ctsync_changes ([Id] int NOT NULL)"),
-        "{plain}"
-    );
+    assert!(sql::create_change_set(&u, &keys(&u))
+        .expect("key types")
+        .contains("CREATE TABLE #ctsync_changes ([Id] int NOT NULL)"),);
 
-    let first = sql::change_set_page(&u, &keys(&u), false, false);
+    let first = sql::change_set_page(&u, &keys(&u), false);
     assert_eq!(
         first,
         "SELECT TOP (@P1) [c].[Id], CASE WHEN [t].[Id] IS NULL THEN 0 ELSE 1 END AS [__ctsync_row_exists], \
          [t].[Id], [t].[Name], CAST([t].[Email] AS nvarchar(100)) FROM #ctsync_changes AS [c] \
          LEFT OUTER JOIN [dbo].[User] AS [t] ON [t].[Id] = [c].[Id] ORDER BY [c].[Id]"
     );
-    let last = sql::change_set_page(&o, &keys(&o), true, true);
+    let last = sql::change_set_page(&o, &keys(&o), true);
     assert_eq!(
         last,
         "SELECT TOP (@P1) [c].[OrderId], [c].[Line], CASE WHEN [t].[OrderId] IS NULL THEN 0 ELSE 1 END AS [__ctsync_row_exists], \
          [t].[OrderId], [t].[Line], [t].[Qty], [t].[Note] FROM #ctsync_changes AS [c] \
          LEFT OUTER JOIN [sales].[OrderLine] AS [t] ON [t].[OrderId] = [c].[OrderId] AND [t].[Line] = [c].[Line] \
-         WHERE ([c].[OrderId] > @P2) OR ([c].[OrderId] = @P2 AND [c].[Line] > @P3) ORDER BY [c].[OrderId], [c].[Line]; \
-         DROP TABLE #ctsync_changes;"
+         WHERE ([c].[OrderId] > @P2) OR ([c].[OrderId] = @P2 AND [c].[Line] > @P3) ORDER BY [c].[OrderId], [c].[Line]"
     );
     parses(&first);
     parses(&last);
@@ -543,12 +544,12 @@ fn char_and_varchar_key_parameters_are_cast_to_the_column_type() {
         ),
         "{delete}"
     );
-    let changes = sql::change_set_page(&t, &keys(&t), true, false);
+    let changes = sql::change_set_page(&t, &keys(&t), true);
     assert!(
         changes.contains("WHERE ([c].[Sku] > CAST(@P2 AS varchar(40)))"),
         "{changes}"
     );
-    let open = sql::open_change_set(&t, &keys(&t), true, false).expect("key types");
+    let open = sql::fill_change_set(&t, &keys(&t), true, false);
     assert!(
         open.contains("WHERE ([ct].[Sku] > CAST(@P3 AS varchar(40)))"),
         "{open}"
@@ -897,9 +898,6 @@ fn a_change_read_first_checks_the_columns_stamp() {
     assert!(sql::TABLE_COLUMNS.contains(&format!(
         "CHECKSUM_AGG(BINARY_CHECKSUM({stamped})) OVER () AS columns_stamp"
     )));
-    let read = format!(
-        "{check}{}",
-        sql::change_set_page(&u, &keys(&u), false, false)
-    );
+    let read = format!("{check}{}", sql::change_set_page(&u, &keys(&u), false));
     parses(&read);
 }

@@ -107,6 +107,10 @@ fn table_statements(d: &mut Dump, s: &TableSchema) {
         &format!("{name}: create_table"),
         &sql::create_table(s).expect("ddl"),
     );
+    d.add(
+        &format!("{name}: create_change_set"),
+        &sql::create_change_set(s, &keys).expect("key types"),
+    );
     for after in [false, true] {
         d.add(
             &format!("{name}: read_page {after}"),
@@ -114,24 +118,22 @@ fn table_statements(d: &mut Dump, s: &TableSchema) {
         );
         for snapshot in [false, true] {
             d.add(
-                &format!("{name}: open_change_set {after} {snapshot}"),
-                &sql::open_change_set(s, &keys, after, snapshot).expect("key types"),
+                &format!("{name}: fill_change_set {after} {snapshot}"),
+                &sql::fill_change_set(s, &keys, after, snapshot),
             );
         }
-        for last in [false, true] {
-            d.add(
-                &format!("{name}: change_set_page {after} {last}"),
-                &sql::change_set_page(s, &keys, after, last),
-            );
-            d.add(
-                &format!("{name}: checked change_set_page {after} {last}"),
-                &format!(
-                    "{}{}",
-                    sql::columns_unchanged(2 + keys.len()),
-                    sql::change_set_page(s, &keys, after, last)
-                ),
-            );
-        }
+        d.add(
+            &format!("{name}: change_set_page {after}"),
+            &sql::change_set_page(s, &keys, after),
+        );
+        d.add(
+            &format!("{name}: checked change_set_page {after}"),
+            &format!(
+                "{}{}",
+                sql::columns_unchanged(2 + keys.len()),
+                sql::change_set_page(s, &keys, after)
+            ),
+        );
     }
     d.add(&format!("{name}: insert_json"), &sql::insert_json(s));
     let text: Vec<&ColumnDef> = s.written_columns();

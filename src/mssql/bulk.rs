@@ -10,6 +10,7 @@ use tiberius::{ColumnData, SqlBulkCopyOption, SqlBulkCopyOptions, TokenRow};
 
 use super::conn::Lease;
 use super::convert::value_to_sql;
+use super::session::BulkLoad;
 use super::{sql, Context, MssqlError};
 
 /// Requests tiberius 0.13 sends for one bulk load (`Client::
@@ -104,7 +105,6 @@ pub async fn load(
     let table = sql::table(&target.id);
     let cols = target.written_columns();
     let names: Vec<String> = cols.iter().map(|c| sql::quote(&c.name)).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut options: SqlBulkCopyOptions = SqlBulkCopyOption::KeepNulls.into();
     if target.has_identity() {
         options |= SqlBulkCopyOption::KeepIdentity;
@@ -113,23 +113,23 @@ pub async fn load(
         options |= SqlBulkCopyOption::TableLock;
     }
     let what = || format!("bulk-loading {} rows into {}", rows.len(), target.id);
-    let result = async {
-        let client = lease.client()?;
-        let mut request = client
-            .bulk_insert_with_options(&table, &names, options, &[])
-            .await
-            .context(what)?;
-        for row in rows {
+    let cells = rows
+        .iter()
+        .map(|row| {
             let mut cells = TokenRow::with_capacity(cols.len());
             for (value, c) in row.iter().zip(&cols) {
                 cells.push(cell(value, &c.ty));
             }
-            request.send(cells).await.context(what)?;
-        }
-        let done = request.finalize().await.context(what)?;
-        Ok(done.total())
-    }
-    .await;
+            cells
+        })
+        .collect();
+    let load = BulkLoad {
+        table,
+        columns: names,
+        options,
+        rows: cells,
+    };
+    let result = async { lease.session()?.bulk(load).await.context(what) }.await;
     if result.is_err() {
         // The bulk stream may be half sent: the connection cannot be reused.
         lease.discard();

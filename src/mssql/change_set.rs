@@ -1,6 +1,8 @@
-//! The primary's change set on SQL Server: the changed keys are copied once
-//! into the session's temporary table (`sql::open_change_set`), and the
-//! session is kept (leased) until the last page has been read from it.
+//! The primary's change set on SQL Server: a batch creates the session's
+//! temporary table (`sql::create_change_set`; a batch, because a temp table
+//! created inside an RPC dies with it), one RPC copies the changed keys
+//! into it (`sql::fill_change_set`), and the session is kept (leased) until
+//! the last page has been read from it and a batch has dropped it.
 
 use async_trait::async_trait;
 use ctsync_actors::model::{ChangePage, ColumnDef, RowKey, SyncVersion, TableSchema};
@@ -11,7 +13,7 @@ use tiberius::ColumnData;
 use super::catalog::big;
 use super::conn::Lease;
 use super::convert::{decode_row as decode, key_params};
-use super::pool::query_rows;
+use super::pool::{batch, query_rows};
 use super::primary::MssqlPrimary;
 use super::sql;
 
@@ -35,7 +37,8 @@ pub(super) struct MssqlChangeSet<'a> {
 
 impl<'a> MssqlChangeSet<'a> {
     /// Copies the keys of `schema`'s table changed since `since` (after
-    /// `after`) on a leased session, in one request.
+    /// `after`) on a leased session: two requests, the batch that creates
+    /// the session's table and the RPC that fills it.
     pub(super) async fn open(
         primary: &'a MssqlPrimary,
         schema: &TableSchema,
@@ -47,13 +50,13 @@ impl<'a> MssqlChangeSet<'a> {
             .key_columns()
             .ok_or_else(|| Error::NoKey(schema.id.clone()))?;
         let key_defs = key_defs(schema)?;
-        let text =
-            sql::open_change_set(schema, &keys, after.is_some(), snapshot).ok_or_else(|| {
-                Error::Primary(format!(
-                    "table {}: a key column has an unsupported type",
-                    schema.id
-                ))
-            })?;
+        let create = sql::create_change_set(schema, &keys).ok_or_else(|| {
+            Error::Primary(format!(
+                "table {}: a key column has an unsupported type",
+                schema.id
+            ))
+        })?;
+        let fill = sql::fill_change_set(schema, &keys, after.is_some(), snapshot);
         let mut params = vec![
             ColumnData::I64(Some(since)),
             ColumnData::String(Some(sql::object_name_param(&schema.id).into())),
@@ -67,7 +70,12 @@ impl<'a> MssqlChangeSet<'a> {
             .await
             .map_err(|e| Error::Primary(format!("change set sessions: {e}")))?;
         let mut lease = primary.pool().lease().await.map_err(err)?;
-        let rows = query_rows(&mut lease, &text, params, || {
+        batch(&mut lease, &create, || {
+            format!("creating the change set of {} on its session", schema.id)
+        })
+        .await
+        .map_err(err)?;
+        let rows = query_rows(&mut lease, &fill, params, || {
             format!("copying the changes of {} since version {since}", schema.id)
         })
         .await
@@ -87,8 +95,8 @@ impl<'a> MssqlChangeSet<'a> {
         })?;
         let min_valid = big(row, 1).map_err(err)?;
         let total = big(row, 2).map_err(err)?.unwrap_or(0).max(0) as u64;
-        // An empty set was dropped by the open itself: its session goes
-        // back at once.
+        // An empty set keeps nothing: its session goes back at once (the
+        // empty table is replaced by the next open on that session).
         let (lease, session) = if total == 0 {
             (None, None)
         } else {
@@ -126,7 +134,7 @@ impl ChangeSet for MssqlChangeSet<'_> {
         let key_defs = key_defs(schema)?;
         let limit = limit.max(1);
         let last = self.read + limit as u64 >= self.opened.keys;
-        let mut text = sql::change_set_page(schema, &self.keys, self.cursor.is_some(), last);
+        let mut text = sql::change_set_page(schema, &self.keys, self.cursor.is_some());
         let mut params = vec![ColumnData::I64(Some(limit as i64))];
         if let Some(k) = &self.cursor {
             params.extend(key_params(k, &key_defs));
@@ -160,6 +168,20 @@ impl ChangeSet for MssqlChangeSet<'_> {
             page.keys.push(RowKey(key));
         }
         self.read += page.keys.len() as u64;
+        if last {
+            // The set is read: drop it and give the session back. A failed
+            // drop discards the connection, and the table with it.
+            if let Some(mut lease) = self.lease.take() {
+                let dropped = batch(&mut lease, sql::DROP_CHANGE_SET, || {
+                    format!("dropping the change set of {}", schema.id)
+                })
+                .await;
+                if let Err(e) = dropped {
+                    tracing::debug!(table = %schema.id, error = %e, "dropping a read change set failed; its connection was discarded");
+                }
+            }
+            self._session = None;
+        }
         if !last && page.keys.len() < limit {
             return Err(Error::Primary(format!(
                 "the change set of {} ended after {} of {} keys",

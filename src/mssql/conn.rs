@@ -1,14 +1,17 @@
 //! Connection settings and connections. Accepts the original tool's
 //! `mssql://user:pass@host:port/db` URLs and ADO.NET strings; TLS is on and
-//! validated by default. `Connection` keeps one tiberius client, opens it on
-//! demand and discards it after any error (a failed request can leave the
-//! TDS stream out of sync).
+//! validated by default. `Connection` keeps one session (a tiberius client
+//! in production, see `session`), opens it on demand and discards it after
+//! any error (a failed request can leave the TDS stream out of sync).
+
+use std::sync::Arc;
 
 use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
+use super::session::{Connector, Session};
 use super::MssqlError;
 
 pub type TdsClient = Client<Compat<TcpStream>>;
@@ -313,19 +316,26 @@ fn keepalive(tcp: &TcpStream) -> std::io::Result<()> {
 
 /// One lazily opened connection, used by one caller at a time.
 pub struct Connection {
-    endpoint: Endpoint,
-    client: Mutex<Option<TdsClient>>,
+    connector: Arc<dyn Connector>,
+    session: Mutex<Option<Box<dyn Session>>>,
 }
 
 pub struct Lease<'a> {
-    guard: MutexGuard<'a, Option<TdsClient>>,
+    guard: MutexGuard<'a, Option<Box<dyn Session>>>,
 }
 
 impl Lease<'_> {
-    pub fn client(&mut self) -> Result<&mut TdsClient, MssqlError> {
-        self.guard
-            .as_mut()
-            .ok_or_else(|| MssqlError::Unexpected("connection was discarded".into()))
+    /// The open session; an error once it was discarded.
+    pub fn session(&mut self) -> Result<&mut dyn Session, MssqlError> {
+        match self.guard.as_mut() {
+            Some(session) => Ok(session.as_mut()),
+            None => Err(MssqlError::Unexpected("connection was discarded".into())),
+        }
+    }
+
+    /// The session is still open (no request on it has failed).
+    pub fn is_open(&self) -> bool {
+        self.guard.is_some()
     }
 
     /// Drops the connection; the next lease opens a new one.
@@ -335,21 +345,21 @@ impl Lease<'_> {
 }
 
 impl Connection {
-    pub fn new(endpoint: Endpoint) -> Self {
+    pub fn new(connector: Arc<dyn Connector>) -> Self {
         Self {
-            endpoint,
-            client: Mutex::new(None),
+            connector,
+            session: Mutex::new(None),
         }
     }
 
     pub async fn lease(&self) -> Result<Lease<'_>, MssqlError> {
-        let guard = self.client.lock().await;
+        let guard = self.session.lock().await;
         self.open(guard).await
     }
 
     /// A lease if the connection is free now, else `None`.
     pub async fn try_lease(&self) -> Result<Option<Lease<'_>>, MssqlError> {
-        match self.client.try_lock() {
+        match self.session.try_lock() {
             Ok(guard) => self.open(guard).await.map(Some),
             Err(_) => Ok(None),
         }
@@ -357,10 +367,10 @@ impl Connection {
 
     async fn open<'a>(
         &'a self,
-        mut guard: MutexGuard<'a, Option<TdsClient>>,
+        mut guard: MutexGuard<'a, Option<Box<dyn Session>>>,
     ) -> Result<Lease<'a>, MssqlError> {
         if guard.is_none() {
-            *guard = Some(self.endpoint.connect().await?);
+            *guard = Some(self.connector.open().await?);
         }
         Ok(Lease { guard })
     }

@@ -99,7 +99,7 @@ impl MssqlDdlQueue {
     pub fn new(endpoint: Endpoint, queue: &str) -> Self {
         let (schema, name) = queue.split_once('.').unwrap_or(("dbo", queue));
         Self {
-            conn: Connection::new(endpoint),
+            conn: Connection::new(std::sync::Arc::new(endpoint)),
             queue: sql::queue_name(schema, name),
         }
     }

@@ -14,7 +14,7 @@ use super::{sql, MssqlError};
 /// Runs the pending migrations; returns the schema version reached.
 pub async fn migrate(lease: &mut Lease<'_>) -> Result<i32, MssqlError> {
     let result = run(lease).await;
-    if result.is_err() && lease.client().is_ok() {
+    if result.is_err() && lease.is_open() {
         let _ = batch(lease, sql::ROLLBACK, || "rolling back the migration".into()).await;
         lease.discard();
     }

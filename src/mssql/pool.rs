@@ -3,10 +3,12 @@
 //! request at a time: tiberius has no MARS.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use tiberius::{ColumnData, Query, Row};
+use tiberius::{ColumnData, Row};
 
 use super::conn::{Connection, Endpoint, Lease};
+use super::session::Connector;
 use super::{Context, MssqlError};
 
 pub struct Pool {
@@ -16,9 +18,14 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(endpoint: Endpoint, size: usize) -> Self {
+        Self::with_connector(Arc::new(endpoint), size)
+    }
+
+    /// A pool whose sessions `connector` opens (tests: a recording one).
+    pub fn with_connector(connector: Arc<dyn Connector>, size: usize) -> Self {
         Self {
             conns: (0..size.max(1))
-                .map(|_| Connection::new(endpoint.clone()))
+                .map(|_| Connection::new(connector.clone()))
                 .collect(),
             next: AtomicUsize::new(0),
         }
@@ -63,29 +70,15 @@ fn discard_on_error<T>(
     result
 }
 
-fn bound(sql: &str, params: Vec<ColumnData<'static>>) -> Query<'static> {
-    let mut q = Query::new(sql.to_string());
-    for p in params {
-        q.bind(p);
-    }
-    q
-}
-
-/// Runs a parameterized query and returns its first result set.
+/// Runs a query as an RPC (`sp_executesql`, with or without parameters)
+/// and returns its first result set.
 pub async fn query_rows(
     lease: &mut Lease<'_>,
     sql: &str,
     params: Vec<ColumnData<'static>>,
     what: impl Fn() -> String,
 ) -> Result<Vec<Row>, MssqlError> {
-    let result = async {
-        let stream = bound(sql, params)
-            .query(lease.client()?)
-            .await
-            .context(&what)?;
-        stream.into_first_result().await.context(&what)
-    }
-    .await;
+    let result = async { lease.session()?.rpc_rows(sql, params).await.context(&what) }.await;
     discard_on_error(lease, result)
 }
 
@@ -116,38 +109,35 @@ pub async fn query_rows_within(
     }
 }
 
-/// Runs a parameterized statement; returns rows affected.
+/// Runs a statement as an RPC (`sp_executesql`); returns rows affected.
+/// Whatever it creates at its own scope ends when it returns.
 pub async fn execute(
     lease: &mut Lease<'_>,
     sql: &str,
     params: Vec<ColumnData<'static>>,
     what: impl Fn() -> String,
 ) -> Result<u64, MssqlError> {
-    let result = async {
-        let done = bound(sql, params)
-            .execute(lease.client()?)
-            .await
-            .context(&what)?;
-        Ok(done.total())
-    }
-    .await;
+    let result = async { lease.session()?.rpc_count(sql, params).await.context(&what) }.await;
     discard_on_error(lease, result)
 }
 
-/// Sends a batch without parameters (DDL, SET, transaction control).
+/// Sends a SQL batch without parameters (session-scoped objects and
+/// options, DDL, transaction control): what it creates lasts for the
+/// session.
 pub async fn batch(
     lease: &mut Lease<'_>,
     sql: &str,
     what: impl Fn() -> String,
 ) -> Result<(), MssqlError> {
-    let result = async {
-        let stream = lease
-            .client()?
-            .simple_query(sql.to_string())
-            .await
-            .context(&what)?;
-        stream.into_results().await.context(&what).map(|_| ())
-    }
-    .await;
+    batch_rows(lease, sql, what).await.map(|_| ())
+}
+
+/// [`batch`] that returns its result sets.
+pub async fn batch_rows(
+    lease: &mut Lease<'_>,
+    sql: &str,
+    what: impl Fn() -> String,
+) -> Result<Vec<Vec<Row>>, MssqlError> {
+    let result = async { lease.session()?.batch(sql).await.context(&what) }.await;
     discard_on_error(lease, result)
 }

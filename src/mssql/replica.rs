@@ -190,7 +190,7 @@ impl MssqlReplica {
         };
         if let Err(e) = result {
             // Best effort: a dropped connection rolls back on the server too.
-            if lease.client().is_ok() {
+            if lease.is_open() {
                 let _ = batch(&mut lease, sql::ROLLBACK, ctx).await;
             }
             lease.discard();
@@ -497,7 +497,7 @@ impl Replica for MssqlReplica {
                     };
                 // The options stay on this pooled connection otherwise (a
                 // failed batch has discarded it already).
-                match (created, lease.client().is_ok()) {
+                match (created, lease.is_open()) {
                     (Ok(()), true) => {
                         batch(&mut lease, &reset, || {
                             format!("resetting the session options after {name}")

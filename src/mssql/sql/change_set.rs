@@ -1,13 +1,14 @@
 //! The change set of an incremental cycle: the keys changed since the
-//! stored version, copied once from CHANGETABLE into a temporary table of
-//! the session, then read page by page joined to the current rows.
+//! stored version, copied once from CHANGETABLE into a temporary table the
+//! session created in a batch, then read page by page joined to the
+//! current rows, on that session.
 
 use ctsync_actors::model::{ColumnDef, TableSchema};
 
 use super::{column_ddl, key_select_list, keyset_predicate, order_by, quote, select_list, table};
 
 /// The session's change-set table (one per connection; the next open on the
-/// same connection replaces a leftover).
+/// same connection replaces a leftover, e.g. an empty set's).
 pub const CHANGE_SET_TABLE: &str = "#ctsync_changes";
 
 /// Name of the column that says whether the changed row still exists.
@@ -35,26 +36,50 @@ fn key_column_defs(schema: &TableSchema, keys: &[String]) -> Option<String> {
         .map(|defs| defs.join(", "))
 }
 
-/// Opens the change set of `schema`'s table in one request. `@P1` = the
-/// stored version, `@P2` = the table's name ([`super::object_name_param`]);
-/// with `after` (a backlog continued), the cursor key is `@P3…`.
+/// The batch that creates the session's change-set table (and its unique
+/// clustered index), replacing a leftover. It must be sent as a **batch**
+/// (`simple_query`): a temporary table created inside an RPC
+/// (`sp_executesql`, which tiberius uses for every parameterized request)
+/// is dropped when that RPC returns, while one a batch creates lives until
+/// the session ends or drops it, and the session's later RPCs may use it
+/// (CREATE TABLE, "Temporary tables"). Identifiers only, no values. `None`
+/// when a key column has an unsupported type.
+pub fn create_change_set(schema: &TableSchema, keys: &[String]) -> Option<String> {
+    let set = CHANGE_SET_TABLE;
+    Some(format!(
+        "IF OBJECT_ID(N'tempdb..{set}') IS NOT NULL DROP TABLE {set}; \
+CREATE TABLE {set} ({defs}); \
+CREATE UNIQUE CLUSTERED INDEX [ctsync_changes_key] ON {set} ({key_list});",
+        defs = key_column_defs(schema, keys)?,
+        key_list = order_by("", keys),
+    ))
+}
+
+/// Drops the session's change set after its last page (a batch, like its
+/// creation).
+pub const DROP_CHANGE_SET: &str = "DROP TABLE #ctsync_changes;";
+
+/// Fills the session's change set ([`create_change_set`], sent before on
+/// the same session) with the keys of `schema`'s table changed since `@P1`,
+/// the stored version; `@P2` = the table's name
+/// ([`super::object_name_param`]); with `after` (a backlog continued), the
+/// cursor key is `@P3…`. An RPC: it uses the table its session created.
 ///
 /// `CHANGE_TRACKING_CURRENT_VERSION()` is read first, before any data is
 /// read (a snapshot transaction starts at its first data access, so every
 /// change up to that version is visible to the copy). The copy runs only
 /// for a version CT can answer, in a SNAPSHOT transaction when `snapshot`
-/// (cleanup cannot remove rows under it); the min valid version is read
+/// (cleanup cannot remove rows under it; the transaction and the isolation
+/// level both end inside this request); the min valid version is read
 /// again after the copy, so cleanup that passed the stored version while
-/// the copy ran is seen. An empty set is dropped at once (the session need
-/// not be kept). One row comes back: the target version, the min
-/// valid version and the number of keys copied. `None` when a key column
-/// has an unsupported type.
-pub fn open_change_set(
+/// the copy ran is seen. One row comes back: the target version, the min
+/// valid version and the number of keys copied.
+pub fn fill_change_set(
     schema: &TableSchema,
     keys: &[String],
     after: bool,
     snapshot: bool,
-) -> Option<String> {
+) -> String {
     let tbl = table(&schema.id);
     let key_list = order_by("", keys);
     let ct_keys = order_by("[ct].", keys);
@@ -76,31 +101,26 @@ pub fn open_change_set(
     } else {
         ("", "")
     };
-    Some(format!(
+    format!(
         "SET NOCOUNT ON; \
 DECLARE @target bigint = CHANGE_TRACKING_CURRENT_VERSION(); \
 DECLARE @min bigint = CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P2)); \
 DECLARE @n bigint = 0; \
-IF OBJECT_ID(N'tempdb..{set}') IS NOT NULL DROP TABLE {set}; \
-CREATE TABLE {set} ({defs}); \
-CREATE UNIQUE CLUSTERED INDEX [ctsync_changes_key] ON {set} ({key_list}); \
 IF @P1 >= @min AND @P1 <= @target \
 BEGIN \
 {begin}{copy}; \
 SET @n = @@ROWCOUNT; \
 SET @min = CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@P2));{commit} \
 END; \
-IF @n = 0 DROP TABLE {set}; \
-SELECT @target AS [target_version], @min AS [min_valid_version], @n AS [changed_keys];",
-        defs = key_column_defs(schema, keys)?,
-    ))
+SELECT @target AS [target_version], @min AS [min_valid_version], @n AS [changed_keys];"
+    )
 }
 
 /// One page of the session's change set joined to the current rows: the
 /// key columns, an existence flag, then the written columns. `@P1` = page
-/// size; with `after`, the cursor key is `@P2…`. The last page (`last`)
-/// also drops the set.
-pub fn change_set_page(schema: &TableSchema, keys: &[String], after: bool, last: bool) -> String {
+/// size; with `after`, the cursor key is `@P2…`. An RPC on the session
+/// that created the set; [`DROP_CHANGE_SET`] follows the last page.
+pub fn change_set_page(schema: &TableSchema, keys: &[String], after: bool) -> String {
     let key_cols = key_select_list("[c].", schema, keys);
     let row_cols = select_list("[t].", &schema.written_columns());
     let join = keys
@@ -123,9 +143,6 @@ FROM {set} AS [c] LEFT OUTER JOIN {tbl} AS [t] ON {join}",
         ));
     }
     sql.push_str(&format!(" ORDER BY {}", order_by("[c].", keys)));
-    if last {
-        sql.push_str(&format!("; DROP TABLE {CHANGE_SET_TABLE};"));
-    }
     sql
 }
 

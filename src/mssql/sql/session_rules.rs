@@ -1,0 +1,948 @@
+//! Rules about how SQL Server treats a *sequence* of requests on one
+//! session, which no parser can check on a single statement: what a batch
+//! or an RPC (`sp_executesql`) creates and how long it lives, which
+//! transaction a statement runs in, and SQL Server's hard limits. Each rule
+//! names its source; `check` runs them over a recorded sequence
+//! (`mssql::recording`), and every rule has a canary that must fail
+//! (tests/session_rules.rs).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::mssql::recording::Request;
+use crate::mssql::session::Call;
+
+/// One rule: its id, what it says, and where SQL Server documents it.
+pub struct Rule {
+    pub id: &'static str,
+    pub says: &'static str,
+    pub source: &'static str,
+}
+
+pub const TEMP_SCOPE: Rule = Rule {
+    id: "temp-scope",
+    says: "a #temp table is used only while it exists: one created inside an RPC (sp_executesql) is dropped when that RPC returns; create session objects in a batch",
+    source: "https://learn.microsoft.com/en-us/sql/t-sql/statements/create-table-transact-sql#temporary-tables",
+};
+pub const SET_SCOPE: Rule = Rule {
+    id: "set-scope",
+    says: "a SET option set inside an RPC reverts when it returns: no later request may rely on it",
+    source: "https://learn.microsoft.com/en-us/sql/t-sql/statements/set-statements-transact-sql#considerations-when-you-use-the-set-statements",
+};
+pub const RPC_TRANSACTION: Rule = Rule {
+    id: "rpc-transaction",
+    says: "an RPC ends with the transaction count it started with (Msg 266 otherwise)",
+    source: "https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/mssqlserver-266-database-engine-error",
+};
+pub const SNAPSHOT_DDL: Rule = Rule {
+    id: "snapshot-ddl",
+    says: "no ALTER TABLE, CREATE/ALTER/DROP INDEX or partition DDL inside an explicit SNAPSHOT transaction (Msg 3964)",
+    source: "https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/mssqlserver-3961-database-engine-error",
+};
+pub const PARAMETERS: Rule = Rule {
+    id: "parameters",
+    says: "an RPC carries at most 2,100 parameters, sp_executesql's own @stmt and @params included",
+    source: "https://learn.microsoft.com/en-us/sql/sql-server/maximum-capacity-specifications-for-sql-server",
+};
+pub const IDENTIFIERS: Rule = Rule {
+    id: "identifiers",
+    says: "an identifier is at most 128 characters, a local temporary table's name at most 116",
+    source:
+        "https://learn.microsoft.com/en-us/sql/relational-databases/databases/database-identifiers",
+};
+pub const INDEX_KEY: Rule = Rule {
+    id: "index-key",
+    says: "an index key is at most 900 bytes clustered, 1,700 nonclustered, and holds no max or LOB column",
+    source: "https://learn.microsoft.com/en-us/sql/sql-server/maximum-capacity-specifications-for-sql-server",
+};
+pub const ALONE_IN_BATCH: Rule = Rule {
+    id: "alone-in-batch",
+    says: "CREATE/ALTER VIEW, PROCEDURE, FUNCTION, TRIGGER and CREATE SCHEMA are the first statement of their request",
+    source: "https://learn.microsoft.com/en-us/sql/t-sql/statements/create-view-transact-sql#remarks",
+};
+pub const BULK_COLUMNS: Rule = Rule {
+    id: "bulk-columns",
+    says: "INSERT BULK declares each column as its target does (nvarchar(n <= 2000) as nvarchar(2n) is the one accepted widening: same family, non-max, sent as the target's own type)",
+    source: "https://github.com/prisma/tiberius/issues/234 (the server rejects a column list that misstates a column: \"invalid column attribute from bcp client\")",
+};
+
+/// Every rule `check` applies.
+pub const RULES: &[&Rule] = &[
+    &TEMP_SCOPE,
+    &SET_SCOPE,
+    &RPC_TRANSACTION,
+    &SNAPSHOT_DDL,
+    &PARAMETERS,
+    &IDENTIFIERS,
+    &INDEX_KEY,
+    &ALONE_IN_BATCH,
+    &BULK_COLUMNS,
+];
+
+/// A broken rule at one request of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub rule: &'static str,
+    /// Position of the request in the log.
+    pub request: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "[{}] request #{}: {}",
+            self.rule, self.request, self.message
+        )
+    }
+}
+
+// ---- a small T-SQL lexer -------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    /// A keyword, a plain identifier, `#temp`, `@var`.
+    Word(String),
+    /// A delimited identifier (`[…]` or `"…"`), unescaped.
+    Ident(String),
+    Str,
+    Num(u32),
+    Sym(char),
+}
+
+impl Tok {
+    fn is(&self, keyword: &str) -> bool {
+        matches!(self, Tok::Word(w) if w.eq_ignore_ascii_case(keyword))
+    }
+    fn name(&self) -> Option<&str> {
+        match self {
+            Tok::Word(w) | Tok::Ident(w) => Some(w),
+            _ => None,
+        }
+    }
+}
+
+fn lex(sql: &str) -> Vec<Tok> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let word_char = |c: char| c.is_alphanumeric() || matches!(c, '_' | '#' | '@' | '$');
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '-' && next == Some('-') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            i += 2;
+            while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
+                i += 1;
+            }
+            i += 2;
+        } else if c == '\'' || ((c == 'N' || c == 'n') && next == Some('\'')) {
+            i += if c == '\'' { 1 } else { 2 };
+            while i < chars.len() {
+                if chars[i] == '\'' {
+                    if chars.get(i + 1) == Some(&'\'') {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push(Tok::Str);
+        } else if c == '[' || c == '"' {
+            let close = if c == '[' { ']' } else { '"' };
+            let mut name = String::new();
+            i += 1;
+            while i < chars.len() {
+                if chars[i] == close {
+                    if chars.get(i + 1) == Some(&close) {
+                        name.push(close);
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                name.push(chars[i]);
+                i += 1;
+            }
+            i += 1;
+            out.push(Tok::Ident(name));
+        } else if c.is_ascii_digit() {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+            let text: String = chars[start..i].iter().collect();
+            out.push(Tok::Num(text.parse().unwrap_or(u32::MAX)));
+        } else if word_char(c) {
+            let start = i;
+            while i < chars.len() && word_char(chars[i]) {
+                i += 1;
+            }
+            out.push(Tok::Word(chars[start..i].iter().collect()));
+        } else {
+            out.push(Tok::Sym(c));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A dotted name starting at `i` (`[s].[t]`, `#t`, `dbo.t`), lowercased,
+/// and the index after it.
+fn dotted(toks: &[Tok], mut i: usize) -> Option<(String, usize)> {
+    let mut parts = vec![toks.get(i)?.name()?.to_lowercase()];
+    i += 1;
+    while toks.get(i) == Some(&Tok::Sym('.')) {
+        parts.push(toks.get(i + 1)?.name()?.to_lowercase());
+        i += 2;
+    }
+    Some((parts.join("."), i))
+}
+
+/// Tables are named `[s].[t]` or `t` (= `dbo.t`); temp tables by name.
+fn object_key(name: &str) -> String {
+    if name.starts_with('#') || name.contains('.') {
+        name.to_string()
+    } else {
+        format!("dbo.{name}")
+    }
+}
+
+// ---- types and sizes -----------------------------------------------------
+
+/// Bytes a key column of this declared type can take; `None` for max and
+/// LOB types (which cannot be keys).
+fn key_bytes(ty: &str, args: &[u32], is_max: bool) -> Option<u32> {
+    let n = args.first().copied();
+    Some(match ty.to_lowercase().as_str() {
+        "bit" | "tinyint" => 1,
+        "smallint" => 2,
+        "int" | "real" | "smalldatetime" | "smallmoney" | "date" => 4,
+        "bigint" | "money" | "datetime" => 8,
+        "float" => {
+            if n.unwrap_or(53) <= 24 {
+                4
+            } else {
+                8
+            }
+        }
+        "uniqueidentifier" => 16,
+        "decimal" | "numeric" => match n.unwrap_or(18) {
+            0..=9 => 5,
+            10..=19 => 9,
+            20..=28 => 13,
+            _ => 17,
+        },
+        "time" | "datetime2" | "datetimeoffset" => {
+            let scale = n.unwrap_or(7);
+            let base = match scale {
+                0..=2 => 3,
+                3..=4 => 4,
+                _ => 5,
+            };
+            match ty.to_lowercase().as_str() {
+                "time" => base,
+                "datetime2" => base + 3,
+                _ => base + 5,
+            }
+        }
+        "char" | "varchar" | "binary" | "varbinary" if !is_max => n.unwrap_or(1),
+        "nchar" | "nvarchar" if !is_max => 2 * n.unwrap_or(1),
+        _ => return None,
+    })
+}
+
+/// `type ( args )` starting at `i`: the type word, its numeric arguments,
+/// whether it is `max`, and the index after it.
+fn type_at(toks: &[Tok], i: usize) -> Option<(String, Vec<u32>, bool)> {
+    let ty = toks.get(i)?.name()?.to_string();
+    let mut args = Vec::new();
+    let mut is_max = false;
+    if toks.get(i + 1) == Some(&Tok::Sym('(')) {
+        let mut j = i + 2;
+        let mut k = 0;
+        while let Some(t) = toks.get(j) {
+            match t {
+                Tok::Sym(')') => break,
+                Tok::Num(n) => args.push(*n),
+                t if t.is("max") => is_max = true,
+                _ => {}
+            }
+            j += 1;
+            k += 1;
+            if k > 8 {
+                break;
+            }
+        }
+    }
+    Some((ty, args, is_max))
+}
+
+/// Column name → key bytes (`None`: max, LOB or computed).
+type ColumnSizes = HashMap<String, Option<u32>>;
+
+/// The columns of the `CREATE TABLE` whose column list opens at `open`
+/// (`(`), and its primary key's columns and whether it is clustered.
+fn table_definition(toks: &[Tok], open: usize) -> (ColumnSizes, Option<(Vec<String>, bool)>) {
+    let mut columns = HashMap::new();
+    let mut pk = None;
+    let mut depth = 0;
+    let mut item_start = open + 1;
+    for i in open..toks.len() {
+        match &toks[i] {
+            Tok::Sym('(') => depth += 1,
+            Tok::Sym(')') | Tok::Sym(',') if depth == 1 => {
+                let item = &toks[item_start..i];
+                if let Some(p) = item.iter().position(|t| t.is("PRIMARY")) {
+                    let clustered = !item.iter().any(|t| t.is("NONCLUSTERED"));
+                    let keys = item[p..]
+                        .windows(2)
+                        .filter(|w| matches!(w[0], Tok::Sym('(') | Tok::Sym(',')))
+                        .filter_map(|w| w[1].name().map(str::to_lowercase))
+                        .collect();
+                    pk = Some((keys, clustered));
+                } else if let Some(name) = item.first().and_then(Tok::name) {
+                    let computed = item.get(1).is_some_and(|t| t.is("AS"));
+                    let size = if computed {
+                        None
+                    } else {
+                        type_at(toks, item_start + 1)
+                            .and_then(|(ty, args, max)| key_bytes(&ty, &args, max))
+                    };
+                    columns.insert(name.to_lowercase(), size);
+                }
+                if toks[i] == Tok::Sym(')') {
+                    break;
+                }
+                item_start = i + 1;
+            }
+            Tok::Sym(')') => depth -= 1,
+            _ => {}
+        }
+    }
+    (columns, pk)
+}
+
+// ---- the checker ---------------------------------------------------------
+
+/// Options tracked per session (NOCOUNT only shapes its own request's
+/// answer and is left out).
+fn option_key(toks: &[Tok], i: usize) -> Option<(String, String, usize)> {
+    let first = toks.get(i)?;
+    if first.is("TRANSACTION") {
+        let mut j = i + 3; // TRANSACTION ISOLATION LEVEL
+        let mut value = Vec::new();
+        while let Some(Tok::Word(w)) = toks.get(j) {
+            value.push(w.to_uppercase());
+            j += 1;
+            if value.len() == 2 || value.last().is_some_and(|v| v == "SNAPSHOT") {
+                break;
+            }
+        }
+        return Some(("TRANSACTION ISOLATION LEVEL".into(), value.join(" "), j));
+    }
+    if first.is("IDENTITY_INSERT") {
+        let (name, j) = dotted(toks, i + 1)?;
+        let value = toks.get(j)?.name()?.to_uppercase();
+        return Some((
+            format!("IDENTITY_INSERT {}", object_key(&name)),
+            value,
+            j + 1,
+        ));
+    }
+    match first {
+        Tok::Word(w) if !w.starts_with('@') && !w.eq_ignore_ascii_case("NOCOUNT") => {
+            let value = match toks.get(i + 1) {
+                Some(Tok::Word(v)) => v.to_uppercase(),
+                Some(Tok::Num(n)) => n.to_string(),
+                Some(Tok::Sym('-')) => "-1".into(),
+                _ => String::new(),
+            };
+            Some((w.to_uppercase(), value, i + 2))
+        }
+        _ => None,
+    }
+}
+
+fn default_value(key: &str) -> &'static str {
+    match key {
+        "TRANSACTION ISOLATION LEVEL" => "READ COMMITTED",
+        "LOCK_TIMEOUT" => "-1",
+        k if k.starts_with("IDENTITY_INSERT") => "OFF",
+        "XACT_ABORT" | "IMPLICIT_TRANSACTIONS" => "OFF",
+        _ => "",
+    }
+}
+
+#[derive(Default)]
+struct SessionState {
+    temps: HashSet<String>,
+    trancount: u32,
+    snapshot_tx: bool,
+    options: HashMap<String, String>,
+    /// Options an RPC set that reverted when it returned: the value it
+    /// set and the request that set it.
+    reverted: HashMap<String, (String, usize)>,
+}
+
+impl SessionState {
+    fn option(&self, key: &str) -> String {
+        self.options
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| default_value(key).to_string())
+    }
+}
+
+struct Checker<'a> {
+    log: &'a [Request],
+    sessions: HashMap<usize, SessionState>,
+    /// Column sizes of every table created so far (temp tables per session).
+    tables: HashMap<String, ColumnSizes>,
+    out: Vec<Violation>,
+}
+
+const DDL_IN_SNAPSHOT: &[(&str, &str)] = &[
+    ("ALTER", "TABLE"),
+    ("ALTER", "INDEX"),
+    ("DROP", "INDEX"),
+    ("CREATE", "INDEX"),
+    ("ALTER", "PARTITION"),
+];
+
+const MUST_LEAD: &[&str] = &["VIEW", "PROCEDURE", "PROC", "FUNCTION", "TRIGGER"];
+
+/// Checks `log` against every rule in [`RULES`].
+pub fn check(log: &[Request]) -> Vec<Violation> {
+    let mut c = Checker {
+        log,
+        sessions: HashMap::new(),
+        tables: HashMap::new(),
+        out: Vec::new(),
+    };
+    for (i, r) in log.iter().enumerate() {
+        c.request(i, r);
+    }
+    c.out
+}
+
+impl Checker<'_> {
+    fn flag(&mut self, rule: &Rule, request: usize, message: String) {
+        self.out.push(Violation {
+            rule: rule.id,
+            request,
+            message,
+        });
+    }
+
+    fn request(&mut self, i: usize, r: &Request) {
+        if r.call == Call::BulkRows {
+            return;
+        }
+        if r.call == Call::Rpc && r.params.len() + 2 > 2_100 {
+            self.flag(
+                &PARAMETERS,
+                i,
+                format!("{} parameters (+ @stmt and @params)", r.params.len()),
+            );
+        }
+        let toks = lex(&r.sql);
+        self.identifiers(i, &toks);
+        self.alone_in_batch(i, &toks);
+        if !r.target.is_empty() {
+            self.bulk_columns(i, r);
+        }
+        let mut state = self.sessions.remove(&r.session).unwrap_or_default();
+        self.relied_on(i, r, &toks, &mut state);
+        let start_options = state.options.clone();
+        let start_trancount = state.trancount;
+        let mut created_here: HashSet<String> = HashSet::new();
+        let mut dropped_here: HashSet<String> = HashSet::new();
+        let mut prev_word = String::new();
+        let mut k = 0;
+        while k < toks.len() {
+            let t = &toks[k];
+            if t.is("SET") {
+                if let Some((key, value, next)) = option_key(&toks, k + 1) {
+                    state.options.insert(key, value);
+                    k = next;
+                    continue;
+                }
+            }
+            if t.is("BEGIN")
+                && toks
+                    .get(k + 1)
+                    .is_some_and(|n| n.is("TRAN") || n.is("TRANSACTION") || n.is("DISTRIBUTED"))
+            {
+                if state.trancount == 0 {
+                    state.snapshot_tx = state.option("TRANSACTION ISOLATION LEVEL") == "SNAPSHOT";
+                }
+                state.trancount += 1;
+            }
+            if t.is("COMMIT") {
+                state.trancount = state.trancount.saturating_sub(1);
+            }
+            if t.is("ROLLBACK") {
+                state.trancount = 0;
+            }
+            if state.trancount > 0 && state.snapshot_tx {
+                for (verb, object) in DDL_IN_SNAPSHOT {
+                    if t.is(verb) && self.ddl_object(&toks, k + 1, object) {
+                        self.flag(
+                            &SNAPSHOT_DDL,
+                            i,
+                            format!("{verb} {object} inside a SNAPSHOT transaction"),
+                        );
+                    }
+                }
+            }
+            if t.is("CREATE") {
+                self.created(i, &toks, k, r.session, &mut created_here);
+            }
+            if t.is("DROP") && toks.get(k + 1).is_some_and(|n| n.is("TABLE")) {
+                let mut j = k + 2;
+                if toks.get(j).is_some_and(|n| n.is("IF")) {
+                    j += 2;
+                }
+                if let Some((name, next)) = dotted(&toks, j) {
+                    if name.starts_with('#') {
+                        created_here.remove(&name);
+                        state.temps.remove(&name);
+                        dropped_here.insert(name);
+                    }
+                    k = next;
+                    prev_word = "DROP".into();
+                    continue;
+                }
+            }
+            if let Tok::Word(w) = t {
+                if w.starts_with('#') {
+                    let name = w.to_lowercase();
+                    let into = prev_word.eq_ignore_ascii_case("INTO")
+                        && !toks[..k.saturating_sub(1)]
+                            .iter()
+                            .rev()
+                            .find_map(|t| match t {
+                                Tok::Word(w) => Some(w.to_uppercase()),
+                                _ => None,
+                            })
+                            .is_some_and(|w| w == "INSERT" || w == "MERGE");
+                    if into {
+                        created_here.insert(name.clone());
+                    } else if !created_here.contains(&name) && !state.temps.contains(&name) {
+                        let why = if dropped_here.contains(&name) {
+                            "after this request dropped it".to_string()
+                        } else {
+                            self.where_it_died(r.session, i, &name)
+                        };
+                        self.flag(&TEMP_SCOPE, i, format!("uses {name} {why}"));
+                    }
+                }
+                prev_word = w.clone();
+            }
+            k += 1;
+        }
+        match r.call {
+            Call::Rpc => {
+                for (key, value) in state.options.clone() {
+                    let before = start_options
+                        .get(&key)
+                        .cloned()
+                        .unwrap_or_else(|| default_value(&key).to_string());
+                    if value != before {
+                        state.reverted.insert(key.clone(), (value, i));
+                    }
+                }
+                state.options = start_options;
+                if state.trancount != start_trancount {
+                    self.flag(
+                        &RPC_TRANSACTION,
+                        i,
+                        format!(
+                            "the RPC began with {start_trancount} open transactions and ends with {}",
+                            state.trancount
+                        ),
+                    );
+                }
+            }
+            Call::Batch => {
+                for key in state.options.keys() {
+                    state.reverted.remove(key);
+                }
+                state.temps.extend(created_here);
+            }
+            Call::BulkRows => {}
+        }
+        self.sessions.insert(r.session, state);
+    }
+
+    fn ddl_object(&self, toks: &[Tok], mut j: usize, object: &str) -> bool {
+        // CREATE [UNIQUE] [CLUSTERED | NONCLUSTERED] [XML] INDEX
+        while let Some(t) = toks.get(j) {
+            if t.is(object) {
+                return true;
+            }
+            if !(t.is("UNIQUE") || t.is("CLUSTERED") || t.is("NONCLUSTERED") || t.is("XML")) {
+                return false;
+            }
+            j += 1;
+        }
+        false
+    }
+
+    fn where_it_died(&self, session: usize, upto: usize, name: &str) -> String {
+        let created_in_rpc = self.log[..upto].iter().rposition(|r| {
+            r.session == session
+                && r.call == Call::Rpc
+                && lex(&r.sql).windows(3).any(|w| {
+                    w[0].is("CREATE")
+                        && w[1].is("TABLE")
+                        && w[2].name().map(str::to_lowercase).as_deref() == Some(name)
+                })
+        });
+        match created_in_rpc {
+            Some(at) => format!("created inside the RPC #{at}, which dropped it when it returned"),
+            None => "which no earlier batch of this session created".into(),
+        }
+    }
+
+    /// `CREATE TABLE` (its columns and primary key) and `CREATE INDEX`.
+    fn created(
+        &mut self,
+        i: usize,
+        toks: &[Tok],
+        k: usize,
+        session: usize,
+        created_here: &mut HashSet<String>,
+    ) {
+        let scoped = |name: &str| {
+            if name.starts_with('#') {
+                format!("{session}:{name}")
+            } else {
+                object_key(name)
+            }
+        };
+        if toks.get(k + 1).is_some_and(|t| t.is("TABLE")) {
+            let Some((name, open)) = dotted(toks, k + 2) else {
+                return;
+            };
+            if name.starts_with('#') {
+                created_here.insert(name.clone());
+            }
+            if toks.get(open) != Some(&Tok::Sym('(')) {
+                return;
+            }
+            let (columns, pk) = table_definition(toks, open);
+            if let Some((keys, clustered)) = pk {
+                self.key_size(i, &name, &columns, &keys, clustered);
+            }
+            self.tables.insert(scoped(&name), columns);
+            return;
+        }
+        let mut j = k + 1;
+        let mut clustered = false;
+        while let Some(t) = toks.get(j) {
+            if t.is("CLUSTERED") {
+                clustered = true;
+            } else if !(t.is("UNIQUE") || t.is("NONCLUSTERED")) {
+                break;
+            }
+            j += 1;
+        }
+        if !toks.get(j).is_some_and(|t| t.is("INDEX")) {
+            return;
+        }
+        let on = toks[j..].iter().position(|t| t.is("ON")).map(|p| p + j);
+        let Some((table, open)) = on.and_then(|on| dotted(toks, on + 1)) else {
+            return;
+        };
+        let mut keys = Vec::new();
+        let mut m = open + 1;
+        while let Some(t) = toks.get(m) {
+            if *t == Tok::Sym(')') {
+                break;
+            }
+            if matches!(toks.get(m - 1), Some(Tok::Sym('(') | Tok::Sym(','))) {
+                if let Some(n) = t.name() {
+                    keys.push(n.to_lowercase());
+                }
+            }
+            m += 1;
+        }
+        if let Some(columns) = self.tables.get(&scoped(&table)).cloned() {
+            self.key_size(i, &table, &columns, &keys, clustered);
+        }
+    }
+
+    fn key_size(
+        &mut self,
+        i: usize,
+        table: &str,
+        columns: &ColumnSizes,
+        keys: &[String],
+        clustered: bool,
+    ) {
+        let limit = if clustered { 900 } else { 1_700 };
+        let mut total = 0u32;
+        for key in keys {
+            match columns.get(key) {
+                Some(Some(n)) => total += n,
+                Some(None) => {
+                    self.flag(
+                        &INDEX_KEY,
+                        i,
+                        format!("index key column {key} of {table} is max, LOB or computed"),
+                    );
+                    return;
+                }
+                None => return, // not declared in the log: nothing to check
+            }
+        }
+        if total > limit {
+            self.flag(
+                &INDEX_KEY,
+                i,
+                format!(
+                    "the {} key of {table} can take {total} bytes (limit {limit})",
+                    if clustered {
+                        "clustered"
+                    } else {
+                        "nonclustered"
+                    }
+                ),
+            );
+        }
+    }
+
+    fn identifiers(&mut self, i: usize, toks: &[Tok]) {
+        for t in toks {
+            let (name, temp) = match t {
+                Tok::Ident(n) => (n.as_str(), n.starts_with('#')),
+                Tok::Word(w) => (w.as_str(), w.starts_with('#') && !w.starts_with("##")),
+                _ => continue,
+            };
+            let len = name.chars().count();
+            if len > 128 || (temp && len > 116) {
+                self.flag(
+                    &IDENTIFIERS,
+                    i,
+                    format!(
+                        "an identifier of {len} characters ({}…)",
+                        name.chars().take(20).collect::<String>()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn alone_in_batch(&mut self, i: usize, toks: &[Tok]) {
+        let lead = toks.iter().position(|t| *t != Tok::Sym(';')).unwrap_or(0);
+        for (k, t) in toks.iter().enumerate() {
+            if !(t.is("CREATE") || t.is("ALTER")) {
+                continue;
+            }
+            let mut j = k + 1;
+            if toks.get(j).is_some_and(|n| n.is("OR"))
+                && toks.get(j + 1).is_some_and(|n| n.is("ALTER"))
+            {
+                j += 2;
+            }
+            let Some(object) = toks.get(j) else { continue };
+            let must_lead =
+                MUST_LEAD.iter().any(|m| object.is(m)) || (t.is("CREATE") && object.is("SCHEMA"));
+            if must_lead && k != lead {
+                self.flag(
+                    &ALONE_IN_BATCH,
+                    i,
+                    format!(
+                        "{} {} is not the first statement of its request",
+                        if t.is("CREATE") { "CREATE" } else { "ALTER" },
+                        object.name().unwrap_or_default().to_uppercase()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// An option an earlier RPC set (and SQL Server reverted) that this
+    /// request relies on without setting it itself first.
+    fn relied_on(&mut self, i: usize, r: &Request, toks: &[Tok], state: &mut SessionState) {
+        if state.reverted.is_empty() {
+            return;
+        }
+        let mut set_first = HashSet::new();
+        let mut k = 0;
+        while toks
+            .get(k)
+            .is_some_and(|t| t.is("SET") || *t == Tok::Sym(';'))
+        {
+            if toks[k].is("SET") {
+                match option_key(toks, k + 1) {
+                    Some((key, _, next)) => {
+                        set_first.insert(key);
+                        k = next;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            k += 1;
+        }
+        let words: Vec<String> = toks
+            .iter()
+            .filter_map(|t| match t {
+                Tok::Word(w) => Some(w.to_uppercase()),
+                _ => None,
+            })
+            .collect();
+        let has = |w: &str| words.iter().any(|x| x == w);
+        let begins = toks
+            .windows(2)
+            .any(|p| p[0].is("BEGIN") && (p[1].is("TRAN") || p[1].is("TRANSACTION")));
+        let reverted: Vec<(String, (String, usize))> = state.reverted.drain().collect();
+        for (key, (value, at)) in reverted {
+            if set_first.contains(&key) {
+                continue;
+            }
+            let relies = if let Some(table) = key.strip_prefix("IDENTITY_INSERT ") {
+                toks.windows(2).enumerate().any(|(p, w)| {
+                    w[0].is("INSERT")
+                        && (w[1].is("INTO") || w[1].name().is_some())
+                        && dotted(toks, if w[1].is("INTO") { p + 2 } else { p + 1 })
+                            .is_some_and(|(n, _)| object_key(&n) == table)
+                })
+            } else if key == "TRANSACTION ISOLATION LEVEL" {
+                begins || has("SELECT")
+            } else if key == "XACT_ABORT" {
+                begins || state.trancount > 0
+            } else {
+                true
+            };
+            if relies {
+                self.flag(
+                    &SET_SCOPE,
+                    i,
+                    format!(
+                        "runs as if SET {key} {value} (set inside the RPC #{at}) still held; SQL Server reverted it when that RPC returned"
+                    ),
+                );
+            } else {
+                state.reverted.insert(key, (value, at));
+            }
+        }
+        let _ = r;
+    }
+
+    fn bulk_columns(&mut self, i: usize, r: &Request) {
+        let Some(open) = r.sql.find('(') else { return };
+        let Some(close) = r.sql.rfind(')') else {
+            return;
+        };
+        let list = match r.sql.find(" WITH (") {
+            Some(w) if w > open => &r.sql[open + 1..r.sql[..w].rfind(')').unwrap_or(close)],
+            _ => &r.sql[open + 1..close],
+        };
+        let mut items = Vec::new();
+        let mut depth = 0;
+        let mut start = 0;
+        for (p, c) in list.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    items.push(list[start..p].trim());
+                    start = p + 1;
+                }
+                _ => {}
+            }
+        }
+        items.push(list[start..].trim());
+        for (item, (column, declared)) in items.iter().zip(&r.target) {
+            let rendered = item.rsplit_once(']').map(|(_, t)| t.trim()).unwrap_or(item);
+            if !bulk_type_ok(rendered, declared) {
+                self.flag(
+                    &BULK_COLUMNS,
+                    i,
+                    format!(
+                        "column [{column}] is {declared} but INSERT BULK declares it {rendered}"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `ty` normalized: lowercase, no spaces, default precision or scale made
+/// explicit.
+fn normalized(ty: &str) -> String {
+    let t: String = ty
+        .to_lowercase()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    match t.as_str() {
+        "float" => "float(53)".into(),
+        "real" => "float(24)".into(),
+        "time" | "datetime2" | "datetimeoffset" => format!("{t}(7)"),
+        _ => t,
+    }
+}
+
+fn bulk_type_ok(rendered: &str, declared: &str) -> bool {
+    let (r, d) = (normalized(rendered), normalized(declared));
+    if r == d {
+        return true;
+    }
+    let len = |t: &str, family: &str| -> Option<u32> {
+        t.strip_prefix(family)?
+            .strip_prefix('(')?
+            .strip_suffix(')')?
+            .parse()
+            .ok()
+    };
+    matches!(
+        (len(&r, "nvarchar"), len(&d, "nvarchar")),
+        (Some(w), Some(n)) if n <= 2_000 && w == 2 * n
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lexer_keeps_strings_and_bracketed_names_apart() {
+        let toks = lex("SELECT N'#not_a_table', [a]]b] FROM #t -- #comment\n/* #x */");
+        assert_eq!(
+            toks,
+            vec![
+                Tok::Word("SELECT".into()),
+                Tok::Str,
+                Tok::Sym(','),
+                Tok::Ident("a]b".into()),
+                Tok::Word("FROM".into()),
+                Tok::Word("#t".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn bulk_types_compare_after_normalizing() {
+        assert!(bulk_type_ok("time", "time(7)"));
+        assert!(!bulk_type_ok("time", "time(3)"));
+        assert!(bulk_type_ok("float", "float(53)"));
+        assert!(bulk_type_ok("nvarchar(100)", "nvarchar(50)"));
+        assert!(!bulk_type_ok("nvarchar(max)", "nvarchar(2001)"));
+        assert!(!bulk_type_ok("nchar(20)", "nchar(10)"));
+        assert!(!bulk_type_ok("datetime", "smalldatetime"));
+        assert!(bulk_type_ok("decimal(10,2)", "decimal(10, 2)"));
+    }
+}
