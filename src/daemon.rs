@@ -24,6 +24,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Caught before anything is logged: from the first line on, SIGTERM
+    // stops ctsync gracefully, however far it has got.
+    let mut signals = crate::shutdown::Signals::install()?;
     info!(
         primary = %config.primary,
         replica = %config.replica,
@@ -110,7 +113,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
 
-    let signal = crate::shutdown::signal().await?;
+    let signal = signals.recv().await;
     info!(
         signal,
         "shutdown requested: stopping at the next page boundary"

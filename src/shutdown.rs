@@ -16,15 +16,37 @@ pub const PIPELINE_GRACE: Duration = Duration::from_secs(3);
 /// How long the HTTP server may take to finish its requests.
 pub const HTTP_GRACE: Duration = Duration::from_secs(1);
 
-/// Resolves on the first SIGTERM or SIGINT; returns its name.
+/// SIGTERM and SIGINT, caught from the moment [`Signals::install`]
+/// returns: one that arrives before [`Signals::recv`] waits is kept, so a
+/// stop requested while the daemon still starts is a graceful one too.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (inside a Tokio runtime).
+    pub fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT; returns its name.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT after its first poll; returns
+/// its name.
 pub async fn signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+    Ok(Signals::install()?.recv().await)
 }
 
 /// Stops the pipeline and then the HTTP server, each within its grace

@@ -5,9 +5,10 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::process::Command;
 
+use support::daemon::Daemon;
 use support::RedisServer;
 
 fn ctsync() -> Command {
@@ -24,6 +25,26 @@ fn redis_get(url: &str, key: &str) -> Option<String> {
     let client = redis::Client::open(url).expect("url");
     let mut con = client.get_connection().expect("connect");
     redis::cmd("GET").arg(key).query(&mut con).expect("GET")
+}
+
+/// `ctsync_discovery_runs_total{result="error"}` from the daemon's
+/// `/metrics` at `http` (0 while it does not answer yet).
+fn failed_discoveries(http: &str) -> u64 {
+    let Ok(mut s) = std::net::TcpStream::connect(http) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let mut text = String::new();
+    if s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .and_then(|_| s.read_to_string(&mut text))
+        .is_err()
+    {
+        return 0;
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("ctsync_discovery_runs_total{result=\"error\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -232,8 +253,8 @@ fn daemon_survives_an_unreachable_sql_server_and_stops_cleanly_on_sigterm() {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .to_string();
-    let child = ctsync()
-        .arg("run")
+    let mut c = ctsync();
+    c.arg("run")
         // Port 1 on loopback refuses connections at once.
         .env(
             "MSSQL_PRIMARY_URL",
@@ -245,17 +266,12 @@ fn daemon_survives_an_unreachable_sql_server_and_stops_cleanly_on_sigterm() {
         )
         .env("REDIS_URL", &url)
         .env("CTSYNC_POLL_INTERVAL_SECS", "1")
-        .env("CTSYNC_HTTP_ADDR", &http)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ctsync");
+        .env("CTSYNC_HTTP_ADDR", &http);
+    let mut daemon = Daemon::spawn(c);
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while redis_get(&url, "mssql_sync:config:primary_url").is_none() {
-        assert!(Instant::now() < deadline, "endpoints not published");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    daemon.wait_until("the endpoints published", |_| {
+        redis_get(&url, "mssql_sync:config:primary_url").is_some()
+    });
     assert_eq!(
         redis_get(&url, "mssql_sync:config:primary_url").as_deref(),
         Some("127.0.0.1:1/testct")
@@ -264,8 +280,13 @@ fn daemon_survives_an_unreachable_sql_server_and_stops_cleanly_on_sigterm() {
         redis_get(&url, "mssql_sync:config:replica_url").as_deref(),
         Some("127.0.0.1:1/testct")
     );
-    std::thread::sleep(Duration::from_millis(2_500)); // a few failed discoveries
-                                                      // Docker's HEALTHCHECK command: healthy while the daemon runs.
+    // It keeps running through a few failed discoveries.
+    daemon.wait_for_log("HTTP server listening");
+    daemon.wait_for_log("table discovery failed");
+    daemon.wait_until("three failed discoveries", |_| {
+        failed_discoveries(&http) >= 3
+    });
+    // Docker's HEALTHCHECK command: healthy while the daemon runs.
     let health = ctsync()
         .arg("healthcheck")
         .env("CTSYNC_HTTP_ADDR", &http)
@@ -277,19 +298,8 @@ fn daemon_survives_an_unreachable_sql_server_and_stops_cleanly_on_sigterm() {
         String::from_utf8_lossy(&health.stderr)
     );
 
-    let pid = child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("wait");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "exit {:?}: {log}", out.status);
+    let (status, _, log) = daemon.terminate();
+    assert!(status.success(), "exit {status:?}: {log}");
     assert!(log.contains("table discovery failed"), "{log}");
     assert!(log.contains("HTTP server listening"), "{log}");
     assert!(log.contains("ctsync stopped"), "{log}");

@@ -1,21 +1,27 @@
 //! Stop in seconds, in every state: `ctsync run` with a SQL Server that
 //! accepts connections and never answers, and with Redis stopped, exits 0
-//! on SIGTERM within a generous bound; the in-process pipeline stops in the
-//! middle of a change backlog and continues it on the next start. (A stop
-//! mid-load is in `shadow_loads.rs`; the demo's SIGTERM in `.ci/demo-checks.sh`.)
+//! on SIGTERM; the in-process pipeline stops in the middle of a change
+//! backlog and continues it on the next start. (A stop mid-load is in
+//! `shadow_loads.rs`; the demo's SIGTERM in `.ci/demo-checks.sh`.)
+//!
+//! Nothing here is a wall-clock bound a busy machine could miss: SIGTERM
+//! is sent once the daemon's log and the hung server show it got where the
+//! test needs it, and the stop is shown to be the bounded one by what its
+//! summary line says it abandoned. The times are printed; the target is
+//! 5 s (`PIPELINE_GRACE` + `HTTP_GRACE`); a daemon still running a minute
+//! after SIGTERM fails the test.
 
 mod support;
 
-use std::io::Read;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::daemon::Daemon;
 use support::fixtures::*;
 use support::{Harness, RedisServer};
-
-/// The bound asserted (the target is 5 s; figures are printed).
-const BOUND: Duration = Duration::from_secs(15);
 
 fn ctsync() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ctsync"));
@@ -34,19 +40,20 @@ fn free_addr() -> String {
         .to_string()
 }
 
-/// A hung "SQL Server" as an ADO `server=tcp:host,port` value.
-fn hung_server() -> (TcpListener, String) {
-    let (listener, addr) = support::hung::hung_server();
-    (listener, format!("{},{}", addr.ip(), addr.port()))
+/// A hung "SQL Server" as an ADO `server=tcp:host,port` value, with the
+/// connections it has accepted.
+fn hung_server() -> (TcpListener, String, Arc<AtomicUsize>) {
+    let (listener, addr, accepted) = support::hung::counted_hung_server();
+    (listener, format!("{},{}", addr.ip(), addr.port()), accepted)
 }
 
-fn start(server: &str, redis_url: &str) -> Child {
+fn start(server: &str, redis_url: &str) -> Daemon {
     start_on(server, redis_url, &free_addr())
 }
 
-fn start_on(server: &str, redis_url: &str, http: &str) -> Child {
-    ctsync()
-        .arg("run")
+fn start_on(server: &str, redis_url: &str, http: &str) -> Daemon {
+    let mut c = ctsync();
+    c.arg("run")
         .env(
             "MSSQL_PRIMARY_URL",
             format!("server=tcp:{server};database=testct;user id=sa;password=Hung-Secret9"),
@@ -57,55 +64,47 @@ fn start_on(server: &str, redis_url: &str, http: &str) -> Child {
         )
         .env("REDIS_URL", redis_url)
         .env("CTSYNC_POLL_INTERVAL_SECS", "1")
-        .env("CTSYNC_HTTP_ADDR", http)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ctsync")
+        .env("CTSYNC_HTTP_ADDR", http);
+    Daemon::spawn(c)
 }
 
-/// SIGTERM after `after`; returns the exit status, how long the stop took,
-/// and the log.
-fn terminate(mut child: Child, after: Duration) -> (std::process::ExitStatus, Duration, String) {
-    std::thread::sleep(after);
-    let pid = child.id().to_string();
-    let sent = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if sent.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("ctsync did not exit within 60 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let took = sent.elapsed();
-    let mut log = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut log);
-    }
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut log);
-    }
-    (status, took, log)
+/// Waits until the daemon is up (its signal handlers are installed before
+/// its first log line) and waits on the hung server.
+fn up_and_waiting_on(daemon: &mut Daemon, accepted: &AtomicUsize) {
+    daemon.wait_for_log("HTTP server listening");
+    daemon.wait_until("a connection to the hung SQL Server", |_| {
+        accepted.load(Ordering::SeqCst) >= 1
+    });
+}
+
+/// The stop summary (`ctsync::shutdown`), the line that says what the stop
+/// interrupted.
+fn summary(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("ctsync::shutdown:"))
+        .unwrap_or_else(|| panic!("no stop summary: {log}"))
+}
+
+/// A stop while the daemon waits on a hung SQL Server is the bounded one:
+/// exit 0, and the summary names what the grace period abandoned (a wait
+/// with no bound would never have let it say so).
+fn assert_bounded_stop(status: std::process::ExitStatus, log: &str) {
+    assert!(status.success(), "exit {status:?}: {log}");
+    assert!(log.contains("shutdown requested"), "{log}");
+    let summary = summary(log);
+    assert!(summary.contains("abandoned"), "{summary}");
+    assert!(log.contains("ctsync stopped"), "{log}");
 }
 
 #[test]
 fn sigterm_with_a_hung_sql_server_exits_0_in_seconds() {
     let redis = RedisServer::start();
-    let (_server, addr) = hung_server();
-    let child = start(&addr, &redis.url());
-    let (status, took, log) = terminate(child, Duration::from_secs(3));
+    let (_server, addr, accepted) = hung_server();
+    let mut daemon = start(&addr, &redis.url());
+    up_and_waiting_on(&mut daemon, &accepted);
+    let (status, took, log) = daemon.terminate();
     println!("shutdown, SQL Server hung: {:.2} s", took.as_secs_f64());
-    assert!(status.success(), "exit {status:?}: {log}");
-    assert!(took < BOUND, "took {took:?}: {log}");
-    assert!(log.contains("ctsync stopped"), "{log}");
+    assert_bounded_stop(status, &log);
     assert!(!log.contains("Hung-Secret9"), "a password reached the log");
 }
 
@@ -114,13 +113,12 @@ fn sigterm_with_redis_down_exits_0_in_seconds() {
     let mut redis = RedisServer::start();
     let url = redis.url();
     redis.stop();
-    let (_server, addr) = hung_server();
-    let child = start(&addr, &url);
-    let (status, took, log) = terminate(child, Duration::from_secs(3));
+    let (_server, addr, accepted) = hung_server();
+    let mut daemon = start(&addr, &url);
+    up_and_waiting_on(&mut daemon, &accepted);
+    let (status, took, log) = daemon.terminate();
     println!("shutdown, Redis down: {:.2} s", took.as_secs_f64());
-    assert!(status.success(), "exit {status:?}: {log}");
-    assert!(took < BOUND, "took {took:?}: {log}");
-    assert!(log.contains("ctsync stopped"), "{log}");
+    assert_bounded_stop(status, &log);
 }
 
 #[actix_rt::test]
@@ -138,15 +136,16 @@ async fn a_stop_mid_backlog_takes_seconds_and_the_backlog_continues_next_time() 
         || async { h.primary.changes_pages_read(&users.id) >= 3 },
     )
     .await;
+    // A grace far longer than a page takes: the stop ends when the backlog
+    // has stopped between pages (nothing abandoned), not when time is up.
     let began = Instant::now();
-    let report = run.stop(Duration::from_secs(4)).await;
+    let report = run.stop(Duration::from_secs(60)).await;
     let took = began.elapsed();
     println!(
         "stop mid-backlog: {:.3} s; {}",
         took.as_secs_f64(),
         report.summary()
     );
-    assert!(took < Duration::from_secs(4), "{took:?}");
     assert!(report.abandoned.is_empty(), "{report:?}");
     assert!(
         report.summary().contains("change backlog of User"),
@@ -167,14 +166,16 @@ async fn a_stop_mid_backlog_takes_seconds_and_the_backlog_continues_next_time() 
 #[test]
 fn an_api_open_beyond_loopback_without_a_token_is_warned_about() {
     let redis = RedisServer::start();
-    let (_server, addr) = hung_server();
+    let (_server, addr, _) = hung_server();
     let port = free_addr()
         .rsplit(':')
         .next()
         .unwrap_or_default()
         .to_string();
-    let child = start_on(&addr, &redis.url(), &format!("0.0.0.0:{port}"));
-    let (status, _, log) = terminate(child, Duration::from_secs(2));
+    let mut daemon = start_on(&addr, &redis.url(), &format!("0.0.0.0:{port}"));
+    // The warning follows this line before the daemon waits for a signal.
+    daemon.wait_for_log("HTTP server listening");
+    let (status, _, log) = daemon.terminate();
     assert!(status.success(), "{log}");
     assert_eq!(
         log.matches("without CTSYNC_API_TOKEN").count(),
