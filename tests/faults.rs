@@ -226,13 +226,34 @@ async fn failing_table_actor_restarts_with_backoff_while_another_table_replicate
         .unwrap_or_default()
         .contains("connection reset by peer"));
     // Backoff: with 20 ms doubling to 200 ms, restarts are far fewer than
-    // one per poll would be.
-    let restarts = status.restarts;
-    actix_rt::time::sleep(Duration::from_millis(600)).await;
-    let later = run.board.get("User").expect("status").restarts;
+    // one per poll would be. Restart n waits backoff(n) before its cycle
+    // fails again, so the next three restarts cannot come sooner than the
+    // two waits between them (a busy machine only makes them later).
+    let began = std::time::Instant::now();
+    let restarts = run.board.get("User").expect("status").restarts;
+    eventually(WAIT, "three more restarts", || async {
+        run.board
+            .get("User")
+            .is_some_and(|s| s.restarts >= restarts + 3)
+    })
+    .await;
+    let took = began.elapsed();
+    let config = fast_config();
+    // As `TableActor::backoff` computes it after `n` failures.
+    let backoff = |n: u64| {
+        config
+            .restart_backoff
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+            .min(config.restart_backoff_max)
+    };
+    let spaced = backoff(restarts + 1) + backoff(restarts + 2);
+    println!(
+        "restarts {restarts} → {}: {took:?} (backoff at least {spaced:?})",
+        restarts + 3
+    );
     assert!(
-        later - restarts <= 4,
-        "restarts are spaced by backoff: {restarts} → {later}"
+        took >= spaced,
+        "restarts are spaced by backoff: 3 restarts after {restarts} in {took:?}, less than {spaced:?}"
     );
 
     h.primary.heal(&users.id);

@@ -67,6 +67,13 @@ macro_rules! app {
     };
 }
 
+/// While it returns true, the loops below go on reading until what they
+/// wait for shows up: a failsafe, not a time anything must happen within.
+fn failsafe() -> impl Fn() -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    move || std::time::Instant::now() < deadline
+}
+
 async fn body_text(resp: actix_web::dev::ServiceResponse) -> String {
     String::from_utf8_lossy(&test::read_body(resp).await).to_string()
 }
@@ -255,7 +262,8 @@ async fn readyz_follows_redis_going_away_and_coming_back() {
 
     h.redis.restart();
     let mut ok = false;
-    for _ in 0..100 {
+    let trying = failsafe();
+    while trying() {
         let resp =
             test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
         if ready(resp.status()) {
@@ -290,7 +298,8 @@ async fn metrics_and_page_are_served() {
     // named User too (the recorder is process-wide), so read until the
     // next cycle has set them.
     let mut text = String::new();
-    for _ in 0..50 {
+    let trying = failsafe();
+    while trying() {
         let resp =
             test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
         assert_eq!(resp.status(), StatusCode::OK);
@@ -350,7 +359,8 @@ async fn retention_warning_fires_before_cleanup_can_overtake_a_stuck_table() {
         body_text(resp).await
     };
     let mut text = String::new();
-    for _ in 0..100 {
+    let trying = failsafe();
+    while trying() {
         text = metrics().await;
         if text.contains("ctsync_retention_at_risk{table=\"Risky\"} 1") {
             break;
@@ -371,7 +381,8 @@ async fn retention_warning_fires_before_cleanup_can_overtake_a_stuck_table() {
     assert!(lag > 0.8, "lag {lag}");
 
     h.primary.heal(&risky.id);
-    for _ in 0..100 {
+    let trying = failsafe();
+    while trying() {
         text = metrics().await;
         if text.contains("ctsync_retention_at_risk{table=\"Risky\"} 0") {
             break;
@@ -444,7 +455,8 @@ async fn the_api_says_why_discovery_fails_instead_of_showing_no_tables() {
     );
     let app = app!(shared(&h, run.board.clone()));
     let mut body = Value::Null;
-    for _ in 0..100 {
+    let trying = failsafe();
+    while trying() {
         body = test::call_and_read_body_json(
             &app,
             test::TestRequest::get().uri("/api/tables").to_request(),

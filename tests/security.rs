@@ -265,10 +265,13 @@ async fn readyz_answers_503_in_time_when_sql_server_hangs() {
         took.as_secs_f64()
     );
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(took < Duration::from_secs(3), "{took:?}");
     let body: serde_json::Value =
         serde_json::from_str(&String::from_utf8_lossy(&test::read_body(resp).await)).expect("json");
     assert_eq!(body["failing"], json!(["primary"]));
+    // What ended the wait on the hung server is the probe's own 1 s bound
+    // (the login would have waited 30 s), whatever a busy machine adds.
+    assert_eq!(body["checks"]["primary"], "no answer within 1 s", "{body}");
+    assert_eq!(body["checks"]["redis"], "ok", "{body}");
 }
 
 #[actix_rt::test]
@@ -283,7 +286,7 @@ async fn a_megabyte_of_nested_eventdata_is_parked_at_once() {
     assert!(bomb.len() > 1_000_000);
     let began = Instant::now();
     h.queue.push_event(&bomb);
-    eventually(Duration::from_secs(20), "the message is parked", || async {
+    eventually(Duration::from_secs(60), "the message is parked", || async {
         !h.replica.inbox_parked().is_empty()
     })
     .await;
@@ -292,8 +295,12 @@ async fn a_megabyte_of_nested_eventdata_is_parked_at_once() {
         "1 MB nested EVENTDATA parked in {:.3} s",
         took.as_secs_f64()
     );
-    assert!(took < Duration::from_secs(10), "{took:?}");
-    assert!(h.replica.inbox_parked()[0].1.contains("not parsed"));
+    // At once because unread: refused by its size before any parsing.
+    let reason = &h.replica.inbox_parked()[0].1;
+    assert!(
+        reason.contains("more than the") && reason.contains("not parsed"),
+        "{reason}"
+    );
 }
 
 #[::core::prelude::v1::test]

@@ -113,15 +113,18 @@ async fn a_load_stopped_with_the_pipeline_resumes_and_says_where() {
     h.replica.set_insert_delay(Duration::from_millis(5));
     let run = h.start(config());
     pages_committed(&h, &users.id, 4).await;
+    // A grace far longer than a page takes: the stop ends when the load
+    // has stopped at a page boundary (nothing abandoned), not when time is up.
     let began = Instant::now();
-    let report = run.stop(Duration::from_secs(4)).await;
+    let report = run.stop(Duration::from_secs(60)).await;
     let took = began.elapsed();
     println!(
         "stop mid-load: {:.3} s; {}",
         took.as_secs_f64(),
         report.summary()
     );
-    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert!(report.abandoned.is_empty(), "{report:?}");
+    assert!(!report.listener_abandoned, "{report:?}");
     assert!(
         report.summary().contains("full load of User stopped at"),
         "{}",
@@ -242,7 +245,8 @@ async fn a_schema_bound_view_makes_the_load_run_in_place_and_says_why() {
     )
     .await;
     let mut reason = String::new();
-    for _ in 0..100 {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
         let body: serde_json::Value = test::call_and_read_body_json(
             &app,
             test::TestRequest::get()
