@@ -10,9 +10,11 @@ use std::sync::Arc;
 
 use ctsync::mssql::recording::{row, Recorder, Reply, Request};
 use ctsync::mssql::session::Call;
-use ctsync::mssql::sql::session_rules;
-use ctsync::mssql::{MssqlPrimary, Pool};
-use ctsync_actors::ports::Primary;
+use ctsync::mssql::sql::{self, session_rules};
+use ctsync::mssql::{MssqlPrimary, MssqlReplica, Pool};
+use ctsync_actors::fence::Claim;
+use ctsync_actors::model::{ColumnDef, KeyColumn, Len, Row, SqlType, TableId, TableSchema, Value};
+use ctsync_actors::ports::{LoadMode, PendingLoad, Primary, Replica};
 use support::fixtures::*;
 use tiberius::ColumnData;
 
@@ -115,4 +117,174 @@ async fn the_change_set_lives_on_the_session_that_reads_its_pages() {
     );
     // Requests: create + copy + 2 pages + drop.
     assert_eq!(log.len(), 5);
+}
+
+/// The replica's script: every fence check passes.
+fn replica_script(r: &Request) -> Option<Reply> {
+    (r.sql == sql::CHECK_FENCE).then_some(Reply::Count(1))
+}
+
+fn replica_over(recorder: &Recorder) -> MssqlReplica {
+    MssqlReplica::new(Pool::with_connector(Arc::new(recorder.clone()), 1))
+}
+
+fn one_column_table(name: &str, ty: SqlType, nullable: bool) -> TableSchema {
+    TableSchema {
+        id: TableId::new("dbo", name),
+        columns: vec![
+            ColumnDef::new("Id", SqlType::Int, false),
+            ColumnDef::new("V", ty, nullable),
+        ],
+        primary_key: vec![KeyColumn {
+            name: "Id".into(),
+            descending: false,
+        }],
+    }
+}
+
+/// One full-load page of `rows` into `schema` (in place), over a fresh
+/// recorder: the requests the replica sent.
+async fn load_page(schema: &TableSchema, rows: Vec<Row>) -> Vec<Request> {
+    let recorder = Recorder::new(replica_script);
+    recorder.describe(schema);
+    let replica = replica_over(&recorder);
+    let load = PendingLoad {
+        mode: LoadMode::InPlace,
+        ..PendingLoad::default()
+    };
+    replica
+        .insert_rows(schema, &rows, &load, &Claim::new("a", 1))
+        .await
+        .expect("page");
+    recorder.log()
+}
+
+fn bulk_loaded(log: &[Request]) -> bool {
+    log.iter().any(|r| r.call == Call::BulkRows)
+}
+
+/// Defect 3: xml written through INSERT … OPENJSON keeps insignificant
+/// white space (CONVERT style 1; style 0, CAST's, discards it).
+#[tokio::test]
+async fn xml_keeps_its_white_space_on_the_insert_path() {
+    let t = one_column_table("Docs", SqlType::Xml, true);
+    let log = load_page(
+        &t,
+        vec![vec![Value::I32(1), Value::Xml("<a> <b/> </a>".into())]],
+    )
+    .await;
+    assert!(!bulk_loaded(&log), "xml never goes through bulk copy");
+    let insert = log
+        .iter()
+        .find(|r| r.call == Call::Rpc && r.sql.contains("OPENJSON"))
+        .expect("the page's INSERT … OPENJSON");
+    let at = insert.sql.find("CONVERT(xml, ").expect("converted to xml");
+    let conversion = &insert.sql[at..at + insert.sql[at..].find(')').expect("closed") + 1];
+    assert!(
+        conversion.ends_with(", 1)"),
+        "{conversion}: style 0 drops white space"
+    );
+    assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+}
+
+/// Defect 2: tiberius 0.13 renders the INSERT BULK column list from the
+/// target's metadata and misstates these types; their tables are written
+/// with INSERT … OPENJSON instead, and the bulk-columns rule finds no
+/// misstated column in what is sent.
+#[tokio::test]
+async fn bulk_copy_never_sends_a_column_list_tiberius_misstates() {
+    let cases = [
+        (
+            "Time3",
+            SqlType::Time { scale: 3 },
+            false,
+            Value::Time {
+                increments: 1,
+                scale: 3,
+            },
+        ),
+        (
+            "Dto2",
+            SqlType::DateTimeOffset { scale: 2 },
+            false,
+            Value::DateTimeOffset {
+                days: 1,
+                increments: 1,
+                scale: 2,
+                offset_minutes: 60,
+            },
+        ),
+        (
+            "NVarChar3000",
+            SqlType::NVarChar(Len::N(6_000)),
+            false,
+            Value::String("x".into()),
+        ),
+        (
+            "NVarChar4000",
+            SqlType::NVarChar(Len::N(8_000)),
+            false,
+            Value::String("x".into()),
+        ),
+        (
+            "NChar2001",
+            SqlType::NChar(Len::N(4_002)),
+            false,
+            Value::String("x".into()),
+        ),
+        (
+            "NChar10",
+            SqlType::NChar(Len::N(20)),
+            false,
+            Value::String("x".into()),
+        ),
+        ("NullableMinute", SqlType::SmallDateTime, true, Value::Null),
+    ];
+    let mut wrong = Vec::new();
+    for (name, ty, nullable, value) in cases {
+        let t = one_column_table(name, ty, nullable);
+        let log = load_page(&t, vec![vec![Value::I32(1), value]]).await;
+        wrong.extend(violations(&log).into_iter().map(|v| format!("{name}: {v}")));
+        if bulk_loaded(&log) {
+            wrong.push(format!("{name} went through bulk copy"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // What tiberius renders right still goes through bulk copy, including
+    // nvarchar(n <= 2000) declared as nvarchar(2n) (the accepted widening).
+    let fine = [
+        (
+            "Time7",
+            SqlType::Time { scale: 7 },
+            Value::Time {
+                increments: 1,
+                scale: 7,
+            },
+        ),
+        (
+            "NVarChar2000",
+            SqlType::NVarChar(Len::N(4_000)),
+            Value::String("x".into()),
+        ),
+        (
+            "NVarChar50",
+            SqlType::NVarChar(Len::N(100)),
+            Value::String("x".into()),
+        ),
+        (
+            "Minute",
+            SqlType::SmallDateTime,
+            Value::DateTime { days: 1, ticks: 0 },
+        ),
+    ];
+    for (name, ty, value) in fine {
+        let t = one_column_table(name, ty, false);
+        let log = load_page(&t, vec![vec![Value::I32(1), value]]).await;
+        assert!(bulk_loaded(&log), "{name} should go through bulk copy");
+        assert!(
+            violations(&log).is_empty(),
+            "{name}: {:#?}",
+            violations(&log)
+        );
+    }
 }

@@ -215,7 +215,7 @@ fn decimal_money_and_xml_parameters_do_not_vary_with_their_values() {
     };
     assert_eq!(sql::typed_param(&d38, 7), "CAST(@P7 AS decimal(38, 38))");
     assert_eq!(sql::typed_param(&SqlType::Money, 1), "CAST(@P1 AS money)");
-    assert_eq!(sql::typed_param(&SqlType::Xml, 2), "CAST(@P2 AS xml)");
+    assert_eq!(sql::typed_param(&SqlType::Xml, 2), "CONVERT(xml, @P2, 1)");
     assert_eq!(sql::typed_param(&SqlType::Int, 3), "@P3");
     let kind = |d: ColumnData<'static>| std::mem::discriminant(&d);
     let values = [

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use ctsync_actors::model::{ColumnDef, Row, SqlType, TableSchema, Value};
+use ctsync_actors::model::{ColumnDef, Len, Row, SqlType, TableSchema, Value};
 use tiberius::numeric::Numeric;
 use tiberius::{ColumnData, SqlBulkCopyOption, SqlBulkCopyOptions, TokenRow};
 
@@ -27,6 +27,8 @@ pub const BULK_LOAD_REQUESTS: usize = 3;
 ///   the collation's LCID code page, never UTF-8, so non-ASCII text would
 ///   be stored wrong;
 /// - image: tiberius has no bulk encoding for it;
+/// - a column whose `INSERT BULK` declaration tiberius misstates
+///   ([`misstated`]);
 /// - names with control characters: tiberius refuses them as identifiers.
 pub fn refusal(schema: &TableSchema) -> Option<String> {
     let id = &schema.id;
@@ -52,6 +54,13 @@ pub fn refusal(schema: &TableSchema) -> Option<String> {
                 c.name
             ));
         }
+        if let Some(why) = misstated(c) {
+            return Some(format!(
+                "column [{}] is {} and tiberius 0.13 would declare it {why} in INSERT BULK",
+                c.name,
+                sql::type_ddl(&c.ty).unwrap_or_default()
+            ));
+        }
         if is_single_byte_text(&c.ty) && utf8_collation(c) {
             return Some(format!(
                 "column [{}] uses the UTF-8 collation {} (tiberius bulk copy encodes by code page)",
@@ -61,6 +70,33 @@ pub fn refusal(schema: &TableSchema) -> Option<String> {
         }
     }
     None
+}
+
+/// The type tiberius 0.13 writes into the `INSERT BULK` column list for a
+/// column it renders wrong from the target's metadata (`MetaDataColumn`'s
+/// `Display`, src/tds/codec/token/token_col_metadata.rs), when that
+/// declaration cannot carry the column's data:
+/// - time(n < 7) and datetimeoffset(n < 7) lose their scale (read as 7,
+///   while the rows are encoded at n: the server refuses a misstated
+///   column, "invalid column attribute from bcp client", tiberius #234);
+/// - nvarchar(2001..4000) becomes nvarchar(max) while its data is sent as
+///   non-max;
+/// - nchar(n) becomes nchar(2n) (invalid past 2000, and a fixed-length
+///   declaration twice as long pads every value);
+/// - a nullable smalldatetime becomes datetime (8 bytes, sent as 4).
+///
+/// nvarchar(n <= 2000) becomes nvarchar(2n): the same family, non-max, so
+/// the wider declaration converts to the column exactly (the contract
+/// suite pins it on a real server).
+fn misstated(c: &ColumnDef) -> Option<String> {
+    match &c.ty {
+        SqlType::Time { scale } if *scale < 7 => Some("time (scale 7)".into()),
+        SqlType::DateTimeOffset { scale } if *scale < 7 => Some("datetimeoffset (scale 7)".into()),
+        SqlType::NVarChar(Len::N(bytes)) if *bytes > 4_000 => Some("nvarchar(max)".into()),
+        SqlType::NChar(Len::N(bytes)) => Some(format!("nchar({bytes})")),
+        SqlType::SmallDateTime if c.nullable => Some("datetime".into()),
+        _ => None,
+    }
 }
 
 fn is_single_byte_text(ty: &SqlType) -> bool {

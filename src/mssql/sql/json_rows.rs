@@ -60,6 +60,8 @@ fn with_clause(columns: &[&ColumnDef]) -> String {
 /// - datetime and smalldatetime as ISO 8601 (style 126, independent of
 ///   `SET DATEFORMAT` and the language); the other temporal types' ISO
 ///   forms are independent of those settings anyway;
+/// - xml with style 1, which keeps insignificant white space (CAST and
+///   CONVERT, "XML styles");
 /// - everything else converts from its exact text to the column's type.
 fn from_text(c: &ColumnDef, src: &str) -> String {
     match &c.ty {
@@ -78,6 +80,9 @@ fn from_text(c: &ColumnDef, src: &str) -> String {
                 type_ddl(&c.ty).unwrap_or_default()
             )
         }
+        // Style 1 keeps insignificant white space; style 0 (CAST's)
+        // discards it, and the replica would differ from the primary.
+        SqlType::Xml => format!("CONVERT(xml, {src}, 1)"),
         ty => match type_ddl(ty) {
             Some(ddl) => format!("CONVERT({ddl}, {src})"),
             None => src.to_string(),

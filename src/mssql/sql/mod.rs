@@ -145,6 +145,8 @@ pub fn sent_as_text(ty: &SqlType) -> bool {
 ///   desyncs the request; nvarchar '' converts to an empty xml.
 pub fn typed_param(ty: &SqlType, n: usize) -> String {
     match type_ddl(ty) {
+        // Style 1 keeps insignificant white space (CAST's style 0 drops it).
+        Some(_) if *ty == SqlType::Xml => format!("CONVERT(xml, @P{n}, 1)"),
         Some(ddl) if sent_as_text(ty) && !ty.is_character() => format!("CAST(@P{n} AS {ddl})"),
         _ => format!("@P{n}"),
     }
