@@ -97,9 +97,18 @@ fn message(row: &tiberius::Row) -> std::result::Result<QueueMessage, MssqlError>
 impl MssqlDdlQueue {
     /// `queue` is `schema.name` or a bare name in `dbo`.
     pub fn new(endpoint: Endpoint, queue: &str) -> Self {
+        Self::with_connector(std::sync::Arc::new(endpoint), queue)
+    }
+
+    /// A queue reader whose session `connector` opens (tests: a recording
+    /// one).
+    pub fn with_connector(
+        connector: std::sync::Arc<dyn super::session::Connector>,
+        queue: &str,
+    ) -> Self {
         let (schema, name) = queue.split_once('.').unwrap_or(("dbo", queue));
         Self {
-            conn: Connection::new(std::sync::Arc::new(endpoint)),
+            conn: Connection::new(connector),
             queue: sql::queue_name(schema, name),
         }
     }

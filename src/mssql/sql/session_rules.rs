@@ -31,7 +31,7 @@ pub const SET_SCOPE: Rule = Rule {
 pub const RPC_TRANSACTION: Rule = Rule {
     id: "rpc-transaction",
     says: "an RPC ends with the transaction count it started with (Msg 266 otherwise)",
-    source: "https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/mssqlserver-266-database-engine-error",
+    source: "https://learn.microsoft.com/en-us/sql/relational-databases/errors-events/database-engine-events-and-errors-0-to-999 (Msg 266)",
 };
 pub const SNAPSHOT_DDL: Rule = Rule {
     id: "snapshot-ddl",
@@ -746,7 +746,8 @@ impl Checker<'_> {
     fn alone_in_batch(&mut self, i: usize, toks: &[Tok]) {
         let lead = toks.iter().position(|t| *t != Tok::Sym(';')).unwrap_or(0);
         for (k, t) in toks.iter().enumerate() {
-            if !(t.is("CREATE") || t.is("ALTER")) {
+            let or_alter = t.is("ALTER") && k > 0 && toks[k - 1].is("OR");
+            if !(t.is("CREATE") || t.is("ALTER")) || or_alter {
                 continue;
             }
             let mut j = k + 1;
