@@ -191,14 +191,18 @@ fn table_statements(d: &mut Dump, s: &TableSchema) {
     }
 }
 
-/// String literals the e2e suite passes to `exec(…)` or names as `const …:
-/// &str` SQL (`@rows` standing for a number), unescaped.
+/// String literals the e2e suite and the contract suite's SQL Server
+/// fixture pass to `exec(…)` or name as `const …: &str` SQL (`@rows`
+/// standing for a number), unescaped.
 fn e2e_statements() -> Vec<String> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/e2e_sqlserver.rs"
-    ))
-    .expect("e2e source");
+    let text = [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e_sqlserver.rs"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/contract.rs"),
+    ]
+    .iter()
+    .map(|path| std::fs::read_to_string(path).expect("e2e source"))
+    .collect::<Vec<_>>()
+    .join("\n");
     let mut out = Vec::new();
     for marker in ["exec(", ": &str = "] {
         let mut rest = text.as_str();

@@ -3,6 +3,7 @@
 //! in-memory primary/replica and the real Redis state store.
 #![allow(dead_code)]
 
+pub mod contract;
 pub mod daemon;
 pub mod fixtures;
 pub mod generated;

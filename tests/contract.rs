@@ -1,0 +1,495 @@
+//! The Primary/Replica contract: what ctsync relies on from SQL Server,
+//! stated once and run against every world this run has — the in-memory
+//! doubles always, and `MssqlPrimary`/`MssqlReplica` on real SQL Server
+//! when `CTSYNC_TEST_PRIMARY` and `CTSYNC_TEST_REPLICA` are set (once per
+//! write path; `.github/workflows/e2e.yml` runs it). Like
+//! tests/state_contract.rs pins the in-memory state store to real Redis.
+//!
+//! A green run on the doubles alone proves only that the doubles agree
+//! with the contract: every case below is decided for SQL Server by a real
+//! server alone ([`REAL_SERVER_ONLY`] says what each one settles there).
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use ctsync_actors::fence::Claim;
+use ctsync_actors::model::{
+    ColumnDef, KeyColumn, Len, Row, RowKey, SqlType, TableId, TableSchema, Value,
+};
+use ctsync_actors::ports::{LoadMode, LoadStart, PendingLoad};
+use ctsync_actors::Error;
+use support::contract::{worlds, World, SCHEMA};
+
+/// What each case settles that only a real SQL Server can: the doubles
+/// are beliefs about these.
+pub const REAL_SERVER_ONLY: &[(&str, &str)] = &[
+    (
+        "net_changes_per_key",
+        "CHANGETABLE's net changes over inserts, updates, deletes and key updates",
+    ),
+    (
+        "min_valid_version_after_cleanup_and_truncate",
+        "what TRUNCATE and CT cleanup (sp_flush_CT_internal_table_on_demand) do to CHANGE_TRACKING_MIN_VALID_VERSION",
+    ),
+    (
+        "a_change_set_of_several_pages_is_read_on_one_session",
+        "the change set's #temp table, created by a batch, serves the later RPCs (sp_executesql) of its session, and a SNAPSHOT copy may fill it",
+    ),
+    (
+        "every_type_round_trips_through_each_write_path",
+        "INSERT BULK as tiberius declares it (nvarchar(n <= 2000) as nvarchar(2n)), CONVERT(xml, …, 1) keeping white space, datetimeoffset offsets, time(0..7), nchar padding, decimals in every storage bucket",
+    ),
+    (
+        "a_stale_claim_is_fenced",
+        "the [ctsync].[fence] check inside the write's own transaction",
+    ),
+    (
+        "a_swap_keeps_indexes_and_grants",
+        "sp_rename of the shadow table and the carried-over indexes and GRANTs",
+    ),
+];
+
+fn id(name: &str) -> TableId {
+    TableId::new(SCHEMA, name)
+}
+
+fn key(name: &str) -> Vec<KeyColumn> {
+    vec![KeyColumn {
+        name: name.into(),
+        descending: false,
+    }]
+}
+
+/// A plain table: int key (no identity, so its key can be updated), a
+/// name and a nullable email.
+fn people(name: &str) -> TableSchema {
+    TableSchema {
+        id: id(name),
+        columns: vec![
+            ColumnDef::new("Id", SqlType::Int, false),
+            ColumnDef::new("Name", SqlType::NVarChar(Len::N(100)), false),
+            ColumnDef::new("Email", SqlType::VarChar(Len::N(100)), true),
+        ],
+        primary_key: key("Id"),
+    }
+}
+
+fn person(id: i32, name: &str) -> Row {
+    vec![
+        Value::I32(id),
+        Value::String(name.into()),
+        Value::String(format!("{name}@example.com")),
+    ]
+}
+
+fn pk(id: i32) -> RowKey {
+    RowKey(vec![Value::I32(id)])
+}
+
+/// Every key and every still-existing row of the change set since
+/// `since`, read in pages of `page`; and the pages read.
+async fn read_changes(
+    w: &dyn World,
+    schema: &TableSchema,
+    since: i64,
+    page: usize,
+) -> (Vec<RowKey>, Vec<Row>, usize) {
+    let mut set = w
+        .primary()
+        .open_changes(schema, since, None)
+        .await
+        .unwrap_or_else(|e| panic!("{}: open: {e}", w.name()));
+    let total = set.opened().keys;
+    let (mut keys, mut rows, mut pages) = (Vec::new(), Vec::new(), 0);
+    while (keys.len() as u64) < total {
+        let p = set
+            .next_page(schema, page)
+            .await
+            .unwrap_or_else(|e| panic!("{}: page {}: {e}", w.name(), pages + 1));
+        pages += 1;
+        assert!(
+            !p.keys.is_empty(),
+            "{}: an empty page before the end",
+            w.name()
+        );
+        keys.extend(p.keys);
+        rows.extend(p.rows);
+    }
+    (keys, rows, pages)
+}
+
+#[tokio::test]
+async fn net_changes_per_key() {
+    for w in worlds().await {
+        let t = people("NetChanges");
+        w.create(&t).await;
+        w.insert(&t, &[person(1, "a"), person(2, "b"), person(3, "c")])
+            .await;
+        let since = w.primary().current_version().await.expect("version");
+        w.update(&t, person(2, "b2")).await;
+        w.delete(&t, &pk(3)).await;
+        w.update_key(&t, &pk(1), person(4, "a")).await;
+        w.insert(&t, &[person(5, "e")]).await;
+        w.delete(&t, &pk(5)).await;
+        let (keys, rows, _) = read_changes(&*w, &t, since, 100).await;
+        let keys: BTreeSet<RowKey> = keys.into_iter().collect();
+        // Every changed key once (5, inserted and deleted within the
+        // window, may or may not be reported), each in key order; only
+        // rows that exist come back, with their current values.
+        for k in [1, 2, 3, 4] {
+            assert!(
+                keys.contains(&pk(k)),
+                "{}: key {k} missing: {keys:?}",
+                w.name()
+            );
+        }
+        assert_eq!(rows, vec![person(2, "b2"), person(4, "a")], "{}", w.name());
+    }
+}
+
+#[tokio::test]
+async fn min_valid_version_after_cleanup_and_truncate() {
+    for w in worlds().await {
+        let t = people("Retention");
+        w.create(&t).await;
+        w.insert(&t, &[person(1, "a")]).await;
+        let stored = w.primary().current_version().await.expect("version");
+        let valid = |v: Option<i64>| v.expect("a min valid version for a tracked table");
+        assert!(
+            valid(w.primary().min_valid_version(&t.id).await.expect("read")) <= stored,
+            "{}",
+            w.name()
+        );
+        w.truncate(&t).await;
+        let after = valid(w.primary().min_valid_version(&t.id).await.expect("read"));
+        assert!(
+            after > stored,
+            "{}: TRUNCATE left min valid {after} <= {stored}",
+            w.name()
+        );
+
+        let t = people("Cleanup");
+        w.create(&t).await;
+        w.insert(&t, &[person(1, "a")]).await;
+        w.update(&t, person(1, "b")).await;
+        let stored = w.primary().current_version().await.expect("version");
+        w.cleanup(&t).await;
+        let after = valid(w.primary().min_valid_version(&t.id).await.expect("read"));
+        assert!(
+            after >= stored,
+            "{}: cleanup left min valid {after} < {stored}",
+            w.name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_change_set_of_several_pages_is_read_on_one_session() {
+    for w in worlds().await {
+        let t = people("Pages");
+        w.create(&t).await;
+        let since = w.primary().current_version().await.expect("version");
+        let all: Vec<Row> = (1..=25).map(|i| person(i, "n")).collect();
+        w.insert(&t, &all).await;
+        let (keys, rows, pages) = read_changes(&*w, &t, since, 10).await;
+        assert_eq!(pages, 3, "{}", w.name());
+        assert_eq!(keys, (1..=25).map(pk).collect::<Vec<_>>(), "{}", w.name());
+        assert_eq!(rows, all, "{}", w.name());
+    }
+}
+
+/// A table of every type whose edges a write path can get wrong.
+fn types_table() -> TableSchema {
+    let mut columns = vec![ColumnDef::new("Id", SqlType::Int, false)];
+    let mut add = |name: &str, ty: SqlType| columns.push(ColumnDef::new(name, ty, true));
+    add("Doc", SqlType::Xml);
+    for scale in 0..=7 {
+        add(&format!("T{scale}"), SqlType::Time { scale });
+    }
+    add("Dto0", SqlType::DateTimeOffset { scale: 0 });
+    add("Dto7", SqlType::DateTimeOffset { scale: 7 });
+    add("Dt2", SqlType::DateTime2 { scale: 3 });
+    add("Minute", SqlType::SmallDateTime);
+    for chars in [100, 2_000, 2_001, 4_000] {
+        add(&format!("Nv{chars}"), SqlType::NVarChar(Len::N(2 * chars)));
+    }
+    add("NvMax", SqlType::NVarChar(Len::Max));
+    add("Nc2001", SqlType::NChar(Len::N(4_002)));
+    add("Nc10", SqlType::NChar(Len::N(20)));
+    for (precision, scale) in [(9, 2), (19, 4), (28, 10), (38, 10)] {
+        add(
+            &format!("D{precision}"),
+            SqlType::Decimal { precision, scale },
+        );
+    }
+    add("Cash", SqlType::Money);
+    add("Bytes", SqlType::VarBinary(Len::N(16)));
+    TableSchema {
+        id: id("Types"),
+        columns,
+        primary_key: key("Id"),
+    }
+}
+
+fn types_row(id: i32) -> Row {
+    let mut row = vec![
+        Value::I32(id),
+        Value::Xml("<doc>\n  <line a=\"1\">  kept  </line>\n</doc>".into()),
+    ];
+    for scale in 0..=7u32 {
+        // 23:59:59 and as many fractional digits as the scale holds.
+        let whole = 86_399u64 * 10u64.pow(scale);
+        row.push(Value::Time {
+            increments: whole + 10u64.pow(scale).saturating_sub(1),
+            scale: scale as u8,
+        });
+    }
+    row.push(Value::DateTimeOffset {
+        days: 738_000,
+        increments: 3_600,
+        scale: 0,
+        offset_minutes: -570,
+    });
+    row.push(Value::DateTimeOffset {
+        days: 738_000,
+        increments: 36_000_000_001,
+        scale: 7,
+        offset_minutes: 840,
+    });
+    row.push(Value::DateTime2 {
+        days: 738_000,
+        increments: 86_399_999,
+        scale: 3,
+    });
+    row.push(Value::DateTime {
+        days: 45_000,
+        ticks: 18_000,
+    });
+    for chars in [100usize, 2_000, 2_001, 4_000] {
+        row.push(Value::String("é".repeat(chars)));
+    }
+    row.push(Value::String("ü".repeat(5_000)));
+    row.push(Value::String("x".repeat(2_001)));
+    row.push(Value::String("short     ".into()));
+    row.push(Value::Decimal {
+        value: -123_456_789,
+        scale: 2,
+    });
+    row.push(Value::Decimal {
+        value: 999_999_999_999_999_999,
+        scale: 4,
+    });
+    row.push(Value::Decimal {
+        value: 9_999_999_999_999_999_999_999_999_999,
+        scale: 10,
+    });
+    row.push(Value::Decimal {
+        value: -99_999_999_999_999_999_999_999_999_999_999_999_999,
+        scale: 10,
+    });
+    row.push(Value::Decimal {
+        value: 9_223_372_036_854_775_807,
+        scale: 4,
+    });
+    row.push(Value::Binary(vec![0, 1, 2, 255]));
+    row
+}
+
+fn null_row(schema: &TableSchema, id: i32) -> Row {
+    let mut row = vec![Value::I32(id)];
+    row.extend(std::iter::repeat_n(Value::Null, schema.columns.len() - 1));
+    row
+}
+
+/// A full load (in place, the table created) of everything the primary
+/// holds, as the pipeline does it: start, pages, finish.
+async fn full_load(w: &dyn World, schema: &TableSchema, claim: &Claim) {
+    let start_version = w.primary().current_version().await.expect("version");
+    let rows = w
+        .primary()
+        .read_page(schema, None, 1_000)
+        .await
+        .unwrap_or_else(|e| panic!("{}: reading the primary: {e}", w.name()));
+    let load = PendingLoad {
+        mode: LoadMode::InPlace,
+        start_version,
+        ..PendingLoad::default()
+    };
+    let start = LoadStart {
+        load: load.clone(),
+        recreate: true,
+    };
+    let r = w.replica();
+    r.begin_full_load(schema, &start, claim)
+        .await
+        .unwrap_or_else(|e| panic!("{}: begin: {e}", w.name()));
+    r.insert_rows(schema, &rows, &load, claim)
+        .await
+        .unwrap_or_else(|e| panic!("{}: rows: {e}", w.name()));
+    r.finish_full_load(schema, start_version, LoadMode::InPlace, claim)
+        .await
+        .unwrap_or_else(|e| panic!("{}: finish: {e}", w.name()));
+}
+
+async fn claimed(w: &dyn World, table: &TableId, owner: &str) -> Claim {
+    let token = w
+        .replica()
+        .claim(table, owner)
+        .await
+        .unwrap_or_else(|e| panic!("{}: claim: {e}", w.name()));
+    Claim::new(owner, token)
+}
+
+#[tokio::test]
+async fn every_type_round_trips_through_each_write_path() {
+    for w in worlds().await {
+        let t = types_table();
+        w.create(&t).await;
+        w.insert(&t, &[types_row(1), null_row(&t, 2)]).await;
+        let claim = claimed(&*w, &t.id, "contract").await;
+        full_load(&*w, &t, &claim).await;
+        let on_primary = w
+            .primary()
+            .read_page(&t, None, 1_000)
+            .await
+            .expect("primary");
+        let on_replica = w.replica_rows(&t).await;
+        assert_eq!(on_primary.len(), 2, "{}", w.name());
+        for (column, (p, r)) in t
+            .columns
+            .iter()
+            .zip(on_primary[0].iter().zip(&on_replica[0]))
+        {
+            assert_eq!(p, r, "{}: column {}", w.name(), column.name);
+        }
+        assert_eq!(on_primary, on_replica, "{}", w.name());
+        // The changes of a cycle take the same path as a load's pages.
+        let since = w.primary().current_version().await.expect("version");
+        w.update(&t, types_row(2)).await;
+        let (keys, rows, _) = read_changes(&*w, &t, since, 10).await;
+        let change = ctsync_actors::model::ChangeBatch {
+            table: t.id.clone(),
+            keys,
+            rows,
+            version: None,
+            backlog: None,
+        };
+        w.replica()
+            .apply_changes(&t, &change, &claim)
+            .await
+            .unwrap_or_else(|e| panic!("{}: changes: {e}", w.name()));
+        assert_eq!(
+            w.primary()
+                .read_page(&t, None, 1_000)
+                .await
+                .expect("primary"),
+            w.replica_rows(&t).await,
+            "{}",
+            w.name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stale_claim_is_fenced() {
+    for w in worlds().await {
+        let t = people("Fenced");
+        w.create(&t).await;
+        w.insert(&t, &[person(1, "a")]).await;
+        let old = claimed(&*w, &t.id, "instance-a").await;
+        full_load(&*w, &t, &old).await;
+        let new = claimed(&*w, &t.id, "instance-b").await;
+        let change = ctsync_actors::model::ChangeBatch {
+            table: t.id.clone(),
+            keys: vec![pk(1)],
+            rows: vec![person(1, "stale")],
+            version: Some(1_000),
+            backlog: None,
+        };
+        let refused = w.replica().apply_changes(&t, &change, &old).await;
+        assert!(
+            matches!(refused, Err(Error::Fenced { .. })),
+            "{}: {refused:?}",
+            w.name()
+        );
+        assert_eq!(
+            w.replica_rows(&t).await,
+            vec![person(1, "a")],
+            "{}",
+            w.name()
+        );
+        w.replica()
+            .apply_changes(&t, &change, &new)
+            .await
+            .unwrap_or_else(|e| panic!("{}: the current claim: {e}", w.name()));
+        assert_eq!(
+            w.replica_rows(&t).await,
+            vec![person(1, "stale")],
+            "{}",
+            w.name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_swap_keeps_indexes_and_grants() {
+    for w in worlds().await {
+        let t = people("Swapped");
+        w.create(&t).await;
+        w.insert(&t, &[person(1, "a"), person(2, "b")]).await;
+        let claim = claimed(&*w, &t.id, "contract").await;
+        full_load(&*w, &t, &claim).await;
+        w.add_index_and_grant(&t).await;
+        let before = w.indexes_and_grants(&t).await;
+        assert!(
+            !before.0.is_empty() && !before.1.is_empty(),
+            "{}: {before:?}",
+            w.name()
+        );
+        w.insert(&t, &[person(3, "c")]).await;
+        // A forced load into a shadow table, swapped in at the end.
+        let start_version = w.primary().current_version().await.expect("version");
+        let load = PendingLoad {
+            mode: LoadMode::Shadow,
+            start_version,
+            ..PendingLoad::default()
+        };
+        let start = LoadStart {
+            load: load.clone(),
+            recreate: false,
+        };
+        let rows = w.primary().read_page(&t, None, 1_000).await.expect("rows");
+        let r = w.replica();
+        r.begin_full_load(&t, &start, &claim).await.expect("begin");
+        r.insert_rows(&t, &rows, &load, &claim).await.expect("rows");
+        r.finish_full_load(&t, start_version, LoadMode::Shadow, &claim)
+            .await
+            .unwrap_or_else(|e| panic!("{}: swap: {e}", w.name()));
+        assert_eq!(w.replica_rows(&t).await.len(), 3, "{}", w.name());
+        assert_eq!(w.indexes_and_grants(&t).await, before, "{}", w.name());
+    }
+}
+
+#[test]
+fn every_case_says_what_only_a_real_server_decides() {
+    let source = include_str!("contract.rs");
+    let cases: Vec<&str> = source
+        .split("async fn ")
+        .skip(1)
+        .filter(|s| {
+            source.contains(&format!(
+                "#[tokio::test]\nasync fn {}",
+                s.split('(').next().unwrap_or("")
+            ))
+        })
+        .map(|s| s.split('(').next().unwrap_or(""))
+        .collect();
+    assert!(cases.len() >= 6, "{cases:?}");
+    for case in cases {
+        assert!(
+            REAL_SERVER_ONLY.iter().any(|(name, _)| *name == case),
+            "{case} does not say what a real server decides"
+        );
+    }
+}

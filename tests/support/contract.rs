@@ -1,0 +1,460 @@
+//! The two worlds the Primary/Replica contract suite (tests/contract.rs)
+//! runs in: the in-memory doubles, and real SQL Server through
+//! `MssqlPrimary`/`MssqlReplica` when `CTSYNC_TEST_PRIMARY` and
+//! `CTSYNC_TEST_REPLICA` are set. The ports are read-only where the suite
+//! needs to write (the primary's rows, CT cleanup, an operator's index), so
+//! each world brings a fixture writer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ctsync::mssql::conn::TdsClient;
+use ctsync::mssql::convert::value_to_sql;
+use ctsync::mssql::sql;
+use ctsync::mssql::{Endpoint, MssqlPrimary, MssqlReplica, Pool, TlsSettings};
+use ctsync_actors::memory::{MemoryPrimary, MemoryReplica};
+use ctsync_actors::model::{Row, RowKey, TableSchema};
+use ctsync_actors::ports::{Primary, Replica};
+use tiberius::{ColumnData, EncryptionLevel, Query};
+use tokio::sync::Mutex;
+
+/// One world: the ports under test and a writer for what they cannot do.
+#[async_trait]
+pub trait World: Send + Sync {
+    fn name(&self) -> String;
+    /// A real SQL Server (cases only a real server decides run here).
+    fn real(&self) -> bool;
+    fn primary(&self) -> &dyn Primary;
+    fn replica(&self) -> &dyn Replica;
+    /// The table on the primary, change-tracked, empty; gone from the
+    /// replica (and its shadow).
+    async fn create(&self, schema: &TableSchema);
+    /// Inserts `rows` in one transaction.
+    async fn insert(&self, schema: &TableSchema, rows: &[Row]);
+    /// Replaces the row with `row`'s key (an UPDATE).
+    async fn update(&self, schema: &TableSchema, row: Row);
+    async fn delete(&self, schema: &TableSchema, key: &RowKey);
+    /// Gives the row at `old` the key and values of `row` (an UPDATE of
+    /// the key).
+    async fn update_key(&self, schema: &TableSchema, old: &RowKey, row: Row);
+    async fn truncate(&self, schema: &TableSchema);
+    /// CT cleanup removes every change of the table committed so far.
+    async fn cleanup(&self, schema: &TableSchema);
+    /// The replica table's rows, in key order.
+    async fn replica_rows(&self, schema: &TableSchema) -> Vec<Row>;
+    /// An index and a grant an operator adds to the replica table.
+    async fn add_index_and_grant(&self, schema: &TableSchema);
+    /// The replica table's nonclustered indexes and grants.
+    async fn indexes_and_grants(&self, schema: &TableSchema) -> (Vec<String>, Vec<String>);
+}
+
+/// The worlds this run has: always the doubles, and SQL Server (once per
+/// write path: bulk copy where the table allows it, and INSERT … OPENJSON
+/// only) when configured. Says loudly when SQL Server is skipped.
+pub async fn worlds() -> Vec<Box<dyn World>> {
+    let mut out: Vec<Box<dyn World>> = vec![Box::new(Memory::default())];
+    match (
+        std::env::var("CTSYNC_TEST_PRIMARY"),
+        std::env::var("CTSYNC_TEST_REPLICA"),
+    ) {
+        (Ok(p), Ok(r)) => {
+            for bulk in [true, false] {
+                out.push(Box::new(SqlServer::connect(&p, &r, bulk).await.expect(
+                    "connecting to CTSYNC_TEST_PRIMARY / CTSYNC_TEST_REPLICA",
+                )));
+            }
+        }
+        _ => println!(
+            "contract: SQL Server SKIPPED (CTSYNC_TEST_PRIMARY / CTSYNC_TEST_REPLICA not set): \
+             this run checks the in-memory doubles only, which are beliefs about SQL Server; \
+             cases marked real-server-only are decided by a real server alone"
+        ),
+    }
+    out
+}
+
+// ---- the doubles ----------------------------------------------------------
+
+#[derive(Default)]
+pub struct Memory {
+    pub primary: MemoryPrimary,
+    pub replica: MemoryReplica,
+}
+
+#[async_trait]
+impl World for Memory {
+    fn name(&self) -> String {
+        "in-memory doubles".into()
+    }
+    fn real(&self) -> bool {
+        false
+    }
+    fn primary(&self) -> &dyn Primary {
+        &self.primary
+    }
+    fn replica(&self) -> &dyn Replica {
+        &self.replica
+    }
+    async fn create(&self, schema: &TableSchema) {
+        self.primary.create_table(schema.clone(), true);
+        self.replica.drop_table_by_hand(&schema.id);
+    }
+    async fn insert(&self, schema: &TableSchema, rows: &[Row]) {
+        self.primary.insert_many(&schema.id, rows.iter().cloned());
+    }
+    async fn update(&self, schema: &TableSchema, row: Row) {
+        self.primary.upsert(&schema.id, row);
+    }
+    async fn delete(&self, schema: &TableSchema, key: &RowKey) {
+        self.primary.delete(&schema.id, key);
+    }
+    async fn update_key(&self, schema: &TableSchema, old: &RowKey, row: Row) {
+        self.primary.update_key(&schema.id, old, row);
+    }
+    async fn truncate(&self, schema: &TableSchema) {
+        self.primary.truncate(&schema.id);
+    }
+    async fn cleanup(&self, schema: &TableSchema) {
+        self.primary.cleanup(&schema.id, self.primary.version());
+    }
+    async fn replica_rows(&self, schema: &TableSchema) -> Vec<Row> {
+        self.replica.rows(&schema.id)
+    }
+    async fn add_index_and_grant(&self, schema: &TableSchema) {
+        self.replica.add_index_by_hand(&schema.id, "ix_contract");
+        self.replica
+            .grant_by_hand(&schema.id, "GRANT SELECT TO ctsync_contract_reader");
+    }
+    async fn indexes_and_grants(&self, schema: &TableSchema) -> (Vec<String>, Vec<String>) {
+        self.replica.indexes_and_grants(&schema.id)
+    }
+}
+
+// ---- SQL Server -----------------------------------------------------------
+
+/// The schema the suite works in, on both servers.
+pub const SCHEMA: &str = "ctsync_contract";
+
+pub struct SqlServer {
+    bulk: bool,
+    primary: MssqlPrimary,
+    replica: MssqlReplica,
+    /// Reads the replica's rows with the same keyset pages and conversions.
+    replica_reader: MssqlPrimary,
+    primary_sql: Mutex<TdsClient>,
+    replica_sql: Mutex<TdsClient>,
+}
+
+fn tls() -> TlsSettings {
+    TlsSettings {
+        encrypt: EncryptionLevel::Required,
+        trust_server_certificate: std::env::var("CTSYNC_TRUST_SERVER_CERTIFICATE")
+            .map(|v| v == "true")
+            .unwrap_or(true),
+    }
+}
+
+async fn exec(c: &Mutex<TdsClient>, text: &str) {
+    c.lock()
+        .await
+        .simple_query(text.to_string())
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .into_results()
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+}
+
+async fn exec_with(c: &Mutex<TdsClient>, text: &str, params: Vec<ColumnData<'static>>) {
+    let mut q = Query::new(text.to_string());
+    for p in params {
+        q.bind(p);
+    }
+    q.execute(&mut *c.lock().await)
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+}
+
+async fn strings(c: &Mutex<TdsClient>, text: &str, name: &str) -> Vec<String> {
+    let mut q = Query::new(text.to_string());
+    q.bind(name.to_string());
+    let rows = q
+        .query(&mut *c.lock().await)
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .into_first_result()
+        .await
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    rows.iter()
+        .filter_map(|r| r.try_get::<&str, _>(0).ok().flatten().map(str::to_string))
+        .collect()
+}
+
+const IF_NO_SCHEMA: &str =
+    "IF SCHEMA_ID(N'ctsync_contract') IS NULL EXEC(N'CREATE SCHEMA [ctsync_contract]')";
+const INDEX_NAMES: &str = "SELECT i.name FROM sys.indexes AS i WHERE i.object_id = OBJECT_ID(@P1) AND i.is_primary_key = 0 AND i.name IS NOT NULL ORDER BY i.name";
+const GRANTS: &str = "SELECT p.state_desc + N' ' + p.permission_name + N' TO ' + pr.name FROM sys.database_permissions AS p JOIN sys.database_principals AS pr ON pr.principal_id = p.grantee_principal_id WHERE p.major_id = OBJECT_ID(@P1) ORDER BY 1";
+
+impl SqlServer {
+    async fn connect(primary: &str, replica: &str, bulk: bool) -> anyhow::Result<Self> {
+        let p = Endpoint::parse("CTSYNC_TEST_PRIMARY", primary, tls())?;
+        let r = Endpoint::parse("CTSYNC_TEST_REPLICA", replica, tls())?;
+        let world = Self {
+            bulk,
+            primary_sql: Mutex::new(p.connect().await?),
+            replica_sql: Mutex::new(r.connect().await?),
+            primary: MssqlPrimary::new(Pool::new(p, 3)),
+            replica: MssqlReplica::new(Pool::new(r.clone(), 2)).with_bulk_load(bulk),
+            replica_reader: MssqlPrimary::new(Pool::new(r, 1)),
+        };
+        exec(&world.primary_sql, IF_NO_SCHEMA).await;
+        exec(&world.replica_sql, IF_NO_SCHEMA).await;
+        // The snapshot setting is read with the primary's identity.
+        world.primary.identity().await?;
+        Ok(world)
+    }
+
+    fn key_predicate(schema: &TableSchema, first: usize) -> String {
+        schema
+            .key_column_defs()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "{} = {}",
+                    sql::quote(&c.name),
+                    sql::compare_param(c, first + i)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    fn key_values(schema: &TableSchema, key: &RowKey) -> Vec<ColumnData<'static>> {
+        schema
+            .key_column_defs()
+            .unwrap_or_default()
+            .iter()
+            .zip(&key.0)
+            .map(|(c, v)| value_to_sql(v, &c.ty))
+            .collect()
+    }
+
+    fn row_values(schema: &TableSchema, row: &Row) -> Vec<ColumnData<'static>> {
+        schema
+            .written_columns()
+            .iter()
+            .zip(row)
+            .map(|(c, v)| value_to_sql(v, &c.ty))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl World for SqlServer {
+    fn name(&self) -> String {
+        format!(
+            "SQL Server ({})",
+            if self.bulk {
+                "bulk copy where allowed"
+            } else {
+                "INSERT … OPENJSON"
+            }
+        )
+    }
+    fn real(&self) -> bool {
+        true
+    }
+    fn primary(&self) -> &dyn Primary {
+        &self.primary
+    }
+    fn replica(&self) -> &dyn Replica {
+        &self.replica
+    }
+
+    async fn create(&self, schema: &TableSchema) {
+        let t = sql::table(&schema.id);
+        let create = sql::create_table(schema).expect("supported types");
+        exec(
+            &self.primary_sql,
+            &format!(
+                "IF OBJECT_ID(N'{t}') IS NOT NULL DROP TABLE {t}; {create}; ALTER TABLE {t} ENABLE CHANGE_TRACKING;"
+            ),
+        )
+        .await;
+        let shadow = sql::table(&schema.id.shadow());
+        exec(
+            &self.replica_sql,
+            &format!(
+                "IF OBJECT_ID(N'{t}') IS NOT NULL DROP TABLE {t}; IF OBJECT_ID(N'{shadow}') IS NOT NULL DROP TABLE {shadow};"
+            ),
+        )
+        .await;
+    }
+
+    async fn insert(&self, schema: &TableSchema, rows: &[Row]) {
+        let cols = schema.written_columns();
+        let names = cols
+            .iter()
+            .map(|c| sql::quote(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let t = sql::table(&schema.id);
+        for row in rows {
+            let values = cols
+                .iter()
+                .enumerate()
+                .map(|(i, c)| sql::typed_param(&c.ty, i + 1))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut text = format!("INSERT INTO {t} ({names}) VALUES ({values});");
+            if schema.has_identity() {
+                text = format!("SET IDENTITY_INSERT {t} ON; {text} SET IDENTITY_INSERT {t} OFF;");
+            }
+            exec_with(&self.primary_sql, &text, Self::row_values(schema, row)).await;
+        }
+    }
+
+    async fn update(&self, schema: &TableSchema, row: Row) {
+        let key = ctsync_actors::memory::row_key(schema, &row).expect("a key");
+        let cols = schema.written_columns();
+        let keys = schema.key_columns().unwrap_or_default();
+        let set = cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !keys.contains(&c.name) && c.identity.is_none())
+            .map(|(i, c)| {
+                format!(
+                    "{} = {}",
+                    sql::quote(&c.name),
+                    sql::typed_param(&c.ty, i + 1)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = format!(
+            "UPDATE {} SET {set} WHERE {}",
+            sql::table(&schema.id),
+            Self::key_predicate(schema, cols.len() + 1)
+        );
+        let mut params = Self::row_values(schema, &row);
+        params.extend(Self::key_values(schema, &key));
+        exec_with(&self.primary_sql, &text, params).await;
+    }
+
+    async fn delete(&self, schema: &TableSchema, key: &RowKey) {
+        let text = format!(
+            "DELETE FROM {} WHERE {}",
+            sql::table(&schema.id),
+            Self::key_predicate(schema, 1)
+        );
+        exec_with(&self.primary_sql, &text, Self::key_values(schema, key)).await;
+    }
+
+    async fn update_key(&self, schema: &TableSchema, old: &RowKey, row: Row) {
+        let cols = schema.written_columns();
+        let set = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "{} = {}",
+                    sql::quote(&c.name),
+                    sql::typed_param(&c.ty, i + 1)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = format!(
+            "UPDATE {} SET {set} WHERE {}",
+            sql::table(&schema.id),
+            Self::key_predicate(schema, cols.len() + 1)
+        );
+        let mut params = Self::row_values(schema, &row);
+        params.extend(Self::key_values(schema, old));
+        exec_with(&self.primary_sql, &text, params).await;
+    }
+
+    async fn truncate(&self, schema: &TableSchema) {
+        exec(&self.primary_sql, &sql::truncate(&schema.id)).await;
+    }
+
+    /// A one-minute retention, then the manual cleanup procedure until the
+    /// table's min valid version passes every change made so far (a
+    /// retention period is wall-clock time on a real server; the wait ends
+    /// on the event, with a failsafe). The retention is set back after.
+    async fn cleanup(&self, schema: &TableSchema) {
+        let before = self
+            .primary
+            .current_version()
+            .await
+            .expect("current version");
+        exec(
+            &self.primary_sql,
+            "ALTER DATABASE CURRENT SET CHANGE_TRACKING (CHANGE_RETENTION = 1 MINUTES)",
+        )
+        .await;
+        let name = format!("{}.{}", schema.id.schema, schema.id.name);
+        let deadline = std::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            exec_with(
+                &self.primary_sql,
+                "EXEC sys.sp_flush_CT_internal_table_on_demand @TableToClean = @P1",
+                vec![ColumnData::String(Some(name.clone().into()))],
+            )
+            .await;
+            let min = self
+                .primary
+                .min_valid_version(&schema.id)
+                .await
+                .expect("min valid version");
+            if min.is_some_and(|m| m >= before) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "CT cleanup never passed version {before}"
+            );
+        }
+        exec(
+            &self.primary_sql,
+            "ALTER DATABASE CURRENT SET CHANGE_TRACKING (CHANGE_RETENTION = 2 DAYS)",
+        )
+        .await;
+    }
+
+    async fn replica_rows(&self, schema: &TableSchema) -> Vec<Row> {
+        self.replica_reader
+            .read_page(schema, None, 1_000_000)
+            .await
+            .expect("reading the replica's rows")
+    }
+
+    async fn add_index_and_grant(&self, schema: &TableSchema) {
+        let t = sql::table(&schema.id);
+        let column = sql::quote(&schema.written_columns()[1].name);
+        exec(
+            &self.replica_sql,
+            &format!(
+                "CREATE INDEX [ix_contract] ON {t} ({column}); \
+                 IF DATABASE_PRINCIPAL_ID(N'ctsync_contract_reader') IS NULL CREATE ROLE [ctsync_contract_reader]; \
+                 GRANT SELECT ON {t} TO [ctsync_contract_reader];"
+            ),
+        )
+        .await;
+    }
+
+    async fn indexes_and_grants(&self, schema: &TableSchema) -> (Vec<String>, Vec<String>) {
+        let name = sql::object_name_param(&schema.id);
+        (
+            strings(&self.replica_sql, INDEX_NAMES, &name).await,
+            strings(&self.replica_sql, GRANTS, &name).await,
+        )
+    }
+}
+
+/// A world shared by a case's steps.
+pub type Shared = Arc<dyn World>;
