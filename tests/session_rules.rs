@@ -151,6 +151,11 @@ fn the_same_work_sent_the_right_way_breaks_nothing() {
             batch("SET ANSI_NULLS ON;"),
             batch("CREATE VIEW [dbo].[v] AS SELECT 1 AS [a]"),
         ],
+        // CONTEXT_INFO set in an RPC outlives it (unlike every other SET).
+        vec![
+            rpc("SET CONTEXT_INFO 0x01"),
+            rpc("SELECT CONTEXT_INFO() AS [c]"),
+        ],
     ];
     for log in ok {
         assert!(

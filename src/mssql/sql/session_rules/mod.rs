@@ -11,6 +11,12 @@ use std::collections::{HashMap, HashSet};
 use crate::mssql::recording::Request;
 use crate::mssql::session::Call;
 
+mod lex;
+mod sizes;
+
+use lex::{dotted, lex, object_key, Tok};
+use sizes::{bulk_type_ok, table_definition, ColumnSizes};
+
 /// One rule: its id, what it says, and where SQL Server documents it.
 pub struct Rule {
     pub id: &'static str,
@@ -96,242 +102,6 @@ impl std::fmt::Display for Violation {
         )
     }
 }
-
-// ---- a small T-SQL lexer -------------------------------------------------
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
-    /// A keyword, a plain identifier, `#temp`, `@var`.
-    Word(String),
-    /// A delimited identifier (`[…]` or `"…"`), unescaped.
-    Ident(String),
-    Str,
-    Num(u32),
-    Sym(char),
-}
-
-impl Tok {
-    fn is(&self, keyword: &str) -> bool {
-        matches!(self, Tok::Word(w) if w.eq_ignore_ascii_case(keyword))
-    }
-    fn name(&self) -> Option<&str> {
-        match self {
-            Tok::Word(w) | Tok::Ident(w) => Some(w),
-            _ => None,
-        }
-    }
-}
-
-fn lex(sql: &str) -> Vec<Tok> {
-    let chars: Vec<char> = sql.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    let word_char = |c: char| c.is_alphanumeric() || matches!(c, '_' | '#' | '@' | '$');
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '-' && next == Some('-') {
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '/' && next == Some('*') {
-            i += 2;
-            while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
-                i += 1;
-            }
-            i += 2;
-        } else if c == '\'' || ((c == 'N' || c == 'n') && next == Some('\'')) {
-            i += if c == '\'' { 1 } else { 2 };
-            while i < chars.len() {
-                if chars[i] == '\'' {
-                    if chars.get(i + 1) == Some(&'\'') {
-                        i += 2;
-                        continue;
-                    }
-                    break;
-                }
-                i += 1;
-            }
-            i += 1;
-            out.push(Tok::Str);
-        } else if c == '[' || c == '"' {
-            let close = if c == '[' { ']' } else { '"' };
-            let mut name = String::new();
-            i += 1;
-            while i < chars.len() {
-                if chars[i] == close {
-                    if chars.get(i + 1) == Some(&close) {
-                        name.push(close);
-                        i += 2;
-                        continue;
-                    }
-                    break;
-                }
-                name.push(chars[i]);
-                i += 1;
-            }
-            i += 1;
-            out.push(Tok::Ident(name));
-        } else if c.is_ascii_digit() {
-            let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                i += 1;
-            }
-            let text: String = chars[start..i].iter().collect();
-            out.push(Tok::Num(text.parse().unwrap_or(u32::MAX)));
-        } else if word_char(c) {
-            let start = i;
-            while i < chars.len() && word_char(chars[i]) {
-                i += 1;
-            }
-            out.push(Tok::Word(chars[start..i].iter().collect()));
-        } else {
-            out.push(Tok::Sym(c));
-            i += 1;
-        }
-    }
-    out
-}
-
-/// A dotted name starting at `i` (`[s].[t]`, `#t`, `dbo.t`), lowercased,
-/// and the index after it.
-fn dotted(toks: &[Tok], mut i: usize) -> Option<(String, usize)> {
-    let mut parts = vec![toks.get(i)?.name()?.to_lowercase()];
-    i += 1;
-    while toks.get(i) == Some(&Tok::Sym('.')) {
-        parts.push(toks.get(i + 1)?.name()?.to_lowercase());
-        i += 2;
-    }
-    Some((parts.join("."), i))
-}
-
-/// Tables are named `[s].[t]` or `t` (= `dbo.t`); temp tables by name.
-fn object_key(name: &str) -> String {
-    if name.starts_with('#') || name.contains('.') {
-        name.to_string()
-    } else {
-        format!("dbo.{name}")
-    }
-}
-
-// ---- types and sizes -----------------------------------------------------
-
-/// Bytes a key column of this declared type can take; `None` for max and
-/// LOB types (which cannot be keys).
-fn key_bytes(ty: &str, args: &[u32], is_max: bool) -> Option<u32> {
-    let n = args.first().copied();
-    Some(match ty.to_lowercase().as_str() {
-        "bit" | "tinyint" => 1,
-        "smallint" => 2,
-        "int" | "real" | "smalldatetime" | "smallmoney" | "date" => 4,
-        "bigint" | "money" | "datetime" => 8,
-        "float" => {
-            if n.unwrap_or(53) <= 24 {
-                4
-            } else {
-                8
-            }
-        }
-        "uniqueidentifier" => 16,
-        "decimal" | "numeric" => match n.unwrap_or(18) {
-            0..=9 => 5,
-            10..=19 => 9,
-            20..=28 => 13,
-            _ => 17,
-        },
-        "time" | "datetime2" | "datetimeoffset" => {
-            let scale = n.unwrap_or(7);
-            let base = match scale {
-                0..=2 => 3,
-                3..=4 => 4,
-                _ => 5,
-            };
-            match ty.to_lowercase().as_str() {
-                "time" => base,
-                "datetime2" => base + 3,
-                _ => base + 5,
-            }
-        }
-        "char" | "varchar" | "binary" | "varbinary" if !is_max => n.unwrap_or(1),
-        "nchar" | "nvarchar" if !is_max => 2 * n.unwrap_or(1),
-        _ => return None,
-    })
-}
-
-/// `type ( args )` starting at `i`: the type word, its numeric arguments,
-/// whether it is `max`, and the index after it.
-fn type_at(toks: &[Tok], i: usize) -> Option<(String, Vec<u32>, bool)> {
-    let ty = toks.get(i)?.name()?.to_string();
-    let mut args = Vec::new();
-    let mut is_max = false;
-    if toks.get(i + 1) == Some(&Tok::Sym('(')) {
-        let mut j = i + 2;
-        let mut k = 0;
-        while let Some(t) = toks.get(j) {
-            match t {
-                Tok::Sym(')') => break,
-                Tok::Num(n) => args.push(*n),
-                t if t.is("max") => is_max = true,
-                _ => {}
-            }
-            j += 1;
-            k += 1;
-            if k > 8 {
-                break;
-            }
-        }
-    }
-    Some((ty, args, is_max))
-}
-
-/// Column name → key bytes (`None`: max, LOB or computed).
-type ColumnSizes = HashMap<String, Option<u32>>;
-
-/// The columns of the `CREATE TABLE` whose column list opens at `open`
-/// (`(`), and its primary key's columns and whether it is clustered.
-fn table_definition(toks: &[Tok], open: usize) -> (ColumnSizes, Option<(Vec<String>, bool)>) {
-    let mut columns = HashMap::new();
-    let mut pk = None;
-    let mut depth = 0;
-    let mut item_start = open + 1;
-    for i in open..toks.len() {
-        match &toks[i] {
-            Tok::Sym('(') => depth += 1,
-            Tok::Sym(')') | Tok::Sym(',') if depth == 1 => {
-                let item = &toks[item_start..i];
-                if let Some(p) = item.iter().position(|t| t.is("PRIMARY")) {
-                    let clustered = !item.iter().any(|t| t.is("NONCLUSTERED"));
-                    let keys = item[p..]
-                        .windows(2)
-                        .filter(|w| matches!(w[0], Tok::Sym('(') | Tok::Sym(',')))
-                        .filter_map(|w| w[1].name().map(str::to_lowercase))
-                        .collect();
-                    pk = Some((keys, clustered));
-                } else if let Some(name) = item.first().and_then(Tok::name) {
-                    let computed = item.get(1).is_some_and(|t| t.is("AS"));
-                    let size = if computed {
-                        None
-                    } else {
-                        type_at(toks, item_start + 1)
-                            .and_then(|(ty, args, max)| key_bytes(&ty, &args, max))
-                    };
-                    columns.insert(name.to_lowercase(), size);
-                }
-                if toks[i] == Tok::Sym(')') {
-                    break;
-                }
-                item_start = i + 1;
-            }
-            Tok::Sym(')') => depth -= 1,
-            _ => {}
-        }
-    }
-    (columns, pk)
-}
-
-// ---- the checker ---------------------------------------------------------
 
 /// Options tracked per session (NOCOUNT only shapes its own request's
 /// answer and is left out).
@@ -552,7 +322,13 @@ impl Checker<'_> {
         }
         match r.call {
             Call::Rpc => {
+                // SET CONTEXT_INFO is the one SET that outlives the module
+                // that ran it (SET CONTEXT_INFO, Remarks).
+                let context = state.options.get("CONTEXT_INFO").cloned();
                 for (key, value) in state.options.clone() {
+                    if key == "CONTEXT_INFO" {
+                        continue;
+                    }
                     let before = start_options
                         .get(&key)
                         .cloned()
@@ -562,6 +338,9 @@ impl Checker<'_> {
                     }
                 }
                 state.options = start_options;
+                if let Some(value) = context {
+                    state.options.insert("CONTEXT_INFO".into(), value);
+                }
                 if state.trancount != start_trancount {
                     self.flag(
                         &RPC_TRANSACTION,
@@ -883,38 +662,6 @@ impl Checker<'_> {
 
 /// `ty` normalized: lowercase, no spaces, default precision or scale made
 /// explicit.
-fn normalized(ty: &str) -> String {
-    let t: String = ty
-        .to_lowercase()
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    match t.as_str() {
-        "float" => "float(53)".into(),
-        "real" => "float(24)".into(),
-        "time" | "datetime2" | "datetimeoffset" => format!("{t}(7)"),
-        _ => t,
-    }
-}
-
-fn bulk_type_ok(rendered: &str, declared: &str) -> bool {
-    let (r, d) = (normalized(rendered), normalized(declared));
-    if r == d {
-        return true;
-    }
-    let len = |t: &str, family: &str| -> Option<u32> {
-        t.strip_prefix(family)?
-            .strip_prefix('(')?
-            .strip_suffix(')')?
-            .parse()
-            .ok()
-    };
-    matches!(
-        (len(&r, "nvarchar"), len(&d, "nvarchar")),
-        (Some(w), Some(n)) if n <= 2_000 && w == 2 * n
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
