@@ -21,6 +21,7 @@ use tiberius::ColumnData;
 /// Answers a change set's open with (target, min valid, keys) and each
 /// page with `page` rows of the user table.
 fn change_set_script(keys: i64, page: usize) -> impl Fn(&Request) -> Option<Reply> {
+    let served = std::sync::atomic::AtomicI64::new(0);
     move |r: &Request| {
         if r.sql.contains("[changed_keys]") {
             return Some(Reply::Rows(vec![vec![row(vec![
@@ -30,7 +31,10 @@ fn change_set_script(keys: i64, page: usize) -> impl Fn(&Request) -> Option<Repl
             ])]]));
         }
         if r.sql.contains("[__ctsync_row_exists]") {
-            let rows = (0..page)
+            let from = served.load(std::sync::atomic::Ordering::SeqCst);
+            let n = (keys - from).clamp(0, page as i64);
+            served.store(from + n, std::sync::atomic::Ordering::SeqCst);
+            let rows = (from..from + n)
                 .map(|i| {
                     row(vec![
                         ("Id", ColumnData::I32(Some(i as i32 + 1))),
@@ -116,7 +120,10 @@ async fn the_change_set_lives_on_the_session_that_reads_its_pages() {
         "the create batch replaces a leftover, the last request drops the set"
     );
     // Requests: create + copy + 2 pages + drop.
-    assert_eq!(log.len(), 5);
+    assert_eq!(
+        log.len() as u64,
+        ctsync::mssql::CHANGE_SET_OPEN_REQUESTS + 2 + ctsync::mssql::CHANGE_SET_CLOSE_REQUESTS
+    );
 }
 
 /// The replica's script: every fence check passes.
@@ -286,5 +293,39 @@ async fn bulk_copy_never_sends_a_column_list_tiberius_misstates() {
             "{name}: {:#?}",
             violations(&log)
         );
+    }
+}
+
+/// What a change set costs the primary, counted at the session: 2 requests
+/// to open, one per page, one to drop; an empty set 2 and no session kept.
+#[tokio::test]
+async fn a_change_set_costs_two_requests_to_open_one_per_page_and_one_to_drop() {
+    use ctsync::mssql::{CHANGE_SET_CLOSE_REQUESTS as CLOSE, CHANGE_SET_OPEN_REQUESTS as OPEN};
+    let users = user_table();
+    for (keys, page) in [(12i64, 5usize), (10, 5), (1, 5), (0, 5)] {
+        let recorder = Recorder::new(change_set_script(keys, page));
+        let primary = MssqlPrimary::new(Pool::with_connector(Arc::new(recorder.clone()), 2));
+        let mut set = primary.open_changes(&users, 3, None).await.expect("open");
+        let mut read = 0u64;
+        let mut pages = 0u64;
+        while read < keys as u64 {
+            let p = set.next_page(&users, page).await.expect("page");
+            read += p.keys.len() as u64;
+            pages += 1;
+        }
+        drop(set);
+        let expected = if keys == 0 {
+            OPEN
+        } else {
+            OPEN + pages + CLOSE
+        };
+        assert_eq!(pages, (keys as u64).div_ceil(page as u64), "{keys} keys");
+        assert_eq!(
+            recorder.log().len() as u64,
+            expected,
+            "{keys} keys: {:#?}",
+            recorder.log()
+        );
+        assert!(violations(&recorder.log()).is_empty());
     }
 }

@@ -17,6 +17,13 @@ use super::pool::{batch, query_rows};
 use super::primary::MssqlPrimary;
 use super::sql;
 
+/// Requests a change set costs the primary besides its pages: two to open
+/// it (the batch that creates the session's table, the RPC that fills it)
+/// and, when it has keys, one after its last page (the batch that drops
+/// it). A backlog of B keys in pages of P: 2 + ⌈B/P⌉ + 1; an empty set: 2.
+pub const OPEN_REQUESTS: u64 = 2;
+pub const CLOSE_REQUESTS: u64 = 1;
+
 fn err(e: super::MssqlError) -> Error {
     Error::Primary(e.to_string())
 }

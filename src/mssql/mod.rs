@@ -25,6 +25,9 @@ mod utf16;
 mod write_path;
 pub mod write_plan;
 
+pub use change_set::{
+    CLOSE_REQUESTS as CHANGE_SET_CLOSE_REQUESTS, OPEN_REQUESTS as CHANGE_SET_OPEN_REQUESTS,
+};
 pub use conn::{Endpoint, TlsSettings};
 pub use ddl_queue::MssqlDdlQueue;
 pub use pool::Pool;
