@@ -2,6 +2,11 @@
 //! store), the replication rules and the actors that run them, plus
 //! in-memory port implementations for tests, demos and benchmarks. It knows
 //! nothing of tiberius or Redis.
+//!
+//! The in-memory doubles (`memory`) are behind the `testkit` feature: the
+//! `ctsync` binary holds none of them. The root crate enables it through
+//! its dev-dependency on this crate, so its tests, benchmarks and the demo
+//! (and `cargo test --workspace`, `cargo clippy --all-targets`) build them.
 
 pub mod actors;
 pub mod ddl;
@@ -9,6 +14,7 @@ pub mod doctor;
 pub mod error;
 pub mod fence;
 pub mod keys;
+#[cfg(feature = "testkit")]
 pub mod memory;
 pub mod model;
 pub mod modules;

@@ -1,7 +1,7 @@
 //! The three ports the pipeline talks to: the primary (CT reads), the replica
 //! (transactional writes and its own version record) and the state store
 //! (operator flags and versions). Adapters live in the root crate; in-memory
-//! doubles live in [`crate::memory`].
+//! doubles live in `memory` (feature `testkit`).
 
 use std::time::Duration;
 
