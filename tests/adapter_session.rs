@@ -329,3 +329,43 @@ async fn a_change_set_costs_two_requests_to_open_one_per_page_and_one_to_drop() 
         assert!(violations(&recorder.log()).is_empty());
     }
 }
+
+/// A primary key declared NONCLUSTERED may take up to 1,700 bytes; the
+/// change set's unique index over it must not be clustered (900 bytes at
+/// most, Msg 1946 for every longer key).
+#[tokio::test]
+async fn a_wide_key_gets_a_nonclustered_change_set_index() {
+    let wide = TableSchema {
+        id: TableId::new("dbo", "Wide"),
+        columns: vec![
+            ColumnDef::new("Code", SqlType::NVarChar(Len::N(880)), false),
+            ColumnDef::new("Region", SqlType::Char(Len::N(20)), false),
+            ColumnDef::new("N", SqlType::Int, false),
+        ],
+        primary_key: ["Code", "Region", "N"]
+            .iter()
+            .map(|k| KeyColumn {
+                name: k.to_string(),
+                descending: false,
+            })
+            .collect(),
+    };
+    for (schema, kind) in [(wide, "NONCLUSTERED"), (user_table(), "CLUSTERED")] {
+        let recorder = Recorder::new(change_set_script(0, 1));
+        let primary = MssqlPrimary::new(Pool::with_connector(Arc::new(recorder.clone()), 2));
+        let set = primary.open_changes(&schema, 3, None).await.expect("open");
+        drop(set);
+        let log = recorder.log();
+        assert!(
+            violations(&log).is_empty(),
+            "{}: {:#?}",
+            schema.id,
+            violations(&log)
+        );
+        assert!(
+            log[0].sql.contains(&format!("CREATE UNIQUE {kind} INDEX")),
+            "{}",
+            log[0].sql
+        );
+    }
+}

@@ -41,6 +41,18 @@ pub const REAL_SERVER_ONLY: &[(&str, &str)] = &[
         "INSERT BULK as tiberius declares it (nvarchar(n <= 2000) as nvarchar(2n)), CONVERT(xml, …, 1) keeping white space, datetimeoffset offsets, time(0..7), nchar padding, decimals in every storage bucket",
     ),
     (
+        "a_bulk_eligible_table_round_trips_by_bulk_copy",
+        "that tiberius 0.13's INSERT BULK (identity kept, every type it renders right, nvarchar(2000) declared nvarchar(4000)) stores exactly what the primary holds",
+    ),
+    (
+        "a_change_set_replaces_a_leftover_of_another_key_shape",
+        "that the create batch drops a session's leftover change set and builds one of other key columns and a composite index in the same batch",
+    ),
+    (
+        "a_single_byte_collation_survives_each_write_path",
+        "how SQL Server reads a char column's bytes in a bulk load whose INSERT BULK states no collation",
+    ),
+    (
         "a_stale_claim_is_fenced",
         "the [ctsync].[fence] check inside the write's own transaction",
     ),
@@ -121,6 +133,7 @@ async fn read_changes(
 
 #[tokio::test]
 async fn net_changes_per_key() {
+    let _serial = support::contract::serial().await;
     for w in worlds().await {
         let t = people("NetChanges");
         w.create(&t).await;
@@ -150,6 +163,7 @@ async fn net_changes_per_key() {
 
 #[tokio::test]
 async fn min_valid_version_after_cleanup_and_truncate() {
+    let _serial = support::contract::serial().await;
     for w in worlds().await {
         let t = people("Retention");
         w.create(&t).await;
@@ -171,10 +185,18 @@ async fn min_valid_version_after_cleanup_and_truncate() {
 
         let t = people("Cleanup");
         w.create(&t).await;
+        let old = w.primary().current_version().await.expect("version");
         w.insert(&t, &[person(1, "a")]).await;
         w.update(&t, person(1, "b")).await;
         let stored = w.primary().current_version().await.expect("version");
         w.cleanup(&t).await;
+        let after_cleanup = valid(w.primary().min_valid_version(&t.id).await.expect("read"));
+        // A version from before the cleaned changes is now stale.
+        assert!(
+            after_cleanup > old,
+            "{}: cleanup left min valid {after_cleanup} <= {old}",
+            w.name()
+        );
         let after = valid(w.primary().min_valid_version(&t.id).await.expect("read"));
         assert!(
             after >= stored,
@@ -186,6 +208,7 @@ async fn min_valid_version_after_cleanup_and_truncate() {
 
 #[tokio::test]
 async fn a_change_set_of_several_pages_is_read_on_one_session() {
+    let _serial = support::contract::serial().await;
     for w in worlds().await {
         let t = people("Pages");
         w.create(&t).await;
@@ -262,9 +285,9 @@ fn types_row(id: i32) -> Row {
         increments: 86_399_999,
         scale: 3,
     });
-    row.push(Value::DateTime {
+    row.push(Value::SmallDateTime {
         days: 45_000,
-        ticks: 18_000,
+        minutes: 61,
     });
     for chars in [100usize, 2_000, 2_001, 4_000] {
         row.push(Value::String("é".repeat(chars)));
@@ -343,6 +366,7 @@ async fn claimed(w: &dyn World, table: &TableId, owner: &str) -> Claim {
 
 #[tokio::test]
 async fn every_type_round_trips_through_each_write_path() {
+    let _serial = support::contract::serial().await;
     for w in worlds().await {
         let t = types_table();
         w.create(&t).await;
@@ -393,6 +417,7 @@ async fn every_type_round_trips_through_each_write_path() {
 
 #[tokio::test]
 async fn a_stale_claim_is_fenced() {
+    let _serial = support::contract::serial().await;
     for w in worlds().await {
         let t = people("Fenced");
         w.create(&t).await;
@@ -434,6 +459,7 @@ async fn a_stale_claim_is_fenced() {
 
 #[tokio::test]
 async fn a_swap_keeps_indexes_and_grants() {
+    let _serial = support::contract::serial().await;
     for w in worlds().await {
         let t = people("Swapped");
         w.create(&t).await;
@@ -468,6 +494,236 @@ async fn a_swap_keeps_indexes_and_grants() {
             .unwrap_or_else(|e| panic!("{}: swap: {e}", w.name()));
         assert_eq!(w.replica_rows(&t).await.len(), 3, "{}", w.name());
         assert_eq!(w.indexes_and_grants(&t).await, before, "{}", w.name());
+    }
+}
+
+/// Every type tiberius 0.13 renders right in INSERT BULK, an identity key
+/// (kept), and full-length values: bulk copy where the world allows it.
+fn bulk_types_table() -> TableSchema {
+    let mut key_column = ColumnDef::new("Id", SqlType::Int, false);
+    key_column.identity = Some(ctsync_actors::model::Identity {
+        seed: 1,
+        increment: 1,
+    });
+    let mut columns = vec![key_column];
+    let mut add = |name: &str, ty: SqlType| columns.push(ColumnDef::new(name, ty, true));
+    add("Flag", SqlType::Bit);
+    add("Tiny", SqlType::TinyInt);
+    add("Small", SqlType::SmallInt);
+    add("Big", SqlType::BigInt);
+    add("Ratio", SqlType::Real);
+    add("Precise", SqlType::Float { precision: 53 });
+    for (precision, scale) in [(9, 2), (18, 4), (28, 10), (38, 10)] {
+        add(
+            &format!("D{precision}"),
+            SqlType::Decimal { precision, scale },
+        );
+    }
+    add("Cash", SqlType::Money);
+    add("Nv50", SqlType::NVarChar(Len::N(100)));
+    add("Nv2000", SqlType::NVarChar(Len::N(4_000)));
+    add("NvMax", SqlType::NVarChar(Len::Max));
+    add("Code", SqlType::VarChar(Len::N(20)));
+    add("Fixed", SqlType::Char(Len::N(5)));
+    add("Bytes", SqlType::VarBinary(Len::N(16)));
+    add("Uid", SqlType::UniqueIdentifier);
+    add("Day", SqlType::Date);
+    add("At", SqlType::Time { scale: 7 });
+    add("Stamp", SqlType::DateTime2 { scale: 3 });
+    add("Zoned", SqlType::DateTimeOffset { scale: 7 });
+    add("Legacy", SqlType::DateTime);
+    columns.push(ColumnDef::new("Minute", SqlType::SmallDateTime, false));
+    TableSchema {
+        id: id("BulkTypes"),
+        columns,
+        primary_key: key("Id"),
+    }
+}
+
+fn bulk_types_row(id: i32) -> Row {
+    vec![
+        Value::I32(id),
+        Value::Bool(true),
+        Value::U8(255),
+        Value::I16(-32_768),
+        Value::I64(i64::MIN),
+        Value::F32(1.5),
+        Value::F64(-2.25e300),
+        Value::Decimal {
+            value: 999_999_999,
+            scale: 2,
+        },
+        Value::Decimal {
+            value: 999_999_999_999_999_999,
+            scale: 4,
+        },
+        Value::Decimal {
+            value: -1,
+            scale: 10,
+        },
+        Value::Decimal {
+            value: 99_999_999_999_999_999_999_999_999_999_999_999_999,
+            scale: 10,
+        },
+        Value::Decimal {
+            value: -9_223_372_036_854_775_808,
+            scale: 4,
+        },
+        Value::String("ß".repeat(50)),
+        Value::String("€".repeat(2_000)),
+        Value::String("∑".repeat(9_000)),
+        Value::String("plain ascii".into()),
+        Value::String("ab   ".into()),
+        Value::Binary(vec![0; 16]),
+        Value::Guid([7; 16]),
+        Value::Date(738_000),
+        Value::Time {
+            increments: 863_999_999_999,
+            scale: 7,
+        },
+        Value::DateTime2 {
+            days: 738_000,
+            increments: 1,
+            scale: 3,
+        },
+        Value::DateTimeOffset {
+            days: 738_000,
+            increments: 5,
+            scale: 7,
+            offset_minutes: -840,
+        },
+        Value::DateTime {
+            days: -53_690,
+            ticks: 0,
+        },
+        Value::SmallDateTime {
+            days: 0,
+            minutes: 1_439,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn a_bulk_eligible_table_round_trips_by_bulk_copy() {
+    let _serial = support::contract::serial().await;
+    let t = bulk_types_table();
+    assert_eq!(
+        ctsync::mssql::bulk::refusal(&t),
+        None,
+        "the table must be bulk-eligible"
+    );
+    for w in worlds().await {
+        w.create(&t).await;
+        let mut nulls = null_row(&t, 2);
+        nulls[t.columns.len() - 1] = Value::SmallDateTime {
+            days: 1,
+            minutes: 0,
+        };
+        w.insert(&t, &[bulk_types_row(1), nulls]).await;
+        let claim = claimed(&*w, &t.id, "contract").await;
+        full_load(&*w, &t, &claim).await;
+        let on_primary = w
+            .primary()
+            .read_page(&t, None, 1_000)
+            .await
+            .expect("primary");
+        let on_replica = w.replica_rows(&t).await;
+        assert_eq!(on_primary.len(), 2, "{}", w.name());
+        for (column, (p, r)) in t
+            .columns
+            .iter()
+            .zip(on_primary[0].iter().zip(&on_replica[0]))
+        {
+            assert_eq!(p, r, "{}: column {}", w.name(), column.name);
+        }
+        assert_eq!(on_primary, on_replica, "{}", w.name());
+    }
+}
+
+fn composite(name: &str) -> TableSchema {
+    TableSchema {
+        id: id(name),
+        columns: vec![
+            ColumnDef::new("Code", SqlType::NVarChar(Len::N(40)), false),
+            ColumnDef::new("N", SqlType::SmallInt, false),
+            ColumnDef::new("Note", SqlType::NVarChar(Len::N(100)), true),
+        ],
+        primary_key: vec![
+            KeyColumn {
+                name: "Code".into(),
+                descending: false,
+            },
+            KeyColumn {
+                name: "N".into(),
+                descending: true,
+            },
+        ],
+    }
+}
+
+#[tokio::test]
+async fn a_change_set_replaces_a_leftover_of_another_key_shape() {
+    let _serial = support::contract::serial().await;
+    for w in worlds().await {
+        let first = people("Leftover");
+        let second = composite("NextShape");
+        w.create(&first).await;
+        w.create(&second).await;
+        let since = w.primary().current_version().await.expect("version");
+        w.insert(&first, &[person(1, "a"), person(2, "b"), person(3, "c")])
+            .await;
+        let rows: Vec<Row> = (1..=4)
+            .map(|i| {
+                vec![
+                    Value::String(format!("k{}", i % 2)),
+                    Value::I16(i),
+                    Value::String("n".into()),
+                ]
+            })
+            .collect();
+        w.insert(&second, &rows).await;
+        // A set read part-way and abandoned (the cycle failed or stopped).
+        let mut left = w
+            .primary()
+            .open_changes(&first, since, None)
+            .await
+            .expect("open");
+        left.next_page(&first, 1).await.expect("one page");
+        drop(left);
+        let (keys, read, _) = read_changes(&*w, &second, since, 3).await;
+        assert_eq!(keys.len(), 4, "{}", w.name());
+        // Pages follow the key columns ascending, whatever the index's
+        // direction (the keyset predicate compares the same way).
+        let expected: Vec<Row> = [2usize, 4, 1, 3]
+            .iter()
+            .map(|&n| rows[n - 1].clone())
+            .collect();
+        assert_eq!(read, expected, "{}: in key order", w.name());
+    }
+}
+
+#[tokio::test]
+async fn a_single_byte_collation_survives_each_write_path() {
+    let _serial = support::contract::serial().await;
+    let mut t = people("Cyrillic");
+    t.columns[2] = ColumnDef {
+        collation: Some("Cyrillic_General_CI_AS".into()),
+        ..ColumnDef::new("Email", SqlType::VarChar(Len::N(100)), true)
+    };
+    for w in worlds().await {
+        w.create(&t).await;
+        let mut row = person(1, "a");
+        row[2] = Value::String("Привет, мир".into());
+        w.insert(&t, std::slice::from_ref(&row)).await;
+        let claim = claimed(&*w, &t.id, "contract").await;
+        full_load(&*w, &t, &claim).await;
+        assert_eq!(
+            w.primary().read_page(&t, None, 10).await.expect("primary"),
+            vec![row.clone()],
+            "{}: the primary holds the text",
+            w.name()
+        );
+        assert_eq!(w.replica_rows(&t).await, vec![row], "{}", w.name());
     }
 }
 

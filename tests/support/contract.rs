@@ -5,7 +5,6 @@
 //! needs to write (the primary's rows, CT cleanup, an operator's index), so
 //! each world brings a fixture writer.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -194,7 +193,10 @@ async fn strings(c: &Mutex<TdsClient>, text: &str, name: &str) -> Vec<String> {
 const IF_NO_SCHEMA: &str =
     "IF SCHEMA_ID(N'ctsync_contract') IS NULL EXEC(N'CREATE SCHEMA [ctsync_contract]')";
 const INDEX_NAMES: &str = "SELECT i.name FROM sys.indexes AS i WHERE i.object_id = OBJECT_ID(@P1) AND i.is_primary_key = 0 AND i.name IS NOT NULL ORDER BY i.name";
-const GRANTS: &str = "SELECT p.state_desc + N' ' + p.permission_name + N' TO ' + pr.name FROM sys.database_permissions AS p JOIN sys.database_principals AS pr ON pr.principal_id = p.grantee_principal_id WHERE p.major_id = OBJECT_ID(@P1) ORDER BY 1";
+// The catalog's own text columns and principal names have different
+// collations: each is brought to the database's before they are joined.
+const GRANTS: &str = "SELECT p.state_desc COLLATE DATABASE_DEFAULT + N' ' + p.permission_name COLLATE DATABASE_DEFAULT + N' TO ' + pr.name COLLATE DATABASE_DEFAULT AS [grant] FROM sys.database_permissions AS p JOIN sys.database_principals AS pr ON pr.principal_id = p.grantee_principal_id WHERE p.major_id = OBJECT_ID(@P1) ORDER BY [grant]";
+const RETENTION: &str = "SELECT CAST(retention_period AS int) AS [period], retention_period_units_desc COLLATE DATABASE_DEFAULT AS [units] FROM sys.change_tracking_databases WHERE database_id = DB_ID()";
 
 impl SqlServer {
     async fn connect(primary: &str, replica: &str, bulk: bool) -> anyhow::Result<Self> {
@@ -204,7 +206,10 @@ impl SqlServer {
             bulk,
             primary_sql: Mutex::new(p.connect().await?),
             replica_sql: Mutex::new(r.connect().await?),
-            primary: MssqlPrimary::new(Pool::new(p, 3)),
+            // One connection: every change set reuses the one session, so
+            // a set left behind (empty, or abandoned) is replaced by the
+            // next open for another table, of another key shape.
+            primary: MssqlPrimary::new(Pool::new(p, 1)),
             replica: MssqlReplica::new(Pool::new(r.clone(), 2)).with_bulk_load(bulk),
             replica_reader: MssqlPrimary::new(Pool::new(r, 1)),
         };
@@ -381,49 +386,63 @@ impl World for SqlServer {
         exec(&self.primary_sql, &sql::truncate(&schema.id)).await;
     }
 
-    /// A one-minute retention, then the manual cleanup procedure until the
-    /// table's min valid version passes every change made so far (a
-    /// retention period is wall-clock time on a real server; the wait ends
-    /// on the event, with a failsafe). The retention is set back after.
+    /// A one-minute retention, then the manual cleanup procedure (for the
+    /// whole database: only that form derives the cleanup point from the
+    /// retention) until the table's min valid version passes every change
+    /// made so far. A retention period is wall-clock time on a real server;
+    /// the wait ends on the event, with a failsafe. The database's own
+    /// retention is set back afterwards, failing or not.
     async fn cleanup(&self, schema: &TableSchema) {
         let before = self
             .primary
             .current_version()
             .await
             .expect("current version");
+        let original = {
+            let rows = Query::new(RETENTION)
+                .query(&mut *self.primary_sql.lock().await)
+                .await
+                .expect("reading the retention")
+                .into_first_result()
+                .await
+                .expect("reading the retention");
+            let row = rows
+                .first()
+                .expect("change tracking is on for the test database");
+            format!(
+                "{} {}",
+                row.try_get::<i32, _>(0).ok().flatten().unwrap_or(2),
+                row.try_get::<&str, _>(1).ok().flatten().unwrap_or("DAYS")
+            )
+        };
         exec(
             &self.primary_sql,
             "ALTER DATABASE CURRENT SET CHANGE_TRACKING (CHANGE_RETENTION = 1 MINUTES)",
         )
         .await;
-        let name = format!("{}.{}", schema.id.schema, schema.id.name);
         let deadline = std::time::Instant::now() + Duration::from_secs(600);
-        loop {
+        let passed = loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
-            exec_with(
+            exec(
                 &self.primary_sql,
-                "EXEC sys.sp_flush_CT_internal_table_on_demand @TableToClean = @P1",
-                vec![ColumnData::String(Some(name.clone().into()))],
+                "EXEC sys.sp_flush_CT_internal_table_on_demand",
             )
             .await;
-            let min = self
-                .primary
-                .min_valid_version(&schema.id)
-                .await
-                .expect("min valid version");
-            if min.is_some_and(|m| m >= before) {
-                break;
+            let min = self.primary.min_valid_version(&schema.id).await;
+            if matches!(min, Ok(Some(m)) if m >= before) {
+                break true;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "CT cleanup never passed version {before}"
-            );
-        }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+        };
+        // Units come from the catalog (MINUTES, HOURS, DAYS), never input.
         exec(
             &self.primary_sql,
-            "ALTER DATABASE CURRENT SET CHANGE_TRACKING (CHANGE_RETENTION = 2 DAYS)",
+            &format!("ALTER DATABASE CURRENT SET CHANGE_TRACKING (CHANGE_RETENTION = {original})"),
         )
         .await;
+        assert!(passed, "CT cleanup never passed version {before}");
     }
 
     async fn replica_rows(&self, schema: &TableSchema) -> Vec<Row> {
@@ -456,5 +475,11 @@ impl World for SqlServer {
     }
 }
 
-/// A world shared by a case's steps.
-pub type Shared = Arc<dyn World>;
+/// Cases run one at a time against a real server: CT cleanup and the
+/// retention are the whole database's.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// Held by every case for its whole run.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}

@@ -36,8 +36,59 @@ fn key_column_defs(schema: &TableSchema, keys: &[String]) -> Option<String> {
         .map(|defs| defs.join(", "))
 }
 
+/// Bytes a key of these columns can take (their declared maximum); `None`
+/// if one is max, LOB or unsupported (no index key can hold it).
+fn key_bytes(schema: &TableSchema, keys: &[String]) -> Option<u32> {
+    use ctsync_actors::model::{Len, SqlType};
+    let mut total = 0;
+    for k in keys {
+        let c = schema.columns.iter().find(|c| &c.name == k)?;
+        total += match &c.ty {
+            SqlType::Bit | SqlType::TinyInt => 1,
+            SqlType::SmallInt => 2,
+            SqlType::Int | SqlType::Real | SqlType::SmallMoney | SqlType::SmallDateTime => 4,
+            SqlType::Date => 3,
+            SqlType::BigInt | SqlType::Money | SqlType::DateTime | SqlType::RowVersion => 8,
+            SqlType::Float { precision } => {
+                if *precision <= 24 {
+                    4
+                } else {
+                    8
+                }
+            }
+            SqlType::UniqueIdentifier => 16,
+            SqlType::Decimal { precision, .. } | SqlType::Numeric { precision, .. } => {
+                match precision {
+                    0..=9 => 5,
+                    10..=19 => 9,
+                    20..=28 => 13,
+                    _ => 17,
+                }
+            }
+            SqlType::Time { .. } => 5,
+            SqlType::DateTime2 { .. } => 8,
+            SqlType::DateTimeOffset { .. } => 10,
+            SqlType::Char(Len::N(n))
+            | SqlType::VarChar(Len::N(n))
+            | SqlType::NChar(Len::N(n))
+            | SqlType::NVarChar(Len::N(n))
+            | SqlType::Binary(Len::N(n))
+            | SqlType::VarBinary(Len::N(n)) => *n,
+            _ => return None,
+        };
+    }
+    Some(total)
+}
+
+/// The most bytes a clustered index key may take (a nonclustered one may
+/// take 1,700): "Maximum capacity specifications for SQL Server".
+pub const CLUSTERED_KEY_LIMIT: u32 = 900;
+
 /// The batch that creates the session's change-set table (and its unique
-/// clustered index), replacing a leftover. It must be sent as a **batch**
+/// index: clustered, or nonclustered when the key can exceed the clustered
+/// limit — a primary key declared NONCLUSTERED may take up to 1,700 bytes,
+/// and a clustered index over it would refuse every longer key with Msg
+/// 1946), replacing a leftover. It must be sent as a **batch**
 /// (`simple_query`): a temporary table created inside an RPC
 /// (`sp_executesql`, which tiberius uses for every parameterized request)
 /// is dropped when that RPC returns, while one a batch creates lives until
@@ -46,10 +97,14 @@ fn key_column_defs(schema: &TableSchema, keys: &[String]) -> Option<String> {
 /// when a key column has an unsupported type.
 pub fn create_change_set(schema: &TableSchema, keys: &[String]) -> Option<String> {
     let set = CHANGE_SET_TABLE;
+    let kind = match key_bytes(schema, keys) {
+        Some(n) if n <= CLUSTERED_KEY_LIMIT => "CLUSTERED",
+        _ => "NONCLUSTERED",
+    };
     Some(format!(
         "IF OBJECT_ID(N'tempdb..{set}') IS NOT NULL DROP TABLE {set}; \
 CREATE TABLE {set} ({defs}); \
-CREATE UNIQUE CLUSTERED INDEX [ctsync_changes_key] ON {set} ({key_list});",
+CREATE UNIQUE {kind} INDEX [ctsync_changes_key] ON {set} ({key_list});",
         defs = key_column_defs(schema, keys)?,
         key_list = order_by("", keys),
     ))
