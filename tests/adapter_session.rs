@@ -369,3 +369,29 @@ async fn a_wide_key_gets_a_nonclustered_change_set_index() {
         );
     }
 }
+
+/// `ctsync verify` hashes a datetimeoffset as its instant (style 127, in
+/// UTC) and its offset: two values of the same instant at other offsets
+/// differ, as the row on the primary and a row on the replica would.
+#[tokio::test]
+async fn verify_hashes_a_datetimeoffset_with_its_offset() {
+    use ctsync_actors::verify::{Checksums, KeyRange};
+    let t = one_column_table("Zoned", SqlType::DateTimeOffset { scale: 7 }, true);
+    let recorder = Recorder::new(|_: &Request| None);
+    let primary = MssqlPrimary::new(Pool::with_connector(Arc::new(recorder.clone()), 1));
+    primary
+        .row_sums(&t, &KeyRange::default())
+        .await
+        .expect("row sums");
+    let log = recorder.log();
+    let read = log
+        .iter()
+        .find(|r| r.sql.contains("HASHBYTES"))
+        .expect("the hash read");
+    assert_eq!(read.call, Call::Rpc);
+    assert!(
+        read.sql.contains("CONVERT(nvarchar(40), [V], 127) + N' ' + CONVERT(nvarchar(6), DATEPART(TZOFFSET, [V]))"),
+        "{}",
+        read.sql
+    );
+}

@@ -53,6 +53,10 @@ pub const REAL_SERVER_ONLY: &[(&str, &str)] = &[
         "how SQL Server reads a char column's bytes in a bulk load whose INSERT BULK states no collation",
     ),
     (
+        "verify_tells_apart_values_that_differ_only_in_their_offset",
+        "what CONVERT(…, 127) and DATEPART(TZOFFSET, …) make of a datetimeoffset in verify's canonical text",
+    ),
+    (
         "a_stale_claim_is_fenced",
         "the [ctsync].[fence] check inside the write's own transaction",
     ),
@@ -724,6 +728,44 @@ async fn a_single_byte_collation_survives_each_write_path() {
             w.name()
         );
         assert_eq!(w.replica_rows(&t).await, vec![row], "{}", w.name());
+    }
+}
+
+#[tokio::test]
+async fn verify_tells_apart_values_that_differ_only_in_their_offset() {
+    let _serial = support::contract::serial().await;
+    let t = TableSchema {
+        id: id("Offsets"),
+        columns: vec![
+            ColumnDef::new("Id", SqlType::Int, false),
+            ColumnDef::new("At", SqlType::DateTimeOffset { scale: 7 }, true),
+        ],
+        primary_key: key("Id"),
+    };
+    // 10:00 at +01:00 and 11:00 at +02:00: the same instant.
+    let at = |hours: u64, offset_minutes: i16| Value::DateTimeOffset {
+        days: 738_000,
+        increments: hours * 36_000_000_000,
+        scale: 7,
+        offset_minutes,
+    };
+    for w in worlds().await {
+        w.create(&t).await;
+        w.insert(&t, &[vec![Value::I32(1), at(10, 60)]]).await;
+        let claim = claimed(&*w, &t.id, "contract").await;
+        full_load(&*w, &t, &claim).await;
+        let range = ctsync_actors::verify::KeyRange::default();
+        let before = w.replica_sums().row_sums(&t, &range).await.expect("sums");
+        let primary = w.primary_sums().row_sums(&t, &range).await.expect("sums");
+        assert_eq!(primary, before, "{}: equal rows", w.name());
+        w.tamper_replica(&t, vec![Value::I32(1), at(11, 120)]).await;
+        let after = w.replica_sums().row_sums(&t, &range).await.expect("sums");
+        assert_ne!(
+            before,
+            after,
+            "{}: a value at another offset must hash differently",
+            w.name()
+        );
     }
 }
 

@@ -841,7 +841,7 @@ fn verify_statements_match_their_golden_text_and_parse() {
          + NCHAR(31) + ISNULL(CAST([Name] AS nvarchar(max)), NCHAR(0)) + NCHAR(31) + \
          ISNULL(CONVERT(nvarchar(40), [Price], 2), NCHAR(0)) + NCHAR(31) + \
          ISNULL(CONVERT(nvarchar(max), CAST([Blob] AS varbinary(max)), 1), NCHAR(0)) + NCHAR(31) + \
-         ISNULL(CONVERT(nvarchar(40), [At], 127), NCHAR(0)))"
+         ISNULL(CONVERT(nvarchar(40), [At], 127) + N' ' + CONVERT(nvarchar(6), DATEPART(TZOFFSET, [At])), NCHAR(0)))"
     );
     let chunk = sql::row_sums(&users, &keys, true, true, true);
     assert!(

@@ -15,6 +15,7 @@ use ctsync::mssql::{Endpoint, MssqlPrimary, MssqlReplica, Pool, TlsSettings};
 use ctsync_actors::memory::{MemoryPrimary, MemoryReplica};
 use ctsync_actors::model::{Row, RowKey, TableSchema};
 use ctsync_actors::ports::{Primary, Replica};
+use ctsync_actors::verify::Checksums;
 use tiberius::{ColumnData, EncryptionLevel, Query};
 use tokio::sync::Mutex;
 
@@ -46,6 +47,12 @@ pub trait World: Send + Sync {
     async fn add_index_and_grant(&self, schema: &TableSchema);
     /// The replica table's nonclustered indexes and grants.
     async fn indexes_and_grants(&self, schema: &TableSchema) -> (Vec<String>, Vec<String>);
+    /// Row hashes as `ctsync verify` reads them, on each side.
+    fn primary_sums(&self) -> &dyn Checksums;
+    fn replica_sums(&self) -> &dyn Checksums;
+    /// Changes a replica row behind ctsync's back (by key), as a tamperer
+    /// or a bug would.
+    async fn tamper_replica(&self, schema: &TableSchema, row: Row);
 }
 
 /// The worlds this run has: always the doubles, and SQL Server (once per
@@ -127,6 +134,16 @@ impl World for Memory {
     }
     async fn indexes_and_grants(&self, schema: &TableSchema) -> (Vec<String>, Vec<String>) {
         self.replica.indexes_and_grants(&schema.id)
+    }
+    fn primary_sums(&self) -> &dyn Checksums {
+        &self.primary
+    }
+    fn replica_sums(&self) -> &dyn Checksums {
+        &self.replica
+    }
+    async fn tamper_replica(&self, schema: &TableSchema, row: Row) {
+        let key = ctsync_actors::memory::row_key(schema, &row).expect("a key");
+        self.replica.tamper(&schema.id, &key, Some(row));
     }
 }
 
@@ -472,6 +489,40 @@ impl World for SqlServer {
             strings(&self.replica_sql, INDEX_NAMES, &name).await,
             strings(&self.replica_sql, GRANTS, &name).await,
         )
+    }
+
+    fn primary_sums(&self) -> &dyn Checksums {
+        &self.primary
+    }
+    fn replica_sums(&self) -> &dyn Checksums {
+        &self.replica
+    }
+
+    async fn tamper_replica(&self, schema: &TableSchema, row: Row) {
+        let key = ctsync_actors::memory::row_key(schema, &row).expect("a key");
+        let cols = schema.written_columns();
+        let keys = schema.key_columns().unwrap_or_default();
+        let set = cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !keys.contains(&c.name))
+            .map(|(i, c)| {
+                format!(
+                    "{} = {}",
+                    sql::quote(&c.name),
+                    sql::typed_param(&c.ty, i + 1)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = format!(
+            "UPDATE {} SET {set} WHERE {}",
+            sql::table(&schema.id),
+            Self::key_predicate(schema, cols.len() + 1)
+        );
+        let mut params = Self::row_values(schema, &row);
+        params.extend(Self::key_values(schema, &key));
+        exec_with(&self.replica_sql, &text, params).await;
     }
 }
 

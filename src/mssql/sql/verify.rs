@@ -7,7 +7,8 @@ use ctsync_actors::model::{ColumnDef, SqlType, TableSchema};
 use super::{key_select_list, keyset_predicate, order_by, quote, table};
 
 /// A column's canonical text: exact for every type (binary as `0x…`, floats
-/// with 17 digits, money with 4 decimals, temporal values in ISO 8601).
+/// with 17 digits, money with 4 decimals, temporal values in ISO 8601, a
+/// datetimeoffset's instant with its offset in minutes).
 fn canonical(c: &ColumnDef) -> String {
     let q = quote(&c.name);
     match c.ty {
@@ -21,7 +22,11 @@ fn canonical(c: &ColumnDef) -> String {
         | SqlType::DateTime
         | SqlType::SmallDateTime
         | SqlType::DateTime2 { .. } => format!("CONVERT(nvarchar(40), {q}, 126)"),
-        SqlType::DateTimeOffset { .. } => format!("CONVERT(nvarchar(40), {q}, 127)"),
+        // Style 127 writes the instant in UTC: the offset goes alongside,
+        // or values of one instant at other offsets would compare equal.
+        SqlType::DateTimeOffset { .. } => format!(
+            "CONVERT(nvarchar(40), {q}, 127) + N' ' + CONVERT(nvarchar(6), DATEPART(TZOFFSET, {q}))"
+        ),
         _ => format!("CAST({q} AS nvarchar(max))"),
     }
 }
