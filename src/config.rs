@@ -35,7 +35,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_MODULE_SYNC_SECS", file_key: "module_sync_secs", default: Some("30"), help: "Seconds between comparisons of views, procedures and functions." },
     Setting { env: "CTSYNC_DDL_QUEUE", file_key: "ddl_queue", default: Some("dbo.SyncDDLQueue"), help: "Service Broker queue of DDL events on the primary (`schema.name`); `off` disables the listener." },
     Setting { env: "CTSYNC_IDLE_ADVANCE_SECS", file_key: "idle_advance_secs", default: Some("60"), help: "Seconds between moves of an idle table's stored version while the primary is busy with other tables (all due tables move together, in one replica transaction per poll). Keep it far inside the CT retention." },
-    Setting { env: "CTSYNC_PRIMARY_CONNECTIONS", file_key: "primary_connections", default: Some("4"), help: "Connections to the primary shared by the tables." },
+    Setting { env: "CTSYNC_PRIMARY_CONNECTIONS", file_key: "primary_connections", default: Some("4"), help: "Connections to the primary shared by the tables (at least 2: change sets keep at most all but one)." },
     Setting { env: "CTSYNC_HTTP_ADDR", file_key: "http_addr", default: Some("0.0.0.0:8080"), help: "Address of the HTTP server (metrics, health, page)." },
     Setting { env: "CTSYNC_LOG", file_key: "log", default: Some("info"), help: "Log filter (tracing `EnvFilter` syntax, e.g. `info,ctsync=debug`)." },
     Setting { env: "CTSYNC_KEYSPACE_EVENTS", file_key: "keyspace_events", default: Some("on"), help: "`on`: subscribe to Redis keyspace notifications so flags act within a second (adds K$g to notify-keyspace-events); `off`: flags act at the next poll." },
@@ -173,6 +173,23 @@ fn positive(name: &'static str, raw: &str) -> Result<usize, ConfigError> {
         return Err(ConfigError::Invalid {
             name,
             message: "must be at least 1".into(),
+        });
+    }
+    Ok(n)
+}
+
+/// At least 2: change sets keep a connection while their pages are read,
+/// and one connection must always be left for discovery, catalog reads
+/// and full loads.
+fn primary_connections(raw: &str) -> Result<usize, ConfigError> {
+    let name = "CTSYNC_PRIMARY_CONNECTIONS";
+    let n = positive(name, raw)?;
+    if n < 2 {
+        return Err(ConfigError::Invalid {
+            name,
+            message: "must be at least 2: a table reading its change set keeps a connection, \
+                      and one is always left for discovery, catalog reads and full loads"
+                .into(),
         });
     }
     Ok(n)
@@ -382,10 +399,7 @@ impl Config {
             replica: endpoint("MSSQL_REPLICA_URL")?,
             redis_url: RedisUrl(redis),
             sync,
-            primary_connections: positive(
-                "CTSYNC_PRIMARY_CONNECTIONS",
-                &get("CTSYNC_PRIMARY_CONNECTIONS")?,
-            )?,
+            primary_connections: primary_connections(&get("CTSYNC_PRIMARY_CONNECTIONS")?)?,
             ddl_queue,
             http_addr,
             log: get("CTSYNC_LOG")?,
@@ -516,6 +530,7 @@ mod tests {
         for (name, bad) in [
             ("CTSYNC_POLL_INTERVAL_SECS", "0"),
             ("CTSYNC_IDLE_ADVANCE_SECS", "0"),
+            ("CTSYNC_PRIMARY_CONNECTIONS", "1"),
             ("CTSYNC_FULL_LOAD_PAGE_SIZE", "lots"),
             ("CTSYNC_AUTO_RELOAD_STALE", "maybe"),
             ("CTSYNC_ENCRYPT", "strictest"),

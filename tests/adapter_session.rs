@@ -395,3 +395,26 @@ async fn verify_hashes_a_datetimeoffset_with_its_offset() {
         read.sql
     );
 }
+
+/// A caller waiting for a connection gets the first one to free up, not
+/// the one it happened to try first.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_caller_gets_whichever_connection_frees_first() {
+    let recorder = Recorder::new(|_: &Request| None);
+    let pool = Arc::new(Pool::with_connector(Arc::new(recorder), 2));
+    let first = pool.lease().await.expect("first");
+    let second = pool.lease().await.expect("second");
+    let waiting = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.lease().await.map(|_| ()).map_err(|e| e.to_string()) })
+    };
+    tokio::task::yield_now().await;
+    // The second connection frees; the first stays busy.
+    drop(second);
+    let got = tokio::time::timeout(std::time::Duration::from_secs(60), waiting).await;
+    drop(first);
+    assert!(
+        matches!(got, Ok(Ok(Ok(())))),
+        "the waiting caller never got the free connection: {got:?}"
+    );
+}

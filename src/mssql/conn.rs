@@ -322,6 +322,17 @@ pub struct Connection {
 
 pub struct Lease<'a> {
     guard: MutexGuard<'a, Option<Box<dyn Session>>>,
+    /// The pool's permit for this connection, released after the guard
+    /// (fields drop in order).
+    permit: Option<tokio::sync::SemaphorePermit<'a>>,
+}
+
+impl<'a> Lease<'a> {
+    /// This lease, holding the pool's permit until it ends.
+    pub fn holding(mut self, permit: tokio::sync::SemaphorePermit<'a>) -> Self {
+        self.permit = Some(permit);
+        self
+    }
 }
 
 impl Lease<'_> {
@@ -372,7 +383,10 @@ impl Connection {
         if guard.is_none() {
             *guard = Some(self.connector.open().await?);
         }
-        Ok(Lease { guard })
+        Ok(Lease {
+            guard,
+            permit: None,
+        })
     }
 }
 

@@ -14,6 +14,9 @@ use super::{Context, MssqlError};
 pub struct Pool {
     conns: Vec<Connection>,
     next: AtomicUsize,
+    /// One permit per connection not leased: a caller waits for whichever
+    /// connection frees first, never for one in particular.
+    free: tokio::sync::Semaphore,
 }
 
 impl Pool {
@@ -23,11 +26,13 @@ impl Pool {
 
     /// A pool whose sessions `connector` opens (tests: a recording one).
     pub fn with_connector(connector: Arc<dyn Connector>, size: usize) -> Self {
+        let size = size.max(1);
         Self {
-            conns: (0..size.max(1))
+            conns: (0..size)
                 .map(|_| Connection::new(connector.clone()))
                 .collect(),
             next: AtomicUsize::new(0),
+            free: tokio::sync::Semaphore::new(size),
         }
     }
 
@@ -46,15 +51,27 @@ impl Pool {
         .map(|_| ())
     }
 
+    /// A connection of the pool, the first to be free (opened if it was
+    /// not). Connections are tried in turn from a rotating start, so load
+    /// spreads over them.
     pub async fn lease(&self) -> Result<Lease<'_>, MssqlError> {
+        let permit = self
+            .free
+            .acquire()
+            .await
+            .map_err(|e| MssqlError::Unexpected(format!("connection pool closed: {e}")))?;
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.conns.len();
-        for i in 0..n {
-            if let Some(lease) = self.conns[(start + i) % n].try_lease().await? {
-                return Ok(lease);
+        // Every lease holds a permit, so a permit means one connection is
+        // not leased; its lock is released just before its permit.
+        loop {
+            for i in 0..n {
+                if let Some(lease) = self.conns[(start + i) % n].try_lease().await? {
+                    return Ok(lease.holding(permit));
+                }
             }
+            tokio::task::yield_now().await;
         }
-        self.conns[start % n].lease().await
     }
 }
 

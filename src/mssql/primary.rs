@@ -29,7 +29,8 @@ pub struct MssqlPrimary {
     stamps: std::sync::Mutex<std::collections::HashMap<TableId, i32>>,
     /// Sessions a change set may keep while its pages are read: one fewer
     /// than the pool's connections, so discovery, catalog reads and
-    /// full-load pages always find one.
+    /// full-load pages always find one (the daemon refuses fewer than 2
+    /// connections; a pool of one, in tests, serves everything in turn).
     pub(super) change_sessions: tokio::sync::Semaphore,
 }
 
