@@ -418,3 +418,50 @@ async fn a_waiting_caller_gets_whichever_connection_frees_first() {
         "the waiting caller never got the free connection: {got:?}"
     );
 }
+
+/// One table the server refuses in the scout (dropped, or its change
+/// tracking disabled since discovery) costs the other tables nothing: the
+/// failing chunk is split and asked again, and only that table is answered
+/// "changed" (it reads its own changes).
+#[tokio::test]
+async fn one_bad_table_never_fails_the_scout_for_the_others() {
+    let recorder = Recorder::new(|r: &Request| {
+        if !r.sql.contains("AS [current_version]") {
+            return None;
+        }
+        if r.sql.contains("[dbo].[T7]") {
+            return Some(Reply::Fail("Invalid object name 'dbo.T7'".into()));
+        }
+        let tables = r.sql.matches("CHANGETABLE").count();
+        let rows = (0..tables)
+            .map(|i| {
+                row(vec![
+                    ("i", ColumnData::I32(Some(i as i32))),
+                    ("changed", ColumnData::I32(Some(0))),
+                    ("min_valid", ColumnData::I64(Some(1))),
+                    ("current_version", ColumnData::I64(Some(10))),
+                ])
+            })
+            .collect();
+        Some(Reply::Rows(vec![rows]))
+    });
+    let primary = MssqlPrimary::new(Pool::with_connector(Arc::new(recorder.clone()), 2));
+    let tables: Vec<(TableId, i64)> = (0..20)
+        .map(|i| (TableId::new("dbo", format!("T{i}")), 5))
+        .collect();
+    let found = primary.scout(&tables).await.expect("the scout answers");
+    assert_eq!(found.len(), 20);
+    for (i, f) in found.iter().enumerate() {
+        assert_eq!(f.changed, i == 7, "table T{i}: {f:?}");
+        if i != 7 {
+            assert_eq!((f.min_valid, f.current), (Some(1), 10), "T{i}");
+        }
+    }
+    let queries = recorder
+        .log()
+        .iter()
+        .filter(|r| r.sql.contains("AS [current_version]"))
+        .count();
+    // 1 + 2 per halving: 20 → 10 → 5 → 3 → 2 → 1.
+    assert!(queries <= 1 + 2 * 5, "{queries} scout queries");
+}

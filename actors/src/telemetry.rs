@@ -33,6 +33,7 @@ pub const VERIFY_TIMESTAMP: &str = "ctsync_verify_timestamp_seconds";
 pub const LEASES_HELD: &str = "ctsync_leases_held";
 pub const TAKEOVERS: &str = "ctsync_lease_takeovers_total";
 pub const LEASES_LOST: &str = "ctsync_leases_lost_total";
+pub const SCOUT_FAILURES: &str = "ctsync_scout_failures_total";
 
 /// Every metric ctsync exports (the README's metric table lists exactly these).
 pub const ALL: &[&str] = &[
@@ -65,6 +66,7 @@ pub const ALL: &[&str] = &[
     LEASES_HELD,
     TAKEOVERS,
     LEASES_LOST,
+    SCOUT_FAILURES,
 ];
 
 /// Registers help texts; call once after installing a recorder.
@@ -165,6 +167,10 @@ pub fn describe() {
     describe_counter!(
         LEASES_LOST,
         "Table leases this instance lost while running the table (expired, taken, or Redis lost them)."
+    );
+    describe_counter!(
+        SCOUT_FAILURES,
+        "Times the per-poll scout could not check a table (dropped, or change tracking disabled): the table reads its own changes instead."
     );
     describe_gauge!(
         MODULE_FAILING,

@@ -32,6 +32,8 @@ pub struct MssqlPrimary {
     /// full-load pages always find one (the daemon refuses fewer than 2
     /// connections; a pool of one, in tests, serves everything in turn).
     pub(super) change_sessions: tokio::sync::Semaphore,
+    /// Tables the scout could not check, said once each until it can again.
+    scout_failed: std::sync::Mutex<std::collections::HashSet<TableId>>,
 }
 
 fn err(e: MssqlError) -> Error {
@@ -45,6 +47,7 @@ impl MssqlPrimary {
             pool,
             snapshot: AtomicBool::new(false),
             stamps: Default::default(),
+            scout_failed: Default::default(),
         }
     }
 
@@ -246,50 +249,62 @@ impl Primary for MssqlPrimary {
             .collect()
     }
 
+    /// One query per chunk of tables. A chunk the server refuses (a table
+    /// dropped, or its change tracking disabled, since discovery) is split
+    /// and asked again, so one such table costs a few more queries and
+    /// never the other tables' answers; that table is answered "changed"
+    /// (its cycle reads its changes itself and meets its own error), said
+    /// at WARN once and counted. A lost connection fails the scout.
     async fn scout(&self, tables: &[(TableId, SyncVersion)]) -> Result<Vec<Scouted>> {
-        let mut out = Vec::with_capacity(tables.len());
-        for chunk in tables.chunks(sql::SCOUT_CHUNK) {
-            let ids: Vec<TableId> = chunk.iter().map(|(t, _)| t.clone()).collect();
-            let params = chunk
-                .iter()
-                .flat_map(|(t, v)| {
-                    [
-                        ColumnData::String(Some(sql::object_name_param(t).into())),
-                        ColumnData::I64(Some(*v)),
-                    ]
-                })
-                .collect();
-            let rows = self
-                .rows(
-                    &sql::scout(&ids),
-                    params,
-                    &format!("looking for changes in {} tables", ids.len()),
-                )
-                .await?;
-            let mut found = vec![None; chunk.len()];
-            for row in &rows {
-                let i = int(row, "i").map_err(err)?.unwrap_or(-1);
-                let slot = usize::try_from(i).ok().and_then(|i| found.get_mut(i));
-                let Some(slot) = slot else {
-                    return Err(Error::Primary(format!("the scout answered for table #{i}")));
-                };
-                *slot = Some(Scouted {
-                    changed: int(row, "changed").map_err(err)? == Some(1),
-                    min_valid: big(row, 2).map_err(err)?,
-                    current: big(row, 3).map_err(err)?.ok_or_else(|| {
-                        Error::Primary("CHANGE_TRACKING_CURRENT_VERSION() is NULL".into())
-                    })?,
-                });
-            }
-            for (slot, (t, _)) in found.into_iter().zip(chunk) {
-                out.push(
-                    slot.ok_or_else(|| {
-                        Error::Primary(format!("the scout gave no answer for {t}"))
-                    })?,
-                );
+        let mut found: Vec<Option<Scouted>> = vec![None; tables.len()];
+        let mut work: Vec<std::ops::Range<usize>> = (0..tables.len())
+            .step_by(sql::SCOUT_CHUNK)
+            .map(|start| start..(start + sql::SCOUT_CHUNK).min(tables.len()))
+            .collect();
+        while let Some(range) = work.pop() {
+            match self.scout_chunk(&tables[range.clone()]).await {
+                Ok(answers) => {
+                    for (i, answer) in range.zip(answers) {
+                        self.scout_failed
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&tables[i].0);
+                        found[i] = Some(answer);
+                    }
+                }
+                Err(e) if !refused_by_the_server(&e) => return Err(err(e)),
+                Err(_) if range.len() > 1 => {
+                    let mid = range.start + range.len() / 2;
+                    work.push(range.start..mid);
+                    work.push(mid..range.end);
+                }
+                Err(e) => {
+                    let table = &tables[range.start].0;
+                    metrics::counter!(ctsync_actors::telemetry::SCOUT_FAILURES, "table" => table.to_string())
+                        .increment(1);
+                    let first = self
+                        .scout_failed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(table.clone());
+                    if first {
+                        tracing::warn!(table = %table, error = %e, "the scout cannot check this table (dropped, or change tracking disabled?); it reads its own changes each cycle until the scout can again");
+                    }
+                    found[range.start] = Some(Scouted {
+                        changed: true,
+                        min_valid: None,
+                        current: 0,
+                    });
+                }
             }
         }
-        Ok(out)
+        found
+            .into_iter()
+            .zip(tables)
+            .map(|(slot, (t, _))| {
+                slot.ok_or_else(|| Error::Primary(format!("the scout gave no answer for {t}")))
+            })
+            .collect()
     }
 
     async fn open_changes<'a>(
@@ -305,7 +320,61 @@ impl Primary for MssqlPrimary {
     }
 }
 
+/// An error of the request itself (the server answered with an error),
+/// not of the connection: asking again, for fewer tables, may succeed.
+fn refused_by_the_server(e: &MssqlError) -> bool {
+    matches!(
+        e,
+        MssqlError::Sql { source, .. } if !matches!(source, tiberius::error::Error::Io { .. })
+    )
+}
+
 impl MssqlPrimary {
+    /// The scout's query for one chunk of tables (at most `SCOUT_CHUNK`).
+    async fn scout_chunk(
+        &self,
+        chunk: &[(TableId, SyncVersion)],
+    ) -> std::result::Result<Vec<Scouted>, MssqlError> {
+        let ids: Vec<TableId> = chunk.iter().map(|(t, _)| t.clone()).collect();
+        let params = chunk
+            .iter()
+            .flat_map(|(t, v)| {
+                [
+                    ColumnData::String(Some(sql::object_name_param(t).into())),
+                    ColumnData::I64(Some(*v)),
+                ]
+            })
+            .collect();
+        let what = format!("looking for changes in {} tables", ids.len());
+        let mut lease = self.pool.lease().await?;
+        let rows = query_rows_within(&mut lease, META_TIMEOUT, &sql::scout(&ids), params, || {
+            what.clone()
+        })
+        .await?;
+        let bad = |m: String| MssqlError::Unexpected(m);
+        let mut found = vec![None; chunk.len()];
+        for row in &rows {
+            let i = int(row, "i")?.unwrap_or(-1);
+            let slot = usize::try_from(i).ok().and_then(|i| found.get_mut(i));
+            let Some(slot) = slot else {
+                return Err(bad(format!("the scout answered for table #{i}")));
+            };
+            *slot = Some(Scouted {
+                changed: int(row, "changed")? == Some(1),
+                min_valid: big(row, 2)?,
+                current: big(row, 3)?
+                    .ok_or_else(|| bad("CHANGE_TRACKING_CURRENT_VERSION() is NULL".into()))?,
+            });
+        }
+        found
+            .into_iter()
+            .zip(chunk)
+            .map(|(slot, (t, _))| {
+                slot.ok_or_else(|| bad(format!("the scout gave no answer for {t}")))
+            })
+            .collect()
+    }
+
     /// Prefixes a change read with the check that the table's columns are
     /// still the ones its cached schema was read with (when a stamp is
     /// known), appending that check's parameters.

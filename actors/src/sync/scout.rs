@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use super::Pipeline;
 use crate::error::Result;
@@ -22,6 +22,8 @@ pub struct Scouts {
     stored: Mutex<HashMap<TableId, SyncVersion>>,
     /// The last scout's finding per table, with the version it checked.
     found: Mutex<HashMap<TableId, (SyncVersion, Scouted)>>,
+    /// The last scout failed (said once at WARN until one answers again).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl Scouts {
@@ -81,7 +83,18 @@ pub async fn run(p: &Pipeline, running: &[TableId]) {
     if asked.is_empty() {
         return;
     }
-    match p.primary.scout(&asked).await {
+    let answered = p.primary.scout(&asked).await;
+    let failing = &p.scouts.failing;
+    match &answered {
+        Ok(_) if failing.swap(false, std::sync::atomic::Ordering::Relaxed) => {
+            info!("the scout answers again: idle tables skip their change reads")
+        }
+        Err(e) if !failing.swap(true, std::sync::atomic::Ordering::Relaxed) => {
+            warn!(error = %e, "the scout failed; each table reads its changes itself until it answers again")
+        }
+        _ => {}
+    }
+    match answered {
         Ok(found) if found.len() == asked.len() => {
             let mut map = lock(&p.scouts.found);
             for ((table, version), f) in asked.into_iter().zip(found) {
