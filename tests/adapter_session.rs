@@ -465,3 +465,31 @@ async fn one_bad_table_never_fails_the_scout_for_the_others() {
     // 1 + 2 per halving: 20 → 10 → 5 → 3 → 2 → 1.
     assert!(queries <= 1 + 2 * 5, "{queries} scout queries");
 }
+
+/// The swap's renames and drop wait for schema-modification locks: their
+/// wait is bounded by a LOCK_TIMEOUT set at session scope (a batch: one
+/// sent in its own RPC would revert when it returns) before the first of
+/// them, and reset before the pooled session goes back.
+#[tokio::test]
+async fn the_swap_waits_for_its_locks_a_bounded_time() {
+    let recorder = Recorder::new(replica_script);
+    let users = user_table();
+    recorder.describe(&users);
+    let replica = replica_over(&recorder);
+    replica
+        .finish_full_load(&users, 10, LoadMode::Shadow, &Claim::new("a", 1))
+        .await
+        .expect("swap");
+    let log = recorder.log();
+    assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+    let pos = |what: &str| log.iter().position(|r| r.sql.contains(what));
+    let set = pos("SET LOCK_TIMEOUT 30000").expect("a bounded lock wait");
+    assert_eq!(log[set].call, Call::Batch);
+    let first_rename = pos("ALTER SCHEMA [dbo] TRANSFER").expect("the swap");
+    let reset = pos("SET LOCK_TIMEOUT -1").expect("reset before the session goes back");
+    let commit = log
+        .iter()
+        .rposition(|r| r.sql == sql::COMMIT)
+        .expect("commit");
+    assert!(set < first_rename && first_rename < reset && reset < commit);
+}

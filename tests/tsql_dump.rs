@@ -154,6 +154,14 @@ fn table_statements(d: &mut Dump, s: &TableSchema) {
         &format!("{name}: drop_shadow_if_exists"),
         &sql::drop_shadow_if_exists(&s.id),
     );
+    d.add(
+        &format!("{name}: swap lock timeout"),
+        &sql::swap_lock_timeout(),
+    );
+    d.add(
+        &format!("{name}: unbounded lock wait"),
+        sql::UNBOUNDED_LOCK_WAIT,
+    );
     for (i, stmt) in sql::swap_statements(&s.id).iter().enumerate() {
         d.add(&format!("{name}: swap {i}"), stmt);
     }

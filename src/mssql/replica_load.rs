@@ -16,6 +16,23 @@ use super::sql::{self, CarriedIndex};
 use super::write_plan::load_page_plan;
 use super::MssqlError;
 
+/// A swap that waited past its lock timeout, said as what it is and what
+/// happens next.
+fn swap_lock_waited(table: &TableId, e: MssqlError) -> MssqlError {
+    match &e {
+        MssqlError::Sql {
+            source: tiberius::error::Error::Server(token),
+            ..
+        } if token.code() == sql::LOCK_TIMEOUT_ERROR => MssqlError::Unexpected(format!(
+            "the swap of {table} waited more than {} s for the table's schema lock (a long-running \
+             reader of the replica table, or an open transaction on it?); nothing changed, the \
+             load stays pending and its next cycle swaps again",
+            sql::SWAP_LOCK_TIMEOUT_MS / 1_000
+        )),
+        _ => e,
+    }
+}
+
 fn text(value: impl Into<String>) -> ColumnData<'static> {
     ColumnData::String(Some(value.into().into()))
 }
@@ -135,6 +152,10 @@ impl MssqlReplica {
                 .first()
                 .and_then(|r| r.try_get::<i32, _>(0).ok().flatten())
                 .is_some();
+                batch(&mut lease, &sql::swap_lock_timeout(), || {
+                    format!("bounding the lock waits of the swap of {table}")
+                })
+                .await?;
                 let statements = sql::swap_statements(table);
                 let params = sql::swap_params(table);
                 for (i, (statement, values)) in statements.iter().zip(params).enumerate() {
@@ -152,10 +173,15 @@ impl MssqlReplica {
                 for grant in &grants {
                     batch(&mut lease, grant, || format!("carrying over {grant}")).await?;
                 }
+                batch(&mut lease, sql::UNBOUNDED_LOCK_WAIT, || {
+                    format!("resetting the lock waits after the swap of {table}")
+                })
+                .await?;
             }
             write_version(&mut lease, sql::FINISH_LOAD, table, version).await
         }
-        .await;
+        .await
+        .map_err(|e| swap_lock_waited(table, e));
         Self::finish(lease, work, &what).await
     }
 

@@ -115,6 +115,27 @@ pub fn swap_aside_name(id: &TableId) -> String {
     format!("ctsync_old_{}", &id.shadow().name["shadow_".len()..])
 }
 
+/// How long each statement of the swap may wait for a lock, in ms. The
+/// renames, the schema transfer and the drop need schema-modification
+/// locks, which wait behind every running reader of the table (and every
+/// new reader queues behind them); `WAIT_AT_LOW_PRIORITY` does not apply to
+/// these statements. Past this the swap fails (Msg 1222), rolls back, and
+/// the load stays pending: its next cycle swaps again.
+pub const SWAP_LOCK_TIMEOUT_MS: u32 = 30_000;
+
+/// Bounds the swap's lock waits: a batch, so it lasts for the session's
+/// later requests (inside an RPC it would revert when the RPC returns).
+pub fn swap_lock_timeout() -> String {
+    format!("SET LOCK_TIMEOUT {SWAP_LOCK_TIMEOUT_MS};")
+}
+
+/// Puts the session's lock waits back to unbounded (the default) before
+/// the pooled session serves anything else.
+pub const UNBOUNDED_LOCK_WAIT: &str = "SET LOCK_TIMEOUT -1;";
+
+/// SQL Server's error for a lock wait past `LOCK_TIMEOUT`.
+pub const LOCK_TIMEOUT_ERROR: u32 = 1222;
+
 /// The swap's statements, in order, inside one transaction (the caller
 /// adds the version record and the commit): `@P1`, `@P2` … are the values
 /// of each statement, given by [`swap_params`].
