@@ -35,6 +35,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_MODULE_SYNC_SECS", file_key: "module_sync_secs", default: Some("30"), help: "Seconds between comparisons of views, procedures and functions." },
     Setting { env: "CTSYNC_DDL_QUEUE", file_key: "ddl_queue", default: Some("dbo.SyncDDLQueue"), help: "Service Broker queue of DDL events on the primary (`schema.name`); `off` disables the listener." },
     Setting { env: "CTSYNC_IDLE_ADVANCE_SECS", file_key: "idle_advance_secs", default: Some("60"), help: "Seconds between moves of an idle table's stored version while the primary is busy with other tables (all due tables move together, in one replica transaction per poll). Keep it far inside the CT retention." },
+    Setting { env: "CTSYNC_CHANGE_COPY_TIMEOUT_SECS", file_key: "change_copy_timeout_secs", default: Some("600"), help: "Seconds a cycle's copy of its changed keys on the primary may take; past it the copy is abandoned (logged, counted, the table shows the error) and starts over next cycle. Raise it for a huge backlog, or force a full load." },
     Setting { env: "CTSYNC_PRIMARY_CONNECTIONS", file_key: "primary_connections", default: Some("4"), help: "Connections to the primary shared by the tables (at least 2: change sets keep at most all but one)." },
     Setting { env: "CTSYNC_HTTP_ADDR", file_key: "http_addr", default: Some("0.0.0.0:8080"), help: "Address of the HTTP server (metrics, health, page)." },
     Setting { env: "CTSYNC_LOG", file_key: "log", default: Some("info"), help: "Log filter (tracing `EnvFilter` syntax, e.g. `info,ctsync=debug`)." },
@@ -69,6 +70,8 @@ pub struct Config {
     pub redis_url: RedisUrl,
     pub sync: SyncConfig,
     pub primary_connections: usize,
+    /// How long a change set's copy may take (`CTSYNC_CHANGE_COPY_TIMEOUT_SECS`).
+    pub change_copy_timeout: Duration,
     /// `None` when the DDL listener is off.
     pub ddl_queue: Option<String>,
     pub http_addr: SocketAddr,
@@ -400,6 +403,10 @@ impl Config {
             redis_url: RedisUrl(redis),
             sync,
             primary_connections: primary_connections(&get("CTSYNC_PRIMARY_CONNECTIONS")?)?,
+            change_copy_timeout: Duration::from_secs(positive(
+                "CTSYNC_CHANGE_COPY_TIMEOUT_SECS",
+                &get("CTSYNC_CHANGE_COPY_TIMEOUT_SECS")?,
+            )? as u64),
             ddl_queue,
             http_addr,
             log: get("CTSYNC_LOG")?,
@@ -512,6 +519,7 @@ mod tests {
         assert_eq!(c.sync.full_load_page_size, 5_000);
         assert!(!c.sync.auto_reload_stale);
         assert_eq!(c.sync.idle_advance, Duration::from_secs(60));
+        assert_eq!(c.change_copy_timeout, Duration::from_secs(600));
         assert_eq!(c.http_addr.port(), 8080);
         let shown = format!("{c:?}");
         assert!(
@@ -531,6 +539,7 @@ mod tests {
             ("CTSYNC_POLL_INTERVAL_SECS", "0"),
             ("CTSYNC_IDLE_ADVANCE_SECS", "0"),
             ("CTSYNC_PRIMARY_CONNECTIONS", "1"),
+            ("CTSYNC_CHANGE_COPY_TIMEOUT_SECS", "0"),
             ("CTSYNC_FULL_LOAD_PAGE_SIZE", "lots"),
             ("CTSYNC_AUTO_RELOAD_STALE", "maybe"),
             ("CTSYNC_ENCRYPT", "strictest"),

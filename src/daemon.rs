@@ -37,10 +37,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = telemetry::install().context("installing the Prometheus recorder")?;
     telemetry::spawn_upkeep(metrics.clone());
     let state = Arc::new(RedisState::new(config.redis_url.expose()).context("REDIS_URL")?);
-    let primary = Arc::new(MssqlPrimary::new(Pool::new(
-        config.primary.clone(),
-        config.primary_connections,
-    )));
+    let primary = Arc::new(
+        MssqlPrimary::new(Pool::new(
+            config
+                .primary
+                .clone()
+                .with_command_timeout(config.change_copy_timeout),
+            config.primary_connections,
+        ))
+        .with_copy_timeout(config.change_copy_timeout),
+    );
     // The SinkActor is the only writer; a second connection serves readiness probes.
     let replica = Arc::new(
         MssqlReplica::new(Pool::new(config.replica.clone(), 2)).with_bulk_load(config.bulk_load),

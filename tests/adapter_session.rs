@@ -493,3 +493,37 @@ async fn the_swap_waits_for_its_locks_a_bounded_time() {
         .expect("commit");
     assert!(set < first_rename && first_rename < reset && reset < commit);
 }
+
+/// A change-set copy that outlasts `CTSYNC_CHANGE_COPY_TIMEOUT_SECS` is
+/// abandoned with an error that names the table, the setting and the way
+/// out, and the session is discarded (the server rolls the copy back).
+#[tokio::test(start_paused = true)]
+async fn a_copy_longer_than_its_timeout_is_abandoned_and_says_what_to_do() {
+    let recorder =
+        Recorder::new(|r: &Request| r.sql.contains("CHANGETABLE(CHANGES").then_some(Reply::Hang));
+    let primary = MssqlPrimary::new(Pool::with_connector(Arc::new(recorder.clone()), 2))
+        .with_copy_timeout(std::time::Duration::from_secs(90));
+    let users = user_table();
+    let failed = tokio::time::timeout(
+        std::time::Duration::from_secs(3_600),
+        primary.open_changes(&users, 3, None),
+    )
+    .await
+    .expect("the copy has a bound of its own")
+    .err()
+    .expect("abandoned");
+    let message = failed.to_string();
+    for needle in [
+        "dbo.User",
+        "longer than 90 s",
+        "CTSYNC_CHANGE_COPY_TIMEOUT_SECS",
+        "force a full load",
+    ] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    // The next open starts on a new session.
+    let recorder_log = recorder.log();
+    let first_session = recorder_log[0].session;
+    let _ = primary.open_changes(&users, 3, None).await;
+    assert!(recorder.log().iter().any(|r| r.session != first_session));
+}

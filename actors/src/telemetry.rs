@@ -34,6 +34,7 @@ pub const LEASES_HELD: &str = "ctsync_leases_held";
 pub const TAKEOVERS: &str = "ctsync_lease_takeovers_total";
 pub const LEASES_LOST: &str = "ctsync_leases_lost_total";
 pub const SCOUT_FAILURES: &str = "ctsync_scout_failures_total";
+pub const COPY_TIMEOUTS: &str = "ctsync_change_copy_timeouts_total";
 
 /// Every metric ctsync exports (the README's metric table lists exactly these).
 pub const ALL: &[&str] = &[
@@ -67,6 +68,7 @@ pub const ALL: &[&str] = &[
     TAKEOVERS,
     LEASES_LOST,
     SCOUT_FAILURES,
+    COPY_TIMEOUTS,
 ];
 
 /// Registers help texts; call once after installing a recorder.
@@ -167,6 +169,10 @@ pub fn describe() {
     describe_counter!(
         LEASES_LOST,
         "Table leases this instance lost while running the table (expired, taken, or Redis lost them)."
+    );
+    describe_counter!(
+        COPY_TIMEOUTS,
+        "Change-set copies abandoned after CTSYNC_CHANGE_COPY_TIMEOUT_SECS, per table (each starts over at the next cycle)."
     );
     describe_counter!(
         SCOUT_FAILURES,

@@ -82,11 +82,30 @@ impl<'a> MssqlChangeSet<'a> {
         })
         .await
         .map_err(err)?;
-        let rows = query_rows(&mut lease, &fill, params, || {
+        let copy = query_rows(&mut lease, &fill, params, || {
             format!("copying the changes of {} since version {since}", schema.id)
-        })
-        .await
-        .map_err(err)?;
+        });
+        let rows = match tokio::time::timeout(primary.copy_timeout, copy).await {
+            Ok(rows) => rows.map_err(err)?,
+            Err(_) => {
+                // The server abandons the copy (and rolls it back) when the
+                // connection closes.
+                lease.discard();
+                metrics::counter!(
+                    ctsync_actors::telemetry::COPY_TIMEOUTS,
+                    "table" => schema.id.to_string()
+                )
+                .increment(1);
+                return Err(Error::Primary(format!(
+                    "copying the changes of {} since version {since} took longer than {} s \
+                     (CTSYNC_CHANGE_COPY_TIMEOUT_SECS) and was abandoned; each cycle starts it \
+                     over: raise CTSYNC_CHANGE_COPY_TIMEOUT_SECS for this backlog, or force a \
+                     full load of the table",
+                    schema.id,
+                    primary.copy_timeout.as_secs()
+                )));
+            }
+        };
         let row = rows.first().ok_or_else(|| {
             Error::Primary(format!(
                 "opening the change set of {}: no row came back",

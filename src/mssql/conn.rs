@@ -249,6 +249,14 @@ impl Endpoint {
         Ok((config, display))
     }
 
+    /// This endpoint with requests allowed to go unanswered for `limit`
+    /// (at least [`COMMAND_TIMEOUT`]).
+    pub fn with_command_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.config
+            .command_timeout(Some(limit.max(COMMAND_TIMEOUT)));
+        self
+    }
+
     pub async fn connect(&self) -> Result<TdsClient, MssqlError> {
         self.connect_within(LOGIN_TIMEOUT).await
     }

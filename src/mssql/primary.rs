@@ -34,6 +34,8 @@ pub struct MssqlPrimary {
     pub(super) change_sessions: tokio::sync::Semaphore,
     /// Tables the scout could not check, said once each until it can again.
     scout_failed: std::sync::Mutex<std::collections::HashSet<TableId>>,
+    /// How long a change set's copy may take (`CTSYNC_CHANGE_COPY_TIMEOUT_SECS`).
+    pub(super) copy_timeout: std::time::Duration,
 }
 
 fn err(e: MssqlError) -> Error {
@@ -48,7 +50,16 @@ impl MssqlPrimary {
             snapshot: AtomicBool::new(false),
             stamps: Default::default(),
             scout_failed: Default::default(),
+            copy_timeout: super::conn::COMMAND_TIMEOUT,
         }
+    }
+
+    /// A change set's copy may take `limit` before it is abandoned (the
+    /// pool's endpoint must allow requests that long; see
+    /// `Endpoint::with_command_timeout`).
+    pub fn with_copy_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.copy_timeout = limit;
+        self
     }
 
     /// `SELECT 1` (readiness).

@@ -60,6 +60,8 @@ pub enum Reply {
     Count(u64),
     /// The request fails; the adapter discards the session.
     Fail(String),
+    /// The server never answers.
+    Hang,
 }
 
 type Script = dyn Fn(&Request) -> Option<Reply> + Send + Sync;
@@ -140,11 +142,12 @@ fn failed(message: String) -> tiberius::error::Error {
     tiberius::error::Error::Protocol(message.into())
 }
 
-fn result_sets(reply: Option<Reply>) -> SqlResult<Vec<Vec<Row>>> {
+async fn result_sets(reply: Option<Reply>) -> SqlResult<Vec<Vec<Row>>> {
     match reply {
         None | Some(Reply::Count(_)) => Ok(Vec::new()),
         Some(Reply::Rows(sets)) => Ok(sets),
         Some(Reply::Fail(m)) => Err(failed(m)),
+        Some(Reply::Hang) => std::future::pending().await,
     }
 }
 
@@ -155,6 +158,7 @@ impl Session for RecordingSession {
             self.recorder
                 .record(Request::new(self.id, Call::Batch, sql)),
         )
+        .await
     }
 
     async fn rpc_rows(
@@ -164,7 +168,8 @@ impl Session for RecordingSession {
     ) -> SqlResult<Vec<Row>> {
         let mut request = Request::new(self.id, Call::Rpc, sql);
         request.params = params.iter().map(declared_type).collect();
-        Ok(result_sets(self.recorder.record(request))?
+        Ok(result_sets(self.recorder.record(request))
+            .await?
             .into_iter()
             .next()
             .unwrap_or_default())
@@ -177,6 +182,7 @@ impl Session for RecordingSession {
             None | Some(Reply::Rows(_)) => Ok(0),
             Some(Reply::Count(n)) => Ok(n),
             Some(Reply::Fail(m)) => Err(failed(m)),
+            Some(Reply::Hang) => std::future::pending().await,
         }
     }
 
@@ -189,7 +195,8 @@ impl Session for RecordingSession {
         result_sets(
             self.recorder
                 .record(Request::new(self.id, Call::Batch, &select)),
-        )?;
+        )
+        .await?;
         let schema = self.recorder.lock().tables.get(&load.table).cloned();
         let schema = schema.ok_or_else(|| {
             failed(format!(
@@ -222,11 +229,12 @@ impl Session for RecordingSession {
             &insert_bulk(&load.table, &rendered.join(", "), load.options),
         );
         insert.target = target;
-        result_sets(self.recorder.record(insert))?;
+        result_sets(self.recorder.record(insert)).await?;
         let mut rows = Request::new(self.id, Call::BulkRows, "");
         rows.rows = load.rows.len();
         match self.recorder.record(rows) {
             Some(Reply::Fail(m)) => Err(failed(m)),
+            Some(Reply::Hang) => std::future::pending().await,
             Some(Reply::Count(n)) => Ok(n),
             _ => Ok(load.rows.len() as u64),
         }
