@@ -356,3 +356,48 @@ async fn a_lost_add_column_event_never_lets_a_row_in_without_the_new_value() {
     assert_eq!(status.last_error, None);
     assert_eq!(status.state, TableState::Incremental);
 }
+
+/// A replica that reports a column otherwise than ctsync made it (a type
+/// it cannot hold exactly) must not be altered or reloaded every cycle for
+/// ever: after one change that did not take, the table is held in error
+/// with both definitions side by side, and stays held.
+#[actix_rt::test]
+async fn a_column_the_replica_cannot_hold_holds_the_table_instead_of_changing_it_for_ever() {
+    let h = Harness::new();
+    let (id, run) = started(&h, 3).await;
+    h.replica
+        .misreport_column(&id, "Name", SqlType::NVarChar(Len::N(50)));
+    let next = std::cell::Cell::new(100);
+    // Changes keep cycles reading (and the catalogs are read again every
+    // few of them), so reconcile runs more than once.
+    eventually(Duration::from_secs(60), "held in error", || {
+        next.set(next.get() + 1);
+        h.primary.upsert(&id, user(next.get(), "x"));
+        let state = run.board.get("User").map(|s| s.state);
+        async move { state == Some(TableState::Error) }
+    })
+    .await;
+    let reason = run
+        .board
+        .get("User")
+        .and_then(|s| s.reason)
+        .unwrap_or_default();
+    assert!(reason.contains("still differs"), "{reason}");
+    assert!(
+        reason.contains("Name: primary NVarChar(N(100)) NULL, replica NVarChar(N(50)) NULL"),
+        "{reason}"
+    );
+    assert!(reason.contains("force a full load"), "{reason}");
+    let loads = h.replica.loads_started(&id);
+    for _ in 0..20 {
+        next.set(next.get() + 1);
+        h.primary.upsert(&id, user(next.get(), "x"));
+        tokio::time::sleep(fast_config().poll_interval).await;
+    }
+    assert_eq!(h.replica.loads_started(&id), loads, "no reload loop");
+    assert_eq!(
+        run.board.get("User").map(|s| s.state),
+        Some(TableState::Error),
+        "still held"
+    );
+}

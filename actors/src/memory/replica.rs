@@ -51,6 +51,10 @@ struct Data {
     commit_tokens: BTreeMap<TableId, Vec<u64>>,
     /// Table writes refused by the fence.
     fenced_commits: usize,
+    /// Columns the replica reports with another type than it holds (a
+    /// server that cannot represent a type exactly, e.g. time(7) as
+    /// time(6)).
+    misreported: BTreeMap<(TableId, String), crate::model::SqlType>,
 }
 
 /// Lets a write transaction of `table` under `claim` begin: refused while
@@ -331,6 +335,15 @@ impl MemoryReplica {
             .clone()
     }
 
+    /// From now on the replica reports `column` of `table` as `ty`,
+    /// whatever it was created or altered to (a server that cannot hold
+    /// the primary's type exactly).
+    pub fn misreport_column(&self, table: &TableId, column: &str, ty: crate::model::SqlType) {
+        self.lock()
+            .misreported
+            .insert((table.clone(), column.to_string()), ty);
+    }
+
     /// Adds an index to a replica table, as an operator might for reports.
     pub fn add_index_by_hand(&self, id: &TableId, name: &str) {
         if let Some(t) = self.lock().tables.get_mut(id) {
@@ -539,7 +552,15 @@ impl Replica for MemoryReplica {
         if let Some(msg) = &data.down {
             return Err(Error::Replica(msg.clone()));
         }
-        Ok(data.tables.get(table).map(|t| t.schema.clone()))
+        Ok(data.tables.get(table).map(|t| {
+            let mut schema = t.schema.clone();
+            for c in &mut schema.columns {
+                if let Some(ty) = data.misreported.get(&(table.clone(), c.name.clone())) {
+                    c.ty = ty.clone();
+                }
+            }
+            schema
+        }))
     }
 
     async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp], claim: &Claim) -> Result<()> {

@@ -214,8 +214,8 @@ async fn settle_schema(
 ) -> Result<Option<Outcome>> {
     let table = &load.schema.id;
     // One catalog read answers both "does it exist?" and "does it match?".
-    let plan = match load.sink.replica_schema(table.clone()).await? {
-        Some(replica) => reconcile::plan(load.schema, &replica),
+    let replica = match load.sink.replica_schema(table.clone()).await? {
+        Some(replica) => replica,
         None => {
             // A table created now is empty, whatever version is stored (the
             // replica table may have been dropped): it is created and its
@@ -226,11 +226,27 @@ async fn settle_schema(
                 .map(|end| Some(loaded(end)));
         }
     };
+    let plan = reconcile::plan(load.schema, &replica);
+    if plan == Plan::InSync {
+        p.schemas.converged(table);
+    }
     match plan {
         Plan::InSync if must_load => full_load::run(p, load, &[])
             .await
             .map(|end| Some(loaded(end))),
         Plan::InSync => Ok(None),
+        // The same changes were made once and the replica still reports
+        // the columns otherwise: making them again would loop for ever
+        // (a reload every cycle). An operator's forced load still runs.
+        Plan::Apply { ops, .. } if !must_load && p.schemas.made_before(table, &ops) => {
+            hold(
+                p,
+                table,
+                TableState::Error,
+                reconcile::not_converging(load.schema, &replica, &ops),
+            );
+            Ok(Some(Outcome::Blocked))
+        }
         Plan::Blocked(reason) if load.flags.force_full_load || load.resume.is_some() => {
             info!(table = %table, %reason, "rebuilding the replica table with the full load");
             full_load::run(p, load.rebuilding(), &[])
@@ -246,13 +262,16 @@ async fn settle_schema(
             // empty table accepts NOT NULL columns); CT never reports the
             // values existing rows received.
             info!(table = %table, ?ops, "column changes need a full load");
-            full_load::run(p, load, &ops)
-                .await
-                .map(|end| Some(loaded(end)))
+            let end = full_load::run(p, load, &ops).await?;
+            if matches!(end, full_load::LoadEnd::Finished) {
+                p.schemas.made(table, &ops);
+            }
+            Ok(Some(loaded(end)))
         }
         Plan::Apply { ops, .. } => {
             info!(table = %table, ?ops, "applying column changes to the replica");
-            load.sink.alter_columns(table.clone(), ops).await?;
+            load.sink.alter_columns(table.clone(), ops.clone()).await?;
+            p.schemas.made(table, &ops);
             Ok(None)
         }
     }

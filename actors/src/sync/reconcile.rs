@@ -119,6 +119,43 @@ pub fn plan(primary: &TableSchema, replica: &TableSchema) -> Plan {
     }
 }
 
+/// Why a table whose column changes did not take is held: each differing
+/// column as the primary has it and as the replica reports it, and what to
+/// do.
+pub fn not_converging(primary: &TableSchema, replica: &TableSchema, ops: &[ColumnOp]) -> String {
+    let shown = |c: Option<&ColumnDef>| match c {
+        Some(c) => format!(
+            "{:?}{}",
+            c.ty,
+            if c.nullable { " NULL" } else { " NOT NULL" }
+        ),
+        None => "(missing)".into(),
+    };
+    let columns = ops
+        .iter()
+        .map(|op| {
+            let name = match op {
+                ColumnOp::Add(c) | ColumnOp::Alter(c) => c.name.as_str(),
+                ColumnOp::Drop(n) => n.as_str(),
+            };
+            format!(
+                "{name}: primary {}, replica {}",
+                shown(find(primary, name)),
+                shown(find(replica, name))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!(
+        "the replica table {} still differs from the primary after ctsync changed it to match \
+         ({columns}): the replica cannot hold these columns as the primary has them, so changing \
+         it again would loop. Fix the replica's columns by hand, or force a full load \
+         (mssql_sync:force_full_load:{} = \"true\") to try once more",
+        primary.id,
+        primary.id.key_name()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

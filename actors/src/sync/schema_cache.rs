@@ -27,9 +27,36 @@ struct Entry {
 #[derive(Default)]
 pub struct SchemaCache {
     entries: Mutex<HashMap<TableId, Entry>>,
+    /// The column changes last made to each table's replica (an alter or a
+    /// reload): the same changes asked for again mean they did not take.
+    changed: Mutex<HashMap<TableId, String>>,
 }
 
 impl SchemaCache {
+    /// Exactly `ops` were made to `table`'s replica before (and it still
+    /// differs, or they would not be asked for again).
+    pub fn made_before(&self, table: &TableId, ops: &[crate::model::ColumnOp]) -> bool {
+        let changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+        changed.get(table) == Some(&format!("{ops:?}"))
+    }
+
+    /// `ops` were made to `table`'s replica (the alter or the reload
+    /// committed).
+    pub fn made(&self, table: &TableId, ops: &[crate::model::ColumnOp]) {
+        self.changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(table.clone(), format!("{ops:?}"));
+    }
+
+    /// `table`'s replica matches the primary: no change is outstanding.
+    pub fn converged(&self, table: &TableId) {
+        self.changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(table);
+    }
+
     /// The cached schema for one more cycle, unless it is due for a fresh
     /// read of the catalogs.
     pub fn take_turn(&self, table: &TableId) -> Option<Arc<TableSchema>> {
