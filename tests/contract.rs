@@ -359,6 +359,24 @@ async fn full_load(w: &dyn World, schema: &TableSchema, claim: &Claim) {
         .unwrap_or_else(|e| panic!("{}: finish: {e}", w.name()));
 }
 
+/// The replica holds exactly the primary's `rows` rows of `t` (compared
+/// column by column first, so a failure names the column).
+async fn same_rows(w: &dyn World, t: &TableSchema, rows: usize) {
+    let on_primary = w
+        .primary()
+        .read_page(t, None, 1_000)
+        .await
+        .expect("primary");
+    let on_replica = w.replica_rows(t).await;
+    assert_eq!(on_primary.len(), rows, "{}", w.name());
+    for (p, r) in on_primary.iter().zip(&on_replica) {
+        for (column, (a, b)) in t.columns.iter().zip(p.iter().zip(r)) {
+            assert_eq!(a, b, "{}: column {}", w.name(), column.name);
+        }
+    }
+    assert_eq!(on_primary, on_replica, "{}", w.name());
+}
+
 async fn claimed(w: &dyn World, table: &TableId, owner: &str) -> Claim {
     let token = w
         .replica()
@@ -377,21 +395,7 @@ async fn every_type_round_trips_through_each_write_path() {
         w.insert(&t, &[types_row(1), null_row(&t, 2)]).await;
         let claim = claimed(&*w, &t.id, "contract").await;
         full_load(&*w, &t, &claim).await;
-        let on_primary = w
-            .primary()
-            .read_page(&t, None, 1_000)
-            .await
-            .expect("primary");
-        let on_replica = w.replica_rows(&t).await;
-        assert_eq!(on_primary.len(), 2, "{}", w.name());
-        for (column, (p, r)) in t
-            .columns
-            .iter()
-            .zip(on_primary[0].iter().zip(&on_replica[0]))
-        {
-            assert_eq!(p, r, "{}: column {}", w.name(), column.name);
-        }
-        assert_eq!(on_primary, on_replica, "{}", w.name());
+        same_rows(&*w, &t, 2).await;
         // The changes of a cycle take the same path as a load's pages.
         let since = w.primary().current_version().await.expect("version");
         w.update(&t, types_row(2)).await;
@@ -626,21 +630,7 @@ async fn a_bulk_eligible_table_round_trips_by_bulk_copy() {
         w.insert(&t, &[bulk_types_row(1), nulls]).await;
         let claim = claimed(&*w, &t.id, "contract").await;
         full_load(&*w, &t, &claim).await;
-        let on_primary = w
-            .primary()
-            .read_page(&t, None, 1_000)
-            .await
-            .expect("primary");
-        let on_replica = w.replica_rows(&t).await;
-        assert_eq!(on_primary.len(), 2, "{}", w.name());
-        for (column, (p, r)) in t
-            .columns
-            .iter()
-            .zip(on_primary[0].iter().zip(&on_replica[0]))
-        {
-            assert_eq!(p, r, "{}: column {}", w.name(), column.name);
-        }
-        assert_eq!(on_primary, on_replica, "{}", w.name());
+        same_rows(&*w, &t, 2).await;
     }
 }
 

@@ -264,6 +264,40 @@ impl SqlServer {
             .collect()
     }
 
+    /// `UPDATE … SET … WHERE <key>` giving the row at `key` the values of
+    /// `row`: every written column but identity ones (never updatable), and
+    /// the key columns only when `keys` (a key update).
+    fn update_by_key(
+        schema: &TableSchema,
+        row: &Row,
+        key: &RowKey,
+        keys: bool,
+    ) -> (String, Vec<ColumnData<'static>>) {
+        let cols = schema.written_columns();
+        let key_names = schema.key_columns().unwrap_or_default();
+        let set = cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.identity.is_none() && (keys || !key_names.contains(&c.name)))
+            .map(|(i, c)| {
+                format!(
+                    "{} = {}",
+                    sql::quote(&c.name),
+                    sql::typed_param(&c.ty, i + 1)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = format!(
+            "UPDATE {} SET {set} WHERE {}",
+            sql::table(&schema.id),
+            Self::key_predicate(schema, cols.len() + 1)
+        );
+        let mut params = Self::row_values(schema, row);
+        params.extend(Self::key_values(schema, key));
+        (text, params)
+    }
+
     fn row_values(schema: &TableSchema, row: &Row) -> Vec<ColumnData<'static>> {
         schema
             .written_columns()
@@ -341,28 +375,7 @@ impl World for SqlServer {
 
     async fn update(&self, schema: &TableSchema, row: Row) {
         let key = ctsync_actors::memory::row_key(schema, &row).expect("a key");
-        let cols = schema.written_columns();
-        let keys = schema.key_columns().unwrap_or_default();
-        let set = cols
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| !keys.contains(&c.name) && c.identity.is_none())
-            .map(|(i, c)| {
-                format!(
-                    "{} = {}",
-                    sql::quote(&c.name),
-                    sql::typed_param(&c.ty, i + 1)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let text = format!(
-            "UPDATE {} SET {set} WHERE {}",
-            sql::table(&schema.id),
-            Self::key_predicate(schema, cols.len() + 1)
-        );
-        let mut params = Self::row_values(schema, &row);
-        params.extend(Self::key_values(schema, &key));
+        let (text, params) = Self::update_by_key(schema, &row, &key, false);
         exec_with(&self.primary_sql, &text, params).await;
     }
 
@@ -376,26 +389,7 @@ impl World for SqlServer {
     }
 
     async fn update_key(&self, schema: &TableSchema, old: &RowKey, row: Row) {
-        let cols = schema.written_columns();
-        let set = cols
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                format!(
-                    "{} = {}",
-                    sql::quote(&c.name),
-                    sql::typed_param(&c.ty, i + 1)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let text = format!(
-            "UPDATE {} SET {set} WHERE {}",
-            sql::table(&schema.id),
-            Self::key_predicate(schema, cols.len() + 1)
-        );
-        let mut params = Self::row_values(schema, &row);
-        params.extend(Self::key_values(schema, old));
+        let (text, params) = Self::update_by_key(schema, &row, old, true);
         exec_with(&self.primary_sql, &text, params).await;
     }
 
@@ -500,28 +494,7 @@ impl World for SqlServer {
 
     async fn tamper_replica(&self, schema: &TableSchema, row: Row) {
         let key = ctsync_actors::memory::row_key(schema, &row).expect("a key");
-        let cols = schema.written_columns();
-        let keys = schema.key_columns().unwrap_or_default();
-        let set = cols
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| !keys.contains(&c.name))
-            .map(|(i, c)| {
-                format!(
-                    "{} = {}",
-                    sql::quote(&c.name),
-                    sql::typed_param(&c.ty, i + 1)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let text = format!(
-            "UPDATE {} SET {set} WHERE {}",
-            sql::table(&schema.id),
-            Self::key_predicate(schema, cols.len() + 1)
-        );
-        let mut params = Self::row_values(schema, &row);
-        params.extend(Self::key_values(schema, &key));
+        let (text, params) = Self::update_by_key(schema, &row, &key, false);
         exec_with(&self.replica_sql, &text, params).await;
     }
 }
