@@ -57,6 +57,10 @@ pub const REAL_SERVER_ONLY: &[(&str, &str)] = &[
         "what CONVERT(…, 127) and DATEPART(TZOFFSET, …) make of a datetimeoffset in verify's canonical text",
     ),
     (
+        "a_change_set_over_a_wide_key_reads_every_key",
+        "that a unique NONCLUSTERED index over a key declared wider than 900 bytes serves the change set (a clustered one refuses every key past 900 bytes, Msg 1946)",
+    ),
+    (
         "a_stale_claim_is_fenced",
         "the [ctsync].[fence] check inside the write's own transaction",
     ),
@@ -756,6 +760,48 @@ async fn verify_tells_apart_values_that_differ_only_in_their_offset() {
             "{}: a value at another offset must hash differently",
             w.name()
         );
+    }
+}
+
+/// A key wider than a clustered index may hold (declared 904 bytes; SQL
+/// Server creates the primary key with a warning): the change set's index
+/// over it is nonclustered, and a set of such keys reads like any other.
+#[tokio::test]
+async fn a_change_set_over_a_wide_key_reads_every_key() {
+    let _serial = support::contract::serial().await;
+    let t = TableSchema {
+        id: id("WideKey"),
+        columns: vec![
+            ColumnDef::new("Code", SqlType::NVarChar(Len::N(880)), false),
+            ColumnDef::new("Region", SqlType::Char(Len::N(20)), false),
+            ColumnDef::new("N", SqlType::Int, false),
+            ColumnDef::new("Note", SqlType::NVarChar(Len::N(20)), true),
+        ],
+        primary_key: ["Code", "Region", "N"]
+            .iter()
+            .map(|k| KeyColumn {
+                name: k.to_string(),
+                descending: false,
+            })
+            .collect(),
+    };
+    for w in worlds().await {
+        w.create(&t).await;
+        let since = w.primary().current_version().await.expect("version");
+        let rows: Vec<Row> = (1..=5)
+            .map(|i| {
+                vec![
+                    Value::String(format!("{}{i}", "c".repeat(300))),
+                    Value::String(format!("{:<20}", "EU")),
+                    Value::I32(i),
+                    Value::String("n".into()),
+                ]
+            })
+            .collect();
+        w.insert(&t, &rows).await;
+        let (keys, read, pages) = read_changes(&*w, &t, since, 2).await;
+        assert_eq!((keys.len(), pages), (5, 3), "{}", w.name());
+        assert_eq!(read, rows, "{}", w.name());
     }
 }
 
