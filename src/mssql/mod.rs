@@ -21,6 +21,7 @@ mod replica_load;
 mod replica_writes;
 pub mod session;
 pub mod sql;
+mod tds_session;
 mod utf16;
 mod write_path;
 pub mod write_plan;

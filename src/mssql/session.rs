@@ -1,14 +1,13 @@
 //! The seam under the SQL Server adapter: every request goes through a
 //! [`Session`] by one of three calls, named for how it reaches the server —
 //! a plain SQL batch, an RPC to `sp_executesql`, or a bulk load. tiberius
-//! implements it in production; `recording` implements it in tests, so the
+//! implements it in production (`tds_session`); `recording` in tests, so the
 //! sequence of requests a session really sends can be checked
 //! (`sql::session_rules`).
 
 use async_trait::async_trait;
-use tiberius::{ColumnData, Query, Row, SqlBulkCopyOptions, TokenRow};
+use tiberius::{ColumnData, Row, SqlBulkCopyOptions, TokenRow};
 
-use super::conn::TdsClient;
 use super::MssqlError;
 
 pub type SqlResult<T> = Result<T, tiberius::error::Error>;
@@ -62,61 +61,4 @@ pub trait Session: Send {
 #[async_trait]
 pub trait Connector: Send + Sync {
     async fn open(&self) -> Result<Box<dyn Session>, MssqlError>;
-}
-
-fn bound(sql: &str, params: Vec<ColumnData<'static>>) -> Query<'static> {
-    let mut q = Query::new(sql.to_string());
-    for p in params {
-        q.bind(p);
-    }
-    q
-}
-
-/// The production session: one tiberius client.
-pub struct TiberiusSession(pub TdsClient);
-
-#[async_trait]
-impl Session for TiberiusSession {
-    async fn batch(&mut self, sql: &str) -> SqlResult<Vec<Vec<Row>>> {
-        self.0
-            .simple_query(sql.to_string())
-            .await?
-            .into_results()
-            .await
-    }
-
-    async fn rpc_rows(
-        &mut self,
-        sql: &str,
-        params: Vec<ColumnData<'static>>,
-    ) -> SqlResult<Vec<Row>> {
-        bound(sql, params)
-            .query(&mut self.0)
-            .await?
-            .into_first_result()
-            .await
-    }
-
-    async fn rpc_count(&mut self, sql: &str, params: Vec<ColumnData<'static>>) -> SqlResult<u64> {
-        Ok(bound(sql, params).execute(&mut self.0).await?.total())
-    }
-
-    async fn bulk(&mut self, load: BulkLoad) -> SqlResult<u64> {
-        let names: Vec<&str> = load.columns.iter().map(String::as_str).collect();
-        let mut request = self
-            .0
-            .bulk_insert_with_options(&load.table, &names, load.options, &[])
-            .await?;
-        for row in load.rows {
-            request.send(row).await?;
-        }
-        Ok(request.finalize().await?.total())
-    }
-}
-
-#[async_trait]
-impl Connector for super::conn::Endpoint {
-    async fn open(&self) -> Result<Box<dyn Session>, MssqlError> {
-        Ok(Box::new(TiberiusSession(self.connect().await?)))
-    }
 }
