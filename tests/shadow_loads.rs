@@ -167,13 +167,20 @@ async fn readers_see_the_old_table_until_one_swap_brings_the_new_one() {
     // Operators added an index and a grant on the replica table.
     h.replica.add_index_by_hand(&users.id, "IX_User_Email");
     h.replica.grant_by_hand(&users.id, "SELECT TO reporting");
-    let old = h.replica.rows(&users.id);
 
     for i in 1..=20_000 {
         h.primary.upsert(&users.id, user(i, "new"));
     }
-    h.replica.set_insert_delay(Duration::from_millis(20));
+    h.replica.set_insert_delay(Duration::from_millis(50));
     h.set(&keys::force_full_load(&users.id), "true").await;
+    // An incremental cycle may apply some of the changes before the forced
+    // load begins (a busy machine lets one run first): the live table the
+    // load starts from is what readers must keep seeing until the swap.
+    support::eventually(WAIT, "the forced load began", || async {
+        h.replica.table_record(&users.id).load.is_some()
+    })
+    .await;
+    let old = h.replica.rows(&users.id);
     // Between pages, the live table is the complete old one.
     let mut checks = 0;
     let deadline = Instant::now() + WAIT;
