@@ -192,7 +192,7 @@ pub fn diagnose(
         add(
             Severity::Warning,
             "primary",
-            "snapshot isolation is off: change pages are read under READ COMMITTED (correct, but changes may be applied twice)".into(),
+            "snapshot isolation is off: change sets are copied under READ COMMITTED (changes may be applied twice, and CT cleanup running during the copy of a table near its retention limit may go unnoticed)".into(),
             Some(format!("ALTER DATABASE {db} SET ALLOW_SNAPSHOT_ISOLATION ON;")),
         );
     }
