@@ -35,6 +35,7 @@ pub const TAKEOVERS: &str = "ctsync_lease_takeovers_total";
 pub const LEASES_LOST: &str = "ctsync_leases_lost_total";
 pub const SCOUT_FAILURES: &str = "ctsync_scout_failures_total";
 pub const COPY_TIMEOUTS: &str = "ctsync_change_copy_timeouts_total";
+pub const BULK_FALLBACKS: &str = "ctsync_bulk_fallbacks_total";
 
 /// Every metric ctsync exports (the README's metric table lists exactly these).
 pub const ALL: &[&str] = &[
@@ -69,6 +70,7 @@ pub const ALL: &[&str] = &[
     LEASES_LOST,
     SCOUT_FAILURES,
     COPY_TIMEOUTS,
+    BULK_FALLBACKS,
 ];
 
 /// Registers help texts; call once after installing a recorder.
@@ -169,6 +171,10 @@ pub fn describe() {
     describe_counter!(
         LEASES_LOST,
         "Table leases this instance lost while running the table (expired, taken, or Redis lost them)."
+    );
+    describe_counter!(
+        BULK_FALLBACKS,
+        "Tables switched from bulk copy to INSERT … OPENJSON after a bulk load failed (until their schema changes or the process restarts)."
     );
     describe_counter!(
         COPY_TIMEOUTS,

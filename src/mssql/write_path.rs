@@ -85,7 +85,7 @@ impl WritePaths {
             if c.bulk {
                 c.bulk = false;
                 tracing::warn!(table = %table, "bulk copy failed ({error}); this table's rows are written with INSERT from now on (set CTSYNC_BULK_LOAD=off to skip bulk copy everywhere)");
-                metrics::counter!("ctsync_bulk_fallbacks_total", "table" => table.to_string())
+                metrics::counter!(ctsync_actors::telemetry::BULK_FALLBACKS, "table" => table.to_string())
                     .increment(1);
             }
         }
