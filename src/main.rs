@@ -84,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &replica,
                 config.ddl_queue.as_deref(),
                 &lags,
+                &ctsync::mssql::sql::fix_sql,
             ))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&findings)?);

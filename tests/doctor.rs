@@ -27,7 +27,9 @@ async fn a_clean_setup_passes() {
     let primary = MemoryPrimary::new();
     primary.create_table(table("dbo", "User", true), true);
     let replica = MemoryReplica::new();
-    let (findings, code) = check(&primary, &replica, QUEUE, &[]).await.expect("doctor");
+    let (findings, code) = check(&primary, &replica, QUEUE, &[], &ctsync::mssql::sql::fix_sql)
+        .await
+        .expect("doctor");
     assert_eq!(code, 0);
     assert!(
         findings.iter().all(|f| f.severity == Severity::Info),
@@ -65,7 +67,9 @@ async fn every_problem_is_found_with_its_fix() {
         compatibility_level: Some(120),
         ..ReplicaFacts::default()
     });
-    let (findings, code) = check(&primary, &replica, QUEUE, &[]).await.expect("doctor");
+    let (findings, code) = check(&primary, &replica, QUEUE, &[], &ctsync::mssql::sql::fix_sql)
+        .await
+        .expect("doctor");
     assert_eq!(code, 1, "blockers make doctor fail");
     let fix = |needle: &str| {
         findings
@@ -123,7 +127,9 @@ async fn every_problem_is_found_with_its_fix() {
         queue: None,
         ..PrimaryFacts::default()
     });
-    let (findings, code) = check(&primary, &replica, QUEUE, &[]).await.expect("doctor");
+    let (findings, code) = check(&primary, &replica, QUEUE, &[], &ctsync::mssql::sql::fix_sql)
+        .await
+        .expect("doctor");
     assert_eq!(
         code, 1,
         "the replica's missing permission is still a blocker"
@@ -142,7 +148,9 @@ async fn every_problem_is_found_with_its_fix() {
         notification: false,
         ..PrimaryFacts::default()
     });
-    let (findings, _) = check(&primary, &replica, QUEUE, &[]).await.expect("doctor");
+    let (findings, _) = check(&primary, &replica, QUEUE, &[], &ctsync::mssql::sql::fix_sql)
+        .await
+        .expect("doctor");
     assert!(findings
         .iter()
         .any(|f| f.message.contains("no event notification")));
@@ -157,9 +165,15 @@ async fn a_table_lagging_towards_the_retention_period_is_reported() {
         ("User".to_string(), 30.0 * 3_600.0),
         ("Big".to_string(), 40.0 * 3_600.0),
     ];
-    let (findings, code) = check(&primary, &replica, QUEUE, &lags)
-        .await
-        .expect("doctor");
+    let (findings, code) = check(
+        &primary,
+        &replica,
+        QUEUE,
+        &lags,
+        &ctsync::mssql::sql::fix_sql,
+    )
+    .await
+    .expect("doctor");
     assert_eq!(code, 1);
     let about = |t: &str| {
         findings

@@ -306,6 +306,56 @@ fn every_statement_is_written_for_microsofts_parser() {
             &sql::drop_module(m.kind, &m.schema, &m.name),
         );
     }
+    // Doctor's fix-up T-SQL, for hostile names (the primary-key template
+    // names its columns `<key columns>` for the operator and is left out).
+    {
+        use ctsync_actors::doctor::Fix;
+        let db = "test]ct db".to_string();
+        let (schema, name) = ("sync]q".to_string(), "SyncDDL Queue".to_string());
+        let t = hostile().id;
+        let fixes = [
+            Fix::EnableChangeTracking {
+                database: db.clone(),
+            },
+            Fix::Retention {
+                database: db.clone(),
+                days: 4,
+                behind: true,
+            },
+            Fix::Retention {
+                database: db.clone(),
+                days: 2,
+                behind: false,
+            },
+            Fix::AllowSnapshot {
+                database: db.clone(),
+            },
+            Fix::EnableBroker {
+                database: db.clone(),
+            },
+            Fix::CreateQueue {
+                schema: schema.clone(),
+                name: name.clone(),
+            },
+            Fix::EnableQueue { schema, name },
+            Fix::CreateNotification,
+            Fix::Grant {
+                permission: "VIEW CHANGE TRACKING".into(),
+                on: "OBJECT::[dbo].[User]".into(),
+                user: "ctsync]reader".into(),
+            },
+            Fix::CompatibilityLevel,
+            Fix::DisableTracking { table: t.clone() },
+            Fix::EnableTracking { table: t },
+        ];
+        for (i, fix) in fixes.iter().enumerate() {
+            let text = sql::fix_sql(fix);
+            // A CREATE SERVICE / EVENT NOTIFICATION must lead its batch.
+            for (j, statement) in text.split('\n').enumerate() {
+                d.add(&format!("doctor fix {i}.{j}"), statement);
+            }
+        }
+    }
     d.add(
         "receive",
         &sql::receive(&sql::queue_name("dbo", "SyncDDL]Queue"), 10, 5_000),

@@ -100,6 +100,59 @@ pub enum Severity {
     Info,
 }
 
+/// What fixes a finding, as data: the SQL Server adapter writes its T-SQL
+/// (`ctsync::mssql::sql::fix_sql`), so all T-SQL stays in one place and
+/// goes through Microsoft's parser with the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fix {
+    EnableChangeTracking {
+        database: String,
+    },
+    /// Retention of `days`; `behind`: a table is behind (lengthen, or fix
+    /// what keeps it behind).
+    Retention {
+        database: String,
+        days: u64,
+        behind: bool,
+    },
+    AllowSnapshot {
+        database: String,
+    },
+    EnableBroker {
+        database: String,
+    },
+    /// The DDL queue, its service and the event notification.
+    CreateQueue {
+        schema: String,
+        name: String,
+    },
+    EnableQueue {
+        schema: String,
+        name: String,
+    },
+    CreateNotification,
+    /// `permission` and `on` as the catalog names them.
+    Grant {
+        permission: String,
+        on: String,
+        user: String,
+    },
+    CompatibilityLevel,
+    DisableTracking {
+        table: TableId,
+    },
+    EnableTracking {
+        table: TableId,
+    },
+    /// A template: the operator names the key columns.
+    AddPrimaryKey {
+        table: TableId,
+    },
+}
+
+/// Writes a fix's T-SQL.
+pub type FixText<'a> = &'a dyn Fn(&Fix) -> String;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     pub severity: Severity,
@@ -108,10 +161,6 @@ pub struct Finding {
     pub message: String,
     /// The T-SQL that fixes it, to run on that side.
     pub fix: Option<String>,
-}
-
-fn q(ident: &str) -> String {
-    format!("[{}]", ident.replace(']', "]]"))
 }
 
 fn major(version: &str) -> u32 {
@@ -131,25 +180,26 @@ pub fn diagnose(
     r: &ReplicaFacts,
     queue: Option<&str>,
     lags: &[(String, f64)],
+    fix_text: FixText<'_>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut add = |severity, side, message: String, fix: Option<String>| {
+    let mut add = |severity, side, message: String, fix: Option<Fix>| {
         out.push(Finding {
             severity,
             side,
             message,
-            fix,
+            fix: fix.as_ref().map(fix_text),
         })
     };
-    let db = q(&p.database);
+    let db = p.database.clone();
     if !p.change_tracking {
         add(
             Severity::Blocker,
             "primary",
             format!("change tracking is off for database {}", p.database),
-            Some(format!(
-                "ALTER DATABASE {db} SET CHANGE_TRACKING = ON (CHANGE_RETENTION = 2 DAYS, AUTO_CLEANUP = ON);"
-            )),
+            Some(Fix::EnableChangeTracking {
+                database: db.clone(),
+            }),
         );
     } else if let Some(secs) = p.retention_secs {
         let severity = if secs < 86_400 {
@@ -164,8 +214,10 @@ pub fn diagnose(
                 "change tracking keeps changes for {} h: a table behind for longer (an outage, a full load) goes stale",
                 secs / 3_600
             ),
-            (severity == Severity::Warning).then(|| {
-                format!("ALTER DATABASE {db} SET CHANGE_TRACKING (CHANGE_RETENTION = 2 DAYS);")
+            (severity == Severity::Warning).then(|| Fix::Retention {
+                database: db.clone(),
+                days: 2,
+                behind: false,
             }),
         );
     }
@@ -180,10 +232,11 @@ pub fn diagnose(
                         lag / 3_600.0,
                         100.0 * lag / secs as f64
                     ),
-                    Some(format!(
-                        "ALTER DATABASE {db} SET CHANGE_TRACKING (CHANGE_RETENTION = {} DAYS); -- or fix what keeps the table behind",
-                        (secs / 86_400).max(1) * 2
-                    )),
+                    Some(Fix::Retention {
+                        database: db.clone(),
+                        days: (secs / 86_400).max(1) * 2,
+                        behind: true,
+                    }),
                 );
             }
         }
@@ -193,20 +246,19 @@ pub fn diagnose(
             Severity::Warning,
             "primary",
             "snapshot isolation is off: change sets are copied under READ COMMITTED (changes may be applied twice, and CT cleanup running during the copy of a table near its retention limit may go unnoticed)".into(),
-            Some(format!("ALTER DATABASE {db} SET ALLOW_SNAPSHOT_ISOLATION ON;")),
+            Some(Fix::AllowSnapshot { database: db.clone() }),
         );
     }
     if let Some(queue) = queue {
         let (schema, name) = queue.split_once('.').unwrap_or(("dbo", queue));
-        let queue_name = format!("{}.{}", q(schema), q(name));
         if !p.broker_enabled {
             add(
                 Severity::Warning,
                 "primary",
                 "Service Broker is off: no DDL events (column renames will pause tables)".into(),
-                Some(format!(
-                    "ALTER DATABASE {db} SET ENABLE_BROKER WITH ROLLBACK IMMEDIATE;"
-                )),
+                Some(Fix::EnableBroker {
+                    database: db.clone(),
+                }),
             );
         }
         match p.queue {
@@ -214,21 +266,25 @@ pub fn diagnose(
                 Severity::Warning,
                 "primary",
                 format!("the DDL queue {queue} does not exist"),
-                Some(format!(
-                    "CREATE QUEUE {queue_name};\nCREATE SERVICE [SyncDDLService] ON QUEUE {queue_name} ([http://schemas.microsoft.com/SQL/Notifications/PostEventNotification]);\nCREATE EVENT NOTIFICATION [SyncDDLEvents] ON DATABASE FOR DDL_TABLE_EVENTS, RENAME TO SERVICE 'SyncDDLService', 'current database';"
-                )),
+                Some(Fix::CreateQueue {
+                    schema: schema.to_string(),
+                    name: name.to_string(),
+                }),
             ),
             Some(false) => add(
                 Severity::Warning,
                 "primary",
                 format!("the DDL queue {queue} is disabled (poison messages from another reader?)"),
-                Some(format!("ALTER QUEUE {queue_name} WITH STATUS = ON;")),
+                Some(Fix::EnableQueue {
+                    schema: schema.to_string(),
+                    name: name.to_string(),
+                }),
             ),
             Some(true) if !p.notification => add(
                 Severity::Warning,
                 "primary",
                 format!("no event notification sends DDL events to {queue}"),
-                Some("CREATE EVENT NOTIFICATION [SyncDDLEvents] ON DATABASE FOR DDL_TABLE_EVENTS, RENAME TO SERVICE 'SyncDDLService', 'current database';".into()),
+                Some(Fix::CreateNotification),
             ),
             Some(true) => {}
         }
@@ -238,7 +294,11 @@ pub fn diagnose(
             Severity::Blocker,
             "primary",
             format!("the login's user {} lacks {perm} on {on}", p.user),
-            Some(format!("GRANT {perm} ON {on} TO {};", q(&p.user))),
+            Some(Fix::Grant {
+                permission: perm.clone(),
+                on: on.clone(),
+                user: p.user.clone(),
+            }),
         );
     }
     if let Some(level) = r.compatibility_level.filter(|l| *l < 130) {
@@ -249,7 +309,7 @@ pub fn diagnose(
                 "the replica database's compatibility level is {level}: ctsync deletes and \
                  inserts pages with OPENJSON, which needs 130 (SQL Server 2016) or later"
             ),
-            Some("ALTER DATABASE CURRENT SET COMPATIBILITY_LEVEL = 130;".into()),
+            Some(Fix::CompatibilityLevel),
         );
     }
     for (perm, on) in &r.missing_permissions {
@@ -257,7 +317,11 @@ pub fn diagnose(
             Severity::Blocker,
             "replica",
             format!("the login's user {} lacks {perm} on {on}", r.user),
-            Some(format!("GRANT {perm} ON {on} TO {};", q(&r.user))),
+            Some(Fix::Grant {
+                permission: perm.clone(),
+                on: on.clone(),
+                user: r.user.clone(),
+            }),
         );
     }
     for (table, column, ty) in &p.unsupported {
@@ -265,32 +329,28 @@ pub fn diagnose(
             Severity::Warning,
             "primary",
             format!("{table}: column {column} has type {ty}, which ctsync cannot replicate: the table will stay in error"),
-            Some(format!(
-                "ALTER TABLE {}.{} DISABLE CHANGE_TRACKING; -- or change the column's type",
-                q(&table.schema),
-                q(&table.name)
-            )),
+            Some(Fix::DisableTracking {
+                table: table.clone(),
+            }),
         );
     }
     for (table, has_pk, tracked) in &p.tables {
-        let name = format!("{}.{}", q(&table.schema), q(&table.name));
         match (has_pk, tracked) {
             (true, false) => add(
                 Severity::Info,
                 "primary",
                 format!("{table} is not change-tracked: it is not replicated"),
-                Some(format!(
-                    "ALTER TABLE {name} ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);"
-                )),
+                Some(Fix::EnableTracking {
+                    table: table.clone(),
+                }),
             ),
             (false, _) => add(
                 Severity::Info,
                 "primary",
                 format!("{table} has no primary key: change tracking (and ctsync) cannot track it"),
-                Some(format!(
-                    "ALTER TABLE {name} ADD CONSTRAINT {} PRIMARY KEY (<key columns>);",
-                    q(&format!("PK_{}", table.name))
-                )),
+                Some(Fix::AddPrimaryKey {
+                    table: table.clone(),
+                }),
             ),
             (true, true) => {}
         }
@@ -326,10 +386,11 @@ pub async fn check(
     replica: &dyn ReplicaPreflight,
     queue: Option<&str>,
     lags: &[(String, f64)],
+    fix_text: FixText<'_>,
 ) -> Result<(Vec<Finding>, i32)> {
     let p = primary.preflight(queue).await?;
     let r = replica.preflight().await?;
-    let findings = diagnose(&p, &r, queue, lags);
+    let findings = diagnose(&p, &r, queue, lags, fix_text);
     let code = i32::from(findings.iter().any(|f| f.severity == Severity::Blocker));
     Ok((findings, code))
 }
@@ -375,6 +436,7 @@ mod tests {
             &ReplicaFacts::default(),
             Some("dbo.SyncDDLQueue"),
             &[("User".into(), 60.0)],
+            &|f| format!("{f:?}"),
         );
         assert!(
             findings.iter().all(|f| f.severity == Severity::Info),

@@ -50,3 +50,72 @@ HAS_PERMS_BY_NAME(DB_NAME(), N'DATABASE', p.permission_name) AS has_it \
 FROM (VALUES (N'VIEW DEFINITION'), (N'CREATE TABLE'), (N'CREATE SCHEMA'), (N'CREATE VIEW'), \
 (N'CREATE PROCEDURE'), (N'CREATE FUNCTION'), (N'SELECT'), (N'INSERT'), (N'DELETE'), (N'ALTER')) \
 AS p (permission_name)";
+
+/// The T-SQL that fixes a doctor finding, to run on the finding's side.
+/// Names are quoted; the permission and securable come from the server's
+/// own catalog. `AddPrimaryKey` is a template: the operator names the key
+/// columns.
+pub fn fix_sql(fix: &ctsync_actors::doctor::Fix) -> String {
+    use super::{quote, table};
+    use ctsync_actors::doctor::Fix;
+    match fix {
+        Fix::EnableChangeTracking { database } => format!(
+            "ALTER DATABASE {} SET CHANGE_TRACKING = ON (CHANGE_RETENTION = 2 DAYS, AUTO_CLEANUP = ON);",
+            quote(database)
+        ),
+        Fix::Retention {
+            database,
+            days,
+            behind,
+        } => format!(
+            "ALTER DATABASE {} SET CHANGE_TRACKING (CHANGE_RETENTION = {days} DAYS);{}",
+            quote(database),
+            if *behind {
+                " -- or fix what keeps the table behind"
+            } else {
+                ""
+            }
+        ),
+        Fix::AllowSnapshot { database } => format!(
+            "ALTER DATABASE {} SET ALLOW_SNAPSHOT_ISOLATION ON;",
+            quote(database)
+        ),
+        Fix::EnableBroker { database } => format!(
+            "ALTER DATABASE {} SET ENABLE_BROKER WITH ROLLBACK IMMEDIATE;",
+            quote(database)
+        ),
+        Fix::CreateQueue { schema, name } => {
+            let queue = super::queue_name(schema, name);
+            format!(
+                "CREATE QUEUE {queue};\nCREATE SERVICE [SyncDDLService] ON QUEUE {queue} ([http://schemas.microsoft.com/SQL/Notifications/PostEventNotification]);\n{CREATE_NOTIFICATION}"
+            )
+        }
+        Fix::EnableQueue { schema, name } => format!(
+            "ALTER QUEUE {} WITH STATUS = ON;",
+            super::queue_name(schema, name)
+        ),
+        Fix::CreateNotification => CREATE_NOTIFICATION.to_string(),
+        Fix::Grant {
+            permission,
+            on,
+            user,
+        } => format!("GRANT {permission} ON {on} TO {};", quote(user)),
+        Fix::CompatibilityLevel => "ALTER DATABASE CURRENT SET COMPATIBILITY_LEVEL = 130;".into(),
+        Fix::DisableTracking { table: t } => format!(
+            "ALTER TABLE {} DISABLE CHANGE_TRACKING; -- or change the column's type",
+            table(t)
+        ),
+        Fix::EnableTracking { table: t } => format!(
+            "ALTER TABLE {} ENABLE CHANGE_TRACKING WITH (TRACK_COLUMNS_UPDATED = OFF);",
+            table(t)
+        ),
+        Fix::AddPrimaryKey { table: t } => format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY (<key columns>);",
+            table(t),
+            quote(&format!("PK_{}", t.name))
+        ),
+    }
+}
+
+/// The event notification that sends DDL events to ctsync's service.
+const CREATE_NOTIFICATION: &str = "CREATE EVENT NOTIFICATION [SyncDDLEvents] ON DATABASE FOR DDL_TABLE_EVENTS, RENAME TO SERVICE 'SyncDDLService', 'current database';";
