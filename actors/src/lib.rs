@@ -9,6 +9,8 @@
 //! (and `cargo test --workspace`, `cargo clippy --all-targets`) build them.
 
 pub mod actors;
+pub mod clock;
+pub mod config;
 pub mod ddl;
 pub mod doctor;
 pub mod error;

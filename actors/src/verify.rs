@@ -305,7 +305,7 @@ pub struct Summary {
 impl Summary {
     pub fn of(report: &Report) -> Self {
         Self {
-            at: crate::sync::now_millis(),
+            at: crate::clock::now_millis(),
             equal: report.equal(),
             differences: report.total_differences,
             rows_primary: report.rows_primary,

@@ -13,9 +13,10 @@ use tiberius::ColumnData;
 use super::catalog::big;
 use super::conn::Lease;
 use super::convert::{decode_row as decode, key_params};
+use super::pool::Pool;
 use super::pool::{batch, query_rows};
-use super::primary::MssqlPrimary;
 use super::sql;
+use super::MssqlError;
 
 /// Requests a change set costs the primary besides its pages: two to open
 /// it (the batch that creates the session's table, the RPC that fills it)
@@ -24,13 +25,33 @@ use super::sql;
 pub const OPEN_REQUESTS: u64 = 2;
 pub const CLOSE_REQUESTS: u64 = 1;
 
-fn err(e: super::MssqlError) -> Error {
+fn err(e: MssqlError) -> Error {
     Error::Primary(e.to_string())
+}
+
+/// What a change set needs of the primary adapter that opens it (so this
+/// module does not depend on the adapter, which depends on it).
+#[async_trait]
+pub(super) trait ChangeSource: Send + Sync {
+    fn pool(&self) -> &Pool;
+    /// Sessions change sets may keep at once.
+    fn change_sessions(&self) -> &tokio::sync::Semaphore;
+    /// How long a copy may take (`CTSYNC_CHANGE_COPY_TIMEOUT_SECS`).
+    fn copy_timeout(&self) -> std::time::Duration;
+    /// Prefixes a change read with its columns check.
+    fn check_columns(
+        &self,
+        schema: &TableSchema,
+        text: &mut String,
+        params: &mut Vec<ColumnData<'static>>,
+    );
+    /// A failed page read as the table's error.
+    async fn explain(&self, schema: &TableSchema, e: MssqlError) -> Error;
 }
 
 /// An open change set: its session, its size and how far it has been read.
 pub(super) struct MssqlChangeSet<'a> {
-    primary: &'a MssqlPrimary,
+    primary: &'a dyn ChangeSource,
     /// The session holding the temporary table, and its permit; `None` for
     /// an empty set and after a failed page (the connection was discarded,
     /// and the set with it).
@@ -47,7 +68,7 @@ impl<'a> MssqlChangeSet<'a> {
     /// `after`) on a leased session: two requests, the batch that creates
     /// the session's table and the RPC that fills it.
     pub(super) async fn open(
-        primary: &'a MssqlPrimary,
+        primary: &'a dyn ChangeSource,
         schema: &TableSchema,
         since: SyncVersion,
         after: Option<&RowKey>,
@@ -72,7 +93,7 @@ impl<'a> MssqlChangeSet<'a> {
             params.extend(key_params(k, &key_defs));
         }
         let session = primary
-            .change_sessions
+            .change_sessions()
             .acquire()
             .await
             .map_err(|e| Error::Primary(format!("change set sessions: {e}")))?;
@@ -85,7 +106,7 @@ impl<'a> MssqlChangeSet<'a> {
         let copy = query_rows(&mut lease, &fill, params, || {
             format!("copying the changes of {} since version {since}", schema.id)
         });
-        let rows = match tokio::time::timeout(primary.copy_timeout, copy).await {
+        let rows = match tokio::time::timeout(primary.copy_timeout(), copy).await {
             Ok(rows) => rows.map_err(err)?,
             Err(_) => {
                 // The server abandons the copy (and rolls it back) when the
@@ -102,7 +123,7 @@ impl<'a> MssqlChangeSet<'a> {
                      over: raise CTSYNC_CHANGE_COPY_TIMEOUT_SECS for this backlog, or force a \
                      full load of the table",
                     schema.id,
-                    primary.copy_timeout.as_secs()
+                    primary.copy_timeout().as_secs()
                 )));
             }
         };

@@ -14,7 +14,7 @@ use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
 use super::catalog::{self, big, flag, int, text};
-use super::change_set::MssqlChangeSet;
+use super::change_set::{ChangeSource, MssqlChangeSet};
 use super::convert::{decode_row as decode, key_params};
 use super::pool::{query_rows, query_rows_within, Pool, META_TIMEOUT};
 use super::{sql, MssqlError};
@@ -448,3 +448,31 @@ impl MssqlPrimary {
 }
 
 super::checksums::impl_checksums!(MssqlPrimary, Error::Primary);
+
+#[async_trait]
+impl ChangeSource for MssqlPrimary {
+    fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn change_sessions(&self) -> &tokio::sync::Semaphore {
+        &self.change_sessions
+    }
+
+    fn copy_timeout(&self) -> std::time::Duration {
+        self.copy_timeout
+    }
+
+    fn check_columns(
+        &self,
+        schema: &TableSchema,
+        text: &mut String,
+        params: &mut Vec<ColumnData<'static>>,
+    ) {
+        MssqlPrimary::check_columns(self, schema, text, params)
+    }
+
+    async fn explain(&self, schema: &TableSchema, e: MssqlError) -> Error {
+        MssqlPrimary::explain(self, schema, e).await
+    }
+}

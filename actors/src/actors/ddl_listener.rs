@@ -11,6 +11,7 @@
 //! `Error` message on the notification's conversation (SQL Server dropped
 //! the notification) ends that conversation and is reported loudly.
 
+pub use crate::config::ListenerConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,26 +44,6 @@ pub fn capture_stopped_message(detail: &str) -> String {
          DDL_TABLE_EVENTS, RENAME TO SERVICE 'SyncDDLService', 'current database'; (use your \
          notification's name from sys.event_notifications)"
     )
-}
-
-/// How the listener waits and retries.
-#[derive(Debug, Clone)]
-pub struct ListenerConfig {
-    /// `WAITFOR (RECEIVE …), TIMEOUT` of one receive.
-    pub wait: Duration,
-    pub batch: usize,
-    /// Pause after a failed receive (queue or primary unreachable).
-    pub retry_delay: Duration,
-}
-
-impl Default for ListenerConfig {
-    fn default() -> Self {
-        Self {
-            wait: Duration::from_secs(5),
-            batch: 10,
-            retry_delay: Duration::from_secs(5),
-        }
-    }
 }
 
 pub struct DdlListenerActor {
@@ -321,7 +302,7 @@ async fn park(state: &Arc<dyn StateStore>, m: &InboxMessage, reason: String) -> 
         message_type: m.message.message_type.clone(),
         body: body.clone(),
         error: reason.clone(),
-        parked_at: crate::sync::now_millis(),
+        parked_at: crate::clock::now_millis(),
     };
     let event_type = parse_event(&body)
         .ok()

@@ -7,15 +7,16 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use super::board::{hold, set_state};
+use super::full_load::{self, LoadRequest};
 use super::reconcile::{self, Plan};
-use super::{full_load, incremental, Pipeline};
+use super::{incremental, Pipeline};
 use crate::error::{Error, Result};
 use crate::fence::Claim;
-use crate::model::{Backlog, PrimaryIdentity, SyncVersion, TableId, TableSchema};
+use crate::model::{Backlog, SyncVersion, TableId, TableSchema};
 use crate::ports::{PendingLoad, TableFlags};
 use crate::sink::SinkHandle;
 use crate::status::TableState;
-use crate::telemetry;
 
 /// What a cycle did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,32 +32,6 @@ pub enum Outcome {
     Blocked,
     /// Stopped at a page boundary for a shutdown; it resumes next time.
     Interrupted,
-}
-
-pub(super) fn set_state(p: &Pipeline, table: &TableId, state: TableState) {
-    let key = table.key_name();
-    p.board.update(&key, |s| {
-        s.state = state;
-        s.reason = None;
-        if matches!(state, TableState::Incremental | TableState::Paused) {
-            s.last_error = None;
-        }
-        if state != TableState::Incremental {
-            s.lag_versions = None;
-        }
-    });
-    telemetry::table_state(&key, state.as_str());
-}
-
-/// Puts the table in `state` with a reason, logging it once per change.
-pub(super) fn hold(p: &Pipeline, table: &TableId, state: TableState, reason: String) {
-    let key = table.key_name();
-    let known = p.board.get(&key).and_then(|s| s.reason);
-    if known.as_deref() != Some(reason.as_str()) {
-        warn!(table = %table, %reason, state = state.as_str(), "table is held; its version is not advanced");
-    }
-    set_state(p, table, state);
-    p.board.update(&key, |s| s.reason = Some(reason));
 }
 
 pub(super) async fn load_schema(p: &Pipeline, table: &TableId) -> Result<Arc<TableSchema>> {
@@ -158,31 +133,6 @@ async fn starting_version(
         pending: None,
         backlog: record.backlog,
     })
-}
-
-/// What a full load started (or resumed) by this cycle needs to know.
-pub(super) struct LoadRequest<'a> {
-    pub sink: &'a SinkHandle,
-    pub schema: &'a Arc<TableSchema>,
-    pub identity: &'a PrimaryIdentity,
-    /// The flags as the cycle read them.
-    pub flags: TableFlags,
-    /// `mssql_sync:version:<T>` now: what a new load replaces.
-    pub replaced_version: Option<SyncVersion>,
-    /// The pending load to continue, if any.
-    pub resume: Option<PendingLoad>,
-    /// The live table cannot be reused in place (missing, or columns that
-    /// cannot be reconciled): an in-place load drops and creates it.
-    pub rebuild: bool,
-}
-
-impl LoadRequest<'_> {
-    fn rebuilding(self) -> Self {
-        Self {
-            rebuild: true,
-            ..self
-        }
-    }
 }
 
 fn loaded(end: full_load::LoadEnd) -> Outcome {
@@ -403,37 +353,4 @@ async fn scouted_idle(
     Ok(incremental::idle(p, sink, &schema, version, current)
         .await?
         .map(|changed_keys| Outcome::Synced { changed_keys }))
-}
-
-/// `Some(reason)` when CT cleanup (or a TRUNCATE) removed changes after
-/// `version`: the stored version is below the table's min valid version.
-pub(super) async fn cleanup_passed(
-    p: &Pipeline,
-    table: &TableId,
-    version: SyncVersion,
-) -> Result<Option<String>> {
-    let min_valid = p
-        .primary
-        .min_valid_version(table)
-        .await?
-        .ok_or_else(|| Error::MinValidVersionNull(table.clone()))?;
-    if version >= min_valid {
-        return Ok(None);
-    }
-    Ok(Some(cleanup_reason(table, version, min_valid)))
-}
-
-/// Why a table whose stored `version` is below `min_valid` is stale.
-pub(super) fn cleanup_reason(
-    table: &TableId,
-    version: SyncVersion,
-    min_valid: SyncVersion,
-) -> String {
-    let key = table.key_name();
-    format!(
-        "stored version {version} is below the min valid version {min_valid}: change tracking \
-         cleanup or a TRUNCATE removed changes that were never applied; force a full load \
-         (mssql_sync:force_full_load:{key} = \"true\") or set mssql_sync:version:{key} after a \
-         manual copy"
-    )
 }

@@ -15,14 +15,40 @@ use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
-use super::cycle::{cleanup_passed, hold, set_state, LoadRequest};
+use super::board::{hold, set_state};
+use super::retention::cleanup_passed;
 use super::{now_millis, Pipeline};
 use crate::error::{Error, Result};
-use crate::model::{ColumnOp, RowKey, TableId, TableSchema, Value};
+use crate::model::{ColumnOp, PrimaryIdentity, RowKey, SyncVersion, TableId, TableSchema, Value};
 use crate::ports::{LoadMode, LoadProgress, LoadStart, PendingLoad, TableFlags};
 use crate::sink::SinkHandle;
 use crate::status::TableState;
 use crate::telemetry;
+
+/// What a full load started (or resumed) by this cycle needs to know.
+pub(super) struct LoadRequest<'a> {
+    pub sink: &'a SinkHandle,
+    pub schema: &'a Arc<TableSchema>,
+    pub identity: &'a PrimaryIdentity,
+    /// The flags as the cycle read them.
+    pub flags: TableFlags,
+    /// `mssql_sync:version:<T>` now: what a new load replaces.
+    pub replaced_version: Option<SyncVersion>,
+    /// The pending load to continue, if any.
+    pub resume: Option<PendingLoad>,
+    /// The live table cannot be reused in place (missing, or columns that
+    /// cannot be reconciled): an in-place load drops and creates it.
+    pub rebuild: bool,
+}
+
+impl LoadRequest<'_> {
+    pub(super) fn rebuilding(self) -> Self {
+        Self {
+            rebuild: true,
+            ..self
+        }
+    }
+}
 
 /// Times a load may start over because CT cleanup passed its start
 /// version before the table is held instead of looping.

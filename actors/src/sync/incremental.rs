@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::cycle::set_state;
+use super::board::set_state;
 use super::Pipeline;
 use crate::error::{Error, Result};
 use crate::model::{Backlog, ChangeBatch, ChangePage, SyncVersion, TableSchema};
@@ -217,7 +217,9 @@ fn unusable(
     if since >= min_valid {
         return Ok(None);
     }
-    Ok(Some(super::cycle::cleanup_reason(table, since, min_valid)))
+    Ok(Some(super::retention::cleanup_reason(
+        table, since, min_valid,
+    )))
 }
 
 /// Whether an idle table's stored version `since` should move to `current`

@@ -1,0 +1,88 @@
+//! The pipeline's settings: the sync's tunables and the DDL listener's.
+//! A ground-floor module, so the replication rules (`sync`) and the actors
+//! that run them both read it without importing each other.
+
+use std::time::Duration;
+
+/// Tunables of the pipeline; defaults are the documented ones.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// How often discovery runs and each table checks for changes.
+    pub poll_interval: Duration,
+    /// Rows per keyset page of a full load.
+    pub full_load_page_size: usize,
+    /// Shadow table and swap (default), or in place.
+    pub full_load_mode: crate::ports::LoadMode,
+    /// Changed keys per replica transaction of an incremental sync.
+    pub change_page_size: usize,
+    /// Full-load a stale table automatically instead of waiting for an operator.
+    pub auto_reload_stale: bool,
+    /// First restart delay of a failed TableActor; doubles up to the max.
+    pub restart_backoff: Duration,
+    pub restart_backoff_max: Duration,
+    /// How often views, procedures and functions are compared.
+    pub module_sync_interval: Duration,
+    pub ddl_listener: ListenerConfig,
+    /// Keys ctsync publishes to the state store for operators (the
+    /// sanitized endpoints), at start and again after Redis lost its data.
+    pub published: Vec<(String, String)>,
+    /// This instance's id: the owner in leases and on the replica's fence.
+    /// Unique per process (two processes with one id would both think they
+    /// own a table; the daemon adds its pid and a random part).
+    pub instance_id: String,
+    /// How long a table's (or singleton's) lease lasts without renewal;
+    /// renewed every poll. A dead instance's tables move within it.
+    pub lease_ttl: Duration,
+    /// How often an idle table's stored version is moved forward while the
+    /// primary is busy with other tables (nothing to apply is progress too,
+    /// but not worth a replica transaction every poll; far inside any CT
+    /// retention).
+    pub idle_advance: Duration,
+    /// Idle cycles (answered by the poll's scout, no change read) a cached
+    /// schema serves before both catalogs are read again: what bounds how
+    /// long a drift on an idle table (a replica table dropped by hand, a
+    /// lost DDL event) goes unseen. Cycles that read changes refresh every
+    /// `sync::REFRESH_CYCLES` and check the columns with every read.
+    pub idle_catalog_refresh: u32,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(5),
+            full_load_page_size: 5_000,
+            full_load_mode: crate::ports::LoadMode::Shadow,
+            change_page_size: 5_000,
+            auto_reload_stale: false,
+            restart_backoff: Duration::from_secs(1),
+            restart_backoff_max: Duration::from_secs(60),
+            module_sync_interval: Duration::from_secs(30),
+            ddl_listener: ListenerConfig::default(),
+            published: Vec::new(),
+            instance_id: "ctsync".into(),
+            lease_ttl: Duration::from_secs(15),
+            idle_advance: Duration::from_secs(60),
+            idle_catalog_refresh: 240,
+        }
+    }
+}
+
+/// How the listener waits and retries.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// `WAITFOR (RECEIVE …), TIMEOUT` of one receive.
+    pub wait: Duration,
+    pub batch: usize,
+    /// Pause after a failed receive (queue or primary unreachable).
+    pub retry_delay: Duration,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            wait: Duration::from_secs(5),
+            batch: 10,
+            retry_delay: Duration::from_secs(5),
+        }
+    }
+}
