@@ -1,6 +1,9 @@
 //! The SQL Server adapter: connection settings and connections (`conn`),
 //! all T-SQL text (`sql`), value conversions (`convert`), and the primary
-//! and replica ports implemented on tiberius.
+//! and replica ports implemented on tiberius. The recording session and
+//! the session rules (`recording`, `sql::session_rules`) are test tools,
+//! behind the `testkit` feature the crate's own tests enable: the binary
+//! holds neither.
 
 pub mod ado;
 pub mod bulk;
@@ -15,6 +18,7 @@ mod migrations;
 mod pool;
 mod preflight;
 mod primary;
+#[cfg(feature = "testkit")]
 pub mod recording;
 mod replica;
 mod replica_load;

@@ -9,6 +9,7 @@ mod ddl;
 mod doctor;
 pub mod json_rows;
 mod own_schema;
+#[cfg(feature = "testkit")]
 pub mod session_rules;
 mod shadow;
 mod verify;
