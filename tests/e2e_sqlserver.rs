@@ -1234,7 +1234,7 @@ async fn main() {
         .map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
         .collect();
     if values.iter().any(Option::is_none) {
-        println!("e2e: skipped: set CTSYNC_TEST_PRIMARY, CTSYNC_TEST_REPLICA and REDIS_URL to run the contract against real SQL Server 2022 (see README)");
+        println!("e2e: skipped: set CTSYNC_TEST_PRIMARY, CTSYNC_TEST_REPLICA and REDIS_URL to run the contract against real SQL Server 2022 (see docs/testing.md)");
         println!("e2e: 0 passed, 0 failed, 19 skipped");
         return;
     }
