@@ -290,7 +290,8 @@ fn alerting_rules_are_loaded_and_each_says_what_to_do() {
             .is_empty());
         let description = r["annotations"]["description"].as_str().unwrap_or_default();
         assert!(
-            description.contains("docs/operating.md") || description.contains("docs/consistency.md"),
+            description.contains("docs/operating.md")
+                || description.contains("docs/consistency.md"),
             "{name}: the description points to the runbook in docs/"
         );
         assert!(
