@@ -126,7 +126,7 @@ pub(super) async fn run(
                     "the full load takes longer than the CT retention period: cleanup passed its \
                      start version {} times. Copy the table by hand (read \
                      CHANGE_TRACKING_CURRENT_VERSION() first, then set mssql_sync:version:{key}; \
-                     see docs/operating.md, Full loads), or raise CHANGE_RETENTION and force a \
+                     see the manual snapshot in docs/operating.md, Full loads), or raise CHANGE_RETENTION and force a \
                      full load",
                     pending.expired_restarts
                 ),
