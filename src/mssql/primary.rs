@@ -275,11 +275,13 @@ impl Primary for MssqlPrimary {
         while let Some(range) = work.pop() {
             match self.scout_chunk(&tables[range.clone()]).await {
                 Ok(answers) => {
+                    // One lock per answered chunk, and none while no table
+                    // has failed (the common case, every poll).
+                    let mut failed = self.scout_failed.lock().unwrap_or_else(|e| e.into_inner());
                     for (i, answer) in range.zip(answers) {
-                        self.scout_failed
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&tables[i].0);
+                        if !failed.is_empty() {
+                            failed.remove(&tables[i].0);
+                        }
                         found[i] = Some(answer);
                     }
                 }
