@@ -47,6 +47,10 @@ pub trait World: Send + Sync {
     async fn add_index_and_grant(&self, schema: &TableSchema);
     /// The replica table's nonclustered indexes and grants.
     async fn indexes_and_grants(&self, schema: &TableSchema) -> (Vec<String>, Vec<String>);
+    /// A reader elsewhere holds a lock on the replica table for `hold`
+    /// (returns once the lock is held); `false` where the world has no
+    /// locks (the doubles).
+    async fn lock_replica_table(&self, schema: &TableSchema, hold: Duration) -> bool;
     /// Row hashes as `ctsync verify` reads them, on each side.
     fn primary_sums(&self) -> &dyn Checksums;
     fn replica_sums(&self) -> &dyn Checksums;
@@ -135,6 +139,9 @@ impl World for Memory {
     async fn indexes_and_grants(&self, schema: &TableSchema) -> (Vec<String>, Vec<String>) {
         self.replica.indexes_and_grants(&schema.id)
     }
+    async fn lock_replica_table(&self, _: &TableSchema, _: Duration) -> bool {
+        false
+    }
     fn primary_sums(&self) -> &dyn Checksums {
         &self.primary
     }
@@ -160,6 +167,7 @@ pub struct SqlServer {
     replica_reader: MssqlPrimary,
     primary_sql: Mutex<TdsClient>,
     replica_sql: Mutex<TdsClient>,
+    replica_endpoint: Endpoint,
 }
 
 fn tls() -> TlsSettings {
@@ -228,7 +236,8 @@ impl SqlServer {
             // next open for another table, of another key shape.
             primary: MssqlPrimary::new(Pool::new(p, 1)),
             replica: MssqlReplica::new(Pool::new(r.clone(), 2)).with_bulk_load(bulk),
-            replica_reader: MssqlPrimary::new(Pool::new(r, 1)),
+            replica_reader: MssqlPrimary::new(Pool::new(r.clone(), 1)),
+            replica_endpoint: r,
         };
         exec(&world.primary_sql, IF_NO_SCHEMA).await;
         exec(&world.replica_sql, IF_NO_SCHEMA).await;
@@ -490,6 +499,31 @@ impl World for SqlServer {
     }
     fn replica_sums(&self) -> &dyn Checksums {
         &self.replica
+    }
+
+    /// Another session reads the table with TABLOCK, HOLDLOCK inside a
+    /// transaction: its shared table lock stays until the rollback, and a
+    /// schema-modification lock (the swap's) waits behind it.
+    async fn lock_replica_table(&self, schema: &TableSchema, hold: Duration) -> bool {
+        let mut reader = self.replica_endpoint.connect().await.expect("a reader");
+        let take = format!(
+            "BEGIN TRANSACTION; SELECT COUNT_BIG(*) FROM {} WITH (TABLOCK, HOLDLOCK);",
+            sql::table(&schema.id)
+        );
+        reader
+            .simple_query(take.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{take}: {e}"))
+            .into_results()
+            .await
+            .unwrap_or_else(|e| panic!("{take}: {e}"));
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            if let Ok(stream) = reader.simple_query("ROLLBACK TRANSACTION;").await {
+                let _ = stream.into_results().await;
+            }
+        });
+        true
     }
 
     async fn tamper_replica(&self, schema: &TableSchema, row: Row) {
