@@ -260,7 +260,7 @@ fn wide_row(schema: &TableSchema, id: i64) -> Row {
 /// Requests per 5,000-row page from the adapter's own write plans, and the
 /// adapter's encoding rate for each path.
 fn replica_pages() {
-    use ctsync::mssql::write_plan::{change_plan, load_page_plan, WritePath, WritePlan};
+    use ctsync::mssql::replica::write_plan::{change_plan, load_page_plan, WritePath, WritePlan};
     const PAGE: i64 = 5_000;
     for columns in [4, 20] {
         let s = wide_schema(columns);
@@ -293,7 +293,7 @@ fn replica_pages() {
                     WritePath::Bulk { .. } => {
                         for r in &rows {
                             for (v, c) in r.iter().zip(&s.columns) {
-                                std::hint::black_box(ctsync::mssql::bulk::cell(v, &c.ty));
+                                std::hint::black_box(ctsync::mssql::replica::bulk::cell(v, &c.ty));
                             }
                         }
                     }

@@ -625,7 +625,7 @@ async fn a_bulk_eligible_table_round_trips_by_bulk_copy() {
     let _serial = support::contract::serial().await;
     let t = bulk_types_table();
     assert_eq!(
-        ctsync::mssql::bulk::refusal(&t),
+        ctsync::mssql::replica::bulk::refusal(&t),
         None,
         "the table must be bulk-eligible"
     );

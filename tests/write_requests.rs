@@ -3,8 +3,8 @@
 //! and wide tables on both paths, and SQL text and parameter declarations
 //! that do not change with the values.
 
-use ctsync::mssql::bulk;
-use ctsync::mssql::write_plan::{change_plan, load_page_plan, WritePath, WritePlan};
+use ctsync::mssql::replica::bulk;
+use ctsync::mssql::replica::write_plan::{change_plan, load_page_plan, WritePath, WritePlan};
 use ctsync_actors::model::*;
 
 const PAGE: usize = 5_000;

@@ -1,41 +1,33 @@
-//! The SQL Server adapter: connection settings and connections (`conn`),
-//! all T-SQL text (`sql`), value conversions (`convert`), and the primary
-//! and replica ports implemented on tiberius. The recording session and
+//! The SQL Server adapter: connection settings and connections (`conn`,
+//! `pool`, the `session` seam), all T-SQL text (`sql`, used by both sides),
+//! value conversions (`convert`), and one folder per side: the primary's
+//! ports (`primary/`: catalog reads, change sets, the DDL queue) and the
+//! replica's (`replica/`: writes, loads, bulk copy) on tiberius. The recording session and
 //! the session rules (`recording`, `sql::session_rules`) are test tools,
 //! behind the `testkit` feature the crate's own tests enable: the binary
 //! holds neither.
 
 pub mod ado;
-pub mod bulk;
 mod catalog;
-mod change_set;
 pub mod checksums;
 pub mod conn;
 pub mod convert;
-mod ddl_queue;
-pub mod json_rows;
-mod migrations;
 mod pool;
 mod preflight;
-mod primary;
+pub mod primary;
 #[cfg(feature = "testkit")]
 pub mod recording;
-mod replica;
-mod replica_load;
-mod replica_writes;
+pub mod replica;
 pub mod session;
 pub mod sql;
 mod tds_session;
-mod utf16;
-mod write_path;
-pub mod write_plan;
 
-pub use change_set::{
+pub use conn::{Endpoint, TlsSettings};
+pub use pool::Pool;
+pub use primary::change_set::{
     CLOSE_REQUESTS as CHANGE_SET_CLOSE_REQUESTS, OPEN_REQUESTS as CHANGE_SET_OPEN_REQUESTS,
 };
-pub use conn::{Endpoint, TlsSettings};
-pub use ddl_queue::MssqlDdlQueue;
-pub use pool::Pool;
+pub use primary::ddl_queue::MssqlDdlQueue;
 pub use primary::MssqlPrimary;
 pub use replica::MssqlReplica;
 

@@ -19,7 +19,7 @@ use tiberius::{
 use tiberius::{SqlBulkCopyOption, SqlBulkCopyOptions};
 
 use super::session::{BulkLoad, Call, Connector, Session, SqlResult};
-use super::write_plan::declared_type;
+use super::replica::write_plan::declared_type;
 use super::MssqlError;
 
 /// One request as the server received it.

@@ -8,8 +8,9 @@ use std::sync::Mutex;
 
 use ctsync_actors::model::{TableId, TableSchema};
 
+use super::bulk;
 use super::write_plan::WritePath;
-use super::{bulk, MssqlError};
+use crate::mssql::MssqlError;
 
 struct Choice {
     /// The written columns the choice was made for.

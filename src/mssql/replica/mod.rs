@@ -1,7 +1,17 @@
 //! The replica port on SQL Server. Every write is one transaction with
 //! `XACT_ABORT ON`; on any error the transaction is rolled back and the
 //! connection discarded. A page's rows go in by bulk copy or one INSERT …
-//! OPENJSON (`write_plan`, `write_path`), identity values kept.
+//! OPENJSON (`write_plan`, `write_path`, `bulk`, `json_rows`), identity
+//! values kept; full loads are `load`, the version record `version_record`,
+//! ctsync's own objects `migrations`.
+
+pub mod bulk;
+pub mod json_rows;
+mod load;
+mod migrations;
+mod version_record;
+mod write_path;
+pub mod write_plan;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,14 +26,15 @@ use ctsync_actors::ports::{
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
+use self::migrations::migrate;
+use self::version_record::name_param;
+use self::write_path::WritePaths;
+use self::write_plan::{change_plan, StepFailed, WritePlan};
 use super::catalog;
 use super::conn::Lease;
-use super::migrations::migrate;
 use super::pool::{batch, execute, query_rows, Pool};
-use super::replica_writes::name_param;
-use super::write_path::WritePaths;
-use super::write_plan::{change_plan, StepFailed, WritePlan};
-use super::{sql, MssqlError};
+use super::sql;
+use super::MssqlError;
 
 pub struct MssqlReplica {
     pub(super) pool: Pool,
@@ -297,7 +308,7 @@ impl Replica for MssqlReplica {
         let rows = query_rows(
             &mut lease,
             sql::ADVANCE_VERSIONS,
-            vec![super::json_rows::stable_json(json)],
+            vec![json_rows::stable_json(json)],
             what,
         )
         .await

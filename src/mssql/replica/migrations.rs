@@ -7,9 +7,10 @@
 use tiberius::ColumnData;
 use tracing::info;
 
-use super::conn::Lease;
-use super::pool::{batch, execute, query_rows};
-use super::{sql, MssqlError};
+use crate::mssql::conn::Lease;
+use crate::mssql::pool::{batch, execute, query_rows};
+use crate::mssql::sql;
+use crate::mssql::MssqlError;
 
 /// Runs the pending migrations; returns the schema version reached.
 pub async fn migrate(lease: &mut Lease<'_>) -> Result<i32, MssqlError> {

@@ -9,8 +9,8 @@ use std::fmt::Write;
 use ctsync_actors::model::{ColumnDef, Value};
 use tiberius::{ColumnData, Uuid};
 
-use super::convert::decimal_text;
-use super::sql::json_rows::MEMBER_PREFIX;
+use crate::mssql::convert::decimal_text;
+use crate::mssql::sql::json_rows::MEMBER_PREFIX;
 
 /// tiberius declares a string parameter `nvarchar(4000)` up to 4,000 bytes
 /// and `nvarchar(max)` above: documents are padded past that with

@@ -12,9 +12,10 @@ use ctsync_actors::ports::{DdlQueue, QueueMessage};
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
-use super::conn::{Connection, Endpoint, Lease};
-use super::pool::{batch, execute, query_rows};
-use super::{sql, MssqlError};
+use crate::mssql::conn::{Connection, Endpoint, Lease};
+use crate::mssql::pool::{batch, execute, query_rows};
+use crate::mssql::sql;
+use crate::mssql::MssqlError;
 
 pub struct MssqlDdlQueue {
     conn: Connection,
@@ -103,7 +104,7 @@ impl MssqlDdlQueue {
     /// A queue reader whose session `connector` opens (tests: a recording
     /// one).
     pub fn with_connector(
-        connector: std::sync::Arc<dyn super::session::Connector>,
+        connector: std::sync::Arc<dyn crate::mssql::session::Connector>,
         queue: &str,
     ) -> Self {
         let (schema, name) = queue.split_once('.').unwrap_or(("dbo", queue));

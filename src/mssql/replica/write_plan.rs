@@ -7,11 +7,12 @@ use ctsync_actors::model::{Backlog, ChangeBatch, Row, RowKey, SyncVersion, Table
 use tiberius::ColumnData;
 
 use super::bulk::{self, BULK_LOAD_REQUESTS};
-use super::conn::Lease;
 use super::json_rows::{rows_document, stable_json};
-use super::pool::execute;
-use super::replica_writes::name_param;
-use super::{sql, MssqlError};
+use super::version_record::name_param;
+use crate::mssql::conn::Lease;
+use crate::mssql::pool::execute;
+use crate::mssql::sql;
+use crate::mssql::MssqlError;
 
 /// How a table's rows are inserted, chosen once per schema (see
 /// `MssqlReplica::write_path`).

@@ -8,10 +8,12 @@ use ctsync_actors::model::{ColumnDef, Len, Row, SqlType, TableSchema, Value};
 use tiberius::numeric::Numeric;
 use tiberius::{ColumnData, SqlBulkCopyOption, SqlBulkCopyOptions, TokenRow};
 
-use super::conn::Lease;
-use super::convert::value_to_sql;
-use super::session::BulkLoad;
-use super::{sql, Context, MssqlError};
+use crate::mssql::conn::Lease;
+use crate::mssql::convert::value_to_sql;
+use crate::mssql::session::BulkLoad;
+use crate::mssql::sql;
+use crate::mssql::Context;
+use crate::mssql::MssqlError;
 
 /// Requests tiberius 0.13 sends for one bulk load (`Client::
 /// bulk_insert_with_options`): `SELECT TOP 0 <columns> FROM <table>` for

@@ -9,12 +9,12 @@ use ctsync_actors::ports::{LoadMode, LoadStart, PendingLoad, ReplicaRecord};
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
-use super::pool::{batch, execute, query_rows};
-use super::replica::{err, MssqlReplica};
-use super::replica_writes::{name_param, write_version};
-use super::sql::{self, CarriedIndex};
+use super::version_record::{name_param, write_version};
 use super::write_plan::load_page_plan;
-use super::MssqlError;
+use super::{err, MssqlReplica};
+use crate::mssql::pool::{batch, execute, query_rows};
+use crate::mssql::sql::{self, CarriedIndex};
+use crate::mssql::MssqlError;
 
 /// A swap that waited past its lock timeout, said as what it is and what
 /// happens next.

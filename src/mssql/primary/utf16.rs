@@ -6,9 +6,10 @@
 use ctsync_actors::model::{ColumnDef, RowKey, SqlType, TableSchema, Value};
 use tiberius::ColumnData;
 
-use super::convert::{decode_row, key_params};
-use super::pool::{query_rows, Pool};
-use super::{sql, MssqlError};
+use crate::mssql::convert::{decode_row, key_params};
+use crate::mssql::pool::{query_rows, Pool};
+use crate::mssql::sql;
+use crate::mssql::MssqlError;
 
 /// Rows read per page, and pages at most (the search gives up after that
 /// many rows rather than scan a huge table on every retry).
@@ -40,7 +41,9 @@ pub fn describe_key(names: &[String], key: &RowKey) -> String {
                 Value::I16(x) => x.to_string(),
                 Value::I32(x) => x.to_string(),
                 Value::I64(x) => x.to_string(),
-                Value::Decimal { value, scale } => super::convert::decimal_text(*value, *scale),
+                Value::Decimal { value, scale } => {
+                    crate::mssql::convert::decimal_text(*value, *scale)
+                }
                 other => format!("{other:?}"),
             };
             format!("{} = {v}", sql::quote(n))

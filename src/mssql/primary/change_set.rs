@@ -10,13 +10,13 @@ use ctsync_actors::ports::{ChangeSet, Opened};
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
-use super::catalog::big;
-use super::conn::Lease;
-use super::convert::{decode_row as decode, key_params};
-use super::pool::Pool;
-use super::pool::{batch, query_rows};
-use super::sql;
-use super::MssqlError;
+use crate::mssql::catalog::big;
+use crate::mssql::conn::Lease;
+use crate::mssql::convert::{decode_row as decode, key_params};
+use crate::mssql::pool::Pool;
+use crate::mssql::pool::{batch, query_rows};
+use crate::mssql::sql;
+use crate::mssql::MssqlError;
 
 /// Requests a change set costs the primary besides its pages: two to open
 /// it (the batch that creates the session's table, the RPC that fills it)

@@ -1,6 +1,12 @@
 //! The primary port on SQL Server: catalog reads, CT versions, keyset pages
-//! and change sets (`change_set.rs`). A change set is copied in a SNAPSHOT
-//! transaction when the database allows snapshot isolation (see the README).
+//! and change sets (`change_set`). A change set is copied in a SNAPSHOT
+//! transaction when the database allows snapshot isolation (see
+//! docs/consistency.md). Also the DDL queue (`ddl_queue`, Service Broker on
+//! the primary database) and the invalid-UTF-16 finder (`utf16`).
+
+pub(crate) mod change_set;
+pub(crate) mod ddl_queue;
+mod utf16;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,11 +19,12 @@ use ctsync_actors::ports::{ChangeSet, Primary, Scouted};
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
+use self::change_set::{ChangeSource, MssqlChangeSet};
 use super::catalog::{self, big, flag, int, text};
-use super::change_set::{ChangeSource, MssqlChangeSet};
 use super::convert::{decode_row as decode, key_params};
 use super::pool::{query_rows, query_rows_within, Pool, META_TIMEOUT};
-use super::{sql, MssqlError};
+use super::sql;
+use super::MssqlError;
 
 pub struct MssqlPrimary {
     pool: Pool,
@@ -435,7 +442,7 @@ impl MssqlPrimary {
         ) {
             return err(e);
         }
-        let place = match super::utf16::locate_invalid(&self.pool, schema).await {
+        let place = match utf16::locate_invalid(&self.pool, schema).await {
             Ok(Some(place)) => place,
             Ok(None) | Err(_) => {
                 "a text value (the row could not be located; a key column may hold it)".into()

@@ -4,9 +4,9 @@
 use ctsync_actors::model::{SyncVersion, TableId};
 use tiberius::ColumnData;
 
-use super::conn::Lease;
-use super::pool::execute;
-use super::MssqlError;
+use crate::mssql::conn::Lease;
+use crate::mssql::pool::execute;
+use crate::mssql::MssqlError;
 
 /// The replica's version record is keyed by the table's Redis name.
 pub(super) fn name_param(table: &TableId) -> ColumnData<'static> {
