@@ -10,7 +10,7 @@ use std::time::Duration;
 use ctsync_actors::sync::SyncConfig;
 use tiberius::EncryptionLevel;
 
-use crate::mssql::{Endpoint, TlsSettings};
+use crate::mssql::{ChangeIsolation, Endpoint, TlsSettings};
 
 /// One setting: environment variable, TOML key, default, meaning.
 pub struct Setting {
@@ -36,6 +36,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_DDL_QUEUE", file_key: "ddl_queue", default: Some("dbo.SyncDDLQueue"), help: "Service Broker queue of DDL events on the primary (`schema.name`); `off` disables the listener." },
     Setting { env: "CTSYNC_IDLE_ADVANCE_SECS", file_key: "idle_advance_secs", default: Some("60"), help: "Seconds between moves of an idle table's stored version while the primary is busy with other tables (all due tables move together, in one replica transaction per poll). Keep it far inside the CT retention." },
     Setting { env: "CTSYNC_CHANGE_COPY_TIMEOUT_SECS", file_key: "change_copy_timeout_secs", default: Some("600"), help: "Seconds a cycle's copy of its changed keys on the primary may take; past it the copy is abandoned (logged, counted, the table shows the error) and starts over next cycle. Raise it for a huge backlog, or force a full load." },
+    Setting { env: "CTSYNC_CHANGE_ISOLATION", file_key: "change_isolation", default: Some("snapshot"), help: "`snapshot`: each change set is copied in a SNAPSHOT transaction, Microsoft's documented pattern (a primary without ALLOW_SNAPSHOT_ISOLATION puts incremental syncs in error, naming the fix, until it is enabled); `read-committed`: copy without it, accepting that CT cleanup can remove changes under the copy of a table near its retention limit (docs/consistency.md)." },
     Setting { env: "CTSYNC_PRIMARY_CONNECTIONS", file_key: "primary_connections", default: Some("4"), help: "Connections to the primary shared by the tables (at least 2: change sets keep at most all but one)." },
     Setting { env: "CTSYNC_HTTP_ADDR", file_key: "http_addr", default: Some("0.0.0.0:8080"), help: "Address of the HTTP server (metrics, health, page)." },
     Setting { env: "CTSYNC_LOG", file_key: "log", default: Some("info"), help: "Log filter (tracing `EnvFilter` syntax, e.g. `info,ctsync=debug`)." },
@@ -72,6 +73,8 @@ pub struct Config {
     pub primary_connections: usize,
     /// How long a change set's copy may take (`CTSYNC_CHANGE_COPY_TIMEOUT_SECS`).
     pub change_copy_timeout: Duration,
+    /// Whether change sets must be copied under SNAPSHOT (`CTSYNC_CHANGE_ISOLATION`).
+    pub change_isolation: ChangeIsolation,
     /// `None` when the DDL listener is off.
     pub ddl_queue: Option<String>,
     pub http_addr: SocketAddr,
@@ -205,6 +208,17 @@ fn on_off(name: &'static str, raw: &str) -> Result<bool, ConfigError> {
         other => Err(ConfigError::Invalid {
             name,
             message: format!("{other:?}: expected on or off"),
+        }),
+    }
+}
+
+fn change_isolation(raw: &str) -> Result<ChangeIsolation, ConfigError> {
+    match raw.trim() {
+        "snapshot" => Ok(ChangeIsolation::Snapshot),
+        "read-committed" => Ok(ChangeIsolation::ReadCommitted),
+        other => Err(ConfigError::Invalid {
+            name: "CTSYNC_CHANGE_ISOLATION",
+            message: format!("{other:?}: expected snapshot or read-committed"),
         }),
     }
 }
@@ -407,6 +421,7 @@ impl Config {
                 "CTSYNC_CHANGE_COPY_TIMEOUT_SECS",
                 &get("CTSYNC_CHANGE_COPY_TIMEOUT_SECS")?,
             )? as u64),
+            change_isolation: change_isolation(&get("CTSYNC_CHANGE_ISOLATION")?)?,
             ddl_queue,
             http_addr,
             log: get("CTSYNC_LOG")?,
@@ -520,6 +535,7 @@ mod tests {
         assert!(!c.sync.auto_reload_stale);
         assert_eq!(c.sync.idle_advance, Duration::from_secs(60));
         assert_eq!(c.change_copy_timeout, Duration::from_secs(600));
+        assert_eq!(c.change_isolation, ChangeIsolation::Snapshot);
         assert_eq!(c.http_addr.port(), 8080);
         let shown = format!("{c:?}");
         assert!(
@@ -540,6 +556,7 @@ mod tests {
             ("CTSYNC_IDLE_ADVANCE_SECS", "0"),
             ("CTSYNC_PRIMARY_CONNECTIONS", "1"),
             ("CTSYNC_CHANGE_COPY_TIMEOUT_SECS", "0"),
+            ("CTSYNC_CHANGE_ISOLATION", "serializable"),
             ("CTSYNC_FULL_LOAD_PAGE_SIZE", "lots"),
             ("CTSYNC_AUTO_RELOAD_STALE", "maybe"),
             ("CTSYNC_ENCRYPT", "strictest"),

@@ -45,8 +45,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .with_command_timeout(config.change_copy_timeout),
             config.primary_connections,
         ))
-        .with_copy_timeout(config.change_copy_timeout),
+        .with_copy_timeout(config.change_copy_timeout)
+        .with_change_isolation(config.change_isolation),
     );
+    if config.change_isolation == crate::mssql::ChangeIsolation::ReadCommitted {
+        warn!("CTSYNC_CHANGE_ISOLATION=read-committed: change sets are copied without SNAPSHOT; CT cleanup can remove changes under the copy of a table lagging past its retention (docs/consistency.md)");
+    }
     // The SinkActor is the only writer; a second connection serves readiness probes.
     let replica = Arc::new(
         MssqlReplica::new(Pool::new(config.replica.clone(), 2)).with_bulk_load(config.bulk_load),

@@ -83,6 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &primary,
                 &replica,
                 config.ddl_queue.as_deref(),
+                config.change_isolation == ctsync::mssql::ChangeIsolation::Snapshot,
                 &lags,
                 &ctsync::mssql::sql::fix_sql,
             ))?;

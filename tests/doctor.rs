@@ -27,9 +27,16 @@ async fn a_clean_setup_passes() {
     let primary = MemoryPrimary::new();
     primary.create_table(table("dbo", "User", true), true);
     let replica = MemoryReplica::new();
-    let (findings, code) = check(&primary, &replica, QUEUE, &[], &ctsync::mssql::sql::fix_sql)
-        .await
-        .expect("doctor");
+    let (findings, code) = check(
+        &primary,
+        &replica,
+        QUEUE,
+        true,
+        &[],
+        &ctsync::mssql::sql::fix_sql,
+    )
+    .await
+    .expect("doctor");
     assert_eq!(code, 0);
     assert!(
         findings.iter().all(|f| f.severity == Severity::Info),
@@ -67,9 +74,16 @@ async fn every_problem_is_found_with_its_fix() {
         compatibility_level: Some(120),
         ..ReplicaFacts::default()
     });
-    let (findings, code) = check(&primary, &replica, QUEUE, &[], &ctsync::mssql::sql::fix_sql)
-        .await
-        .expect("doctor");
+    let (findings, code) = check(
+        &primary,
+        &replica,
+        QUEUE,
+        true,
+        &[],
+        &ctsync::mssql::sql::fix_sql,
+    )
+    .await
+    .expect("doctor");
     assert_eq!(code, 1, "blockers make doctor fail");
     let fix = |needle: &str| {
         findings
@@ -127,9 +141,16 @@ async fn every_problem_is_found_with_its_fix() {
         queue: None,
         ..PrimaryFacts::default()
     });
-    let (findings, code) = check(&primary, &replica, QUEUE, &[], &ctsync::mssql::sql::fix_sql)
-        .await
-        .expect("doctor");
+    let (findings, code) = check(
+        &primary,
+        &replica,
+        QUEUE,
+        true,
+        &[],
+        &ctsync::mssql::sql::fix_sql,
+    )
+    .await
+    .expect("doctor");
     assert_eq!(
         code, 1,
         "the replica's missing permission is still a blocker"
@@ -148,9 +169,16 @@ async fn every_problem_is_found_with_its_fix() {
         notification: false,
         ..PrimaryFacts::default()
     });
-    let (findings, _) = check(&primary, &replica, QUEUE, &[], &ctsync::mssql::sql::fix_sql)
-        .await
-        .expect("doctor");
+    let (findings, _) = check(
+        &primary,
+        &replica,
+        QUEUE,
+        true,
+        &[],
+        &ctsync::mssql::sql::fix_sql,
+    )
+    .await
+    .expect("doctor");
     assert!(findings
         .iter()
         .any(|f| f.message.contains("no event notification")));
@@ -169,6 +197,7 @@ async fn a_table_lagging_towards_the_retention_period_is_reported() {
         &primary,
         &replica,
         QUEUE,
+        true,
         &lags,
         &ctsync::mssql::sql::fix_sql,
     )
@@ -188,4 +217,40 @@ async fn a_table_lagging_towards_the_retention_period_is_reported() {
         .as_deref()
         .unwrap_or_default()
         .contains("CHANGE_RETENTION = 4 DAYS"));
+}
+
+/// With `CTSYNC_CHANGE_ISOLATION=snapshot` (the default) a primary without
+/// snapshot isolation cannot sync incrementally: a blocker. With
+/// `read-committed` the operator accepted the exposure: a warning.
+#[actix_rt::test]
+async fn snapshot_isolation_off_blocks_unless_read_committed_was_chosen() {
+    let primary = MemoryPrimary::new();
+    primary.set_doctor_facts(PrimaryFacts {
+        snapshot_isolation: false,
+        ..PrimaryFacts::default()
+    });
+    let replica = MemoryReplica::new();
+    for (required, severity, code) in [(true, Severity::Blocker, 1), (false, Severity::Warning, 0)]
+    {
+        let (findings, exit) = check(
+            &primary,
+            &replica,
+            QUEUE,
+            required,
+            &[],
+            &ctsync::mssql::sql::fix_sql,
+        )
+        .await
+        .expect("doctor");
+        let finding = findings
+            .iter()
+            .find(|f| f.message.contains("snapshot isolation is off"))
+            .expect("the snapshot finding");
+        assert_eq!(finding.severity, severity, "{finding:?}");
+        assert!(
+            finding.message.contains("CTSYNC_CHANGE_ISOLATION"),
+            "{finding:?}"
+        );
+        assert_eq!(exit, code, "{findings:?}");
+    }
 }

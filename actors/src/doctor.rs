@@ -172,13 +172,15 @@ fn major(version: &str) -> u32 {
 }
 
 /// The findings for these facts, blockers first. `queue` is the DDL queue
-/// ctsync listens on (`None`: the listener is off); `lags` are the tables'
-/// current lags in seconds (from the daemon, when it answers), compared
-/// with the CT retention period.
+/// ctsync listens on (`None`: the listener is off); `snapshot_required`:
+/// change sets must be copied under SNAPSHOT (`CTSYNC_CHANGE_ISOLATION`,
+/// the default); `lags` are the tables' current lags in seconds (from the
+/// daemon, when it answers), compared with the CT retention period.
 pub fn diagnose(
     p: &PrimaryFacts,
     r: &ReplicaFacts,
     queue: Option<&str>,
+    snapshot_required: bool,
     lags: &[(String, f64)],
     fix_text: FixText<'_>,
 ) -> Vec<Finding> {
@@ -241,11 +243,18 @@ pub fn diagnose(
             }
         }
     }
-    if !p.snapshot_isolation {
+    if !p.snapshot_isolation && snapshot_required {
+        add(
+            Severity::Blocker,
+            "primary",
+            "snapshot isolation is off: no table can sync incrementally, because change sets are copied in SNAPSHOT transactions (CTSYNC_CHANGE_ISOLATION=snapshot); allow it, or set CTSYNC_CHANGE_ISOLATION=read-committed to accept the exposure docs/consistency.md describes".into(),
+            Some(Fix::AllowSnapshot { database: db.clone() }),
+        );
+    } else if !p.snapshot_isolation {
         add(
             Severity::Warning,
             "primary",
-            "snapshot isolation is off: change sets are copied under READ COMMITTED (changes may be applied twice, and CT cleanup running during the copy of a table near its retention limit may go unnoticed)".into(),
+            "snapshot isolation is off: change sets are copied under READ COMMITTED (CTSYNC_CHANGE_ISOLATION=read-committed; changes may be applied twice, and CT cleanup running during the copy of a table near its retention limit may go unnoticed)".into(),
             Some(Fix::AllowSnapshot { database: db.clone() }),
         );
     }
@@ -385,12 +394,13 @@ pub async fn check(
     primary: &dyn PrimaryPreflight,
     replica: &dyn ReplicaPreflight,
     queue: Option<&str>,
+    snapshot_required: bool,
     lags: &[(String, f64)],
     fix_text: FixText<'_>,
 ) -> Result<(Vec<Finding>, i32)> {
     let p = primary.preflight(queue).await?;
     let r = replica.preflight().await?;
-    let findings = diagnose(&p, &r, queue, lags, fix_text);
+    let findings = diagnose(&p, &r, queue, snapshot_required, lags, fix_text);
     let code = i32::from(findings.iter().any(|f| f.severity == Severity::Blocker));
     Ok((findings, code))
 }
@@ -435,6 +445,7 @@ mod tests {
             &PrimaryFacts::default(),
             &ReplicaFacts::default(),
             Some("dbo.SyncDDLQueue"),
+            true,
             &[("User".into(), 60.0)],
             &|f| format!("{f:?}"),
         );

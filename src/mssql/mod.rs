@@ -28,7 +28,7 @@ pub use primary::change_set::{
     CLOSE_REQUESTS as CHANGE_SET_CLOSE_REQUESTS, OPEN_REQUESTS as CHANGE_SET_OPEN_REQUESTS,
 };
 pub use primary::ddl_queue::MssqlDdlQueue;
-pub use primary::MssqlPrimary;
+pub use primary::{ChangeIsolation, MssqlPrimary};
 pub use replica::MssqlReplica;
 
 /// Errors of the SQL Server adapter; the message names what was being done.

@@ -18,8 +18,8 @@ use tiberius::{
 };
 use tiberius::{SqlBulkCopyOption, SqlBulkCopyOptions};
 
-use super::session::{BulkLoad, Call, Connector, Session, SqlResult};
 use super::replica::write_plan::declared_type;
+use super::session::{BulkLoad, Call, Connector, Session, SqlResult};
 use super::MssqlError;
 
 /// One request as the server received it.

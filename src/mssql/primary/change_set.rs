@@ -29,6 +29,23 @@ fn err(e: MssqlError) -> Error {
     Error::Primary(e.to_string())
 }
 
+/// Msg 3952: a SNAPSHOT transaction in a database that does not allow
+/// snapshot isolation (switched off since the last identity read).
+const SNAPSHOT_NOT_ALLOWED: u32 = 3952;
+
+/// The copy's error; the server's refusal of SNAPSHOT says what to do.
+fn refused_snapshot(e: MssqlError) -> Error {
+    match &e {
+        MssqlError::Sql {
+            source: tiberius::error::Error::Server(token),
+            ..
+        } if token.code() == SNAPSHOT_NOT_ALLOWED => {
+            Error::Primary(super::SNAPSHOT_REQUIRED.into())
+        }
+        _ => err(e),
+    }
+}
+
 /// What a change set needs of the primary adapter that opens it (so this
 /// module does not depend on the adapter, which depends on it).
 #[async_trait]
@@ -107,7 +124,7 @@ impl<'a> MssqlChangeSet<'a> {
             format!("copying the changes of {} since version {since}", schema.id)
         });
         let rows = match tokio::time::timeout(primary.copy_timeout(), copy).await {
-            Ok(rows) => rows.map_err(err)?,
+            Ok(rows) => rows.map_err(refused_snapshot)?,
             Err(_) => {
                 // The server abandons the copy (and rolls it back) when the
                 // connection closes.

@@ -8,7 +8,7 @@ pub(crate) mod change_set;
 pub(crate) mod ddl_queue;
 mod utf16;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use async_trait::async_trait;
 use ctsync_actors::model::{
@@ -28,9 +28,12 @@ use super::MssqlError;
 
 pub struct MssqlPrimary {
     pool: Pool,
-    /// ALLOW_SNAPSHOT_ISOLATION is on; refreshed by every `identity()` read
-    /// (once per discovery), which reads the same sys.databases row.
-    snapshot: AtomicBool,
+    /// Whether ALLOW_SNAPSHOT_ISOLATION is on (`SNAPSHOT_*`); refreshed by
+    /// every `identity()` read (once per discovery), which reads the same
+    /// sys.databases row.
+    snapshot: AtomicU8,
+    /// How change sets are copied (`CTSYNC_CHANGE_ISOLATION`).
+    isolation: ChangeIsolation,
     /// Each table's columns stamp from its last catalog read: a change read
     /// checks it in the same request (`sql::columns_unchanged`).
     stamps: std::sync::Mutex<std::collections::HashMap<TableId, i32>>,
@@ -45,6 +48,32 @@ pub struct MssqlPrimary {
     pub(super) copy_timeout: std::time::Duration,
 }
 
+/// How a change set's keys are copied on the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeIsolation {
+    /// In a SNAPSHOT transaction (the default): CT cleanup cannot remove
+    /// changes under the copy, and the min valid version read inside it
+    /// holds for it (Microsoft's "Work with change tracking" pattern).
+    Snapshot,
+    /// Under READ COMMITTED, when the database cannot allow snapshot
+    /// isolation: a cleanup run can delete changes of a table near its
+    /// retention limit before the min valid version shows it, unseen.
+    ReadCommitted,
+}
+
+const SNAPSHOT_UNKNOWN: u8 = 0;
+const SNAPSHOT_OFF: u8 = 1;
+const SNAPSHOT_ON: u8 = 2;
+
+/// Why no change set is copied while snapshot isolation is off.
+pub(crate) const SNAPSHOT_REQUIRED: &str =
+    "snapshot isolation is off on the primary database, and ctsync copies change sets in a \
+     SNAPSHOT transaction so that change tracking cleanup cannot remove changes under the copy: \
+     run ALTER DATABASE <db> SET ALLOW_SNAPSHOT_ISOLATION ON (`ctsync doctor` prints it for the \
+     database), and the tables continue at their next cycle; or set \
+     CTSYNC_CHANGE_ISOLATION=read-committed to copy without it, accepting the exposure \
+     docs/consistency.md describes";
+
 fn err(e: MssqlError) -> Error {
     Error::Primary(e.to_string())
 }
@@ -54,7 +83,8 @@ impl MssqlPrimary {
         Self {
             change_sessions: tokio::sync::Semaphore::new(pool.size().saturating_sub(1).max(1)),
             pool,
-            snapshot: AtomicBool::new(false),
+            snapshot: AtomicU8::new(SNAPSHOT_UNKNOWN),
+            isolation: ChangeIsolation::Snapshot,
             stamps: Default::default(),
             scout_failed: Default::default(),
             copy_timeout: super::conn::COMMAND_TIMEOUT,
@@ -67,6 +97,28 @@ impl MssqlPrimary {
     pub fn with_copy_timeout(mut self, limit: std::time::Duration) -> Self {
         self.copy_timeout = limit;
         self
+    }
+
+    /// How change sets are copied; `Snapshot` unless the operator accepted
+    /// the READ COMMITTED copy's exposure.
+    pub fn with_change_isolation(mut self, isolation: ChangeIsolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// Whether a change set may be copied, and how: under SNAPSHOT unless
+    /// the operator chose READ COMMITTED; refused, naming the fix, when the
+    /// last identity read found snapshot isolation off. Until one was read
+    /// the copy asks for SNAPSHOT, which the server refuses (Msg 3952) when
+    /// the database does not allow it.
+    fn copy_isolation(&self) -> Result<bool> {
+        match self.isolation {
+            ChangeIsolation::ReadCommitted => Ok(false),
+            ChangeIsolation::Snapshot if self.snapshot.load(Ordering::Relaxed) == SNAPSHOT_OFF => {
+                Err(Error::Primary(SNAPSHOT_REQUIRED.into()))
+            }
+            ChangeIsolation::Snapshot => Ok(true),
+        }
     }
 
     /// `SELECT 1` (readiness).
@@ -131,7 +183,12 @@ impl Primary for MssqlPrimary {
         })?;
         let broker_guid = text(row, "broker_guid").map_err(err)?.unwrap_or_default();
         let create_date = text(row, "create_date").map_err(err)?.unwrap_or_default();
-        let snapshot = int(row, "snapshot_state").map_err(err)? == Some(1);
+        // sys.databases.snapshot_isolation_state: 1 = ON; 0 = OFF, 2 and 3
+        // = in transition (a SNAPSHOT transaction cannot start).
+        let snapshot = match int(row, "snapshot_state").map_err(err)? {
+            Some(1) => SNAPSHOT_ON,
+            _ => SNAPSHOT_OFF,
+        };
         self.snapshot.store(snapshot, Ordering::Relaxed);
         Ok(PrimaryIdentity {
             broker_guid,
@@ -333,7 +390,7 @@ impl Primary for MssqlPrimary {
         since: SyncVersion,
         after: Option<&RowKey>,
     ) -> Result<Box<dyn ChangeSet + 'a>> {
-        let snapshot = self.snapshot.load(Ordering::Relaxed);
+        let snapshot = self.copy_isolation()?;
         Ok(Box::new(
             MssqlChangeSet::open(self, schema, since, after, snapshot).await?,
         ))
