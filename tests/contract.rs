@@ -39,7 +39,7 @@ pub const REAL_SERVER_ONLY: &[(&str, &str)] = &[
     ),
     (
         "every_type_round_trips_through_each_write_path",
-        "INSERT BULK as tiberius declares it (nvarchar(n <= 2000) as nvarchar(2n)), CONVERT(xml, …, 1) keeping white space, datetimeoffset offsets, time(0..7), nchar padding, decimals in every storage bucket",
+        "INSERT BULK as tiberius declares it (nvarchar(n <= 2000) as nvarchar(2n)), CONVERT(xml, …, 1) keeping white space, datetimeoffset offsets, time(0..7), nchar padding, decimals in every storage bucket, each value's own length next to every bound (76 rows for it)",
     ),
     (
         "a_bulk_eligible_table_round_trips_by_bulk_copy",
@@ -620,6 +620,50 @@ fn bulk_types_row(id: i32) -> Row {
     ]
 }
 
+/// Rows (ids from `first`) whose decimal columns take, for every digit
+/// count d a column can hold, the unscaled values 10^(d-1) and 10^d - 1,
+/// both signs, the other columns NULL (`Minute` excepted: NOT NULL).
+/// tiberius sends each value in a bulk row with the length of its own
+/// digits (5, 9, 13 or 17 bytes, `Numeric::len`), shorter than the
+/// column's when the value is small; MS-TDS allows that ("The actual size
+/// of this integer could be less than the maximum size, depending on the
+/// value"). These rows put every length next to each bound, in every
+/// column size, so a server that read the length from the column instead
+/// would store other values.
+fn decimal_bucket_rows(schema: &TableSchema, first: i32) -> Vec<Row> {
+    let decimals: Vec<(usize, u8, u8)> = schema
+        .columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match c.ty {
+            SqlType::Decimal { precision, scale } => Some((i, precision, scale)),
+            _ => None,
+        })
+        .collect();
+    let widest = decimals.iter().map(|d| d.1).max().unwrap_or(0);
+    let mut rows = Vec::new();
+    for digits in 1..=u32::from(widest) {
+        for (n, sign) in [(10i128.pow(digits - 1), 1), (10i128.pow(digits) - 1, -1)] {
+            let mut row = null_row(schema, first + rows.len() as i32);
+            let last = row.len() - 1;
+            row[last] = Value::SmallDateTime {
+                days: 2,
+                minutes: 0,
+            };
+            for &(i, precision, scale) in &decimals {
+                if digits <= u32::from(precision) {
+                    row[i] = Value::Decimal {
+                        value: sign * n,
+                        scale,
+                    };
+                }
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
 #[tokio::test]
 async fn a_bulk_eligible_table_round_trips_by_bulk_copy() {
     let _serial = support::contract::serial().await;
@@ -636,10 +680,13 @@ async fn a_bulk_eligible_table_round_trips_by_bulk_copy() {
             days: 1,
             minutes: 0,
         };
-        w.insert(&t, &[bulk_types_row(1), nulls]).await;
+        let mut rows = vec![bulk_types_row(1), nulls];
+        rows.extend(decimal_bucket_rows(&t, 3));
+        let n = rows.len();
+        w.insert(&t, &rows).await;
         let claim = claimed(&*w, &t.id, "contract").await;
         full_load(&*w, &t, &claim).await;
-        same_rows(&*w, &t, 2).await;
+        same_rows(&*w, &t, n).await;
     }
 }
 
