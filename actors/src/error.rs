@@ -1,6 +1,8 @@
 //! The one error type of the pipeline core. Adapters map their own errors
-//! into `Primary`/`Replica`/`State` with context; the table-level variants
-//! carry the table and what an operator should do.
+//! into `Primary`/`Replica`/`State` (worth asking again) or `Refused` (the
+//! same answer until someone changes something) with context; the
+//! table-level variants carry the table and what an operator should do.
+//! `Error::kind` is how the actors decide what to do next, never the text.
 
 use crate::model::TableId;
 
@@ -53,6 +55,65 @@ pub enum Error {
     ColumnsChanged(TableId),
     #[error("sink actor unavailable: {0}")]
     Sink(String),
+    /// An adapter's answer that asking again cannot change until an
+    /// operator or a DBA changes something (a setting, a permission, the
+    /// database); the message says what.
+    #[error("{side}: {message}")]
+    Refused { side: Side, message: String },
+}
+
+/// Which port an adapter error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Primary,
+    Replica,
+    State,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Primary => "primary",
+            Side::Replica => "replica",
+            Side::State => "state store",
+        })
+    }
+}
+
+/// What an error means for the work that met it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Asking again may succeed (a connection lost, a timeout, a lock wait,
+    /// the sink restarting, columns that changed under a read): the table's
+    /// actor restarts with exponential backoff.
+    Transient,
+    /// Asking again gets the same answer until someone acts on the reason
+    /// (an unsupported column, no key, a bad operator value, a refused
+    /// setting): the table is held in `error` with the reason, said once,
+    /// and looked at again only every `restart_backoff_max` or when one of
+    /// its keys changes — no restart storm, no error line per poll.
+    Definite,
+    /// The writer no longer owns the table (see `crate::fence`).
+    Fenced,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Primary(_)
+            | Error::Replica(_)
+            | Error::State(_)
+            | Error::Sink(_)
+            | Error::ColumnsChanged(_) => ErrorKind::Transient,
+            Error::UnsupportedType { .. }
+            | Error::MinValidVersionNull(_)
+            | Error::NoKey(_)
+            | Error::NotTracked(_)
+            | Error::BadValue { .. }
+            | Error::Refused { .. } => ErrorKind::Definite,
+            Error::Fenced { .. } => ErrorKind::Fenced,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

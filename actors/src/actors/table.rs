@@ -1,7 +1,10 @@
 //! TableActor: runs one table's cycle every poll. A cycle runs atomically
-//! (`ctx.wait`), so a shutdown request waits for the batch in flight. On an
-//! error the actor records it and stops; actix supervision restarts it after
-//! an exponential backoff, counted in `ctsync_actor_restarts_total`. Before
+//! (`ctx.wait`), so a shutdown request waits for the batch in flight. On a
+//! transient error the actor records it and stops; actix supervision
+//! restarts it after an exponential backoff, counted in
+//! `ctsync_actor_restarts_total`. A definite error (`ErrorKind::Definite`)
+//! holds the table in `error` with the reason instead, looked at again every
+//! `restart_backoff_max` or when one of its keys changes. Before
 //! its first write it claims the table on the replica under the grant the
 //! supervisor gave it and records the claim in the table's lease; every
 //! write carries that claim, and once the supervisor retires the actor (or
@@ -12,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use crate::ddl::SchemaChange;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::fence::Claim;
 use crate::keys;
 use crate::model::TableId;
@@ -75,6 +78,32 @@ impl TableActor {
         };
         board.update(&self.key, |s| s.lag_seconds = seconds);
         telemetry::lag(&self.key, seconds, self.pipeline.facts().retention);
+    }
+
+    /// Holds the table in `error` with `e` as its reason (said once per
+    /// reason) and looks again after `restart_backoff_max`: asking sooner
+    /// would get the same answer. The actor keeps running and its claim.
+    fn hold(&mut self, e: Error, ctx: &mut Context<Self>) {
+        self.failures = 0;
+        let message = e.to_string();
+        let board = &self.pipeline.board;
+        let known = board.get(&self.key).and_then(|s| s.reason);
+        let again = self.pipeline.config.restart_backoff_max;
+        if known.as_deref() != Some(message.as_str()) {
+            warn!(table = %self.table, reason = %message, again = ?again, "table is held in error until its reason is acted on; looked at again after the delay or when one of its keys changes");
+            telemetry::error("table");
+        }
+        telemetry::table_state(&self.key, TableState::Error.as_str());
+        board.update(&self.key, |s| {
+            if s.state == TableState::FullLoad {
+                s.progress = None;
+            }
+            s.state = TableState::Error;
+            s.reason = Some(message.clone());
+            s.last_error = Some(message);
+        });
+        self.report_lag();
+        self.schedule(again, ctx);
     }
 
     fn backoff(&self) -> Duration {
@@ -144,6 +173,7 @@ impl TableActor {
                 act.retired = true;
                 ctx.stop();
             }
+            Err(e) if e.kind() == ErrorKind::Definite => act.hold(e, ctx),
             Err(e) => {
                 act.failures += 1;
                 let message = e.to_string();

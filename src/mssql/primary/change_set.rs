@@ -39,9 +39,7 @@ fn refused_snapshot(e: MssqlError) -> Error {
         MssqlError::Sql {
             source: tiberius::error::Error::Server(token),
             ..
-        } if token.code() == SNAPSHOT_NOT_ALLOWED => {
-            Error::Primary(super::SNAPSHOT_REQUIRED.into())
-        }
+        } if token.code() == SNAPSHOT_NOT_ALLOWED => super::snapshot_required(),
         _ => err(e),
     }
 }

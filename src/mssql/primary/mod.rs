@@ -66,13 +66,22 @@ const SNAPSHOT_OFF: u8 = 1;
 const SNAPSHOT_ON: u8 = 2;
 
 /// Why no change set is copied while snapshot isolation is off.
-pub(crate) const SNAPSHOT_REQUIRED: &str =
+const SNAPSHOT_REQUIRED: &str =
     "snapshot isolation is off on the primary database, and ctsync copies change sets in a \
      SNAPSHOT transaction so that change tracking cleanup cannot remove changes under the copy: \
      run ALTER DATABASE <db> SET ALLOW_SNAPSHOT_ISOLATION ON (`ctsync doctor` prints it for the \
      database), and the tables continue at their next cycle; or set \
      CTSYNC_CHANGE_ISOLATION=read-committed to copy without it, accepting the exposure \
      docs/consistency.md describes";
+
+/// The refusal to copy without SNAPSHOT: definite until the database
+/// allows it (or the operator accepts READ COMMITTED).
+pub(crate) fn snapshot_required() -> Error {
+    Error::Refused {
+        side: ctsync_actors::error::Side::Primary,
+        message: SNAPSHOT_REQUIRED.into(),
+    }
+}
 
 fn err(e: MssqlError) -> Error {
     Error::Primary(e.to_string())
@@ -115,7 +124,7 @@ impl MssqlPrimary {
         match self.isolation {
             ChangeIsolation::ReadCommitted => Ok(false),
             ChangeIsolation::Snapshot if self.snapshot.load(Ordering::Relaxed) == SNAPSHOT_OFF => {
-                Err(Error::Primary(SNAPSHOT_REQUIRED.into()))
+                Err(snapshot_required())
             }
             ChangeIsolation::Snapshot => Ok(true),
         }
