@@ -22,15 +22,17 @@ use tokio::time::Instant;
 
 use super::ownership::{preferred_owner, write_deadline, SingletonLease};
 use super::table::{Retire, TableActor, Wake};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::keys;
 use crate::model::TableId;
-use crate::ports::{LeaseGrant, Marker};
-use crate::sync::{now_millis, scout, Pipeline, PrimaryFacts};
+use crate::ports::LeaseGrant;
+use crate::sync::{now_millis, Pipeline};
 use crate::telemetry;
 
+mod discovery;
 mod rename;
 
+use discovery::{Discovered, Round};
 pub use rename::{RouteSchemaChange, Routed};
 
 pub struct SupervisorActor {
@@ -58,24 +60,6 @@ pub struct SupervisorActor {
     instances: Vec<String>,
 }
 
-/// What one discovery found.
-struct Discovered {
-    /// `None`: the primary could not be listed (`failure` says why); the
-    /// running tables' leases were renewed all the same.
-    tables: Option<Vec<TableId>>,
-    failure: Option<String>,
-    /// The state store lost its data since this process last looked (or
-    /// before it started, when the replica holds ctsync's records).
-    redis_lost: bool,
-    instances: Vec<String>,
-    /// The table leases asked for, and what each came to.
-    grants: Vec<(TableId, LeaseGrant)>,
-    /// The singletons' leases, in `singletons` order.
-    singleton_grants: Vec<LeaseGrant>,
-    /// When the leases were asked for (their TTL started after this).
-    asked: Instant,
-}
-
 impl SupervisorActor {
     pub fn new(pipeline: Arc<Pipeline>, singletons: Vec<(&'static str, SingletonLease)>) -> Self {
         Self {
@@ -101,113 +85,53 @@ impl SupervisorActor {
         if self.shutting_down {
             return;
         }
-        let pipeline = self.pipeline.clone();
-        let marker_seen = self.marker_seen;
-        let known = self.tracked.clone();
-        let running: Vec<TableId> = self.tables.keys().cloned().collect();
-        let singleton_names: Vec<String> = self
-            .singletons
-            .iter()
-            .map(|(name, _)| keys::singleton_lease(name))
-            .collect();
-        // Published with the leases (one round trip): the statuses as of
-        // this poll's start.
+        ctx.wait(self.round().run().into_actor(self).map(
+            |result: Result<Discovered>, act, ctx| match result {
+                Ok(found) => act.discovered(found, ctx),
+                Err(e) => act.discovery_failed(e.to_string()),
+            },
+        ));
+    }
+
+    /// What a discovery round starts from: this actor's state now.
+    fn round(&self) -> Round {
+        // Published with the leases: the statuses as of this poll's start.
         let statuses = serde_json::to_string(&self.pipeline.board.snapshot()).unwrap_or_else(|e| {
             debug!(error = %e, "could not encode the table statuses");
             "{}".into()
         });
-        let work = async move {
-            // The leases are renewed even when the primary cannot be listed:
-            // a primary outage must not move every table between instances.
-            let listed = list_tables(&pipeline).await;
-            if listed.is_ok() {
-                // One batched look at which running tables have changes.
-                scout::run(&pipeline, &running).await;
-            }
-            let me = pipeline.config.instance_id.as_str();
-            let ttl = pipeline.config.lease_ttl;
-            // Only tables not seen before get their flags created (SET NX).
-            let new: Option<Vec<TableId>> = listed.as_ref().ok().map(|tables| {
-                tables
-                    .iter()
-                    .filter(|t| known.as_ref().is_none_or(|k| !k.contains(*t)))
-                    .cloned()
-                    .collect()
-            });
-            let (marker, instances) = pipeline
-                .state
-                .discovery_start(new.as_deref(), me, ttl)
-                .await?;
-            let (tables, redis_lost, failure) = match (listed, marker) {
-                (Ok(tables), Some(marker)) => {
-                    let redis_lost =
-                        after_marker(&pipeline, &tables, new.as_deref(), marker, marker_seen)
-                            .await?;
-                    (Some(tables), redis_lost, None)
-                }
-                (Ok(_), None) => (None, false, None),
-                (Err(e), _) => (None, false, Some(e.to_string())),
-            };
-            // The tables this instance should run, and those it runs now
-            // (renewed until handed over or gone).
-            let mut ask: Vec<TableId> = tables
+        Round {
+            pipeline: self.pipeline.clone(),
+            marker_seen: self.marker_seen,
+            known: self.tracked.clone(),
+            running: self.tables.keys().cloned().collect(),
+            singleton_leases: self
+                .singletons
                 .iter()
-                .flatten()
-                .filter(|t| preferred_owner(t, &instances) == Some(me))
-                .cloned()
-                .collect();
-            for t in running {
-                let tracked = tables.as_ref().is_none_or(|all| all.contains(&t));
-                if tracked && !ask.contains(&t) {
-                    ask.push(t);
+                .map(|(name, _)| keys::singleton_lease(name))
+                .collect(),
+            statuses,
+        }
+    }
+
+    /// Applies what a completed round found.
+    fn discovered(&mut self, found: Discovered, ctx: &mut Context<Self>) {
+        match (&found.failure, &found.tables) {
+            (Some(message), _) => self.discovery_failed(message.clone()),
+            (None, Some(tables)) => {
+                self.marker_seen = true;
+                if found.redis_lost {
+                    self.redis_lost();
+                }
+                telemetry::discovery(true, tables.len());
+                self.pipeline.board.set_discovery_error(None);
+                if self.discovery_error.take().is_some() {
+                    info!("table discovery works again");
                 }
             }
-            let mut names: Vec<String> = ask.iter().map(keys::table_lease).collect();
-            names.extend(singleton_names);
-            let asked = Instant::now();
-            // Idle tables' due version advances go with it.
-            let state = pipeline.state.clone();
-            let mut grants = scout::advance(&pipeline, |advances| async move {
-                state
-                    .discovery_finish(&names, me, ttl, &statuses, &advances)
-                    .await
-            })
-            .await?;
-            let singleton_grants = grants.split_off(ask.len().min(grants.len()));
-            Ok::<_, Error>(Discovered {
-                tables,
-                failure,
-                redis_lost,
-                instances,
-                grants: ask.into_iter().zip(grants).collect(),
-                singleton_grants,
-                asked,
-            })
-        };
-        ctx.wait(
-            work.into_actor(self)
-                .map(|result: Result<Discovered>, act, ctx| match result {
-                    Ok(found) => {
-                        match (&found.failure, &found.tables) {
-                            (Some(message), _) => act.discovery_failed(message.clone()),
-                            (None, Some(tables)) => {
-                                act.marker_seen = true;
-                                if found.redis_lost {
-                                    act.redis_lost();
-                                }
-                                telemetry::discovery(true, tables.len());
-                                act.pipeline.board.set_discovery_error(None);
-                                if act.discovery_error.take().is_some() {
-                                    info!("table discovery works again");
-                                }
-                            }
-                            (None, None) => {}
-                        }
-                        act.reconcile(found, ctx)
-                    }
-                    Err(e) => act.discovery_failed(e.to_string()),
-                }),
-        );
+            (None, None) => {}
+        }
+        self.reconcile(found, ctx)
     }
 
     fn discovery_failed(&mut self, message: String) {
@@ -222,51 +146,6 @@ impl SupervisorActor {
             .set_discovery_error(Some(message.clone()));
         self.discovery_error = Some(message);
     }
-}
-
-/// Lists the tracked tables and reads the primary's facts.
-async fn list_tables(pipeline: &Pipeline) -> Result<Vec<TableId>> {
-    let tables = pipeline.primary.tracked_tables().await?;
-    let identity = pipeline.primary.identity().await?;
-    let retention = match pipeline.primary.change_retention().await {
-        Ok(retention) => {
-            telemetry::retention(retention);
-            retention
-        }
-        Err(e) => {
-            warn!(error = %e, "could not read the change tracking retention period");
-            pipeline.facts().retention
-        }
-    };
-    pipeline.set_facts(PrimaryFacts {
-        identity: Some(identity),
-        retention,
-    });
-    Ok(tables)
-}
-
-/// What the marker says once the new tables' flags were created with it:
-/// whether Redis lost its data. A marker just created means every flag
-/// may be gone, so all tables' flags are created again (all or none: a
-/// table whose flags could not be written is not "gone", so a failure
-/// here ends the discovery); the published keys are written at start and
-/// again then.
-async fn after_marker(
-    pipeline: &Pipeline,
-    tables: &[TableId],
-    new: Option<&[TableId]>,
-    marker: Marker,
-    marker_seen: bool,
-) -> Result<bool> {
-    if marker == Marker::Created && new.is_none_or(|n| n.len() < tables.len()) {
-        pipeline.state.ensure_flags(tables).await?;
-    }
-    let redis_lost =
-        marker == Marker::Created && (marker_seen || replica_has_records(pipeline, tables).await?);
-    if !marker_seen || marker == Marker::Created {
-        pipeline.state.publish(&pipeline.config.published).await?;
-    }
-    Ok(redis_lost)
 }
 
 impl SupervisorActor {
@@ -425,18 +304,6 @@ impl SupervisorActor {
             telemetry::forget_table(&table.key_name());
         }
     }
-}
-
-/// Whether the replica holds ctsync's record of any of `tables` (ctsync ran
-/// against it before, so an empty Redis lost its data).
-async fn replica_has_records(pipeline: &Pipeline, tables: &[TableId]) -> Result<bool> {
-    for table in tables {
-        let record = pipeline.sink.record(table.clone()).await?;
-        if record.version.is_some() || record.load.is_some() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 impl Actor for SupervisorActor {
