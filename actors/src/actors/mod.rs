@@ -164,9 +164,7 @@ pub fn start(ports: Ports, config: SyncConfig) -> Running {
         cycles: Default::default(),
         stopping: Default::default(),
         schemas: Default::default(),
-        advanced: Default::default(),
-        scouts: Default::default(),
-        advances: Default::default(),
+        idle: Default::default(),
     });
     let cycles = pipeline.cycles.clone();
     // Module sync and the DDL queue's receive run on one instance at a

@@ -193,7 +193,7 @@ pub(super) async fn claim_table(
     // A new claim reads both catalogs and the replica's record afresh:
     // another owner may have changed them while this one did not hold it.
     pipeline.schemas.forget(table);
-    pipeline.scouts.forget(table);
+    pipeline.idle.forget_version(table);
     debug!(table = %table, token = claim.token, "claimed the table");
     Ok(claim)
 }

@@ -243,7 +243,7 @@ pub async fn run_cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<O
     };
     if result.is_err() {
         p.schemas.forget(table);
-        p.scouts.forget(table);
+        p.idle.forget_version(table);
     }
     result
 }
@@ -341,10 +341,9 @@ async fn scouted_idle(
     if keys.flags.force_full_load {
         return Ok(None);
     }
-    let Some(schema) = p.schemas.idle_turn(table, p.config.idle_catalog_refresh) else {
-        return Ok(None);
-    };
-    let Some(current) = p.scouts.idle(table, version) else {
+    let refresh = p.config.idle_catalog_refresh;
+    let Some((schema, current)) = p.idle.skip_change_read(&p.schemas, table, version, refresh)
+    else {
         return Ok(None);
     };
     if keys.identity.as_ref() != Some(&p.identity().await?) {

@@ -5,12 +5,12 @@
 mod board;
 mod cycle;
 mod full_load;
+pub mod idle;
 mod incremental;
 pub mod reconcile;
 mod retention;
 mod schema_cache;
 mod schema_change;
-pub mod scout;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,12 +53,9 @@ pub struct Pipeline {
     pub stopping: std::sync::atomic::AtomicBool,
     /// Each table's columns between catalog reads.
     pub schemas: SchemaCache,
-    /// The per-poll scout's findings (see [`scout`]).
-    pub scouts: scout::Scouts,
-    /// Idle tables' version advances waiting for the next poll.
-    pub advances: scout::Advances,
-    /// When each table's stored version last moved (see `idle_advance`).
-    pub advanced: Mutex<std::collections::HashMap<crate::model::TableId, tokio::time::Instant>>,
+    /// Tables with nothing to apply: the scout's findings and the moves of
+    /// their stored versions (see [`idle`]).
+    pub idle: idle::IdleTables,
 }
 
 impl Pipeline {

@@ -21,7 +21,7 @@ pub async fn apply_schema_change(
 ) -> Result<()> {
     for table in change.tables() {
         p.schemas.forget(table);
-        p.scouts.forget(table);
+        p.idle.forget_version(table);
     }
     match change {
         SchemaChange::Columns { table, .. } => {

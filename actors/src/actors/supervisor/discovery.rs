@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::keys;
 use crate::model::TableId;
 use crate::ports::{LeaseGrant, Marker};
-use crate::sync::{scout, Pipeline, PrimaryFacts};
+use crate::sync::{idle, Pipeline, PrimaryFacts};
 use crate::telemetry;
 
 /// What a discovery round starts from: the supervisor's state as the poll
@@ -65,7 +65,7 @@ impl Round {
         let listed = list_tables(p).await;
         if listed.is_ok() {
             // One batched look at which running tables have changes.
-            scout::run(p, &self.running).await;
+            idle::scout(p, &self.running).await;
         }
         let new = listed.as_ref().ok().map(|tables| self.unseen(tables));
         let (marker, instances) = p.state.discovery_start(new.as_deref(), me, ttl).await?;
@@ -84,7 +84,7 @@ impl Round {
         let asked = Instant::now();
         // Idle tables' due version advances go with it.
         let statuses = &self.statuses;
-        let mut grants = scout::advance(p, |advances| async move {
+        let mut grants = idle::move_queued(p, |advances| async move {
             p.state
                 .discovery_finish(&names, me, ttl, statuses, &advances)
                 .await
