@@ -51,17 +51,16 @@ pub(super) async fn run(
     }
     set_state(p, table, TableState::Incremental);
     if resume.is_none() && opened.keys == 0 {
-        let due = p
-            .idle
-            .move_due(table, since, current, p.config.idle_advance);
-        if !due || !p.idle.moves_itself(table) {
+        let idle = &p.known.idle;
+        let due = idle.move_due(table, since, current, p.config.idle_advance);
+        if !due || !idle.moves_itself(table) {
             // Nothing to apply: the replica already shows the primary as of
             // `current`; the stored version moves at most every
             // `idle_advance`, with the other idle tables by the next poll.
             if due {
                 queue_move(p, sink, table, since, current)?;
             }
-            p.idle.stands_at(table, since);
+            idle.stands_at(table, since);
             return Ok(caught_up(p, &key, since, current, 0));
         }
     }
@@ -128,9 +127,9 @@ pub(super) async fn run(
         p.state
             .set_version(table, target, sink.owner_claim(table)?)
             .await?;
-        p.idle.moved_by_cycle(table);
+        p.known.idle.moved_by_cycle(table);
     }
-    p.idle.stands_at(table, target);
+    p.known.idle.stands_at(table, target);
     Ok(caught_up(p, &key, target, current, changed_keys))
 }
 
@@ -148,17 +147,16 @@ pub(super) async fn idle(
     current: SyncVersion,
 ) -> Result<Option<u64>> {
     let table = &schema.id;
-    let due = p
-        .idle
-        .move_due(table, since, current, p.config.idle_advance);
-    if due && p.idle.moves_itself(table) {
+    let idle = &p.known.idle;
+    let due = idle.move_due(table, since, current, p.config.idle_advance);
+    if due && idle.moves_itself(table) {
         return Ok(None);
     }
     set_state(p, table, TableState::Incremental);
     if due {
         queue_move(p, sink, table, since, current)?;
     }
-    p.idle.stands_at(table, since);
+    idle.stands_at(table, since);
     caught_up(p, &table.key_name(), since, current, 0);
     Ok(Some(0))
 }
@@ -172,7 +170,7 @@ fn queue_move(
     since: SyncVersion,
     current: SyncVersion,
 ) -> Result<()> {
-    p.idle.queue_move(Advance {
+    p.known.idle.queue_move(Advance {
         table: table.clone(),
         claim: sink.owner_claim(table)?.clone(),
         from: since,

@@ -176,7 +176,7 @@ impl SupervisorActor {
             let running = self.tables.contains_key(&table);
             match (grant, running) {
                 (LeaseGrant::Renewed, true) => {
-                    self.pipeline.fence.extend(&table, until);
+                    self.pipeline.guards.fence.extend(&table, until);
                     if !wanted {
                         info!(table = %table, "another instance should run this table; handing it over");
                         self.retire(table, true, ctx);
@@ -205,7 +205,7 @@ impl SupervisorActor {
                     }
                     info!(table = %table, "tracking table");
                     let pipeline = self.pipeline.clone();
-                    let generation = pipeline.fence.grant(&table, until);
+                    let generation = pipeline.guards.fence.grant(&table, until);
                     let id = table.clone();
                     let addr = actix::Supervisor::start(move |_| {
                         TableActor::new(id, pipeline, generation)
@@ -287,7 +287,7 @@ impl SupervisorActor {
     /// actor has answered. Returns the actor, if the table had one.
     fn unassign(&mut self, table: &TableId) -> Option<Addr<TableActor>> {
         let addr = self.tables.remove(table)?;
-        self.pipeline.fence.revoke(table);
+        self.pipeline.guards.fence.revoke(table);
         self.pipeline.board.remove(&table.key_name());
         telemetry::forget_table(&table.key_name());
         self.retiring.insert(table.clone());
@@ -369,9 +369,7 @@ impl Handler<Shutdown> for SupervisorActor {
     fn handle(&mut self, _: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
         self.shutting_down = true;
         // Loads and backlogs stop at their next page boundary.
-        self.pipeline
-            .stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.pipeline.guards.stop();
         let addrs: Vec<Addr<TableActor>> = self.tables.values().cloned().collect();
         let mut leases: Vec<String> = self.tables.keys().map(keys::table_lease).collect();
         leases.extend(

@@ -80,7 +80,7 @@ impl Handler<RouteSchemaChange> for SupervisorActor {
                         addr.send(Retire).await.ok();
                     }
                     let result = rename_under_new_claim(&pipeline, &from, until, &change).await;
-                    pipeline.fence.revoke(&from);
+                    pipeline.guards.fence.revoke(&from);
                     give_back(&pipeline, &from).await;
                     (from, result)
                 }
@@ -114,7 +114,7 @@ async fn rename_under_new_claim(
     until: Instant,
     change: &SchemaChange,
 ) -> Result<()> {
-    let generation = pipeline.fence.grant(from, until);
+    let generation = pipeline.guards.fence.grant(from, until);
     let claim = claim_table(pipeline, from, generation).await?;
     crate::sync::apply_schema_change(pipeline, &pipeline.sink.fenced(claim), change).await
 }
@@ -149,7 +149,7 @@ async fn rename_released(
         return Ok(Routed::Elsewhere);
     }
     let result = rename_under_new_claim(pipeline, from, write_deadline(asked, ttl), change).await;
-    pipeline.fence.revoke(from);
+    pipeline.guards.fence.revoke(from);
     give_back(pipeline, from).await;
     result.map(|_| Routed::Applied)
 }

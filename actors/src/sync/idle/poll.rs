@@ -15,7 +15,7 @@ use crate::sync::Pipeline;
 /// Scouts the `running` tables whose stored version is known. A failed
 /// scout changes nothing: every table then reads its changes itself.
 pub async fn scout(p: &Pipeline, running: &[TableId]) {
-    let idle = &p.idle;
+    let idle = &p.known.idle;
     let asked: Vec<(TableId, SyncVersion)> = {
         let stored = lock(&idle.stored);
         running
@@ -63,14 +63,14 @@ where
     F: FnOnce(Vec<Advance>) -> Fut,
     Fut: std::future::Future<Output = Result<(T, Vec<TableId>)>>,
 {
-    let idle = &p.idle;
+    let idle = &p.known.idle;
     // Each table's slot is held through both steps; a table whose cycle
     // runs now is left out (its next due cycle queues it again).
     let mut slots = Vec::new();
     let due: Vec<Advance> = idle
         .take_queued()
         .into_iter()
-        .filter(|a| match p.cycles.try_slot(&a.table) {
+        .filter(|a| match p.guards.cycles.try_slot(&a.table) {
             Some(slot) => {
                 slots.push(slot);
                 true
