@@ -229,7 +229,7 @@ impl Cycles {
     }
 
     /// `table`'s slot if free now (the batch skips a table whose cycle
-    /// runs).
+    /// runs; asked only by `sync::idle::move_queued`).
     pub fn try_slot(&self, table: &TableId) -> Option<Slot> {
         self.slot_of(table).try_lock_owned().ok()
     }

@@ -23,7 +23,7 @@ use actix::{Actor, Addr};
 use crate::ports::{DdlQueue, Primary, Replica, StateStore};
 use crate::sink::SinkHandle;
 use crate::status::StatusBoard;
-use crate::sync::{Pipeline, SyncConfig};
+use crate::sync::{Guards, Known, Pipeline, SyncConfig};
 
 /// A running pipeline: the supervisor (send it [`Shutdown`]), the sink and
 /// the status board.
@@ -159,16 +159,10 @@ pub fn start(ports: Ports, config: SyncConfig) -> Running {
         sink: sink.clone(),
         board: board.clone(),
         config,
-        facts: Default::default(),
-        fence,
-        cycles: Default::default(),
-        stopping: Default::default(),
-        schemas: Default::default(),
-        advanced: Default::default(),
-        scouts: Default::default(),
-        advances: Default::default(),
+        guards: Guards::new(fence),
+        known: Known::default(),
     });
-    let cycles = pipeline.cycles.clone();
+    let cycles = pipeline.guards.cycles.clone();
     // Module sync and the DDL queue's receive run on one instance at a
     // time, each under its own lease.
     let module_lease = ownership::SingletonLease::default();

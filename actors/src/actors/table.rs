@@ -166,7 +166,7 @@ impl TableActor {
                 act.schedule(delay, ctx);
             }
             Err(e @ Error::Fenced { .. })
-                if !act.pipeline.fence.holds(&act.table, act.generation) =>
+                if !act.pipeline.guards.fence.holds(&act.table, act.generation) =>
             {
                 // Retired while the cycle ran: another owner has the table.
                 debug!(table = %act.table, error = %e, "retired table actor stops");
@@ -214,7 +214,7 @@ pub(super) async fn claim_table(
         .await?;
     let lease = keys::table_lease(table);
     if !pipeline.state.set_lease_claim(&lease, &claim).await? {
-        pipeline.fence.revoke(table);
+        pipeline.guards.fence.revoke(table);
         return Err(Error::Fenced {
             table: table.clone(),
             detail: format!("{lease} is no longer held by this instance"),
@@ -222,8 +222,8 @@ pub(super) async fn claim_table(
     }
     // A new claim reads both catalogs and the replica's record afresh:
     // another owner may have changed them while this one did not hold it.
-    pipeline.schemas.forget(table);
-    pipeline.scouts.forget(table);
+    pipeline.known.schemas.forget(table);
+    pipeline.known.idle.forget_version(table);
     debug!(table = %table, token = claim.token, "claimed the table");
     Ok(claim)
 }

@@ -178,7 +178,7 @@ async fn settle_schema(
     };
     let plan = reconcile::plan(load.schema, &replica);
     if plan == Plan::InSync {
-        p.schemas.converged(table);
+        p.known.schemas.converged(table);
     }
     match plan {
         Plan::InSync if must_load => full_load::run(p, load, &[])
@@ -188,7 +188,7 @@ async fn settle_schema(
         // The same changes were made once and the replica still reports
         // the columns otherwise: making them again would loop for ever
         // (a reload every cycle). An operator's forced load still runs.
-        Plan::Apply { ops, .. } if !must_load && p.schemas.made_before(table, &ops) => {
+        Plan::Apply { ops, .. } if !must_load && p.known.schemas.made_before(table, &ops) => {
             hold(
                 p,
                 table,
@@ -214,14 +214,14 @@ async fn settle_schema(
             info!(table = %table, ?ops, "column changes need a full load");
             let end = full_load::run(p, load, &ops).await?;
             if matches!(end, full_load::LoadEnd::Finished) {
-                p.schemas.made(table, &ops);
+                p.known.schemas.made(table, &ops);
             }
             Ok(Some(loaded(end)))
         }
         Plan::Apply { ops, .. } => {
             info!(table = %table, ?ops, "applying column changes to the replica");
             load.sink.alter_columns(table.clone(), ops.clone()).await?;
-            p.schemas.made(table, &ops);
+            p.known.schemas.made(table, &ops);
             Ok(None)
         }
     }
@@ -231,19 +231,19 @@ async fn settle_schema(
 /// finds the primary's columns changed since they were cached ends the
 /// cycle before anything is applied; it runs once more on fresh catalogs.
 pub async fn run_cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> {
-    let _slot = p.cycles.slot(table).await;
-    let _running = p.cycles.enter(table);
+    let _slot = p.guards.cycles.slot(table).await;
+    let _running = p.guards.cycles.enter(table);
     let result = match cycle(p, table, claim).await {
         Err(Error::ColumnsChanged(_)) => {
             info!(table = %table, "the primary's columns changed since they were read; reading the catalogs again");
-            p.schemas.forget(table);
+            p.known.schemas.forget(table);
             cycle(p, table, claim).await
         }
         other => other,
     };
     if result.is_err() {
-        p.schemas.forget(table);
-        p.scouts.forget(table);
+        p.known.schemas.forget(table);
+        p.known.idle.forget_version(table);
     }
     result
 }
@@ -260,7 +260,7 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
     if let Some(outcome) = scouted_idle(p, &sink, table, &keys).await? {
         return Ok(outcome);
     }
-    let cached = p.schemas.take_turn(table);
+    let cached = p.known.schemas.take_turn(table);
     let identity = p.identity().await?;
     let start = starting_version(p, &sink, table, keys.version, cached.is_some()).await?;
     let must_load = flags.force_full_load || start.version.is_none() || start.pending.is_some();
@@ -282,11 +282,11 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
     if fresh {
         if let Some(outcome) = settle_schema(p, load(), must_load).await? {
             if outcome == Outcome::Loaded {
-                p.schemas.put(table, schema.clone());
+                p.known.schemas.put(table, schema.clone());
             }
             return Ok(outcome);
         }
-        p.schemas.put(table, schema.clone());
+        p.known.schemas.put(table, schema.clone());
     }
     let Some(version) = start.version else {
         // settle_schema loads whenever must_load is set.
@@ -341,10 +341,11 @@ async fn scouted_idle(
     if keys.flags.force_full_load {
         return Ok(None);
     }
-    let Some(schema) = p.schemas.idle_turn(table, p.config.idle_catalog_refresh) else {
-        return Ok(None);
-    };
-    let Some(current) = p.scouts.idle(table, version) else {
+    let (known, refresh) = (&p.known, p.config.idle_catalog_refresh);
+    let skip = known
+        .idle
+        .skip_change_read(&known.schemas, table, version, refresh);
+    let Some((schema, current)) = skip else {
         return Ok(None);
     };
     if keys.identity.as_ref() != Some(&p.identity().await?) {

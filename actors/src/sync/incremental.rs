@@ -51,15 +51,16 @@ pub(super) async fn run(
     }
     set_state(p, table, TableState::Incremental);
     if resume.is_none() && opened.keys == 0 {
-        let due = advance_due(p, table, since, current);
-        if !due || p.advances.batched(table) {
+        let idle = &p.known.idle;
+        let due = idle.move_due(table, since, current, p.config.idle_advance);
+        if !due || !idle.moves_itself(table) {
             // Nothing to apply: the replica already shows the primary as of
             // `current`; the stored version moves at most every
             // `idle_advance`, with the other idle tables by the next poll.
             if due {
-                queue_advance(p, sink, table, since, current)?;
+                queue_move(p, sink, table, since, current)?;
             }
-            p.scouts.stored(table, since);
+            idle.stands_at(table, since);
             return Ok(caught_up(p, &key, since, current, 0));
         }
     }
@@ -126,13 +127,9 @@ pub(super) async fn run(
         p.state
             .set_version(table, target, sink.owner_claim(table)?)
             .await?;
-        p.advanced
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(table.clone(), tokio::time::Instant::now());
-        p.advances.moved_alone(table);
+        p.known.idle.moved_by_cycle(table);
     }
-    p.scouts.stored(table, target);
+    p.known.idle.stands_at(table, target);
     Ok(caught_up(p, &key, target, current, changed_keys))
 }
 
@@ -150,29 +147,30 @@ pub(super) async fn idle(
     current: SyncVersion,
 ) -> Result<Option<u64>> {
     let table = &schema.id;
-    let due = advance_due(p, table, since, current);
-    if due && !p.advances.batched(table) {
+    let idle = &p.known.idle;
+    let due = idle.move_due(table, since, current, p.config.idle_advance);
+    if due && idle.moves_itself(table) {
         return Ok(None);
     }
     set_state(p, table, TableState::Incremental);
     if due {
-        queue_advance(p, sink, table, since, current)?;
+        queue_move(p, sink, table, since, current)?;
     }
-    p.scouts.stored(table, since);
+    idle.stands_at(table, since);
     caught_up(p, &table.key_name(), since, current, 0);
     Ok(Some(0))
 }
 
 /// Queues the move of `table`'s stored version from `since` to `current`
-/// for the next poll's batch (see `scout::Advances`).
-fn queue_advance(
+/// for the next poll's batch (see [`super::idle`]).
+fn queue_move(
     p: &Pipeline,
     sink: &SinkHandle,
     table: &crate::model::TableId,
     since: SyncVersion,
     current: SyncVersion,
 ) -> Result<()> {
-    p.advances.want(Advance {
+    p.known.idle.queue_move(Advance {
         table: table.clone(),
         claim: sink.owner_claim(table)?.clone(),
         from: since,
@@ -220,24 +218,6 @@ fn unusable(
     Ok(Some(super::retention::cleanup_reason(
         table, since, min_valid,
     )))
-}
-
-/// Whether an idle table's stored version `since` should move to `current`
-/// now: when it last moved at least `idle_advance` ago (or never in this
-/// process).
-fn advance_due(
-    p: &Pipeline,
-    table: &crate::model::TableId,
-    since: SyncVersion,
-    current: SyncVersion,
-) -> bool {
-    if current == since {
-        return false;
-    }
-    let advanced = p.advanced.lock().unwrap_or_else(|e| e.into_inner());
-    advanced
-        .get(table)
-        .is_none_or(|at| at.elapsed() >= p.config.idle_advance)
 }
 
 /// The table shows the primary as of `current` (its stored version is

@@ -86,6 +86,7 @@ impl SchemaCache {
     /// found the table idle), unless `limit` such cycles have passed since
     /// the catalogs were read: then `None`, and the cycle reads them (a
     /// replica table dropped by hand is recreated then at the latest).
+    /// Asked only through [`super::idle::IdleTables::skip_change_read`].
     pub fn idle_turn(&self, table: &TableId, limit: u32) -> Option<Arc<TableSchema>> {
         self.turn(table, limit, |e| &mut e.idle)
     }

@@ -20,8 +20,8 @@ pub async fn apply_schema_change(
     change: &SchemaChange,
 ) -> Result<()> {
     for table in change.tables() {
-        p.schemas.forget(table);
-        p.scouts.forget(table);
+        p.known.schemas.forget(table);
+        p.known.idle.forget_version(table);
     }
     match change {
         SchemaChange::Columns { table, .. } => {
