@@ -51,9 +51,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if config.change_isolation == crate::mssql::ChangeIsolation::ReadCommitted {
         warn!("CTSYNC_CHANGE_ISOLATION=read-committed: change sets are copied without SNAPSHOT; CT cleanup can remove changes under the copy of a table lagging past its retention (docs/consistency.md)");
     }
-    // The SinkActor is the only writer; a second connection serves readiness probes.
+    // The SinkActor is the only writer (one connection); reads of records and
+    // catalogs run beside its writes on a second, readiness probes on a third.
     let replica = Arc::new(
-        MssqlReplica::new(Pool::new(config.replica.clone(), 2)).with_bulk_load(config.bulk_load),
+        MssqlReplica::new(Pool::new(config.replica.clone(), 3)).with_bulk_load(config.bulk_load),
     );
     let ddl_queue = config.ddl_queue.as_deref().map(|queue| {
         info!(queue, "listening for DDL events");

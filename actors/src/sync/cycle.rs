@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::fence::Claim;
 use crate::model::{Backlog, SyncVersion, TableId, TableSchema};
 use crate::ports::{PendingLoad, TableFlags};
-use crate::sink::SinkHandle;
+use crate::sink::OwnerSink;
 use crate::status::TableState;
 
 /// What a cycle did.
@@ -77,7 +77,7 @@ struct Start {
 /// add and is not read.
 async fn starting_version(
     p: &Pipeline,
-    sink: &SinkHandle,
+    sink: &OwnerSink,
     table: &TableId,
     redis: Option<SyncVersion>,
     cached: bool,
@@ -121,9 +121,7 @@ async fn starting_version(
     }
     if let Some(v) = record.version {
         info!(table = %table, version = v, "Redis has no version; restored it from the replica's record");
-        p.state
-            .set_version(table, v, sink.owner_claim(table)?)
-            .await?;
+        p.state.set_version(table, v, sink.claim()).await?;
     }
     // What Redis holds now: a load started below replaces the restored
     // version, which must not later pass for a version set by hand.
@@ -298,7 +296,7 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
     match keys.identity {
         None => {
             p.state
-                .set_primary_identity(table, &identity, sink.owner_claim(table)?)
+                .set_primary_identity(table, &identity, sink.claim())
                 .await?
         }
         Some(known) if known != identity => {
@@ -331,7 +329,7 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
 /// apply rows, and each checks the columns.
 async fn scouted_idle(
     p: &Pipeline,
-    sink: &SinkHandle,
+    sink: &OwnerSink,
     table: &TableId,
     keys: &crate::ports::CycleKeys,
 ) -> Result<Option<Outcome>> {

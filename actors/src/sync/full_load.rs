@@ -21,13 +21,13 @@ use super::{now_millis, Pipeline};
 use crate::error::{Error, Result};
 use crate::model::{ColumnOp, PrimaryIdentity, RowKey, SyncVersion, TableId, TableSchema, Value};
 use crate::ports::{LoadMode, LoadProgress, LoadStart, PendingLoad, TableFlags};
-use crate::sink::SinkHandle;
+use crate::sink::OwnerSink;
 use crate::status::TableState;
 use crate::telemetry;
 
 /// What a full load started (or resumed) by this cycle needs to know.
 pub(super) struct LoadRequest<'a> {
-    pub sink: &'a SinkHandle,
+    pub sink: &'a OwnerSink,
     pub schema: &'a Arc<TableSchema>,
     pub identity: &'a PrimaryIdentity,
     /// The flags as the cycle read them.
@@ -203,13 +203,7 @@ pub(super) async fn run(
     sink.finish_full_load(schema.clone(), version, pending.mode)
         .await?;
     p.state
-        .finish_full_load(
-            table,
-            version,
-            identity,
-            pending.forced,
-            sink.owner_claim(table)?,
-        )
+        .finish_full_load(table, version, identity, pending.forced, sink.claim())
         .await?;
     let key = table.key_name();
     telemetry::rows_applied(&key, "load", pending.rows);
@@ -234,7 +228,7 @@ pub(super) async fn run(
 /// mode, and records the pending load with the emptied (or new) target.
 async fn start(
     p: &Pipeline,
-    sink: &SinkHandle,
+    sink: &OwnerSink,
     schema: &Arc<TableSchema>,
     begin: Begin<'_>,
 ) -> Result<PendingLoad> {
@@ -295,7 +289,7 @@ async fn start(
 
 /// A pending load can go on if its target still has the primary's columns
 /// (a schema change since means starting over).
-async fn resumable(sink: &SinkHandle, schema: &TableSchema, pending: &PendingLoad) -> Result<bool> {
+async fn resumable(sink: &OwnerSink, schema: &TableSchema, pending: &PendingLoad) -> Result<bool> {
     let Some(target) = sink.replica_schema(pending.target(&schema.id)).await? else {
         return Ok(false);
     };
@@ -336,7 +330,7 @@ fn show_mode(p: &Pipeline, table: &TableId, pending: &PendingLoad) {
 /// (best effort: Redis being down does not stop a load).
 async fn report(
     p: &Pipeline,
-    sink: &SinkHandle,
+    sink: &OwnerSink,
     table: &TableId,
     load: &PendingLoad,
     resumed_at: Option<u64>,
@@ -354,11 +348,7 @@ async fn report(
         updated_at: now_millis(),
         resumed_at,
     };
-    let written = match sink.owner_claim(table) {
-        Ok(claim) => p.state.set_progress(table, &progress, claim).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = written {
+    if let Err(e) = p.state.set_progress(table, &progress, sink.claim()).await {
         debug!(table = %table, error = %e, "could not write the load progress to Redis");
     }
 }

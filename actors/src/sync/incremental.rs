@@ -14,7 +14,7 @@ use super::Pipeline;
 use crate::error::{Error, Result};
 use crate::model::{Backlog, ChangeBatch, ChangePage, SyncVersion, TableSchema};
 use crate::ports::{Advance, ChangeSet};
-use crate::sink::SinkHandle;
+use crate::sink::OwnerSink;
 use crate::status::TableState;
 use crate::telemetry;
 
@@ -32,7 +32,7 @@ pub(super) enum Ended {
 
 pub(super) async fn run(
     p: &Pipeline,
-    sink: &SinkHandle,
+    sink: &OwnerSink,
     schema: &Arc<TableSchema>,
     since: SyncVersion,
     resume: Option<Backlog>,
@@ -58,7 +58,7 @@ pub(super) async fn run(
             // `current`; the stored version moves at most every
             // `idle_advance`, with the other idle tables by the next poll.
             if due {
-                queue_move(p, sink, table, since, current)?;
+                queue_move(p, sink, table, since, current);
             }
             idle.stands_at(table, since);
             return Ok(caught_up(p, &key, since, current, 0));
@@ -124,9 +124,7 @@ pub(super) async fn run(
     }
     drop(set);
     if target != since {
-        p.state
-            .set_version(table, target, sink.owner_claim(table)?)
-            .await?;
+        p.state.set_version(table, target, sink.claim()).await?;
         p.known.idle.moved_by_cycle(table);
     }
     p.known.idle.stands_at(table, target);
@@ -141,7 +139,7 @@ pub(super) async fn run(
 /// ordinary cycle, whose empty change set moves the version itself.
 pub(super) async fn idle(
     p: &Pipeline,
-    sink: &SinkHandle,
+    sink: &OwnerSink,
     schema: &Arc<TableSchema>,
     since: SyncVersion,
     current: SyncVersion,
@@ -154,7 +152,7 @@ pub(super) async fn idle(
     }
     set_state(p, table, TableState::Incremental);
     if due {
-        queue_move(p, sink, table, since, current)?;
+        queue_move(p, sink, table, since, current);
     }
     idle.stands_at(table, since);
     caught_up(p, &table.key_name(), since, current, 0);
@@ -165,18 +163,17 @@ pub(super) async fn idle(
 /// for the next poll's batch (see [`super::idle`]).
 fn queue_move(
     p: &Pipeline,
-    sink: &SinkHandle,
+    sink: &OwnerSink,
     table: &crate::model::TableId,
     since: SyncVersion,
     current: SyncVersion,
-) -> Result<()> {
+) {
     p.known.idle.queue_move(Advance {
         table: table.clone(),
-        claim: sink.owner_claim(table)?.clone(),
+        claim: sink.claim().clone(),
         from: since,
         to: current,
     });
-    Ok(())
 }
 
 /// The first page; none is read from an empty set (its last page is empty).

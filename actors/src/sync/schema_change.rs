@@ -10,13 +10,13 @@ use super::reconcile::{self, Plan};
 use super::Pipeline;
 use crate::ddl::SchemaChange;
 use crate::error::{Error, Result};
-use crate::sink::SinkHandle;
+use crate::sink::OwnerSink;
 
 /// Applies `change` through `sink` (the table owner's fenced sink, or the
 /// supervisor's for a table rename, which retires the owner first).
 pub async fn apply_schema_change(
     p: &Pipeline,
-    sink: &SinkHandle,
+    sink: &OwnerSink,
     change: &SchemaChange,
 ) -> Result<()> {
     for table in change.tables() {
@@ -67,9 +67,7 @@ pub async fn apply_schema_change(
                 info!(%from, %to, "renaming the table on the replica");
                 sink.rename_table(from.clone(), to.clone()).await?;
             }
-            p.state
-                .rename_table(from, to, sink.owner_claim(from)?)
-                .await
+            p.state.rename_table(from, to, sink.claim()).await
         }
     }
 }
