@@ -1,0 +1,21 @@
+//! The ports the pipeline talks to, one file per group: the primary (CT
+//! reads), the replica (transactional writes and its own version record),
+//! the DDL queue, the state store (operator flags and versions), and the
+//! checks `verify` and `doctor` run on both databases. Adapters live in the
+//! root crate; in-memory doubles live in `memory` (feature `testkit`).
+
+mod checks;
+mod ddl_queue;
+mod preflight;
+mod primary;
+mod replica;
+mod state;
+
+pub use checks::{
+    CaughtUp, Checksums, ChunkSum, Difference, DifferenceKind, KeyRange, Report, Verify,
+};
+pub use ddl_queue::{DdlQueue, InboxMessage, InboxOutcome, QueueMessage};
+pub use preflight::{PrimaryFacts, PrimaryPreflight, ReplicaFacts, ReplicaPreflight};
+pub use primary::{ChangeSet, Opened, Primary, Scouted};
+pub use replica::{Advance, LoadMode, LoadStart, PendingLoad, Replica, ReplicaRecord};
+pub use state::{CycleKeys, LeaseGrant, LoadProgress, Marker, StateStore, TableFlags};
