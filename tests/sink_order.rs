@@ -1,7 +1,6 @@
-//! The sink serializes writes, not reads: a read of one table does not
-//! wait behind another table's write held inside the replica, while a read
-//! of a table still waits for that table's write queued before it. And a
-//! table write exists only with its owner's claim (the API's shape).
+//! The sink serializes writes, not reads: a read of one table does not wait
+//! for another table's write, a read of a table waits for that table's
+//! earlier write, and no table write exists without its owner's claim.
 
 mod support;
 

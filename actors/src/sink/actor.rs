@@ -19,7 +19,7 @@ use crate::ports::{
 use crate::telemetry;
 
 /// A write of one table's rows, schema or record, made under its owner's
-/// claim (see [`TableWrite`]).
+/// claim (sent only by [`super::OwnerSink`]).
 pub enum TableOp {
     BeginFullLoad(Arc<TableSchema>, LoadStart),
     InsertRows(Arc<TableSchema>, Vec<Row>, PendingLoad),

@@ -1,24 +1,6 @@
-//! The sink: the one door to the replica. Writes go through the SinkActor,
-//! one at a time (see [`actor`]); reads run on the replica port from the
-//! caller's task, beside the writes, each after its table's earlier writes.
-//!
-//! A table write exists only with its owner's claim: its methods are on
-//! [`OwnerSink`], which [`SinkHandle::fenced`] makes from a [`Claim`], and
-//! it travels as a message that carries the claim. The SinkActor refuses
-//! it before it starts unless the claim is the table's current one in this
-//! process; the replica checks it again inside the write's transaction
-//! (see `crate::fence`).
-//!
-//! Reads and write order: a read of table T (its record, swap blockers,
-//! replica schema: what decides T's next write) first waits until every
-//! write of T queued before the read began has finished (see [`order`]),
-//! so it never sees the replica as it was before a write it follows. A
-//! write of another table never delays it: the replica's catalog is not
-//! queued behind a 5,000-row page of someone else's load. Module and inbox
-//! reads are not ordered so: their only writers (the ModuleSyncActor and
-//! the DdlListenerActor, one of each) read, then write and await each
-//! write before reading again, so no write of theirs is ever pending when
-//! they read.
+//! The sink: the one door to the replica. Its writes go through the
+//! SinkActor one at a time; its reads run on the replica port from the
+//! caller's task, beside the writes, each after its own table's earlier ones.
 
 mod actor;
 mod order;
@@ -40,7 +22,25 @@ use crate::ports::{Advance, InboxMessage, InboxOutcome, QueueMessage, Replica, R
 
 /// Cloneable access to the replica: the SinkActor's writes that need no
 /// table owner (claims, the idle tables' batch, modules, the DDL inbox)
-/// and the reads. Table writes need [`Self::fenced`].
+/// and the reads.
+///
+/// A table write exists only with its owner's claim: its methods are on
+/// [`OwnerSink`], which [`Self::fenced`] makes from a [`Claim`], and it
+/// travels as a message that carries the claim. The SinkActor refuses it
+/// before it starts unless the claim is the table's current one in this
+/// process; the replica checks it again inside the write's transaction
+/// (see `crate::fence`).
+///
+/// Reads and write order: a read of table T (its record, swap blockers,
+/// replica schema: what decides T's next write) first waits until every
+/// write of T queued before the read began has finished (see `order`), so
+/// it never sees the replica as it was before a write it follows. A write
+/// of another table never delays it: the replica's catalog is not queued
+/// behind a 5,000-row page of someone else's load. Module and inbox reads
+/// are not ordered so: their only writers (the ModuleSyncActor and the
+/// DdlListenerActor, one of each per process) read, then write and await
+/// each write before reading again, so no write of theirs is pending when
+/// they read.
 #[derive(Clone)]
 pub struct SinkHandle {
     addr: Addr<SinkActor>,
