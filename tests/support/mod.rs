@@ -1,6 +1,7 @@
 //! Test support: a private `redis-server` per test on a free port (stopped
 //! and removed on drop), table fixtures, and a pipeline harness over the
-//! in-memory primary/replica and the real Redis state store.
+//! in-memory primary/replica and the real Redis state store, every port
+//! wrapped with the harness's fault plan.
 #![allow(dead_code)]
 
 pub mod contract;
@@ -18,9 +19,10 @@ use std::time::{Duration, Instant};
 use ctsync::state::RedisState;
 use ctsync_actors::actors::{self, ListenerConfig, Ports, Running};
 use ctsync_actors::keys;
+use ctsync_actors::memory::faults::{FaultPlan, Faulty};
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica};
 use ctsync_actors::model::{Row, TableId, TableSchema};
-use ctsync_actors::ports::StateStore;
+use ctsync_actors::ports::{DdlQueue, Primary, Replica, StateStore};
 use ctsync_actors::sync::SyncConfig;
 
 pub use redis_server::RedisServer;
@@ -79,6 +81,8 @@ pub struct Harness {
     pub primary: Arc<MemoryPrimary>,
     pub replica: Arc<MemoryReplica>,
     pub queue: Arc<MemoryDdlQueue>,
+    /// The faults the pipeline's ports meet (every port is wrapped).
+    pub faults: Arc<FaultPlan>,
 }
 
 impl Harness {
@@ -91,6 +95,7 @@ impl Harness {
             primary: Arc::new(MemoryPrimary::new()),
             replica: Arc::new(MemoryReplica::new()),
             queue: Arc::new(MemoryDdlQueue::new()),
+            faults: FaultPlan::new(),
         }
     }
 
@@ -99,12 +104,16 @@ impl Harness {
     }
 
     pub fn start_with_state(&self, config: SyncConfig, state: Arc<dyn StateStore>) -> Running {
+        let primary: Arc<dyn Primary> = self.primary.clone();
+        let replica: Arc<dyn Replica> = self.replica.clone();
+        let queue: Arc<dyn DdlQueue> = self.queue.clone();
+        let plan = &self.faults;
         actors::start(
             Ports {
-                primary: self.primary.clone(),
-                replica: self.replica.clone(),
-                state,
-                ddl_queue: Some(self.queue.clone()),
+                primary: Arc::new(Faulty::new(primary, plan.clone())),
+                replica: Arc::new(Faulty::new(replica, plan.clone())),
+                state: Arc::new(Faulty::new(state, plan.clone())),
+                ddl_queue: Some(Arc::new(Faulty::new(queue, plan.clone()))),
             },
             config,
         )
