@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use ctsync::state::RedisState;
 use ctsync_actors::actors::{self, ListenerConfig, Ports, Running};
 use ctsync_actors::keys;
-use ctsync_actors::memory::faults::{FaultPlan, Faulty};
+use ctsync_actors::memory::faults::{self, FaultPlan};
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica};
 use ctsync_actors::model::{Row, TableId, TableSchema};
-use ctsync_actors::ports::{DdlQueue, Primary, Replica, StateStore};
+use ctsync_actors::ports::StateStore;
 use ctsync_actors::sync::SyncConfig;
 
 pub use redis_server::RedisServer;
@@ -104,19 +104,13 @@ impl Harness {
     }
 
     pub fn start_with_state(&self, config: SyncConfig, state: Arc<dyn StateStore>) -> Running {
-        let primary: Arc<dyn Primary> = self.primary.clone();
-        let replica: Arc<dyn Replica> = self.replica.clone();
-        let queue: Arc<dyn DdlQueue> = self.queue.clone();
-        let plan = &self.faults;
-        actors::start(
-            Ports {
-                primary: Arc::new(Faulty::new(primary, plan.clone())),
-                replica: Arc::new(Faulty::new(replica, plan.clone())),
-                state: Arc::new(Faulty::new(state, plan.clone())),
-                ddl_queue: Some(Arc::new(Faulty::new(queue, plan.clone()))),
-            },
-            config,
-        )
+        let ports = Ports {
+            primary: self.primary.clone(),
+            replica: self.replica.clone(),
+            state,
+            ddl_queue: Some(self.queue.clone()),
+        };
+        actors::start(faults::wrap(ports, &self.faults), config)
     }
 
     /// Creates a change-tracked table on the primary with `rows` and sets

@@ -23,3 +23,16 @@ impl<P: ?Sized> Faulty<P> {
         Self { inner, plan }
     }
 }
+
+/// `ports` with each one wrapped with `plan`.
+pub fn wrap(ports: crate::actors::Ports, plan: &Arc<FaultPlan>) -> crate::actors::Ports {
+    crate::actors::Ports {
+        primary: Arc::new(Faulty::new(ports.primary, plan.clone())),
+        replica: Arc::new(Faulty::new(ports.replica, plan.clone())),
+        state: Arc::new(Faulty::new(ports.state, plan.clone())),
+        ddl_queue: ports.ddl_queue.map(|q| {
+            let q: Arc<dyn crate::ports::DdlQueue> = Arc::new(Faulty::new(q, plan.clone()));
+            q
+        }),
+    }
+}
