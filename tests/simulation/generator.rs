@@ -1,4 +1,6 @@
-//! The schedule generator: a seed becomes a list of operations.
+//! The schedule generator: a seed becomes a list of operations, each
+//! step's kind drawn from a weight table and its parameters from a stream
+//! of its own, so adding a kind leaves the other kinds' steps alone.
 
 use crate::ops::{Op, SITES};
 use crate::rows::table_defs;
@@ -15,10 +17,7 @@ pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
     pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.0)
     }
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
@@ -28,81 +27,169 @@ impl Rng {
     }
 }
 
-pub(crate) fn schedule(seed: u64) -> Vec<Op> {
-    let mut rng = Rng(seed);
-    let tables = table_defs().len();
-    let mut ops = Vec::with_capacity(STEPS);
-    // Most tables start enabled, so there is something to replicate.
-    for t in 0..tables {
-        if rng.chance(80) {
-            ops.push(Op::Enable(t));
+/// splitmix64's finalizer.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A kind's name as a number (FNV-1a): streams are keyed by the name, not
+/// by the kind's place in the table.
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+    })
+}
+
+/// A generator of its own for `parts` of `seed` (setup, one ticket, one
+/// step's parameters of one kind).
+fn stream(seed: u64, parts: &[u64]) -> Rng {
+    Rng(parts
+        .iter()
+        .fold(mix(seed), |h, p| mix(h ^ mix(p.wrapping_add(1)))))
+}
+
+/// Draws one operation of a kind from its parameter stream, given the
+/// number of tables.
+pub(crate) type Draw = fn(&mut Rng, usize) -> Op;
+
+fn table(r: &mut Rng, tables: usize) -> usize {
+    r.below(tables as u64) as usize
+}
+
+fn key(r: &mut Rng) -> u8 {
+    r.below(KEYS) as u8
+}
+
+/// Each kind of operation (named as in saved schedules), its weight and how
+/// its parameters are drawn.
+///
+/// A step's kind is the kind holding the lowest of that step's tickets: a
+/// kind of weight `w` holds `w` tickets, ticket `i` being a number drawn
+/// from (seed, step, the kind's name, `i`); its parameters come from a
+/// stream of (seed, step, the kind's name). So, for every seed:
+/// - adding a kind of weight `w` (total `W` before) changes only the steps
+///   the new kind wins (about `w / (W + w)` of them): every other step
+///   keeps its kind, its parameters and its place in the schedule;
+/// - raising a kind's weight changes only the steps it now wins; lowering
+///   it only those it loses; reordering the table changes nothing;
+/// - changing how one kind draws its parameters changes only that kind's
+///   steps; renaming a kind redraws its tickets and parameters (as removing
+///   it and adding another).
+///
+/// What does change everything: the number of simulated tables (every `t`
+/// is drawn below it), `KEYS`, `SITES` for faults, and the ticket scheme
+/// itself. Saved schedules (`tests/schedules`) depend on none of it.
+pub(crate) const WEIGHTS: &[(&str, u64, Draw)] = &[
+    ("upsert", 30, |r, n| Op::Upsert {
+        t: table(r, n),
+        key: key(r),
+        salt: r.next() as u32,
+    }),
+    ("delete", 10, |r, n| Op::Delete {
+        t: table(r, n),
+        key: key(r),
+    }),
+    ("change-key", 4, |r, n| Op::ChangeKey {
+        t: table(r, n),
+        from: key(r),
+        to: key(r),
+        salt: r.next() as u32,
+    }),
+    ("enable", 3, |r, n| Op::Enable(table(r, n))),
+    ("disable", 1, |r, n| Op::Disable(table(r, n))),
+    ("force", 3, |r, n| Op::Force(table(r, n))),
+    ("add-column", 1, |r, n| Op::AddColumn {
+        t: table(r, n),
+        not_null: r.chance(40),
+        event: r.chance(80),
+    }),
+    ("rename-column", 1, |r, n| Op::RenameColumn {
+        t: table(r, n),
+        event: r.chance(80),
+    }),
+    ("drop-column", 1, |r, n| Op::DropColumn {
+        t: table(r, n),
+        event: r.chance(80),
+    }),
+    ("cleanup", 1, |r, n| Op::Cleanup(table(r, n))),
+    ("truncate", 1, |r, n| Op::Truncate(table(r, n))),
+    ("fault", 15, |r, _| {
+        let site = SITES[r.below(SITES.len() as u64) as usize];
+        let fault = if r.chance(50) {
+            Fault::Reject
+        } else {
+            Fault::LostAck
+        };
+        Op::Fault(site, fault)
+    }),
+    ("redis-down", 2, |_, _| Op::RedisDown),
+    ("redis-up", 2, |_, _| Op::RedisUp),
+    ("redis-flush", 1, |_, _| Op::RedisFlush),
+    ("kill", 2, |_, _| Op::Kill),
+    ("restart", 1, |_, _| Op::Restart),
+    ("join", 2, |_, _| Op::Join),
+    ("leave", 1, |_, _| Op::Leave),
+    ("kill-second", 1, |_, _| Op::KillSecond),
+    ("pause", 2, |r, _| Op::Pause {
+        second: r.chance(50),
+        ms: 50 + r.below(700),
+        at: match r.below(10) {
+            0..=3 => None,
+            4..=6 => Some(Site::ReplicaWrite),
+            _ => Some(Site::StateWrite),
+        },
+    }),
+    ("advance", 16, |r, _| Op::Advance(1 + r.below(120))),
+];
+
+const SETUP: u64 = 0;
+const TICKET: u64 = 1;
+const PARAMS: u64 = 2;
+
+/// The kind step `step` of `seed` draws from `table`: the one holding the
+/// lowest ticket (ties go to the earlier kind).
+fn kind_of(table: &[(&'static str, u64, Draw)], seed: u64, step: u64) -> usize {
+    let mut best = (u64::MAX, 0);
+    for (k, (name, weight, _)) in table.iter().enumerate() {
+        let name = name_hash(name);
+        for i in 0..*weight {
+            let ticket = stream(seed, &[TICKET, step, name, i]).next();
+            if ticket < best.0 {
+                best = (ticket, k);
+            }
         }
     }
-    for _ in 0..STEPS {
-        let t = rng.below(tables as u64) as usize;
-        let key = rng.below(KEYS) as u8;
-        let salt = rng.next() as u32;
-        let op = match rng.below(100) {
-            0..=29 => Op::Upsert { t, key, salt },
-            30..=39 => Op::Delete { t, key },
-            40..=43 => Op::ChangeKey {
-                t,
-                from: key,
-                to: rng.below(KEYS) as u8,
-                salt,
-            },
-            44..=46 => Op::Enable(t),
-            47 => Op::Disable(t),
-            48..=50 => Op::Force(t),
-            51 => Op::AddColumn {
-                t,
-                not_null: rng.chance(40),
-                event: rng.chance(80),
-            },
-            52 => {
-                if rng.chance(50) {
-                    Op::RenameColumn {
-                        t,
-                        event: rng.chance(80),
-                    }
-                } else {
-                    Op::DropColumn {
-                        t,
-                        event: rng.chance(80),
-                    }
-                }
-            }
-            53 => Op::Cleanup(t),
-            54 => Op::Truncate(t),
-            55..=69 => {
-                let site = SITES[rng.below(SITES.len() as u64) as usize];
-                let fault = if rng.chance(50) {
-                    Fault::Reject
-                } else {
-                    Fault::LostAck
-                };
-                Op::Fault(site, fault)
-            }
-            70..=71 => Op::RedisDown,
-            72..=73 => Op::RedisUp,
-            74 => Op::RedisFlush,
-            75..=76 => Op::Kill,
-            77 => Op::Restart,
-            78..=79 => Op::Join,
-            80 => Op::Leave,
-            81 => Op::KillSecond,
-            82..=83 => Op::Pause {
-                second: rng.chance(50),
-                ms: 50 + rng.below(700),
-                at: match rng.below(10) {
-                    0..=3 => None,
-                    4..=6 => Some(Site::ReplicaWrite),
-                    _ => Some(Site::StateWrite),
-                },
-            },
-            _ => Op::Advance(1 + rng.below(120)),
-        };
-        ops.push(op);
+    best.1
+}
+
+/// The schedule of `seed` under `table`: each operation with its kind.
+pub(crate) fn schedule_with(
+    table: &[(&'static str, u64, Draw)],
+    seed: u64,
+) -> Vec<(&'static str, Op)> {
+    let tables = table_defs().len();
+    let mut ops = Vec::with_capacity(STEPS + tables);
+    // Most tables start enabled, so there is something to replicate.
+    let mut setup = stream(seed, &[SETUP]);
+    for t in 0..tables {
+        if setup.chance(80) {
+            ops.push(("enable", Op::Enable(t)));
+        }
+    }
+    for step in 0..STEPS as u64 {
+        let (name, _, draw) = table[kind_of(table, seed, step)];
+        let mut params = stream(seed, &[PARAMS, step, name_hash(name)]);
+        let op = draw(&mut params, tables);
+        ops.push((name, op));
     }
     ops
+}
+
+pub(crate) fn schedule(seed: u64) -> Vec<Op> {
+    schedule_with(WEIGHTS, seed)
+        .into_iter()
+        .map(|(_, op)| op)
+        .collect()
 }
