@@ -1,6 +1,7 @@
 //! Test support: a private `redis-server` per test on a free port (stopped
 //! and removed on drop), table fixtures, and a pipeline harness over the
-//! in-memory primary/replica and the real Redis state store.
+//! in-memory primary/replica and the real Redis state store, every port
+//! wrapped with the harness's fault plan.
 #![allow(dead_code)]
 
 pub mod contract;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use ctsync::state::RedisState;
 use ctsync_actors::actors::{self, ListenerConfig, Ports, Running};
 use ctsync_actors::keys;
+use ctsync_actors::memory::faults::{self, FaultPlan};
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica};
 use ctsync_actors::model::{Row, TableId, TableSchema};
 use ctsync_actors::ports::StateStore;
@@ -79,6 +81,8 @@ pub struct Harness {
     pub primary: Arc<MemoryPrimary>,
     pub replica: Arc<MemoryReplica>,
     pub queue: Arc<MemoryDdlQueue>,
+    /// The faults the pipeline's ports meet (every port is wrapped).
+    pub faults: Arc<FaultPlan>,
 }
 
 impl Harness {
@@ -91,6 +95,7 @@ impl Harness {
             primary: Arc::new(MemoryPrimary::new()),
             replica: Arc::new(MemoryReplica::new()),
             queue: Arc::new(MemoryDdlQueue::new()),
+            faults: FaultPlan::new(),
         }
     }
 
@@ -99,15 +104,13 @@ impl Harness {
     }
 
     pub fn start_with_state(&self, config: SyncConfig, state: Arc<dyn StateStore>) -> Running {
-        actors::start(
-            Ports {
-                primary: self.primary.clone(),
-                replica: self.replica.clone(),
-                state,
-                ddl_queue: Some(self.queue.clone()),
-            },
-            config,
-        )
+        let ports = Ports {
+            primary: self.primary.clone(),
+            replica: self.replica.clone(),
+            state,
+            ddl_queue: Some(self.queue.clone()),
+        };
+        actors::start(faults::wrap(ports, &self.faults), config)
     }
 
     /// Creates a change-tracked table on the primary with `rows` and sets
