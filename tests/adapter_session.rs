@@ -606,3 +606,53 @@ async fn a_change_set_is_copied_under_snapshot_or_refused_naming_the_fix() {
         assert!(violations(&log).is_empty(), "{:?}", violations(&log));
     }
 }
+
+/// Issue 26 item 3: a swap gives the new table the live table's primary
+/// key name (its own is a system name, `PK__shadow_…`, from the shadow's
+/// `CREATE TABLE`): read before the live table moves aside, renamed in the
+/// same transaction after the aside table (and its constraint) is dropped.
+#[tokio::test]
+async fn a_swap_carries_the_primary_key_name() {
+    let recorder = Recorder::new(|r: &Request| {
+        if r.sql == sql::TABLE_OBJECT_ID {
+            return Some(Reply::Rows(vec![vec![row(vec![(
+                "object_id",
+                ColumnData::I32(Some(42)),
+            )])]]));
+        }
+        if r.sql == sql::PRIMARY_KEY_NAME {
+            return Some(Reply::Rows(vec![vec![row(vec![(
+                "name",
+                ColumnData::String(Some("PK_User".into())),
+            )])]]));
+        }
+        replica_script(r)
+    });
+    let users = user_table();
+    recorder.describe(&users);
+    let replica = replica_over(&recorder);
+    replica
+        .finish_full_load(&users, 10, LoadMode::Shadow, &Claim::new("a", 1))
+        .await
+        .expect("swap");
+    let log = recorder.log();
+    assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+    let pos = |what: &str| log.iter().position(|r| r.sql == what);
+    let read = pos(sql::PRIMARY_KEY_NAME).expect("the live key's name is read");
+    let rename = pos(sql::RENAME_PRIMARY_KEY).expect("the new key is renamed");
+    let aside = log
+        .iter()
+        .position(|r| r.sql == "EXEC sp_rename @P1, @P2")
+        .expect("the live table moves aside");
+    let drop = log
+        .iter()
+        .position(|r| r.sql.starts_with("DROP TABLE [dbo].[ctsync_old_"))
+        .expect("the aside table is dropped");
+    let commit = log
+        .iter()
+        .rposition(|r| r.sql == sql::COMMIT)
+        .expect("commit");
+    assert!(read < aside && drop < rename && rename < commit, "{log:#?}");
+    assert_eq!(log[rename].call, Call::Rpc);
+    assert_eq!(log[rename].params.len(), 3);
+}

@@ -71,7 +71,7 @@ pub const REAL_SERVER_ONLY: &[(&str, &str)] = &[
     ),
     (
         "a_swap_keeps_indexes_and_grants",
-        "sp_rename of the shadow table and the carried-over indexes and GRANTs",
+        "sp_rename of the shadow table and the carried-over indexes, GRANTs and primary key name (a DBA's, renamed with sp_rename … 'OBJECT')",
     ),
 ];
 
