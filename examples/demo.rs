@@ -18,6 +18,7 @@ use ctsync::http::{self, HttpState, Probe};
 use ctsync::probes::{InProcess, RedisProbe};
 use ctsync::state::RedisState;
 use ctsync_actors::actors::{self, Ports};
+use ctsync_actors::config::{Backoff, Instance};
 use ctsync_actors::memory::faults::{FaultPlan, Faulty, Port, Rule};
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica};
 use ctsync_actors::model::*;
@@ -126,10 +127,15 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
     // Slow full-load pages so the page's progress bar can be seen.
     replica.set_insert_delay(Duration::from_millis(250));
     let config = SyncConfig {
-        instance_id: "demo".into(),
+        instance: Instance {
+            id: "demo".into(),
+            ..Instance::default()
+        },
         poll_interval: Duration::from_secs(1),
-        restart_backoff: Duration::from_millis(500),
-        restart_backoff_max: Duration::from_secs(5),
+        restarts: Backoff {
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(5),
+        },
         module_sync_interval: Duration::from_secs(5),
         ..SyncConfig::default()
     };

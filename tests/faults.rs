@@ -253,9 +253,10 @@ async fn failing_table_actor_restarts_with_backoff_while_another_table_replicate
     // As `TableActor::backoff` computes it after `n` failures.
     let backoff = |n: u64| {
         config
-            .restart_backoff
+            .restarts
+            .first
             .saturating_mul(1u32 << n.saturating_sub(1).min(16))
-            .min(config.restart_backoff_max)
+            .min(config.restarts.max)
     };
     let spaced = backoff(restarts + 1) + backoff(restarts + 2);
     println!(

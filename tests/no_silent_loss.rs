@@ -97,7 +97,7 @@ async fn a_version_set_by_hand_cancels_a_pending_load() {
         .await;
     // Every load fails after its first page: the load stays pending.
     let mut config = fast_config();
-    config.restart_backoff = Duration::from_millis(200);
+    config.restarts.first = Duration::from_millis(200);
     for n in 0..3 {
         h.faults.inject(
             Rule::lost_ack()
@@ -210,7 +210,7 @@ async fn redis_losing_its_data_is_detected_reported_and_the_config_republished()
     h.enabled_table(users.clone(), (1..=50).map(|i| user(i, "n")))
         .await;
     let mut config = fast_config();
-    config.published = vec![(
+    config.instance.published = vec![(
         keys::CONFIG_PRIMARY_URL.to_string(),
         "primary:1433/testct".to_string(),
     )];

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::support::fixtures::{all_types_table, order_line_table, user_table};
 use ctsync_actors::actors::ListenerConfig;
+use ctsync_actors::config::{Backoff, Instance};
 use ctsync_actors::keys;
 use ctsync_actors::model::*;
 use ctsync_actors::ports::LoadMode;
@@ -201,19 +202,23 @@ pub(crate) fn config(full_load_mode: LoadMode, instance_id: String) -> SyncConfi
         full_load_mode,
         change_page_size: 3,
         auto_reload_stale: false,
-        restart_backoff: Duration::from_millis(20),
-        restart_backoff_max: Duration::from_millis(200),
+        restarts: Backoff {
+            first: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        },
         module_sync_interval: Duration::from_millis(200),
         ddl_listener: ListenerConfig {
             wait: Duration::from_millis(20),
             batch: 5,
             retry_delay: Duration::from_millis(50),
         },
-        published: vec![(keys::CONFIG_PRIMARY_URL.into(), "sim:1433/testct".into())],
         // Each incarnation is a new process: a killed one's leases run out
         // on the simulated clock before the next takes its tables.
-        instance_id,
-        lease_ttl: Duration::from_millis(300),
+        instance: Instance {
+            id: instance_id,
+            lease_ttl: Duration::from_millis(300),
+            published: vec![(keys::CONFIG_PRIMARY_URL.into(), "sim:1433/testct".into())],
+        },
         // Idle tables' versions move at most every 150 ms of simulated time.
         idle_advance: Duration::from_millis(150),
         // Idle tables read their catalogs every 24 idle cycles.

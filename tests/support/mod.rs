@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use ctsync::state::RedisState;
 use ctsync_actors::actors::{self, ListenerConfig, Ports, Running};
+use ctsync_actors::config::{Backoff, Instance};
 use ctsync_actors::keys;
 use ctsync_actors::memory::faults::{self, FaultPlan};
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica};
@@ -56,18 +57,22 @@ pub fn fast_config() -> SyncConfig {
         full_load_mode: ctsync_actors::ports::LoadMode::Shadow,
         change_page_size: 1_000,
         auto_reload_stale: false,
-        restart_backoff: Duration::from_millis(20),
-        restart_backoff_max: Duration::from_millis(200),
+        restarts: Backoff {
+            first: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        },
         module_sync_interval: Duration::from_millis(100),
         ddl_listener: ListenerConfig {
             wait: Duration::from_millis(20),
             batch: 10,
             retry_delay: Duration::from_millis(50),
         },
-        published: Vec::new(),
-        instance_id: "test".into(),
-        // Roomy: a loaded CI machine must not lose leases between renewals.
-        lease_ttl: Duration::from_secs(3),
+        instance: Instance {
+            id: "test".into(),
+            // Roomy: a loaded CI machine must not lose leases between renewals.
+            lease_ttl: Duration::from_secs(3),
+            published: Vec::new(),
+        },
         // Idle tables' versions move every cycle, as tests expect.
         idle_advance: Duration::ZERO,
         // Idle tables read their catalogs as often as busy ones.
