@@ -142,6 +142,11 @@ impl MssqlReplica {
         let mut lease = self.begin_fenced(&what, table, claim).await?;
         let work = async {
             if mode == LoadMode::Shadow {
+                // First: the catalog reads below wait for locks too.
+                batch(&mut lease, &sql::swap_lock_timeout(), || {
+                    format!("bounding the lock waits of the swap of {table}")
+                })
+                .await?;
                 let live_exists = query_rows(
                     &mut lease,
                     sql::TABLE_OBJECT_ID,
@@ -165,10 +170,6 @@ impl MssqlReplica {
                 } else {
                     None
                 };
-                batch(&mut lease, &sql::swap_lock_timeout(), || {
-                    format!("bounding the lock waits of the swap of {table}")
-                })
-                .await?;
                 let statements = sql::swap_statements(table);
                 let params = sql::swap_params(table);
                 for (i, (statement, values)) in statements.iter().zip(params).enumerate() {
