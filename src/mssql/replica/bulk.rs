@@ -21,17 +21,6 @@ use crate::mssql::MssqlError;
 /// bulk-load message (split into packets, answered once).
 pub const BULK_LOAD_REQUESTS: usize = 3;
 
-/// Why `schema`'s rows cannot go through tiberius 0.13's bulk copy, if they
-/// cannot (they are then written with `sql::insert_json`):
-/// - xml: an empty xml value is encoded as a zero-length chunk followed by
-///   the terminator, which desyncs the stream (src/tds/xml.rs);
-/// - char/varchar/text under a `_UTF8` collation: tiberius encodes them by
-///   the collation's LCID code page, never UTF-8, so non-ASCII text would
-///   be stored wrong;
-/// - image: tiberius has no bulk encoding for it;
-/// - a column whose `INSERT BULK` declaration tiberius misstates
-///   ([`misstated`]);
-/// - names with control characters: tiberius refuses them as identifiers.
 /// A decimal column whose values tiberius 0.13 would send longer than the
 /// column allows: `Numeric::precision` counts a digit for a zero integer
 /// part (1 + scale), so in `decimal(p,p)` every value goes with the length
@@ -53,6 +42,18 @@ fn overlong_decimal(ty: &SqlType) -> Option<String> {
     }
 }
 
+/// Why `schema`'s rows cannot go through tiberius 0.13's bulk copy, if they
+/// cannot (they are then written with `sql::insert_json`):
+/// - xml: an empty xml value is encoded as a zero-length chunk followed by
+///   the terminator, which desyncs the stream (src/tds/xml.rs);
+/// - char/varchar/text under a `_UTF8` collation: tiberius encodes them by
+///   the collation's LCID code page, never UTF-8, so non-ASCII text would
+///   be stored wrong;
+/// - image: tiberius has no bulk encoding for it;
+/// - a column whose `INSERT BULK` declaration tiberius misstates
+///   ([`misstated`]);
+/// - names with control characters: tiberius refuses them as identifiers;
+/// - a decimal whose values tiberius sends too long ([`overlong_decimal`]).
 pub fn refusal(schema: &TableSchema) -> Option<String> {
     let id = &schema.id;
     if [&id.schema, &id.name]
