@@ -18,6 +18,8 @@ use ctsync::http::{self, HttpState, Probe};
 use ctsync::probes::{InProcess, RedisProbe};
 use ctsync::state::RedisState;
 use ctsync_actors::actors::{self, Ports};
+use ctsync_actors::config::{Backoff, Instance};
+use ctsync_actors::memory::faults::{FaultPlan, Faulty, Port, Rule};
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica};
 use ctsync_actors::model::*;
 use ctsync_actors::modules::{ModuleDef, ModuleKind};
@@ -125,17 +127,25 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
     // Slow full-load pages so the page's progress bar can be seen.
     replica.set_insert_delay(Duration::from_millis(250));
     let config = SyncConfig {
-        instance_id: "demo".into(),
+        instance: Instance {
+            id: "demo".into(),
+            ..Instance::default()
+        },
         poll_interval: Duration::from_secs(1),
-        restart_backoff: Duration::from_millis(500),
-        restart_backoff_max: Duration::from_secs(5),
+        restarts: Backoff {
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(5),
+        },
         module_sync_interval: Duration::from_secs(5),
         ..SyncConfig::default()
     };
     let verify_replica = replica.clone();
+    // Flaky's outages are injected between the pipeline and the primary.
+    let faults = FaultPlan::new();
+    let wrapped: Arc<dyn ctsync_actors::ports::Primary> = primary.clone();
     let running = actors::start(
         Ports {
-            primary: primary.clone(),
+            primary: Arc::new(Faulty::new(wrapped, faults.clone())),
             replica,
             state: state.clone(),
             ddl_queue: Some(queue.clone()),
@@ -170,6 +180,7 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
 
     // The change generator: a few changes every half second.
     let mut n: i32 = 0;
+    let mut broken = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let signal = ctsync::shutdown::signal();
     tokio::pin!(signal);
@@ -211,8 +222,22 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
         }
         // Flaky breaks for 3 s out of every 15 s.
         match n % 30 {
-            0 => primary.break_table(&flaky.id, "demo: simulated connection loss"),
-            6 => primary.heal(&flaky.id),
+            0 => {
+                broken = Some(
+                    faults.inject(
+                        Rule::reject()
+                            .port(Port::Primary)
+                            .object(&flaky.id)
+                            .always()
+                            .message("demo: simulated connection loss"),
+                    ),
+                )
+            }
+            6 => {
+                if let Some(rule) = broken.take() {
+                    faults.lift(rule);
+                }
+            }
             _ => {
                 primary.upsert(&flaky.id, row(n % 10, "flaky"));
             }

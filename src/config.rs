@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ctsync_actors::config::Instance;
 use ctsync_actors::sync::SyncConfig;
 use tiberius::EncryptionLevel;
 
@@ -335,14 +336,17 @@ impl Config {
                 "CTSYNC_MODULE_SYNC_SECS",
                 &get("CTSYNC_MODULE_SYNC_SECS")?,
             )? as u64),
-            instance_id: match source
-                .get("CTSYNC_INSTANCE_ID")
-                .map(|v| v.trim().to_string())
-            {
-                Some(id) if !id.is_empty() => valid_instance_id(&id)?,
-                _ => default_instance_id(),
+            instance: Instance {
+                id: match source
+                    .get("CTSYNC_INSTANCE_ID")
+                    .map(|v| v.trim().to_string())
+                {
+                    Some(id) if !id.is_empty() => valid_instance_id(&id)?,
+                    _ => default_instance_id(),
+                },
+                lease_ttl: lease_ttl(&get("CTSYNC_LEASE_TTL_SECS")?, poll)?,
+                published: Vec::new(),
             },
-            lease_ttl: lease_ttl(&get("CTSYNC_LEASE_TTL_SECS")?, poll)?,
             idle_advance: Duration::from_secs(positive(
                 "CTSYNC_IDLE_ADVANCE_SECS",
                 &get("CTSYNC_IDLE_ADVANCE_SECS")?,

@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use ctsync_actors::actors::{self, Ports};
 use ctsync_actors::keys;
 use ctsync_actors::ports::DdlQueue;
-use ctsync_actors::sync::SyncConfig;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -68,10 +67,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             state: state.clone(),
             ddl_queue,
         },
-        SyncConfig {
+        {
+            let mut sync = config.sync.clone();
             // Published by discovery at start and again after Redis lost them.
-            published: published_endpoints(&config),
-            ..config.sync.clone()
+            sync.instance.published = published_endpoints(&config);
+            sync
         },
     );
 
@@ -97,7 +97,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shared = HttpState {
         state: state.clone(),
         board: running.board.clone(),
-        instance: config.sync.instance_id.clone(),
+        instance: config.sync.instance.id.clone(),
         probes,
         primary: config.primary.to_string(),
         replica: config.replica.to_string(),

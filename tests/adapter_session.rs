@@ -580,6 +580,16 @@ async fn a_change_set_is_copied_under_snapshot_or_refused_naming_the_fix() {
         recorder.log()
     );
 
+    // Being switched on (state 3): refused, saying it will continue.
+    let recorder = Recorder::new(with_snapshot_state(3));
+    let primary = MssqlPrimary::new(Pool::with_connector(Arc::new(recorder.clone()), 2));
+    primary.identity().await.expect("identity");
+    let e = match primary.open_changes(&users, 3, None).await {
+        Ok(_) => panic!("a change set opened while snapshot isolation is switching on"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("being switched on"), "{e}");
+
     // The operator accepted READ COMMITTED: copied without SNAPSHOT.
     let recorder = Recorder::new(with_snapshot_state(0));
     let primary = MssqlPrimary::new(Pool::with_connector(Arc::new(recorder.clone()), 2))
@@ -605,4 +615,97 @@ async fn a_change_set_is_copied_under_snapshot_or_refused_naming_the_fix() {
         );
         assert!(violations(&log).is_empty(), "{:?}", violations(&log));
     }
+}
+
+/// Issue 26 item 3: a swap gives the new table the live table's primary
+/// key name (its own is a system name, `PK__shadow_…`, from the shadow's
+/// `CREATE TABLE`): read before the live table moves aside, renamed in the
+/// same transaction after the aside table (and its constraint) is dropped.
+#[tokio::test]
+async fn a_swap_carries_the_primary_key_name() {
+    let recorder = Recorder::new(|r: &Request| {
+        if r.sql == sql::TABLE_OBJECT_ID {
+            return Some(Reply::Rows(vec![vec![row(vec![(
+                "object_id",
+                ColumnData::I32(Some(42)),
+            )])]]));
+        }
+        if r.sql == sql::PRIMARY_KEY_NAME {
+            return Some(Reply::Rows(vec![vec![row(vec![(
+                "name",
+                ColumnData::String(Some("PK_User".into())),
+            )])]]));
+        }
+        replica_script(r)
+    });
+    let users = user_table();
+    recorder.describe(&users);
+    let replica = replica_over(&recorder);
+    replica
+        .finish_full_load(&users, 10, LoadMode::Shadow, &Claim::new("a", 1))
+        .await
+        .expect("swap");
+    let log = recorder.log();
+    assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+    let pos = |what: &str| log.iter().position(|r| r.sql == what);
+    let read = pos(sql::PRIMARY_KEY_NAME).expect("the live key's name is read");
+    let rename = pos(sql::RENAME_PRIMARY_KEY).expect("the new key is renamed");
+    let aside = log
+        .iter()
+        .position(|r| r.sql == "EXEC sp_rename @P1, @P2")
+        .expect("the live table moves aside");
+    let drop = log
+        .iter()
+        .position(|r| r.sql.starts_with("DROP TABLE [dbo].[ctsync_old_"))
+        .expect("the aside table is dropped");
+    let commit = log
+        .iter()
+        .rposition(|r| r.sql == sql::COMMIT)
+        .expect("commit");
+    assert!(read < aside && drop < rename && rename < commit, "{log:#?}");
+    assert_eq!(log[rename].call, Call::Rpc);
+    assert_eq!(log[rename].params.len(), 3);
+}
+
+/// Review of issue 26 item 8: tiberius sends every value of a
+/// `decimal(p,p)` with the length of precision p + 1 (`Numeric::precision`
+/// counts a digit for the zero integer part), one storage size too long
+/// for p = 9, 19 and 28, which MS-TDS does not allow. Those columns go by
+/// INSERT … OPENJSON; `decimal(p,p)` elsewhere stays on bulk copy.
+#[tokio::test]
+async fn a_decimal_whose_values_tiberius_sends_too_long_goes_by_insert() {
+    for (precision, bulk) in [
+        (8, true),
+        (9, false),
+        (18, true),
+        (19, false),
+        (28, false),
+        (38, true),
+    ] {
+        let t = one_column_table(
+            &format!("D{precision}"),
+            SqlType::Decimal {
+                precision,
+                scale: precision,
+            },
+            true,
+        );
+        let value = Value::Decimal {
+            value: 5 * 10i128.pow(u32::from(precision) - 1),
+            scale: precision,
+        };
+        let log = load_page(&t, vec![vec![Value::I32(1), value]]).await;
+        assert_eq!(bulk_loaded(&log), bulk, "decimal({precision},{precision})");
+        assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+    }
+    let numeric = one_column_table(
+        "N19",
+        SqlType::Numeric {
+            precision: 19,
+            scale: 19,
+        },
+        true,
+    );
+    let refused = ctsync::mssql::replica::bulk::refusal(&numeric).expect("refused");
+    assert!(refused.contains("numeric(19, 19)"), "{refused}");
 }

@@ -71,7 +71,7 @@ pub const REAL_SERVER_ONLY: &[(&str, &str)] = &[
     ),
     (
         "a_swap_keeps_indexes_and_grants",
-        "sp_rename of the shadow table and the carried-over indexes and GRANTs",
+        "sp_rename of the shadow table and the carried-over indexes, GRANTs and primary key name (a DBA's, renamed with sp_rename … 'OBJECT')",
     ),
 ];
 
@@ -255,7 +255,7 @@ fn types_table() -> TableSchema {
     add("Nc10", SqlType::NChar(Len::N(20)));
     for (precision, scale) in [(9, 2), (19, 4), (28, 10), (38, 10)] {
         add(
-            &format!("D{precision}"),
+            &format!("D{precision}_{scale}"),
             SqlType::Decimal { precision, scale },
         );
     }
@@ -530,9 +530,21 @@ fn bulk_types_table() -> TableSchema {
     add("Big", SqlType::BigInt);
     add("Ratio", SqlType::Real);
     add("Precise", SqlType::Float { precision: 53 });
-    for (precision, scale) in [(9, 2), (18, 4), (28, 10), (38, 10)] {
+    // Each storage size, and decimal(p,p) where tiberius's extra digit for
+    // the zero integer part stays within the column's size (bulk refuses
+    // 9, 19 and 28, where it would not).
+    for (precision, scale) in [
+        (9, 2),
+        (18, 4),
+        (28, 10),
+        (38, 10),
+        (8, 8),
+        (18, 18),
+        (27, 27),
+        (38, 38),
+    ] {
         add(
-            &format!("D{precision}"),
+            &format!("D{precision}_{scale}"),
             SqlType::Decimal { precision, scale },
         );
     }
@@ -581,6 +593,22 @@ fn bulk_types_row(id: i32) -> Row {
         Value::Decimal {
             value: 99_999_999_999_999_999_999_999_999_999_999_999_999,
             scale: 10,
+        },
+        Value::Decimal {
+            value: 99_999_999,
+            scale: 8,
+        },
+        Value::Decimal {
+            value: -1,
+            scale: 18,
+        },
+        Value::Decimal {
+            value: 100_000_000_000_000_000_000_000_000,
+            scale: 27,
+        },
+        Value::Decimal {
+            value: -99_999_999_999_999_999_999_999_999_999_999_999_999,
+            scale: 38,
         },
         Value::Decimal {
             value: -9_223_372_036_854_775_808,

@@ -208,11 +208,10 @@ async fn a_ddl_event_arriving_while_redis_is_down_is_applied_once_it_is_back() {
     let h = Harness::new();
     let users = support::fixtures::user_table();
     h.enabled_table(users.clone(), (1..=5).map(user_row)).await;
-    let flaky = std::sync::Arc::new(ctsync_actors::memory::FlakyState::new(h.state.clone()));
-    let _run = h.start_with_state(fast_config(), flaky.clone());
+    let _run = h.start(fast_config());
     h.wait_loaded(&users.id).await;
 
-    flaky.set_down(true);
+    h.faults.set_state_down(true);
     h.primary.rename_column(&users.id, "Name", "FullName");
     h.queue.push_event(&fixture("rename_column.xml"));
     eventually(Duration::from_secs(10), "event recorded", || async {
@@ -224,7 +223,7 @@ async fn a_ddl_event_arriving_while_redis_is_down_is_applied_once_it_is_back() {
         h.replica.inbox_parked().is_empty(),
         "not parked for Redis being down"
     );
-    flaky.set_down(false);
+    h.faults.set_state_down(false);
     eventually(Duration::from_secs(10), "rename applied", || async {
         h.replica
             .schema(&users.id)

@@ -1,7 +1,7 @@
 //! What a table's actor does with an error, by its kind (issue 25 item 6):
 //! a transient one restarts the actor with backoff (`tests/faults.rs`); a
 //! definite one holds the table in `error` with the reason, said once, no
-//! restarts, looked at again after `restart_backoff_max` or a key change,
+//! restarts, looked at again after `restarts.max` or a key change,
 //! and the table continues by itself once the reason is gone. Before, every
 //! error restarted the actor at the backoff's pace and logged each time.
 

@@ -55,7 +55,13 @@ async fn full_load_of_12345_rows_reads_three_pages_and_stores_the_version_read_b
 async fn failure_on_page_two_resumes_the_load_after_page_one_without_duplicates() {
     let h = Harness::new();
     let users = seed(&h, 12_345);
-    h.primary.fail_read_page(&users, 2);
+    // The page is read, then the connection drops before the answer.
+    h.faults.inject(
+        ctsync_actors::memory::faults::Rule::lost_ack()
+            .method("read_page")
+            .object(&users)
+            .nth(2),
+    );
     h.set("mssql_sync:enabled:User", "true").await;
     let run = h.start(fast_config());
 
@@ -91,9 +97,14 @@ async fn forced_full_load_resnapshots_an_enabled_table_then_incremental_continue
     let pages = h.primary.pages_read(&users);
 
     // Drift the replica on purpose: a forced load must repair it.
-    h.replica.go_down("maintenance");
+    let down = h.faults.inject(
+        ctsync_actors::memory::faults::Rule::reject()
+            .port(ctsync_actors::memory::faults::Port::Replica)
+            .always()
+            .message("maintenance"),
+    );
     h.primary.delete(&users, &user_key(1));
-    h.replica.up();
+    h.faults.lift(down);
     h.set("mssql_sync:force_full_load:User", "true").await;
     eventually(WAIT, "forced load finished", || async {
         h.get("mssql_sync:force_full_load:User").await.as_deref() == Some("false")

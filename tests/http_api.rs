@@ -352,7 +352,13 @@ async fn retention_warning_fires_before_cleanup_can_overtake_a_stuck_table() {
     .await;
 
     // The table stops catching up; 80% of the 1 s retention passes.
-    h.primary.break_table(&risky.id, "replica unreachable");
+    let broken = h.faults.inject(
+        ctsync_actors::memory::faults::Rule::reject()
+            .port(ctsync_actors::memory::faults::Port::Primary)
+            .object(&risky.id)
+            .always()
+            .message("replica unreachable"),
+    );
     let metrics = || async {
         let resp =
             test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
@@ -380,7 +386,7 @@ async fn retention_warning_fires_before_cleanup_can_overtake_a_stuck_table() {
         .unwrap_or_default();
     assert!(lag > 0.8, "lag {lag}");
 
-    h.primary.heal(&risky.id);
+    h.faults.lift(broken);
     let trying = failsafe();
     while trying() {
         text = metrics().await;

@@ -33,8 +33,8 @@ struct Instance {
 
 fn config(id: &str) -> SyncConfig {
     let mut c = fast_config();
-    c.instance_id = id.into();
-    c.lease_ttl = TTL;
+    c.instance.id = id.into();
+    c.instance.lease_ttl = TTL;
     c.full_load_page_size = 200;
     c.change_page_size = 50;
     c

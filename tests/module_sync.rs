@@ -127,7 +127,12 @@ async fn a_failing_module_does_not_block_the_others() {
         ModuleKind::View,
         Some("CREATE VIEW [dbo].[Fine] AS SELECT 1 AS a"),
     ));
-    h.replica.fail_module("dbo.Broken");
+    h.faults.inject(
+        ctsync_actors::memory::faults::Rule::reject()
+            .method("apply_module")
+            .object(&ctsync_actors::model::TableId::new("dbo", "Broken"))
+            .always(),
+    );
     let run = h.start(fast_config());
     eventually(WAIT, "the healthy module exists", || async {
         names(&h) == ["dbo.Fine"]

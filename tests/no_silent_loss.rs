@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use ctsync_actors::keys;
+use ctsync_actors::memory::faults::Rule;
 use ctsync_actors::model::TableId;
 use support::fixtures::*;
 use support::{fast_config, Harness};
@@ -67,7 +68,12 @@ async fn an_interrupted_load_of_a_recreated_table_runs_again_instead_of_syncing_
 
     // The replica table is dropped while Redis keeps its version: the next
     // cycle recreates and loads it, and that load fails after one page.
-    h.primary.fail_read_page(&users.id, 2);
+    h.faults.inject(
+        Rule::lost_ack()
+            .method("read_page")
+            .object(&users.id)
+            .nth(2),
+    );
     h.replica.drop_table_by_hand(&users.id);
     support::eventually(WAIT, "the load failed after its first page", || async {
         run.board.get("User").is_some_and(|s| s.restarts >= 1)
@@ -91,9 +97,14 @@ async fn a_version_set_by_hand_cancels_a_pending_load() {
         .await;
     // Every load fails after its first page: the load stays pending.
     let mut config = fast_config();
-    config.restart_backoff = Duration::from_millis(200);
+    config.restarts.first = Duration::from_millis(200);
     for n in 0..3 {
-        h.primary.fail_read_page(&users.id, 2 + 3 * n);
+        h.faults.inject(
+            Rule::lost_ack()
+                .method("read_page")
+                .object(&users.id)
+                .nth(2 + 3 * n),
+        );
     }
     let _run = h.start(config);
     support::eventually(WAIT, "a load is pending", || async {
@@ -173,14 +184,14 @@ async fn a_redis_blip_during_discovery_keeps_one_loader_per_table() {
     h.enabled_table(users.clone(), (1..=20_000).map(|i| user(i, "n")))
         .await;
     h.replica.set_insert_delay(Duration::from_millis(60));
-    let flaky = std::sync::Arc::new(ctsync_actors::memory::FlakyState::new(h.state.clone()));
-    let run = h.start_with_state(fast_config(), flaky.clone());
+    let run = h.start(fast_config());
     support::eventually(WAIT, "the load is copying", || async {
         h.primary.pages_read(&users.id) >= 1
     })
     .await;
     // Discovery cannot write the default flags for a few polls.
-    flaky.fail_ensure_flags(3);
+    h.faults
+        .inject(Rule::reject().method("discovery_start").times(3));
     h.wait_loaded(&users.id).await;
     h.wait_equal(&users.id).await;
     assert_eq!(
@@ -199,7 +210,7 @@ async fn redis_losing_its_data_is_detected_reported_and_the_config_republished()
     h.enabled_table(users.clone(), (1..=50).map(|i| user(i, "n")))
         .await;
     let mut config = fast_config();
-    config.published = vec![(
+    config.instance.published = vec![(
         keys::CONFIG_PRIMARY_URL.to_string(),
         "primary:1433/testct".to_string(),
     )];
@@ -252,7 +263,12 @@ async fn a_load_started_after_redis_lost_its_data_is_not_cancelled_by_the_restor
 
     h.redis.restart(); // every key is gone; the replica keeps its record
     h.replica.drop_table_by_hand(&users.id);
-    h.primary.fail_read_page(&users.id, 2);
+    h.faults.inject(
+        Rule::lost_ack()
+            .method("read_page")
+            .object(&users.id)
+            .nth(2),
+    );
     h.set(&keys::enabled(&users.id), "true").await;
     support::eventually(WAIT, "a load finished", || async {
         let record = h.replica.table_record(&users.id);

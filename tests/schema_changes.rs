@@ -204,9 +204,12 @@ async fn failed_ddl_apply_keeps_the_row_data_and_parks_the_event() {
     let (users, run) = started(&h, 8).await;
     let before = h.replica.rows(&users);
     // Every attempt fails (the listener tries five times before parking).
-    for n in 1..=20 {
-        h.replica.fail_write(n);
-    }
+    h.faults.inject(
+        ctsync_actors::memory::faults::Rule::reject()
+            .at(ctsync_actors::memory::faults::Site::ReplicaWrite)
+            .method("rename_column")
+            .times(20),
+    );
     h.primary.rename_column(&users, "Email", "Mail");
     h.queue
         .push_event(&rename_column_event("User", "Email", "Mail"));

@@ -162,6 +162,11 @@ fn table_statements(d: &mut Dump, s: &TableSchema) {
         &format!("{name}: unbounded lock wait"),
         sql::UNBOUNDED_LOCK_WAIT,
     );
+    d.add(&format!("{name}: primary key name"), sql::PRIMARY_KEY_NAME);
+    d.add(
+        &format!("{name}: rename primary key"),
+        sql::RENAME_PRIMARY_KEY,
+    );
     for (i, stmt) in sql::swap_statements(&s.id).iter().enumerate() {
         d.add(&format!("{name}: swap {i}"), stmt);
     }

@@ -1,4 +1,6 @@
-//! The pipeline's settings: the sync's tunables and the DDL listener's.
+//! The pipeline's settings: the sync's tunables, and in typed parts what
+//! the actors need besides (restart backoff, this instance's identity and
+//! leases, the DDL listener's waits).
 //! A ground-floor module, so the replication rules (`sync`) and the actors
 //! that run them both read it without importing each other.
 
@@ -17,22 +19,13 @@ pub struct SyncConfig {
     pub change_page_size: usize,
     /// Full-load a stale table automatically instead of waiting for an operator.
     pub auto_reload_stale: bool,
-    /// First restart delay of a failed TableActor; doubles up to the max.
-    pub restart_backoff: Duration,
-    pub restart_backoff_max: Duration,
+    /// How a failed TableActor restarts.
+    pub restarts: Backoff,
     /// How often views, procedures and functions are compared.
     pub module_sync_interval: Duration,
     pub ddl_listener: ListenerConfig,
-    /// Keys ctsync publishes to the state store for operators (the
-    /// sanitized endpoints), at start and again after Redis lost its data.
-    pub published: Vec<(String, String)>,
-    /// This instance's id: the owner in leases and on the replica's fence.
-    /// Unique per process (two processes with one id would both think they
-    /// own a table; the daemon adds its pid and a random part).
-    pub instance_id: String,
-    /// How long a table's (or singleton's) lease lasts without renewal;
-    /// renewed every poll. A dead instance's tables move within it.
-    pub lease_ttl: Duration,
+    /// Who this instance is, how long its leases last, what it publishes.
+    pub instance: Instance,
     /// How often an idle table's stored version is moved forward while the
     /// primary is busy with other tables (nothing to apply is progress too,
     /// but not worth a replica transaction every poll; far inside any CT
@@ -54,15 +47,48 @@ impl Default for SyncConfig {
             full_load_mode: crate::ports::LoadMode::Shadow,
             change_page_size: 5_000,
             auto_reload_stale: false,
-            restart_backoff: Duration::from_secs(1),
-            restart_backoff_max: Duration::from_secs(60),
+            restarts: Backoff {
+                first: Duration::from_secs(1),
+                max: Duration::from_secs(60),
+            },
             module_sync_interval: Duration::from_secs(30),
             ddl_listener: ListenerConfig::default(),
-            published: Vec::new(),
-            instance_id: "ctsync".into(),
-            lease_ttl: Duration::from_secs(15),
+            instance: Instance::default(),
             idle_advance: Duration::from_secs(60),
             idle_catalog_refresh: 240,
+        }
+    }
+}
+
+/// A delay that doubles from `first` up to `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First restart delay of a failed actor; doubles up to `max`.
+    pub first: Duration,
+    pub max: Duration,
+}
+
+/// This instance among the others sharing the tables.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// This instance's id: the owner in leases and on the replica's fence.
+    /// Unique per process (two processes with one id would both think they
+    /// own a table; the daemon adds its pid and a random part).
+    pub id: String,
+    /// How long a table's (or singleton's) lease lasts without renewal;
+    /// renewed every poll. A dead instance's tables move within it.
+    pub lease_ttl: Duration,
+    /// Keys ctsync publishes to the state store for operators (the
+    /// sanitized endpoints), at start and again after Redis lost its data.
+    pub published: Vec<(String, String)>,
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Self {
+            id: "ctsync".into(),
+            lease_ttl: Duration::from_secs(15),
+            published: Vec::new(),
         }
     }
 }

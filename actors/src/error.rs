@@ -90,7 +90,7 @@ pub enum ErrorKind {
     /// Asking again gets the same answer until someone acts on the reason
     /// (an unsupported column, no key, a bad operator value, a refused
     /// setting): the table is held in `error` with the reason, said once,
-    /// and looked at again only every `restart_backoff_max` or when one of
+    /// and looked at again only every `restarts.max` or when one of
     /// its keys changes — no restart storm, no error line per poll.
     Definite,
     /// The writer no longer owns the table (see `crate::fence`).

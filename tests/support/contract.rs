@@ -217,7 +217,9 @@ async fn strings(c: &Mutex<TdsClient>, text: &str, name: &str) -> Vec<String> {
 
 const IF_NO_SCHEMA: &str =
     "IF SCHEMA_ID(N'ctsync_contract') IS NULL EXEC(N'CREATE SCHEMA [ctsync_contract]')";
-const INDEX_NAMES: &str = "SELECT i.name FROM sys.indexes AS i WHERE i.object_id = OBJECT_ID(@P1) AND i.is_primary_key = 0 AND i.name IS NOT NULL ORDER BY i.name";
+// The primary key's index is listed too: its name is the constraint's,
+// which a swap must carry.
+const INDEX_NAMES: &str = "SELECT i.name FROM sys.indexes AS i WHERE i.object_id = OBJECT_ID(@P1) AND i.name IS NOT NULL ORDER BY i.name";
 // The catalog's own text columns and principal names have different
 // collations: each is brought to the database's before they are joined.
 const GRANTS: &str = "SELECT p.state_desc COLLATE DATABASE_DEFAULT + N' ' + p.permission_name COLLATE DATABASE_DEFAULT + N' TO ' + pr.name COLLATE DATABASE_DEFAULT AS [grant] FROM sys.database_permissions AS p JOIN sys.database_principals AS pr ON pr.principal_id = p.grantee_principal_id WHERE p.major_id = OBJECT_ID(@P1) ORDER BY [grant]";
@@ -480,7 +482,11 @@ impl World for SqlServer {
             &format!(
                 "CREATE INDEX [ix_contract] ON {t} ({column}); \
                  IF DATABASE_PRINCIPAL_ID(N'ctsync_contract_reader') IS NULL CREATE ROLE [ctsync_contract_reader]; \
-                 GRANT SELECT ON {t} TO [ctsync_contract_reader];"
+                 GRANT SELECT ON {t} TO [ctsync_contract_reader]; \
+                 DECLARE @pk nvarchar(600) = (SELECT QUOTENAME(SCHEMA_NAME(kc.schema_id)) + N'.' + QUOTENAME(kc.name) \
+                 FROM sys.key_constraints AS kc WHERE kc.parent_object_id = OBJECT_ID(N'{name}') AND kc.type = N'PK'); \
+                 EXEC sp_rename @pk, N'PK_contract_named_by_a_dba', N'OBJECT';",
+                name = sql::object_name_param(&schema.id).replace('\'', "''")
             ),
         )
         .await;

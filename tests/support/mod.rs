@@ -1,6 +1,7 @@
 //! Test support: a private `redis-server` per test on a free port (stopped
 //! and removed on drop), table fixtures, and a pipeline harness over the
-//! in-memory primary/replica and the real Redis state store.
+//! in-memory primary/replica and the real Redis state store, every port
+//! wrapped with the harness's fault plan.
 #![allow(dead_code)]
 
 pub mod contract;
@@ -17,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use ctsync::state::RedisState;
 use ctsync_actors::actors::{self, ListenerConfig, Ports, Running};
+use ctsync_actors::config::{Backoff, Instance};
 use ctsync_actors::keys;
+use ctsync_actors::memory::faults::{self, FaultPlan};
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica};
 use ctsync_actors::model::{Row, TableId, TableSchema};
 use ctsync_actors::ports::StateStore;
@@ -54,18 +57,22 @@ pub fn fast_config() -> SyncConfig {
         full_load_mode: ctsync_actors::ports::LoadMode::Shadow,
         change_page_size: 1_000,
         auto_reload_stale: false,
-        restart_backoff: Duration::from_millis(20),
-        restart_backoff_max: Duration::from_millis(200),
+        restarts: Backoff {
+            first: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        },
         module_sync_interval: Duration::from_millis(100),
         ddl_listener: ListenerConfig {
             wait: Duration::from_millis(20),
             batch: 10,
             retry_delay: Duration::from_millis(50),
         },
-        published: Vec::new(),
-        instance_id: "test".into(),
-        // Roomy: a loaded CI machine must not lose leases between renewals.
-        lease_ttl: Duration::from_secs(3),
+        instance: Instance {
+            id: "test".into(),
+            // Roomy: a loaded CI machine must not lose leases between renewals.
+            lease_ttl: Duration::from_secs(3),
+            published: Vec::new(),
+        },
         // Idle tables' versions move every cycle, as tests expect.
         idle_advance: Duration::ZERO,
         // Idle tables read their catalogs as often as busy ones.
@@ -79,6 +86,8 @@ pub struct Harness {
     pub primary: Arc<MemoryPrimary>,
     pub replica: Arc<MemoryReplica>,
     pub queue: Arc<MemoryDdlQueue>,
+    /// The faults the pipeline's ports meet (every port is wrapped).
+    pub faults: Arc<FaultPlan>,
 }
 
 impl Harness {
@@ -91,6 +100,7 @@ impl Harness {
             primary: Arc::new(MemoryPrimary::new()),
             replica: Arc::new(MemoryReplica::new()),
             queue: Arc::new(MemoryDdlQueue::new()),
+            faults: FaultPlan::new(),
         }
     }
 
@@ -99,15 +109,13 @@ impl Harness {
     }
 
     pub fn start_with_state(&self, config: SyncConfig, state: Arc<dyn StateStore>) -> Running {
-        actors::start(
-            Ports {
-                primary: self.primary.clone(),
-                replica: self.replica.clone(),
-                state,
-                ddl_queue: Some(self.queue.clone()),
-            },
-            config,
-        )
+        let ports = Ports {
+            primary: self.primary.clone(),
+            replica: self.replica.clone(),
+            state,
+            ddl_queue: Some(self.queue.clone()),
+        };
+        actors::start(faults::wrap(ports, &self.faults), config)
     }
 
     /// Creates a change-tracked table on the primary with `rows` and sets

@@ -4,7 +4,7 @@
 //! restarts it after an exponential backoff, counted in
 //! `ctsync_actor_restarts_total`. A definite error (`ErrorKind::Definite`)
 //! holds the table in `error` with the reason instead, looked at again every
-//! `restart_backoff_max` or when one of its keys changes. Before
+//! `restarts.max` or when one of its keys changes. Before
 //! its first write it claims the table on the replica under the grant the
 //! supervisor gave it and records the claim in the table's lease; every
 //! write carries that claim, and once the supervisor retires the actor (or
@@ -81,14 +81,14 @@ impl TableActor {
     }
 
     /// Holds the table in `error` with `e` as its reason (said once per
-    /// reason) and looks again after `restart_backoff_max`: asking sooner
+    /// reason) and looks again after `restarts.max`: asking sooner
     /// would get the same answer. The actor keeps running and its claim.
     fn hold(&mut self, e: Error, ctx: &mut Context<Self>) {
         self.failures = 0;
         let message = e.to_string();
         let board = &self.pipeline.board;
         let known = board.get(&self.key).and_then(|s| s.reason);
-        let again = self.pipeline.config.restart_backoff_max;
+        let again = self.pipeline.config.restarts.max;
         if known.as_deref() != Some(message.as_str()) {
             warn!(table = %self.table, reason = %message, again = ?again, "table is held in error until its reason is acted on; looked at again after the delay or when one of its keys changes");
             telemetry::error("table");
@@ -109,9 +109,10 @@ impl TableActor {
     fn backoff(&self) -> Duration {
         let cfg = &self.pipeline.config;
         let exp = self.failures.saturating_sub(1).min(16);
-        cfg.restart_backoff
+        cfg.restarts
+            .first
             .saturating_mul(1u32 << exp)
-            .min(cfg.restart_backoff_max)
+            .min(cfg.restarts.max)
     }
 
     fn schedule(&mut self, delay: Duration, ctx: &mut Context<Self>) {
@@ -207,7 +208,7 @@ pub(super) async fn claim_table(
     table: &TableId,
     generation: u64,
 ) -> Result<Claim> {
-    let owner = pipeline.config.instance_id.clone();
+    let owner = pipeline.config.instance.id.clone();
     let claim = pipeline
         .sink
         .claim(table.clone(), owner, generation)

@@ -1,7 +1,7 @@
 //! In-memory implementations of the three ports, good enough to run the real
 //! pipeline: the primary models CT's net changes and min valid version, the
-//! replica applies each call atomically and rejects duplicate keys, and all
-//! of them accept injected faults.
+//! replica applies each call atomically and rejects duplicate keys; faults
+//! are injected around any of them by `faults`.
 
 mod checksums;
 mod ddl_queue;
@@ -17,7 +17,7 @@ mod state;
 pub use ddl_queue::MemoryDdlQueue;
 pub use primary::MemoryPrimary;
 pub use replica::MemoryReplica;
-pub use state::{FlakyState, MemoryState};
+pub use state::MemoryState;
 
 use crate::model::{Row, RowKey, TableSchema};
 

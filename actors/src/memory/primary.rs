@@ -1,6 +1,7 @@
 //! In-memory primary: tables with rows, a database-wide CT version counter,
 //! per-key last-change versions (net changes), min valid versions, truncate
-//! and cleanup, and injectable read failures.
+//! and cleanup, and slow change pages. Faults are injected around it
+//! (`memory::faults`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -27,11 +28,7 @@ struct Table {
 }
 
 #[derive(Debug, Default)]
-struct Faults {
-    /// Every call touching the table fails with this message.
-    broken: HashMap<TableId, String>,
-    /// These `read_page` calls (1-based, counted per table) fail, once each.
-    fail_page: HashMap<TableId, Vec<usize>>,
+struct Delays {
     /// Each change-set page of the table waits this long first.
     changes_delay: HashMap<TableId, std::time::Duration>,
 }
@@ -41,7 +38,7 @@ struct Data {
     version: SyncVersion,
     identity: PrimaryIdentity,
     tables: BTreeMap<TableId, Table>,
-    faults: Faults,
+    delays: Delays,
     pages_read: HashMap<TableId, usize>,
     changes_pages_read: HashMap<TableId, usize>,
     /// `open_changes` calls per table (change-set copies).
@@ -78,7 +75,7 @@ impl MemoryPrimary {
                     create_date: "2026-01-01T00:00:00".into(),
                 },
                 tables: BTreeMap::new(),
-                faults: Faults::default(),
+                delays: Delays::default(),
                 pages_read: HashMap::new(),
                 changes_pages_read: HashMap::new(),
                 change_sets: HashMap::new(),
@@ -257,32 +254,9 @@ impl MemoryPrimary {
         self.lock().identity = identity;
     }
 
-    /// Every call about this table fails with `message` until `heal`.
-    pub fn break_table(&self, id: &TableId, message: &str) {
-        self.lock()
-            .faults
-            .broken
-            .insert(id.clone(), message.to_string());
-    }
-
-    pub fn heal(&self, id: &TableId) {
-        self.lock().faults.broken.remove(id);
-    }
-
-    /// The `n`th next `read_page` of the table (1-based) fails, once.
-    pub fn fail_read_page(&self, id: &TableId, n: usize) {
-        let mut data = self.lock();
-        let done = data.pages_read.get(id).copied().unwrap_or(0);
-        data.faults
-            .fail_page
-            .entry(id.clone())
-            .or_default()
-            .push(done + n);
-    }
-
     /// Every change-set page of the table waits `delay` first (a slow read).
     pub fn delay_changes_pages(&self, id: &TableId, delay: std::time::Duration) {
-        self.lock().faults.changes_delay.insert(id.clone(), delay);
+        self.lock().delays.changes_delay.insert(id.clone(), delay);
     }
 
     /// How many change-set pages of the table were read so far.
@@ -349,9 +323,6 @@ impl MemoryPrimary {
     }
 
     fn check(data: &Data, id: &TableId) -> Result<()> {
-        if let Some(msg) = data.faults.broken.get(id) {
-            return Err(Error::Primary(format!("table {id}: {msg}")));
-        }
         match data.tables.get(id) {
             Some(_) => Ok(()),
             None => Err(Error::Primary(format!("Invalid object name '{id}'"))),
@@ -422,19 +393,7 @@ impl Primary for MemoryPrimary {
     ) -> Result<Vec<Row>> {
         let mut data = self.lock();
         Self::check(&data, &schema.id)?;
-        let n = {
-            let c = data.pages_read.entry(schema.id.clone()).or_insert(0);
-            *c += 1;
-            *c
-        };
-        let failing = data.faults.fail_page.entry(schema.id.clone()).or_default();
-        if let Some(i) = failing.iter().position(|&p| p == n) {
-            failing.remove(i);
-            return Err(Error::Primary(format!(
-                "table {}: injected failure reading page {n}",
-                schema.id
-            )));
-        }
+        *data.pages_read.entry(schema.id.clone()).or_insert(0) += 1;
         let t = &data.tables[&schema.id];
         Ok(t.rows
             .range((after_bound(after), Bound::Unbounded))
@@ -515,7 +474,7 @@ impl ChangeSet for MemoryChangeSet<'_> {
         let delay = self
             .primary
             .lock()
-            .faults
+            .delays
             .changes_delay
             .get(&self.table)
             .copied();

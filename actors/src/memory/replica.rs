@@ -1,14 +1,14 @@
 //! In-memory replica: each port call is one all-or-nothing transaction (work
-//! is done on a copy that replaces the table only on success), duplicate keys
-//! are rejected like a PRIMARY KEY constraint, and the Nth write can be made
-//! to fail halfway through.
+//! is done on a copy, or with an undo log, that stands only on success) and
+//! duplicate keys are rejected like a PRIMARY KEY constraint. Faults are
+//! injected around it (`memory::faults`), not inside.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::replica_load::{self, injected};
+use super::replica_load;
 use super::replica_table::{alter, references, RowEdits};
 use super::replica_tx::Tx;
 use crate::error::{Error, Result};
@@ -24,14 +24,7 @@ use crate::ports::{
 struct Data {
     tables: BTreeMap<TableId, super::replica_table::Table>,
     records: BTreeMap<TableId, ReplicaRecord>,
-    writes: usize,
-    /// Write numbers (1-based, counting every write call) that fail.
-    fail_writes: Vec<usize>,
-    /// Every write fails while set.
-    down: Option<String>,
     modules: BTreeMap<(String, String), ModuleDef>,
-    /// Modules whose creation fails (by `schema.name`).
-    failing_modules: Vec<String>,
     /// Successful module writes (create, alter, drop).
     module_writes: usize,
     /// Each `insert_rows` waits this long first (demo: visible progress).
@@ -57,13 +50,9 @@ struct Data {
     misreported: BTreeMap<(TableId, String), crate::model::SqlType>,
 }
 
-/// Lets a write transaction of `table` under `claim` begin: refused while
-/// the replica is down or unless the claim is the table's current one.
-/// Returns whether an injected fault fails this write.
-fn admit(data: &mut Data, table: &TableId, claim: &Claim) -> Result<bool> {
-    if let Some(msg) = &data.down {
-        return Err(Error::Replica(msg.clone()));
-    }
+/// Lets a write transaction of `table` under `claim` begin: refused unless
+/// the claim is the table's current one.
+fn admit(data: &mut Data, table: &TableId, claim: &Claim) -> Result<()> {
     if data.fences.get(table) != Some(claim) {
         data.fenced_commits += 1;
         let current = data.fences.get(table).map(Claim::lease_value);
@@ -74,11 +63,7 @@ fn admit(data: &mut Data, table: &TableId, claim: &Claim) -> Result<bool> {
             current.as_deref(),
         ));
     }
-    data.writes += 1;
-    let n = data.writes;
-    let fail = data.fail_writes.contains(&n);
-    data.fail_writes.retain(|w| *w != n);
-    Ok(fail)
+    Ok(())
 }
 
 #[derive(Debug, Default)]
@@ -97,23 +82,6 @@ impl MemoryReplica {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The `n`th next write (1-based) fails after doing part of its work; the
-    /// transaction is rolled back, so the replica stays unchanged.
-    pub fn fail_write(&self, n: usize) {
-        let mut data = self.lock();
-        let at = data.writes + n;
-        data.fail_writes.push(at);
-    }
-
-    /// Every write fails with `message` until `up` is called.
-    pub fn go_down(&self, message: &str) {
-        self.lock().down = Some(message.to_string());
-    }
-
-    pub fn up(&self) {
-        self.lock().down = None;
-    }
-
     /// Makes every `insert_rows` (full-load page) wait `delay` first.
     pub fn set_insert_delay(&self, delay: std::time::Duration) {
         self.lock().insert_delay = delay;
@@ -123,11 +91,6 @@ impl MemoryReplica {
     /// SinkActor promises one).
     pub fn max_concurrent_inserts(&self) -> usize {
         self.lock().max_in_flight
-    }
-
-    /// Creating or altering this module (`schema.name`) fails.
-    pub fn fail_module(&self, qualified: &str) {
-        self.lock().failing_modules.push(qualified.to_string());
     }
 
     /// The replica's modules by `schema.name`.
@@ -255,9 +218,9 @@ impl MemoryReplica {
     ) -> Result<T> {
         let mut guard = self.lock();
         let data = &mut *guard;
-        let fail = admit(data, table, claim)?;
+        admit(data, table, claim)?;
         let (out, changes) = {
-            let mut tx = Tx::new(&data.tables, &data.records, fail);
+            let mut tx = Tx::new(&data.tables, &data.records);
             let out = f(&mut tx)?;
             (out, tx.into_changes())
         };
@@ -282,17 +245,17 @@ impl MemoryReplica {
         table: &TableId,
         target: &TableId,
         claim: &Claim,
-        f: impl FnOnce(&mut RowEdits<'_>, &mut ReplicaRecord, bool) -> Result<T>,
+        f: impl FnOnce(&mut RowEdits<'_>, &mut ReplicaRecord) -> Result<T>,
     ) -> Result<T> {
         let mut guard = self.lock();
         let data = &mut *guard;
-        let fail = admit(data, table, claim)?;
+        admit(data, table, claim)?;
         let mut record = data.records.get(table).cloned().unwrap_or_default();
         let rows = data.tables.get_mut(target).ok_or_else(|| {
             Error::Replica(format!("Invalid object name '{target}' on the replica"))
         })?;
         let mut edits = RowEdits::new(rows);
-        let out = match f(&mut edits, &mut record, fail) {
+        let out = match f(&mut edits, &mut record) {
             Ok(out) => out,
             Err(e) => {
                 edits.rollback();
@@ -312,12 +275,11 @@ impl MemoryReplica {
         &self,
         id: &TableId,
         claim: &Claim,
-        f: impl FnOnce(&mut super::replica_table::Table, &mut ReplicaRecord, bool) -> Result<T>,
+        f: impl FnOnce(&mut super::replica_table::Table, &mut ReplicaRecord) -> Result<T>,
     ) -> Result<T> {
         self.transact(id, claim, |tx| {
-            let fail = tx.fail;
             let mut record = tx.record_mut(id).clone();
-            let out = f(tx.table_mut(id)?, &mut record, fail)?;
+            let out = f(tx.table_mut(id)?, &mut record)?;
             *tx.record_mut(id) = record;
             Ok(out)
         })
@@ -422,8 +384,8 @@ impl Replica for MemoryReplica {
         }
         self.lock().in_flight -= 1;
         let target = load.target(&schema.id);
-        self.write_rows(&schema.id, &target, claim, |t, record, fail| {
-            replica_load::page(t, record, schema, rows, load, fail)
+        self.write_rows(&schema.id, &target, claim, |t, record| {
+            replica_load::page(t, record, rows, load)
         })
     }
 
@@ -433,12 +395,9 @@ impl Replica for MemoryReplica {
         batch: &ChangeBatch,
         claim: &Claim,
     ) -> Result<()> {
-        self.write_rows(&schema.id, &schema.id, claim, |t, record, fail| {
+        self.write_rows(&schema.id, &schema.id, claim, |t, record| {
             for key in &batch.keys {
                 t.remove(key);
-            }
-            if fail {
-                return Err(injected(&schema.id));
             }
             t.insert(&batch.rows)?;
             if let Some(v) = batch.version {
@@ -483,9 +442,6 @@ impl Replica for MemoryReplica {
 
     async fn claim(&self, table: &TableId, owner: &str) -> Result<u64> {
         let mut data = self.lock();
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
         let token = data.fences.get(table).map_or(0, |c| c.token) + 1;
         data.fences.insert(table.clone(), Claim::new(owner, token));
         Ok(token)
@@ -494,19 +450,6 @@ impl Replica for MemoryReplica {
     async fn advance_versions(&self, advances: &[Advance]) -> Result<Vec<TableId>> {
         let mut guard = self.lock();
         let data = &mut *guard;
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
-        // One transaction: an injected failure of this write moves none.
-        data.writes += 1;
-        let n = data.writes;
-        if data.fail_writes.contains(&n) {
-            data.fail_writes.retain(|w| *w != n);
-            return Err(Error::Replica(format!(
-                "injected failure of write {n} (advancing {} versions)",
-                advances.len()
-            )));
-        }
         let mut moved = Vec::new();
         for a in advances {
             if data.fences.get(&a.table) != Some(&a.claim) {
@@ -528,9 +471,6 @@ impl Replica for MemoryReplica {
 
     async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>> {
         let data = self.lock();
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
         let modules: Vec<ModuleDef> = data.modules.values().cloned().collect();
         Ok(replica_load::blockers(
             data.tables.get(table),
@@ -541,17 +481,11 @@ impl Replica for MemoryReplica {
 
     async fn record(&self, table: &TableId) -> Result<ReplicaRecord> {
         let data = self.lock();
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
         Ok(data.records.get(table).cloned().unwrap_or_default())
     }
 
     async fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>> {
         let data = self.lock();
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
         Ok(data.tables.get(table).map(|t| {
             let mut schema = t.schema.clone();
             for c in &mut schema.columns {
@@ -564,15 +498,9 @@ impl Replica for MemoryReplica {
     }
 
     async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp], claim: &Claim) -> Result<()> {
-        self.write(table, claim, |t, _, fail| {
-            for (i, op) in ops.iter().enumerate() {
-                if fail && i == ops.len() / 2 {
-                    return Err(injected(table));
-                }
+        self.write(table, claim, |t, _| {
+            for op in ops {
                 alter(t, op)?;
-            }
-            if fail {
-                return Err(injected(table));
             }
             Ok(())
         })
@@ -585,10 +513,7 @@ impl Replica for MemoryReplica {
         to: &str,
         claim: &Claim,
     ) -> Result<()> {
-        self.write(table, claim, |t, _, fail| {
-            if fail {
-                return Err(injected(table));
-            }
+        self.write(table, claim, |t, _| {
             if t.schema.columns.iter().any(|c| c.name == to) {
                 return Err(Error::Replica(format!("column {to} already exists in {table}")));
             }
@@ -607,10 +532,7 @@ impl Replica for MemoryReplica {
     }
 
     async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()> {
-        let renamed = self.write(from, claim, |t, _, fail| {
-            if fail {
-                return Err(injected(from));
-            }
+        let renamed = self.write(from, claim, |t, _| {
             t.schema.id = to.clone();
             Ok(())
         });
@@ -632,17 +554,11 @@ impl Replica for MemoryReplica {
 
     async fn modules(&self) -> Result<Vec<ModuleDef>> {
         let data = self.lock();
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
         Ok(data.modules.values().cloned().collect())
     }
 
     async fn inbox_add(&self, messages: &[QueueMessage]) -> Result<()> {
         let mut data = self.lock();
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
         for m in messages {
             if !data.inbox.iter().any(|(x, _)| x.message.id == m.id) {
                 data.inbox.push((
@@ -659,9 +575,6 @@ impl Replica for MemoryReplica {
 
     async fn inbox_pending(&self) -> Result<Vec<InboxMessage>> {
         let data = self.lock();
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
         Ok(data
             .inbox
             .iter()
@@ -672,9 +585,6 @@ impl Replica for MemoryReplica {
 
     async fn inbox_settle(&self, id: &str, outcome: &InboxOutcome) -> Result<()> {
         let mut data = self.lock();
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
         let Some(i) = data.inbox.iter().position(|(m, _)| m.message.id == id) else {
             return Ok(());
         };
@@ -695,18 +605,9 @@ impl Replica for MemoryReplica {
     /// SQL Server's deferred name resolution would at first use.
     async fn apply_module(&self, op: &ModuleOp) -> Result<()> {
         let mut data = self.lock();
-        if let Some(msg) = &data.down {
-            return Err(Error::Replica(msg.clone()));
-        }
         match op {
             ModuleOp::Create(m) | ModuleOp::Alter(m) => {
                 let key = (m.schema.clone(), m.name.clone());
-                if data.failing_modules.contains(&m.qualified()) {
-                    return Err(Error::Replica(format!(
-                        "injected failure creating {}",
-                        m.qualified()
-                    )));
-                }
                 if matches!(op, ModuleOp::Create(_)) && data.modules.contains_key(&key) {
                     return Err(Error::Replica(format!(
                         "There is already an object named '{}'",

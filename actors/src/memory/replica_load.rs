@@ -10,12 +10,6 @@ use crate::model::{Row, SyncVersion, TableId, TableSchema};
 use crate::modules::ModuleDef;
 use crate::ports::{LoadMode, LoadStart, PendingLoad, ReplicaRecord};
 
-pub(super) fn injected(id: &TableId) -> Error {
-    Error::Replica(format!(
-        "table {id}: injected failure inside the transaction"
-    ))
-}
-
 pub(super) fn begin(tx: &mut Tx<'_>, schema: &TableSchema, start: &LoadStart) -> Result<()> {
     let id = &schema.id;
     match start.load.mode {
@@ -32,26 +26,16 @@ pub(super) fn begin(tx: &mut Tx<'_>, schema: &TableSchema, start: &LoadStart) ->
         load: Some(start.load.clone()),
         backlog: None,
     };
-    if tx.fail {
-        return Err(injected(id));
-    }
     Ok(())
 }
 
 pub(super) fn page(
     edits: &mut RowEdits<'_>,
     record: &mut ReplicaRecord,
-    schema: &TableSchema,
     rows: &[Row],
     load: &PendingLoad,
-    fail: bool,
 ) -> Result<()> {
-    let half = rows.len() / 2;
-    edits.insert(&rows[..half])?;
-    if fail {
-        return Err(injected(&schema.id));
-    }
-    edits.insert(&rows[half..])?;
+    edits.insert(rows)?;
     record.load = Some(load.clone());
     Ok(())
 }
@@ -88,9 +72,6 @@ pub(super) fn finish(
         load: None,
         backlog: None,
     };
-    if tx.fail {
-        return Err(injected(id));
-    }
     Ok(())
 }
 
@@ -101,9 +82,6 @@ pub(super) fn cancel(tx: &mut Tx<'_>, id: &TableId, version: SyncVersion) -> Res
         load: None,
         backlog: None,
     };
-    if tx.fail {
-        return Err(injected(id));
-    }
     Ok(())
 }
 

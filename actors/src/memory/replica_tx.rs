@@ -1,6 +1,6 @@
 //! One in-memory replica transaction: the tables and records it touches
 //! are copied on first touch and written back only if the whole call
-//! succeeds, so an injected failure leaves the replica unchanged.
+//! succeeds, so a failed call leaves the replica unchanged.
 
 use std::collections::BTreeMap;
 
@@ -15,8 +15,6 @@ pub(super) struct Tx<'a> {
     /// Staged tables: `None` means dropped.
     staged: BTreeMap<TableId, Option<Table>>,
     staged_records: BTreeMap<TableId, ReplicaRecord>,
-    /// This transaction fails halfway (an injected fault).
-    pub(super) fail: bool,
 }
 
 /// What a committed transaction changes.
@@ -29,14 +27,12 @@ impl<'a> Tx<'a> {
     pub(super) fn new(
         tables: &'a BTreeMap<TableId, Table>,
         records: &'a BTreeMap<TableId, ReplicaRecord>,
-        fail: bool,
     ) -> Self {
         Self {
             tables,
             records,
             staged: BTreeMap::new(),
             staged_records: BTreeMap::new(),
-            fail,
         }
     }
 

@@ -64,6 +64,14 @@ pub enum ChangeIsolation {
 const SNAPSHOT_UNKNOWN: u8 = 0;
 const SNAPSHOT_OFF: u8 = 1;
 const SNAPSHOT_ON: u8 = 2;
+const SNAPSHOT_SWITCHING_ON: u8 = 3;
+
+/// Why no change set is copied while snapshot isolation is being switched
+/// on: the ALTER DATABASE waits for the transactions open when it ran.
+const SNAPSHOT_SWITCHING: &str =
+    "snapshot isolation is being switched on in the primary database: SQL Server waits for the \
+     transactions that were open when ALTER DATABASE … SET ALLOW_SNAPSHOT_ISOLATION ON ran to \
+     finish (sys.databases.snapshot_isolation_state = 3); the tables continue once it is on";
 
 /// Why no change set is copied while snapshot isolation is off.
 const SNAPSHOT_REQUIRED: &str =
@@ -123,10 +131,14 @@ impl MssqlPrimary {
     fn copy_isolation(&self) -> Result<bool> {
         match self.isolation {
             ChangeIsolation::ReadCommitted => Ok(false),
-            ChangeIsolation::Snapshot if self.snapshot.load(Ordering::Relaxed) == SNAPSHOT_OFF => {
-                Err(snapshot_required())
-            }
-            ChangeIsolation::Snapshot => Ok(true),
+            ChangeIsolation::Snapshot => match self.snapshot.load(Ordering::Relaxed) {
+                SNAPSHOT_OFF => Err(snapshot_required()),
+                SNAPSHOT_SWITCHING_ON => Err(Error::Refused {
+                    side: ctsync_actors::error::Side::Primary,
+                    message: SNAPSHOT_SWITCHING.into(),
+                }),
+                _ => Ok(true),
+            },
         }
     }
 
@@ -192,10 +204,12 @@ impl Primary for MssqlPrimary {
         })?;
         let broker_guid = text(row, "broker_guid").map_err(err)?.unwrap_or_default();
         let create_date = text(row, "create_date").map_err(err)?.unwrap_or_default();
-        // sys.databases.snapshot_isolation_state: 1 = ON; 0 = OFF, 2 and 3
-        // = in transition (a SNAPSHOT transaction cannot start).
+        // sys.databases.snapshot_isolation_state: 1 = ON; 0 = OFF, 2 = in
+        // transition to OFF, 3 = in transition to ON (a SNAPSHOT
+        // transaction cannot start until it is ON, Msg 3956).
         let snapshot = match int(row, "snapshot_state").map_err(err)? {
             Some(1) => SNAPSHOT_ON,
+            Some(3) => SNAPSHOT_SWITCHING_ON,
             _ => SNAPSHOT_OFF,
         };
         self.snapshot.store(snapshot, Ordering::Relaxed);

@@ -21,6 +21,27 @@ use crate::mssql::MssqlError;
 /// bulk-load message (split into packets, answered once).
 pub const BULK_LOAD_REQUESTS: usize = 3;
 
+/// A decimal column whose values tiberius 0.13 would send longer than the
+/// column allows: `Numeric::precision` counts a digit for a zero integer
+/// part (1 + scale), so in `decimal(p,p)` every value goes with the length
+/// of precision p + 1, which for p = 9, 19 and 28 is the next storage size
+/// (9, 13, 17 bytes where the column takes 5, 9, 13). MS-TDS 2.2.5.5.1.6
+/// allows an integer shorter than the column's, never longer.
+fn overlong_decimal(ty: &SqlType) -> Option<String> {
+    match ty {
+        SqlType::Decimal { precision, scale } | SqlType::Numeric { precision, scale }
+            if precision == scale && matches!(precision, 9 | 19 | 28) =>
+        {
+            Some(format!(
+                "{} (tiberius 0.13 would send its values one storage \
+                 size longer than the column's)",
+                sql::type_ddl(ty).unwrap_or_default()
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Why `schema`'s rows cannot go through tiberius 0.13's bulk copy, if they
 /// cannot (they are then written with `sql::insert_json`):
 /// - xml: an empty xml value is encoded as a zero-length chunk followed by
@@ -31,7 +52,8 @@ pub const BULK_LOAD_REQUESTS: usize = 3;
 /// - image: tiberius has no bulk encoding for it;
 /// - a column whose `INSERT BULK` declaration tiberius misstates
 ///   ([`misstated`]);
-/// - names with control characters: tiberius refuses them as identifiers.
+/// - names with control characters: tiberius refuses them as identifiers;
+/// - a decimal whose values tiberius sends too long ([`overlong_decimal`]).
 pub fn refusal(schema: &TableSchema) -> Option<String> {
     let id = &schema.id;
     if [&id.schema, &id.name]
@@ -55,6 +77,9 @@ pub fn refusal(schema: &TableSchema) -> Option<String> {
                 "column [{}] is image (tiberius 0.13 has no bulk encoding for it)",
                 c.name
             ));
+        }
+        if let Some(why) = overlong_decimal(&c.ty) {
+            return Some(format!("column [{}] is {why}", c.name));
         }
         if let Some(why) = misstated(c) {
             return Some(format!(

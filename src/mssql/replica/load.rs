@@ -142,6 +142,11 @@ impl MssqlReplica {
         let mut lease = self.begin_fenced(&what, table, claim).await?;
         let work = async {
             if mode == LoadMode::Shadow {
+                // First: the catalog reads below wait for locks too.
+                batch(&mut lease, &sql::swap_lock_timeout(), || {
+                    format!("bounding the lock waits of the swap of {table}")
+                })
+                .await?;
                 let live_exists = query_rows(
                     &mut lease,
                     sql::TABLE_OBJECT_ID,
@@ -152,10 +157,19 @@ impl MssqlReplica {
                 .first()
                 .and_then(|r| r.try_get::<i32, _>(0).ok().flatten())
                 .is_some();
-                batch(&mut lease, &sql::swap_lock_timeout(), || {
-                    format!("bounding the lock waits of the swap of {table}")
-                })
-                .await?;
+                let key_name = if live_exists {
+                    query_rows(
+                        &mut lease,
+                        sql::PRIMARY_KEY_NAME,
+                        vec![text(sql::object_name_param(table))],
+                        || format!("reading the primary key's name of {table}"),
+                    )
+                    .await?
+                    .first()
+                    .and_then(|r| r.try_get::<&str, _>(0).ok().flatten().map(str::to_string))
+                } else {
+                    None
+                };
                 let statements = sql::swap_statements(table);
                 let params = sql::swap_params(table);
                 for (i, (statement, values)) in statements.iter().zip(params).enumerate() {
@@ -167,6 +181,17 @@ impl MssqlReplica {
                     let values = values.into_iter().map(text).collect();
                     execute(&mut lease, statement, values, || {
                         format!("swapping the shadow table of {table} in: {statement}")
+                    })
+                    .await?;
+                }
+                if let Some(name) = key_name {
+                    let values = vec![
+                        text(sql::object_name_param(table)),
+                        text(table.schema.clone()),
+                        text(name),
+                    ];
+                    execute(&mut lease, sql::RENAME_PRIMARY_KEY, values, || {
+                        format!("carrying over the primary key's name of {table}")
                     })
                     .await?;
                 }

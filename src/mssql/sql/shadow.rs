@@ -155,6 +155,28 @@ pub fn swap_statements(id: &TableId) -> [String; 4] {
     ]
 }
 
+/// The name of a table's primary key constraint; `@P1` = the table's
+/// `[schema].[name]` ([`super::object_name_param`]). Read in the swap's
+/// transaction before the live table moves aside, so the swapped-in table
+/// gets it back (its own is a system name, `PK__shadow_…`).
+pub const PRIMARY_KEY_NAME: &str = "SELECT kc.name AS [name] FROM sys.key_constraints AS kc \
+WHERE kc.parent_object_id = OBJECT_ID(@P1) AND kc.type = N'PK'";
+
+/// Gives the swapped-in table's primary key the live table's name, freed
+/// by the drop of the table moved aside: `@P1` = the table's
+/// `[schema].[name]`, `@P2` = its schema, `@P3` = the name to carry. An
+/// RPC inside the swap's transaction (a constraint is renamed by
+/// `sp_rename 'schema.constraint', 'new', 'OBJECT'`); nothing happens when
+/// the key already has that name.
+pub const RENAME_PRIMARY_KEY: &str =
+    "DECLARE @current sysname = (SELECT kc.name FROM sys.key_constraints AS kc \
+WHERE kc.parent_object_id = OBJECT_ID(@P1) AND kc.type = N'PK'); \
+IF @current IS NOT NULL AND @current <> @P3 \
+BEGIN \
+DECLARE @qualified nvarchar(600) = QUOTENAME(@P2) + N'.' + QUOTENAME(@current); \
+EXEC sp_rename @qualified, @P3, N'OBJECT'; \
+END";
+
 /// The parameters of each statement of [`swap_statements`].
 pub fn swap_params(id: &TableId) -> [Vec<String>; 4] {
     let shadow = id.shadow();

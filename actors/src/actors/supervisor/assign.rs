@@ -68,7 +68,7 @@ impl SupervisorActor {
         if self.shutting_down {
             return;
         }
-        let until = write_deadline(found.asked, self.pipeline.config.lease_ttl);
+        let until = write_deadline(found.asked, self.pipeline.config.instance.lease_ttl);
         self.until = Some(until);
         if found.instances != self.instances {
             info!(instances = ?found.instances, "live ctsync instances changed; tables are shared among them");

@@ -60,8 +60,8 @@ impl Round {
     /// instances.
     pub async fn run(self) -> Result<Discovered> {
         let p = &*self.pipeline;
-        let me = p.config.instance_id.as_str();
-        let ttl = p.config.lease_ttl;
+        let me = p.config.instance.id.as_str();
+        let ttl = p.config.instance.lease_ttl;
         let listed = list_tables(p).await;
         if listed.is_ok() {
             // One batched look at which running tables have changes.
@@ -176,7 +176,10 @@ async fn after_marker(
     let redis_lost =
         marker == Marker::Created && (marker_seen || replica_has_records(pipeline, tables).await?);
     if !marker_seen || marker == Marker::Created {
-        pipeline.state.publish(&pipeline.config.published).await?;
+        pipeline
+            .state
+            .publish(&pipeline.config.instance.published)
+            .await?;
     }
     Ok(redis_lost)
 }

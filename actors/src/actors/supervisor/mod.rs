@@ -82,7 +82,7 @@ impl SupervisorActor {
     }
 
     fn me(&self) -> &str {
-        &self.pipeline.config.instance_id
+        &self.pipeline.config.instance.id
     }
 
     fn discover(&mut self, ctx: &mut Context<Self>) {
@@ -176,7 +176,7 @@ impl Actor for SupervisorActor {
         let pipeline = self.pipeline.clone();
         ctx.spawn(
             async move {
-                if let Err(e) = pipeline.state.publish(&pipeline.config.published).await {
+                if let Err(e) = pipeline.state.publish(&pipeline.config.instance.published).await {
                     warn!(error = %e, "could not publish the endpoints to Redis yet; discovery retries");
                 }
             }
@@ -186,7 +186,7 @@ impl Actor for SupervisorActor {
         // Every poll, and at least three times per lease TTL, so a lease
         // never runs out between renewals whatever the two settings say.
         let config = &self.pipeline.config;
-        let every = config.poll_interval.min(config.lease_ttl / 3);
+        let every = config.poll_interval.min(config.instance.lease_ttl / 3);
         ctx.run_interval(every, |act, ctx| act.discover(ctx));
     }
 }
@@ -196,7 +196,7 @@ async fn give_back(pipeline: &Pipeline, table: &TableId) {
     let lease = keys::table_lease(table);
     if let Err(e) = pipeline
         .state
-        .release_leases(&[lease], &pipeline.config.instance_id)
+        .release_leases(&[lease], &pipeline.config.instance.id)
         .await
     {
         debug!(error = %e, "could not give a lease back; it expires by itself");
@@ -254,7 +254,7 @@ impl Handler<Shutdown> for SupervisorActor {
             }
             // Given back, so another instance takes the tables at once
             // instead of after the TTL.
-            let me = &pipeline.config.instance_id;
+            let me = &pipeline.config.instance.id;
             if let Err(e) = pipeline.state.release_leases(&leases, me).await {
                 warn!(error = %e, "could not give the leases back; other instances take the tables when they expire");
             }

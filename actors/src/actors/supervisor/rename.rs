@@ -140,8 +140,8 @@ async fn rename_released(
     from: &TableId,
     change: &SchemaChange,
 ) -> Result<Routed> {
-    let me = pipeline.config.instance_id.as_str();
-    let ttl = pipeline.config.lease_ttl;
+    let me = pipeline.config.instance.id.as_str();
+    let ttl = pipeline.config.instance.lease_ttl;
     let asked = Instant::now();
     let lease = keys::table_lease(from);
     let grants = pipeline.state.acquire_leases(&[lease], me, ttl).await?;

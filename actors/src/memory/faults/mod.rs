@@ -1,0 +1,38 @@
+//! Fault injection, one mechanism for every test: [`Faulty`] wraps any port
+//! and consults a [`FaultPlan`], whose [`Rule`]s strike calls by site,
+//! method and table (rejected calls, lost acknowledgements, outages), and
+//! which can kill or freeze the whole process. The wrappers' forwarding is
+//! generated from one declaration per port (`forward.rs`).
+
+mod forward;
+mod plan;
+
+use std::sync::Arc;
+
+pub use forward::forwarded;
+pub use plan::{Fault, FaultPlan, Port, Rule, RuleId, Site};
+
+/// A port wrapped with a fault plan.
+pub struct Faulty<P: ?Sized> {
+    inner: Arc<P>,
+    plan: Arc<FaultPlan>,
+}
+
+impl<P: ?Sized> Faulty<P> {
+    pub fn new(inner: Arc<P>, plan: Arc<FaultPlan>) -> Self {
+        Self { inner, plan }
+    }
+}
+
+/// `ports` with each one wrapped with `plan`.
+pub fn wrap(ports: crate::actors::Ports, plan: &Arc<FaultPlan>) -> crate::actors::Ports {
+    crate::actors::Ports {
+        primary: Arc::new(Faulty::new(ports.primary, plan.clone())),
+        replica: Arc::new(Faulty::new(ports.replica, plan.clone())),
+        state: Arc::new(Faulty::new(ports.state, plan.clone())),
+        ddl_queue: ports.ddl_queue.map(|q| {
+            let q: Arc<dyn crate::ports::DdlQueue> = Arc::new(Faulty::new(q, plan.clone()));
+            q
+        }),
+    }
+}

@@ -1,0 +1,406 @@
+//! The fault plan: rules that strike port calls chosen by site, method and
+//! the table (or module) a call is about, plus process-wide switches (kill,
+//! freeze) and the counts of what reached the ports and what struck.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::model::TableId;
+
+/// Where a fault can strike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Site {
+    /// Catalog, versions and counts on the primary.
+    PrimaryMeta,
+    /// A full-load page.
+    PrimaryPage,
+    /// A page of changes.
+    PrimaryChanges,
+    /// Any replica write transaction.
+    ReplicaWrite,
+    /// Replica reads (catalog, records, inbox).
+    ReplicaRead,
+    StateRead,
+    StateWrite,
+    QueueReceive,
+    QueueCommit,
+}
+
+/// The dependency a site belongs to (an outage takes all of its sites).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    Primary,
+    Replica,
+    State,
+    Queue,
+}
+
+impl Site {
+    pub fn port(self) -> Port {
+        match self {
+            Site::PrimaryMeta | Site::PrimaryPage | Site::PrimaryChanges => Port::Primary,
+            Site::ReplicaWrite | Site::ReplicaRead => Port::Replica,
+            Site::StateRead | Site::StateWrite => Port::State,
+            Site::QueueReceive | Site::QueueCommit => Port::Queue,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Fails without effect (the request never reached the server).
+    Reject,
+    /// Takes effect, then reports an error (a crash or a dropped connection
+    /// between the commit, or the read, and its answer).
+    LostAck,
+}
+
+/// Which calls a rule strikes: every condition set must hold.
+#[derive(Debug, Clone, Default)]
+struct Filter {
+    port: Option<Port>,
+    site: Option<Site>,
+    method: Option<&'static str>,
+    /// The table or module (`schema.name`) the call is about.
+    object: Option<TableId>,
+}
+
+/// One injected fault: which calls it strikes, how often, with what.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    filter: Filter,
+    fault: Fault,
+    /// Matching calls let through before the first strike.
+    skip: u64,
+    /// Strikes left; `None`: every matching call until lifted (an outage).
+    times: Option<u64>,
+    /// Said in the error (default: which site and method refused).
+    message: Option<String>,
+    /// The name the strike is counted under in [`FaultPlan::injected`].
+    label: Option<&'static str>,
+}
+
+impl Rule {
+    fn new(fault: Fault) -> Self {
+        Self {
+            filter: Filter::default(),
+            fault,
+            skip: 0,
+            times: Some(1),
+            message: None,
+            label: None,
+        }
+    }
+    /// The next matching call fails without effect.
+    pub fn reject() -> Self {
+        Self::new(Fault::Reject)
+    }
+    /// The next matching call takes effect, then reports an error.
+    pub fn lost_ack() -> Self {
+        Self::new(Fault::LostAck)
+    }
+    pub fn fault(fault: Fault) -> Self {
+        Self::new(fault)
+    }
+    /// Only calls at `site`.
+    pub fn at(mut self, site: Site) -> Self {
+        self.filter.site = Some(site);
+        self
+    }
+    /// Only calls of the dependency `port` (any of its sites).
+    pub fn port(mut self, port: Port) -> Self {
+        self.filter.port = Some(port);
+        self
+    }
+    /// Only calls of the port method `name` (e.g. `"apply_changes"`).
+    pub fn method(mut self, name: &'static str) -> Self {
+        self.filter.method = Some(name);
+        self
+    }
+    /// Only calls about this table (or module `schema.name`).
+    pub fn object(mut self, id: &TableId) -> Self {
+        self.filter.object = Some(id.clone());
+        self
+    }
+    /// The `n`th next matching call (1-based) is the first one struck.
+    pub fn nth(mut self, n: u64) -> Self {
+        self.skip = n.saturating_sub(1);
+        self
+    }
+    /// Strikes `n` matching calls in a row.
+    pub fn times(mut self, n: u64) -> Self {
+        self.times = Some(n);
+        self
+    }
+    /// Strikes every matching call until lifted.
+    pub fn always(mut self) -> Self {
+        self.times = None;
+        self
+    }
+    pub fn message(mut self, message: &str) -> Self {
+        self.message = Some(message.to_string());
+        self
+    }
+    fn label(mut self, label: &'static str) -> Self {
+        self.label = Some(label);
+        self
+    }
+
+    fn matches(&self, call: &Call<'_>) -> bool {
+        let f = &self.filter;
+        f.port.is_none_or(|p| p == call.site.port())
+            && f.site.is_none_or(|s| s == call.site)
+            && f.method.is_none_or(|m| m == call.method)
+            && f.object.as_ref().is_none_or(|id| (call.about)(id))
+    }
+}
+
+/// One port call as the plan sees it.
+pub(super) struct Call<'a> {
+    pub site: Site,
+    pub method: &'static str,
+    /// Whether the call is about this table or module.
+    pub about: &'a (dyn Fn(&TableId) -> bool + Sync),
+}
+
+/// A rule in force, as [`FaultPlan::inject`] returned it (to lift it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuleId(u64);
+
+#[derive(Debug, Default)]
+struct Book {
+    rules: Vec<(RuleId, Rule)>,
+    next_id: u64,
+    /// The rule `set_state_down(true)` put in force.
+    state_down: Option<RuleId>,
+    /// Faults that struck, by site and kind.
+    injected: BTreeMap<(Site, &'static str), u64>,
+    /// Every call that reached a wrapped port, by site and port method
+    /// (one port call is one request or round trip in the adapters).
+    calls: BTreeMap<(Site, &'static str), u64>,
+}
+
+/// The faults of one pipeline incarnation, shared by its wrapped ports
+/// ([`super::Faulty`]). A call meets the first rule in force that matches
+/// it: outages (rules without a count) first, as a server that cannot be
+/// reached sees none of the calls other rules wait for; then counted rules
+/// in the order injected, each counting every matching call it lets by.
+#[derive(Debug)]
+pub struct FaultPlan {
+    book: Mutex<Book>,
+    killed: AtomicBool,
+    /// While `true`, every call waits at its start (the process is frozen:
+    /// a GC pause, a stopped VM, a partition).
+    paused: tokio::sync::watch::Sender<bool>,
+    /// The next call at this site freezes the process, itself included
+    /// (frozen just before its request reached the server).
+    pause_at: Mutex<Option<Site>>,
+}
+
+impl Default for FaultPlan {
+    fn default() -> Self {
+        Self {
+            book: Mutex::default(),
+            killed: AtomicBool::new(false),
+            paused: tokio::sync::watch::Sender::new(false),
+            pause_at: Mutex::new(None),
+        }
+    }
+}
+
+impl FaultPlan {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts `rule` in force.
+    pub fn inject(&self, rule: Rule) -> RuleId {
+        let mut book = self.lock();
+        book.next_id += 1;
+        let id = RuleId(book.next_id);
+        book.rules.push((id, rule));
+        id
+    }
+
+    /// Ends a rule (an outage is over, a broken table healed).
+    pub fn lift(&self, id: RuleId) {
+        self.lock().rules.retain(|(r, _)| *r != id);
+    }
+
+    /// The next call at `site` meets `fault`.
+    pub fn push(&self, site: Site, fault: Fault) {
+        self.inject(Rule::fault(fault).at(site));
+    }
+
+    /// Every later call fails (the process died).
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+    }
+
+    /// Calls go through again: the process is back with the state it had
+    /// (a paused VM resumed, a partition healed).
+    pub fn revive(&self) {
+        self.killed.store(false, Ordering::SeqCst);
+    }
+
+    /// Freezes the process: every call waits at its start until `resume`.
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    /// The next call at `site` freezes the process (and waits itself).
+    pub fn pause_on_next(&self, site: Site) {
+        *self.pause_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(site);
+    }
+
+    pub fn resume(&self) {
+        *self.pause_at.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.paused.send_replace(false);
+    }
+
+    /// Whether the process is frozen now.
+    pub fn is_paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
+    /// Redis unreachable (`true`) or back (`false`); its data stays.
+    pub fn set_state_down(&self, down: bool) {
+        let current = self.lock().state_down.take();
+        if let Some(id) = current {
+            self.lift(id);
+        }
+        if down {
+            let rule = Rule::reject()
+                .port(Port::State)
+                .always()
+                .message("Redis is unreachable")
+                .label("down");
+            let id = self.inject(rule);
+            self.lock().state_down = Some(id);
+        }
+    }
+
+    /// Drops every rule in force (the simulation quiesces).
+    pub fn clear(&self) {
+        let mut book = self.lock();
+        book.rules.clear();
+        book.state_down = None;
+    }
+
+    /// Faults that struck so far, by site and kind.
+    pub fn injected(&self) -> BTreeMap<(Site, &'static str), u64> {
+        self.lock().injected.clone()
+    }
+
+    /// Calls that reached the wrapped ports so far, by site: what a poll
+    /// costs the primary, the replica and Redis, countable without them.
+    pub fn calls(&self) -> BTreeMap<(Site, &'static str), u64> {
+        self.lock().calls.clone()
+    }
+
+    fn count(&self, site: Site, kind: &'static str) {
+        *self.lock().injected.entry((site, kind)).or_insert(0) += 1;
+    }
+
+    /// The rule `call` meets, if any, used up by one strike.
+    fn strike(&self, call: &Call<'_>) -> Option<Rule> {
+        let mut book = self.lock();
+        if let Some((_, rule)) = book
+            .rules
+            .iter()
+            .find(|(_, r)| r.times.is_none() && r.matches(call))
+        {
+            return Some(rule.clone());
+        }
+        let mut struck = None;
+        for (id, rule) in book.rules.iter_mut() {
+            if rule.times.is_none() || !rule.matches(call) {
+                continue;
+            }
+            if rule.skip > 0 {
+                rule.skip -= 1;
+            } else if struck.is_none() {
+                struck = Some((*id, rule.clone()));
+                rule.times = rule.times.map(|n| n.saturating_sub(1));
+            }
+        }
+        let (id, rule) = struck?;
+        book.rules
+            .retain(|(r, rule)| *r != id || rule.times != Some(0));
+        Some(rule)
+    }
+
+    /// Before a call: counts it, waits while the process is frozen, and
+    /// fails it if the process died or a rejecting rule strikes it. Returns
+    /// the rule to apply after the call (a lost acknowledgement).
+    pub(super) async fn before(&self, call: Call<'_>) -> Result<Option<Rule>> {
+        let site = call.site;
+        *self.lock().calls.entry((site, call.method)).or_insert(0) += 1;
+        {
+            let mut at = self.pause_at.lock().unwrap_or_else(|e| e.into_inner());
+            if *at == Some(site) {
+                *at = None;
+                self.count(site, "paused");
+                self.paused.send_replace(true);
+            }
+        }
+        let mut paused = self.paused.subscribe();
+        // The sender lives as long as the plan, so this only ends on resume.
+        let _ = paused.wait_for(|p| !*p).await;
+        if self.killed.load(Ordering::SeqCst) {
+            return Err(Error::Sink("injected: the process died".into()));
+        }
+        match self.strike(&call) {
+            Some(rule) if rule.fault == Fault::Reject => {
+                self.count(site, rule.label.unwrap_or("reject"));
+                Err(injected(site, call.method, &rule, "rejected"))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// After a call: the process may have died meanwhile, and a lost
+    /// acknowledgement turns its success into an error.
+    pub(super) fn after<T>(
+        &self,
+        site: Site,
+        method: &'static str,
+        rule: Option<Rule>,
+        result: Result<T>,
+    ) -> Result<T> {
+        if self.killed.load(Ordering::SeqCst) {
+            return Err(Error::Sink("injected: the process died".into()));
+        }
+        match (rule, result) {
+            (Some(rule), Ok(_)) => {
+                self.count(site, rule.label.unwrap_or("lost_ack"));
+                Err(injected(
+                    site,
+                    method,
+                    &rule,
+                    "applied, acknowledgement lost",
+                ))
+            }
+            (_, r) => r,
+        }
+    }
+}
+
+/// The error a struck call reports, of its dependency's kind.
+fn injected(site: Site, method: &str, rule: &Rule, what: &str) -> Error {
+    let message = match &rule.message {
+        Some(m) => format!("injected failure at {site:?} ({method}): {m}"),
+        None => format!("injected failure at {site:?} ({method}): {what}"),
+    };
+    match site.port() {
+        Port::Primary | Port::Queue => Error::Primary(message),
+        Port::Replica => Error::Replica(message),
+        Port::State => Error::State(message),
+    }
+}

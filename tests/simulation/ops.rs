@@ -1,0 +1,264 @@
+//! The simulation's operations: what one step of a schedule does, and the
+//! one-line text form saved schedules (`tests/schedules/*.sched`) are
+//! written in, read back exactly.
+
+use ctsync_actors::memory::faults::{Fault, Site};
+
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Upsert {
+        t: usize,
+        key: u8,
+        salt: u32,
+    },
+    Delete {
+        t: usize,
+        key: u8,
+    },
+    ChangeKey {
+        t: usize,
+        from: u8,
+        to: u8,
+        salt: u32,
+    },
+    Enable(usize),
+    Disable(usize),
+    Force(usize),
+    /// A nullable column (no reload) or a NOT NULL one with a default
+    /// (reload); `event`: its DDL event reaches the queue.
+    AddColumn {
+        t: usize,
+        not_null: bool,
+        event: bool,
+    },
+    RenameColumn {
+        t: usize,
+        event: bool,
+    },
+    /// Drops a non-key column (with or without its DDL event).
+    DropColumn {
+        t: usize,
+        event: bool,
+    },
+    /// CT cleanup up to the current version.
+    Cleanup(usize),
+    Truncate(usize),
+    Fault(Site, Fault),
+    RedisDown,
+    RedisUp,
+    /// Redis restarts without persistence: every key is gone.
+    RedisFlush,
+    /// The process dies (no graceful stop) and a new one starts.
+    Kill,
+    /// Graceful stop (the daemon's sequence) and a new start.
+    Restart,
+    /// A second instance starts (if none runs), sharing the tables.
+    Join,
+    /// The second instance stops gracefully (its leases given back).
+    Leave,
+    /// The second instance dies (its leases run out on their own).
+    KillSecond,
+    /// An instance freezes (GC pause, stopped VM, partition) for `ms`,
+    /// longer than its lease at times; `at`: just as its next call at that
+    /// site leaves (a replica write, a Redis write), so that call arrives
+    /// after a takeover; `None`: at once.
+    Pause {
+        second: bool,
+        ms: u64,
+        at: Option<Site>,
+    },
+    Advance(u64),
+}
+
+pub(crate) const SITES: [Site; 9] = [
+    Site::PrimaryMeta,
+    Site::PrimaryPage,
+    Site::PrimaryChanges,
+    Site::ReplicaWrite,
+    Site::ReplicaRead,
+    Site::StateRead,
+    Site::StateWrite,
+    Site::QueueReceive,
+    Site::QueueCommit,
+];
+
+impl Op {
+    /// The operation's name in saved schedules (and the generator's kind).
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Upsert { .. } => "upsert",
+            Op::Delete { .. } => "delete",
+            Op::ChangeKey { .. } => "change-key",
+            Op::Enable(_) => "enable",
+            Op::Disable(_) => "disable",
+            Op::Force(_) => "force",
+            Op::AddColumn { .. } => "add-column",
+            Op::RenameColumn { .. } => "rename-column",
+            Op::DropColumn { .. } => "drop-column",
+            Op::Cleanup(_) => "cleanup",
+            Op::Truncate(_) => "truncate",
+            Op::Fault(..) => "fault",
+            Op::RedisDown => "redis-down",
+            Op::RedisUp => "redis-up",
+            Op::RedisFlush => "redis-flush",
+            Op::Kill => "kill",
+            Op::Restart => "restart",
+            Op::Join => "join",
+            Op::Leave => "leave",
+            Op::KillSecond => "kill-second",
+            Op::Pause { .. } => "pause",
+            Op::Advance(_) => "advance",
+        }
+    }
+}
+
+/// One line: the name, then `key=value` pairs (e.g. `upsert t=0 key=3
+/// salt=17`, `fault site=ReplicaWrite fault=LostAck`, `pause second=true
+/// ms=588 at=none`).
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.name())?;
+        match self {
+            Op::Upsert { t, key, salt } => write!(f, " t={t} key={key} salt={salt}"),
+            Op::Delete { t, key } => write!(f, " t={t} key={key}"),
+            Op::ChangeKey { t, from, to, salt } => {
+                write!(f, " t={t} from={from} to={to} salt={salt}")
+            }
+            Op::Enable(t) | Op::Disable(t) | Op::Force(t) | Op::Cleanup(t) | Op::Truncate(t) => {
+                write!(f, " t={t}")
+            }
+            Op::AddColumn { t, not_null, event } => {
+                write!(f, " t={t} not_null={not_null} event={event}")
+            }
+            Op::RenameColumn { t, event } | Op::DropColumn { t, event } => {
+                write!(f, " t={t} event={event}")
+            }
+            Op::Fault(site, fault) => write!(f, " site={site:?} fault={fault:?}"),
+            Op::Pause { second, ms, at } => match at {
+                Some(site) => write!(f, " second={second} ms={ms} at={site:?}"),
+                None => write!(f, " second={second} ms={ms} at=none"),
+            },
+            Op::Advance(ms) => write!(f, " ms={ms}"),
+            Op::RedisDown
+            | Op::RedisUp
+            | Op::RedisFlush
+            | Op::Kill
+            | Op::Restart
+            | Op::Join
+            | Op::Leave
+            | Op::KillSecond => Ok(()),
+        }
+    }
+}
+
+/// The `key=value` pairs of one line, each taken once.
+struct Fields<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, key: &str) -> Result<&'a str, String> {
+        let i = self
+            .0
+            .iter()
+            .position(|(k, _)| *k == key)
+            .ok_or_else(|| format!("missing {key}="))?;
+        Ok(self.0.remove(i).1)
+    }
+    fn num<T: std::str::FromStr>(&mut self, key: &str) -> Result<T, String> {
+        let v = self.take(key)?;
+        v.parse().map_err(|_| format!("{key}={v}: not a number"))
+    }
+    fn flag(&mut self, key: &str) -> Result<bool, String> {
+        match self.take(key)? {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            v => Err(format!("{key}={v}: not true or false")),
+        }
+    }
+    fn site(&mut self, key: &str) -> Result<Option<Site>, String> {
+        let v = self.take(key)?;
+        if v == "none" {
+            return Ok(None);
+        }
+        SITES
+            .iter()
+            .find(|s| format!("{s:?}") == v)
+            .map(|s| Some(*s))
+            .ok_or_else(|| format!("{key}={v}: not a site"))
+    }
+}
+
+impl std::str::FromStr for Op {
+    type Err = String;
+
+    fn from_str(line: &str) -> Result<Op, String> {
+        let mut words = line.split_whitespace();
+        let name = words.next().ok_or("an empty line")?;
+        let pairs = words
+            .map(|w| w.split_once('=').ok_or(format!("{w}: not key=value")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut f = Fields(pairs);
+        let op = match name {
+            "upsert" => Op::Upsert {
+                t: f.num("t")?,
+                key: f.num("key")?,
+                salt: f.num("salt")?,
+            },
+            "delete" => Op::Delete {
+                t: f.num("t")?,
+                key: f.num("key")?,
+            },
+            "change-key" => Op::ChangeKey {
+                t: f.num("t")?,
+                from: f.num("from")?,
+                to: f.num("to")?,
+                salt: f.num("salt")?,
+            },
+            "enable" => Op::Enable(f.num("t")?),
+            "disable" => Op::Disable(f.num("t")?),
+            "force" => Op::Force(f.num("t")?),
+            "cleanup" => Op::Cleanup(f.num("t")?),
+            "truncate" => Op::Truncate(f.num("t")?),
+            "add-column" => Op::AddColumn {
+                t: f.num("t")?,
+                not_null: f.flag("not_null")?,
+                event: f.flag("event")?,
+            },
+            "rename-column" => Op::RenameColumn {
+                t: f.num("t")?,
+                event: f.flag("event")?,
+            },
+            "drop-column" => Op::DropColumn {
+                t: f.num("t")?,
+                event: f.flag("event")?,
+            },
+            "fault" => {
+                let site = f.site("site")?.ok_or("fault site=none")?;
+                let fault = match f.take("fault")? {
+                    "Reject" => Fault::Reject,
+                    "LostAck" => Fault::LostAck,
+                    v => return Err(format!("fault={v}: not Reject or LostAck")),
+                };
+                Op::Fault(site, fault)
+            }
+            "redis-down" => Op::RedisDown,
+            "redis-up" => Op::RedisUp,
+            "redis-flush" => Op::RedisFlush,
+            "kill" => Op::Kill,
+            "restart" => Op::Restart,
+            "join" => Op::Join,
+            "leave" => Op::Leave,
+            "kill-second" => Op::KillSecond,
+            "pause" => Op::Pause {
+                second: f.flag("second")?,
+                ms: f.num("ms")?,
+                at: f.site("at")?,
+            },
+            "advance" => Op::Advance(f.num("ms")?),
+            other => return Err(format!("{other}: no such operation")),
+        };
+        match f.0.first() {
+            Some((k, _)) => Err(format!("{name}: unexpected {k}=")),
+            None => Ok(op),
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! One simulated world: the in-memory ports, the running incarnations
+//! (each with its fault plan) and what the operator wants, and how each
+//! operation acts on it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ops::Op;
+use crate::rows::*;
+use ctsync_actors::actors::{self, Ports, Running};
+use ctsync_actors::keys;
+use ctsync_actors::memory::faults::{self, FaultPlan};
+use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica, MemoryState};
+use ctsync_actors::model::*;
+use ctsync_actors::ports::Primary;
+
+/// Rows per table at the start (keys 0..KEYS are touched by the workload).
+pub(crate) const INITIAL_ROWS: u8 = 24;
+
+/// What went wrong in a run.
+#[derive(Debug)]
+pub(crate) struct Divergence(pub(crate) String);
+
+/// What a run did, for the figures in the note.
+#[derive(Debug, Default)]
+pub(crate) struct RunStats {
+    pub(crate) ops: usize,
+    pub(crate) faults: BTreeMap<String, u64>,
+    /// The final state: CT version, each table's replica record and loads,
+    /// and the simulated time the run took (for the replay check).
+    pub(crate) fingerprint: String,
+}
+
+/// One simulated world: the in-memory ports and the running incarnation.
+pub(crate) struct World {
+    pub(crate) primary: Arc<MemoryPrimary>,
+    pub(crate) replica: Arc<MemoryReplica>,
+    pub(crate) state: Arc<MemoryState>,
+    pub(crate) queue: Arc<MemoryDdlQueue>,
+    pub(crate) plan: Arc<FaultPlan>,
+    pub(crate) running: Running,
+    /// A second instance sharing the tables, with its fault plan.
+    pub(crate) second: Option<(Running, Arc<FaultPlan>, String)>,
+    /// Every incarnation so far, for the overlap check.
+    pub(crate) incarnations: Vec<Running>,
+    pub(crate) plans: Vec<Arc<FaultPlan>>,
+    /// What the operator wants enabled (ground truth across Redis loss).
+    pub(crate) wanted: BTreeSet<usize>,
+    pub(crate) tables: Vec<TableId>,
+    pub(crate) columns_added: usize,
+    /// Force requests (the flag went "false" → "true") not yet seen
+    /// through: the number of loads the table had started by then.
+    pub(crate) force_requests: BTreeMap<usize, usize>,
+    /// Kills and restarts that found a backlog part-way applied (its cursor
+    /// recorded on the replica): the next incarnation continues it.
+    pub(crate) stopped_mid_backlog: u64,
+}
+
+pub(crate) fn start(
+    world_ports: (
+        &Arc<MemoryPrimary>,
+        &Arc<MemoryReplica>,
+        &Arc<MemoryState>,
+        &Arc<MemoryDdlQueue>,
+    ),
+    plan: &Arc<FaultPlan>,
+    incarnation: usize,
+    instance_id: String,
+) -> Running {
+    let (primary, replica, state, queue) = world_ports;
+    actors::start(
+        faults::wrap(
+            Ports {
+                primary: primary.clone(),
+                replica: replica.clone(),
+                state: state.clone(),
+                ddl_queue: Some(queue.clone()),
+            },
+            plan,
+        ),
+        config(mode_of(incarnation), instance_id),
+    )
+}
+
+impl World {
+    pub(crate) fn new() -> Self {
+        let primary = Arc::new(MemoryPrimary::new());
+        let replica = Arc::new(MemoryReplica::new());
+        let state = Arc::new(MemoryState::new());
+        let queue = Arc::new(MemoryDdlQueue::new());
+        let mut tables = Vec::new();
+        for schema in table_defs() {
+            tables.push(schema.id.clone());
+            let rows: Vec<Row> = (0..INITIAL_ROWS)
+                .map(|k| row_for(&schema, k, k as u32 + 1))
+                .collect();
+            let id = schema.id.clone();
+            primary.create_table(schema, true);
+            primary.insert_many(&id, rows);
+        }
+        // Pages take simulated time, so loads and backlogs span several
+        // steps and operator actions and faults land in the middle of them.
+        replica.set_insert_delay(Duration::from_millis(4));
+        for id in &tables {
+            primary.delay_changes_pages(id, Duration::from_millis(3));
+        }
+        let plan = FaultPlan::new();
+        let running = start(
+            (&primary, &replica, &state, &queue),
+            &plan,
+            0,
+            "sim-0".into(),
+        );
+        Self {
+            primary,
+            replica,
+            state,
+            queue,
+            plans: vec![plan.clone()],
+            plan,
+            running,
+            second: None,
+            incarnations: Vec::new(),
+            wanted: BTreeSet::new(),
+            tables,
+            columns_added: 0,
+            force_requests: BTreeMap::new(),
+            stopped_mid_backlog: 0,
+        }
+    }
+
+    pub(crate) fn new_incarnation(&mut self) {
+        self.plan = FaultPlan::new();
+        self.plans.push(self.plan.clone());
+        let next = start(
+            (&self.primary, &self.replica, &self.state, &self.queue),
+            &self.plan,
+            self.plans.len() - 1,
+            format!("sim-{}", self.plans.len() - 1),
+        );
+        let old = std::mem::replace(&mut self.running, next);
+        self.incarnations.push(old);
+    }
+
+    pub(crate) async fn schema(&self, t: usize) -> Option<TableSchema> {
+        self.primary.table_schema(&self.tables[t]).await.ok()
+    }
+
+    pub(crate) fn push_event(&self, xml: String, send: bool) {
+        if send {
+            self.queue.push_event(&xml);
+        }
+    }
+
+    pub(crate) async fn apply(&mut self, op: &Op) {
+        match op {
+            Op::Upsert { t, key, salt } => {
+                if let Some(schema) = self.schema(*t).await {
+                    self.primary
+                        .upsert(&self.tables[*t], row_for(&schema, *key, *salt));
+                }
+            }
+            Op::Delete { t, key } => {
+                if let Some(schema) = self.schema(*t).await {
+                    let key = RowKey(key_values(&schema, *key));
+                    self.primary.delete(&self.tables[*t], &key);
+                }
+            }
+            Op::ChangeKey { t, from, to, salt } => {
+                if let Some(schema) = self.schema(*t).await {
+                    let id = &self.tables[*t];
+                    let old = RowKey(key_values(&schema, *from));
+                    let exists =
+                        self.primary.rows(id).iter().any(|r| {
+                            ctsync_actors::memory::row_key(&schema, r).as_ref() == Some(&old)
+                        });
+                    if exists && from != to {
+                        self.primary
+                            .update_key(id, &old, row_for(&schema, *to, *salt));
+                    }
+                }
+            }
+            Op::Enable(t) => {
+                self.wanted.insert(*t);
+                self.state.set(&keys::enabled(&self.tables[*t]), "true");
+            }
+            Op::Disable(t) => {
+                self.wanted.remove(t);
+                self.state.set(&keys::enabled(&self.tables[*t]), "false");
+            }
+            Op::Force(t) => {
+                let key = keys::force_full_load(&self.tables[*t]);
+                // "true" written again while a request is pending, or
+                // while a forced load runs, is the same request
+                // (documented); a new one must lead to a load.
+                let forced_load_runs = self
+                    .replica
+                    .table_record(&self.tables[*t])
+                    .load
+                    .is_some_and(|l| l.forced);
+                if self.state.get(&key).as_deref() != Some("true") && !forced_load_runs {
+                    let started = self.replica.loads_started(&self.tables[*t]);
+                    self.force_requests.entry(*t).or_insert(started);
+                }
+                self.state.set(&key, "true");
+            }
+            Op::AddColumn { t, not_null, event } => {
+                self.columns_added += 1;
+                let name = format!("Added{}", self.columns_added);
+                let column = ColumnDef::new(&name, SqlType::Int, !*not_null);
+                let fill = if *not_null {
+                    Value::I32(7)
+                } else {
+                    Value::Null
+                };
+                let id = self.tables[*t].clone();
+                self.primary.add_column(&id, column, fill);
+                self.push_event(add_column_event(&id, &name), *event);
+            }
+            Op::RenameColumn { t, event } => {
+                let Some(schema) = self.schema(*t).await else {
+                    return;
+                };
+                let keys = schema.key_columns().unwrap_or_default();
+                // A non-key, written column; renamed to a fresh name.
+                let Some(col) = schema
+                    .written_columns()
+                    .into_iter()
+                    .find(|c| !keys.contains(&c.name))
+                    .map(|c| c.name.clone())
+                else {
+                    return;
+                };
+                self.columns_added += 1;
+                let to = format!("Renamed{}", self.columns_added);
+                let id = self.tables[*t].clone();
+                self.primary.rename_column(&id, &col, &to);
+                self.push_event(rename_column_event(&id, &col, &to), *event);
+            }
+            Op::DropColumn { t, event } => {
+                let Some(schema) = self.schema(*t).await else {
+                    return;
+                };
+                let keys = schema.key_columns().unwrap_or_default();
+                // The last non-key column, if the table keeps at least one.
+                let droppable: Vec<String> = schema
+                    .columns
+                    .iter()
+                    .filter(|c| !keys.contains(&c.name))
+                    .map(|c| c.name.clone())
+                    .collect();
+                let Some(col) = droppable.last().filter(|_| droppable.len() > 1).cloned() else {
+                    return;
+                };
+                let id = self.tables[*t].clone();
+                self.primary.drop_column(&id, &col);
+                self.push_event(drop_column_event(&id, &col), *event);
+            }
+            Op::Cleanup(t) => {
+                let v = self.primary.version();
+                self.primary.cleanup(&self.tables[*t], v);
+            }
+            Op::Truncate(t) => self.primary.truncate(&self.tables[*t]),
+            Op::Fault(site, fault) => self.plan.push(*site, *fault),
+            Op::RedisDown => self.plan.set_state_down(true),
+            Op::RedisUp => self.plan.set_state_down(false),
+            Op::RedisFlush => {
+                // The requests were lost with the data, as documented.
+                self.force_requests.clear();
+                self.state.flush();
+            }
+            Op::Kill => {
+                self.plan.kill();
+                self.count_backlogs();
+                // The dead process's open receive is rolled back by the server.
+                let id = format!("sim-{}", self.plans.len() - 1);
+                self.abort_receive_of(&id);
+                self.new_incarnation();
+            }
+            Op::Restart => {
+                // The daemon's stop sequence, bounded as the daemon bounds it.
+                let _ = tokio::time::timeout(Duration::from_secs(5), self.running.shutdown()).await;
+                self.plan.kill();
+                self.count_backlogs();
+                let id = format!("sim-{}", self.plans.len() - 1);
+                self.abort_receive_of(&id);
+                self.new_incarnation();
+            }
+            Op::Join => {
+                if self.second.is_none() {
+                    let plan = FaultPlan::new();
+                    self.plans.push(plan.clone());
+                    let n = self.plans.len() - 1;
+                    let id = format!("sim-second-{n}");
+                    let running = start(
+                        (&self.primary, &self.replica, &self.state, &self.queue),
+                        &plan,
+                        n,
+                        id.clone(),
+                    );
+                    self.second = Some((running, plan, id));
+                }
+            }
+            Op::Leave => {
+                if let Some((running, plan, id)) = self.second.take() {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), running.shutdown()).await;
+                    plan.kill();
+                    self.abort_receive_of(&id);
+                    self.incarnations.push(running);
+                }
+            }
+            Op::KillSecond => {
+                if let Some((running, plan, id)) = self.second.take() {
+                    plan.kill();
+                    self.abort_receive_of(&id);
+                    self.incarnations.push(running);
+                }
+            }
+            Op::Pause { second, ms, at } => {
+                let plan = match (&self.second, second) {
+                    (Some((_, plan, _)), true) => plan.clone(),
+                    _ => self.plan.clone(),
+                };
+                match at {
+                    Some(site) => plan.pause_on_next(*site),
+                    None => plan.pause(),
+                }
+                tokio::time::sleep(Duration::from_millis(*ms)).await;
+                plan.resume();
+            }
+            Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+        }
+    }
+
+    /// A dead instance's open receive is rolled back by the server (only
+    /// the holder of the listener's lease can have one open).
+    pub(crate) fn abort_receive_of(&self, instance: &str) {
+        let holder = self.state.lease(&keys::singleton_lease("ddl_listener"));
+        if holder.is_some_and(|v| v.starts_with(&format!("{instance} "))) {
+            self.queue.abort_if_open();
+        }
+    }
+}
