@@ -193,7 +193,13 @@ pub struct FaultPlan {
     killed: AtomicBool,
     /// While `true`, every call waits at its start (the process is frozen:
     /// a GC pause, a stopped VM, a partition).
-    paused: tokio::sync::watch::Sender<bool>,
+    paused: AtomicBool,
+    /// Wakes the calls waiting on a freeze in the order they began to
+    /// wait. Not a `watch` channel: each of its waiters waits on one of
+    /// eight notifiers picked by the runtime's random generator (seeded
+    /// afresh per runtime), so the frozen tasks would resume in another
+    /// order each run and a seed would not replay.
+    resumed: tokio::sync::Notify,
     /// The next call at this site freezes the process, itself included
     /// (frozen just before its request reached the server).
     pause_at: Mutex<Option<Site>>,
@@ -204,7 +210,8 @@ impl Default for FaultPlan {
         Self {
             book: Mutex::default(),
             killed: AtomicBool::new(false),
-            paused: tokio::sync::watch::Sender::new(false),
+            paused: AtomicBool::new(false),
+            resumed: tokio::sync::Notify::new(),
             pause_at: Mutex::new(None),
         }
     }
@@ -251,7 +258,7 @@ impl FaultPlan {
 
     /// Freezes the process: every call waits at its start until `resume`.
     pub fn pause(&self) {
-        self.paused.send_replace(true);
+        self.paused.store(true, Ordering::SeqCst);
     }
 
     /// The next call at `site` freezes the process (and waits itself).
@@ -261,12 +268,13 @@ impl FaultPlan {
 
     pub fn resume(&self) {
         *self.pause_at.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.paused.send_replace(false);
+        self.paused.store(false, Ordering::SeqCst);
+        self.resumed.notify_waiters();
     }
 
     /// Whether the process is frozen now.
     pub fn is_paused(&self) -> bool {
-        *self.paused.borrow()
+        self.paused.load(Ordering::SeqCst)
     }
 
     /// Redis unreachable (`true`) or back (`false`); its data stays.
@@ -347,12 +355,18 @@ impl FaultPlan {
             if *at == Some(site) {
                 *at = None;
                 self.count(site, "paused");
-                self.paused.send_replace(true);
+                self.paused.store(true, Ordering::SeqCst);
             }
         }
-        let mut paused = self.paused.subscribe();
-        // The sender lives as long as the plan, so this only ends on resume.
-        let _ = paused.wait_for(|p| !*p).await;
+        loop {
+            // Waiting before looking: a resume in between is not missed.
+            let mut resumed = std::pin::pin!(self.resumed.notified());
+            resumed.as_mut().enable();
+            if !self.is_paused() {
+                break;
+            }
+            resumed.await;
+        }
         if self.killed.load(Ordering::SeqCst) {
             return Err(Error::Sink("injected: the process died".into()));
         }
