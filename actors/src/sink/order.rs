@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::model::TableId;
 
@@ -20,13 +20,24 @@ use crate::model::TableId;
 struct Writes {
     next: u64,
     open: BTreeSet<u64>,
+    /// Wakes the reads waiting on the table when one of its writes
+    /// finishes, in the order they began to wait: the same runs go the
+    /// same way (a `watch` channel wakes its waiters in a random order).
+    finished: Arc<Notify>,
+}
+
+impl Writes {
+    /// Whether every write queued before ticket `before` finished.
+    fn done_before(&self, before: u64) -> bool {
+        self.open.first().is_none_or(|&open| open >= before)
+    }
 }
 
 /// Cloneable registry of the tables' open writes (entries stay once made:
 /// one small entry per table ever written).
 #[derive(Debug, Clone, Default)]
 pub(super) struct WriteOrder {
-    tables: Arc<Mutex<BTreeMap<TableId, watch::Sender<Writes>>>>,
+    tables: Arc<Mutex<BTreeMap<TableId, Writes>>>,
 }
 
 /// A write of some tables, open from [`WriteOrder::queue`] until dropped.
@@ -40,7 +51,7 @@ pub(super) struct Queued {
 }
 
 impl WriteOrder {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<TableId, watch::Sender<Writes>>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<TableId, Writes>> {
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -51,12 +62,9 @@ impl WriteOrder {
             .iter()
             .map(|table| {
                 let writes = map.entry(table.clone()).or_default();
-                let mut ticket = 0;
-                writes.send_modify(|w| {
-                    ticket = w.next;
-                    w.next += 1;
-                    w.open.insert(ticket);
-                });
+                let ticket = writes.next;
+                writes.next += 1;
+                writes.open.insert(ticket);
                 (table.clone(), ticket)
             })
             .collect();
@@ -68,30 +76,37 @@ impl WriteOrder {
 
     /// Waits until every write of `table` queued before this call finished.
     pub(super) async fn after_writes(&self, table: &TableId) {
-        let mut writes = {
+        let (before, finished) = {
             let map = self.lock();
             match map.get(table) {
-                Some(writes) => writes.subscribe(),
+                Some(writes) => (writes.next, writes.finished.clone()),
                 None => return, // never written: nothing to wait for
             }
         };
-        let before = writes.borrow().next;
-        // The sender lives in the registry as long as `self`: this only
-        // ends when the earlier writes finished.
-        let _ = writes
-            .wait_for(|w| w.open.first().is_none_or(|&open| open >= before))
-            .await;
+        loop {
+            // Waiting before looking: a write finishing in between is not
+            // missed.
+            let mut notified = std::pin::pin!(finished.notified());
+            notified.as_mut().enable();
+            let done = self
+                .lock()
+                .get(table)
+                .is_none_or(|writes| writes.done_before(before));
+            if done {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
 impl Drop for Queued {
     fn drop(&mut self) {
-        let map = self.order.lock();
+        let mut map = self.order.lock();
         for (table, ticket) in &self.tickets {
-            if let Some(writes) = map.get(table) {
-                writes.send_modify(|w| {
-                    w.open.remove(ticket);
-                });
+            if let Some(writes) = map.get_mut(table) {
+                writes.open.remove(ticket);
+                writes.finished.notify_waiters();
             }
         }
     }
