@@ -129,6 +129,11 @@ pub(crate) const WEIGHTS: &[(&str, u64, Draw)] = &[
     ("redis-flush", 1, |_, _| Op::RedisFlush),
     ("kill", 2, |_, _| Op::Kill),
     ("restart", 1, |_, _| Op::Restart),
+    ("stop-mid-backlog", 1, |r, n| Op::StopMidBacklog {
+        t: table(r, n),
+        salt: r.next() as u32,
+        graceful: r.chance(30),
+    }),
     ("join", 2, |_, _| Op::Join),
     ("leave", 1, |_, _| Op::Leave),
     ("kill-second", 1, |_, _| Op::KillSecond),

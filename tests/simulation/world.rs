@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::generator::KEYS;
 use crate::ops::Op;
 use crate::rows::*;
 use ctsync_actors::actors::{self, Ports, Running};
@@ -17,6 +18,10 @@ use ctsync_actors::ports::Primary;
 
 /// Rows per table at the start (keys 0..KEYS are touched by the workload).
 pub(crate) const INITIAL_ROWS: u8 = 24;
+
+/// How long (simulated ms) `stop-mid-backlog` waits at most for its table's
+/// backlog to be recorded part-way before it stops the process anyway.
+const BACKLOG_WAIT_MS: u64 = 500;
 
 /// What went wrong in a run.
 #[derive(Debug)]
@@ -270,22 +275,29 @@ impl World {
                 self.force_requests.clear();
                 self.state.flush();
             }
-            Op::Kill => {
-                self.plan.kill();
-                self.count_backlogs();
-                // The dead process's open receive is rolled back by the server.
-                let id = format!("sim-{}", self.plans.len() - 1);
-                self.abort_receive_of(&id);
-                self.new_incarnation();
-            }
-            Op::Restart => {
-                // The daemon's stop sequence, bounded as the daemon bounds it.
-                let _ = tokio::time::timeout(Duration::from_secs(5), self.running.shutdown()).await;
-                self.plan.kill();
-                self.count_backlogs();
-                let id = format!("sim-{}", self.plans.len() - 1);
-                self.abort_receive_of(&id);
-                self.new_incarnation();
+            Op::Kill => self.stop(false).await,
+            Op::Restart => self.stop(true).await,
+            Op::StopMidBacklog { t, salt, graceful } => {
+                let n = self.tables.len();
+                let t = (0..n)
+                    .map(|i| (t + i) % n)
+                    .find(|i| self.wanted.contains(i))
+                    .unwrap_or(*t);
+                let id = self.tables[t].clone();
+                if let Some(schema) = self.schema(t).await {
+                    for key in 0..KEYS as u8 {
+                        self.primary.upsert(&id, row_for(&schema, key, *salt));
+                    }
+                }
+                // Bounded: a held, loading or stalled table never gets to
+                // it, and the process stops all the same.
+                for _ in 0..BACKLOG_WAIT_MS {
+                    if self.replica.table_record(&id).backlog.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                self.stop(*graceful).await;
             }
             Op::Join => {
                 if self.second.is_none() {
@@ -331,6 +343,20 @@ impl World {
             }
             Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
         }
+    }
+
+    /// The running process stops (`graceful`: the daemon's stop sequence,
+    /// bounded as the daemon bounds it; else it dies) and a new one starts.
+    pub(crate) async fn stop(&mut self, graceful: bool) {
+        if graceful {
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.running.shutdown()).await;
+        }
+        self.plan.kill();
+        self.count_backlogs();
+        // The dead process's open receive is rolled back by the server.
+        let id = format!("sim-{}", self.plans.len() - 1);
+        self.abort_receive_of(&id);
+        self.new_incarnation();
     }
 
     /// A dead instance's open receive is rolled back by the server (only
