@@ -39,10 +39,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 options: ctsync::verify_cmd::options(chunk, max_keys, settle_secs),
                 json,
             };
-            if rt.block_on(ctsync::verify_cmd::run(&config, args))? {
-                Ok(())
-            } else {
-                std::process::exit(1)
+            use ctsync::verify_cmd::{Verdict, COULD_NOT_RUN};
+            match rt.block_on(ctsync::verify_cmd::run(&config, args)) {
+                Ok(verdict) => {
+                    if let Verdict::NothingVerified(why) = &verdict {
+                        eprintln!("ctsync: {why}");
+                    }
+                    match verdict.code() {
+                        0 => Ok(()),
+                        code => std::process::exit(code),
+                    }
+                }
+                Err(e) => {
+                    eprintln!("ctsync: {e:#}");
+                    std::process::exit(COULD_NOT_RUN)
+                }
             }
         }
         Command::Doctor { json } => {

@@ -1,7 +1,8 @@
 //! `ctsync verify [TABLE…]`: compares tables between primary and replica
 //! with chunked checksums (see `ctsync_actors::verify`), straight from the
-//! databases (the daemon need not run), and exits 1 when a difference
-//! persists after the replica caught up.
+//! databases (the daemon need not run). Exit codes: 0 every table equal,
+//! 1 a difference persists after the replica caught up, 2 nothing could be
+//! verified (no table named or enabled, a server unreachable).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +22,34 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Runs the command; `Ok(false)` when a table differs.
-pub async fn run(config: &Config, args: Args) -> anyhow::Result<bool> {
+/// How a run ended; its exit code is [`Verdict::code`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every table verified is equal.
+    Equal,
+    /// At least one table differs.
+    Differ,
+    /// Nothing was verified; why, and what to do.
+    NothingVerified(String),
+}
+
+impl Verdict {
+    /// 0 equal, 1 differences, 2 could not run (an error also exits 2).
+    pub fn code(&self) -> i32 {
+        match self {
+            Verdict::Equal => 0,
+            Verdict::Differ => 1,
+            Verdict::NothingVerified(_) => 2,
+        }
+    }
+}
+
+/// The exit code of a run that failed before it could verify everything.
+pub const COULD_NOT_RUN: i32 = 2;
+
+/// Runs the command: one line per table (or a JSON report), then, in text
+/// mode, a line saying what was verified.
+pub async fn run(config: &Config, args: Args) -> anyhow::Result<Verdict> {
     let sides = Sides {
         primary: Arc::new(MssqlPrimary::new(Pool::new(config.primary.clone(), 1))),
         replica: Arc::new(MssqlReplica::new(Pool::new(config.replica.clone(), 1))),
@@ -38,6 +65,14 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<bool> {
             })
             .collect::<anyhow::Result<Vec<_>>>()?
     };
+    if tables.is_empty() {
+        return Ok(Verdict::NothingVerified(format!(
+            "nothing was verified: no table is enabled in Redis {} database {} \
+             (name the tables to verify, or check REDIS_URL)",
+            config.redis_url,
+            redis_database(config.redis_url.expose())
+        )));
+    }
     let mut all_equal = true;
     let mut reports = Vec::new();
     for table in tables {
@@ -53,8 +88,30 @@ pub async fn run(config: &Config, args: Args) -> anyhow::Result<bool> {
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        let differ = reports.iter().filter(|r| !r.equal()).count();
+        println!(
+            "verified {} table{}: {} equal, {differ} differ{}",
+            reports.len(),
+            if reports.len() == 1 { "" } else { "s" },
+            reports.len() - differ,
+            if differ == 1 { "s" } else { "" }
+        );
     }
-    Ok(all_equal)
+    Ok(if all_equal {
+        Verdict::Equal
+    } else {
+        Verdict::Differ
+    })
+}
+
+/// The database number a Redis URL selects (`/N`, default 0).
+fn redis_database(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .map(|u| u.path().trim_start_matches('/').to_string())
+        .filter(|db| !db.is_empty())
+        .unwrap_or_else(|| "0".into())
 }
 
 async fn enabled_tables(config: &Config) -> anyhow::Result<Vec<TableId>> {

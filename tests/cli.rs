@@ -343,3 +343,39 @@ fn doctor_and_verify_fail_clearly_when_sql_server_is_unreachable() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Issue 28 item 9: a scheduled `ctsync verify` that verifies nothing (no
+/// table enabled, or the wrong Redis database) must not report success:
+/// it says so, naming the Redis it read, and exits 2; a server it cannot
+/// reach is exit 2 too (0 is equal, 1 differences). Before, the first
+/// printed nothing and exited 0, the second exited 1 like a difference.
+#[test]
+fn verify_exits_2_when_nothing_could_be_verified() {
+    let redis = RedisServer::start();
+    let unreachable = "mssql://sa:TopSecret9@127.0.0.1:1/testct";
+    let out = ctsync()
+        .arg("verify")
+        .env("MSSQL_PRIMARY_URL", unreachable)
+        .env("MSSQL_REPLICA_URL", unreachable)
+        .env("REDIS_URL", format!("{}3", redis.url()))
+        .output()
+        .expect("run ctsync");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("nothing was verified"), "{err}");
+    assert!(
+        err.contains("database 3"),
+        "names the Redis database: {err}"
+    );
+
+    let out = ctsync()
+        .args(["verify", "User"])
+        .env("MSSQL_PRIMARY_URL", unreachable)
+        .env("MSSQL_REPLICA_URL", unreachable)
+        .env("REDIS_URL", redis.url())
+        .output()
+        .expect("run ctsync");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "could not run: {err}");
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+}
