@@ -307,3 +307,45 @@ async fn a_megabyte_of_nested_eventdata_is_parked_at_once() {
 fn rediss_urls_are_accepted() {
     assert!(RedisState::new("rediss://:secret@redis.example:6380/").is_ok());
 }
+
+/// Issue 28 item 12: flags stay lenient ("true" in any case, spaces
+/// ignored, is on; anything else is off) but a value written otherwise
+/// than "true" or "false" is said once per key and value, with how it is
+/// read, so " TRUE" (on) or "1" (off) never acts silently. Before, both
+/// were read without a word.
+#[actix_rt::test]
+async fn a_flag_written_otherwise_than_documented_is_said_once() {
+    use ctsync_actors::ports::StateStore;
+    let redis = support::RedisServer::start();
+    let state = RedisState::new(&redis.url()).expect("url");
+    let table = TableId::new("dbo", "User");
+    let out = Captured::default();
+    let subscriber = ctsync::logging::subscriber("warn", LogFormat::Text, out.clone(), false);
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let said = |needle: &str| {
+        let text = String::from_utf8(out.0.lock().expect("log").clone()).expect("utf-8");
+        text.lines().filter(|l| l.contains(needle)).count()
+    };
+    for (value, on) in [
+        ("true", true),
+        (" TRUE", true),
+        ("1", false),
+        ("false", false),
+    ] {
+        state
+            .set("mssql_sync:enabled:User", value)
+            .await
+            .expect("SET");
+        for _ in 0..3 {
+            let flags = state.flags(&table).await.expect("flags");
+            assert_eq!(flags.enabled, on, "{value:?}");
+            let keys = state.cycle_keys(&table).await.expect("keys");
+            assert_eq!(keys.flags.enabled, on, "{value:?}");
+        }
+    }
+    assert_eq!(said("mssql_sync:enabled:User"), 2, "one line per odd value");
+    assert_eq!(said("\" TRUE\""), 1);
+    assert_eq!(said("read_as=\"on\""), 1);
+    assert_eq!(said("\"1\""), 1);
+    assert_eq!(said("read_as=\"off\""), 1);
+}

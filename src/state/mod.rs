@@ -3,6 +3,7 @@
 //! `mssql_sync:*` key names; and the keyspace-notification listener that
 //! makes flags act at once.
 
+mod flags;
 pub mod keyspace;
 mod redis_store;
 mod scripts;

@@ -24,6 +24,7 @@ use super::scripts;
 pub struct RedisState {
     client: redis::Client,
     conn: Mutex<Option<ConnectionManager>>,
+    flags: super::flags::Flags,
 }
 
 fn state_err(what: &str, e: RedisError) -> Error {
@@ -46,6 +47,7 @@ impl RedisState {
         Ok(Self {
             client: redis::Client::open(url)?,
             conn: Mutex::new(None),
+            flags: Default::default(),
         })
     }
 
@@ -262,7 +264,7 @@ impl StateStore for RedisState {
                 Request::Pipe(&pipe),
             )
             .await?;
-        Ok((pairs(flat), table_flags(values)))
+        Ok((pairs(flat), table_flags(&self.flags, tables, values)))
     }
 
     async fn publish(&self, pairs: &[(String, String)]) -> Result<()> {
@@ -286,8 +288,10 @@ impl StateStore for RedisState {
             .cmd(&format!("MGET flags of {}", table.key_name()), &mget)
             .await?;
         Ok(TableFlags {
-            enabled: keys::parse_flag(enabled.as_deref()),
-            force_full_load: keys::parse_flag(force.as_deref()),
+            enabled: self.flags.read(&keys::enabled(table), enabled.as_deref()),
+            force_full_load: self
+                .flags
+                .read(&keys::force_full_load(table), force.as_deref()),
             force_requests: keys::parse_count(requests.as_deref()),
         })
     }
@@ -313,8 +317,10 @@ impl StateStore for RedisState {
             .await?;
         Ok(CycleKeys {
             flags: TableFlags {
-                enabled: keys::parse_flag(enabled.as_deref()),
-                force_full_load: keys::parse_flag(force.as_deref()),
+                enabled: self.flags.read(&keys::enabled(table), enabled.as_deref()),
+                force_full_load: self
+                    .flags
+                    .read(&keys::force_full_load(table), force.as_deref()),
                 force_requests: keys::parse_count(requests.as_deref()),
             },
             version: keys::parse_version(&version_key, version.as_deref())?,
@@ -521,7 +527,7 @@ impl StateStore for RedisState {
                 &keys_mget(tables),
             )
             .await?;
-        Ok(table_flags(values))
+        Ok(table_flags(&self.flags, tables, values))
     }
 
     async fn statuses(&self) -> Result<Vec<(String, String)>> {
@@ -649,16 +655,21 @@ fn keys_mget(tables: &[TableId]) -> Cmd {
 }
 
 /// Per table, its flags and its version key's raw value (MGET of
-/// [`keys_mget`]).
-fn table_flags(values: Vec<Option<String>>) -> Vec<(TableFlags, Option<String>)> {
+/// [`keys_mget`] for `tables`).
+fn table_flags(
+    flags: &super::flags::Flags,
+    tables: &[TableId],
+    values: Vec<Option<String>>,
+) -> Vec<(TableFlags, Option<String>)> {
     values
         .chunks(4)
-        .map(|v| {
+        .zip(tables)
+        .map(|(v, t)| {
             let at = |i: usize| v.get(i).cloned().flatten();
             (
                 TableFlags {
-                    enabled: keys::parse_flag(at(0).as_deref()),
-                    force_full_load: keys::parse_flag(at(1).as_deref()),
+                    enabled: flags.read(&keys::enabled(t), at(0).as_deref()),
+                    force_full_load: flags.read(&keys::force_full_load(t), at(1).as_deref()),
                     force_requests: keys::parse_count(at(2).as_deref()),
                 },
                 at(3),
