@@ -15,18 +15,20 @@ pub(super) struct Flags {
 }
 
 impl Flags {
-    /// The flag `key` holding `value`: on or off.
-    pub(super) fn read(&self, key: &str, value: Option<&str>) -> bool {
+    /// The flag holding `value`: on or off. `key` names it, and is only
+    /// built for an odd value (the poll reads every table's flags).
+    pub(super) fn read(&self, key: impl FnOnce() -> String, value: Option<&str>) -> bool {
         let on = keys::parse_flag(value);
         if let Some(v) = value.filter(|v| *v != "true" && *v != "false") {
+            let key = key();
             let first = self
                 .said
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert((key.to_string(), v.to_string()));
+                .insert((key.clone(), v.to_string()));
             if first {
                 tracing::warn!(
-                    key,
+                    key = %key,
                     value = ?v,
                     read_as = if on { "on" } else { "off" },
                     "flag is not written as \"true\" or \"false\": it is read as {}, since only \"true\" (any case, spaces ignored) means on; write \"true\" or \"false\"",

@@ -288,10 +288,10 @@ impl StateStore for RedisState {
             .cmd(&format!("MGET flags of {}", table.key_name()), &mget)
             .await?;
         Ok(TableFlags {
-            enabled: self.flags.read(&keys::enabled(table), enabled.as_deref()),
+            enabled: self.flags.read(|| keys::enabled(table), enabled.as_deref()),
             force_full_load: self
                 .flags
-                .read(&keys::force_full_load(table), force.as_deref()),
+                .read(|| keys::force_full_load(table), force.as_deref()),
             force_requests: keys::parse_count(requests.as_deref()),
         })
     }
@@ -317,10 +317,10 @@ impl StateStore for RedisState {
             .await?;
         Ok(CycleKeys {
             flags: TableFlags {
-                enabled: self.flags.read(&keys::enabled(table), enabled.as_deref()),
+                enabled: self.flags.read(|| keys::enabled(table), enabled.as_deref()),
                 force_full_load: self
                     .flags
-                    .read(&keys::force_full_load(table), force.as_deref()),
+                    .read(|| keys::force_full_load(table), force.as_deref()),
                 force_requests: keys::parse_count(requests.as_deref()),
             },
             version: keys::parse_version(&version_key, version.as_deref())?,
@@ -668,8 +668,8 @@ fn table_flags(
             let at = |i: usize| v.get(i).cloned().flatten();
             (
                 TableFlags {
-                    enabled: flags.read(&keys::enabled(t), at(0).as_deref()),
-                    force_full_load: flags.read(&keys::force_full_load(t), at(1).as_deref()),
+                    enabled: flags.read(|| keys::enabled(t), at(0).as_deref()),
+                    force_full_load: flags.read(|| keys::force_full_load(t), at(1).as_deref()),
                     force_requests: keys::parse_count(at(2).as_deref()),
                 },
                 at(3),

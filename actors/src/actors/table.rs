@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tracing::{debug, error, warn};
+use tracing::{debug, error};
 
 use crate::ddl::SchemaChange;
 use crate::error::{Error, ErrorKind, Result};
@@ -87,23 +87,20 @@ impl TableActor {
         self.failures = 0;
         let message = e.to_string();
         let board = &self.pipeline.board;
-        let known = board.get(&self.key).and_then(|s| s.reason);
-        let again = self.pipeline.config.restarts.max;
-        if known.as_deref() != Some(message.as_str()) {
-            warn!(table = %self.table, reason = %message, again = ?again, "table is held in error until its reason is acted on; looked at again after the delay or when one of its keys changes");
+        if board.get(&self.key).map(|s| s.state) == Some(TableState::FullLoad) {
+            board.update(&self.key, |s| s.progress = None);
+        }
+        if crate::sync::hold(
+            &self.pipeline,
+            &self.table,
+            TableState::Error,
+            message.clone(),
+        ) {
             telemetry::error("table");
         }
-        telemetry::table_state(&self.key, TableState::Error.as_str());
-        board.update(&self.key, |s| {
-            if s.state == TableState::FullLoad {
-                s.progress = None;
-            }
-            s.state = TableState::Error;
-            s.reason = Some(message.clone());
-            s.last_error = Some(message);
-        });
+        board.update(&self.key, |s| s.last_error = Some(message));
         self.report_lag();
-        self.schedule(again, ctx);
+        self.schedule(self.pipeline.config.restarts.max, ctx);
     }
 
     fn backoff(&self) -> Duration {

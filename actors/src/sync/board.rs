@@ -23,13 +23,16 @@ pub(super) fn set_state(p: &Pipeline, table: &TableId, state: TableState) {
     telemetry::table_state(&key, state.as_str());
 }
 
-/// Puts the table in `state` with a reason, logging it once per change.
-pub(super) fn hold(p: &Pipeline, table: &TableId, state: TableState, reason: String) {
+/// Puts the table in `state` with a reason, logging it once per change;
+/// `true` when the reason is new.
+pub(crate) fn hold(p: &Pipeline, table: &TableId, state: TableState, reason: String) -> bool {
     let key = table.key_name();
     let known = p.board.get(&key).and_then(|s| s.reason);
-    if known.as_deref() != Some(reason.as_str()) {
+    let new = known.as_deref() != Some(reason.as_str());
+    if new {
         warn!(table = %table, %reason, state = state.as_str(), "table is held; its version is not advanced");
     }
     set_state(p, table, state);
     p.board.update(&key, |s| s.reason = Some(reason));
+    new
 }

@@ -13,6 +13,7 @@ mod retention;
 mod schema_cache;
 mod schema_change;
 
+pub(crate) use board::hold;
 pub use cycle::{run_cycle, Outcome};
 pub use pipeline::{Guards, Known, Pipeline, PrimaryFacts};
 pub use schema_cache::{SchemaCache, REFRESH_CYCLES};
