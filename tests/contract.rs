@@ -70,6 +70,10 @@ pub const REAL_SERVER_ONLY: &[(&str, &str)] = &[
         "the [ctsync].[fence] check inside the write's own transaction",
     ),
     (
+        "a_change_set_is_copied_under_snapshot_where_the_database_allows_it",
+        "SET TRANSACTION ISOLATION LEVEL SNAPSHOT inside sp_executesql, and Msg 3952 (mapped to the fix) where the database does not allow it",
+    ),
+    (
         "a_swap_keeps_indexes_and_grants",
         "sp_rename of the shadow table and the carried-over indexes, GRANTs and primary key name (a DBA's, renamed with sp_rename … 'OBJECT')",
     ),
@@ -232,6 +236,45 @@ async fn a_change_set_of_several_pages_is_read_on_one_session() {
         assert_eq!(pages, 3, "{}", w.name());
         assert_eq!(keys, (1..=25).map(pk).collect::<Vec<_>>(), "{}", w.name());
         assert_eq!(rows, all, "{}", w.name());
+    }
+}
+
+/// A change set is copied in a SNAPSHOT transaction begun and committed
+/// inside its RPC (sp_executesql restores the isolation level on return):
+/// where the database allows snapshot isolation the copy runs and returns
+/// its versions; where it does not, the copy is refused naming the fix,
+/// whether the adapter knew it from its identity read or only from the
+/// server's refusal (Msg 3952) of a copy it sent before reading it.
+#[tokio::test]
+async fn a_change_set_is_copied_under_snapshot_where_the_database_allows_it() {
+    let _serial = support::contract::serial().await;
+    for w in worlds().await {
+        let t = people("Snapshot");
+        w.create(&t).await;
+        let since = w.primary().current_version().await.expect("version");
+        w.insert(&t, &[person(1, "a")]).await;
+        let allowed = w.snapshot_allowed().await;
+        for identity_read in [false, true] {
+            if identity_read {
+                w.primary().identity().await.expect("identity");
+            }
+            match w.primary().open_changes(&t, since, None).await {
+                Ok(set) => {
+                    assert!(allowed, "{}: copied without snapshot isolation", w.name());
+                    assert_eq!(set.opened().keys, 1, "{}", w.name());
+                    assert!(set.opened().target > since, "{}", w.name());
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(!allowed, "{}: {e}", w.name());
+                    assert!(
+                        e.contains("ALLOW_SNAPSHOT_ISOLATION ON"),
+                        "{}: {e}",
+                        w.name()
+                    );
+                }
+            }
+        }
     }
 }
 

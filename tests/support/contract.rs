@@ -51,6 +51,9 @@ pub trait World: Send + Sync {
     /// (returns once the lock is held); `false` where the world has no
     /// locks (the doubles).
     async fn lock_replica_table(&self, schema: &TableSchema, hold: Duration) -> bool;
+    /// Whether the primary database allows snapshot isolation (the
+    /// doubles always do).
+    async fn snapshot_allowed(&self) -> bool;
     /// Row hashes as `ctsync verify` reads them, on each side.
     fn primary_sums(&self) -> &dyn Checksums;
     fn replica_sums(&self) -> &dyn Checksums;
@@ -138,6 +141,9 @@ impl World for Memory {
     }
     async fn indexes_and_grants(&self, schema: &TableSchema) -> (Vec<String>, Vec<String>) {
         self.replica.indexes_and_grants(&schema.id)
+    }
+    async fn snapshot_allowed(&self) -> bool {
+        true
     }
     async fn lock_replica_table(&self, _: &TableSchema, _: Duration) -> bool {
         false
@@ -510,6 +516,18 @@ impl World for SqlServer {
     /// Another session reads the table with TABLOCK, HOLDLOCK inside a
     /// transaction: its shared table lock stays until the rollback, and a
     /// schema-modification lock (the swap's) waits behind it.
+    async fn snapshot_allowed(&self) -> bool {
+        strings(
+            &self.primary_sql,
+            // The helper binds one value: here only a label for the query.
+            "SELECT CONVERT(nvarchar(10), snapshot_isolation_state) FROM sys.databases \
+             WHERE database_id = DB_ID() AND @P1 = N'current'",
+            "current",
+        )
+        .await
+        .first()
+        .is_some_and(|state| state == "1")
+    }
     async fn lock_replica_table(&self, schema: &TableSchema, hold: Duration) -> bool {
         let mut reader = self.replica_endpoint.connect().await.expect("a reader");
         let take = format!(
