@@ -22,12 +22,18 @@
 
 mod support;
 
+#[path = "simulation/coverage.rs"]
+mod coverage;
 #[path = "simulation/generator.rs"]
 mod generator;
 #[path = "simulation/invariants.rs"]
 mod invariants;
+#[path = "simulation/keyspace.rs"]
+mod keyspace;
 #[path = "simulation/ops.rs"]
 mod ops;
+#[path = "simulation/report.rs"]
+mod report;
 #[path = "simulation/rows.rs"]
 mod rows;
 #[path = "simulation/saved.rs"]
@@ -35,7 +41,6 @@ mod saved;
 #[path = "simulation/world.rs"]
 mod world;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use generator::{schedule, STEPS};
@@ -60,6 +65,7 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
         let began = tokio::time::Instant::now();
         let mut world = World::new();
         for op in &ops {
+            world.note_op(op);
             world.apply(op).await;
             // Let the pipeline move between steps.
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -73,13 +79,21 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
                 "{overlaps} overlapping cycles of one table"
             )));
         }
+        world.held(invariants::OVERLAPS);
         let mut stats = RunStats {
             ops: ops.len(),
+            op_phases: world.op_phases.clone(),
+            fault_phases: world.fault_phases(),
+            checks: world.checks.borrow().clone(),
             ..RunStats::default()
         };
         stats
             .faults
             .insert("stop mid-backlog".into(), world.stopped_mid_backlog);
+        for (name, n) in &world.world_faults {
+            stats.faults.insert(name.to_string(), *n);
+        }
+        coverage::add(&mut stats.fault_phases, &world.world_fault_phases);
         for plan in &world.plans {
             for ((site, kind), n) in plan.injected() {
                 *stats.faults.entry(format!("{site:?}/{kind}")).or_insert(0) += n;
@@ -152,18 +166,12 @@ fn seeds() -> Vec<u64> {
 #[test]
 fn seeded_fault_simulation_keeps_every_invariant() {
     let started = std::time::Instant::now();
-    let mut total_ops = 0;
-    let mut faults: BTreeMap<String, u64> = BTreeMap::new();
+    let mut figures = report::Figures::default();
     let seeds = seeds();
     for &seed in &seeds {
         let ops = schedule(seed);
         match run(&ops) {
-            Ok(stats) => {
-                total_ops += stats.ops;
-                for (k, v) in stats.faults {
-                    *faults.entry(k).or_insert(0) += v;
-                }
-            }
+            Ok(stats) => figures.add(stats),
             Err(Divergence(why)) => {
                 let shortest = shrink(ops.clone());
                 let header = [
@@ -184,15 +192,32 @@ fn seeded_fault_simulation_keeps_every_invariant() {
             }
         }
     }
+    let faults = &figures.faults;
     assert!(
         faults.get("stop mid-backlog").is_some_and(|n| *n > 0),
         "no seed stopped a process mid-backlog: the resume path went untested ({faults:?})"
     );
+    let seconds = started.elapsed().as_secs_f64();
+    let (tables, zero) = figures.coverage();
     println!(
-        "simulation: {} seeds x {STEPS}+ ops ({total_ops} ops) in {:.1} s; faults injected: {faults:?}",
+        "simulation: {} seeds x {STEPS}+ ops ({} ops) in {seconds:.1} s; faults injected: {faults:?}",
         seeds.len(),
-        started.elapsed().as_secs_f64()
+        figures.ops,
     );
+    println!("simulation coverage:\n{tables}");
+    println!(
+        "simulation: {} state x kind pairs never reached: {zero:?}",
+        zero.len()
+    );
+    // The CI seeds are the report's; a replay or a soak writes its own.
+    let name = if std::env::var_os("CTSYNC_SIM_SEED").is_some()
+        || std::env::var_os("CTSYNC_SIM_SEEDS").is_some()
+    {
+        "simulation-custom.md"
+    } else {
+        "simulation.md"
+    };
+    report::write(name, &figures.markdown(seconds, &zero));
 }
 
 /// One seed replays to the same final state and the same faults: the

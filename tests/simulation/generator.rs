@@ -147,6 +147,15 @@ pub(crate) const WEIGHTS: &[(&str, u64, Draw)] = &[
         },
     }),
     ("advance", 16, |r, _| Op::Advance(1 + r.below(120))),
+    ("keyspace", 4, |r, _| {
+        use crate::keyspace::Fate;
+        Op::Keyspace(match r.below(4) {
+            0 => Fate::Lost,
+            1 => Fate::Duplicated,
+            2 => Fate::Delayed(1 + r.below(300)),
+            _ => Fate::Reordered,
+        })
+    }),
 ];
 
 const SETUP: u64 = 0;

@@ -10,6 +10,19 @@ use ctsync_actors::model::*;
 use ctsync_actors::ports::Primary;
 use ctsync_actors::status::TableState;
 
+/// The invariants' names, as the figures and the report give them.
+pub(crate) const VERSIONS: &str =
+    "no stored version is ahead of what the replica holds (every step)";
+pub(crate) const TOKENS: &str =
+    "no table is written by two owners: commit tokens never go down (every step)";
+pub(crate) const BACKLOG_RECORD: &str =
+    "a backlog stopped part-way is recorded with its version and no load (every stop)";
+pub(crate) const HELD_SAYS_WHY: &str = "a held table says why (quiesce)";
+pub(crate) const EQUAL: &str =
+    "every enabled table equals the primary, rows and columns (end of run, per table)";
+pub(crate) const FORCE_REQUESTS: &str = "every force_full_load request led to a load (end of run)";
+pub(crate) const OVERLAPS: &str = "no two cycles of one table overlapped (end of run)";
+
 impl World {
     /// No table is written by two owners: each table's commits carry
     /// tokens that never go down (an older owner's write after a newer
@@ -24,6 +37,7 @@ impl World {
                 )));
             }
         }
+        self.held(TOKENS);
         Ok(())
     }
 
@@ -59,6 +73,7 @@ impl World {
                 )));
             }
         }
+        self.held(VERSIONS);
         Ok(())
     }
 
@@ -72,6 +87,7 @@ impl World {
                 )));
             }
         }
+        self.held(FORCE_REQUESTS);
         Ok(())
     }
 
@@ -85,6 +101,7 @@ impl World {
             if record.backlog.is_some() {
                 assert!(record.version.is_some(), "{id}: {record:?}");
                 assert!(record.load.is_none(), "{id}: {record:?}");
+                self.held(BACKLOG_RECORD);
                 self.stopped_mid_backlog += 1;
             }
         }
@@ -128,15 +145,17 @@ impl World {
             plan.clear();
             plan.resume();
         }
+        self.notifications = Default::default();
         let mut forced: BTreeSet<usize> = BTreeSet::new();
         for round in 0..600 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             self.check_versions()?;
             self.check_tokens()?;
-            for &t in &self.wanted {
+            for t in self.wanted.clone() {
                 let id = &self.tables[t];
                 if self.state.get(&keys::enabled(id)).as_deref() != Some("true") {
                     self.state.set(&keys::enabled(id), "true");
+                    self.notify(t);
                 }
             }
             let mut all = true;
@@ -158,13 +177,18 @@ impl World {
                             status.state
                         )));
                     }
+                    self.held(HELD_SAYS_WHY);
                     if forced.insert(t) || round % 100 == 0 {
                         self.state
                             .set(&keys::force_full_load(&self.tables[t]), "true");
+                        self.notify(t);
                     }
                 }
             }
             if all && round > 5 {
+                for _ in &self.wanted {
+                    self.held(EQUAL);
+                }
                 return self.check_force_requests();
             }
         }

@@ -79,6 +79,9 @@ pub(crate) enum Op {
         at: Option<Site>,
     },
     Advance(u64),
+    /// The next keyspace notification (an operator's flag write) is lost,
+    /// duplicated, delayed or reordered.
+    Keyspace(crate::keyspace::Fate),
 }
 
 pub(crate) const SITES: [Site; 9] = [
@@ -120,6 +123,7 @@ impl Op {
             Op::KillSecond => "kill-second",
             Op::Pause { .. } => "pause",
             Op::Advance(_) => "advance",
+            Op::Keyspace(_) => "keyspace",
         }
     }
 }
@@ -154,6 +158,7 @@ impl std::fmt::Display for Op {
                 None => write!(f, " second={second} ms={ms} at=none"),
             },
             Op::Advance(ms) => write!(f, " ms={ms}"),
+            Op::Keyspace(fate) => write!(f, " {fate}"),
             Op::RedisDown
             | Op::RedisUp
             | Op::RedisFlush
@@ -274,6 +279,10 @@ impl std::str::FromStr for Op {
                 at: f.site("at")?,
             },
             "advance" => Op::Advance(f.num("ms")?),
+            "keyspace" => {
+                let fate = f.take("fate")?;
+                Op::Keyspace(crate::keyspace::Fate::parse(fate, f.num("ms")?)?)
+            }
             other => return Err(format!("{other}: no such operation")),
         };
         match f.0.first() {

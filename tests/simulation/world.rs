@@ -35,6 +35,11 @@ pub(crate) struct RunStats {
     /// The final state: CT version, each table's replica record and loads,
     /// and the simulated time the run took (for the replay check).
     pub(crate) fingerprint: String,
+    /// Invariants checked, by name, and how many times each held.
+    pub(crate) checks: BTreeMap<&'static str, u64>,
+    /// Operations and faults by kind and pipeline state (coverage).
+    pub(crate) op_phases: crate::coverage::Counts,
+    pub(crate) fault_phases: crate::coverage::Counts,
 }
 
 /// One simulated world: the in-memory ports and the running incarnation.
@@ -60,6 +65,16 @@ pub(crate) struct World {
     /// Kills and restarts that found a backlog part-way applied (its cursor
     /// recorded on the replica): the next incarnation continues it.
     pub(crate) stopped_mid_backlog: u64,
+    /// Operations run, by kind and the state of the tables they met.
+    pub(crate) op_phases: crate::coverage::Counts,
+    /// Invariants checked, by name: how many times each held.
+    pub(crate) checks: std::cell::RefCell<BTreeMap<&'static str, u64>>,
+    /// Keyspace notifications waiting on a fault.
+    pub(crate) notifications: crate::keyspace::Notifications,
+    /// Faults the world injected itself (not through a plan), by kind,
+    /// and by kind and state.
+    pub(crate) world_faults: BTreeMap<&'static str, u64>,
+    pub(crate) world_fault_phases: crate::coverage::Counts,
 }
 
 pub(crate) fn start(
@@ -89,6 +104,11 @@ pub(crate) fn start(
 }
 
 impl World {
+    /// Counts one check of the invariant `name` that held.
+    pub(crate) fn held(&self, name: &'static str) {
+        *self.checks.borrow_mut().entry(name).or_insert(0) += 1;
+    }
+
     pub(crate) fn new() -> Self {
         let primary = Arc::new(MemoryPrimary::new());
         let replica = Arc::new(MemoryReplica::new());
@@ -107,10 +127,16 @@ impl World {
         // Pages take simulated time, so loads and backlogs span several
         // steps and operator actions and faults land in the middle of them.
         replica.set_insert_delay(Duration::from_millis(4));
+        // The end of a load and a schema change take time too, so other
+        // work and faults meet them under way (the coverage's swap and
+        // DDL-apply states).
+        replica.set_statement_delay("finish_full_load", Duration::from_millis(30));
+        replica.set_statement_delay("alter_columns", Duration::from_millis(40));
+        replica.set_statement_delay("rename_column", Duration::from_millis(40));
         for id in &tables {
             primary.delay_changes_pages(id, Duration::from_millis(3));
         }
-        let plan = FaultPlan::new();
+        let plan = crate::coverage::plan(&replica, &tables);
         let running = start(
             (&primary, &replica, &state, &queue),
             &plan,
@@ -132,11 +158,16 @@ impl World {
             columns_added: 0,
             force_requests: BTreeMap::new(),
             stopped_mid_backlog: 0,
+            op_phases: Default::default(),
+            checks: Default::default(),
+            notifications: Default::default(),
+            world_faults: BTreeMap::new(),
+            world_fault_phases: Default::default(),
         }
     }
 
     pub(crate) fn new_incarnation(&mut self) {
-        self.plan = FaultPlan::new();
+        self.plan = crate::coverage::plan(&self.replica, &self.tables);
         self.plans.push(self.plan.clone());
         let next = start(
             (&self.primary, &self.replica, &self.state, &self.queue),
@@ -189,10 +220,12 @@ impl World {
             Op::Enable(t) => {
                 self.wanted.insert(*t);
                 self.state.set(&keys::enabled(&self.tables[*t]), "true");
+                self.notify(*t);
             }
             Op::Disable(t) => {
                 self.wanted.remove(t);
                 self.state.set(&keys::enabled(&self.tables[*t]), "false");
+                self.notify(*t);
             }
             Op::Force(t) => {
                 let key = keys::force_full_load(&self.tables[*t]);
@@ -209,6 +242,7 @@ impl World {
                     self.force_requests.entry(*t).or_insert(started);
                 }
                 self.state.set(&key, "true");
+                self.notify(*t);
             }
             Op::AddColumn { t, not_null, event } => {
                 self.columns_added += 1;
@@ -301,7 +335,7 @@ impl World {
             }
             Op::Join => {
                 if self.second.is_none() {
-                    let plan = FaultPlan::new();
+                    let plan = crate::coverage::plan(&self.replica, &self.tables);
                     self.plans.push(plan.clone());
                     let n = self.plans.len() - 1;
                     let id = format!("sim-second-{n}");
@@ -342,6 +376,7 @@ impl World {
                 plan.resume();
             }
             Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+            Op::Keyspace(fate) => self.notification_fault(*fate),
         }
     }
 

@@ -29,6 +29,9 @@ struct Data {
     module_writes: usize,
     /// Each `insert_rows` waits this long first (demo: visible progress).
     insert_delay: std::time::Duration,
+    /// Each call of these methods waits this long first (a swap waiting on
+    /// a reader's lock, a long ALTER): other work meets it under way.
+    statement_delays: BTreeMap<&'static str, std::time::Duration>,
     /// `insert_rows` calls under way now, and the most ever seen at once.
     in_flight: usize,
     max_in_flight: usize,
@@ -85,6 +88,19 @@ impl MemoryReplica {
     /// Makes every `insert_rows` (full-load page) wait `delay` first.
     pub fn set_insert_delay(&self, delay: std::time::Duration) {
         self.lock().insert_delay = delay;
+    }
+
+    /// Makes every call of `method` (`finish_full_load`, `alter_columns`,
+    /// `rename_column`) wait `delay` before it takes effect.
+    pub fn set_statement_delay(&self, method: &'static str, delay: std::time::Duration) {
+        self.lock().statement_delays.insert(method, delay);
+    }
+
+    async fn statement_delay(&self, method: &'static str) {
+        let delay = self.lock().statement_delays.get(method).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// The most `insert_rows` calls that were ever under way at once (the
@@ -421,6 +437,7 @@ impl Replica for MemoryReplica {
         mode: LoadMode,
         claim: &Claim,
     ) -> Result<()> {
+        self.statement_delay("finish_full_load").await;
         let modules: Vec<ModuleDef> = self.lock().modules.values().cloned().collect();
         self.transact(&schema.id, claim, |tx| {
             replica_load::finish(tx, &modules, schema, version, mode)
@@ -498,6 +515,7 @@ impl Replica for MemoryReplica {
     }
 
     async fn alter_columns(&self, table: &TableId, ops: &[ColumnOp], claim: &Claim) -> Result<()> {
+        self.statement_delay("alter_columns").await;
         self.write(table, claim, |t, _| {
             for op in ops {
                 alter(t, op)?;
@@ -513,6 +531,7 @@ impl Replica for MemoryReplica {
         to: &str,
         claim: &Claim,
     ) -> Result<()> {
+        self.statement_delay("rename_column").await;
         self.write(table, claim, |t, _| {
             if t.schema.columns.iter().any(|c| c.name == to) {
                 return Err(Error::Replica(format!("column {to} already exists in {table}")));

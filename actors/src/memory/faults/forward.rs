@@ -63,6 +63,7 @@ macro_rules! forward {
             method: stringify!($name),
             about: &about,
         };
+        let _flight = $self.plan.fly(&call);
         let rule = $self.plan.before(call).await?;
         let result = $self.inner.$name($($arg),*).await;
         let result = $self.plan.after(Site::$site, stringify!($name), rule, result);
@@ -127,6 +128,7 @@ impl ChangeSet for FaultyChangeSet<'_> {
             method: "next_page",
             about: &about,
         };
+        let _flight = self.plan.fly(&call);
         let rule = self.plan.before(call).await?;
         let result = self.inner.next_page(schema, limit).await;
         self.plan

@@ -4,11 +4,13 @@
 //! which can kill or freeze the whole process. The wrappers' forwarding is
 //! generated from one declaration per port (`forward.rs`).
 
+mod coverage;
 mod forward;
 mod plan;
 
 use std::sync::Arc;
 
+pub use coverage::{Phase, Probe};
 pub use forward::forwarded;
 pub use plan::{Fault, FaultPlan, Port, Rule, RuleId, Site};
 

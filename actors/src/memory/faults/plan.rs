@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::coverage::{Coverage, Flight, Phase, Probe};
 use crate::error::{Error, Result};
 use crate::model::TableId;
 
@@ -80,6 +81,8 @@ pub struct Rule {
     message: Option<String>,
     /// The name the strike is counted under in [`FaultPlan::injected`].
     label: Option<&'static str>,
+    /// The states of the tables the struck call was about (coverage).
+    phases: std::collections::BTreeSet<Phase>,
 }
 
 impl Rule {
@@ -91,6 +94,7 @@ impl Rule {
             times: Some(1),
             message: None,
             label: None,
+            phases: Default::default(),
         }
     }
     /// The next matching call fails without effect.
@@ -177,6 +181,9 @@ struct Book {
     state_down: Option<RuleId>,
     /// Faults that struck, by site and kind.
     injected: BTreeMap<(Site, &'static str), u64>,
+    /// Faults that struck, by site and kind and the state of the tables
+    /// the call was about (see [`Coverage::phases_of`]).
+    by_phase: BTreeMap<(String, Phase), u64>,
     /// Every call that reached a wrapped port, by site and port method
     /// (one port call is one request or round trip in the adapters).
     calls: BTreeMap<(Site, &'static str), u64>,
@@ -203,6 +210,8 @@ pub struct FaultPlan {
     /// The next call at this site freezes the process, itself included
     /// (frozen just before its request reached the server).
     pause_at: Mutex<Option<Site>>,
+    /// The calls in flight and each table's state, for the figures.
+    coverage: Coverage,
 }
 
 impl Default for FaultPlan {
@@ -213,6 +222,7 @@ impl Default for FaultPlan {
             paused: AtomicBool::new(false),
             resumed: tokio::sync::Notify::new(),
             pause_at: Mutex::new(None),
+            coverage: Coverage::default(),
         }
     }
 }
@@ -294,6 +304,11 @@ impl FaultPlan {
         }
     }
 
+    /// Whether `set_state_down(true)` is in force.
+    pub fn state_is_down(&self) -> bool {
+        self.lock().state_down.is_some()
+    }
+
     /// Drops every rule in force (the simulation quiesces).
     pub fn clear(&self) {
         let mut book = self.lock();
@@ -312,8 +327,42 @@ impl FaultPlan {
         self.lock().calls.clone()
     }
 
-    fn count(&self, site: Site, kind: &'static str) {
-        *self.lock().injected.entry((site, kind)).or_insert(0) += 1;
+    /// Faults that struck so far, by `site/kind` and the pipeline state of
+    /// the tables the call was about.
+    pub fn injected_by_phase(&self) -> BTreeMap<(String, Phase), u64> {
+        self.lock().by_phase.clone()
+    }
+
+    /// Installs what tells each table's state from its record (coverage).
+    pub fn set_probe(&self, probe: Probe) {
+        self.coverage.set_probe(probe);
+    }
+
+    /// Each table's pipeline state now, as a fault striking now counts it.
+    pub fn phases(&self) -> BTreeMap<TableId, Phase> {
+        self.coverage.phases()
+    }
+
+    /// Marks `call` in flight until the returned guard drops.
+    pub(super) fn fly(&self, call: &Call<'_>) -> Flight<'_> {
+        self.coverage
+            .fly(self.coverage.about(call.about), call.method)
+    }
+
+    fn count(&self, site: Site, kind: &'static str, phases: &std::collections::BTreeSet<Phase>) {
+        let mut book = self.lock();
+        *book.injected.entry((site, kind)).or_insert(0) += 1;
+        for phase in phases {
+            *book
+                .by_phase
+                .entry((format!("{site:?}/{kind}"), *phase))
+                .or_insert(0) += 1;
+        }
+    }
+
+    /// The states a strike on `call` counts under.
+    fn phases_of(&self, call: &Call<'_>) -> std::collections::BTreeSet<Phase> {
+        self.coverage.phases_of(&self.coverage.about(call.about))
     }
 
     /// The rule `call` meets, if any, used up by one strike.
@@ -354,7 +403,7 @@ impl FaultPlan {
             let mut at = self.pause_at.lock().unwrap_or_else(|e| e.into_inner());
             if *at == Some(site) {
                 *at = None;
-                self.count(site, "paused");
+                self.count(site, "paused", &self.phases_of(&call));
                 self.paused.store(true, Ordering::SeqCst);
             }
         }
@@ -372,10 +421,15 @@ impl FaultPlan {
         }
         match self.strike(&call) {
             Some(rule) if rule.fault == Fault::Reject => {
-                self.count(site, rule.label.unwrap_or("reject"));
+                let phases = self.phases_of(&call);
+                self.count(site, rule.label.unwrap_or("reject"), &phases);
                 Err(injected(site, call.method, &rule, "rejected"))
             }
-            other => Ok(other),
+            Some(mut rule) => {
+                rule.phases = self.phases_of(&call);
+                Ok(Some(rule))
+            }
+            None => Ok(None),
         }
     }
 
@@ -393,7 +447,7 @@ impl FaultPlan {
         }
         match (rule, result) {
             (Some(rule), Ok(_)) => {
-                self.count(site, rule.label.unwrap_or("lost_ack"));
+                self.count(site, rule.label.unwrap_or("lost_ack"), &rule.phases);
                 Err(injected(
                     site,
                     method,
