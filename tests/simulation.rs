@@ -205,9 +205,13 @@ fn seeded_fault_simulation_keeps_every_invariant() {
         figures.ops,
     );
     println!("simulation coverage:\n{tables}");
+    let never: Vec<String> = zero
+        .iter()
+        .map(|(kind, phase)| format!("{kind} × {}", phase.name()))
+        .collect();
     println!(
-        "simulation: {} state x kind pairs never reached: {zero:?}",
-        zero.len()
+        "simulation: {} reachable state x kind pairs never reached: {never:?}",
+        never.len()
     );
     // The CI seeds are the report's; a replay or a soak writes its own.
     let name = if std::env::var_os("CTSYNC_SIM_SEED").is_some()

@@ -111,8 +111,12 @@ pub(crate) fn add(into: &mut Counts, more: &Counts) {
 }
 
 /// A markdown table: one row per kind, one column per state, and the
-/// pairs at 0 (excluding those `unreachable` names, with their reason).
-pub(crate) fn table(title: &str, kinds: &[String], counts: &Counts) -> (String, Vec<String>) {
+/// pairs at 0.
+pub(crate) fn table(
+    title: &str,
+    kinds: &[String],
+    counts: &Counts,
+) -> (String, Vec<(String, Phase)>) {
     let mut out = format!(
         "#### {title}\n\n| kind | {} |\n|---|{}\n",
         Phase::ALL.map(|p| p.name()).join(" | "),
@@ -125,7 +129,7 @@ pub(crate) fn table(title: &str, kinds: &[String], counts: &Counts) -> (String, 
             .map(|p| {
                 let n = counts.get(&(kind.clone(), *p)).copied().unwrap_or(0);
                 if n == 0 {
-                    zero.push(format!("{kind} × {}", p.name()));
+                    zero.push((kind.clone(), *p));
                 }
                 n.to_string()
             })

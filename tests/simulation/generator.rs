@@ -100,16 +100,16 @@ pub(crate) const WEIGHTS: &[(&str, u64, Draw)] = &[
     ("enable", 3, |r, n| Op::Enable(table(r, n))),
     ("disable", 1, |r, n| Op::Disable(table(r, n))),
     ("force", 3, |r, n| Op::Force(table(r, n))),
-    ("add-column", 1, |r, n| Op::AddColumn {
+    ("add-column", 3, |r, n| Op::AddColumn {
         t: table(r, n),
         not_null: r.chance(40),
         event: r.chance(80),
     }),
-    ("rename-column", 1, |r, n| Op::RenameColumn {
+    ("rename-column", 3, |r, n| Op::RenameColumn {
         t: table(r, n),
         event: r.chance(80),
     }),
-    ("drop-column", 1, |r, n| Op::DropColumn {
+    ("drop-column", 2, |r, n| Op::DropColumn {
         t: table(r, n),
         event: r.chance(80),
     }),

@@ -130,9 +130,9 @@ impl World {
         // The end of a load and a schema change take time too, so other
         // work and faults meet them under way (the coverage's swap and
         // DDL-apply states).
-        replica.set_statement_delay("finish_full_load", Duration::from_millis(30));
-        replica.set_statement_delay("alter_columns", Duration::from_millis(40));
-        replica.set_statement_delay("rename_column", Duration::from_millis(40));
+        replica.set_statement_delay("finish_full_load", Duration::from_millis(60));
+        replica.set_statement_delay("alter_columns", Duration::from_millis(80));
+        replica.set_statement_delay("rename_column", Duration::from_millis(80));
         for id in &tables {
             primary.delay_changes_pages(id, Duration::from_millis(3));
         }
