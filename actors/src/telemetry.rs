@@ -298,6 +298,12 @@ pub fn verified(table: &str, differences: u64, at_millis: u64) {
     gauge!(VERIFY_TIMESTAMP, "table" => table.to_string()).set(at_millis as f64 / 1000.0);
 }
 
+/// A table's rows switched from bulk copy to INSERT (see
+/// [`crate::write_path`]); labelled `schema.table` as it always was.
+pub fn bulk_fallback(table: &crate::model::TableId) {
+    counter!(BULK_FALLBACKS, "table" => table.to_string()).increment(1);
+}
+
 pub fn leases_held(n: usize) {
     gauge!(LEASES_HELD).set(n as f64);
 }
