@@ -25,6 +25,7 @@ pub(super) fn begin(tx: &mut Tx<'_>, schema: &TableSchema, start: &LoadStart) ->
         version: None,
         load: Some(start.load.clone()),
         backlog: None,
+        unreadable: None,
     };
     Ok(())
 }
@@ -71,6 +72,7 @@ pub(super) fn finish(
         version: Some(version),
         load: None,
         backlog: None,
+        unreadable: None,
     };
     Ok(())
 }
@@ -81,6 +83,7 @@ pub(super) fn cancel(tx: &mut Tx<'_>, id: &TableId, version: SyncVersion) -> Res
         version: Some(version),
         load: None,
         backlog: None,
+        unreadable: None,
     };
     Ok(())
 }
