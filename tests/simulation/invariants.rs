@@ -133,6 +133,7 @@ impl World {
             tokio::time::sleep(Duration::from_millis(100)).await;
             self.check_versions()?;
             self.check_tokens()?;
+            self.check_no_duplicates()?;
             for &t in &self.wanted {
                 let id = &self.tables[t];
                 if self.state.get(&keys::enabled(id)).as_deref() != Some("true") {

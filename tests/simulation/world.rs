@@ -60,6 +60,12 @@ pub(crate) struct World {
     /// Kills and restarts that found a backlog part-way applied (its cursor
     /// recorded on the replica): the next incarnation continues it.
     pub(crate) stopped_mid_backlog: u64,
+    /// The faults inside the replica's transactions (bulk loads failing
+    /// part-way): the world's, not a process's, so no kill or quiesce
+    /// lifts them (a table bulk copy cannot take stays so).
+    pub(crate) bulk_faults: Arc<FaultPlan>,
+    /// Recorded cursors made unreadable, by kind.
+    pub(crate) cursors_corrupted: BTreeMap<&'static str, u64>,
 }
 
 pub(crate) fn start(
@@ -107,6 +113,8 @@ impl World {
         // Pages take simulated time, so loads and backlogs span several
         // steps and operator actions and faults land in the middle of them.
         replica.set_insert_delay(Duration::from_millis(4));
+        let bulk_faults = FaultPlan::new();
+        replica.set_inner_faults(bulk_faults.clone());
         for id in &tables {
             primary.delay_changes_pages(id, Duration::from_millis(3));
         }
@@ -132,6 +140,8 @@ impl World {
             columns_added: 0,
             force_requests: BTreeMap::new(),
             stopped_mid_backlog: 0,
+            bulk_faults,
+            cursors_corrupted: BTreeMap::new(),
         }
     }
 
@@ -194,22 +204,7 @@ impl World {
                 self.wanted.remove(t);
                 self.state.set(&keys::enabled(&self.tables[*t]), "false");
             }
-            Op::Force(t) => {
-                let key = keys::force_full_load(&self.tables[*t]);
-                // "true" written again while a request is pending, or
-                // while a forced load runs, is the same request
-                // (documented); a new one must lead to a load.
-                let forced_load_runs = self
-                    .replica
-                    .table_record(&self.tables[*t])
-                    .load
-                    .is_some_and(|l| l.forced);
-                if self.state.get(&key).as_deref() != Some("true") && !forced_load_runs {
-                    let started = self.replica.loads_started(&self.tables[*t]);
-                    self.force_requests.entry(*t).or_insert(started);
-                }
-                self.state.set(&key, "true");
-            }
+            Op::Force(t) => self.force(*t),
             Op::AddColumn { t, not_null, event } => {
                 self.columns_added += 1;
                 let name = format!("Added{}", self.columns_added);
@@ -342,12 +337,47 @@ impl World {
                 plan.resume();
             }
             Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+            Op::BulkFail {
+                t,
+                lasting,
+                connection,
+            } => self.bulk_fail(*t, *lasting, *connection),
+            Op::CorruptCursor {
+                t,
+                load,
+                forced,
+                salt,
+            } => self.corrupt_cursor(*t, (*load, *forced), *salt).await,
         }
+    }
+
+    /// The operator asks for a full load of table `t`.
+    pub(crate) fn force(&mut self, t: usize) {
+        let key = keys::force_full_load(&self.tables[t]);
+        // "true" written again while a request is pending, or while a
+        // forced load runs, is the same request (documented); a new one
+        // must lead to a load.
+        let forced_load_runs = self
+            .replica
+            .table_record(&self.tables[t])
+            .load
+            .is_some_and(|l| l.forced);
+        if self.state.get(&key).as_deref() != Some("true") && !forced_load_runs {
+            let started = self.replica.loads_started(&self.tables[t]);
+            self.force_requests.entry(t).or_insert(started);
+        }
+        self.state.set(&key, "true");
     }
 
     /// The running process stops (`graceful`: the daemon's stop sequence,
     /// bounded as the daemon bounds it; else it dies) and a new one starts.
     pub(crate) async fn stop(&mut self, graceful: bool) {
+        self.stop_with(graceful, |_| {}).await;
+    }
+
+    /// [`Self::stop`], with `meanwhile` done to the world after the process
+    /// stopped and before the next one starts.
+    pub(crate) async fn stop_with(&mut self, graceful: bool, meanwhile: impl FnOnce(&mut World)) {
         if graceful {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.running.shutdown()).await;
         }
@@ -356,6 +386,7 @@ impl World {
         // The dead process's open receive is rolled back by the server.
         let id = format!("sim-{}", self.plans.len() - 1);
         self.abort_receive_of(&id);
+        meanwhile(self);
         self.new_incarnation();
     }
 

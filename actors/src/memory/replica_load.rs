@@ -3,6 +3,7 @@
 //! at the end (indexes and grants added by hand carried over), with the
 //! pending-load record written in the same transaction as every page.
 
+use super::replica_paths::PageRows;
 use super::replica_table::{references, RowEdits, Table};
 use super::replica_tx::Tx;
 use crate::error::{Error, Result};
@@ -32,11 +33,12 @@ pub(super) fn begin(tx: &mut Tx<'_>, schema: &TableSchema, start: &LoadStart) ->
 
 pub(super) fn page(
     edits: &mut RowEdits<'_>,
+    page: &mut PageRows<'_>,
     record: &mut ReplicaRecord,
     rows: &[Row],
     load: &PendingLoad,
 ) -> Result<()> {
-    edits.insert(rows)?;
+    page.insert(edits, rows)?;
     record.load = Some(load.clone());
     Ok(())
 }
