@@ -6,12 +6,15 @@
 //! and without their DDL events, CT cleanup and TRUNCATE, faults at every
 //! port (rejected calls and lost acknowledgements), Redis outages and data
 //! loss, process kills and graceful restarts (some just as a table's
-//! backlog is part-way applied), and a second instance that
+//! backlog is part-way applied), bulk loads failing part-way through a page
+//! (once, or for good on a table), a load's or backlog's cursor on the
+//! replica made unreadable between two processes, and a second instance that
 //! joins, leaves, dies, or freezes past its lease (at times just as a write
 //! leaves, so the write arrives after the takeover). Leases run on the
 //! simulated clock. After every step no stored version may be ahead of what
-//! the replica holds and no table's commit tokens may go down (no table is
-//! written by two owners); at the end the run
+//! the replica holds, no table's commit tokens may go down (no table is
+//! written by two owners) and no write may have been refused for a
+//! duplicate key (none left part of itself behind); at the end the run
 //! quiesces (the "operator" re-enables and force-loads what needs it) and
 //! every enabled table must equal the primary row for row, every held table
 //! must say why, and no two cycles of a table may have overlapped.
@@ -32,6 +35,8 @@ mod invariants;
 mod keyspace;
 #[path = "simulation/ops.rs"]
 mod ops;
+#[path = "simulation/replica_faults.rs"]
+mod replica_faults;
 #[path = "simulation/report.rs"]
 mod report;
 #[path = "simulation/rows.rs"]
@@ -71,6 +76,7 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
             tokio::time::sleep(Duration::from_millis(10)).await;
             world.check_versions()?;
             world.check_tokens()?;
+            world.check_no_duplicates()?;
         }
         world.quiesce().await?;
         let overlaps = world.overlaps();
@@ -98,6 +104,9 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
             for ((site, kind), n) in plan.injected() {
                 *stats.faults.entry(format!("{site:?}/{kind}")).or_insert(0) += n;
             }
+        }
+        for (figure, n) in world.replica_fault_figures() {
+            *stats.faults.entry(figure).or_insert(0) += n;
         }
         stats.fingerprint = format!(
             "v{} t{:?} {:?}",
@@ -197,6 +206,19 @@ fn seeded_fault_simulation_keeps_every_invariant() {
         faults.get("stop mid-backlog").is_some_and(|n| *n > 0),
         "no seed stopped a process mid-backlog: the resume path went untested ({faults:?})"
     );
+    if seeds.len() >= 50 {
+        for figure in [
+            "ReplicaBulk/reject",
+            "corrupt load cursor",
+            "corrupt backlog cursor",
+            "unreadable cursor reads",
+        ] {
+            assert!(
+                faults.get(figure).is_some_and(|n| *n > 0),
+                "no seed reached {figure:?} ({faults:?})"
+            );
+        }
+    }
     let seconds = started.elapsed().as_secs_f64();
     let (tables, zero) = figures.coverage();
     println!(

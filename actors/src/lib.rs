@@ -26,5 +26,6 @@ pub mod status;
 pub mod sync;
 pub mod telemetry;
 pub mod verify;
+pub mod write_path;
 
 pub use error::{Error, Result};

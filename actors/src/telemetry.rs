@@ -36,6 +36,7 @@ pub const LEASES_LOST: &str = "ctsync_leases_lost_total";
 pub const SCOUT_FAILURES: &str = "ctsync_scout_failures_total";
 pub const COPY_TIMEOUTS: &str = "ctsync_change_copy_timeouts_total";
 pub const BULK_FALLBACKS: &str = "ctsync_bulk_fallbacks_total";
+pub const UNREADABLE_CURSORS: &str = "ctsync_unreadable_cursors_total";
 
 /// Every metric ctsync exports (the README's metric table lists exactly these).
 pub const ALL: &[&str] = &[
@@ -71,6 +72,7 @@ pub const ALL: &[&str] = &[
     SCOUT_FAILURES,
     COPY_TIMEOUTS,
     BULK_FALLBACKS,
+    UNREADABLE_CURSORS,
 ];
 
 /// Registers help texts; call once after installing a recorder.
@@ -175,6 +177,10 @@ pub fn describe() {
     describe_counter!(
         BULK_FALLBACKS,
         "Tables switched from bulk copy to INSERT … OPENJSON after a bulk load failed (until their schema changes or the process restarts)."
+    );
+    describe_counter!(
+        UNREADABLE_CURSORS,
+        "Cursors of ctsync's record on the replica found unreadable, by table and cursor (load: the load starts over; backlog: the backlog starts over from the stored version)."
     );
     describe_counter!(
         COPY_TIMEOUTS,
@@ -296,6 +302,16 @@ pub fn dependency_up(dependency: &'static str, up: bool) {
 pub fn verified(table: &str, differences: u64, at_millis: u64) {
     gauge!(VERIFY_DIFFERENCES, "table" => table.to_string()).set(differences as f64);
     gauge!(VERIFY_TIMESTAMP, "table" => table.to_string()).set(at_millis as f64 / 1000.0);
+}
+
+/// A table's rows switched from bulk copy to INSERT (see
+/// [`crate::write_path`]); labelled `schema.table` as it always was.
+pub fn bulk_fallback(table: &crate::model::TableId) {
+    counter!(BULK_FALLBACKS, "table" => table.to_string()).increment(1);
+}
+
+pub fn unreadable_cursor(table: &str, cursor: &'static str) {
+    counter!(UNREADABLE_CURSORS, "table" => table.to_string(), "cursor" => cursor).increment(1);
 }
 
 pub fn leases_held(n: usize) {

@@ -53,7 +53,9 @@ fn table_of(op: &Op) -> Option<usize> {
         | Op::AddColumn { t, .. }
         | Op::RenameColumn { t, .. }
         | Op::DropColumn { t, .. }
-        | Op::StopMidBacklog { t, .. } => Some(*t),
+        | Op::StopMidBacklog { t, .. }
+        | Op::BulkFail { t, .. }
+        | Op::CorruptCursor { t, .. } => Some(*t),
         Op::Enable(t) | Op::Disable(t) | Op::Force(t) | Op::Cleanup(t) | Op::Truncate(t) => {
             Some(*t)
         }
@@ -94,7 +96,7 @@ impl World {
     /// Faults that struck, by kind and state, over every instance so far.
     pub(crate) fn fault_phases(&self) -> Counts {
         let mut all = Counts::new();
-        for plan in &self.plans {
+        for plan in self.plans.iter().chain(std::iter::once(&self.bulk_faults)) {
             for (k, n) in plan.injected_by_phase() {
                 *all.entry(k).or_insert(0) += n;
             }

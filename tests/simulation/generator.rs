@@ -156,6 +156,25 @@ pub(crate) const WEIGHTS: &[(&str, u64, Draw)] = &[
             _ => Fate::Reordered,
         })
     }),
+    ("bulk-fail", 3, |r, n| {
+        let lasting = r.chance(30);
+        Op::BulkFail {
+            t: table(r, n),
+            lasting,
+            // A connection that drops on every bulk load of a table is not
+            // modelled: it never demotes the table (see WritePaths).
+            connection: !lasting && r.chance(30),
+        }
+    }),
+    ("corrupt-cursor", 1, |r, n| {
+        let load = r.chance(50);
+        Op::CorruptCursor {
+            t: table(r, n),
+            load,
+            forced: load && r.chance(50),
+            salt: r.next() as u32,
+        }
+    }),
 ];
 
 const SETUP: u64 = 0;

@@ -21,6 +21,8 @@ pub(crate) const HELD_SAYS_WHY: &str = "a held table says why (quiesce)";
 pub(crate) const EQUAL: &str =
     "every enabled table equals the primary, rows and columns (end of run, per table)";
 pub(crate) const FORCE_REQUESTS: &str = "every force_full_load request led to a load (end of run)";
+pub(crate) const NO_DUPLICATES: &str =
+    "no replica write was refused for a duplicate key (every step)";
 pub(crate) const OVERLAPS: &str = "no two cycles of one table overlapped (end of run)";
 
 impl World {
@@ -151,6 +153,7 @@ impl World {
             tokio::time::sleep(Duration::from_millis(100)).await;
             self.check_versions()?;
             self.check_tokens()?;
+            self.check_no_duplicates()?;
             for t in self.wanted.clone() {
                 let id = &self.tables[t];
                 if self.state.get(&keys::enabled(id)).as_deref() != Some("true") {

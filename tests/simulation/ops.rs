@@ -82,6 +82,28 @@ pub(crate) enum Op {
     /// The next keyspace notification (an operator's flag write) is lost,
     /// duplicated, delayed or reordered.
     Keyspace(crate::keyspace::Fate),
+    /// The next bulk load of table `t`'s rows fails part-way through its
+    /// page (`connection`: the connection drops mid-stream, else the load
+    /// itself is refused); `lasting`: every bulk load of the table fails
+    /// from now on (a table bulk copy cannot take), for good.
+    BulkFail {
+        t: usize,
+        lasting: bool,
+        connection: bool,
+    },
+    /// Table `t` (or the next enabled one) gets a full load (`load`, asked
+    /// for by `force_full_load`) or a burst of changes, the process dies
+    /// as soon as the replica records the load's or the backlog's cursor
+    /// part-way, and that cursor is made unreadable before the next process
+    /// starts (edited by hand, or written by another ctsync version).
+    /// `!forced`: the flag is back to "false" by then, as for a load no
+    /// flag asked for (a reload after a column change, a rebuilt table).
+    CorruptCursor {
+        t: usize,
+        load: bool,
+        forced: bool,
+        salt: u32,
+    },
 }
 
 pub(crate) const SITES: [Site; 9] = [
@@ -124,6 +146,8 @@ impl Op {
             Op::Pause { .. } => "pause",
             Op::Advance(_) => "advance",
             Op::Keyspace(_) => "keyspace",
+            Op::BulkFail { .. } => "bulk-fail",
+            Op::CorruptCursor { .. } => "corrupt-cursor",
         }
     }
 }
@@ -159,6 +183,17 @@ impl std::fmt::Display for Op {
             },
             Op::Advance(ms) => write!(f, " ms={ms}"),
             Op::Keyspace(fate) => write!(f, " {fate}"),
+            Op::BulkFail {
+                t,
+                lasting,
+                connection,
+            } => write!(f, " t={t} lasting={lasting} connection={connection}"),
+            Op::CorruptCursor {
+                t,
+                load,
+                forced,
+                salt,
+            } => write!(f, " t={t} load={load} forced={forced} salt={salt}"),
             Op::RedisDown
             | Op::RedisUp
             | Op::RedisFlush
@@ -283,6 +318,17 @@ impl std::str::FromStr for Op {
                 let fate = f.take("fate")?;
                 Op::Keyspace(crate::keyspace::Fate::parse(fate, f.num("ms")?)?)
             }
+            "bulk-fail" => Op::BulkFail {
+                t: f.num("t")?,
+                lasting: f.flag("lasting")?,
+                connection: f.flag("connection")?,
+            },
+            "corrupt-cursor" => Op::CorruptCursor {
+                t: f.num("t")?,
+                load: f.flag("load")?,
+                forced: f.flag("forced")?,
+                salt: f.num("salt")?,
+            },
             other => return Err(format!("{other}: no such operation")),
         };
         match f.0.first() {

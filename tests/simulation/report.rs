@@ -39,6 +39,12 @@ pub(crate) fn unreachable(kind: &str, phase: Phase) -> Option<&'static str> {
              the table's cycle never reads changes while it loads, swaps or applies DDL",
         );
     }
+    if own("ReplicaBulk") && !matches!(phase, Phase::Loading | Phase::Backlog) {
+        return Some(
+            "a bulk load strikes inside a page write, a load's or a backlog's: its table is in \
+             that state while it runs",
+        );
+    }
     None
 }
 

@@ -75,6 +75,12 @@ pub(crate) struct World {
     /// and by kind and state.
     pub(crate) world_faults: BTreeMap<&'static str, u64>,
     pub(crate) world_fault_phases: crate::coverage::Counts,
+    /// The faults inside the replica's transactions (bulk loads failing
+    /// part-way): the world's, not a process's, so no kill or quiesce
+    /// lifts them (a table bulk copy cannot take stays so).
+    pub(crate) bulk_faults: Arc<FaultPlan>,
+    /// Recorded cursors made unreadable, by kind.
+    pub(crate) cursors_corrupted: BTreeMap<&'static str, u64>,
 }
 
 pub(crate) fn start(
@@ -133,6 +139,8 @@ impl World {
         replica.set_statement_delay("finish_full_load", Duration::from_millis(60));
         replica.set_statement_delay("alter_columns", Duration::from_millis(80));
         replica.set_statement_delay("rename_column", Duration::from_millis(80));
+        let bulk_faults = crate::coverage::plan(&replica, &tables);
+        replica.set_inner_faults(bulk_faults.clone());
         for id in &tables {
             primary.delay_changes_pages(id, Duration::from_millis(3));
         }
@@ -163,6 +171,8 @@ impl World {
             notifications: Default::default(),
             world_faults: BTreeMap::new(),
             world_fault_phases: Default::default(),
+            bulk_faults,
+            cursors_corrupted: BTreeMap::new(),
         }
     }
 
@@ -227,23 +237,7 @@ impl World {
                 self.state.set(&keys::enabled(&self.tables[*t]), "false");
                 self.notify(*t);
             }
-            Op::Force(t) => {
-                let key = keys::force_full_load(&self.tables[*t]);
-                // "true" written again while a request is pending, or
-                // while a forced load runs, is the same request
-                // (documented); a new one must lead to a load.
-                let forced_load_runs = self
-                    .replica
-                    .table_record(&self.tables[*t])
-                    .load
-                    .is_some_and(|l| l.forced);
-                if self.state.get(&key).as_deref() != Some("true") && !forced_load_runs {
-                    let started = self.replica.loads_started(&self.tables[*t]);
-                    self.force_requests.entry(*t).or_insert(started);
-                }
-                self.state.set(&key, "true");
-                self.notify(*t);
-            }
+            Op::Force(t) => self.force(*t),
             Op::AddColumn { t, not_null, event } => {
                 self.columns_added += 1;
                 let name = format!("Added{}", self.columns_added);
@@ -377,12 +371,48 @@ impl World {
             }
             Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
             Op::Keyspace(fate) => self.notification_fault(*fate),
+            Op::BulkFail {
+                t,
+                lasting,
+                connection,
+            } => self.bulk_fail(*t, *lasting, *connection),
+            Op::CorruptCursor {
+                t,
+                load,
+                forced,
+                salt,
+            } => self.corrupt_cursor(*t, (*load, *forced), *salt).await,
         }
+    }
+
+    /// The operator asks for a full load of table `t`.
+    pub(crate) fn force(&mut self, t: usize) {
+        let key = keys::force_full_load(&self.tables[t]);
+        // "true" written again while a request is pending, or while a
+        // forced load runs, is the same request (documented); a new one
+        // must lead to a load.
+        let forced_load_runs = self
+            .replica
+            .table_record(&self.tables[t])
+            .load
+            .is_some_and(|l| l.forced);
+        if self.state.get(&key).as_deref() != Some("true") && !forced_load_runs {
+            let started = self.replica.loads_started(&self.tables[t]);
+            self.force_requests.entry(t).or_insert(started);
+        }
+        self.state.set(&key, "true");
+        self.notify(t);
     }
 
     /// The running process stops (`graceful`: the daemon's stop sequence,
     /// bounded as the daemon bounds it; else it dies) and a new one starts.
     pub(crate) async fn stop(&mut self, graceful: bool) {
+        self.stop_with(graceful, |_| {}).await;
+    }
+
+    /// [`Self::stop`], with `meanwhile` done to the world after the process
+    /// stopped and before the next one starts.
+    pub(crate) async fn stop_with(&mut self, graceful: bool, meanwhile: impl FnOnce(&mut World)) {
         if graceful {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.running.shutdown()).await;
         }
@@ -391,6 +421,7 @@ impl World {
         // The dead process's open receive is rolled back by the server.
         let id = format!("sim-{}", self.plans.len() - 1);
         self.abort_receive_of(&id);
+        meanwhile(self);
         self.new_incarnation();
     }
 

@@ -280,6 +280,7 @@ impl Replica for CountingReplica {
             version: (version > 0).then_some(version),
             load: None,
             backlog: None,
+            unreadable: None,
         })
     }
     async fn table_schema(&self, _: &TableId) -> Result<Option<TableSchema>> {

@@ -10,6 +10,7 @@ mod preflight;
 mod primary;
 mod replica;
 mod replica_load;
+mod replica_paths;
 mod replica_table;
 mod replica_tx;
 mod state;

@@ -1,14 +1,18 @@
 //! In-memory replica: each port call is one all-or-nothing transaction (work
 //! is done on a copy, or with an undo log, that stands only on success) and
 //! duplicate keys are rejected like a PRIMARY KEY constraint. Faults are
-//! injected around it (`memory::faults`), not inside.
+//! injected around it (`memory::faults`); only a bulk load failing part-way
+//! strikes inside a transaction (`replica_paths`), and a recorded cursor
+//! can be made unreadable (`corrupt_cursor`).
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use super::faults::FaultPlan;
 use super::replica_load;
+use super::replica_paths::PageRows;
 use super::replica_table::{alter, references, RowEdits};
 use super::replica_tx::Tx;
 use crate::error::{Error, Result};
@@ -16,9 +20,10 @@ use crate::fence::{refused, CheckedBy, Claim};
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
 use crate::modules::{ModuleDef, ModuleOp};
 use crate::ports::{
-    Advance, InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, QueueMessage, Replica,
-    ReplicaRecord,
+    Advance, CursorKind, InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad,
+    QueueMessage, Replica, ReplicaRecord, Unreadable,
 };
+use crate::write_path::{RowPath, WritePaths};
 
 #[derive(Debug, Default)]
 struct Data {
@@ -51,7 +56,32 @@ struct Data {
     /// server that cannot represent a type exactly, e.g. time(7) as
     /// time(6)).
     misreported: BTreeMap<(TableId, String), crate::model::SqlType>,
+    /// The path of every committed page that inserted rows, per table.
+    row_paths: BTreeMap<TableId, Vec<RowPath>>,
+    /// Inserts refused for a duplicate key (ctsync deletes before it
+    /// inserts and loads into emptied tables: never one, unless a write
+    /// left part of itself behind).
+    duplicate_keys: usize,
+    /// Recorded cursors whose stored text cannot be read, until a write
+    /// records that cursor again (the record keeps what they meant).
+    corrupt: BTreeSet<(TableId, CursorKind)>,
+    /// Record reads that found a cursor unreadable.
+    unreadable_reads: usize,
 }
+
+impl Data {
+    /// A committed write of `table` recorded `cursors` anew.
+    fn rewrote(&mut self, table: &TableId, cursors: &[CursorKind]) {
+        for c in cursors {
+            self.corrupt.remove(&(table.clone(), *c));
+        }
+    }
+}
+
+/// Each cursor a transaction records anew: what a load's start or finish
+/// writes (both columns), a load page (its cursor), a change page (the
+/// backlog, recorded or cleared).
+const LOAD_AND_BACKLOG: &[CursorKind] = &[CursorKind::Load, CursorKind::Backlog];
 
 /// Lets a write transaction of `table` under `claim` begin: refused unless
 /// the claim is the table's current one.
@@ -74,6 +104,11 @@ pub struct MemoryReplica {
     data: Mutex<Data>,
     /// What `doctor` is told about the replica.
     doctor: Mutex<crate::doctor::ReplicaFacts>,
+    /// Bulk copy or INSERT per table, as the SQL Server adapter chooses,
+    /// for each writer (a claim's owner: one process) on its own.
+    paths: Mutex<BTreeMap<String, Arc<WritePaths>>>,
+    /// The faults that strike inside its transactions (bulk loads).
+    inner_faults: Mutex<Option<Arc<FaultPlan>>>,
 }
 
 impl MemoryReplica {
@@ -83,6 +118,51 @@ impl MemoryReplica {
 
     fn lock(&self) -> MutexGuard<'_, Data> {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From now on bulk loads meet the [`crate::memory::faults::Site::ReplicaBulk`]
+    /// rules of `plan` (part-way through a page's rows).
+    pub fn set_inner_faults(&self, plan: Arc<FaultPlan>) {
+        *self.inner_faults.lock().unwrap_or_else(|e| e.into_inner()) = Some(plan);
+    }
+
+    fn inner_faults(&self) -> Option<Arc<FaultPlan>> {
+        self.inner_faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The path of every committed page of `id` that inserted rows, in
+    /// commit order.
+    pub fn row_paths(&self, id: &TableId) -> Vec<RowPath> {
+        self.lock().row_paths.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Record reads so far that found a cursor unreadable.
+    pub fn unreadable_reads(&self) -> usize {
+        self.lock().unreadable_reads
+    }
+
+    /// Inserts refused for a duplicate key so far.
+    pub fn duplicate_key_refusals(&self) -> usize {
+        self.lock().duplicate_keys
+    }
+
+    /// Makes the table's recorded `cursor` unreadable (a hand-edited row, a
+    /// value another ctsync version wrote), until a write records it anew;
+    /// `false` if the table has no such cursor now.
+    pub fn corrupt_cursor(&self, id: &TableId, cursor: CursorKind) -> bool {
+        let mut data = self.lock();
+        let record = data.records.get(id);
+        let held = match cursor {
+            CursorKind::Load => record.is_some_and(|r| r.load.is_some()),
+            CursorKind::Backlog => record.is_some_and(|r| r.backlog.is_some()),
+        };
+        if held {
+            data.corrupt.insert((id.clone(), cursor));
+        }
+        held
     }
 
     /// Makes every `insert_rows` (full-load page) wait `delay` first.
@@ -194,7 +274,9 @@ impl MemoryReplica {
         self.lock().loads_started.get(id).copied().unwrap_or(0)
     }
 
-    /// The replica's whole record of the table (version and pending load).
+    /// The replica's whole record of the table (version and pending load),
+    /// as ctsync meant it (a corrupt cursor included: see
+    /// [`Self::corrupt_cursor`]).
     pub fn table_record(&self, id: &TableId) -> ReplicaRecord {
         self.lock().records.get(id).cloned().unwrap_or_default()
     }
@@ -230,6 +312,7 @@ impl MemoryReplica {
         &self,
         table: &TableId,
         claim: &Claim,
+        rewrites: &[CursorKind],
         f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut guard = self.lock();
@@ -247,6 +330,7 @@ impl MemoryReplica {
             };
         }
         data.records.extend(changes.records);
+        data.rewrote(table, rewrites);
         data.commit_tokens
             .entry(table.clone())
             .or_default()
@@ -255,13 +339,15 @@ impl MemoryReplica {
     }
 
     /// One write transaction that changes rows of `target` (the table or
-    /// its shadow) and the record of `table`, in place with an undo log.
+    /// its shadow) and the record of `table`, in place with an undo log;
+    /// `page` is how its rows go in, `rewrites` the cursors it records.
     fn write_rows<T>(
         &self,
-        table: &TableId,
-        target: &TableId,
+        (table, target): (&TableId, &TableId),
         claim: &Claim,
-        f: impl FnOnce(&mut RowEdits<'_>, &mut ReplicaRecord) -> Result<T>,
+        page: &mut PageRows<'_>,
+        rewrites: &[CursorKind],
+        f: impl FnOnce(&mut RowEdits<'_>, &mut PageRows<'_>, &mut ReplicaRecord) -> Result<T>,
     ) -> Result<T> {
         let mut guard = self.lock();
         let data = &mut *guard;
@@ -271,19 +357,56 @@ impl MemoryReplica {
             Error::Replica(format!("Invalid object name '{target}' on the replica"))
         })?;
         let mut edits = RowEdits::new(rows);
-        let out = match f(&mut edits, &mut record) {
+        let out = match f(&mut edits, page, &mut record) {
             Ok(out) => out,
             Err(e) => {
+                let duplicate = edits.duplicate;
                 edits.rollback();
+                data.duplicate_keys += usize::from(duplicate);
                 return Err(e);
             }
         };
+        if page.inserted {
+            data.row_paths
+                .entry(table.clone())
+                .or_default()
+                .push(page.path);
+        }
         data.records.insert(table.clone(), record);
+        data.rewrote(table, rewrites);
         data.commit_tokens
             .entry(table.clone())
             .or_default()
             .push(claim.token);
         Ok(out)
+    }
+
+    /// How a page of `schema`'s rows goes in by `method` under `claim`
+    /// (the path is chosen here, by the writer's own choices: the in-memory
+    /// replica can bulk-copy every schema).
+    fn page_rows<'a>(
+        &self,
+        schema: &'a TableSchema,
+        method: &'static str,
+        claim: &Claim,
+        plan: Option<&'a FaultPlan>,
+    ) -> PageRows<'a> {
+        let paths = self
+            .paths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(claim.owner.clone())
+            .or_default()
+            .clone();
+        PageRows {
+            table: &schema.id,
+            method,
+            path: paths.choose(schema, |_| None),
+            paths,
+            plan,
+            failed: None,
+            inserted: false,
+        }
     }
 
     /// One write transaction on one table and its record.
@@ -293,7 +416,7 @@ impl MemoryReplica {
         claim: &Claim,
         f: impl FnOnce(&mut super::replica_table::Table, &mut ReplicaRecord) -> Result<T>,
     ) -> Result<T> {
-        self.transact(id, claim, |tx| {
+        self.transact(id, claim, &[], |tx| {
             let mut record = tx.record_mut(id).clone();
             let out = f(tx.table_mut(id)?, &mut record)?;
             *tx.record_mut(id) = record;
@@ -371,7 +494,7 @@ impl Replica for MemoryReplica {
         start: &LoadStart,
         claim: &Claim,
     ) -> Result<()> {
-        self.transact(&schema.id, claim, |tx| {
+        self.transact(&schema.id, claim, LOAD_AND_BACKLOG, |tx| {
             replica_load::begin(tx, schema, start)
         })?;
         *self
@@ -400,9 +523,17 @@ impl Replica for MemoryReplica {
         }
         self.lock().in_flight -= 1;
         let target = load.target(&schema.id);
-        self.write_rows(&schema.id, &target, claim, |t, record| {
-            replica_load::page(t, record, rows, load)
-        })
+        let plan = self.inner_faults();
+        let mut page = self.page_rows(schema, "insert_rows", claim, plan.as_deref());
+        let result = self.write_rows(
+            (&schema.id, &target),
+            claim,
+            &mut page,
+            &[CursorKind::Load],
+            |t, page, record| replica_load::page(t, page, record, rows, load),
+        );
+        page.settle(&result);
+        result
     }
 
     async fn apply_changes(
@@ -411,11 +542,19 @@ impl Replica for MemoryReplica {
         batch: &ChangeBatch,
         claim: &Claim,
     ) -> Result<()> {
-        self.write_rows(&schema.id, &schema.id, claim, |t, record| {
+        let plan = self.inner_faults();
+        let mut page = self.page_rows(schema, "apply_changes", claim, plan.as_deref());
+        let rewrites: &[CursorKind] = if batch.version.is_some() || batch.backlog.is_some() {
+            &[CursorKind::Backlog]
+        } else {
+            &[]
+        };
+        let id = &schema.id;
+        let result = self.write_rows((id, id), claim, &mut page, rewrites, |t, page, record| {
             for key in &batch.keys {
                 t.remove(key);
             }
-            t.insert(&batch.rows)?;
+            page.insert(t, &batch.rows)?;
             if let Some(v) = batch.version {
                 record.version = Some(v);
                 record.backlog = None;
@@ -427,7 +566,9 @@ impl Replica for MemoryReplica {
                 record.backlog = Some(backlog.clone());
             }
             Ok(())
-        })
+        });
+        page.settle(&result);
+        result
     }
 
     async fn finish_full_load(
@@ -439,7 +580,7 @@ impl Replica for MemoryReplica {
     ) -> Result<()> {
         self.statement_delay("finish_full_load").await;
         let modules: Vec<ModuleDef> = self.lock().modules.values().cloned().collect();
-        self.transact(&schema.id, claim, |tx| {
+        self.transact(&schema.id, claim, LOAD_AND_BACKLOG, |tx| {
             replica_load::finish(tx, &modules, schema, version, mode)
         })?;
         if mode == LoadMode::Shadow {
@@ -454,7 +595,9 @@ impl Replica for MemoryReplica {
         version: SyncVersion,
         claim: &Claim,
     ) -> Result<()> {
-        self.transact(table, claim, |tx| replica_load::cancel(tx, table, version))
+        self.transact(table, claim, LOAD_AND_BACKLOG, |tx| {
+            replica_load::cancel(tx, table, version)
+        })
     }
 
     async fn claim(&self, table: &TableId, owner: &str) -> Result<u64> {
@@ -496,9 +639,28 @@ impl Replica for MemoryReplica {
         ))
     }
 
+    /// The record as the SQL Server adapter reads it: a corrupt cursor
+    /// comes back unreadable (the load's before the backlog's).
     async fn record(&self, table: &TableId) -> Result<ReplicaRecord> {
-        let data = self.lock();
-        Ok(data.records.get(table).cloned().unwrap_or_default())
+        let mut data = self.lock();
+        let mut record = data.records.get(table).cloned().unwrap_or_default();
+        for cursor in [CursorKind::Backlog, CursorKind::Load] {
+            if data.corrupt.contains(&(table.clone(), cursor)) {
+                match cursor {
+                    CursorKind::Load => record.load = None,
+                    CursorKind::Backlog => record.backlog = None,
+                }
+                record.unreadable = Some(Unreadable {
+                    cursor,
+                    error: format!(
+                        "expected value at line 1 column 1 (the {} cursor was corrupted)",
+                        cursor.as_str()
+                    ),
+                });
+            }
+        }
+        data.unreadable_reads += usize::from(record.unreadable.is_some());
+        Ok(record)
     }
 
     async fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>> {
@@ -567,6 +729,11 @@ impl Replica for MemoryReplica {
         }
         if let Some(r) = data.records.remove(from) {
             data.records.insert(to.clone(), r);
+        }
+        for cursor in LOAD_AND_BACKLOG {
+            if data.corrupt.remove(&(from.clone(), *cursor)) {
+                data.corrupt.insert((to.clone(), *cursor));
+            }
         }
         Ok(())
     }

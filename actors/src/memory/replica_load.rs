@@ -3,6 +3,7 @@
 //! at the end (indexes and grants added by hand carried over), with the
 //! pending-load record written in the same transaction as every page.
 
+use super::replica_paths::PageRows;
 use super::replica_table::{references, RowEdits, Table};
 use super::replica_tx::Tx;
 use crate::error::{Error, Result};
@@ -25,17 +26,19 @@ pub(super) fn begin(tx: &mut Tx<'_>, schema: &TableSchema, start: &LoadStart) ->
         version: None,
         load: Some(start.load.clone()),
         backlog: None,
+        unreadable: None,
     };
     Ok(())
 }
 
 pub(super) fn page(
     edits: &mut RowEdits<'_>,
+    page: &mut PageRows<'_>,
     record: &mut ReplicaRecord,
     rows: &[Row],
     load: &PendingLoad,
 ) -> Result<()> {
-    edits.insert(rows)?;
+    page.insert(edits, rows)?;
     record.load = Some(load.clone());
     Ok(())
 }
@@ -71,6 +74,7 @@ pub(super) fn finish(
         version: Some(version),
         load: None,
         backlog: None,
+        unreadable: None,
     };
     Ok(())
 }
@@ -81,6 +85,7 @@ pub(super) fn cancel(tx: &mut Tx<'_>, id: &TableId, version: SyncVersion) -> Res
         version: Some(version),
         load: None,
         backlog: None,
+        unreadable: None,
     };
     Ok(())
 }

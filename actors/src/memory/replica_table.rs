@@ -31,8 +31,15 @@ impl Table {
 }
 
 /// Inserts one row of `width` values whose key is at `positions`, with SQL
-/// Server's checks; returns its key.
-fn insert_one(table: &mut Table, row: &Row, width: usize, positions: &[usize]) -> Result<RowKey> {
+/// Server's checks; returns its key (`duplicate` is set when the key
+/// exists already).
+fn insert_one(
+    table: &mut Table,
+    row: &Row,
+    width: usize,
+    positions: &[usize],
+    duplicate: &mut bool,
+) -> Result<RowKey> {
     if row.len() != width {
         return Err(Error::Replica(format!(
             "Column name or number of supplied values does not match table definition of {} ({} values for {width} columns)",
@@ -47,11 +54,14 @@ fn insert_one(table: &mut Table, row: &Row, width: usize, positions: &[usize]) -
             .collect(),
     );
     match table.rows.entry(key) {
-        std::collections::btree_map::Entry::Occupied(e) => Err(Error::Replica(format!(
-            "Violation of PRIMARY KEY constraint on {}: duplicate key {:?}",
-            table.schema.id,
-            e.key().0
-        ))),
+        std::collections::btree_map::Entry::Occupied(e) => {
+            *duplicate = true;
+            Err(Error::Replica(format!(
+                "Violation of PRIMARY KEY constraint on {}: duplicate key {:?}",
+                table.schema.id,
+                e.key().0
+            )))
+        }
         std::collections::btree_map::Entry::Vacant(e) => {
             let key = e.key().clone();
             e.insert(row.clone());
@@ -65,6 +75,8 @@ fn insert_one(table: &mut Table, row: &Row, width: usize, positions: &[usize]) -
 pub(super) struct RowEdits<'a> {
     table: &'a mut Table,
     undo: Vec<(RowKey, Option<Row>)>,
+    /// An insert was refused for a duplicate key.
+    pub(super) duplicate: bool,
 }
 
 impl<'a> RowEdits<'a> {
@@ -72,6 +84,7 @@ impl<'a> RowEdits<'a> {
         Self {
             table,
             undo: Vec::new(),
+            duplicate: false,
         }
     }
 
@@ -88,15 +101,15 @@ impl<'a> RowEdits<'a> {
                 Error::Replica(format!("table {} has no key", self.table.schema.id))
             })?;
         for row in rows {
-            let key = insert_one(self.table, row, width, &positions)?;
+            let key = insert_one(self.table, row, width, &positions, &mut self.duplicate)?;
             self.undo.push((key, None));
         }
         Ok(())
     }
 
     /// Puts every changed row back as it was.
-    pub(super) fn rollback(self) {
-        for (key, old) in self.undo.into_iter().rev() {
+    pub(super) fn rollback(&mut self) {
+        for (key, old) in std::mem::take(&mut self.undo).into_iter().rev() {
             match old {
                 Some(row) => self.table.rows.insert(key, row),
                 None => self.table.rows.remove(&key),

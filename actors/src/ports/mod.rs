@@ -17,5 +17,7 @@ pub use checks::{
 pub use ddl_queue::{DdlQueue, InboxMessage, InboxOutcome, QueueMessage};
 pub use preflight::{PrimaryFacts, PrimaryPreflight, ReplicaFacts, ReplicaPreflight};
 pub use primary::{ChangeSet, Opened, Primary, Scouted};
-pub use replica::{Advance, LoadMode, LoadStart, PendingLoad, Replica, ReplicaRecord};
+pub use replica::{
+    Advance, CursorKind, LoadMode, LoadStart, PendingLoad, Replica, ReplicaRecord, Unreadable,
+};
 pub use state::{CycleKeys, LeaseGrant, LoadProgress, Marker, StateStore, TableFlags};

@@ -27,6 +27,39 @@ pub struct ReplicaRecord {
     /// An incremental backlog part-way applied (cleared by every statement
     /// that sets the version).
     pub backlog: Option<Backlog>,
+    /// A cursor the record holds that cannot be read (its field above is
+    /// then `None`): the core decides what that means, it never fails the
+    /// read. A load cursor wins over a backlog cursor.
+    pub unreadable: Option<Unreadable>,
+}
+
+/// A cursor stored in ctsync's record on the replica that cannot be
+/// decoded: a hand-edited row, or one written by a ctsync that records it
+/// in another form (a newer or older version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub cursor: CursorKind,
+    /// Why it cannot be read (the decoder's words).
+    pub error: String,
+}
+
+/// Which cursor of the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CursorKind {
+    /// The pending full load's ([`PendingLoad`]).
+    Load,
+    /// The incremental backlog's ([`Backlog`]).
+    Backlog,
+}
+
+impl CursorKind {
+    /// As in logs and the metric's `cursor` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CursorKind::Load => "load",
+            CursorKind::Backlog => "backlog",
+        }
+    }
 }
 
 /// An idle table's stored version moved forward by the poll's batch (see

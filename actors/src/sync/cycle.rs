@@ -14,7 +14,7 @@ use super::{incremental, Pipeline};
 use crate::error::{Error, Result};
 use crate::fence::Claim;
 use crate::model::{Backlog, SyncVersion, TableId, TableSchema};
-use crate::ports::{PendingLoad, TableFlags};
+use crate::ports::{CursorKind, PendingLoad, TableFlags};
 use crate::sink::OwnerSink;
 use crate::status::TableState;
 
@@ -58,6 +58,9 @@ struct Start {
     redis: Option<SyncVersion>,
     /// A load that started and has not finished: it goes on first.
     pending: Option<PendingLoad>,
+    /// A load is recorded as pending but its record cannot be read: it
+    /// starts over from row 0 (see [`super::unreadable`]).
+    restart_load: bool,
     /// A backlog part-way applied, as the replica's record says (not read
     /// on a cached cycle: this owner would have continued it itself).
     backlog: Option<Backlog>,
@@ -68,7 +71,10 @@ struct Start {
 /// interrupted it, unless an operator set the Redis version by hand since
 /// (a value other than the one the load replaced), which cancels it. Then
 /// Redis (an operator's hand-set value wins), else the replica's own record
-/// (Redis lost its data), else none.
+/// (Redis lost its data), else none. A pending load whose record cannot be
+/// read starts over (a version set by hand meanwhile cannot be told from
+/// the one it replaced: a new load is right either way); a backlog whose
+/// cursor cannot be read starts over from the stored version.
 ///
 /// `cached`: the cycle runs on a cached schema, so this owner has run the
 /// table since its claim without a failed cycle; a pending load could only
@@ -87,10 +93,21 @@ async fn starting_version(
             version: redis,
             redis,
             pending: None,
+            restart_load: false,
             backlog: None,
         });
     }
     let record = sink.record(table.clone()).await?;
+    let unreadable = p.known.unreadable.settle(table, record.unreadable.as_ref());
+    if unreadable == Some(CursorKind::Load) {
+        return Ok(Start {
+            version: None,
+            redis,
+            pending: None,
+            restart_load: true,
+            backlog: None,
+        });
+    }
     if let Some(load) = record.load {
         return match redis {
             Some(v) if Some(v) != load.replaced_version => {
@@ -100,6 +117,7 @@ async fn starting_version(
                     version: Some(v),
                     redis,
                     pending: None,
+                    restart_load: false,
                     backlog: None,
                 })
             }
@@ -107,6 +125,7 @@ async fn starting_version(
                 version: None,
                 redis,
                 pending: Some(load),
+                restart_load: false,
                 backlog: None,
             }),
         };
@@ -116,6 +135,7 @@ async fn starting_version(
             version: redis,
             redis,
             pending: None,
+            restart_load: false,
             backlog: record.backlog,
         });
     }
@@ -129,6 +149,7 @@ async fn starting_version(
         version: record.version,
         redis: record.version,
         pending: None,
+        restart_load: false,
         backlog: record.backlog,
     })
 }
@@ -195,7 +216,7 @@ async fn settle_schema(
             );
             Ok(Some(Outcome::Blocked))
         }
-        Plan::Blocked(reason) if load.flags.force_full_load || load.resume.is_some() => {
+        Plan::Blocked(reason) if load.flags.force_full_load || load.pending => {
             info!(table = %table, %reason, "rebuilding the replica table with the full load");
             full_load::run(p, load.rebuilding(), &[])
                 .await
@@ -262,6 +283,8 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
     let identity = p.identity().await?;
     let start = starting_version(p, &sink, table, keys.version, cached.is_some()).await?;
     let must_load = flags.force_full_load || start.version.is_none() || start.pending.is_some();
+    // A load recorded as pending, readable or not: the table is loading.
+    let pending = start.pending.is_some() || start.restart_load;
     // Loads and cycles without a cached schema read both catalogs.
     let fresh = cached.is_none() || must_load;
     let schema = match cached {
@@ -275,6 +298,7 @@ async fn cycle(p: &Pipeline, table: &TableId, claim: &Claim) -> Result<Outcome> 
         flags,
         replaced_version: start.redis,
         resume: start.pending.clone(),
+        pending,
         rebuild: false,
     };
     if fresh {

@@ -36,6 +36,9 @@ pub(super) struct LoadRequest<'a> {
     pub replaced_version: Option<SyncVersion>,
     /// The pending load to continue, if any.
     pub resume: Option<PendingLoad>,
+    /// A load is recorded as pending (`resume`, or one whose record cannot
+    /// be read): the table is loading, whatever its replica columns say.
+    pub pending: bool,
     /// The live table cannot be reused in place (missing, or columns that
     /// cannot be reconciled): an in-place load drops and creates it.
     pub rebuild: bool,
@@ -86,6 +89,7 @@ pub(super) async fn run(
         flags,
         replaced_version,
         resume,
+        pending: _,
         rebuild,
     } = load;
     let table = &schema.id;

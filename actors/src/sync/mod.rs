@@ -12,12 +12,14 @@ pub mod reconcile;
 mod retention;
 mod schema_cache;
 mod schema_change;
+mod unreadable;
 
 pub(crate) use board::hold;
 pub use cycle::{run_cycle, Outcome};
 pub use pipeline::{Guards, Known, Pipeline, PrimaryFacts};
 pub use schema_cache::{SchemaCache, REFRESH_CYCLES};
 pub use schema_change::apply_schema_change;
+pub use unreadable::UnreadableCursors;
 
 pub use crate::clock::now_millis;
 pub use crate::config::SyncConfig;

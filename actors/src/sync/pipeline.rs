@@ -72,6 +72,8 @@ pub struct Known {
     /// Tables with nothing to apply: the scout's findings and the moves of
     /// their stored versions (see [`super::idle`]).
     pub idle: IdleTables,
+    /// Unreadable cursors of the replica's record, each said once.
+    pub unreadable: super::UnreadableCursors,
 }
 
 /// Facts about the primary database as a whole (not per table), read once

@@ -5,7 +5,9 @@
 
 use ctsync_actors::fence::Claim;
 use ctsync_actors::model::{Row, SyncVersion, TableId, TableSchema};
-use ctsync_actors::ports::{LoadMode, LoadStart, PendingLoad, ReplicaRecord};
+use ctsync_actors::ports::{
+    CursorKind, LoadMode, LoadStart, PendingLoad, ReplicaRecord, Unreadable,
+};
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
@@ -44,6 +46,23 @@ fn load_text(table: &TableId, load: &PendingLoad) -> Result<String> {
 
 fn load_json(table: &TableId, load: &PendingLoad) -> Result<ColumnData<'static>> {
     load_text(table, load).map(text)
+}
+
+/// A recorded cursor (JSON), or `None` with why it cannot be read in
+/// `unreadable` (the first such cursor is kept).
+fn decode<T: serde::de::DeserializeOwned>(
+    json: Option<&str>,
+    cursor: CursorKind,
+    unreadable: &mut Option<Unreadable>,
+) -> Option<T> {
+    serde_json::from_str(json?)
+        .map_err(|e| {
+            unreadable.get_or_insert(Unreadable {
+                cursor,
+                error: e.to_string(),
+            });
+        })
+        .ok()
 }
 
 impl MssqlReplica {
@@ -121,7 +140,7 @@ impl MssqlReplica {
         target.id = load.target(&schema.id);
         let state = load_text(&schema.id, load)?;
         let what = format!("loading {} rows into {}", rows.len(), target.id);
-        let path = self.paths.choose(schema, load.mode == LoadMode::Shadow);
+        let path = super::write_path::choose(&self.paths, schema, load.mode == LoadMode::Shadow);
         let plan = load_page_plan(&schema.id, &target, rows, state, path);
         self.run_fenced(&what, &schema.id, claim, plan).await
     }
@@ -327,29 +346,17 @@ impl MssqlReplica {
         let Some(row) = rows.first() else {
             return Ok(ReplicaRecord::default());
         };
-        let load = match row.try_get::<&str, _>(1).ok().flatten() {
-            Some(json) => Some(serde_json::from_str::<PendingLoad>(json).map_err(|e| {
-                Error::Replica(format!(
-                    "the pending full load of {table} recorded in [ctsync].[sync_versions] cannot \
-                     be read ({e}); force a full load of the table"
-                ))
-            })?),
-            None => None,
-        };
-        let backlog = match row.try_get::<&str, _>(2).ok().flatten() {
-            // A cursor that cannot be read costs a replay from the stored
-            // version, never a row: the backlog starts over.
-            Some(json) => serde_json::from_str(json)
-                .map_err(|e| {
-                    tracing::warn!(table = %table, error = %e, "the backlog cursor recorded in [ctsync].[sync_versions] cannot be read; the backlog starts over from the stored version");
-                })
-                .ok(),
-            None => None,
-        };
+        // A cursor that cannot be decoded is reported as such, never as a
+        // failed read: the core decides what to do (see `Unreadable`).
+        let mut unreadable = None;
+        let text = |column: usize| row.try_get::<&str, _>(column).ok().flatten();
+        let load = decode(text(1), CursorKind::Load, &mut unreadable);
+        let backlog = decode(text(2), CursorKind::Backlog, &mut unreadable);
         Ok(ReplicaRecord {
             version: row.try_get::<i64, _>(0).ok().flatten(),
             load,
             backlog,
+            unreadable,
         })
     }
 }

@@ -23,12 +23,12 @@ use ctsync_actors::ports::{
     Advance, InboxMessage, InboxOutcome, LoadMode, LoadStart, PendingLoad, QueueMessage, Replica,
     ReplicaRecord,
 };
+use ctsync_actors::write_path::WritePaths;
 use ctsync_actors::{Error, Result};
 use tiberius::ColumnData;
 
 use self::migrations::migrate;
 use self::version_record::name_param;
-use self::write_path::WritePaths;
 use self::write_plan::{change_plan, StepFailed, WritePlan};
 use super::catalog;
 use super::conn::Lease;
@@ -179,7 +179,7 @@ impl MssqlReplica {
             Ok(()) => Ok(()),
             Err(StepFailed { bulk, error }) => {
                 if bulk {
-                    self.paths.demote(table, &error);
+                    write_path::demote(&self.paths, table, &error);
                 }
                 Err(error)
             }
@@ -243,7 +243,7 @@ impl Replica for MssqlReplica {
             change.keys.len(),
             schema.id
         );
-        let path = self.paths.choose(schema, false);
+        let path = write_path::choose(&self.paths, schema, false);
         let plan = change_plan(schema, change, path).map_err(err)?;
         self.run_fenced(&what, &schema.id, claim, plan).await
     }

@@ -15,7 +15,7 @@ use crate::mssql::sql;
 use crate::mssql::MssqlError;
 
 /// How a table's rows are inserted, chosen once per schema (see
-/// `MssqlReplica::write_path`).
+/// `super::write_path`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WritePath {
     /// TDS bulk load; `table_lock` only for a shadow table ctsync alone uses.

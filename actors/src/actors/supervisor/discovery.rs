@@ -189,7 +189,7 @@ async fn after_marker(
 async fn replica_has_records(pipeline: &Pipeline, tables: &[TableId]) -> Result<bool> {
     for table in tables {
         let record = pipeline.sink.record(table.clone()).await?;
-        if record.version.is_some() || record.load.is_some() {
+        if record.version.is_some() || record.load.is_some() || record.unreadable.is_some() {
             return Ok(true);
         }
     }

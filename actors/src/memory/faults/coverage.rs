@@ -42,7 +42,7 @@ impl Phase {
     }
 
     /// The state a port method in flight puts its table in, if it says.
-    fn of_method(method: &str) -> Option<Phase> {
+    pub(super) fn of_method(method: &str) -> Option<Phase> {
         Some(match method {
             "finish_full_load" => Phase::Swap,
             "alter_columns" | "rename_column" | "rename_table" => Phase::DdlApply,

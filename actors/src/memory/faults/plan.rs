@@ -23,6 +23,13 @@ pub enum Site {
     ReplicaWrite,
     /// Replica reads (catalog, records, inbox).
     ReplicaRead,
+    /// Inside a replica write: the bulk load of a page's rows, struck
+    /// part-way through them (some rows are in the transaction). `Reject`:
+    /// the bulk load itself fails (the server refused it or the rows);
+    /// `LostAck`: the connection drops mid-stream. Either way the whole
+    /// transaction rolls back. Only the in-memory replica meets it, through
+    /// the plan it is given (`MemoryReplica::set_inner_faults`).
+    ReplicaBulk,
     StateRead,
     StateWrite,
     QueueReceive,
@@ -42,7 +49,7 @@ impl Site {
     pub fn port(self) -> Port {
         match self {
             Site::PrimaryMeta | Site::PrimaryPage | Site::PrimaryChanges => Port::Primary,
-            Site::ReplicaWrite | Site::ReplicaRead => Port::Replica,
+            Site::ReplicaWrite | Site::ReplicaRead | Site::ReplicaBulk => Port::Replica,
             Site::StateRead | Site::StateWrite => Port::State,
             Site::QueueReceive | Site::QueueCommit => Port::Queue,
         }
@@ -391,6 +398,37 @@ impl FaultPlan {
         book.rules
             .retain(|(r, rule)| *r != id || rule.times != Some(0));
         Some(rule)
+    }
+
+    /// A fault striking inside a port call, at `site` (see
+    /// [`Site::ReplicaBulk`]): counts the call and the strike, and returns
+    /// the fault. The process being frozen or dead was checked as the call
+    /// began.
+    pub(crate) fn strike_inside(
+        &self,
+        site: Site,
+        method: &'static str,
+        table: &TableId,
+    ) -> Option<Fault> {
+        *self.lock().calls.entry((site, method)).or_insert(0) += 1;
+        let about = |id: &TableId| id == table;
+        let call = Call {
+            site,
+            method,
+            about: &about,
+        };
+        let rule = self.strike(&call)?;
+        let kind = match rule.fault {
+            Fault::Reject => "reject",
+            Fault::LostAck => "lost_ack",
+        };
+        // Inside a write, the write's method says what runs.
+        let phases = match Phase::of_method(method) {
+            Some(p) => std::iter::once(p).collect(),
+            None => self.phases_of(&call),
+        };
+        self.count(site, rule.label.unwrap_or(kind), &phases);
+        Some(rule.fault)
     }
 
     /// Before a call: counts it, waits while the process is frozen, and
