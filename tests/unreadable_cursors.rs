@@ -131,3 +131,64 @@ async fn an_unreadable_backlog_cursor_starts_the_backlog_over_from_the_stored_ve
     assert_eq!(h.replica.duplicate_key_refusals(), 0);
     assert_eq!(h.replica.unreadable_reads(), 1, "read once, then rewritten");
 }
+
+/// A reload stopped half-way, its record made unreadable, and the primary's
+/// table changed so that the replica table must be rebuilt: ctsync does not
+/// drop the live table on the strength of a record it cannot read. The
+/// table is held, saying why and how to go on; the operator's forced load
+/// rebuilds it.
+#[actix_rt::test]
+async fn an_unreadable_load_never_rebuilds_a_blocked_table_by_itself() {
+    let h = Harness::new();
+    let id = h
+        .enabled_table(user_table(), (1..=12).map(|i| user(i, "a")))
+        .await;
+    let mut config = fast_config();
+    config.full_load_page_size = 5;
+    config.full_load_mode = ctsync_actors::ports::LoadMode::InPlace;
+    let run = h.start(config.clone());
+    h.wait_loaded(&id).await;
+    h.faults
+        .inject(Rule::reject().at(Site::PrimaryPage).nth(2).times(10_000));
+    h.set(&keys::force_full_load(&id), "true").await;
+    eventually(WAIT, "the reload's first page", || async {
+        h.replica
+            .table_record(&id)
+            .load
+            .is_some_and(|l| l.rows == 5)
+    })
+    .await;
+    run.stop(Duration::from_secs(4)).await;
+    let loads = h.replica.loads_started(&id);
+    assert!(h.replica.corrupt_cursor(&id, CursorKind::Load));
+    // A column renamed on the primary with its DDL event missed: the
+    // replica table can only be rebuilt.
+    h.primary.rename_column(&id, "Email", "Mail");
+    h.set(&keys::force_full_load(&id), "false").await;
+    h.faults.clear();
+
+    let again = h.start(config);
+    eventually(WAIT, "the table held, saying why", || async {
+        again.board.get(&id.key_name()).is_some_and(|s| {
+            s.state == ctsync_actors::status::TableState::Paused
+                && s.reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("force a full load"))
+        })
+    })
+    .await;
+    assert_eq!(
+        h.replica.loads_started(&id),
+        loads,
+        "no load started by itself"
+    );
+    assert_eq!(
+        h.replica.rows(&id).len(),
+        5,
+        "the live table was left as it was"
+    );
+
+    h.set(&keys::force_full_load(&id), "true").await;
+    h.wait_equal(&id).await;
+    assert_eq!(h.replica.duplicate_key_refusals(), 0);
+}

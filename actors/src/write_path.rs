@@ -26,16 +26,26 @@ pub enum BulkFailure {
     /// The bulk load itself (the server refused it, or the rows): the
     /// table is written with INSERT from then on.
     Load,
-    /// The connection (I/O, TLS, routing): nothing is learnt about the
-    /// bulk load, the table stays on it.
+    /// The connection (I/O, TLS, routing): the table stays on bulk copy,
+    /// unless its bulk loads lose their connection
+    /// [`CONNECTION_FAILURES_TO_DEMOTE`] times in a row (a bulk stream the
+    /// server answers by closing the session looks the same).
     Connection,
 }
+
+/// Bulk loads of one table that lose their connection this many times in
+/// a row (no page of the table committed in between) switch it to INSERT:
+/// a retry on bulk copy would fail the same way at every cycle.
+pub const CONNECTION_FAILURES_TO_DEMOTE: u32 = 2;
 
 #[derive(Debug)]
 struct Choice {
     /// The written columns the choice was made for.
     columns: String,
     path: RowPath,
+    /// Bulk loads that lost their connection since the table's last
+    /// committed page.
+    connection_failures: u32,
 }
 
 /// Each table's [`RowPath`], chosen once per written columns.
@@ -98,23 +108,52 @@ impl WritePaths {
             tracing::info!(table = %table, "rows are written with bulk copy");
             RowPath::Bulk
         };
-        chosen.insert(table.clone(), Choice { columns, path });
+        chosen.insert(
+            table.clone(),
+            Choice {
+                columns,
+                path,
+                connection_failures: 0,
+            },
+        );
         path
     }
 
-    /// A bulk load into `table` failed with `error`: unless the connection
-    /// itself failed, its rows are written with INSERT from now on (until
-    /// its written columns change or the process restarts), said once. The
-    /// failed transaction rolled back whole, so the page is simply retried.
+    /// A bulk load into `table` failed with `error`: its rows are written
+    /// with INSERT from now on (until its written columns change or the
+    /// process restarts), said once — at once for a failure of the load
+    /// itself, after [`CONNECTION_FAILURES_TO_DEMOTE`] in a row for lost
+    /// connections. The failed transaction rolled back whole, so the page
+    /// is simply retried.
     pub fn demote(&self, table: &TableId, failure: BulkFailure, error: &dyn Display) {
-        if failure == BulkFailure::Connection {
-            return;
-        }
         let mut chosen = self.lock();
-        if let Some(c) = chosen.get_mut(table).filter(|c| c.path == RowPath::Bulk) {
-            c.path = RowPath::Insert;
-            tracing::warn!(table = %table, "bulk copy failed ({error}); this table's rows are written with INSERT from now on (set CTSYNC_BULK_LOAD=off to skip bulk copy everywhere)");
-            telemetry::bulk_fallback(table);
+        let Some(c) = chosen.get_mut(table).filter(|c| c.path == RowPath::Bulk) else {
+            return;
+        };
+        let why = match failure {
+            BulkFailure::Load => format!("bulk copy failed ({error})"),
+            BulkFailure::Connection => {
+                c.connection_failures += 1;
+                if c.connection_failures < CONNECTION_FAILURES_TO_DEMOTE {
+                    tracing::info!(table = %table, "a bulk copy lost its connection ({error}); the page is retried on bulk copy");
+                    return;
+                }
+                format!(
+                    "bulk copy lost its connection {} times in a row (last: {error})",
+                    c.connection_failures
+                )
+            }
+        };
+        c.path = RowPath::Insert;
+        tracing::warn!(table = %table, "{why}; this table's rows are written with INSERT from now on (set CTSYNC_BULK_LOAD=off to skip bulk copy everywhere)");
+        telemetry::bulk_fallback(table);
+    }
+
+    /// A page of `table` committed: lost connections before it no longer
+    /// count towards demoting it.
+    pub fn committed(&self, table: &TableId) {
+        if let Some(c) = self.lock().get_mut(table) {
+            c.connection_failures = 0;
         }
     }
 }
@@ -182,5 +221,25 @@ mod tests {
             paths.choose(&schema(Some("Added")), |_| None),
             RowPath::Bulk
         );
+    }
+
+    /// A bulk stream the server answers by closing the session looks like
+    /// a lost connection: twice in a row, with no page committed between,
+    /// and the table goes on by INSERT instead of retrying bulk for ever.
+    #[test]
+    fn bulk_loads_that_lose_their_connection_twice_in_a_row_demote_the_table() {
+        let paths = WritePaths::new(true);
+        let s = schema(None);
+        paths.choose(&s, |_| None);
+        paths.demote(&s.id, BulkFailure::Connection, &"broken pipe");
+        paths.committed(&s.id);
+        paths.demote(&s.id, BulkFailure::Connection, &"broken pipe");
+        assert_eq!(
+            paths.choose(&s, |_| None),
+            RowPath::Bulk,
+            "a page committed between"
+        );
+        paths.demote(&s.id, BulkFailure::Connection, &"broken pipe");
+        assert_eq!(paths.choose(&s, |_| None), RowPath::Insert);
     }
 }

@@ -161,9 +161,9 @@ pub(crate) const WEIGHTS: &[(&str, u64, Draw)] = &[
         Op::BulkFail {
             t: table(r, n),
             lasting,
-            // A connection that drops on every bulk load of a table is not
-            // modelled: it never demotes the table (see WritePaths).
-            connection: !lasting && r.chance(30),
+            // A connection that drops on every bulk load of the table
+            // demotes it after two in a row (see WritePaths).
+            connection: r.chance(30),
         }
     }),
     ("corrupt-cursor", 1, |r, n| {

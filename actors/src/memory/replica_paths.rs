@@ -67,8 +67,10 @@ impl PageRows<'_> {
     /// After the transaction: a failed bulk load demotes the table (unless
     /// the connection failed).
     pub(super) fn settle<T>(&self, result: &Result<T>) {
-        if let (Some(class), Err(e)) = (self.failed, result) {
-            self.paths.demote(self.table, class, e);
+        match (self.failed, result) {
+            (Some(class), Err(e)) => self.paths.demote(self.table, class, e),
+            (_, Ok(_)) => self.paths.committed(self.table),
+            (None, Err(_)) => {}
         }
     }
 }

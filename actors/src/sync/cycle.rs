@@ -216,7 +216,12 @@ async fn settle_schema(
             );
             Ok(Some(Outcome::Blocked))
         }
-        Plan::Blocked(reason) if load.flags.force_full_load || load.pending => {
+        // A readable pending load goes on (it rebuilds the table); one whose
+        // record cannot be read never drops the live table by itself: the
+        // table is held until the operator forces the load.
+        Plan::Blocked(reason)
+            if load.flags.force_full_load || (load.pending && load.resume.is_some()) =>
+        {
             info!(table = %table, %reason, "rebuilding the replica table with the full load");
             full_load::run(p, load.rebuilding(), &[])
                 .await

@@ -184,7 +184,12 @@ impl MssqlReplica {
                 Err(error)
             }
         };
-        Self::finish(lease, work, what).await
+        let done = Self::finish(lease, work, what).await;
+        if done.is_ok() {
+            // Lost connections before a committed page no longer count.
+            self.paths.committed(table);
+        }
+        done
     }
 
     /// Commits if `work` succeeded; otherwise rolls back and discards the

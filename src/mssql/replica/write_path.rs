@@ -24,7 +24,12 @@ pub fn demote(paths: &WritePaths, table: &TableId, error: &MssqlError) {
     paths.demote(table, classify(error), error);
 }
 
-/// Errors of the connection rather than of the bulk load itself.
+/// Errors of the connection rather than of the bulk load itself. After
+/// login only `Io` can occur here (tiberius raises `Tls` and `Routing` in
+/// the handshake, `Connect` comes from opening the lease), and `Io` also
+/// covers tiberius's own packet-decode failure (turned into `BrokenPipe`)
+/// and a command timeout: so a lost connection keeps bulk copy only until
+/// it happens twice in a row (`WritePaths::demote`).
 fn classify(error: &MssqlError) -> BulkFailure {
     use tiberius::error::Error as T;
     let connection = match error {
