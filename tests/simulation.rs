@@ -26,12 +26,18 @@ mod support;
 mod generator;
 #[path = "simulation/invariants.rs"]
 mod invariants;
+#[path = "simulation/modules.rs"]
+mod modules;
 #[path = "simulation/ops.rs"]
 mod ops;
 #[path = "simulation/rows.rs"]
 mod rows;
 #[path = "simulation/saved.rs"]
 mod saved;
+#[path = "simulation/scout.rs"]
+mod scout;
+#[path = "simulation/swap_blockers.rs"]
+mod swap_blockers;
 #[path = "simulation/world.rs"]
 mod world;
 
@@ -65,8 +71,10 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
             tokio::time::sleep(Duration::from_millis(10)).await;
             world.check_versions()?;
             world.check_tokens()?;
+            world.check_untracked()?;
         }
         world.quiesce().await?;
+        world.check_in_place_loads()?;
         let overlaps = world.overlaps();
         if overlaps > 0 {
             return Err(Divergence(format!(
@@ -80,6 +88,17 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
         stats
             .faults
             .insert("stop mid-backlog".into(), world.stopped_mid_backlog);
+        world
+            .figures
+            .insert("module writes", world.replica.module_writes() as u64);
+        world.figures.insert("scouts", world.scouts());
+        world.figures.insert(
+            "untracked tables scouted",
+            world.primary.untracked_scouted() as u64,
+        );
+        for (name, n) in &world.figures {
+            stats.faults.insert(name.to_string(), *n);
+        }
         for plan in &world.plans {
             for ((site, kind), n) in plan.injected() {
                 *stats.faults.entry(format!("{site:?}/{kind}")).or_insert(0) += n;

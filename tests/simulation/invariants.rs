@@ -128,6 +128,7 @@ impl World {
             plan.clear();
             plan.resume();
         }
+        self.track_every_table();
         let mut forced: BTreeSet<usize> = BTreeSet::new();
         for round in 0..600 {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -164,7 +165,7 @@ impl World {
                     }
                 }
             }
-            if all && round > 5 {
+            if all && round > 5 && self.modules_match().is_ok() {
                 return self.check_force_requests();
             }
         }
@@ -183,6 +184,12 @@ impl World {
                 )
             })
             .collect();
+        if let Err(modules) = self.modules_match() {
+            return Err(Divergence(format!(
+                "after quiescing, the replica's modules differ from the primary's: {modules}; \
+                 tables that differ: {diverged:#?}"
+            )));
+        }
         Err(Divergence(format!(
             "after quiescing, enabled tables differ from the primary: {diverged:#?}"
         )))

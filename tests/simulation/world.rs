@@ -60,6 +60,11 @@ pub(crate) struct World {
     /// Kills and restarts that found a backlog part-way applied (its cursor
     /// recorded on the replica): the next incarnation continues it.
     pub(crate) stopped_mid_backlog: u64,
+    /// World-level faults and what they reached, by name, for the run's
+    /// figures (with the fault plans' counts).
+    pub(crate) figures: BTreeMap<&'static str, u64>,
+    /// Tables whose change tracking is off now (`scout.rs`).
+    pub(crate) ct_off: BTreeMap<usize, crate::scout::CtOff>,
 }
 
 pub(crate) fn start(
@@ -132,6 +137,8 @@ impl World {
             columns_added: 0,
             force_requests: BTreeMap::new(),
             stopped_mid_backlog: 0,
+            figures: BTreeMap::new(),
+            ct_off: BTreeMap::new(),
         }
     }
 
@@ -342,6 +349,13 @@ impl World {
                 plan.resume();
             }
             Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+            Op::BlockSwap { t, foreign_key } => self.block_swap(*t, *foreign_key),
+            Op::UnblockSwap(t) => self.unblock_swap(*t),
+            Op::Module { n, drop, salt } => self.change_module(*n, *drop, *salt),
+            Op::ModuleFault(site, fault) => self.module_fault(*site, *fault),
+            Op::CtOff(t) => self.switch_tracking(*t, false),
+            Op::CtOn(t) => self.switch_tracking(*t, true),
+            Op::ScoutFault { partial } => self.scout_fault(*partial),
         }
     }
 

@@ -86,18 +86,10 @@ pub(super) fn cancel(tx: &mut Tx<'_>, id: &TableId, version: SyncVersion) -> Res
 }
 
 /// What blocks a swap: schema-bound modules over the table, and triggers
-/// on it (they cannot be carried over).
+/// and foreign keys on it (they cannot be carried over).
 pub(super) fn blockers(live: Option<&Table>, modules: &[ModuleDef], id: &TableId) -> Vec<String> {
-    let mut found: Vec<String> = modules
-        .iter()
-        .filter(|m| {
-            m.definition.as_deref().is_some_and(|d| {
-                d.to_ascii_uppercase().contains("SCHEMABINDING")
-                    && references(d)
-                        .iter()
-                        .any(|(s, n)| s == &id.schema && n == &id.name)
-            })
-        })
+    let mut found: Vec<String> = schema_bound_over(modules, id)
+        .into_iter()
         .map(|m| {
             format!(
                 "schema-bound {} [{}].[{}] references the table",
@@ -113,6 +105,26 @@ pub(super) fn blockers(live: Option<&Table>, modules: &[ModuleDef], id: &TableId
                 .iter()
                 .map(|t| format!("trigger [{t}] on the table cannot be carried over")),
         );
+        found.extend(
+            live.foreign_keys
+                .iter()
+                .map(|k| format!("foreign key [{k}] references or belongs to the table")),
+        );
     }
     found
+}
+
+/// The schema-bound modules that reference the table.
+fn schema_bound_over<'m>(modules: &'m [ModuleDef], id: &TableId) -> Vec<&'m ModuleDef> {
+    modules
+        .iter()
+        .filter(|m| {
+            m.definition.as_deref().is_some_and(|d| {
+                d.to_ascii_uppercase().contains("SCHEMABINDING")
+                    && references(d)
+                        .iter()
+                        .any(|(s, n)| s == &id.schema && n == &id.name)
+            })
+        })
+        .collect()
 }

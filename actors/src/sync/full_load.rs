@@ -72,6 +72,9 @@ struct Begin<'a> {
     rebuild: bool,
     alter: &'a [ColumnOp],
     expired_restarts: u32,
+    /// What blocks the swap, found at the end of a shadow load: this load
+    /// runs in place.
+    blocked: Vec<String>,
 }
 
 pub(super) async fn run(
@@ -108,6 +111,7 @@ pub(super) async fn run(
                 rebuild,
                 alter,
                 expired_restarts: resume.map_or(0, |r| r.expired_restarts),
+                blocked: Vec::new(),
             };
             start(p, sink, schema, begin).await?
         }
@@ -147,6 +151,7 @@ pub(super) async fn run(
                     rebuild: false,
                     alter: &[],
                     expired_restarts: 0,
+                    blocked: Vec::new(),
                 };
                 pending = start(p, sink, schema, begin).await?;
                 show_mode(p, table, &pending);
@@ -176,7 +181,28 @@ pub(super) async fn run(
         // The start version must still be valid: otherwise changes made
         // during the copy were cleaned up before they could be applied.
         match cleanup_passed(p, table, pending.start_version).await? {
-            None => break,
+            None => match swap_blocked(sink, table, &pending).await? {
+                None => break,
+                Some(blocked) => {
+                    warn!(table = %table, blockers = %blocked.join("; "), "something on the replica now blocks the swap of the shadow table: the load starts over in place");
+                    let begin = Begin {
+                        flags: TableFlags {
+                            enabled: true,
+                            force_full_load: pending.forced,
+                            force_requests: pending.requests_seen,
+                        },
+                        replaced_version: pending.replaced_version,
+                        // The live table still needs what this cycle
+                        // found missing (a shadow had it built in).
+                        rebuild,
+                        alter,
+                        expired_restarts: pending.expired_restarts,
+                        blocked,
+                    };
+                    pending = start(p, sink, schema, begin).await?;
+                    show_mode(p, table, &pending);
+                }
+            },
             Some(reason) => {
                 warn!(table = %table, %reason, "CT cleanup passed the full load's start version; the load starts over");
                 let begin = Begin {
@@ -189,6 +215,7 @@ pub(super) async fn run(
                     rebuild: false,
                     alter: &[],
                     expired_restarts: pending.expired_restarts + 1,
+                    blocked: Vec::new(),
                 };
                 if begin.expired_restarts < MAX_EXPIRED_RESTARTS {
                     pending = start(p, sink, schema, begin).await?;
@@ -240,6 +267,13 @@ async fn start(
             LoadMode::InPlace,
             Some("the replica table is created by this load".to_string()),
         )
+    } else if !begin.blocked.is_empty() {
+        let reason = format!(
+            "loading in place (readers see the table fill up): the swap was blocked part-way \
+             through a shadow load: {}",
+            begin.blocked.join("; ")
+        );
+        (LoadMode::InPlace, Some(reason))
     } else if p.config.full_load_mode == LoadMode::InPlace {
         (
             LoadMode::InPlace,
@@ -285,6 +319,23 @@ async fn start(
     }
     report(p, sink, table, &load, None, 0).await;
     Ok(load)
+}
+
+/// What blocks the swap that would finish `pending`, if it is a shadow
+/// load and anything does (a trigger, a foreign key or a schema-bound view
+/// that appeared on the replica after the load chose its mode): the swap
+/// would fail at every retry, whatever the operator asks, so the load
+/// falls back to in place as if the blocker had been there at its start.
+async fn swap_blocked(
+    sink: &OwnerSink,
+    table: &TableId,
+    pending: &PendingLoad,
+) -> Result<Option<Vec<String>>> {
+    if pending.mode != LoadMode::Shadow {
+        return Ok(None);
+    }
+    let blockers = sink.swap_blockers(table.clone()).await?;
+    Ok((!blockers.is_empty()).then_some(blockers))
 }
 
 /// A pending load can go on if its target still has the primary's columns

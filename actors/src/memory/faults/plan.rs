@@ -55,6 +55,10 @@ pub enum Fault {
     /// Takes effect, then reports an error (a crash or a dropped connection
     /// between the commit, or the read, and its answer).
     LostAck,
+    /// Answers, without entry `n` (modulo the answer's length) of the list
+    /// it returns: a partial answer. Strikes only calls that answer with a
+    /// list, one entry per thing asked (`forward!`'s `entries` marker).
+    Partial(u32),
 }
 
 /// Which calls a rule strikes: every condition set must hold.
@@ -143,14 +147,16 @@ impl Rule {
         self.message = Some(message.to_string());
         self
     }
-    fn label(mut self, label: &'static str) -> Self {
+    /// The name the strike is counted under (default: the fault's kind).
+    pub fn label(mut self, label: &'static str) -> Self {
         self.label = Some(label);
         self
     }
 
     fn matches(&self, call: &Call<'_>) -> bool {
         let f = &self.filter;
-        f.port.is_none_or(|p| p == call.site.port())
+        (call.entries || !matches!(self.fault, Fault::Partial(_)))
+            && f.port.is_none_or(|p| p == call.site.port())
             && f.site.is_none_or(|s| s == call.site)
             && f.method.is_none_or(|m| m == call.method)
             && f.object.as_ref().is_none_or(|id| (call.about)(id))
@@ -163,6 +169,9 @@ pub(super) struct Call<'a> {
     pub method: &'static str,
     /// Whether the call is about this table or module.
     pub about: &'a (dyn Fn(&TableId) -> bool + Sync),
+    /// The call answers with a list, one entry per thing asked: a
+    /// [`Fault::Partial`] can shorten it.
+    pub entries: bool,
 }
 
 /// A rule in force, as [`FaultPlan::inject`] returned it (to lift it).
@@ -392,6 +401,9 @@ impl FaultPlan {
             return Err(Error::Sink("injected: the process died".into()));
         }
         match (rule, result) {
+            // Only `after_entries` can shorten an answer (and only calls
+            // with entries meet the rule).
+            (Some(rule), r) if matches!(rule.fault, Fault::Partial(_)) => r,
             (Some(rule), Ok(_)) => {
                 self.count(site, rule.label.unwrap_or("lost_ack"));
                 Err(injected(
@@ -402,6 +414,34 @@ impl FaultPlan {
                 ))
             }
             (_, r) => r,
+        }
+    }
+}
+
+impl FaultPlan {
+    /// After a call that answers with a list: as [`FaultPlan::after`], and
+    /// a partial answer drops one entry of it.
+    pub(super) fn after_entries<T>(
+        &self,
+        site: Site,
+        method: &'static str,
+        rule: Option<Rule>,
+        result: Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        match rule {
+            Some(Rule {
+                fault: Fault::Partial(n),
+                label,
+                ..
+            }) => {
+                let mut entries = self.after(site, method, None, result)?;
+                if !entries.is_empty() {
+                    entries.remove(n as usize % entries.len());
+                    self.count(site, label.unwrap_or("partial"));
+                }
+                Ok(entries)
+            }
+            rule => self.after(site, method, rule, result),
         }
     }
 }
