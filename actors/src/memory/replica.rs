@@ -399,8 +399,9 @@ impl Replica for MemoryReplica {
         start: &LoadStart,
         claim: &Claim,
     ) -> Result<()> {
+        let modules: Vec<ModuleDef> = self.lock().modules.values().cloned().collect();
         self.transact(&schema.id, claim, |tx| {
-            replica_load::begin(tx, schema, start)
+            replica_load::begin(tx, &modules, schema, start)
         })?;
         let mut data = self.lock();
         *data.loads_started.entry(schema.id.clone()).or_insert(0) += 1;
@@ -522,6 +523,19 @@ impl Replica for MemoryReplica {
             &modules,
             table,
         ))
+    }
+
+    async fn schema_bound_dependents(&self, table: &TableId) -> Result<Vec<ModuleOp>> {
+        let data = self.lock();
+        let modules: Vec<ModuleDef> = data.modules.values().cloned().collect();
+        Ok(replica_load::schema_bound_over(&modules, table)
+            .into_iter()
+            .map(|m| ModuleOp::Drop {
+                schema: m.schema.clone(),
+                name: m.name.clone(),
+                kind: m.kind,
+            })
+            .collect())
     }
 
     async fn record(&self, table: &TableId) -> Result<ReplicaRecord> {

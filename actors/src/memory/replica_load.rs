@@ -10,10 +10,28 @@ use crate::model::{Row, SyncVersion, TableId, TableSchema};
 use crate::modules::ModuleDef;
 use crate::ports::{LoadMode, LoadStart, PendingLoad, ReplicaRecord};
 
-pub(super) fn begin(tx: &mut Tx<'_>, schema: &TableSchema, start: &LoadStart) -> Result<()> {
+/// Starts a load: empties (or drops and creates) the live table in place,
+/// or creates the shadow. SQL Server refuses to drop a table a
+/// schema-bound module references.
+pub(super) fn begin(
+    tx: &mut Tx<'_>,
+    modules: &[ModuleDef],
+    schema: &TableSchema,
+    start: &LoadStart,
+) -> Result<()> {
     let id = &schema.id;
     match start.load.mode {
-        LoadMode::InPlace if start.recreate => tx.put(id, Table::new(schema.clone())),
+        LoadMode::InPlace if start.recreate => {
+            if tx.table(id).is_some() {
+                if let Some(m) = schema_bound_over(modules, id).first() {
+                    return Err(Error::Replica(format!(
+                        "Cannot DROP TABLE '{id}' because it is being referenced by object '{}'",
+                        m.name
+                    )));
+                }
+            }
+            tx.put(id, Table::new(schema.clone()))
+        }
         LoadMode::InPlace => tx.table_mut(id)?.rows.clear(),
         LoadMode::Shadow => {
             let mut shadow = schema.clone();
@@ -115,7 +133,7 @@ pub(super) fn blockers(live: Option<&Table>, modules: &[ModuleDef], id: &TableId
 }
 
 /// The schema-bound modules that reference the table.
-fn schema_bound_over<'m>(modules: &'m [ModuleDef], id: &TableId) -> Vec<&'m ModuleDef> {
+pub(super) fn schema_bound_over<'m>(modules: &'m [ModuleDef], id: &TableId) -> Vec<&'m ModuleDef> {
     modules
         .iter()
         .filter(|m| {

@@ -310,6 +310,9 @@ async fn start(
         load: load.clone(),
         recreate: mode == LoadMode::InPlace && begin.rebuild,
     };
+    if start.recreate {
+        free_for_rebuild(sink, table).await?;
+    }
     sink.begin_full_load(schema.clone(), start).await?;
     if mode == LoadMode::InPlace && !begin.alter.is_empty() {
         // An emptied table accepts NOT NULL columns; a shadow is created
@@ -319,6 +322,20 @@ async fn start(
     }
     report(p, sink, table, &load, None, 0).await;
     Ok(load)
+}
+
+/// Drops the replica's modules schema-bound to `table` before it is
+/// dropped and created again: SQL Server refuses to drop a table they
+/// reference, at every retry and whatever the operator asks. They are
+/// copies of the primary's (module sync drops any other), so module sync
+/// creates them again once the table exists.
+async fn free_for_rebuild(sink: &OwnerSink, table: &TableId) -> Result<()> {
+    for op in sink.schema_bound_dependents(table.clone()).await? {
+        let (_, name) = op.label();
+        warn!(table = %table, module = %name, "dropping the schema-bound module so the table can be rebuilt; module sync creates it again");
+        sink.drop_module(op).await?;
+    }
+    Ok(())
 }
 
 /// What blocks the swap that would finish `pending`, if it is a shadow

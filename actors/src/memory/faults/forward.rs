@@ -171,6 +171,8 @@ forward! {
             guard(ReplicaWrite; about advances.iter().map(|a| &a.table));
         fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>> =
             guard(ReplicaRead; about [table]);
+        fn schema_bound_dependents(&self, table: &TableId) -> Result<Vec<ModuleOp>> =
+            guard(ReplicaRead; about [table]);
         fn record(&self, table: &TableId) -> Result<ReplicaRecord> =
             guard(ReplicaRead; about [table]);
         fn table_schema(&self, table: &TableId) -> Result<Option<TableSchema>> =
