@@ -151,6 +151,7 @@ pub(crate) const WEIGHTS: &[(&str, u64, Draw)] = &[
     ("block-swap", 2, |r, n| Op::BlockSwap {
         t: table(r, n),
         foreign_key: r.chance(50),
+        mid_load: r.chance(50),
     }),
     ("unblock-swap", 1, |r, n| Op::UnblockSwap(table(r, n))),
     ("module", 4, |r, _| Op::Module {

@@ -80,10 +80,13 @@ pub(crate) enum Op {
     },
     Advance(u64),
     /// An operator adds a swap blocker to table `t`'s replica table (if it
-    /// has one): a trigger, or a foreign key (`foreign_key`).
+    /// has one): a trigger, or a foreign key (`foreign_key`). `mid_load`:
+    /// first a Force Load, and the blocker comes as soon as that load
+    /// copies into its shadow (a load under way at a random step is rare).
     BlockSwap {
         t: usize,
         foreign_key: bool,
+        mid_load: bool,
     },
     /// An operator drops the swap blockers added by hand on table `t`.
     UnblockSwap(usize),
@@ -189,7 +192,11 @@ impl std::fmt::Display for Op {
                 None => write!(f, " second={second} ms={ms} at=none"),
             },
             Op::Advance(ms) => write!(f, " ms={ms}"),
-            Op::BlockSwap { t, foreign_key } => write!(f, " t={t} fk={foreign_key}"),
+            Op::BlockSwap {
+                t,
+                foreign_key,
+                mid_load,
+            } => write!(f, " t={t} fk={foreign_key} mid_load={mid_load}"),
             Op::UnblockSwap(t) | Op::CtOff(t) | Op::CtOn(t) => write!(f, " t={t}"),
             Op::Module { n, drop, salt } => write!(f, " n={n} drop={drop} salt={salt}"),
             Op::ModuleFault(site, fault) => write!(f, " site={site:?} fault={fault:?}"),
@@ -322,6 +329,7 @@ impl std::str::FromStr for Op {
             "block-swap" => Op::BlockSwap {
                 t: f.num("t")?,
                 foreign_key: f.flag("fk")?,
+                mid_load: f.flag("mid_load")?,
             },
             "unblock-swap" => Op::UnblockSwap(f.num("t")?),
             "module" => Op::Module {

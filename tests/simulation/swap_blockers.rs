@@ -8,6 +8,10 @@ use ctsync_actors::ports::LoadMode;
 
 use crate::world::{Divergence, World};
 
+/// How long (simulated ms) a `mid_load` block-swap waits at most for its
+/// forced load to copy into a shadow.
+const MID_LOAD_WAIT_MS: u64 = 300;
+
 const TRIGGER: &str = "sim_audit";
 const FOREIGN_KEY: &str = "sim_fk";
 
@@ -16,9 +20,26 @@ impl World {
         *self.figures.entry(what).or_insert(0) += 1;
     }
 
-    /// Adds a blocker to table `t`'s replica table, if it has one.
-    pub(crate) fn block_swap(&mut self, t: usize, foreign_key: bool) {
+    /// Adds a blocker to table `t`'s replica table, if it has one; with
+    /// `mid_load`, once a forced load of it copies into its shadow (or
+    /// after `MID_LOAD_WAIT_MS` all the same: an in-place incarnation, a
+    /// held table).
+    pub(crate) async fn block_swap(&mut self, t: usize, foreign_key: bool, mid_load: bool) {
         let id = self.tables[t].clone();
+        if mid_load {
+            self.force(t);
+            for _ in 0..MID_LOAD_WAIT_MS {
+                let copying = self
+                    .replica
+                    .table_record(&id)
+                    .load
+                    .is_some_and(|l| l.mode == LoadMode::Shadow && l.rows > 0);
+                if copying {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
         let name = if foreign_key { FOREIGN_KEY } else { TRIGGER };
         let shadow_load = self.loading(t) == Some(LoadMode::Shadow);
         if self

@@ -201,22 +201,7 @@ impl World {
                 self.wanted.remove(t);
                 self.state.set(&keys::enabled(&self.tables[*t]), "false");
             }
-            Op::Force(t) => {
-                let key = keys::force_full_load(&self.tables[*t]);
-                // "true" written again while a request is pending, or
-                // while a forced load runs, is the same request
-                // (documented); a new one must lead to a load.
-                let forced_load_runs = self
-                    .replica
-                    .table_record(&self.tables[*t])
-                    .load
-                    .is_some_and(|l| l.forced);
-                if self.state.get(&key).as_deref() != Some("true") && !forced_load_runs {
-                    let started = self.replica.loads_started(&self.tables[*t]);
-                    self.force_requests.entry(*t).or_insert(started);
-                }
-                self.state.set(&key, "true");
-            }
+            Op::Force(t) => self.force(*t),
             Op::AddColumn { t, not_null, event } => {
                 self.columns_added += 1;
                 let name = format!("Added{}", self.columns_added);
@@ -349,7 +334,11 @@ impl World {
                 plan.resume();
             }
             Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
-            Op::BlockSwap { t, foreign_key } => self.block_swap(*t, *foreign_key),
+            Op::BlockSwap {
+                t,
+                foreign_key,
+                mid_load,
+            } => self.block_swap(*t, *foreign_key, *mid_load).await,
             Op::UnblockSwap(t) => self.unblock_swap(*t),
             Op::Module { n, drop, salt } => self.change_module(*n, *drop, *salt),
             Op::ModuleFault(site, fault) => self.module_fault(*site, *fault),
@@ -357,6 +346,25 @@ impl World {
             Op::CtOn(t) => self.switch_tracking(*t, true),
             Op::ScoutFault { partial } => self.scout_fault(*partial),
         }
+    }
+
+    /// The operator asks for a full load of table `t` (the force flag set
+    /// to "true"), remembered until a load started after it.
+    pub(crate) fn force(&mut self, t: usize) {
+        let key = keys::force_full_load(&self.tables[t]);
+        // "true" written again while a request is pending, or
+        // while a forced load runs, is the same request
+        // (documented); a new one must lead to a load.
+        let forced_load_runs = self
+            .replica
+            .table_record(&self.tables[t])
+            .load
+            .is_some_and(|l| l.forced);
+        if self.state.get(&key).as_deref() != Some("true") && !forced_load_runs {
+            let started = self.replica.loads_started(&self.tables[t]);
+            self.force_requests.entry(t).or_insert(started);
+        }
+        self.state.set(&key, "true");
     }
 
     /// The running process stops (`graceful`: the daemon's stop sequence,
