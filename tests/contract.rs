@@ -18,6 +18,7 @@ use ctsync_actors::fence::Claim;
 use ctsync_actors::model::{
     ColumnDef, KeyColumn, Len, Row, RowKey, SqlType, TableId, TableSchema, Value,
 };
+use ctsync_actors::modules::{ModuleDef, ModuleKind, ModuleOp};
 use ctsync_actors::ports::{LoadMode, LoadStart, PendingLoad};
 use ctsync_actors::Error;
 use support::contract::{worlds, World, SCHEMA};
@@ -72,6 +73,10 @@ pub const REAL_SERVER_ONLY: &[(&str, &str)] = &[
     (
         "a_change_set_is_copied_under_snapshot_where_the_database_allows_it",
         "SET TRANSACTION ISOLATION LEVEL SNAPSHOT inside sp_executesql, and Msg 3952 (mapped to the fix) where the database does not allow it",
+    ),
+    (
+        "a_schema_bound_view_holds_its_table_until_dropped",
+        "that sys.sql_expression_dependencies lists a view WITH SCHEMABINDING over the table (once, though it is listed per column too), that DROP TABLE is refused while it exists (Msg 3729), and allowed once it is dropped",
     ),
     (
         "a_swap_keeps_indexes_and_grants",
@@ -554,6 +559,66 @@ async fn a_swap_keeps_indexes_and_grants() {
             .unwrap_or_else(|e| panic!("{}: swap: {e}", w.name()));
         assert_eq!(w.replica_rows(&t).await.len(), 3, "{}", w.name());
         assert_eq!(w.indexes_and_grants(&t).await, before, "{}", w.name());
+    }
+}
+
+/// A rebuild (in place, recreating the table) is refused while a
+/// schema-bound view references the table, and goes through once the
+/// drops `schema_bound_dependents` names ran.
+#[tokio::test]
+async fn a_schema_bound_view_holds_its_table_until_dropped() {
+    let _serial = support::contract::serial().await;
+    for w in worlds().await {
+        let t = people("Bound");
+        w.create(&t).await;
+        w.insert(&t, &[person(1, "a")]).await;
+        let claim = claimed(&*w, &t.id, "contract").await;
+        full_load(&*w, &t, &claim).await;
+        let r = w.replica();
+        let view = ModuleDef::new(
+            SCHEMA,
+            "BoundIds",
+            ModuleKind::View,
+            Some(&format!(
+                "CREATE VIEW [{SCHEMA}].[BoundIds] WITH SCHEMABINDING AS SELECT [Id], [Name] FROM [{SCHEMA}].[Bound]"
+            )),
+        );
+        r.apply_module(&ModuleOp::Create(view))
+            .await
+            .unwrap_or_else(|e| panic!("{}: create the view: {e}", w.name()));
+        let drops = r.schema_bound_dependents(&t.id).await.expect("dependents");
+        assert_eq!(
+            drops,
+            [ModuleOp::Drop {
+                schema: SCHEMA.into(),
+                name: "BoundIds".into(),
+                kind: ModuleKind::View,
+            }],
+            "{}",
+            w.name()
+        );
+        let start = LoadStart {
+            load: PendingLoad {
+                mode: LoadMode::InPlace,
+                ..PendingLoad::default()
+            },
+            recreate: true,
+        };
+        assert!(
+            r.begin_full_load(&t, &start, &claim).await.is_err(),
+            "{}: the table was dropped under its schema-bound view",
+            w.name()
+        );
+        for op in &drops {
+            r.apply_module(op).await.expect("drop the view");
+        }
+        assert!(r
+            .schema_bound_dependents(&t.id)
+            .await
+            .expect("dependents")
+            .is_empty());
+        full_load(&*w, &t, &claim).await;
+        assert_eq!(w.replica_rows(&t).await.len(), 1, "{}", w.name());
     }
 }
 

@@ -198,6 +198,46 @@ async fn unexplained_drop_plus_add_pauses_the_table_until_a_forced_rebuild() {
     .await;
 }
 
+/// SQL Server refuses to drop a table a schema-bound view references: the
+/// forced rebuild drops the replica's copy of the view first, and module
+/// sync creates it again once the table exists.
+#[actix_rt::test]
+async fn a_forced_rebuild_frees_the_table_of_its_schema_bound_views() {
+    let h = Harness::new();
+    let (users, run) = started(&h, 3).await;
+    let view = ctsync_actors::modules::ModuleDef::new(
+        "dbo",
+        "UserIds",
+        ctsync_actors::modules::ModuleKind::View,
+        Some("CREATE VIEW [dbo].[UserIds] WITH SCHEMABINDING AS SELECT [Id] FROM [dbo].[User]"),
+    );
+    h.primary.set_module(view);
+    eventually(WAIT, "the view reached the replica", || async {
+        h.replica.module("dbo", "UserIds").is_some()
+    })
+    .await;
+    // A rename whose event never arrives: only a rebuild helps.
+    h.primary.rename_column(&users, "Email", "Mail");
+    eventually(WAIT, "paused with a reason", || async {
+        run.board
+            .get("User")
+            .is_some_and(|s| s.state == TableState::Paused && s.reason.is_some())
+    })
+    .await;
+    h.set("mssql_sync:force_full_load:User", "true").await;
+    eventually(WAIT, "rebuilt by the forced load", || async {
+        h.replica.rows(&users) == h.primary.rows(&users)
+            && h.replica
+                .schema(&users)
+                .is_some_and(|s| s.columns.iter().any(|c| c.name == "Mail"))
+    })
+    .await;
+    eventually(WAIT, "the view is back", || async {
+        h.replica.module("dbo", "UserIds").is_some()
+    })
+    .await;
+}
+
 #[actix_rt::test]
 async fn failed_ddl_apply_keeps_the_row_data_and_parks_the_event() {
     let h = Harness::new();

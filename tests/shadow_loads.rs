@@ -280,6 +280,44 @@ async fn a_schema_bound_view_makes_the_load_run_in_place_and_says_why() {
     assert_eq!(h.replica.swaps(&users.id), 0);
 }
 
+/// A blocker that appears while a shadow load copies would fail its swap
+/// at every retry (and Force Load is the same request as the running
+/// forced load): the load starts over in place, saying so, on its own.
+#[actix_rt::test]
+async fn a_blocker_added_during_a_shadow_load_sends_it_in_place_on_its_own() {
+    let h = Harness::new();
+    let users = user_table();
+    h.enabled_table(users.clone(), (1..=12_000).map(|i| user(i, "n")))
+        .await;
+    let _run = h.start(config());
+    h.wait_loaded(&users.id).await;
+    h.replica.set_insert_delay(Duration::from_millis(30));
+    h.set(&keys::force_full_load(&users.id), "true").await;
+    eventually(WAIT, "the forced load copies into its shadow", || async {
+        h.replica
+            .table_record(&users.id)
+            .load
+            .is_some_and(|l| l.mode == LoadMode::Shadow && l.rows > 0)
+    })
+    .await;
+    h.replica.add_trigger_by_hand(&users.id, "Audit");
+
+    eventually(WAIT, "forced load finished", || async {
+        h.get(&keys::force_full_load(&users.id)).await.as_deref() == Some("false")
+    })
+    .await;
+    h.wait_equal(&users.id).await;
+    assert_eq!(h.replica.swaps(&users.id), 0, "no swap past the trigger");
+    let starts = h.replica.load_starts(&users.id);
+    let (mode, reason) = starts.last().cloned().expect("a load started");
+    assert_eq!(mode, LoadMode::InPlace, "{starts:?}");
+    let reason = reason.unwrap_or_default();
+    assert!(
+        reason.contains("part-way") && reason.contains("trigger [Audit]"),
+        "{reason}"
+    );
+}
+
 #[actix_rt::test]
 async fn a_new_force_request_during_a_load_starts_it_over_from_row_zero() {
     let h = Harness::new();

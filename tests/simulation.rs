@@ -33,6 +33,8 @@ mod generator;
 mod invariants;
 #[path = "simulation/keyspace.rs"]
 mod keyspace;
+#[path = "simulation/modules.rs"]
+mod modules;
 #[path = "simulation/ops.rs"]
 mod ops;
 #[path = "simulation/replica_faults.rs"]
@@ -43,6 +45,10 @@ mod report;
 mod rows;
 #[path = "simulation/saved.rs"]
 mod saved;
+#[path = "simulation/scout.rs"]
+mod scout;
+#[path = "simulation/swap_blockers.rs"]
+mod swap_blockers;
 #[path = "simulation/world.rs"]
 mod world;
 
@@ -77,8 +83,10 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
             world.check_versions()?;
             world.check_tokens()?;
             world.check_no_duplicates()?;
+            world.check_untracked()?;
         }
         world.quiesce().await?;
+        world.check_in_place_loads()?;
         let overlaps = world.overlaps();
         if overlaps > 0 {
             return Err(Divergence(format!(
@@ -96,6 +104,17 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
         stats
             .faults
             .insert("stop mid-backlog".into(), world.stopped_mid_backlog);
+        world
+            .figures
+            .insert("module writes", world.replica.module_writes() as u64);
+        world.figures.insert("scouts", world.scouts());
+        world.figures.insert(
+            "untracked tables scouted",
+            world.primary.untracked_scouted() as u64,
+        );
+        for (name, n) in &world.figures {
+            stats.faults.insert(name.to_string(), *n);
+        }
         for (name, n) in &world.world_faults {
             stats.faults.insert(name.to_string(), *n);
         }

@@ -75,6 +75,9 @@ impl Replica for Holding {
     async fn swap_blockers(&self, t: &TableId) -> Result<Vec<String>> {
         self.inner.swap_blockers(t).await
     }
+    async fn schema_bound_dependents(&self, t: &TableId) -> Result<Vec<ModuleOp>> {
+        self.inner.schema_bound_dependents(t).await
+    }
     async fn record(&self, t: &TableId) -> Result<ReplicaRecord> {
         self.inner.record(t).await
     }

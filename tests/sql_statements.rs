@@ -807,9 +807,16 @@ fn shadow_load_statements_match_their_golden_text_and_parse() {
             shadow.name
         )
     );
+    assert_eq!(
+        sql::SCHEMA_BOUND_DEPENDENTS,
+        "SELECT DISTINCT SCHEMA_NAME(o.schema_id) AS [schema_name], o.name AS [name], o.type AS [type] \
+         FROM sys.sql_expression_dependencies AS d JOIN sys.objects AS o ON o.object_id = d.referencing_id \
+         WHERE d.referenced_id = OBJECT_ID(@P1, N'U') AND d.is_schema_bound_reference = 1"
+    );
     for stmt in [
         sql::CARRIED_INDEXES,
         sql::CARRIED_PERMISSIONS,
+        sql::SCHEMA_BOUND_DEPENDENTS,
         &sql::drop_shadow_if_exists(&t),
     ] {
         parses(stmt);

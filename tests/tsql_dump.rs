@@ -404,6 +404,7 @@ fn every_statement_is_written_for_microsofts_parser() {
         ("INBOX_DONE", sql::INBOX_DONE),
         ("INBOX_FAILED", sql::INBOX_FAILED),
         ("SWAP_BLOCKERS", sql::SWAP_BLOCKERS),
+        ("SCHEMA_BOUND_DEPENDENTS", sql::SCHEMA_BOUND_DEPENDENTS),
         ("CARRIED_INDEXES", sql::CARRIED_INDEXES),
         ("CARRIED_PERMISSIONS", sql::CARRIED_PERMISSIONS),
         ("PREFLIGHT_DATABASE", sql::PREFLIGHT_DATABASE),

@@ -55,7 +55,9 @@ fn table_of(op: &Op) -> Option<usize> {
         | Op::DropColumn { t, .. }
         | Op::StopMidBacklog { t, .. }
         | Op::BulkFail { t, .. }
-        | Op::CorruptCursor { t, .. } => Some(*t),
+        | Op::CorruptCursor { t, .. }
+        | Op::BlockSwap { t, .. } => Some(*t),
+        Op::UnblockSwap(t) | Op::CtOff(t) | Op::CtOn(t) => Some(*t),
         Op::Enable(t) | Op::Disable(t) | Op::Force(t) | Op::Cleanup(t) | Op::Truncate(t) => {
             Some(*t)
         }

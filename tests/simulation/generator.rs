@@ -2,6 +2,7 @@
 //! step's kind drawn from a weight table and its parameters from a stream
 //! of its own, so adding a kind leaves the other kinds' steps alone.
 
+use crate::modules::MODULES;
 use crate::ops::{Op, SITES};
 use crate::rows::table_defs;
 use ctsync_actors::memory::faults::{Fault, Site};
@@ -174,6 +175,31 @@ pub(crate) const WEIGHTS: &[(&str, u64, Draw)] = &[
             forced: load && r.chance(50),
             salt: r.next() as u32,
         }
+    }),
+    ("block-swap", 2, |r, n| Op::BlockSwap {
+        t: table(r, n),
+        foreign_key: r.chance(50),
+        mid_load: r.chance(50),
+    }),
+    ("unblock-swap", 1, |r, n| Op::UnblockSwap(table(r, n))),
+    ("module", 4, |r, _| Op::Module {
+        n: r.below(MODULES as u64) as usize,
+        drop: r.chance(25),
+        salt: r.next() as u32,
+    }),
+    ("module-fault", 2, |r, _| {
+        let site = [Site::PrimaryMeta, Site::ReplicaRead, Site::ReplicaWrite][r.below(3) as usize];
+        let fault = if r.chance(50) {
+            Fault::Reject
+        } else {
+            Fault::LostAck
+        };
+        Op::ModuleFault(site, fault)
+    }),
+    ("ct-off", 1, |r, n| Op::CtOff(table(r, n))),
+    ("ct-on", 1, |r, n| Op::CtOn(table(r, n))),
+    ("scout-fault", 3, |r, _| Op::ScoutFault {
+        partial: r.chance(70).then(|| r.next() as u32 % 8),
     }),
 ];
 

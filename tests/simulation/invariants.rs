@@ -148,6 +148,7 @@ impl World {
             plan.resume();
         }
         self.notifications = Default::default();
+        self.track_every_table();
         let mut forced: BTreeSet<usize> = BTreeSet::new();
         for round in 0..600 {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -188,7 +189,7 @@ impl World {
                     }
                 }
             }
-            if all && round > 5 {
+            if all && round > 5 && self.modules_match().is_ok() {
                 for _ in &self.wanted {
                     self.held(EQUAL);
                 }
@@ -210,6 +211,12 @@ impl World {
                 )
             })
             .collect();
+        if let Err(modules) = self.modules_match() {
+            return Err(Divergence(format!(
+                "after quiescing, the replica's modules differ from the primary's: {modules}; \
+                 tables that differ: {diverged:#?}"
+            )));
+        }
         Err(Divergence(format!(
             "after quiescing, enabled tables differ from the primary: {diverged:#?}"
         )))

@@ -104,6 +104,37 @@ pub(crate) enum Op {
         forced: bool,
         salt: u32,
     },
+    /// An operator adds a swap blocker to table `t`'s replica table (if it
+    /// has one): a trigger, or a foreign key (`foreign_key`). `mid_load`:
+    /// first a Force Load, and the blocker comes as soon as that load
+    /// copies into its shadow (a load under way at a random step is rare).
+    BlockSwap {
+        t: usize,
+        foreign_key: bool,
+        mid_load: bool,
+    },
+    /// An operator drops the swap blockers added by hand on table `t`.
+    UnblockSwap(usize),
+    /// Module `n` of the simulated catalogue (`tests/simulation/modules.rs`)
+    /// is created or altered on the primary (its text varies with `salt`),
+    /// or dropped (`drop`).
+    Module {
+        n: usize,
+        drop: bool,
+        salt: u32,
+    },
+    /// The next call of module sync at `site` (the primary's or the
+    /// replica's module list, or a module write) meets `fault`.
+    ModuleFault(Site, Fault),
+    /// Change tracking is disabled on table `t` of the primary.
+    CtOff(usize),
+    /// Change tracking is enabled again on table `t` of the primary.
+    CtOn(usize),
+    /// The next scout fails (`partial: None`), or answers without its entry
+    /// `n` (`partial: Some(n)`, modulo the tables asked).
+    ScoutFault {
+        partial: Option<u32>,
+    },
 }
 
 pub(crate) const SITES: [Site; 9] = [
@@ -148,6 +179,13 @@ impl Op {
             Op::Keyspace(_) => "keyspace",
             Op::BulkFail { .. } => "bulk-fail",
             Op::CorruptCursor { .. } => "corrupt-cursor",
+            Op::BlockSwap { .. } => "block-swap",
+            Op::UnblockSwap(_) => "unblock-swap",
+            Op::Module { .. } => "module",
+            Op::ModuleFault(..) => "module-fault",
+            Op::CtOff(_) => "ct-off",
+            Op::CtOn(_) => "ct-on",
+            Op::ScoutFault { .. } => "scout-fault",
         }
     }
 }
@@ -194,6 +232,18 @@ impl std::fmt::Display for Op {
                 forced,
                 salt,
             } => write!(f, " t={t} load={load} forced={forced} salt={salt}"),
+            Op::BlockSwap {
+                t,
+                foreign_key,
+                mid_load,
+            } => write!(f, " t={t} fk={foreign_key} mid_load={mid_load}"),
+            Op::UnblockSwap(t) | Op::CtOff(t) | Op::CtOn(t) => write!(f, " t={t}"),
+            Op::Module { n, drop, salt } => write!(f, " n={n} drop={drop} salt={salt}"),
+            Op::ModuleFault(site, fault) => write!(f, " site={site:?} fault={fault:?}"),
+            Op::ScoutFault { partial } => match partial {
+                Some(n) => write!(f, " partial={n}"),
+                None => write!(f, " partial=none"),
+            },
             Op::RedisDown
             | Op::RedisUp
             | Op::RedisFlush
@@ -227,6 +277,13 @@ impl<'a> Fields<'a> {
             "true" => Ok(true),
             "false" => Ok(false),
             v => Err(format!("{key}={v}: not true or false")),
+        }
+    }
+    fn fault(&mut self, key: &str) -> Result<Fault, String> {
+        match self.take(key)? {
+            "Reject" => Ok(Fault::Reject),
+            "LostAck" => Ok(Fault::LostAck),
+            v => Err(format!("{key}={v}: not Reject or LostAck")),
         }
     }
     fn site(&mut self, key: &str) -> Result<Option<Site>, String> {
@@ -288,12 +345,7 @@ impl std::str::FromStr for Op {
             },
             "fault" => {
                 let site = f.site("site")?.ok_or("fault site=none")?;
-                let fault = match f.take("fault")? {
-                    "Reject" => Fault::Reject,
-                    "LostAck" => Fault::LostAck,
-                    v => return Err(format!("fault={v}: not Reject or LostAck")),
-                };
-                Op::Fault(site, fault)
+                Op::Fault(site, f.fault("fault")?)
             }
             "redis-down" => Op::RedisDown,
             "redis-up" => Op::RedisUp,
@@ -328,6 +380,32 @@ impl std::str::FromStr for Op {
                 load: f.flag("load")?,
                 forced: f.flag("forced")?,
                 salt: f.num("salt")?,
+            },
+            "block-swap" => Op::BlockSwap {
+                t: f.num("t")?,
+                foreign_key: f.flag("fk")?,
+                mid_load: f.flag("mid_load")?,
+            },
+            "unblock-swap" => Op::UnblockSwap(f.num("t")?),
+            "module" => Op::Module {
+                n: f.num("n")?,
+                drop: f.flag("drop")?,
+                salt: f.num("salt")?,
+            },
+            "module-fault" => {
+                let site = f.site("site")?.ok_or("module-fault site=none")?;
+                Op::ModuleFault(site, f.fault("fault")?)
+            }
+            "ct-off" => Op::CtOff(f.num("t")?),
+            "ct-on" => Op::CtOn(f.num("t")?),
+            "scout-fault" => Op::ScoutFault {
+                partial: match f.take("partial")? {
+                    "none" => None,
+                    v => Some(
+                        v.parse()
+                            .map_err(|_| format!("partial={v}: not a number"))?,
+                    ),
+                },
             },
             other => return Err(format!("{other}: no such operation")),
         };

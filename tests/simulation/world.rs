@@ -81,6 +81,11 @@ pub(crate) struct World {
     pub(crate) bulk_faults: Arc<FaultPlan>,
     /// Recorded cursors made unreadable, by kind.
     pub(crate) cursors_corrupted: BTreeMap<&'static str, u64>,
+    /// World-level faults and what they reached, by name, for the run's
+    /// figures (with the fault plans' counts).
+    pub(crate) figures: BTreeMap<&'static str, u64>,
+    /// Tables whose change tracking is off now (`scout.rs`).
+    pub(crate) ct_off: BTreeMap<usize, crate::scout::CtOff>,
 }
 
 pub(crate) fn start(
@@ -173,6 +178,8 @@ impl World {
             world_fault_phases: Default::default(),
             bulk_faults,
             cursors_corrupted: BTreeMap::new(),
+            figures: BTreeMap::new(),
+            ct_off: BTreeMap::new(),
         }
     }
 
@@ -382,15 +389,27 @@ impl World {
                 forced,
                 salt,
             } => self.corrupt_cursor(*t, (*load, *forced), *salt).await,
+            Op::BlockSwap {
+                t,
+                foreign_key,
+                mid_load,
+            } => self.block_swap(*t, *foreign_key, *mid_load).await,
+            Op::UnblockSwap(t) => self.unblock_swap(*t),
+            Op::Module { n, drop, salt } => self.change_module(*n, *drop, *salt),
+            Op::ModuleFault(site, fault) => self.module_fault(*site, *fault),
+            Op::CtOff(t) => self.switch_tracking(*t, false),
+            Op::CtOn(t) => self.switch_tracking(*t, true),
+            Op::ScoutFault { partial } => self.scout_fault(*partial),
         }
     }
 
-    /// The operator asks for a full load of table `t`.
+    /// The operator asks for a full load of table `t` (the force flag set
+    /// to "true"), remembered until a load started after it.
     pub(crate) fn force(&mut self, t: usize) {
         let key = keys::force_full_load(&self.tables[t]);
-        // "true" written again while a request is pending, or while a
-        // forced load runs, is the same request (documented); a new one
-        // must lead to a load.
+        // "true" written again while a request is pending, or
+        // while a forced load runs, is the same request
+        // (documented); a new one must lead to a load.
         let forced_load_runs = self
             .replica
             .table_record(&self.tables[t])

@@ -271,6 +271,9 @@ impl Replica for CountingReplica {
     async fn swap_blockers(&self, _: &TableId) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
+    async fn schema_bound_dependents(&self, _: &TableId) -> Result<Vec<ModuleOp>> {
+        Ok(Vec::new())
+    }
     async fn record(&self, _: &TableId) -> Result<ReplicaRecord> {
         let version = self
             .applied

@@ -47,6 +47,9 @@ struct Data {
     schema_reads: HashMap<TableId, usize>,
     retention: Option<std::time::Duration>,
     modules: BTreeMap<(String, String), ModuleDef>,
+    /// Tables the scout was asked about while their change tracking was
+    /// off (the table list changed since the discovery that listed them).
+    untracked_scouted: usize,
 }
 
 /// A primary database in memory. Every mutating call is one committed
@@ -82,6 +85,7 @@ impl MemoryPrimary {
                 schema_reads: HashMap::new(),
                 retention: Some(std::time::Duration::from_secs(2 * 24 * 3600)),
                 modules: BTreeMap::new(),
+                untracked_scouted: 0,
             }),
             doctor: Mutex::new(crate::doctor::PrimaryFacts::default()),
         }
@@ -113,12 +117,56 @@ impl MemoryPrimary {
         );
     }
 
+    /// One committed transaction on `id`. Only a transaction on a tracked
+    /// table takes a CT version and leaves change information; on an
+    /// untracked one the rows change and CT knows nothing of it.
     fn commit(&self, id: &TableId, f: impl FnOnce(&mut Table, SyncVersion)) -> SyncVersion {
         let mut data = self.lock();
-        data.version += 1;
+        let tracked = Self::table_mut(&mut data, id).tracked;
+        if tracked {
+            data.version += 1;
+        }
         let v = data.version;
-        f(Self::table_mut(&mut data, id), v);
+        let t = Self::table_mut(&mut data, id);
+        let untracked = (!tracked).then(|| std::mem::take(&mut t.changes));
+        f(t, v);
+        if let Some(changes) = untracked {
+            t.changes = changes;
+        }
         v
+    }
+
+    /// `ALTER TABLE … ENABLE CHANGE_TRACKING` (`on`) or `DISABLE` on an
+    /// existing table. Disabling drops the table's change information;
+    /// enabling starts it afresh, with the min valid version at a new
+    /// version (modelled like TRUNCATE: every version stored before is
+    /// below it). No-op when the table is already in that state.
+    pub fn set_tracked(&self, id: &TableId, on: bool) {
+        let mut data = self.lock();
+        if Self::table_mut(&mut data, id).tracked == on {
+            return;
+        }
+        if on {
+            data.version += 1;
+        }
+        let v = data.version;
+        let t = Self::table_mut(&mut data, id);
+        t.tracked = on;
+        t.changes.clear();
+        if on {
+            t.min_valid = v;
+        }
+    }
+
+    /// How many tables the scout was asked about while their change
+    /// tracking was off.
+    pub fn untracked_scouted(&self) -> usize {
+        self.lock().untracked_scouted
+    }
+
+    /// Whether change tracking is on for the table.
+    pub fn is_tracked(&self, id: &TableId) -> bool {
+        self.lock().tables.get(id).is_some_and(|t| t.tracked)
     }
 
     /// Inserts or replaces the row with the same key (one transaction).
@@ -164,6 +212,10 @@ impl MemoryPrimary {
     /// version moves to the current version.
     pub fn truncate(&self, id: &TableId) {
         let mut data = self.lock();
+        if !Self::table_mut(&mut data, id).tracked {
+            Self::table_mut(&mut data, id).rows.clear();
+            return;
+        }
         data.version += 1;
         let v = data.version;
         let t = Self::table_mut(&mut data, id);
@@ -403,7 +455,12 @@ impl Primary for MemoryPrimary {
     }
 
     async fn scout(&self, tables: &[(TableId, SyncVersion)]) -> Result<Vec<Scouted>> {
-        let data = self.lock();
+        let mut data = self.lock();
+        let untracked = tables
+            .iter()
+            .filter(|(t, _)| data.tables.get(t).is_some_and(|t| !t.tracked))
+            .count();
+        data.untracked_scouted += untracked;
         tables
             .iter()
             .map(|(table, since)| {

@@ -44,6 +44,8 @@ struct Data {
     inbox: Vec<(InboxMessage, Option<String>)>,
     /// Full loads started per table (`begin_full_load` calls that committed).
     loads_started: BTreeMap<TableId, usize>,
+    /// The mode and in-place reason of each of them.
+    load_starts: BTreeMap<TableId, Vec<(LoadMode, Option<String>)>>,
     /// Shadow tables swapped in per table.
     swaps: BTreeMap<TableId, usize>,
     /// `[ctsync].[fence]`: each table's current claim.
@@ -466,6 +468,48 @@ impl MemoryReplica {
         }
     }
 
+    /// Adds (`true`) or drops a swap blocker by hand on a replica table: a
+    /// trigger, or a foreign key (`foreign_key`). Returns whether the
+    /// table exists (there is nothing to add it to otherwise).
+    pub fn set_blocker_by_hand(
+        &self,
+        id: &TableId,
+        name: &str,
+        foreign_key: bool,
+        on: bool,
+    ) -> bool {
+        let mut data = self.lock();
+        let Some(t) = data.tables.get_mut(id) else {
+            return false;
+        };
+        let set = if foreign_key {
+            &mut t.foreign_keys
+        } else {
+            &mut t.triggers
+        };
+        if on {
+            set.insert(name.to_string());
+        } else {
+            set.remove(name);
+        }
+        true
+    }
+
+    /// The triggers and foreign keys added by hand on a replica table.
+    pub fn blockers_by_hand(&self, id: &TableId) -> Vec<String> {
+        self.lock()
+            .tables
+            .get(id)
+            .map(|t| t.triggers.iter().chain(&t.foreign_keys).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every full load that started on the table, in order: its mode and
+    /// why it runs in place (if it does).
+    pub fn load_starts(&self, id: &TableId) -> Vec<(LoadMode, Option<String>)> {
+        self.lock().load_starts.get(id).cloned().unwrap_or_default()
+    }
+
     /// Indexes and grants of a replica table.
     pub fn indexes_and_grants(&self, id: &TableId) -> (Vec<String>, Vec<String>) {
         self.lock()
@@ -494,14 +538,16 @@ impl Replica for MemoryReplica {
         start: &LoadStart,
         claim: &Claim,
     ) -> Result<()> {
+        let modules: Vec<ModuleDef> = self.lock().modules.values().cloned().collect();
         self.transact(&schema.id, claim, LOAD_AND_BACKLOG, |tx| {
-            replica_load::begin(tx, schema, start)
+            replica_load::begin(tx, &modules, schema, start)
         })?;
-        *self
-            .lock()
-            .loads_started
+        let mut data = self.lock();
+        *data.loads_started.entry(schema.id.clone()).or_insert(0) += 1;
+        data.load_starts
             .entry(schema.id.clone())
-            .or_insert(0) += 1;
+            .or_default()
+            .push((start.load.mode, start.load.in_place_reason.clone()));
         Ok(())
     }
 
@@ -637,6 +683,19 @@ impl Replica for MemoryReplica {
             &modules,
             table,
         ))
+    }
+
+    async fn schema_bound_dependents(&self, table: &TableId) -> Result<Vec<ModuleOp>> {
+        let data = self.lock();
+        let modules: Vec<ModuleDef> = data.modules.values().cloned().collect();
+        Ok(replica_load::schema_bound_over(&modules, table)
+            .into_iter()
+            .map(|m| ModuleOp::Drop {
+                schema: m.schema.clone(),
+                name: m.name.clone(),
+                kind: m.kind,
+            })
+            .collect())
     }
 
     /// The record as the SQL Server adapter reads it: a corrupt cursor

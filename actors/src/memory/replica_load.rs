@@ -11,10 +11,28 @@ use crate::model::{Row, SyncVersion, TableId, TableSchema};
 use crate::modules::ModuleDef;
 use crate::ports::{LoadMode, LoadStart, PendingLoad, ReplicaRecord};
 
-pub(super) fn begin(tx: &mut Tx<'_>, schema: &TableSchema, start: &LoadStart) -> Result<()> {
+/// Starts a load: empties (or drops and creates) the live table in place,
+/// or creates the shadow. SQL Server refuses to drop a table a
+/// schema-bound module references.
+pub(super) fn begin(
+    tx: &mut Tx<'_>,
+    modules: &[ModuleDef],
+    schema: &TableSchema,
+    start: &LoadStart,
+) -> Result<()> {
     let id = &schema.id;
     match start.load.mode {
-        LoadMode::InPlace if start.recreate => tx.put(id, Table::new(schema.clone())),
+        LoadMode::InPlace if start.recreate => {
+            if tx.table(id).is_some() {
+                if let Some(m) = schema_bound_over(modules, id).first() {
+                    return Err(Error::Replica(format!(
+                        "Cannot DROP TABLE '{id}' because it is being referenced by object '{}'",
+                        m.name
+                    )));
+                }
+            }
+            tx.put(id, Table::new(schema.clone()))
+        }
         LoadMode::InPlace => tx.table_mut(id)?.rows.clear(),
         LoadMode::Shadow => {
             let mut shadow = schema.clone();
@@ -91,18 +109,10 @@ pub(super) fn cancel(tx: &mut Tx<'_>, id: &TableId, version: SyncVersion) -> Res
 }
 
 /// What blocks a swap: schema-bound modules over the table, and triggers
-/// on it (they cannot be carried over).
+/// and foreign keys on it (they cannot be carried over).
 pub(super) fn blockers(live: Option<&Table>, modules: &[ModuleDef], id: &TableId) -> Vec<String> {
-    let mut found: Vec<String> = modules
-        .iter()
-        .filter(|m| {
-            m.definition.as_deref().is_some_and(|d| {
-                d.to_ascii_uppercase().contains("SCHEMABINDING")
-                    && references(d)
-                        .iter()
-                        .any(|(s, n)| s == &id.schema && n == &id.name)
-            })
-        })
+    let mut found: Vec<String> = schema_bound_over(modules, id)
+        .into_iter()
         .map(|m| {
             format!(
                 "schema-bound {} [{}].[{}] references the table",
@@ -118,6 +128,26 @@ pub(super) fn blockers(live: Option<&Table>, modules: &[ModuleDef], id: &TableId
                 .iter()
                 .map(|t| format!("trigger [{t}] on the table cannot be carried over")),
         );
+        found.extend(
+            live.foreign_keys
+                .iter()
+                .map(|k| format!("foreign key [{k}] references or belongs to the table")),
+        );
     }
     found
+}
+
+/// The schema-bound modules that reference the table.
+pub(super) fn schema_bound_over<'m>(modules: &'m [ModuleDef], id: &TableId) -> Vec<&'m ModuleDef> {
+    modules
+        .iter()
+        .filter(|m| {
+            m.definition.as_deref().is_some_and(|d| {
+                d.to_ascii_uppercase().contains("SCHEMABINDING")
+                    && references(d)
+                        .iter()
+                        .any(|(s, n)| s == &id.schema && n == &id.name)
+            })
+        })
+        .collect()
 }

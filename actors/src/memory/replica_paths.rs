@@ -51,7 +51,10 @@ impl PageRows<'_> {
         };
         let sent = rows.len().div_ceil(2);
         let (class, what) = match fault {
-            Fault::Reject => (BulkFailure::Load, "the server refused the bulk load"),
+            // A partial answer strikes only calls answering a list.
+            Fault::Reject | Fault::Partial(_) => {
+                (BulkFailure::Load, "the server refused the bulk load")
+            }
             Fault::LostAck => (BulkFailure::Connection, "the connection dropped"),
         };
         self.failed = Some(class);

@@ -12,10 +12,12 @@ pub(super) struct Table {
     pub(super) schema: TableSchema,
     pub(super) rows: BTreeMap<RowKey, Row>,
     /// What operators added by hand: indexes and grants (carried over by a
-    /// swap) and triggers (which block it).
+    /// swap), triggers and foreign keys (which block it; the keys'
+    /// referential checks are not modelled).
     pub(super) indexes: BTreeSet<String>,
     pub(super) grants: BTreeSet<String>,
     pub(super) triggers: BTreeSet<String>,
+    pub(super) foreign_keys: BTreeSet<String>,
 }
 
 impl Table {
@@ -26,6 +28,7 @@ impl Table {
             indexes: BTreeSet::new(),
             grants: BTreeSet::new(),
             triggers: BTreeSet::new(),
+            foreign_keys: BTreeSet::new(),
         }
     }
 }

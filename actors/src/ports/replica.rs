@@ -197,6 +197,9 @@ pub trait Replica: Send + Sync {
     /// something operators added to the live table from being carried over
     /// (each named); empty when a shadow load can be used.
     async fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>>;
+    /// The modules bound to the table by `WITH SCHEMABINDING`, as the drops
+    /// that free it (SQL Server refuses to drop a table they reference).
+    async fn schema_bound_dependents(&self, table: &TableId) -> Result<Vec<ModuleOp>>;
     /// ctsync's record of the table.
     async fn record(&self, table: &TableId) -> Result<ReplicaRecord>;
     /// The table as the replica's catalog has it; `None` if it does not exist.

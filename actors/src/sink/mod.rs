@@ -116,6 +116,12 @@ impl SinkHandle {
         self.replica.swap_blockers(&table).await
     }
 
+    /// The modules schema-bound to `table`, after its earlier writes.
+    pub async fn schema_bound_dependents(&self, table: TableId) -> Result<Vec<ModuleOp>> {
+        self.order.after_writes(&table).await;
+        self.replica.schema_bound_dependents(&table).await
+    }
+
     /// The replica's modules (unordered: see the module docs).
     pub async fn modules(&self) -> Result<Vec<ModuleDef>> {
         self.replica.modules().await

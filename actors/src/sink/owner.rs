@@ -9,6 +9,7 @@ use super::SinkHandle;
 use crate::error::Result;
 use crate::fence::Claim;
 use crate::model::{ChangeBatch, ColumnOp, Row, SyncVersion, TableId, TableSchema};
+use crate::modules::ModuleOp;
 use crate::ports::{LoadMode, LoadStart, PendingLoad, ReplicaRecord};
 
 /// A [`SinkHandle`] with the claim of the table owner that writes through
@@ -93,5 +94,16 @@ impl OwnerSink {
     /// See [`SinkHandle::swap_blockers`].
     pub async fn swap_blockers(&self, table: TableId) -> Result<Vec<String>> {
         self.sink.swap_blockers(table).await
+    }
+
+    /// See [`SinkHandle::schema_bound_dependents`].
+    pub async fn schema_bound_dependents(&self, table: TableId) -> Result<Vec<ModuleOp>> {
+        self.sink.schema_bound_dependents(table).await
+    }
+
+    /// Drops one module (module sync creates it again from the primary);
+    /// not fenced: modules belong to no table.
+    pub async fn drop_module(&self, op: ModuleOp) -> Result<()> {
+        self.sink.apply_module(op).await
     }
 }

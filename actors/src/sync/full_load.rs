@@ -75,6 +75,9 @@ struct Begin<'a> {
     rebuild: bool,
     alter: &'a [ColumnOp],
     expired_restarts: u32,
+    /// What blocks the swap, found at the end of a shadow load: this load
+    /// runs in place.
+    blocked: Vec<String>,
 }
 
 pub(super) async fn run(
@@ -112,6 +115,7 @@ pub(super) async fn run(
                 rebuild,
                 alter,
                 expired_restarts: resume.map_or(0, |r| r.expired_restarts),
+                blocked: Vec::new(),
             };
             start(p, sink, schema, begin).await?
         }
@@ -151,6 +155,7 @@ pub(super) async fn run(
                     rebuild: false,
                     alter: &[],
                     expired_restarts: 0,
+                    blocked: Vec::new(),
                 };
                 pending = start(p, sink, schema, begin).await?;
                 show_mode(p, table, &pending);
@@ -180,7 +185,28 @@ pub(super) async fn run(
         // The start version must still be valid: otherwise changes made
         // during the copy were cleaned up before they could be applied.
         match cleanup_passed(p, table, pending.start_version).await? {
-            None => break,
+            None => match swap_blocked(sink, table, &pending).await? {
+                None => break,
+                Some(blocked) => {
+                    warn!(table = %table, blockers = %blocked.join("; "), "something on the replica now blocks the swap of the shadow table: the load starts over in place");
+                    let begin = Begin {
+                        flags: TableFlags {
+                            enabled: true,
+                            force_full_load: pending.forced,
+                            force_requests: pending.requests_seen,
+                        },
+                        replaced_version: pending.replaced_version,
+                        // The live table still needs what this cycle
+                        // found missing (a shadow had it built in).
+                        rebuild,
+                        alter,
+                        expired_restarts: pending.expired_restarts,
+                        blocked,
+                    };
+                    pending = start(p, sink, schema, begin).await?;
+                    show_mode(p, table, &pending);
+                }
+            },
             Some(reason) => {
                 warn!(table = %table, %reason, "CT cleanup passed the full load's start version; the load starts over");
                 let begin = Begin {
@@ -193,6 +219,7 @@ pub(super) async fn run(
                     rebuild: false,
                     alter: &[],
                     expired_restarts: pending.expired_restarts + 1,
+                    blocked: Vec::new(),
                 };
                 if begin.expired_restarts < MAX_EXPIRED_RESTARTS {
                     pending = start(p, sink, schema, begin).await?;
@@ -244,6 +271,13 @@ async fn start(
             LoadMode::InPlace,
             Some("the replica table is created by this load".to_string()),
         )
+    } else if !begin.blocked.is_empty() {
+        let reason = format!(
+            "loading in place (readers see the table fill up): the swap was blocked part-way \
+             through a shadow load: {}",
+            begin.blocked.join("; ")
+        );
+        (LoadMode::InPlace, Some(reason))
     } else if p.config.full_load_mode == LoadMode::InPlace {
         (
             LoadMode::InPlace,
@@ -280,6 +314,9 @@ async fn start(
         load: load.clone(),
         recreate: mode == LoadMode::InPlace && begin.rebuild,
     };
+    if start.recreate {
+        free_for_rebuild(sink, table).await?;
+    }
     sink.begin_full_load(schema.clone(), start).await?;
     if mode == LoadMode::InPlace && !begin.alter.is_empty() {
         // An emptied table accepts NOT NULL columns; a shadow is created
@@ -289,6 +326,37 @@ async fn start(
     }
     report(p, sink, table, &load, None, 0).await;
     Ok(load)
+}
+
+/// Drops the replica's modules schema-bound to `table` before it is
+/// dropped and created again: SQL Server refuses to drop a table they
+/// reference, at every retry and whatever the operator asks. They are
+/// copies of the primary's (module sync drops any other), so module sync
+/// creates them again once the table exists.
+async fn free_for_rebuild(sink: &OwnerSink, table: &TableId) -> Result<()> {
+    for op in sink.schema_bound_dependents(table.clone()).await? {
+        let (_, name) = op.label();
+        warn!(table = %table, module = %name, "dropping the schema-bound module so the table can be rebuilt; module sync creates it again");
+        sink.drop_module(op).await?;
+    }
+    Ok(())
+}
+
+/// What blocks the swap that would finish `pending`, if it is a shadow
+/// load and anything does (a trigger, a foreign key or a schema-bound view
+/// that appeared on the replica after the load chose its mode): the swap
+/// would fail at every retry, whatever the operator asks, so the load
+/// falls back to in place as if the blocker had been there at its start.
+async fn swap_blocked(
+    sink: &OwnerSink,
+    table: &TableId,
+    pending: &PendingLoad,
+) -> Result<Option<Vec<String>>> {
+    if pending.mode != LoadMode::Shadow {
+        return Ok(None);
+    }
+    let blockers = sink.swap_blockers(table.clone()).await?;
+    Ok((!blockers.is_empty()).then_some(blockers))
 }
 
 /// A pending load can go on if its target still has the primary's columns

@@ -5,6 +5,7 @@
 
 use ctsync_actors::fence::Claim;
 use ctsync_actors::model::{Row, SyncVersion, TableId, TableSchema};
+use ctsync_actors::modules::{ModuleKind, ModuleOp};
 use ctsync_actors::ports::{
     CursorKind, LoadMode, LoadStart, PendingLoad, ReplicaRecord, Unreadable,
 };
@@ -330,6 +331,36 @@ impl MssqlReplica {
             .iter()
             .filter_map(|r| r.try_get::<&str, _>(0).ok().flatten().map(str::to_string))
             .collect())
+    }
+
+    pub(super) async fn schema_bound(&self, table: &TableId) -> Result<Vec<ModuleOp>> {
+        let mut lease = self.pool.lease().await.map_err(err)?;
+        let rows = query_rows(
+            &mut lease,
+            sql::SCHEMA_BOUND_DEPENDENTS,
+            vec![text(sql::object_name_param(table))],
+            || format!("looking for the modules schema-bound to {table}"),
+        )
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                let get = |c: &str| r.try_get::<&str, _>(c).ok().flatten().unwrap_or_default();
+                let kind = ModuleKind::from_type_code(get("type")).ok_or_else(|| {
+                    Error::Replica(format!(
+                        "{}.{} is schema-bound to {table} but is of type {:?}, not a module ctsync knows",
+                        get("schema_name"),
+                        get("name"),
+                        get("type")
+                    ))
+                })?;
+                Ok(ModuleOp::Drop {
+                    schema: get("schema_name").to_string(),
+                    name: get("name").to_string(),
+                    kind,
+                })
+            })
+            .collect()
     }
 
     pub(super) async fn read_record(&self, table: &TableId) -> Result<ReplicaRecord> {

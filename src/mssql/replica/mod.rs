@@ -333,6 +333,10 @@ impl Replica for MssqlReplica {
         self.blockers(table).await
     }
 
+    async fn schema_bound_dependents(&self, table: &TableId) -> Result<Vec<ModuleOp>> {
+        self.schema_bound(table).await
+    }
+
     async fn record(&self, table: &TableId) -> Result<ReplicaRecord> {
         self.read_record(table).await
     }

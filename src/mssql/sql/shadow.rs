@@ -33,6 +33,13 @@ FROM sys.database_permissions AS p WHERE p.class = 1 AND p.major_id = @id AND p.
 UNION ALL SELECT N'the table is published for replication or tracked by change data capture' \
 FROM sys.tables AS tb WHERE tb.object_id = @id AND (tb.is_replicated = 1 OR tb.is_tracked_by_cdc = 1)";
 
+/// The modules bound to the table `@P1` by `WITH SCHEMABINDING`, once each
+/// (schema-bound references are also listed per column): schema, name and
+/// `sys.objects.type`. SQL Server refuses to drop the table while they exist.
+pub const SCHEMA_BOUND_DEPENDENTS: &str = "SELECT DISTINCT SCHEMA_NAME(o.schema_id) AS [schema_name], o.name AS [name], o.type AS [type] \
+FROM sys.sql_expression_dependencies AS d JOIN sys.objects AS o ON o.object_id = d.referencing_id \
+WHERE d.referenced_id = OBJECT_ID(@P1, N'U') AND d.is_schema_bound_reference = 1";
+
 /// The nonclustered rowstore indexes of the live table `@P1` (besides the
 /// primary key), one row per index column, in index and column order.
 pub const CARRIED_INDEXES: &str = "SELECT i.name AS index_name, i.is_unique, i.filter_definition, \

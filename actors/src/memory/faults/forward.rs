@@ -25,15 +25,17 @@ use std::time::Duration;
 /// `impl Port for Wrapper as LIST { fn m(&self, a: A) -> R = how; … }`
 /// writes the port's impl and `LIST`, the names of the methods declared.
 /// `how` is `guard(Site)` (through the plan), `guard(Site; about EXPR)`
-/// (EXPR lists the tables the call is about, for rules on one table), with
-/// an optional `then HOOK` (an async method given the result), or `pass()`
-/// (straight to the wrapped port, never struck).
+/// (EXPR lists the tables the call is about, for rules on one table),
+/// `guard(Site; about EXPR; entries)` (the call answers a list, one entry
+/// per thing asked, that a `Fault::Partial` can shorten), with an optional
+/// `then HOOK` (an async method given the result), or `pass()` (straight
+/// to the wrapped port, never struck).
 macro_rules! forward {
     (
         impl $port:ident for $wrapper:ty as $list:ident {
             $(
                 fn $name:ident $(<$lt:lifetime>)? (& $($slt:lifetime)? self $(, $arg:ident : $argty:ty)* $(,)?)
-                    -> $ret:ty = $how:ident ( $($site:ident $(; about $about:expr)?)? ) $(then $hook:ident)? ;
+                    -> $ret:ty = $how:ident ( $($how_args:tt)* ) $(then $hook:ident)? ;
             )*
         }
     ) => {
@@ -44,7 +46,7 @@ macro_rules! forward {
         impl $port for $wrapper {
             $(
                 async fn $name $(<$lt>)? (& $($slt)? self $(, $arg: $argty)*) -> $ret {
-                    forward!(@body self, $name, ($($arg),*), $how ( $($site $(; about $about)?)? ) $(then $hook)?)
+                    forward!(@body self, $name, ($($arg),*), $how ( $($how_args)* ) $(then $hook)?)
                 }
             )*
         }
@@ -53,7 +55,20 @@ macro_rules! forward {
         $self.inner.$name($($arg),*).await
     };
     (@body $self:ident, $name:ident, ($($arg:ident),*),
+        guard ($site:ident; about $about:expr; entries)) => {{
+        let (_flight, rule) = forward!(@before $self, $name, $site, true, $about);
+        let result = $self.inner.$name($($arg),*).await;
+        $self.plan.after_entries(Site::$site, stringify!($name), rule, result)
+    }};
+    (@body $self:ident, $name:ident, ($($arg:ident),*),
         guard ($site:ident $(; about $about:expr)?) $(then $hook:ident)?) => {{
+        let (_flight, rule) = forward!(@before $self, $name, $site, false $(, $about)?);
+        let result = $self.inner.$name($($arg),*).await;
+        let result = $self.plan.after(Site::$site, stringify!($name), rule, result);
+        $(let result = $self.$hook(result).await;)?
+        result
+    }};
+    (@before $self:ident, $name:ident, $site:ident, $entries:expr $(, $about:expr)?) => {{
         let about = |_id: &TableId| -> bool {
             false $(|| IntoIterator::into_iter($about)
                 .any(|t| *std::borrow::Borrow::<TableId>::borrow(&t) == *_id))?
@@ -62,13 +77,11 @@ macro_rules! forward {
             site: Site::$site,
             method: stringify!($name),
             about: &about,
+            entries: $entries,
         };
-        let _flight = $self.plan.fly(&call);
-        let rule = $self.plan.before(call).await?;
-        let result = $self.inner.$name($($arg),*).await;
-        let result = $self.plan.after(Site::$site, stringify!($name), rule, result);
-        $(let result = $self.$hook(result).await;)?
-        result
+        // In flight until the body's end (answered, failed or dropped).
+        let flight = $self.plan.fly(&call);
+        (flight, $self.plan.before(call).await?)
     }};
 }
 
@@ -90,7 +103,7 @@ forward! {
             -> Result<Box<dyn ChangeSet + 'a>> =
             guard(PrimaryChanges; about [&schema.id]) then faulty_pages;
         fn scout(&self, tables: &[(TableId, SyncVersion)]) -> Result<Vec<Scouted>> =
-            guard(PrimaryMeta; about tables.iter().map(|(t, _)| t));
+            guard(PrimaryMeta; about tables.iter().map(|(t, _)| t); entries);
     }
 }
 
@@ -127,6 +140,7 @@ impl ChangeSet for FaultyChangeSet<'_> {
             site: Site::PrimaryChanges,
             method: "next_page",
             about: &about,
+            entries: false,
         };
         let _flight = self.plan.fly(&call);
         let rule = self.plan.before(call).await?;
@@ -159,6 +173,8 @@ forward! {
         fn advance_versions(&self, advances: &[Advance]) -> Result<Vec<TableId>> =
             guard(ReplicaWrite; about advances.iter().map(|a| &a.table));
         fn swap_blockers(&self, table: &TableId) -> Result<Vec<String>> =
+            guard(ReplicaRead; about [table]);
+        fn schema_bound_dependents(&self, table: &TableId) -> Result<Vec<ModuleOp>> =
             guard(ReplicaRead; about [table]);
         fn record(&self, table: &TableId) -> Result<ReplicaRecord> =
             guard(ReplicaRead; about [table]);

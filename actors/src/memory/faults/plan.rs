@@ -63,6 +63,10 @@ pub enum Fault {
     /// Takes effect, then reports an error (a crash or a dropped connection
     /// between the commit, or the read, and its answer).
     LostAck,
+    /// Answers, without entry `n` (modulo the answer's length) of the list
+    /// it returns: a partial answer. Strikes only calls that answer with a
+    /// list, one entry per thing asked (`forward!`'s `entries` marker).
+    Partial(u32),
 }
 
 /// Which calls a rule strikes: every condition set must hold.
@@ -154,14 +158,16 @@ impl Rule {
         self.message = Some(message.to_string());
         self
     }
-    fn label(mut self, label: &'static str) -> Self {
+    /// The name the strike is counted under (default: the fault's kind).
+    pub fn label(mut self, label: &'static str) -> Self {
         self.label = Some(label);
         self
     }
 
     fn matches(&self, call: &Call<'_>) -> bool {
         let f = &self.filter;
-        f.port.is_none_or(|p| p == call.site.port())
+        (call.entries || !matches!(self.fault, Fault::Partial(_)))
+            && f.port.is_none_or(|p| p == call.site.port())
             && f.site.is_none_or(|s| s == call.site)
             && f.method.is_none_or(|m| m == call.method)
             && f.object.as_ref().is_none_or(|id| (call.about)(id))
@@ -174,6 +180,9 @@ pub(super) struct Call<'a> {
     pub method: &'static str,
     /// Whether the call is about this table or module.
     pub about: &'a (dyn Fn(&TableId) -> bool + Sync),
+    /// The call answers with a list, one entry per thing asked: a
+    /// [`Fault::Partial`] can shorten it.
+    pub entries: bool,
 }
 
 /// A rule in force, as [`FaultPlan::inject`] returned it (to lift it).
@@ -416,11 +425,13 @@ impl FaultPlan {
             site,
             method,
             about: &about,
+            entries: false,
         };
         let rule = self.strike(&call)?;
         let kind = match rule.fault {
             Fault::Reject => "reject",
             Fault::LostAck => "lost_ack",
+            Fault::Partial(_) => "partial",
         };
         // Inside a write, the write's method says what runs.
         let phases = match Phase::of_method(method) {
@@ -484,6 +495,9 @@ impl FaultPlan {
             return Err(Error::Sink("injected: the process died".into()));
         }
         match (rule, result) {
+            // Only `after_entries` can shorten an answer (and only calls
+            // with entries meet the rule).
+            (Some(rule), r) if matches!(rule.fault, Fault::Partial(_)) => r,
             (Some(rule), Ok(_)) => {
                 self.count(site, rule.label.unwrap_or("lost_ack"), &rule.phases);
                 Err(injected(
@@ -494,6 +508,35 @@ impl FaultPlan {
                 ))
             }
             (_, r) => r,
+        }
+    }
+}
+
+impl FaultPlan {
+    /// After a call that answers with a list: as [`FaultPlan::after`], and
+    /// a partial answer drops one entry of it.
+    pub(super) fn after_entries<T>(
+        &self,
+        site: Site,
+        method: &'static str,
+        rule: Option<Rule>,
+        result: Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        match rule {
+            Some(Rule {
+                fault: Fault::Partial(n),
+                label,
+                phases,
+                ..
+            }) => {
+                let mut entries = self.after(site, method, None, result)?;
+                if !entries.is_empty() {
+                    entries.remove(n as usize % entries.len());
+                    self.count(site, label.unwrap_or("partial"), &phases);
+                }
+                Ok(entries)
+            }
+            rule => self.after(site, method, rule, result),
         }
     }
 }
