@@ -4,7 +4,9 @@
 //! from one u64 seed: workload on several tables (composite keys, every
 //! value type, names with dots), operator flag changes, schema changes with
 //! and without their DDL events, CT cleanup and TRUNCATE, faults at every
-//! port (rejected calls and lost acknowledgements), Redis outages and data
+//! port (rejected calls, lost acknowledgements, calls that hang before or
+//! after their effect until the core's call limit ends them, calls that
+//! take effect late), Redis outages and data
 //! loss, process kills and graceful restarts (some just as a table's
 //! backlog is part-way applied), and a second instance that
 //! joins, leaves, dies, or freezes past its lease (at times just as a write

@@ -36,6 +36,7 @@ pub const LEASES_LOST: &str = "ctsync_leases_lost_total";
 pub const SCOUT_FAILURES: &str = "ctsync_scout_failures_total";
 pub const COPY_TIMEOUTS: &str = "ctsync_change_copy_timeouts_total";
 pub const BULK_FALLBACKS: &str = "ctsync_bulk_fallbacks_total";
+pub const CALL_TIMEOUTS: &str = "ctsync_call_timeouts_total";
 
 /// Every metric ctsync exports (the README's metric table lists exactly these).
 pub const ALL: &[&str] = &[
@@ -71,6 +72,7 @@ pub const ALL: &[&str] = &[
     SCOUT_FAILURES,
     COPY_TIMEOUTS,
     BULK_FALLBACKS,
+    CALL_TIMEOUTS,
 ];
 
 /// Registers help texts; call once after installing a recorder.
@@ -177,6 +179,10 @@ pub fn describe() {
         "Tables switched from bulk copy to INSERT … OPENJSON after a bulk load failed (until their schema changes or the process restarts)."
     );
     describe_counter!(
+        CALL_TIMEOUTS,
+        "Port calls the core abandoned after their call limit, by port and method (a hung primary, replica, Redis or DDL queue); each is a transient error of its caller."
+    );
+    describe_counter!(
         COPY_TIMEOUTS,
         "Change-set copies abandoned after CTSYNC_CHANGE_COPY_TIMEOUT_SECS, per table (each starts over at the next cycle)."
     );
@@ -279,6 +285,11 @@ pub fn fenced_write(e: &crate::error::Error) {
         _ => String::new(),
     };
     counter!(FENCED_WRITES, "table" => table).increment(1);
+}
+
+/// A port call abandoned after its call limit (`ports::limits`).
+pub fn call_timeout(port: &'static str, method: &'static str) {
+    counter!(CALL_TIMEOUTS, "port" => port, "method" => method).increment(1);
 }
 
 pub fn redis_data_loss() {

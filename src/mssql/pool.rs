@@ -96,6 +96,7 @@ pub async fn query_rows(
     what: impl Fn() -> String,
 ) -> Result<Vec<Row>, MssqlError> {
     let result = async { lease.session()?.rpc_rows(sql, params).await.context(&what) }.await;
+    lease.answered();
     discard_on_error(lease, result)
 }
 
@@ -135,6 +136,7 @@ pub async fn execute(
     what: impl Fn() -> String,
 ) -> Result<u64, MssqlError> {
     let result = async { lease.session()?.rpc_count(sql, params).await.context(&what) }.await;
+    lease.answered();
     discard_on_error(lease, result)
 }
 
@@ -156,5 +158,67 @@ pub async fn batch_rows(
     what: impl Fn() -> String,
 ) -> Result<Vec<Vec<Row>>, MssqlError> {
     let result = async { lease.session()?.batch(sql).await.context(&what) }.await;
+    lease.answered();
     discard_on_error(lease, result)
+}
+
+/// Sends `sql`, a batch that opens a transaction. Until
+/// [`end_transaction`] ends it, the lease is discarded if it is dropped:
+/// an open transaction never goes back to the pool.
+pub async fn begin_transaction(
+    lease: &mut Lease<'_>,
+    sql: &str,
+    what: impl Fn() -> String,
+) -> Result<(), MssqlError> {
+    lease.transaction_begun();
+    batch(lease, sql, what).await
+}
+
+/// Sends `sql`, the batch that commits or rolls back the lease's
+/// transaction; once it answered, the lease may go back to the pool.
+pub async fn end_transaction(
+    lease: &mut Lease<'_>,
+    sql: &str,
+    what: impl Fn() -> String,
+) -> Result<(), MssqlError> {
+    batch(lease, sql, what).await?;
+    lease.transaction_ended();
+    Ok(())
+}
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests {
+    use super::*;
+    use crate::mssql::recording::{Recorder, Request};
+
+    /// A lease dropped with its transaction open, no request in flight
+    /// (its caller dropped between two statements), closes its session;
+    /// one whose transaction ended goes back to the pool.
+    #[tokio::test]
+    async fn a_lease_dropped_inside_its_transaction_closes_its_session() {
+        let recorder = Recorder::new(|_: &Request| None);
+        let pool = Pool::with_connector(Arc::new(recorder.clone()), 1);
+        let what = || "test".to_string();
+        {
+            let mut lease = pool.lease().await.expect("lease");
+            begin_transaction(&mut lease, crate::mssql::sql::BEGIN, what)
+                .await
+                .expect("begin");
+            end_transaction(&mut lease, crate::mssql::sql::COMMIT, what)
+                .await
+                .expect("commit");
+        }
+        assert!(recorder.closed().is_empty(), "{:?}", recorder.closed());
+        {
+            let mut lease = pool.lease().await.expect("lease");
+            begin_transaction(&mut lease, crate::mssql::sql::BEGIN, what)
+                .await
+                .expect("begin");
+        }
+        assert_eq!(recorder.closed(), vec![1]);
+        let mut lease = pool.lease().await.expect("lease");
+        batch(&mut lease, "SELECT 1;", what).await.expect("batch");
+        let sessions: Vec<usize> = recorder.log().iter().map(|r| r.session).collect();
+        assert_eq!(sessions, vec![1, 1, 1, 2]);
+    }
 }

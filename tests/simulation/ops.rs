@@ -79,6 +79,19 @@ pub(crate) enum Op {
         at: Option<Site>,
     },
     Advance(u64),
+    /// The next call at `site` never answers (`effect`: after its request
+    /// ran, else before): only the core's call limit, or the process's
+    /// death, ends it.
+    Hang {
+        site: Site,
+        effect: bool,
+    },
+    /// The next call at `site` takes effect `ms` late (within the call
+    /// limit; at times longer than a lease).
+    Slow {
+        site: Site,
+        ms: u64,
+    },
 }
 
 pub(crate) const SITES: [Site; 9] = [
@@ -120,13 +133,15 @@ impl Op {
             Op::KillSecond => "kill-second",
             Op::Pause { .. } => "pause",
             Op::Advance(_) => "advance",
+            Op::Hang { .. } => "hang",
+            Op::Slow { .. } => "slow",
         }
     }
 }
 
 /// One line: the name, then `key=value` pairs (e.g. `upsert t=0 key=3
 /// salt=17`, `fault site=ReplicaWrite fault=LostAck`, `pause second=true
-/// ms=588 at=none`).
+/// ms=588 at=none`, `hang site=StateWrite effect=true`).
 impl std::fmt::Display for Op {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.name())?;
@@ -154,6 +169,8 @@ impl std::fmt::Display for Op {
                 None => write!(f, " second={second} ms={ms} at=none"),
             },
             Op::Advance(ms) => write!(f, " ms={ms}"),
+            Op::Hang { site, effect } => write!(f, " site={site:?} effect={effect}"),
+            Op::Slow { site, ms } => write!(f, " site={site:?} ms={ms}"),
             Op::RedisDown
             | Op::RedisUp
             | Op::RedisFlush
@@ -274,6 +291,14 @@ impl std::str::FromStr for Op {
                 at: f.site("at")?,
             },
             "advance" => Op::Advance(f.num("ms")?),
+            "hang" => Op::Hang {
+                site: f.site("site")?.ok_or("hang site=none")?,
+                effect: f.flag("effect")?,
+            },
+            "slow" => Op::Slow {
+                site: f.site("site")?.ok_or("slow site=none")?,
+                ms: f.num("ms")?,
+            },
             other => return Err(format!("{other}: no such operation")),
         };
         match f.0.first() {

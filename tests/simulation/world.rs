@@ -11,7 +11,7 @@ use crate::ops::Op;
 use crate::rows::*;
 use ctsync_actors::actors::{self, Ports, Running};
 use ctsync_actors::keys;
-use ctsync_actors::memory::faults::{self, FaultPlan};
+use ctsync_actors::memory::faults::{self, Fault, FaultPlan};
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica, MemoryState};
 use ctsync_actors::model::*;
 use ctsync_actors::ports::Primary;
@@ -342,6 +342,8 @@ impl World {
                 plan.resume();
             }
             Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+            Op::Hang { site, effect } => self.plan.push(*site, Fault::Hang { effect: *effect }),
+            Op::Slow { site, ms } => self.plan.push(*site, Fault::Slow { ms: *ms }),
         }
     }
 

@@ -140,14 +140,15 @@ pub struct Ports {
 }
 
 /// Starts the SinkActor, the SupervisorActor, the ModuleSyncActor and (with
-/// a queue) the DdlListenerActor on the current actix system.
+/// a queue) the DdlListenerActor on the current actix system, every call of
+/// every port under its call limit (`config.call_limits`).
 pub fn start(ports: Ports, config: SyncConfig) -> Running {
     let Ports {
         primary,
         replica,
         state,
         ddl_queue,
-    } = ports;
+    } = crate::ports::limits::wrap(ports, config.call_limits);
     let fence = crate::fence::Fence::default();
     let sink = SinkHandle::start(replica, fence.clone());
     let board = StatusBoard::default();

@@ -6,47 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use crate::ports::calls::{Port, Site};
+
 use crate::error::{Error, Result};
 use crate::model::TableId;
-
-/// Where a fault can strike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Site {
-    /// Catalog, versions and counts on the primary.
-    PrimaryMeta,
-    /// A full-load page.
-    PrimaryPage,
-    /// A page of changes.
-    PrimaryChanges,
-    /// Any replica write transaction.
-    ReplicaWrite,
-    /// Replica reads (catalog, records, inbox).
-    ReplicaRead,
-    StateRead,
-    StateWrite,
-    QueueReceive,
-    QueueCommit,
-}
-
-/// The dependency a site belongs to (an outage takes all of its sites).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Port {
-    Primary,
-    Replica,
-    State,
-    Queue,
-}
-
-impl Site {
-    pub fn port(self) -> Port {
-        match self {
-            Site::PrimaryMeta | Site::PrimaryPage | Site::PrimaryChanges => Port::Primary,
-            Site::ReplicaWrite | Site::ReplicaRead => Port::Replica,
-            Site::StateRead | Site::StateWrite => Port::State,
-            Site::QueueReceive | Site::QueueCommit => Port::Queue,
-        }
-    }
-}
+use crate::ports::Call;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -55,6 +19,28 @@ pub enum Fault {
     /// Takes effect, then reports an error (a crash or a dropped connection
     /// between the commit, or the read, and its answer).
     LostAck,
+    /// Never answers: it waits on the clock until the core's call limit
+    /// drops it or the process dies. `effect: false`: the request never
+    /// ran (a server that accepted it and froze, a lock that never comes);
+    /// `true`: it ran, and its answer never came (a partition after the
+    /// commit).
+    Hang { effect: bool },
+    /// Takes `ms` longer before it takes effect (a lock wait, a busy
+    /// server), then answers at once: late, within the call limit.
+    Slow { ms: u64 },
+}
+
+impl Fault {
+    /// The name a strike is counted under in [`FaultPlan::injected`].
+    fn kind(self) -> &'static str {
+        match self {
+            Fault::Reject => "reject",
+            Fault::LostAck => "lost_ack",
+            Fault::Hang { effect: false } => "hang_before",
+            Fault::Hang { effect: true } => "hang_after",
+            Fault::Slow { .. } => "slow",
+        }
+    }
 }
 
 /// Which calls a rule strikes: every condition set must hold.
@@ -153,16 +139,13 @@ impl Rule {
         f.port.is_none_or(|p| p == call.site.port())
             && f.site.is_none_or(|s| s == call.site)
             && f.method.is_none_or(|m| m == call.method)
-            && f.object.as_ref().is_none_or(|id| (call.about)(id))
+            && f.object.as_ref().is_none_or(|id| call.is_about(id))
     }
-}
 
-/// One port call as the plan sees it.
-pub(super) struct Call<'a> {
-    pub site: Site,
-    pub method: &'static str,
-    /// Whether the call is about this table or module.
-    pub about: &'a (dyn Fn(&TableId) -> bool + Sync),
+    /// The name the strike is counted under.
+    fn kind(&self) -> &'static str {
+        self.label.unwrap_or(self.fault.kind())
+    }
 }
 
 /// A rule in force, as [`FaultPlan::inject`] returned it (to lift it).
@@ -203,6 +186,8 @@ pub struct FaultPlan {
     /// The next call at this site freezes the process, itself included
     /// (frozen just before its request reached the server).
     pause_at: Mutex<Option<Site>>,
+    /// Wakes the hung calls when the process dies (see [`Fault::Hang`]).
+    died: tokio::sync::Notify,
 }
 
 impl Default for FaultPlan {
@@ -213,6 +198,7 @@ impl Default for FaultPlan {
             paused: AtomicBool::new(false),
             resumed: tokio::sync::Notify::new(),
             pause_at: Mutex::new(None),
+            died: tokio::sync::Notify::new(),
         }
     }
 }
@@ -245,9 +231,29 @@ impl FaultPlan {
         self.inject(Rule::fault(fault).at(site));
     }
 
-    /// Every later call fails (the process died).
+    /// Every later call fails (the process died), and so does every hung
+    /// call.
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
+        self.died.notify_waiters();
+    }
+
+    pub(super) fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    /// A hung call's end: waits until the process dies (only the core's
+    /// call limit, which drops the call, ends it sooner).
+    async fn until_killed(&self) -> Error {
+        loop {
+            // Waiting before looking: a kill in between is not missed.
+            let mut died = std::pin::pin!(self.died.notified());
+            died.as_mut().enable();
+            if self.is_killed() {
+                return died_error();
+            }
+            died.await;
+        }
     }
 
     /// Calls go through again: the process is back with the state it had
@@ -367,33 +373,53 @@ impl FaultPlan {
             }
             resumed.await;
         }
-        if self.killed.load(Ordering::SeqCst) {
-            return Err(Error::Sink("injected: the process died".into()));
+        if self.is_killed() {
+            return Err(died_error());
         }
-        match self.strike(&call) {
-            Some(rule) if rule.fault == Fault::Reject => {
-                self.count(site, rule.label.unwrap_or("reject"));
+        let Some(rule) = self.strike(&call) else {
+            return Ok(None);
+        };
+        match rule.fault {
+            Fault::Reject => {
+                self.count(site, rule.kind());
                 Err(injected(site, call.method, &rule, "rejected"))
             }
-            other => Ok(other),
+            Fault::Hang { effect: false } => {
+                self.count(site, rule.kind());
+                Err(self.until_killed().await)
+            }
+            Fault::Slow { ms } => {
+                self.count(site, rule.kind());
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                if self.is_killed() {
+                    return Err(died_error());
+                }
+                Ok(None)
+            }
+            Fault::LostAck | Fault::Hang { effect: true } => Ok(Some(rule)),
         }
     }
 
-    /// After a call: the process may have died meanwhile, and a lost
-    /// acknowledgement turns its success into an error.
-    pub(super) fn after<T>(
+    /// After a call: the process may have died meanwhile, a lost
+    /// acknowledgement turns its success into an error, and a call hung
+    /// after its effect never answers.
+    pub(super) async fn after<T>(
         &self,
         site: Site,
         method: &'static str,
         rule: Option<Rule>,
         result: Result<T>,
     ) -> Result<T> {
-        if self.killed.load(Ordering::SeqCst) {
-            return Err(Error::Sink("injected: the process died".into()));
+        if self.is_killed() {
+            return Err(died_error());
         }
         match (rule, result) {
+            (Some(rule), _) if matches!(rule.fault, Fault::Hang { .. }) => {
+                self.count(site, rule.kind());
+                Err(self.until_killed().await)
+            }
             (Some(rule), Ok(_)) => {
-                self.count(site, rule.label.unwrap_or("lost_ack"));
+                self.count(site, rule.kind());
                 Err(injected(
                     site,
                     method,
@@ -404,6 +430,11 @@ impl FaultPlan {
             (_, r) => r,
         }
     }
+}
+
+/// What every call of a process that died reports.
+pub(super) fn died_error() -> Error {
+    Error::Sink("injected: the process died".into())
 }
 
 /// The error a struck call reports, of its dependency's kind.

@@ -1,0 +1,33 @@
+//! The fault plan as the guard of the wrapped ports: every declared call
+//! (`ports::calls`) meets the plan before its request (counted, frozen,
+//! refused, hung, slowed) and after it (a lost answer, a hang after the
+//! effect).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::plan::{died_error, FaultPlan};
+use crate::error::Result;
+use crate::ports::{Call, Guard};
+
+impl Guard for Arc<FaultPlan> {
+    fn run<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        request: impl Future<Output = Result<T>> + Send + 'a,
+    ) -> impl Future<Output = Result<T>> + Send + 'a {
+        async move {
+            if !call.refusable {
+                // No rule strikes it; a dead process sends nothing.
+                if self.is_killed() {
+                    return Err(died_error());
+                }
+                return request.await;
+            }
+            let (site, method) = (call.site, call.method);
+            let rule = self.before(call).await?;
+            let result = request.await;
+            self.after(site, method, rule, result).await
+        }
+    }
+}
