@@ -16,7 +16,9 @@
 //! written by two owners); at the end the run
 //! quiesces (the "operator" re-enables and force-loads what needs it) and
 //! every enabled table must equal the primary row for row, every held table
-//! must say why, and no two cycles of a table may have overlapped.
+//! must say why, every live instance must still run its discovery and DDL
+//! listener (and one of them module sync and the receive), and no two
+//! cycles of a table may have overlapped.
 //!
 //! `CTSYNC_SIM_SEEDS=N` runs N seeds (default: the fixed CI set),
 //! `CTSYNC_SIM_SEED=S` replays one seed. A failing seed is shrunk to the
@@ -28,6 +30,8 @@ mod support;
 mod generator;
 #[path = "simulation/invariants.rs"]
 mod invariants;
+#[path = "simulation/liveness.rs"]
+mod liveness;
 #[path = "simulation/ops.rs"]
 mod ops;
 #[path = "simulation/rows.rs"]
@@ -69,6 +73,7 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
             world.check_tokens()?;
         }
         world.quiesce().await?;
+        world.check_liveness().await?;
         let overlaps = world.overlaps();
         if overlaps > 0 {
             return Err(Divergence(format!(
