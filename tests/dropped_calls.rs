@@ -64,11 +64,8 @@ async fn a_request_dropped_mid_way_closes_its_session() {
     let recorder = hang_once(is_read, |_| None);
     let primary = MssqlPrimary::new(Pool::with_connector(Arc::new(recorder.clone()), 1));
     let users = user_table();
-    let dropped = tokio::time::timeout(
-        Duration::from_secs(5),
-        primary.min_valid_version(&users.id),
-    )
-    .await;
+    let dropped =
+        tokio::time::timeout(Duration::from_secs(5), primary.min_valid_version(&users.id)).await;
     assert!(dropped.is_err(), "the hung read was dropped: {dropped:?}");
     primary
         .min_valid_version(&users.id)
@@ -157,7 +154,10 @@ async fn a_receive_dropped_while_it_waits_closes_its_session() {
         queue.receive(10, Duration::from_secs(5)),
     )
     .await;
-    assert!(dropped.is_err(), "the hung receive was dropped: {dropped:?}");
+    assert!(
+        dropped.is_err(),
+        "the hung receive was dropped: {dropped:?}"
+    );
     let received = queue
         .receive(10, Duration::from_secs(5))
         .await

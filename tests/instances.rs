@@ -63,11 +63,7 @@ fn start_with(h: &Harness, config: SyncConfig) -> Instance {
         },
         config,
     );
-    Instance {
-        id,
-        plan,
-        running,
-    }
+    Instance { id, plan, running }
 }
 
 fn table(name: &str) -> TableSchema {
@@ -470,9 +466,11 @@ async fn a_call_hung_past_the_lease_ends_at_its_limit_and_lands_no_write() {
     })
     .await;
     h.wait_equal(&t).await;
-    eventually(WAIT, "a's hung call ended and a discovers again", || async {
-        discoveries(&a) > hung_at
-    })
+    eventually(
+        WAIT,
+        "a's hung call ended and a discovers again",
+        || async { discoveries(&a) > hung_at },
+    )
     .await;
     assert_eq!(
         a.plan.injected().get(&(Site::StateWrite, "hang_before")),

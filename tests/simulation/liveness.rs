@@ -46,7 +46,12 @@ impl World {
         let plans = self.live_plans();
         let before: Vec<Vec<u64>> = plans
             .iter()
-            .map(|(_, p)| EACH.iter().chain(&ONE).map(|(s, m, _)| count(p, *s, m)).collect())
+            .map(|(_, p)| {
+                EACH.iter()
+                    .chain(&ONE)
+                    .map(|(s, m, _)| count(p, *s, m))
+                    .collect()
+            })
             .collect();
         tokio::time::sleep(CALL_LIMIT * 3).await;
         let mut stuck = Vec::new();

@@ -157,7 +157,11 @@ mod tests {
     use super::*;
     use crate::model::TableId;
 
-    fn call<'a>(site: Site, method: &'static str, about: super::super::calls::About<'a>) -> Call<'a> {
+    fn call<'a>(
+        site: Site,
+        method: &'static str,
+        about: super::super::calls::About<'a>,
+    ) -> Call<'a> {
         Call::new(site, method, about)
     }
 
@@ -167,9 +171,18 @@ mod tests {
         let limits = CallLimits::default().with_change_copy(Duration::from_secs(900));
         let of = |site, method| limits.of(&call(site, method, &none));
         assert_eq!(of(Site::PrimaryMeta, "scout"), Duration::from_secs(60));
-        assert_eq!(of(Site::PrimaryChanges, "open_changes"), Duration::from_secs(960));
-        assert_eq!(of(Site::PrimaryChanges, "next_page"), Duration::from_secs(600));
-        assert_eq!(of(Site::StateWrite, "heartbeat"), Duration::from_millis(12_200));
+        assert_eq!(
+            of(Site::PrimaryChanges, "open_changes"),
+            Duration::from_secs(960)
+        );
+        assert_eq!(
+            of(Site::PrimaryChanges, "next_page"),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            of(Site::StateWrite, "heartbeat"),
+            Duration::from_millis(12_200)
+        );
         let mut receive = call(Site::QueueReceive, "receive", &none);
         receive.waits = Duration::from_secs(5);
         assert_eq!(limits.of(&receive), Duration::from_secs(65));
@@ -195,7 +208,9 @@ mod tests {
             assert!(text.contains(part), "{part} in {text}");
         }
         let answered = limits
-            .run(call(Site::ReplicaWrite, "apply_changes", &about), async { Ok(7) })
+            .run(call(Site::ReplicaWrite, "apply_changes", &about), async {
+                Ok(7)
+            })
             .await;
         assert_eq!(answered.ok(), Some(7));
     }

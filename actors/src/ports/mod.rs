@@ -15,12 +15,12 @@ mod primary;
 mod replica;
 mod state;
 
-pub use limits::CallLimits;
+pub use calls::{Call, Guard, Guarded, Port, Site};
 pub use checks::{
     CaughtUp, Checksums, ChunkSum, Difference, DifferenceKind, KeyRange, Report, Verify,
 };
-pub use calls::{Call, Guard, Guarded, Port, Site};
 pub use ddl_queue::{DdlQueue, InboxMessage, InboxOutcome, QueueMessage};
+pub use limits::CallLimits;
 pub use preflight::{PrimaryFacts, PrimaryPreflight, ReplicaFacts, ReplicaPreflight};
 pub use primary::{ChangeSet, Opened, Primary, Scouted};
 pub use replica::{Advance, LoadMode, LoadStart, PendingLoad, Replica, ReplicaRecord};
