@@ -105,26 +105,24 @@ impl CallLimits {
 }
 
 impl Guard for CallLimits {
-    fn run<'a, T: Send + 'a>(
+    async fn run<'a, T: Send + 'a>(
         &'a self,
         call: Call<'a>,
         request: impl Future<Output = Result<T>> + Send + 'a,
-    ) -> impl Future<Output = Result<T>> + Send + 'a {
-        async move {
-            let limit = self.of(&call);
-            match tokio::time::timeout(limit, request).await {
-                Ok(answer) => answer,
-                Err(_) => {
-                    let port = call.site.port();
-                    crate::telemetry::call_timeout(port.label(), call.method);
-                    let tables = call.tables();
-                    Err(Error::TimedOut {
-                        port: port.to_string(),
-                        method: call.method,
-                        about: about(&tables),
-                        limit,
-                    })
-                }
+    ) -> Result<T> {
+        let limit = self.of(&call);
+        match tokio::time::timeout(limit, request).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                let port = call.site.port();
+                crate::telemetry::call_timeout(port.label(), call.method);
+                let tables = call.tables();
+                Err(Error::TimedOut {
+                    port: port.to_string(),
+                    method: call.method,
+                    about: about(&tables),
+                    limit,
+                })
             }
         }
     }

@@ -11,23 +11,21 @@ use crate::error::Result;
 use crate::ports::{Call, Guard};
 
 impl Guard for Arc<FaultPlan> {
-    fn run<'a, T: Send + 'a>(
+    async fn run<'a, T: Send + 'a>(
         &'a self,
         call: Call<'a>,
         request: impl Future<Output = Result<T>> + Send + 'a,
-    ) -> impl Future<Output = Result<T>> + Send + 'a {
-        async move {
-            if !call.refusable {
-                // No rule strikes it; a dead process sends nothing.
-                if self.is_killed() {
-                    return Err(died_error());
-                }
-                return request.await;
+    ) -> Result<T> {
+        if !call.refusable {
+            // No rule strikes it; a dead process sends nothing.
+            if self.is_killed() {
+                return Err(died_error());
             }
-            let (site, method) = (call.site, call.method);
-            let rule = self.before(call).await?;
-            let result = request.await;
-            self.after(site, method, rule, result).await
+            return request.await;
         }
+        let (site, method) = (call.site, call.method);
+        let rule = self.before(call).await?;
+        let result = request.await;
+        self.after(site, method, rule, result).await
     }
 }
