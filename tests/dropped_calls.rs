@@ -185,3 +185,41 @@ async fn a_call_that_answered_keeps_its_session() {
         recorder.log().iter().map(|r| r.session).collect();
     assert_eq!(sessions.len(), 2, "one per pool: {sessions:?}");
 }
+
+/// A lease dropped with its transaction open and no request in flight
+/// (its caller dropped between two statements) closes its session; one
+/// whose transaction ended goes back to the pool. (The adapter marks its
+/// transactions with `pool::begin_transaction`/`end_transaction`, which do
+/// what this test does by hand.)
+#[tokio::test]
+async fn a_lease_dropped_inside_its_transaction_closes_its_session() {
+    let recorder = Recorder::new(|_: &Request| None);
+    let pool = Pool::with_connector(Arc::new(recorder.clone()), 1);
+    async fn send(lease: &mut ctsync::mssql::conn::Lease<'_>, text: &str) {
+        lease
+            .session()
+            .expect("open")
+            .batch(text)
+            .await
+            .expect("answered");
+        lease.answered();
+    }
+    {
+        let mut lease = pool.lease().await.expect("lease");
+        lease.transaction_begun();
+        send(&mut lease, sql::BEGIN).await;
+        send(&mut lease, sql::COMMIT).await;
+        lease.transaction_ended();
+    }
+    assert!(recorder.closed().is_empty(), "{:?}", recorder.closed());
+    {
+        let mut lease = pool.lease().await.expect("lease");
+        lease.transaction_begun();
+        send(&mut lease, sql::BEGIN).await;
+    }
+    assert_eq!(recorder.closed(), vec![1]);
+    let mut lease = pool.lease().await.expect("lease");
+    send(&mut lease, "SELECT 1;").await;
+    let sessions: Vec<usize> = recorder.log().iter().map(|r| r.session).collect();
+    assert_eq!(sessions, vec![1, 1, 1, 2]);
+}

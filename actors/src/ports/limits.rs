@@ -7,10 +7,9 @@
 //! timeout, the Redis client's response timeout).
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::calls::{Call, Guard, Guarded, Site};
+use super::calls::{Call, Guard, Site};
 use crate::error::{Error, Result};
 
 /// A limit per kind of port call. Defaults are the limits the adapters
@@ -134,19 +133,6 @@ fn about(tables: &[crate::model::TableId]) -> String {
         [] => String::new(),
         [one] => format!(" (table {one})"),
         [first, rest @ ..] => format!(" (tables {first} and {} more)", rest.len()),
-    }
-}
-
-/// `ports` with each one's calls limited by `limits`.
-pub fn wrap(ports: crate::actors::Ports, limits: CallLimits) -> crate::actors::Ports {
-    crate::actors::Ports {
-        primary: Arc::new(Guarded::new(ports.primary, limits)),
-        replica: Arc::new(Guarded::new(ports.replica, limits)),
-        state: Arc::new(Guarded::new(ports.state, limits)),
-        ddl_queue: ports.ddl_queue.map(|q| {
-            let q: Arc<dyn super::DdlQueue> = Arc::new(Guarded::new(q, limits));
-            q
-        }),
     }
 }
 
