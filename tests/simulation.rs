@@ -17,7 +17,8 @@
 //! quiesces (the "operator" re-enables and force-loads what needs it) and
 //! every enabled table must equal the primary row for row, every held table
 //! must say why, every live instance must still run its discovery and DDL
-//! listener (and one of them module sync and the receive), and no two
+//! listener once every hung call has met its limit (and one of them module
+//! sync and the receive), and no two
 //! cycles of a table may have overlapped.
 //!
 //! `CTSYNC_SIM_SEEDS=N` runs N seeds (default: the fixed CI set),
@@ -72,8 +73,9 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
             world.check_versions()?;
             world.check_tokens()?;
         }
+        let liveness = world.watch_liveness();
         world.quiesce().await?;
-        world.check_liveness().await?;
+        liveness.check().await?;
         let overlaps = world.overlaps();
         if overlaps > 0 {
             return Err(Divergence(format!(

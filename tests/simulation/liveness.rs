@@ -1,9 +1,14 @@
-//! The liveness check after quiescing: every live instance still runs its
+//! The liveness check while quiescing: every live instance still runs its
 //! discovery and its DDL listener, and the module sync and the queue's
 //! receive still run on one of them. A call that hangs for ever holds
 //! whatever waits on it (a supervisor, the listener, the sink) without any
 //! table necessarily differing, so this is checked on the calls the
 //! instances make, counted by their fault plans.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::rows::CALL_LIMIT;
 use crate::world::{Divergence, World};
@@ -19,6 +24,10 @@ const ONE: [(Site, &str, &str); 2] = [
     (Site::PrimaryMeta, "modules", "module sync"),
     (Site::QueueReceive, "receive", "the DDL queue's receive"),
 ];
+/// How long after the snapshot each periodic call must have been made
+/// again: module sync's interval and an actor's longest restart backoff
+/// (200 ms each in the simulation), with room.
+const WINDOW: Duration = Duration::from_millis(600);
 
 fn count(plan: &FaultPlan, site: Site, method: &str) -> u64 {
     plan.calls()
@@ -28,37 +37,62 @@ fn count(plan: &FaultPlan, site: Site, method: &str) -> u64 {
         .sum()
 }
 
+fn counts(plan: &FaultPlan) -> Vec<u64> {
+    EACH.iter()
+        .chain(&ONE)
+        .map(|(s, m, _)| count(plan, *s, m))
+        .collect()
+}
+
+/// Started as the faults stop: the calls each live instance had made once
+/// every call still hung then has met its limit.
+pub(crate) struct Liveness {
+    plans: Vec<(String, Arc<FaultPlan>)>,
+    check_at: tokio::time::Instant,
+    before: Rc<RefCell<Option<Vec<Vec<u64>>>>>,
+}
+
 impl World {
-    /// The live instances' plans (the running incarnation and the second
-    /// instance, if it runs).
-    fn live_plans(&self) -> Vec<(String, std::sync::Arc<FaultPlan>)> {
+    /// Starts the watch: no call can start hanging once the faults are
+    /// cleared, so past one call limit from now a live actor keeps making
+    /// calls and a stuck one makes none.
+    pub(crate) fn watch_liveness(&self) -> Liveness {
         let mut plans = vec![("the running incarnation".to_string(), self.plan.clone())];
         if let Some((_, plan, id)) = &self.second {
             plans.push((id.clone(), plan.clone()));
         }
-        plans
+        let snapshot_at = tokio::time::Instant::now() + CALL_LIMIT + Duration::from_millis(100);
+        let before = Rc::new(RefCell::new(None));
+        {
+            let (plans, before) = (plans.clone(), before.clone());
+            actix_rt::spawn(async move {
+                tokio::time::sleep_until(snapshot_at).await;
+                *before.borrow_mut() = Some(plans.iter().map(|(_, p)| counts(p)).collect());
+            });
+        }
+        Liveness {
+            plans,
+            check_at: snapshot_at + WINDOW,
+            before,
+        }
     }
+}
 
-    /// Waits long enough for any call still hung to meet its limit and
-    /// its actor to come back, then checks that every periodic call was
-    /// made again.
-    pub(crate) async fn check_liveness(&self) -> Result<(), Divergence> {
-        let plans = self.live_plans();
-        let before: Vec<Vec<u64>> = plans
-            .iter()
-            .map(|(_, p)| {
-                EACH.iter()
-                    .chain(&ONE)
-                    .map(|(s, m, _)| count(p, *s, m))
-                    .collect()
-            })
-            .collect();
-        tokio::time::sleep(CALL_LIMIT * 3).await;
+impl Liveness {
+    /// Every periodic call was made again in the window after the snapshot.
+    pub(crate) async fn check(self) -> Result<(), Divergence> {
+        tokio::time::sleep_until(self.check_at).await;
+        let before = self
+            .before
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| Divergence("the liveness snapshot was never taken".to_string()))?;
         let mut stuck = Vec::new();
         let mut one_ran = [false; ONE.len()];
-        for ((name, plan), before) in plans.iter().zip(&before) {
-            for (i, (site, method, what)) in EACH.iter().chain(&ONE).enumerate() {
-                let ran = count(plan, *site, method) > before[i];
+        for ((name, plan), before) in self.plans.iter().zip(&before) {
+            let now = counts(plan);
+            for (i, (_, method, what)) in EACH.iter().chain(&ONE).enumerate() {
+                let ran = now[i] > before[i];
                 match i.checked_sub(EACH.len()) {
                     None if !ran => stuck.push(format!("{what} of {name} ({method})")),
                     None => {}
@@ -75,9 +109,9 @@ impl World {
             Ok(())
         } else {
             Err(Divergence(format!(
-                "after quiescing, {} made no call for {:?}: stuck",
-                stuck.join(", "),
-                CALL_LIMIT * 3
+                "while quiescing, {} made no call for {WINDOW:?} once every hung call had met \
+                 its limit: stuck",
+                stuck.join(", ")
             )))
         }
     }
