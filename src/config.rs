@@ -308,6 +308,10 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let change_copy_timeout = Duration::from_secs(positive(
+            "CTSYNC_CHANGE_COPY_TIMEOUT_SECS",
+            &get("CTSYNC_CHANGE_COPY_TIMEOUT_SECS")?,
+        )? as u64);
         let sync = SyncConfig {
             poll_interval: Duration::from_secs(poll),
             full_load_page_size: positive(
@@ -351,6 +355,9 @@ impl Config {
                 "CTSYNC_IDLE_ADVANCE_SECS",
                 &get("CTSYNC_IDLE_ADVANCE_SECS")?,
             )? as u64),
+            // The core never abandons a copy the setting still allows.
+            call_limits: ctsync_actors::ports::CallLimits::default()
+                .with_change_copy(change_copy_timeout),
             ..SyncConfig::default()
         };
         let queue = get("CTSYNC_DDL_QUEUE")?;
@@ -421,10 +428,7 @@ impl Config {
             redis_url: RedisUrl(redis),
             sync,
             primary_connections: primary_connections(&get("CTSYNC_PRIMARY_CONNECTIONS")?)?,
-            change_copy_timeout: Duration::from_secs(positive(
-                "CTSYNC_CHANGE_COPY_TIMEOUT_SECS",
-                &get("CTSYNC_CHANGE_COPY_TIMEOUT_SECS")?,
-            )? as u64),
+            change_copy_timeout,
             change_isolation: change_isolation(&get("CTSYNC_CHANGE_ISOLATION")?)?,
             ddl_queue,
             http_addr,
@@ -546,6 +550,20 @@ mod tests {
             !shown.contains("Secret1") && !shown.contains("Secret2"),
             "{shown}"
         );
+    }
+
+    /// The core's limit on a change set's open leaves the copy all the
+    /// time `CTSYNC_CHANGE_COPY_TIMEOUT_SECS` gives it, and a minute.
+    #[test]
+    fn the_change_open_limit_follows_the_copy_timeout() {
+        let c = Config::from_source(&base()).expect("valid");
+        assert_eq!(c.sync.call_limits.change_open, Duration::from_secs(660));
+        let mut m = base();
+        m.insert("CTSYNC_CHANGE_COPY_TIMEOUT_SECS", "1800".to_string());
+        let c = Config::from_source(&m).expect("valid");
+        assert_eq!(c.change_copy_timeout, Duration::from_secs(1800));
+        assert_eq!(c.sync.call_limits.change_open, Duration::from_secs(1860));
+        assert_eq!(c.sync.call_limits.primary_meta, Duration::from_secs(60));
     }
 
     #[test]

@@ -310,12 +310,13 @@ async fn a_garbage_version_key_is_reported_by_name_and_other_tables_go_on() {
     );
 }
 
-/// Every port method, default ones included, is declared in the fault
-/// wrappers' forwarding (`memory::faults`): a method added to a port must
-/// be declared there too, or the wrapper would answer it with the trait's
-/// default (another call shape than the wrapped port's) or not build.
+/// Every port method, default ones included, is declared in the port
+/// wrappers' forwarding (`ports::calls`, which both the core's call limits
+/// and the fault plan guard): a method added to a port must be declared
+/// there too, or the wrappers would answer it with the trait's default
+/// (another call shape than the wrapped port's, and no limit) or not build.
 #[test]
-fn the_fault_wrappers_forward_every_port_method() {
+fn the_port_wrappers_forward_every_port_method() {
     // The four wrapped ports' files under `ports/` (checks and preflight
     // are not wrapped).
     let ports = [
@@ -342,7 +343,7 @@ fn the_fault_wrappers_forward_every_port_method() {
             }
         }
     }
-    let declared: Vec<(String, Vec<String>)> = ctsync_actors::memory::faults::forwarded()
+    let declared: Vec<(String, Vec<String>)> = ctsync_actors::ports::calls::forwarded()
         .iter()
         .map(|(port, methods)| {
             let mut m: Vec<String> = methods.iter().map(|s| s.to_string()).collect();

@@ -15,7 +15,7 @@ use ctsync::state::RedisState;
 use ctsync_actors::actors::ownership::preferred_owner;
 use ctsync_actors::actors::{self, Ports, Running};
 use ctsync_actors::keys;
-use ctsync_actors::memory::faults::{Fault, FaultPlan, Faulty, Site};
+use ctsync_actors::memory::faults::{Fault, FaultPlan, Faulty, Rule, Site};
 use ctsync_actors::model::{TableId, TableSchema};
 use ctsync_actors::ports::{DdlQueue, Primary, Replica, StateStore};
 use ctsync_actors::sync::SyncConfig;
@@ -43,6 +43,12 @@ fn config(id: &str) -> SyncConfig {
 /// An instance with its own Redis connection, its ports wrapped in its own
 /// fault plan (to kill or freeze it).
 fn start(h: &Harness, id: &str) -> Instance {
+    start_with(h, config(id))
+}
+
+/// [`start`] with its own settings.
+fn start_with(h: &Harness, config: SyncConfig) -> Instance {
+    let id = config.instance.id.clone();
     let plan = FaultPlan::new();
     let primary: Arc<dyn Primary> = h.primary.clone();
     let replica: Arc<dyn Replica> = h.replica.clone();
@@ -55,13 +61,9 @@ fn start(h: &Harness, id: &str) -> Instance {
             state: Arc::new(Faulty::new(state, plan.clone())),
             ddl_queue: Some(Arc::new(Faulty::new(queue, plan.clone()))),
         },
-        config(id),
+        config,
     );
-    Instance {
-        id: id.into(),
-        plan,
-        running,
-    }
+    Instance { id, plan, running }
 }
 
 fn table(name: &str) -> TableSchema {
@@ -409,6 +411,71 @@ async fn an_instance_frozen_past_its_lease_lands_no_write_when_it_wakes() {
     assert_eq!(h.replica.rows(&t), h.primary.rows(&t));
 
     // Both keep working afterwards (the table may move back to "a").
+    h.primary.upsert(&t, user(2, "later"));
+    h.wait_equal(&t).await;
+    assert_tokens_never_go_down(&h, &t);
+    a.running.shutdown().await;
+    b.running.shutdown().await;
+}
+
+/// "a"'s discovery hangs in a Redis call (it never answers) for longer
+/// than its lease: "b" takes the table over, nothing "a"'s table sends
+/// afterwards lands (the fence refuses it), and the hung call ends at the
+/// core's call limit, after which "a" runs its discoveries again.
+#[actix_rt::test]
+async fn a_call_hung_past_the_lease_ends_at_its_limit_and_lands_no_write() {
+    let h = Harness::new();
+    let both = vec!["a".to_string(), "b".to_string()];
+    let name = names_owned_by("a", &both, "Hung", 1).remove(0);
+    let t = h
+        .enabled_table(table(&name), (1..=20).map(|k| user(k, "x")))
+        .await;
+    // Past the lease: a call hung this long meets the fencing first.
+    let limited = |id: &str| {
+        let mut c = config(id);
+        c.call_limits = ctsync_actors::ports::CallLimits::all(TTL * 3);
+        c
+    };
+    let a = start_with(&h, limited("a"));
+    let b = start_with(&h, limited("b"));
+    eventually(WAIT, "a runs the table", || async {
+        owner(&h, &t).await.as_deref() == Some("a")
+            && h.replica.fence_of(&t).is_some_and(|c| c.owner == "a")
+    })
+    .await;
+    let discoveries = |i: &Instance| {
+        i.plan
+            .calls()
+            .get(&(Site::StateWrite, "discovery_start"))
+            .copied()
+            .unwrap_or(0)
+    };
+    a.plan.inject(
+        Rule::fault(Fault::Hang { effect: false })
+            .at(Site::StateWrite)
+            .method("discovery_start"),
+    );
+    eventually(WAIT, "a's discovery hung", || async {
+        !a.plan.injected().is_empty()
+    })
+    .await;
+    let hung_at = discoveries(&a);
+    h.primary.upsert(&t, user(1, "while a hangs"));
+    eventually(WAIT, "b took the table over", || async {
+        owner(&h, &t).await.as_deref() == Some("b")
+    })
+    .await;
+    h.wait_equal(&t).await;
+    eventually(
+        WAIT,
+        "a's hung call ended and a discovers again",
+        || async { discoveries(&a) > hung_at },
+    )
+    .await;
+    assert_eq!(
+        a.plan.injected().get(&(Site::StateWrite, "hang_before")),
+        Some(&1)
+    );
     h.primary.upsert(&t, user(2, "later"));
     h.wait_equal(&t).await;
     assert_tokens_never_go_down(&h, &t);

@@ -4,7 +4,9 @@
 //! from one u64 seed: workload on several tables (composite keys, every
 //! value type, names with dots), operator flag changes, schema changes with
 //! and without their DDL events, CT cleanup and TRUNCATE, faults at every
-//! port (rejected calls and lost acknowledgements), Redis outages and data
+//! port (rejected calls, lost acknowledgements, calls that hang before or
+//! after their effect until the core's call limit ends them, calls that
+//! take effect late), Redis outages and data
 //! loss, process kills and graceful restarts (some just as a table's
 //! backlog is part-way applied), bulk loads failing part-way through a page
 //! (once, or for good on a table), a load's or backlog's cursor on the
@@ -17,7 +19,10 @@
 //! duplicate key (none left part of itself behind); at the end the run
 //! quiesces (the "operator" re-enables and force-loads what needs it) and
 //! every enabled table must equal the primary row for row, every held table
-//! must say why, and no two cycles of a table may have overlapped.
+//! must say why, every live instance must still run its discovery and DDL
+//! listener once every hung call has met its limit (and one of them module
+//! sync and the receive), and no two
+//! cycles of a table may have overlapped.
 //!
 //! `CTSYNC_SIM_SEEDS=N` runs N seeds (default: the fixed CI set),
 //! `CTSYNC_SIM_SEED=S` replays one seed. A failing seed is shrunk to the
@@ -33,6 +38,8 @@ mod generator;
 mod invariants;
 #[path = "simulation/keyspace.rs"]
 mod keyspace;
+#[path = "simulation/liveness.rs"]
+mod liveness;
 #[path = "simulation/modules.rs"]
 mod modules;
 #[path = "simulation/ops.rs"]
@@ -85,8 +92,10 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
             world.check_no_duplicates()?;
             world.check_untracked()?;
         }
+        let liveness = world.watch_liveness();
         world.quiesce().await?;
         world.check_in_place_loads()?;
+        liveness.check().await?;
         let overlaps = world.overlaps();
         if overlaps > 0 {
             return Err(Divergence(format!(

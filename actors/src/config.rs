@@ -1,6 +1,6 @@
 //! The pipeline's settings: the sync's tunables, and in typed parts what
 //! the actors need besides (restart backoff, this instance's identity and
-//! leases, the DDL listener's waits).
+//! leases, the DDL listener's waits, the limit on each kind of port call).
 //! A ground-floor module, so the replication rules (`sync`) and the actors
 //! that run them both read it without importing each other.
 
@@ -37,6 +37,9 @@ pub struct SyncConfig {
     /// lost DDL event) goes unseen. Cycles that read changes refresh every
     /// `sync::REFRESH_CYCLES` and check the columns with every read.
     pub idle_catalog_refresh: u32,
+    /// How long each kind of port call may go unanswered before the core
+    /// abandons it (see [`crate::ports::limits`]).
+    pub call_limits: crate::ports::CallLimits,
 }
 
 impl Default for SyncConfig {
@@ -56,6 +59,7 @@ impl Default for SyncConfig {
             instance: Instance::default(),
             idle_advance: Duration::from_secs(60),
             idle_catalog_refresh: 240,
+            call_limits: crate::ports::CallLimits::default(),
         }
     }
 }

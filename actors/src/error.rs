@@ -55,6 +55,21 @@ pub enum Error {
     ColumnsChanged(TableId),
     #[error("sink actor unavailable: {0}")]
     Sink(String),
+    /// A port call that got no answer within its call limit: the core
+    /// abandoned it (see `ports::limits`); whether a write in it took
+    /// effect is unknown, as with any lost answer.
+    #[error(
+        "{port} did not answer {method}{about} within {limit:?}: the call was abandoned (a hung \
+         server, network or lock) and the work is tried again"
+    )]
+    TimedOut {
+        /// `the primary`, `the replica`, `the state store`, `the DDL queue`.
+        port: String,
+        method: &'static str,
+        /// ` (table s.t)`, or empty for a call about no table.
+        about: String,
+        limit: std::time::Duration,
+    },
     /// An adapter's answer that asking again cannot change until an
     /// operator or a DBA changes something (a setting, a permission, the
     /// database); the message says what.
@@ -104,6 +119,7 @@ impl Error {
             | Error::Replica(_)
             | Error::State(_)
             | Error::Sink(_)
+            | Error::TimedOut { .. }
             | Error::ColumnsChanged(_) => ErrorKind::Transient,
             Error::UnsupportedType { .. }
             | Error::MinValidVersionNull(_)

@@ -37,6 +37,7 @@ pub const SCOUT_FAILURES: &str = "ctsync_scout_failures_total";
 pub const COPY_TIMEOUTS: &str = "ctsync_change_copy_timeouts_total";
 pub const BULK_FALLBACKS: &str = "ctsync_bulk_fallbacks_total";
 pub const UNREADABLE_CURSORS: &str = "ctsync_unreadable_cursors_total";
+pub const CALL_TIMEOUTS: &str = "ctsync_call_timeouts_total";
 
 /// Every metric ctsync exports (the README's metric table lists exactly these).
 pub const ALL: &[&str] = &[
@@ -73,6 +74,7 @@ pub const ALL: &[&str] = &[
     COPY_TIMEOUTS,
     BULK_FALLBACKS,
     UNREADABLE_CURSORS,
+    CALL_TIMEOUTS,
 ];
 
 /// Registers help texts; call once after installing a recorder.
@@ -183,6 +185,10 @@ pub fn describe() {
         "Cursors of ctsync's record on the replica found unreadable, by table and cursor (load: the load starts over; backlog: the backlog starts over from the stored version)."
     );
     describe_counter!(
+        CALL_TIMEOUTS,
+        "Port calls the core abandoned after their call limit, by port and method (a hung primary, replica, Redis or DDL queue); each is a transient error of its caller."
+    );
+    describe_counter!(
         COPY_TIMEOUTS,
         "Change-set copies abandoned after CTSYNC_CHANGE_COPY_TIMEOUT_SECS, per table (each starts over at the next cycle)."
     );
@@ -285,6 +291,11 @@ pub fn fenced_write(e: &crate::error::Error) {
         _ => String::new(),
     };
     counter!(FENCED_WRITES, "table" => table).increment(1);
+}
+
+/// A port call abandoned after its call limit (`ports::limits`).
+pub fn call_timeout(port: &'static str, method: &'static str) {
+    counter!(CALL_TIMEOUTS, "port" => port, "method" => method).increment(1);
 }
 
 pub fn redis_data_loss() {

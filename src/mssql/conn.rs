@@ -2,7 +2,8 @@
 //! `mssql://user:pass@host:port/db` URLs and ADO.NET strings; TLS is on and
 //! validated by default. `Connection` keeps one session (a tiberius client
 //! in production, see `session`), opens it on demand and discards it after
-//! any error (a failed request can leave the TDS stream out of sync).
+//! any error (a failed request can leave the TDS stream out of sync) and
+//! when a lease is dropped mid-request or mid-transaction.
 
 use std::sync::Arc;
 
@@ -328,11 +329,31 @@ pub struct Connection {
     session: Mutex<Option<Box<dyn Session>>>,
 }
 
+/// One caller's use of a connection. A lease dropped while a request is in
+/// flight or a transaction is open (its caller's future was dropped: the
+/// core's call limit, a stop) discards the session instead of handing it
+/// to the next caller: its TDS stream would still hold the abandoned
+/// answer (tiberius drains it before the next request, waiting as long as
+/// the server takes) and its transaction would still be open (the next
+/// caller's work would join it). Closing the connection makes the server
+/// roll that transaction back.
 pub struct Lease<'a> {
     guard: MutexGuard<'a, Option<Box<dyn Session>>>,
+    /// A request was sent ([`Lease::session`]) and has not answered yet.
+    in_request: bool,
+    /// A transaction was begun and not yet ended (`pool::begin_transaction`).
+    in_transaction: bool,
     /// The pool's permit for this connection, released after the guard
     /// (fields drop in order).
     permit: Option<tokio::sync::SemaphorePermit<'a>>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if self.in_request || self.in_transaction {
+            self.guard.take();
+        }
+    }
 }
 
 impl<'a> Lease<'a> {
@@ -344,12 +365,33 @@ impl<'a> Lease<'a> {
 }
 
 impl Lease<'_> {
-    /// The open session; an error once it was discarded.
+    /// The open session, for one request; an error once it was discarded.
+    /// The lease counts as in a request until [`Lease::answered`]: dropped
+    /// before that, it discards the session.
     pub fn session(&mut self) -> Result<&mut dyn Session, MssqlError> {
         match self.guard.as_mut() {
-            Some(session) => Ok(session.as_mut()),
+            Some(session) => {
+                self.in_request = true;
+                Ok(session.as_mut())
+            }
             None => Err(MssqlError::Unexpected("connection was discarded".into())),
         }
+    }
+
+    /// The request sent on [`Lease::session`] has answered (or failed).
+    pub fn answered(&mut self) {
+        self.in_request = false;
+    }
+
+    /// A transaction is open on the session from now on (marked before its
+    /// `BEGIN` is sent) until [`Lease::transaction_ended`].
+    pub fn transaction_begun(&mut self) {
+        self.in_transaction = true;
+    }
+
+    /// The transaction was committed or rolled back.
+    pub fn transaction_ended(&mut self) {
+        self.in_transaction = false;
     }
 
     /// The session is still open (no request on it has failed).
@@ -393,6 +435,8 @@ impl Connection {
         }
         Ok(Lease {
             guard,
+            in_request: false,
+            in_transaction: false,
             permit: None,
         })
     }

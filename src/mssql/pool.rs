@@ -96,6 +96,7 @@ pub async fn query_rows(
     what: impl Fn() -> String,
 ) -> Result<Vec<Row>, MssqlError> {
     let result = async { lease.session()?.rpc_rows(sql, params).await.context(&what) }.await;
+    lease.answered();
     discard_on_error(lease, result)
 }
 
@@ -135,6 +136,7 @@ pub async fn execute(
     what: impl Fn() -> String,
 ) -> Result<u64, MssqlError> {
     let result = async { lease.session()?.rpc_count(sql, params).await.context(&what) }.await;
+    lease.answered();
     discard_on_error(lease, result)
 }
 
@@ -156,5 +158,30 @@ pub async fn batch_rows(
     what: impl Fn() -> String,
 ) -> Result<Vec<Vec<Row>>, MssqlError> {
     let result = async { lease.session()?.batch(sql).await.context(&what) }.await;
+    lease.answered();
     discard_on_error(lease, result)
+}
+
+/// Sends `sql`, a batch that opens a transaction. Until
+/// [`end_transaction`] ends it, the lease is discarded if it is dropped:
+/// an open transaction never goes back to the pool.
+pub async fn begin_transaction(
+    lease: &mut Lease<'_>,
+    sql: &str,
+    what: impl Fn() -> String,
+) -> Result<(), MssqlError> {
+    lease.transaction_begun();
+    batch(lease, sql, what).await
+}
+
+/// Sends `sql`, the batch that commits or rolls back the lease's
+/// transaction; once it answered, the lease may go back to the pool.
+pub async fn end_transaction(
+    lease: &mut Lease<'_>,
+    sql: &str,
+    what: impl Fn() -> String,
+) -> Result<(), MssqlError> {
+    batch(lease, sql, what).await?;
+    lease.transaction_ended();
+    Ok(())
 }

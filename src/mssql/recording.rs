@@ -70,6 +70,8 @@ type Script = dyn Fn(&Request) -> Option<Reply> + Send + Sync;
 struct Shared {
     log: Vec<Request>,
     sessions: usize,
+    /// Sessions closed (dropped by the adapter), in order.
+    closed: Vec<usize>,
     tables: HashMap<String, TableSchema>,
 }
 
@@ -106,6 +108,12 @@ impl Recorder {
         self.lock().log.clone()
     }
 
+    /// The sessions the adapter closed (discarded), in order: the server
+    /// rolls back whatever transaction each had open.
+    pub fn closed(&self) -> Vec<usize> {
+        self.lock().closed.clone()
+    }
+
     /// Forgets the requests so far (sessions stay open).
     pub fn clear(&self) {
         self.lock().log.clear();
@@ -136,6 +144,12 @@ impl Connector for Recorder {
 struct RecordingSession {
     id: usize,
     recorder: Recorder,
+}
+
+impl Drop for RecordingSession {
+    fn drop(&mut self) {
+        self.recorder.lock().closed.push(self.id);
+    }
 }
 
 fn failed(message: String) -> tiberius::error::Error {

@@ -3,6 +3,19 @@
 //! starts even while Redis is down and recovers when it returns. A command
 //! that meets a dropped connection is sent once more after the reconnect
 //! (every command here is safe to repeat).
+//!
+//! A command whose future is dropped mid-way (the core's call limit,
+//! `ctsync_actors::ports::limits`) leaves the connection usable: in redis
+//! 1.8.1 a request is handed over a channel to the connection's driver
+//! task, which owns the socket, writes requests and reads every answer in
+//! order; an answer whose caller is gone is read and dropped
+//! (`src/aio/multiplexed_connection.rs` lines 419–423), a request whose
+//! caller left before it was written is not sent (lines 475–480), and the
+//! type is documented as cancellation-safe (line 673); the manager clones
+//! a shared connection future (`src/aio/connection_manager.rs` line 705).
+//! So nothing needs fixing here; what a dropped command had already sent
+//! may still take effect, as with any lost answer (repeatable, and table
+//! writes are fenced).
 
 use std::time::Duration;
 

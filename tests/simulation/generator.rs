@@ -201,6 +201,15 @@ pub(crate) const WEIGHTS: &[(&str, u64, Draw)] = &[
     ("scout-fault", 3, |r, _| Op::ScoutFault {
         partial: r.chance(70).then(|| r.next() as u32 % 8),
     }),
+    ("hang", 4, |r, _| Op::Hang {
+        site: SITES[r.below(SITES.len() as u64) as usize],
+        effect: r.chance(50),
+    }),
+    // Up to 810 ms: within the call limit, often longer than a lease.
+    ("slow", 4, |r, _| Op::Slow {
+        site: SITES[r.below(SITES.len() as u64) as usize],
+        ms: 10 + r.below(800),
+    }),
 ];
 
 const SETUP: u64 = 0;

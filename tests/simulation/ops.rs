@@ -135,6 +135,19 @@ pub(crate) enum Op {
     ScoutFault {
         partial: Option<u32>,
     },
+    /// The next call at `site` never answers (`effect`: after its request
+    /// ran, else before): only the core's call limit, or the process's
+    /// death, ends it.
+    Hang {
+        site: Site,
+        effect: bool,
+    },
+    /// The next call at `site` takes effect `ms` late (within the call
+    /// limit; at times longer than a lease).
+    Slow {
+        site: Site,
+        ms: u64,
+    },
 }
 
 pub(crate) const SITES: [Site; 9] = [
@@ -186,13 +199,15 @@ impl Op {
             Op::CtOff(_) => "ct-off",
             Op::CtOn(_) => "ct-on",
             Op::ScoutFault { .. } => "scout-fault",
+            Op::Hang { .. } => "hang",
+            Op::Slow { .. } => "slow",
         }
     }
 }
 
 /// One line: the name, then `key=value` pairs (e.g. `upsert t=0 key=3
 /// salt=17`, `fault site=ReplicaWrite fault=LostAck`, `pause second=true
-/// ms=588 at=none`).
+/// ms=588 at=none`, `hang site=StateWrite effect=true`).
 impl std::fmt::Display for Op {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.name())?;
@@ -244,6 +259,8 @@ impl std::fmt::Display for Op {
                 Some(n) => write!(f, " partial={n}"),
                 None => write!(f, " partial=none"),
             },
+            Op::Hang { site, effect } => write!(f, " site={site:?} effect={effect}"),
+            Op::Slow { site, ms } => write!(f, " site={site:?} ms={ms}"),
             Op::RedisDown
             | Op::RedisUp
             | Op::RedisFlush
@@ -406,6 +423,14 @@ impl std::str::FromStr for Op {
                             .map_err(|_| format!("partial={v}: not a number"))?,
                     ),
                 },
+            },
+            "hang" => Op::Hang {
+                site: f.site("site")?.ok_or("hang site=none")?,
+                effect: f.flag("effect")?,
+            },
+            "slow" => Op::Slow {
+                site: f.site("site")?.ok_or("slow site=none")?,
+                ms: f.num("ms")?,
             },
             other => return Err(format!("{other}: no such operation")),
         };

@@ -8,7 +8,7 @@ use ctsync_actors::actors::ListenerConfig;
 use ctsync_actors::config::{Backoff, Instance};
 use ctsync_actors::keys;
 use ctsync_actors::model::*;
-use ctsync_actors::ports::LoadMode;
+use ctsync_actors::ports::{CallLimits, LoadMode};
 use ctsync_actors::sync::SyncConfig;
 
 /// The simulated tables: composite keys, every value type, and two tables
@@ -195,6 +195,9 @@ pub(crate) fn mode_of(incarnation: usize) -> LoadMode {
     }
 }
 
+/// Every port call's limit in the simulation (simulated time).
+pub(crate) const CALL_LIMIT: Duration = Duration::from_secs(1);
+
 pub(crate) fn config(full_load_mode: LoadMode, instance_id: String) -> SyncConfig {
     SyncConfig {
         poll_interval: Duration::from_millis(50),
@@ -223,5 +226,8 @@ pub(crate) fn config(full_load_mode: LoadMode, instance_id: String) -> SyncConfi
         idle_advance: Duration::from_millis(150),
         // Idle tables read their catalogs every 24 idle cycles.
         idle_catalog_refresh: 24,
+        // Longer than a lease (a call hung past it meets the fencing) and
+        // than the longest freeze (a frozen call still leaves late).
+        call_limits: CallLimits::all(CALL_LIMIT),
     }
 }

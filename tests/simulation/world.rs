@@ -11,7 +11,7 @@ use crate::ops::Op;
 use crate::rows::*;
 use ctsync_actors::actors::{self, Ports, Running};
 use ctsync_actors::keys;
-use ctsync_actors::memory::faults::{self, FaultPlan};
+use ctsync_actors::memory::faults::{self, Fault, FaultPlan};
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica, MemoryState};
 use ctsync_actors::model::*;
 use ctsync_actors::ports::Primary;
@@ -400,6 +400,8 @@ impl World {
             Op::CtOff(t) => self.switch_tracking(*t, false),
             Op::CtOn(t) => self.switch_tracking(*t, true),
             Op::ScoutFault { partial } => self.scout_fault(*partial),
+            Op::Hang { site, effect } => self.plan.push(*site, Fault::Hang { effect: *effect }),
+            Op::Slow { site, ms } => self.plan.push(*site, Fault::Slow { ms: *ms }),
         }
     }
 

@@ -77,6 +77,7 @@ pub fn fast_config() -> SyncConfig {
         idle_advance: Duration::ZERO,
         // Idle tables read their catalogs as often as busy ones.
         idle_catalog_refresh: ctsync_actors::sync::REFRESH_CYCLES,
+        call_limits: ctsync_actors::ports::CallLimits::default(),
     }
 }
 

@@ -139,15 +139,30 @@ pub struct Ports {
     pub ddl_queue: Option<Arc<dyn DdlQueue>>,
 }
 
+/// `ports` with each one's calls limited by `limits`.
+fn limited(ports: Ports, limits: crate::ports::CallLimits) -> Ports {
+    use crate::ports::Guarded;
+    Ports {
+        primary: Arc::new(Guarded::new(ports.primary, limits)),
+        replica: Arc::new(Guarded::new(ports.replica, limits)),
+        state: Arc::new(Guarded::new(ports.state, limits)),
+        ddl_queue: ports.ddl_queue.map(|q| {
+            let q: Arc<dyn DdlQueue> = Arc::new(Guarded::new(q, limits));
+            q
+        }),
+    }
+}
+
 /// Starts the SinkActor, the SupervisorActor, the ModuleSyncActor and (with
-/// a queue) the DdlListenerActor on the current actix system.
+/// a queue) the DdlListenerActor on the current actix system, every call of
+/// every port under its call limit (`config.call_limits`).
 pub fn start(ports: Ports, config: SyncConfig) -> Running {
     let Ports {
         primary,
         replica,
         state,
         ddl_queue,
-    } = ports;
+    } = limited(ports, config.call_limits);
     let fence = crate::fence::Fence::default();
     let sink = SinkHandle::start(replica, fence.clone());
     let board = StatusBoard::default();

@@ -51,11 +51,14 @@ impl PageRows<'_> {
         };
         let sent = rows.len().div_ceil(2);
         let (class, what) = match fault {
-            // A partial answer strikes only calls answering a list.
-            Fault::Reject | Fault::Partial(_) => {
+            // A partial answer strikes only calls answering a list; the
+            // simulation draws only rejects and lost connections here.
+            Fault::Reject | Fault::Partial(_) | Fault::Slow { .. } => {
                 (BulkFailure::Load, "the server refused the bulk load")
             }
-            Fault::LostAck => (BulkFailure::Connection, "the connection dropped"),
+            Fault::LostAck | Fault::Hang { .. } => {
+                (BulkFailure::Connection, "the connection dropped")
+            }
         };
         self.failed = Some(class);
         edits.insert(&rows[..sent])?;

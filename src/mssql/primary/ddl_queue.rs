@@ -3,7 +3,10 @@
 //! `ROLLBACK` when the inbox could not record the messages). Any failure
 //! after `BEGIN` discards the connection, so no transaction is ever left
 //! open on it: the server rolls the receive back and delivers the messages
-//! again.
+//! again. So does a receive or a commit whose future is dropped mid-request
+//! (the core's call limit): its lease closes the connection (`conn::Lease`).
+//! The receive's transaction spans port calls by design (receive, then
+//! commit), so it is not marked as one on the lease.
 
 use std::time::Duration;
 

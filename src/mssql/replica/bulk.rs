@@ -193,6 +193,7 @@ pub async fn load(
         rows: cells,
     };
     let result = async { lease.session()?.bulk(load).await.context(what) }.await;
+    lease.answered();
     if result.is_err() {
         // The bulk stream may be half sent: the connection cannot be reused.
         lease.discard();

@@ -8,7 +8,7 @@ use tiberius::ColumnData;
 use tracing::info;
 
 use crate::mssql::conn::Lease;
-use crate::mssql::pool::{batch, execute, query_rows};
+use crate::mssql::pool::{batch, begin_transaction, end_transaction, execute, query_rows};
 use crate::mssql::sql;
 use crate::mssql::MssqlError;
 
@@ -16,14 +16,14 @@ use crate::mssql::MssqlError;
 pub async fn migrate(lease: &mut Lease<'_>) -> Result<i32, MssqlError> {
     let result = run(lease).await;
     if result.is_err() && lease.is_open() {
-        let _ = batch(lease, sql::ROLLBACK, || "rolling back the migration".into()).await;
+        let _ = end_transaction(lease, sql::ROLLBACK, || "rolling back the migration".into()).await;
         lease.discard();
     }
     result
 }
 
 async fn run(lease: &mut Lease<'_>) -> Result<i32, MssqlError> {
-    batch(lease, sql::MIGRATION_BEGIN, || {
+    begin_transaction(lease, sql::MIGRATION_BEGIN, || {
         "locking and preparing the [ctsync] schema on the replica".into()
     })
     .await?;
@@ -62,7 +62,7 @@ async fn run(lease: &mut Lease<'_>) -> Result<i32, MssqlError> {
         )
         .await?;
     }
-    batch(lease, sql::COMMIT, || {
+    end_transaction(lease, sql::COMMIT, || {
         "committing the [ctsync] migration".into()
     })
     .await?;

@@ -1,6 +1,7 @@
 //! The replica port on SQL Server. Every write is one transaction with
 //! `XACT_ABORT ON`; on any error the transaction is rolled back and the
-//! connection discarded. A page's rows go in by bulk copy or one INSERT …
+//! connection discarded, and so is a connection whose lease is dropped
+//! with its transaction open (`pool::begin_transaction`). A page's rows go in by bulk copy or one INSERT …
 //! OPENJSON (`write_plan`, `write_path`, `bulk`, `json_rows`), identity
 //! values kept; full loads are `load`, the version record `version_record`,
 //! ctsync's own objects `migrations`.
@@ -32,7 +33,7 @@ use self::version_record::name_param;
 use self::write_plan::{change_plan, StepFailed, WritePlan};
 use super::catalog;
 use super::conn::Lease;
-use super::pool::{batch, execute, query_rows, Pool};
+use super::pool::{batch, begin_transaction, end_transaction, execute, query_rows, Pool};
 use super::sql;
 use super::MssqlError;
 
@@ -110,7 +111,7 @@ impl MssqlReplica {
     pub(super) async fn begin(&self, what: &str) -> Result<Lease<'_>> {
         let mut lease = self.pool.lease().await.map_err(err)?;
         self.ensure_migrated(&mut lease).await.map_err(err)?;
-        batch(&mut lease, sql::BEGIN, || what.to_string())
+        begin_transaction(&mut lease, sql::BEGIN, || what.to_string())
             .await
             .map_err(err)?;
         Ok(lease)
@@ -156,7 +157,7 @@ impl MssqlReplica {
                 format!("{owner} {token}")
             })
         });
-        let _ = batch(&mut lease, sql::ROLLBACK, || what.to_string()).await;
+        let _ = end_transaction(&mut lease, sql::ROLLBACK, || what.to_string()).await;
         Err(ctsync_actors::fence::refused(
             table,
             claim,
@@ -201,13 +202,13 @@ impl MssqlReplica {
     ) -> Result<()> {
         let ctx = || what.to_string();
         let result = match work {
-            Ok(()) => batch(&mut lease, sql::COMMIT, ctx).await,
+            Ok(()) => end_transaction(&mut lease, sql::COMMIT, ctx).await,
             Err(e) => Err(e),
         };
         if let Err(e) = result {
             // Best effort: a dropped connection rolls back on the server too.
             if lease.is_open() {
-                let _ = batch(&mut lease, sql::ROLLBACK, ctx).await;
+                let _ = end_transaction(&mut lease, sql::ROLLBACK, ctx).await;
             }
             lease.discard();
             return Err(err(e));

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use crate::model::TableId;
+use crate::ports::Call;
 
 /// A table's pipeline state, as the coverage figures name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -98,12 +99,12 @@ impl Coverage {
         probe.map(|p| p()).unwrap_or_default()
     }
 
-    /// The tables (of the probe's) that `about` names.
-    pub(super) fn about(&self, about: &(dyn Fn(&TableId) -> bool + Sync)) -> Vec<TableId> {
+    /// The tables (of the probe's) that `call` is about.
+    pub(super) fn about(&self, call: &Call<'_>) -> Vec<TableId> {
         self.tables()
             .into_iter()
             .map(|(t, _)| t)
-            .filter(|t| about(t))
+            .filter(|t| call.is_about(t))
             .collect()
     }
 

@@ -1,30 +1,22 @@
 //! Fault injection, one mechanism for every test: [`Faulty`] wraps any port
 //! and consults a [`FaultPlan`], whose [`Rule`]s strike calls by site,
-//! method and table (rejected calls, lost acknowledgements, outages), and
-//! which can kill or freeze the whole process. The wrappers' forwarding is
-//! generated from one declaration per port (`forward.rs`).
+//! method and table (rejected calls, lost acknowledgements, hung and slow
+//! calls, outages), and which can kill or freeze the whole process. The
+//! wrappers are the ports' one declaration of their calls
+//! (`ports::calls`), guarded by the plan (`guard.rs`).
 
 mod coverage;
-mod forward;
+mod guard;
 mod plan;
 
 use std::sync::Arc;
 
+pub use crate::ports::calls::forwarded;
 pub use coverage::{Phase, Probe};
-pub use forward::forwarded;
 pub use plan::{Fault, FaultPlan, Port, Rule, RuleId, Site};
 
 /// A port wrapped with a fault plan.
-pub struct Faulty<P: ?Sized> {
-    inner: Arc<P>,
-    plan: Arc<FaultPlan>,
-}
-
-impl<P: ?Sized> Faulty<P> {
-    pub fn new(inner: Arc<P>, plan: Arc<FaultPlan>) -> Self {
-        Self { inner, plan }
-    }
-}
+pub type Faulty<P> = crate::ports::Guarded<P, Arc<FaultPlan>>;
 
 /// `ports` with each one wrapped with `plan`.
 pub fn wrap(ports: crate::actors::Ports, plan: &Arc<FaultPlan>) -> crate::actors::Ports {

@@ -6,55 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use crate::ports::calls::{Port, Site};
+
 use super::coverage::{Coverage, Flight, Phase, Probe};
 use crate::error::{Error, Result};
 use crate::model::TableId;
-
-/// Where a fault can strike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Site {
-    /// Catalog, versions and counts on the primary.
-    PrimaryMeta,
-    /// A full-load page.
-    PrimaryPage,
-    /// A page of changes.
-    PrimaryChanges,
-    /// Any replica write transaction.
-    ReplicaWrite,
-    /// Replica reads (catalog, records, inbox).
-    ReplicaRead,
-    /// Inside a replica write: the bulk load of a page's rows, struck
-    /// part-way through them (some rows are in the transaction). `Reject`:
-    /// the bulk load itself fails (the server refused it or the rows);
-    /// `LostAck`: the connection drops mid-stream. Either way the whole
-    /// transaction rolls back. Only the in-memory replica meets it, through
-    /// the plan it is given (`MemoryReplica::set_inner_faults`).
-    ReplicaBulk,
-    StateRead,
-    StateWrite,
-    QueueReceive,
-    QueueCommit,
-}
-
-/// The dependency a site belongs to (an outage takes all of its sites).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Port {
-    Primary,
-    Replica,
-    State,
-    Queue,
-}
-
-impl Site {
-    pub fn port(self) -> Port {
-        match self {
-            Site::PrimaryMeta | Site::PrimaryPage | Site::PrimaryChanges => Port::Primary,
-            Site::ReplicaWrite | Site::ReplicaRead | Site::ReplicaBulk => Port::Replica,
-            Site::StateRead | Site::StateWrite => Port::State,
-            Site::QueueReceive | Site::QueueCommit => Port::Queue,
-        }
-    }
-}
+use crate::ports::Call;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -67,6 +24,29 @@ pub enum Fault {
     /// it returns: a partial answer. Strikes only calls that answer with a
     /// list, one entry per thing asked (`forward!`'s `entries` marker).
     Partial(u32),
+    /// Never answers: it waits on the clock until the core's call limit
+    /// drops it or the process dies. `effect: false`: the request never
+    /// ran (a server that accepted it and froze, a lock that never comes);
+    /// `true`: it ran, and its answer never came (a partition after the
+    /// commit).
+    Hang { effect: bool },
+    /// Takes `ms` longer before it takes effect (a lock wait, a busy
+    /// server), then answers at once: late, within the call limit.
+    Slow { ms: u64 },
+}
+
+impl Fault {
+    /// The name a strike is counted under in [`FaultPlan::injected`].
+    fn kind(self) -> &'static str {
+        match self {
+            Fault::Reject => "reject",
+            Fault::LostAck => "lost_ack",
+            Fault::Hang { effect: false } => "hang_before",
+            Fault::Hang { effect: true } => "hang_after",
+            Fault::Slow { .. } => "slow",
+            Fault::Partial(_) => "partial",
+        }
+    }
 }
 
 /// Which calls a rule strikes: every condition set must hold.
@@ -170,19 +150,13 @@ impl Rule {
             && f.port.is_none_or(|p| p == call.site.port())
             && f.site.is_none_or(|s| s == call.site)
             && f.method.is_none_or(|m| m == call.method)
-            && f.object.as_ref().is_none_or(|id| (call.about)(id))
+            && f.object.as_ref().is_none_or(|id| call.is_about(id))
     }
-}
 
-/// One port call as the plan sees it.
-pub(super) struct Call<'a> {
-    pub site: Site,
-    pub method: &'static str,
-    /// Whether the call is about this table or module.
-    pub about: &'a (dyn Fn(&TableId) -> bool + Sync),
-    /// The call answers with a list, one entry per thing asked: a
-    /// [`Fault::Partial`] can shorten it.
-    pub entries: bool,
+    /// The name the strike is counted under.
+    fn kind(&self) -> &'static str {
+        self.label.unwrap_or(self.fault.kind())
+    }
 }
 
 /// A rule in force, as [`FaultPlan::inject`] returned it (to lift it).
@@ -228,6 +202,8 @@ pub struct FaultPlan {
     pause_at: Mutex<Option<Site>>,
     /// The calls in flight and each table's state, for the figures.
     coverage: Coverage,
+    /// Wakes the hung calls when the process dies (see [`Fault::Hang`]).
+    died: tokio::sync::Notify,
 }
 
 impl Default for FaultPlan {
@@ -239,6 +215,7 @@ impl Default for FaultPlan {
             resumed: tokio::sync::Notify::new(),
             pause_at: Mutex::new(None),
             coverage: Coverage::default(),
+            died: tokio::sync::Notify::new(),
         }
     }
 }
@@ -271,9 +248,29 @@ impl FaultPlan {
         self.inject(Rule::fault(fault).at(site));
     }
 
-    /// Every later call fails (the process died).
+    /// Every later call fails (the process died), and so does every hung
+    /// call.
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
+        self.died.notify_waiters();
+    }
+
+    pub(super) fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    /// A hung call's end: waits until the process dies (only the core's
+    /// call limit, which drops the call, ends it sooner).
+    async fn until_killed(&self) -> Error {
+        loop {
+            // Waiting before looking: a kill in between is not missed.
+            let mut died = std::pin::pin!(self.died.notified());
+            died.as_mut().enable();
+            if self.is_killed() {
+                return died_error();
+            }
+            died.await;
+        }
     }
 
     /// Calls go through again: the process is back with the state it had
@@ -361,8 +358,7 @@ impl FaultPlan {
 
     /// Marks `call` in flight until the returned guard drops.
     pub(super) fn fly(&self, call: &Call<'_>) -> Flight<'_> {
-        self.coverage
-            .fly(self.coverage.about(call.about), call.method)
+        self.coverage.fly(self.coverage.about(call), call.method)
     }
 
     fn count(&self, site: Site, kind: &'static str, phases: &std::collections::BTreeSet<Phase>) {
@@ -378,7 +374,7 @@ impl FaultPlan {
 
     /// The states a strike on `call` counts under.
     fn phases_of(&self, call: &Call<'_>) -> std::collections::BTreeSet<Phase> {
-        self.coverage.phases_of(&self.coverage.about(call.about))
+        self.coverage.phases_of(&self.coverage.about(call))
     }
 
     /// The rule `call` meets, if any, used up by one strike.
@@ -420,25 +416,16 @@ impl FaultPlan {
         table: &TableId,
     ) -> Option<Fault> {
         *self.lock().calls.entry((site, method)).or_insert(0) += 1;
-        let about = |id: &TableId| id == table;
-        let call = Call {
-            site,
-            method,
-            about: &about,
-            entries: false,
-        };
+        let about = |visit: &mut dyn FnMut(&TableId) -> bool| visit(table);
+        let call = Call::new(site, method, &about);
         let rule = self.strike(&call)?;
-        let kind = match rule.fault {
-            Fault::Reject => "reject",
-            Fault::LostAck => "lost_ack",
-            Fault::Partial(_) => "partial",
-        };
+        let kind = rule.kind();
         // Inside a write, the write's method says what runs.
         let phases = match Phase::of_method(method) {
             Some(p) => std::iter::once(p).collect(),
             None => self.phases_of(&call),
         };
-        self.count(site, rule.label.unwrap_or(kind), &phases);
+        self.count(site, kind, &phases);
         Some(rule.fault)
     }
 
@@ -465,41 +452,60 @@ impl FaultPlan {
             }
             resumed.await;
         }
-        if self.killed.load(Ordering::SeqCst) {
-            return Err(Error::Sink("injected: the process died".into()));
+        if self.is_killed() {
+            return Err(died_error());
         }
-        match self.strike(&call) {
-            Some(rule) if rule.fault == Fault::Reject => {
-                let phases = self.phases_of(&call);
-                self.count(site, rule.label.unwrap_or("reject"), &phases);
+        let Some(mut rule) = self.strike(&call) else {
+            return Ok(None);
+        };
+        let phases = self.phases_of(&call);
+        match rule.fault {
+            Fault::Reject => {
+                self.count(site, rule.kind(), &phases);
                 Err(injected(site, call.method, &rule, "rejected"))
             }
-            Some(mut rule) => {
-                rule.phases = self.phases_of(&call);
+            Fault::Hang { effect: false } => {
+                self.count(site, rule.kind(), &phases);
+                Err(self.until_killed().await)
+            }
+            Fault::Slow { ms } => {
+                self.count(site, rule.kind(), &phases);
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                if self.is_killed() {
+                    return Err(died_error());
+                }
+                Ok(None)
+            }
+            Fault::LostAck | Fault::Hang { effect: true } | Fault::Partial(_) => {
+                rule.phases = phases;
                 Ok(Some(rule))
             }
-            None => Ok(None),
         }
     }
 
-    /// After a call: the process may have died meanwhile, and a lost
-    /// acknowledgement turns its success into an error.
-    pub(super) fn after<T>(
+    /// After a call: the process may have died meanwhile, a lost
+    /// acknowledgement turns its success into an error, and a call hung
+    /// after its effect never answers.
+    pub(super) async fn after<T>(
         &self,
         site: Site,
         method: &'static str,
         rule: Option<Rule>,
         result: Result<T>,
     ) -> Result<T> {
-        if self.killed.load(Ordering::SeqCst) {
-            return Err(Error::Sink("injected: the process died".into()));
+        if self.is_killed() {
+            return Err(died_error());
         }
         match (rule, result) {
             // Only `after_entries` can shorten an answer (and only calls
             // with entries meet the rule).
             (Some(rule), r) if matches!(rule.fault, Fault::Partial(_)) => r,
+            (Some(rule), _) if matches!(rule.fault, Fault::Hang { .. }) => {
+                self.count(site, rule.kind(), &rule.phases);
+                Err(self.until_killed().await)
+            }
             (Some(rule), Ok(_)) => {
-                self.count(site, rule.label.unwrap_or("lost_ack"), &rule.phases);
+                self.count(site, rule.kind(), &rule.phases);
                 Err(injected(
                     site,
                     method,
@@ -515,7 +521,7 @@ impl FaultPlan {
 impl FaultPlan {
     /// After a call that answers with a list: as [`FaultPlan::after`], and
     /// a partial answer drops one entry of it.
-    pub(super) fn after_entries<T>(
+    pub(super) async fn after_entries<T>(
         &self,
         site: Site,
         method: &'static str,
@@ -529,16 +535,21 @@ impl FaultPlan {
                 phases,
                 ..
             }) => {
-                let mut entries = self.after(site, method, None, result)?;
+                let mut entries = self.after(site, method, None, result).await?;
                 if !entries.is_empty() {
                     entries.remove(n as usize % entries.len());
                     self.count(site, label.unwrap_or("partial"), &phases);
                 }
                 Ok(entries)
             }
-            rule => self.after(site, method, rule, result),
+            rule => self.after(site, method, rule, result).await,
         }
     }
+}
+
+/// What every call of a process that died reports.
+pub(super) fn died_error() -> Error {
+    Error::Sink("injected: the process died".into())
 }
 
 /// The error a struck call reports, of its dependency's kind.
