@@ -811,8 +811,13 @@ fn shadow_load_statements_match_their_golden_text_and_parse() {
         sql::SCHEMA_BOUND_DEPENDENTS,
         "SELECT DISTINCT SCHEMA_NAME(o.schema_id) AS [schema_name], o.name AS [name], o.type AS [type] \
          FROM sys.sql_expression_dependencies AS d JOIN sys.objects AS o ON o.object_id = d.referencing_id \
-         WHERE d.referenced_id = OBJECT_ID(@P1, N'U') AND d.is_schema_bound_reference = 1"
+         WHERE d.referenced_id = OBJECT_ID(@P1, N'U') AND d.is_schema_bound_reference = 1 \
+         AND d.referenced_class = 1 AND d.referencing_class = 1 AND d.referencing_id <> d.referenced_id \
+         AND o.type IN ('V', 'FN', 'IF', 'TF')"
     );
+    // A filtered index lists its own table as referencing it: never a
+    // blocker, never a module to drop.
+    assert!(sql::SWAP_BLOCKERS.contains("d.referencing_id <> d.referenced_id"));
     for stmt in [
         sql::CARRIED_INDEXES,
         sql::CARRIED_PERMISSIONS,
