@@ -85,7 +85,10 @@ impl World {
             let id = &self.tables[t];
             if self.wanted.contains(&t) && self.replica.loads_started(id) <= before {
                 return Err(Divergence(format!(
-                    "{id}: a force_full_load request never led to a load ({before} loads before it)"
+                    "{id}: a force_full_load request never led to a load ({before} loads before it); \
+                     the flag is {:?}, the record {:?}",
+                    self.state.get(&keys::force_full_load(id)),
+                    self.replica.table_record(id)
                 )));
             }
         }
@@ -189,7 +192,19 @@ impl World {
                     }
                 }
             }
-            if all && round > 5 && self.modules_match().is_ok() {
+            // Quiet means no call a hang still holds (until its call
+            // limit) and no Force Load still waiting for its load: a table
+            // equal to the primary may yet have a request to act on (its
+            // cycle failed on a hung call and restarts). A request never
+            // acted on keeps the run from quiescing, and fails it.
+            let held = self.plans.iter().any(|p| p.held_calls() > 0);
+            let forces_pending = self.wanted.iter().any(|&t| {
+                self.state
+                    .get(&keys::force_full_load(&self.tables[t]))
+                    .as_deref()
+                    == Some("true")
+            });
+            if all && round > 5 && !held && !forces_pending && self.modules_match().is_ok() {
                 for _ in &self.wanted {
                     self.held(EQUAL);
                 }
@@ -217,8 +232,20 @@ impl World {
                  tables that differ: {diverged:#?}"
             )));
         }
+        let pending: Vec<String> = self
+            .wanted
+            .iter()
+            .filter(|&&t| {
+                self.state
+                    .get(&keys::force_full_load(&self.tables[t]))
+                    .as_deref()
+                    == Some("true")
+            })
+            .map(|&t| self.tables[t].to_string())
+            .collect();
         Err(Divergence(format!(
-            "after quiescing, enabled tables differ from the primary: {diverged:#?}"
+            "after quiescing, enabled tables differ from the primary: {diverged:#?}; \
+             Force Loads never acted on: {pending:?}"
         )))
     }
 }

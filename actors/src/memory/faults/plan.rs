@@ -204,6 +204,8 @@ pub struct FaultPlan {
     coverage: Coverage,
     /// Wakes the hung calls when the process dies (see [`Fault::Hang`]).
     died: tokio::sync::Notify,
+    /// Calls hung or slowed by a fault now (see [`FaultPlan::held_calls`]).
+    held: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for FaultPlan {
@@ -216,6 +218,7 @@ impl Default for FaultPlan {
             pause_at: Mutex::new(None),
             coverage: Coverage::default(),
             died: tokio::sync::Notify::new(),
+            held: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
@@ -262,6 +265,7 @@ impl FaultPlan {
     /// A hung call's end: waits until the process dies (only the core's
     /// call limit, which drops the call, ends it sooner).
     async fn until_killed(&self) -> Error {
+        let _held = Held::new(&self.held);
         loop {
             // Waiting before looking: a kill in between is not missed.
             let mut died = std::pin::pin!(self.died.notified());
@@ -327,6 +331,12 @@ impl FaultPlan {
         let mut book = self.lock();
         book.rules.clear();
         book.state_down = None;
+    }
+
+    /// How many calls a hang or a slow fault holds now (a struck rule is
+    /// used up, but the call it struck may still be waiting).
+    pub fn held_calls(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
     }
 
     /// Faults that struck so far, by site and kind.
@@ -470,7 +480,10 @@ impl FaultPlan {
             }
             Fault::Slow { ms } => {
                 self.count(site, rule.kind(), &phases);
-                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                {
+                    let _held = Held::new(&self.held);
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
                 if self.is_killed() {
                     return Err(died_error());
                 }
@@ -544,6 +557,23 @@ impl FaultPlan {
             }
             rule => self.after(site, method, rule, result).await,
         }
+    }
+}
+
+/// One call held by a hang or a slow fault, until dropped (answered, or
+/// abandoned at its call limit).
+struct Held<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Held<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
