@@ -149,3 +149,52 @@ async fn sink_actor_writes_one_batch_at_a_time_while_tables_load_concurrently() 
         "replica writes overlapped"
     );
 }
+
+/// A load that CT cleanup overtook twice is held, and its reason says to
+/// force a full load with a counted request (before, it said only "force a
+/// full load": the flag of a forced load is "true" already, and writing
+/// "true" again is the same request, so an operator following it changed
+/// nothing); that request starts it again from row 0 and it finishes.
+#[actix_rt::test]
+async fn a_load_held_after_cleanup_overtook_it_starts_again_on_a_counted_request() {
+    use ctsync_actors::ports::StateStore;
+    let h = Harness::new();
+    let id = h
+        .enabled_table(user_table(), (1..=20).map(|i| user(i, "a")))
+        .await;
+    let mut config = fast_config();
+    config.full_load_page_size = 2;
+    h.replica.set_insert_delay(Duration::from_millis(5));
+    let run = h.start(config);
+    // Changes and cleanup past them while every load copies: each load's
+    // start version is gone by its end.
+    let mut n = 100;
+    let held = loop {
+        n += 1;
+        h.primary.upsert(&id, user(1 + n % 20, "churn"));
+        h.primary.cleanup(&id, h.primary.version());
+        if let Some(s) = run.board.get(&id.key_name()) {
+            if s.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("counted request"))
+            {
+                break s;
+            }
+        }
+        assert!(n < 20_000, "the load was never held");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    assert_eq!(held.state, ctsync_actors::status::TableState::Error);
+    let loads = h.replica.loads_started(&id);
+    h.state
+        .request_full_load(&id)
+        .await
+        .expect("a counted request");
+    h.wait_equal(&id).await;
+    eventually(WAIT, "the load finished", || async {
+        let record = h.replica.table_record(&id);
+        record.load.is_none() && record.version.is_some()
+    })
+    .await;
+    assert!(h.replica.loads_started(&id) > loads, "it started again");
+}

@@ -186,8 +186,12 @@ impl World {
                     }
                     self.held(HELD_SAYS_WHY);
                     if forced.insert(t) || round % 100 == 0 {
-                        self.state
-                            .set(&keys::force_full_load(&self.tables[t]), "true");
+                        // As the held table's reason says: a counted
+                        // request (the flag may be "true" already).
+                        let id = self.tables[t].clone();
+                        let _ =
+                            ctsync_actors::ports::StateStore::request_full_load(&*self.state, &id)
+                                .await;
                         self.notify(t);
                     }
                 }

@@ -135,7 +135,9 @@ pub(super) async fn run(
                      start version {} times. Copy the table by hand (read \
                      CHANGE_TRACKING_CURRENT_VERSION() first, then set mssql_sync:version:{key}; \
                      see the manual snapshot in docs/operating.md, Full loads), or raise CHANGE_RETENTION and force a \
-                     full load",
+                     full load with a counted request (the page's Force Load button, the API, or \
+                     ctsync force-full-load {key}): the flag may already be \"true\", and writing \
+                     \"true\" again is the same request",
                     pending.expired_restarts
                 ),
             );
