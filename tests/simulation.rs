@@ -124,9 +124,6 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
         for (name, n) in &world.figures {
             stats.faults.insert(name.to_string(), *n);
         }
-        for (name, n) in &world.world_faults {
-            stats.faults.insert(name.to_string(), *n);
-        }
         coverage::add(&mut stats.fault_phases, &world.world_fault_phases);
         for plan in &world.plans {
             for ((site, kind), n) in plan.injected() {

@@ -135,7 +135,7 @@ impl World {
     /// Counts a fault the world itself injected, under the state of table
     /// `t` (of every table if none).
     pub(crate) fn count_fault(&mut self, name: &'static str, t: Option<usize>) {
-        *self.world_faults.entry(name).or_insert(0) += 1;
+        *self.figures.entry(name).or_insert(0) += 1;
         let now = self.phases_now();
         let phases: std::collections::BTreeSet<_> = match t {
             Some(t) => now.get(&self.tables[t]).copied().into_iter().collect(),

@@ -71,9 +71,8 @@ pub(crate) struct World {
     pub(crate) checks: std::cell::RefCell<BTreeMap<&'static str, u64>>,
     /// Keyspace notifications waiting on a fault.
     pub(crate) notifications: crate::keyspace::Notifications,
-    /// Faults the world injected itself (not through a plan), by kind,
-    /// and by kind and state.
-    pub(crate) world_faults: BTreeMap<&'static str, u64>,
+    /// Faults the world injected itself (not through a plan), by kind and
+    /// state (their counts go to `figures`).
     pub(crate) world_fault_phases: crate::coverage::Counts,
     /// The faults inside the replica's transactions (bulk loads failing
     /// part-way): the world's, not a process's, so no kill or quiesce
@@ -174,7 +173,6 @@ impl World {
             op_phases: Default::default(),
             checks: Default::default(),
             notifications: Default::default(),
-            world_faults: BTreeMap::new(),
             world_fault_phases: Default::default(),
             bulk_faults,
             cursors_corrupted: BTreeMap::new(),
