@@ -9,28 +9,28 @@ mod support;
 
 use std::time::Duration;
 
+use ctsync_actors::config::SyncConfig;
 use ctsync_actors::keys;
 use ctsync_actors::memory::faults::{Rule, Site};
+use ctsync_actors::model::TableId;
 use ctsync_actors::ports::{CursorKind, Replica};
 use support::fixtures::*;
 use support::{eventually, fast_config, Harness, WAIT};
 
-#[actix_rt::test]
-async fn an_unreadable_load_cursor_starts_the_load_over_from_row_0() {
-    let h = Harness::new();
-    let users = user_table();
-    // Redis holds a version the load replaces (as after an earlier load),
-    // so nothing but the replica's record says the table is loading.
+/// The fixtures' `User` table with 12 rows, loaded in place in pages of
+/// 5, then reloaded by a Force Load that stops after its first page (the
+/// primary's second page read fails from then on) and the process stopped:
+/// Redis holds a version the load replaces (as after an earlier load), so
+/// nothing but the replica's record says the table is loading.
+async fn reload_stopped_after_its_first_page(h: &Harness) -> (TableId, SyncConfig) {
     let id = h
-        .enabled_table(users.clone(), (1..=12).map(|i| user(i, "a")))
+        .enabled_table(user_table(), (1..=12).map(|i| user(i, "a")))
         .await;
     let mut config = fast_config();
     config.full_load_page_size = 5;
     config.full_load_mode = ctsync_actors::ports::LoadMode::InPlace;
     let run = h.start(config.clone());
     h.wait_loaded(&id).await;
-    // A reload, stopped after its first page: the primary's second page
-    // read fails from then on.
     h.faults
         .inject(Rule::reject().at(Site::PrimaryPage).nth(2).times(10_000));
     h.set(&keys::force_full_load(&id), "true").await;
@@ -42,6 +42,13 @@ async fn an_unreadable_load_cursor_starts_the_load_over_from_row_0() {
     })
     .await;
     run.stop(Duration::from_secs(4)).await;
+    (id, config)
+}
+
+#[actix_rt::test]
+async fn an_unreadable_load_cursor_starts_the_load_over_from_row_0() {
+    let h = Harness::new();
+    let (id, config) = reload_stopped_after_its_first_page(&h).await;
     let loads = h.replica.loads_started(&id);
     let half = h.replica.table_record(&id).load.expect("pending");
     assert_eq!(h.replica.rows(&id).len(), 5, "in place: a half table");
@@ -140,25 +147,7 @@ async fn an_unreadable_backlog_cursor_starts_the_backlog_over_from_the_stored_ve
 #[actix_rt::test]
 async fn an_unreadable_load_never_rebuilds_a_blocked_table_by_itself() {
     let h = Harness::new();
-    let id = h
-        .enabled_table(user_table(), (1..=12).map(|i| user(i, "a")))
-        .await;
-    let mut config = fast_config();
-    config.full_load_page_size = 5;
-    config.full_load_mode = ctsync_actors::ports::LoadMode::InPlace;
-    let run = h.start(config.clone());
-    h.wait_loaded(&id).await;
-    h.faults
-        .inject(Rule::reject().at(Site::PrimaryPage).nth(2).times(10_000));
-    h.set(&keys::force_full_load(&id), "true").await;
-    eventually(WAIT, "the reload's first page", || async {
-        h.replica
-            .table_record(&id)
-            .load
-            .is_some_and(|l| l.rows == 5)
-    })
-    .await;
-    run.stop(Duration::from_secs(4)).await;
+    let (id, config) = reload_stopped_after_its_first_page(&h).await;
     let loads = h.replica.loads_started(&id);
     assert!(h.replica.corrupt_cursor(&id, CursorKind::Load));
     // A column renamed on the primary with its DDL event missed: the
