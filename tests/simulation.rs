@@ -32,6 +32,8 @@ mod support;
 
 #[path = "simulation/coverage.rs"]
 mod coverage;
+#[path = "simulation/force_requests.rs"]
+mod force_requests;
 #[path = "simulation/generator.rs"]
 mod generator;
 #[path = "simulation/invariants.rs"]

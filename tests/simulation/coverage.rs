@@ -58,6 +58,7 @@ fn table_of(op: &Op) -> Option<usize> {
         | Op::CorruptCursor { t, .. }
         | Op::BlockSwap { t, .. } => Some(*t),
         Op::UnblockSwap(t) | Op::CtOff(t) | Op::CtOn(t) => Some(*t),
+        Op::Unforce(t) | Op::Reforce(t) => Some(*t),
         Op::Enable(t) | Op::Disable(t) | Op::Force(t) | Op::Cleanup(t) | Op::Truncate(t) => {
             Some(*t)
         }

@@ -101,6 +101,8 @@ pub(crate) const WEIGHTS: &[(&str, u64, Draw)] = &[
     ("enable", 3, |r, n| Op::Enable(table(r, n))),
     ("disable", 1, |r, n| Op::Disable(table(r, n))),
     ("force", 3, |r, n| Op::Force(table(r, n))),
+    ("unforce", 1, |r, n| Op::Unforce(table(r, n))),
+    ("reforce", 2, |r, n| Op::Reforce(table(r, n))),
     ("add-column", 3, |r, n| Op::AddColumn {
         t: table(r, n),
         not_null: r.chance(40),

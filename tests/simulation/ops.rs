@@ -104,6 +104,14 @@ pub(crate) enum Op {
         forced: bool,
         salt: u32,
     },
+    /// An operator sets table `t`'s `force_full_load` back to "false" by
+    /// hand (withdrawing a request not yet acted on, or leaving a forced
+    /// load to go on as a load of its own).
+    Unforce(usize),
+    /// Force Load on table `t`, the flag set back to "false" once that
+    /// load copies, and "true" again once the load has read the "false":
+    /// a second request, which must start the load over.
+    Reforce(usize),
     /// An operator adds a swap blocker to table `t`'s replica table (if it
     /// has one): a trigger, or a foreign key (`foreign_key`). `mid_load`:
     /// first a Force Load, and the blocker comes as soon as that load
@@ -172,6 +180,8 @@ impl Op {
             Op::Enable(_) => "enable",
             Op::Disable(_) => "disable",
             Op::Force(_) => "force",
+            Op::Unforce(_) => "unforce",
+            Op::Reforce(_) => "reforce",
             Op::AddColumn { .. } => "add-column",
             Op::RenameColumn { .. } => "rename-column",
             Op::DropColumn { .. } => "drop-column",
@@ -220,6 +230,7 @@ impl std::fmt::Display for Op {
             Op::Enable(t) | Op::Disable(t) | Op::Force(t) | Op::Cleanup(t) | Op::Truncate(t) => {
                 write!(f, " t={t}")
             }
+            Op::Unforce(t) | Op::Reforce(t) => write!(f, " t={t}"),
             Op::AddColumn { t, not_null, event } => {
                 write!(f, " t={t} not_null={not_null} event={event}")
             }
@@ -345,6 +356,8 @@ impl std::str::FromStr for Op {
             "enable" => Op::Enable(f.num("t")?),
             "disable" => Op::Disable(f.num("t")?),
             "force" => Op::Force(f.num("t")?),
+            "unforce" => Op::Unforce(f.num("t")?),
+            "reforce" => Op::Reforce(f.num("t")?),
             "cleanup" => Op::Cleanup(f.num("t")?),
             "truncate" => Op::Truncate(f.num("t")?),
             "add-column" => Op::AddColumn {

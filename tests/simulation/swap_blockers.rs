@@ -16,7 +16,8 @@ const TRIGGER: &str = "sim_audit";
 const FOREIGN_KEY: &str = "sim_fk";
 
 impl World {
-    fn count(&mut self, what: &'static str) {
+    /// Counts one `what` in the run's figures.
+    pub(crate) fn count(&mut self, what: &'static str) {
         *self.figures.entry(what).or_insert(0) += 1;
     }
 

@@ -62,6 +62,10 @@ pub(crate) struct World {
     /// Force requests (the flag went "false" → "true") not yet seen
     /// through: the number of loads the table had started by then.
     pub(crate) force_requests: BTreeMap<usize, usize>,
+    /// Forced loads whose flag the operator set back to "false": the loads
+    /// the table had started and the writes it had committed by then
+    /// (see [`crate::force_requests`]).
+    pub(crate) withdrawn: BTreeMap<usize, (usize, usize)>,
     /// Kills and restarts that found a backlog part-way applied (its cursor
     /// recorded on the replica): the next incarnation continues it.
     pub(crate) stopped_mid_backlog: u64,
@@ -169,6 +173,7 @@ impl World {
             tables,
             columns_added: 0,
             force_requests: BTreeMap::new(),
+            withdrawn: BTreeMap::new(),
             stopped_mid_backlog: 0,
             op_phases: Default::default(),
             checks: Default::default(),
@@ -400,27 +405,9 @@ impl World {
             Op::ScoutFault { partial } => self.scout_fault(*partial),
             Op::Hang { site, effect } => self.plan.push(*site, Fault::Hang { effect: *effect }),
             Op::Slow { site, ms } => self.plan.push(*site, Fault::Slow { ms: *ms }),
+            Op::Unforce(t) => self.unforce(*t),
+            Op::Reforce(t) => self.reforce(*t).await,
         }
-    }
-
-    /// The operator asks for a full load of table `t` (the force flag set
-    /// to "true"), remembered until a load started after it.
-    pub(crate) fn force(&mut self, t: usize) {
-        let key = keys::force_full_load(&self.tables[t]);
-        // "true" written again while a request is pending, or
-        // while a forced load runs, is the same request
-        // (documented); a new one must lead to a load.
-        let forced_load_runs = self
-            .replica
-            .table_record(&self.tables[t])
-            .load
-            .is_some_and(|l| l.forced);
-        if self.state.get(&key).as_deref() != Some("true") && !forced_load_runs {
-            let started = self.replica.loads_started(&self.tables[t]);
-            self.force_requests.entry(t).or_insert(started);
-        }
-        self.state.set(&key, "true");
-        self.notify(t);
     }
 
     /// The running process stops (`graceful`: the daemon's stop sequence,

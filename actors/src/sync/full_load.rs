@@ -4,7 +4,9 @@
 //! blocks the swap) and recording itself as pending on the replica. Every
 //! page commits together with the load's cursor, so an interrupted load
 //! (error, restart, stop, Redis loss) resumes after its last page. A new
-//! Force Load request starts it over from row 0 at the next page; a start
+//! Force Load request starts it over from row 0 at the next page (a forced
+//! load whose flag an operator set back to "false" answers it no longer,
+//! so a later "true" is new); a start
 //! version that CT cleanup passed before the end starts it over once, then
 //! holds the table. At the end the shadow is swapped in, the version
 //! recorded on the replica and, in one atomic Redis step, stored with the
@@ -149,19 +151,31 @@ pub(super) async fn run(
                 info!(table = %table, rows = pending.rows, total = pending.total, "full load interrupted by the shutdown; it resumes from here");
                 return Ok(LoadEnd::Interrupted);
             }
-            if let Some(flags) = new_request(p, table, &pending).await {
-                info!(table = %table, "a new Force Load request: the full load starts again from row 0");
-                let begin = Begin {
-                    flags,
-                    replaced_version: pending.replaced_version,
-                    rebuild: false,
-                    alter: &[],
-                    expired_restarts: 0,
-                    blocked: Vec::new(),
-                };
-                pending = start(p, sink, schema, begin).await?;
-                show_mode(p, table, &pending);
-                continue;
+            match new_request(p, table, &pending).await {
+                Request::New(flags) => {
+                    info!(table = %table, "a new Force Load request: the full load starts again from row 0");
+                    let begin = Begin {
+                        flags,
+                        replaced_version: pending.replaced_version,
+                        rebuild: false,
+                        alter: &[],
+                        expired_restarts: 0,
+                        blocked: Vec::new(),
+                    };
+                    pending = start(p, sink, schema, begin).await?;
+                    show_mode(p, table, &pending);
+                    continue;
+                }
+                Request::Withdrawn => {
+                    // Recorded at once (the record alone, no rows): a
+                    // restart resumes the load as unforced, so a "true"
+                    // written after this is a new request, not this one.
+                    pending.forced = false;
+                    sink.insert_rows(schema.clone(), Vec::new(), pending.clone())
+                        .await?;
+                    info!(table = %table, "force_full_load was set back to \"false\" during the forced full load: it goes on as a load of its own; \"true\" written again is a new request and starts it over");
+                }
+                Request::None => {}
             }
             let rows = p
                 .primary
@@ -376,21 +390,33 @@ async fn resumable(sink: &OwnerSink, schema: &TableSchema, pending: &PendingLoad
     Ok(shape(&target) == shape(schema))
 }
 
-/// A Force Load request made since the load started (the flag went to
-/// "true", or the API/CLI counted one more). Redis being unreachable only
-/// delays noticing it.
-async fn new_request(p: &Pipeline, table: &TableId, pending: &PendingLoad) -> Option<TableFlags> {
+/// What the flags say to a running load, read between its pages.
+enum Request {
+    /// A Force Load request made since the load started (the flag went to
+    /// "true", or the API/CLI counted one more): start over from row 0.
+    New(TableFlags),
+    /// The load answers a flag that is "false" again (an operator set it
+    /// back by hand): it goes on, and no longer answers the flag, so the
+    /// next "true" is a request of its own.
+    Withdrawn,
+    None,
+}
+
+/// Reads the flags during a load. Redis being unreachable only delays
+/// noticing a request.
+async fn new_request(p: &Pipeline, table: &TableId, pending: &PendingLoad) -> Request {
     match p.state.flags(table).await {
         Ok(flags)
             if flags.force_requests > pending.requests_seen
                 || (flags.force_full_load && !pending.forced) =>
         {
-            Some(flags)
+            Request::New(flags)
         }
-        Ok(_) => None,
+        Ok(flags) if pending.forced && !flags.force_full_load => Request::Withdrawn,
+        Ok(_) => Request::None,
         Err(e) => {
             debug!(table = %table, error = %e, "could not read the flags during the load; copying on");
-            None
+            Request::None
         }
     }
 }
