@@ -67,8 +67,36 @@ use generator::{schedule, STEPS};
 use ops::Op;
 use world::{Divergence, RunStats, World};
 
-/// The fixed seeds `.ci/run` runs (see the README for soak runs).
+/// The fixed seeds `.ci/run` runs (see the README for soak runs): 1..=this,
+/// and [`COVERING_SEEDS`].
 const CI_SEEDS: u64 = 300;
+
+/// Seeds past [`CI_SEEDS`] that the CI mix runs too, because each reaches
+/// a state × kind pair the seeds before it miss, so that no reachable pair
+/// is left at 0. Found by `CTSYNC_SIM_COVER=N` (docs/testing.md): a change
+/// to the generator or the pipeline that moves what they reach fails the
+/// CI test, which names the pairs and the command that picks them again.
+///
+/// Picked by a search over seeds 1..=20000 (release) before the idle
+/// promptness probe landed; that search left five pairs at 0, listed in
+/// [`NOT_YET_REACHED`].
+const COVERING_SEEDS: &[u64] = &[
+    333, 339, 352, 373, 380, 381, 421, 446, 483, 490, 541, 872, 889, 971, 978, 1111, 1342, 1756,
+    2176, 4860, 5235, 5536, 5720, 10416, 18707,
+];
+
+/// Pairs the code can reach that no seed up to 20000 reached: a module
+/// write failing while a column change is applied, and a Redis read being
+/// refused, hung before its effect or slowed while a swap runs (a read
+/// lost or hung after its effect during a swap did occur). The schedule
+/// needs a directed way to them; until then they are said, not hidden.
+const NOT_YET_REACHED: &[&str] = &[
+    "ReplicaWrite/module-lost_ack × ddl-apply",
+    "ReplicaWrite/module-reject × ddl-apply",
+    "StateRead/hang_before × swap",
+    "StateRead/reject × swap",
+    "StateRead/slow × swap",
+];
 
 /// Runs one schedule on a fresh world, on a current-thread runtime with a
 /// paused clock.
@@ -192,11 +220,72 @@ fn seeds() -> Vec<u64> {
     {
         return vec![seed];
     }
-    let n = std::env::var("CTSYNC_SIM_SEEDS")
+    match std::env::var("CTSYNC_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(CI_SEEDS);
-    (1..=n).collect()
+    {
+        Some(n) => (1..=n).collect(),
+        None => ci_mix(),
+    }
+}
+
+fn ci_mix() -> Vec<u64> {
+    (1..=CI_SEEDS)
+        .chain(COVERING_SEEDS.iter().copied())
+        .collect()
+}
+
+/// `CTSYNC_SIM_COVER=N`: runs the CI mix, then seeds up to `N`, and
+/// prints the seeds to add to [`COVERING_SEEDS`]: each reaches a pair the
+/// mix (with the seeds picked before it) leaves at 0.
+#[test]
+fn covering_seeds_search() {
+    let Some(n) = std::env::var("CTSYNC_SIM_COVER")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let mut mix = report::Figures::default();
+    let ci = ci_mix();
+    for &seed in &ci {
+        mix.add(
+            run(&schedule(seed)).unwrap_or_else(|Divergence(why)| panic!("seed {seed}: {why}")),
+        );
+    }
+    let mut picked = Vec::new();
+    for seed in (1..=n).filter(|s| !ci.contains(s)) {
+        let (_, zero) = mix.coverage();
+        if zero.is_empty() {
+            break;
+        }
+        let stats =
+            run(&schedule(seed)).unwrap_or_else(|Divergence(why)| panic!("seed {seed}: {why}"));
+        let reached = |(kind, phase): &(String, ctsync_actors::memory::faults::Phase)| {
+            let key = (kind.clone(), *phase);
+            stats.op_phases.get(&key).is_some_and(|n| *n > 0)
+                || stats.fault_phases.get(&key).is_some_and(|n| *n > 0)
+        };
+        let new: Vec<String> = zero
+            .iter()
+            .filter(|p| reached(p))
+            .map(|(kind, phase)| format!("{kind} × {}", phase.name()))
+            .collect();
+        if !new.is_empty() {
+            println!("seed {seed} reaches {new:?}");
+            picked.push(seed);
+            mix.add(stats);
+        }
+    }
+    let (_, zero) = mix.coverage();
+    let all: Vec<u64> = COVERING_SEEDS.iter().copied().chain(picked).collect();
+    println!("COVERING_SEEDS: &[u64] = &{all:?};");
+    println!(
+        "still at 0 after seed {n}: {:?}",
+        zero.iter()
+            .map(|(kind, phase)| format!("{kind} × {}", phase.name()))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -263,14 +352,22 @@ fn seeded_fault_simulation_keeps_every_invariant() {
         never.len()
     );
     // The CI seeds are the report's; a replay or a soak writes its own.
-    let name = if std::env::var_os("CTSYNC_SIM_SEED").is_some()
-        || std::env::var_os("CTSYNC_SIM_SEEDS").is_some()
-    {
+    let custom = std::env::var_os("CTSYNC_SIM_SEED").is_some()
+        || std::env::var_os("CTSYNC_SIM_SEEDS").is_some();
+    let name = if custom {
         "simulation-custom.md"
     } else {
         "simulation.md"
     };
     report::write(name, &figures.markdown(seconds, &zero));
+    let unexpected: Vec<&String> = never
+        .iter()
+        .filter(|p| !NOT_YET_REACHED.contains(&p.as_str()))
+        .collect();
+    println!(
+        "simulation: {} pairs at 0 beyond NOT_YET_REACHED: {unexpected:?}",
+        unexpected.len()
+    );
 }
 
 /// One seed replays to the same final state and the same faults: the
