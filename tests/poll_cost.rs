@@ -167,3 +167,122 @@ async fn idle_versions_move_together_in_one_transaction_per_poll() {
     let redis = at(&w.calls, &[Site::StateRead, Site::StateWrite]);
     assert!(redis <= w.polls * (tables as u64 + 1 + 2) + 2 * tables as u64);
 }
+
+/// Runs `test` on a current-thread runtime with a paused clock under an
+/// actix system (as the simulation does).
+fn on_paused_clock<F: std::future::Future<Output = ()> + 'static>(test: impl FnOnce() -> F) {
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a current-thread runtime")
+    });
+    system.block_on(test());
+}
+
+/// Sleeps 1 ms at a time until `done` (at most `ms` of simulated time).
+async fn until(what: &str, ms: u64, mut done: impl FnMut() -> bool) {
+    for _ in 0..ms {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    panic!("not within {ms} ms: {what}");
+}
+
+/// An idle table whose version the poll's batch moves every poll (another
+/// table keeps the primary busy, `idle_advance` is zero): a change
+/// committed just after a scout is on the replica within one poll of the
+/// next scout, as the README promises, although that poll's batch moved
+/// the table's version too. Before, the batch replaced the scout's
+/// "changed" with "unchanged up to the new version", the next cycle
+/// skipped, and the change waited a poll longer.
+#[test]
+fn a_change_after_an_idle_scout_is_applied_by_the_next_poll_though_the_batch_moved_the_table() {
+    use ctsync_actors::actors::{self, Ports, WakeTable};
+    use ctsync_actors::memory::faults::{FaultPlan, Faulty};
+    use ctsync_actors::memory::{MemoryPrimary, MemoryReplica, MemoryState};
+    use ctsync_actors::ports::{Primary, Replica, StateStore};
+    use ctsync_actors::status::TableState;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use support::generated::{row, schema};
+
+    on_paused_clock(|| async {
+        let config = fast_config();
+        assert_eq!(
+            config.idle_advance,
+            Duration::ZERO,
+            "a move is due every poll"
+        );
+        let poll = config.poll_interval;
+        let primary = Arc::new(MemoryPrimary::new());
+        let replica = Arc::new(MemoryReplica::new());
+        let state = Arc::new(MemoryState::new());
+        let idle = schema("Idle");
+        let busy = schema("Busy");
+        let id = idle.id.clone();
+        primary.create_table(idle, true);
+        primary.insert_many(&id, (1..=2).map(row));
+        primary.create_table(busy.clone(), true);
+        state.set(&format!("mssql_sync:enabled:{}", id.key_name()), "true");
+        let plan = FaultPlan::new();
+        let (p, r, s): (Arc<dyn Primary>, Arc<dyn Replica>, Arc<dyn StateStore>) =
+            (primary.clone(), replica.clone(), state.clone());
+        let run = actors::start(
+            Ports {
+                primary: Arc::new(Faulty::new(p, plan.clone())),
+                replica: Arc::new(Faulty::new(r, plan.clone())),
+                state: Arc::new(Faulty::new(s, plan.clone())),
+                ddl_queue: None,
+            },
+            config,
+        );
+        until("the table loaded and syncing", 5_000, || {
+            run.board
+                .get(&id.key_name())
+                .is_some_and(|s| s.state == TableState::Incremental && s.version.is_some())
+        })
+        .await;
+        let scouts = || count(&plan.calls(), Site::PrimaryMeta, "scout");
+        let batches = || count(&plan.calls(), Site::ReplicaWrite, "advance_versions");
+        let mut n = 0;
+        // A few idle polls with the busy table moving the current version,
+        // so the idle table's version is moved by the batch.
+        let b0 = batches();
+        until("the idle table moved by the batch", 2_000, || {
+            n += 1;
+            primary.upsert(&busy.id, row(n));
+            batches() >= b0 + 3
+        })
+        .await;
+        // The busy table commits, a scout finds the idle table unchanged.
+        n += 1;
+        primary.upsert(&busy.id, row(n));
+        let s0 = scouts();
+        until("a scout", 200, || scouts() > s0).await;
+        // Its cycle falls between two scouts (woken mid-poll), and queues
+        // the move to the version the scout saw.
+        tokio::time::sleep(poll * 2 / 5).await;
+        run.supervisor.do_send(WakeTable(id.clone()));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        // Then a change of the idle table, just after the scout.
+        let changed = row(1_000);
+        primary.upsert(&id, changed.clone());
+        let (s1, b1) = (scouts(), batches());
+        until("the next scout", 200, || scouts() > s1).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(
+            batches() > b1,
+            "the poll that found the change moved the table too"
+        );
+        tokio::time::sleep(poll).await;
+        assert!(
+            replica.rows(&id).contains(&changed),
+            "the change is not on the replica one poll after the scout that found it"
+        );
+        run.supervisor.do_send(actors::Shutdown);
+    });
+}

@@ -21,8 +21,9 @@
 //! every enabled table must equal the primary row for row, every held table
 //! must say why, every live instance must still run its discovery and DDL
 //! listener once every hung call has met its limit (and one of them module
-//! sync and the receive), and no two
-//! cycles of a table may have overlapped.
+//! sync and the receive), no two
+//! cycles of a table may have overlapped, and a change committed just
+//! after an idle scout must be applied one poll after the next scout.
 //!
 //! `CTSYNC_SIM_SEEDS=N` runs N seeds (default: the fixed CI set),
 //! `CTSYNC_SIM_SEED=S` replays one seed. A failing seed is shrunk to the
@@ -46,6 +47,8 @@ mod liveness;
 mod modules;
 #[path = "simulation/ops.rs"]
 mod ops;
+#[path = "simulation/promptness.rs"]
+mod promptness;
 #[path = "simulation/replica_faults.rs"]
 mod replica_faults;
 #[path = "simulation/report.rs"]
@@ -124,6 +127,7 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
         }
         let liveness = world.watch_liveness();
         world.quiesce().await?;
+        world.check_promptness().await?;
         world.check_in_place_loads()?;
         liveness.check().await?;
         let overlaps = world.overlaps();

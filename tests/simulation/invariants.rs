@@ -24,6 +24,8 @@ pub(crate) const FORCE_REQUESTS: &str = "every force_full_load request led to a 
 pub(crate) const NO_DUPLICATES: &str =
     "no replica write was refused for a duplicate key (every step)";
 pub(crate) const OVERLAPS: &str = "no two cycles of one table overlapped (end of run)";
+pub(crate) const PROMPT: &str =
+    "a change committed just after an idle scout is applied one poll after the next (end of run, per table)";
 
 impl World {
     /// No table is written by two owners: each table's commits carry

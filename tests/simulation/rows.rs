@@ -198,11 +198,16 @@ pub(crate) fn mode_of(incarnation: usize) -> LoadMode {
 /// Every port call's limit in the simulation (simulated time).
 pub(crate) const CALL_LIMIT: Duration = Duration::from_secs(1);
 
-pub(crate) fn config(full_load_mode: LoadMode, instance_id: String) -> SyncConfig {
+/// Every incarnation's poll interval (simulated time).
+pub(crate) const POLL: Duration = Duration::from_millis(50);
+
+/// Incarnation `incarnation`'s configuration: loads in shadow or in place
+/// (`mode_of`), and idle advances due every poll on every third one.
+pub(crate) fn config(incarnation: usize, instance_id: String) -> SyncConfig {
     SyncConfig {
-        poll_interval: Duration::from_millis(50),
+        poll_interval: POLL,
         full_load_page_size: 4,
-        full_load_mode,
+        full_load_mode: mode_of(incarnation),
         change_page_size: 3,
         auto_reload_stale: false,
         restarts: Backoff {
@@ -222,8 +227,14 @@ pub(crate) fn config(full_load_mode: LoadMode, instance_id: String) -> SyncConfi
             lease_ttl: Duration::from_millis(300),
             published: vec![(keys::CONFIG_PRIMARY_URL.into(), "sim:1433/testct".into())],
         },
-        // Idle tables' versions move at most every 150 ms of simulated time.
-        idle_advance: Duration::from_millis(150),
+        // Idle tables' versions move at most every 150 ms of simulated
+        // time, or every poll (so the poll's batch meets its scout's fresh
+        // findings every time).
+        idle_advance: if incarnation % 3 == 1 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(150)
+        },
         // Idle tables read their catalogs every 24 idle cycles.
         idle_catalog_refresh: 24,
         // Longer than a lease (a call hung past it meets the fencing) and

@@ -50,6 +50,8 @@ pub(crate) struct World {
     pub(crate) queue: Arc<MemoryDdlQueue>,
     pub(crate) plan: Arc<FaultPlan>,
     pub(crate) running: Running,
+    /// The running incarnation's instance id.
+    pub(crate) running_id: String,
     /// A second instance sharing the tables, with its fault plan.
     pub(crate) second: Option<(Running, Arc<FaultPlan>, String)>,
     /// Every incarnation so far, for the overlap check.
@@ -113,7 +115,7 @@ pub(crate) fn start(
             },
             plan,
         ),
-        config(mode_of(incarnation), instance_id),
+        config(incarnation, instance_id),
     )
 }
 
@@ -167,6 +169,7 @@ impl World {
             plans: vec![plan.clone()],
             plan,
             running,
+            running_id: "sim-0".into(),
             second: None,
             incarnations: Vec::new(),
             wanted: BTreeSet::new(),
@@ -189,11 +192,12 @@ impl World {
     pub(crate) fn new_incarnation(&mut self) {
         self.plan = crate::coverage::plan(&self.replica, &self.tables);
         self.plans.push(self.plan.clone());
+        self.running_id = format!("sim-{}", self.plans.len() - 1);
         let next = start(
             (&self.primary, &self.replica, &self.state, &self.queue),
             &self.plan,
             self.plans.len() - 1,
-            format!("sim-{}", self.plans.len() - 1),
+            self.running_id.clone(),
         );
         let old = std::mem::replace(&mut self.running, next);
         self.incarnations.push(old);

@@ -333,6 +333,15 @@ impl FaultPlan {
         book.state_down = None;
     }
 
+    /// Whether a rule in force may strike a call about `table` (one naming
+    /// it, or naming no table).
+    pub fn may_strike(&self, table: &TableId) -> bool {
+        self.lock()
+            .rules
+            .iter()
+            .any(|(_, r)| r.filter.object.as_ref().is_none_or(|id| id == table))
+    }
+
     /// How many calls a hang or a slow fault holds now (a struck rule is
     /// used up, but the call it struck may still be waiting).
     pub fn held_calls(&self) -> usize {

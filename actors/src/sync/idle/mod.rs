@@ -3,8 +3,9 @@
 //! still moved forward (at most every `idle_advance`, so CT cleanup never
 //! overtakes it): its cycle queues the move, the next poll makes the queued
 //! ones together ([`move_queued`]). A finding serves at most one cycle, only
-//! for the version it was taken at; a move and a cycle of one table never
-//! interleave (each holds the table's slot).
+//! for the version it was taken at (or the one the batch moved that version
+//! to, if it covers it); a move and a cycle of one table never interleave
+//! (each holds the table's slot).
 
 mod poll;
 
@@ -117,19 +118,26 @@ impl IdleTables {
         lock(&self.move_themselves).remove(table);
     }
 
-    /// The batch moved `table` from `from` to `to`, which the scout allowed
-    /// (no change after `from` up to `to`, CT able to answer from `from`):
-    /// until the next scout, its next cycle may skip as the scout's
-    /// finding would have let it.
+    /// The batch moved `table` from `from` to `to`, which a scout allowed
+    /// (no change after `from` up to `to`). The poll's own scout ran just
+    /// before and never loses to the move: if it found no change after
+    /// `from` up to a version at or past `to`, with CT able to answer from
+    /// `from`, its finding holds for `to` as well (the next cycle skips);
+    /// any other finding of `from` (a change after `from` is one after
+    /// `to`) goes, and the next cycle reads its changes.
     fn moved_by_batch(&self, table: &TableId, from: SyncVersion, to: SyncVersion, at: Instant) {
         lock(&self.last_moved).insert(table.clone(), at);
         self.stands_at(table, to);
-        let found = Scouted {
-            changed: false,
-            min_valid: Some(from),
-            current: to,
-        };
-        lock(&self.found).insert(table.clone(), (to, found));
+        let mut found = lock(&self.found);
+        if let Some((version, f)) = found.get(table).copied() {
+            let holds_for_to =
+                !f.changed && f.current >= to && f.min_valid.is_some_and(|m| m <= from);
+            if version == from && holds_for_to {
+                found.insert(table.clone(), (to, f));
+            } else if version == from {
+                found.remove(table);
+            }
+        }
     }
 
     /// The batch left `table` unmoved: its cycle moves it next time.
@@ -147,4 +155,89 @@ impl IdleTables {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ColumnDef, SqlType};
+
+    /// A table at version 10 whose cycle queued the move 10 → 20, with its
+    /// schema cached, and the poll's scout of version 10 finding `found`.
+    fn scouted(found: Option<Scouted>) -> (IdleTables, SchemaCache, TableId) {
+        let id = TableId::new("dbo", "T");
+        let schemas = SchemaCache::default();
+        schemas.put(
+            &id,
+            Arc::new(TableSchema {
+                id: id.clone(),
+                columns: vec![ColumnDef::new("Id", SqlType::Int, false)],
+                primary_key: vec![],
+            }),
+        );
+        let idle = IdleTables::default();
+        idle.stands_at(&id, 10);
+        if let Some(f) = found {
+            lock(&idle.found).insert(id.clone(), (10, f));
+        }
+        idle.moved_by_batch(&id, 10, 20, Instant::now());
+        (idle, schemas, id)
+    }
+
+    fn skip(idle: &IdleTables, schemas: &SchemaCache, id: &TableId) -> Option<SyncVersion> {
+        idle.skip_change_read(schemas, id, 20, 100).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn a_change_the_scout_found_is_read_after_the_batch_moved_the_table() {
+        let changed = Scouted {
+            changed: true,
+            min_valid: Some(5),
+            current: 25,
+        };
+        let (idle, schemas, id) = scouted(Some(changed));
+        assert_eq!(skip(&idle, &schemas, &id), None);
+    }
+
+    #[test]
+    fn a_finding_without_change_past_the_move_carries_over_to_the_new_version() {
+        let unchanged = Scouted {
+            changed: false,
+            min_valid: Some(5),
+            current: 25,
+        };
+        let (idle, schemas, id) = scouted(Some(unchanged));
+        assert_eq!(skip(&idle, &schemas, &id), Some(25));
+        assert_eq!(skip(&idle, &schemas, &id), None, "a finding serves once");
+    }
+
+    #[test]
+    fn a_finding_that_does_not_cover_the_move_goes() {
+        for f in [
+            Scouted {
+                changed: false,
+                min_valid: Some(5),
+                current: 15,
+            },
+            Scouted {
+                changed: false,
+                min_valid: None,
+                current: 25,
+            },
+            Scouted {
+                changed: false,
+                min_valid: Some(12),
+                current: 25,
+            },
+        ] {
+            let (idle, schemas, id) = scouted(Some(f));
+            assert_eq!(skip(&idle, &schemas, &id), None, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_scout_finding_the_moved_table_reads_its_changes() {
+        let (idle, schemas, id) = scouted(None);
+        assert_eq!(skip(&idle, &schemas, &id), None);
+    }
 }
