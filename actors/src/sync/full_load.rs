@@ -376,18 +376,15 @@ async fn swap_blocked(
 }
 
 /// A pending load can go on if its target still has the primary's columns
-/// (a schema change since means starting over).
+/// as schema reconcile sees them (a schema change since means starting
+/// over). Every column counts, computed ones too: a load resumed into a
+/// table whose computed column the primary dropped would finish with the
+/// column still there, and the change it was started for never made.
 async fn resumable(sink: &OwnerSink, schema: &TableSchema, pending: &PendingLoad) -> Result<bool> {
     let Some(target) = sink.replica_schema(pending.target(&schema.id)).await? else {
         return Ok(false);
     };
-    let shape = |s: &TableSchema| {
-        s.written_columns()
-            .iter()
-            .map(|c| (c.name.clone(), c.ty.clone()))
-            .collect::<Vec<_>>()
-    };
-    Ok(shape(&target) == shape(schema))
+    Ok(super::reconcile::plan(schema, &target) == super::reconcile::Plan::InSync)
 }
 
 /// What the flags say to a running load, read between its pages.
