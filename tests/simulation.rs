@@ -80,26 +80,23 @@ const CI_SEEDS: u64 = 300;
 /// to the generator or the pipeline that moves what they reach fails the
 /// CI test, which names the pairs and the command that picks them again.
 ///
-/// Picked by a search over seeds 1..=20000 (release) before the idle
-/// promptness probe landed; that search left five pairs at 0, listed in
+/// Picked by a search over seeds 1..=20000 (release) with the directed
+/// `during` step in the generator; one pair stayed at 0, in
 /// [`NOT_YET_REACHED`].
 const COVERING_SEEDS: &[u64] = &[
-    333, 339, 352, 373, 380, 381, 421, 446, 483, 490, 541, 872, 889, 971, 978, 1111, 1342, 1756,
-    2176, 4860, 5235, 5536, 5720, 10416, 18707,
+    373, 380, 387, 388, 437, 444, 478, 479, 483, 490, 502, 541, 816, 889, 903, 1342, 1505, 1756,
+    2026, 2818, 3516, 3810, 4569, 5483,
 ];
 
-/// Pairs the code can reach that no seed up to 20000 reached: a module
-/// write failing while a column change is applied, and a Redis read being
-/// refused, hung before its effect or slowed while a swap runs (a read
-/// lost or hung after its effect during a swap did occur). The schedule
-/// needs a directed way to them; until then they are said, not hidden.
-const NOT_YET_REACHED: &[&str] = &[
-    "ReplicaWrite/module-lost_ack × ddl-apply",
-    "ReplicaWrite/module-reject × ddl-apply",
-    "StateRead/hang_before × swap",
-    "StateRead/reject × swap",
-    "StateRead/slow × swap",
-];
+/// Pairs the code can reach that no seed searched reached: a Redis read
+/// hung before its effect while a swap runs. The pipeline's Redis reads
+/// are each about one table and made by its own cycle, which waits on its
+/// swap; a read during a swap is a later cycle's while a retired cycle's
+/// swap is still in the SinkActor (the lease lost mid-swap), and the
+/// directed `during` step meets it rarely (rejected, slowed and lost reads
+/// there were reached). Said, not hidden; the CI test fails on any other
+/// pair at 0.
+const NOT_YET_REACHED: &[&str] = &["StateRead/hang_before × swap"];
 
 /// Runs one schedule on a fresh world, on a current-thread runtime with a
 /// paused clock.
@@ -117,6 +114,7 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
         let mut world = World::new();
         for op in &ops {
             world.note_op(op);
+            tracing::info!(target: "sim", "step: {op}");
             world.apply(op).await;
             // Let the pipeline move between steps.
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -251,20 +249,40 @@ fn covering_seeds_search() {
         return;
     };
     let mut mix = report::Figures::default();
-    let ci = ci_mix();
+    // `CTSYNC_SIM_COVER_FRESH=1`: pick the covering seeds again from
+    // nothing (after a change to the generator), not on top of today's.
+    let fresh = std::env::var_os("CTSYNC_SIM_COVER_FRESH").is_some();
+    let ci: Vec<u64> = if fresh {
+        (1..=CI_SEEDS).collect()
+    } else {
+        ci_mix()
+    };
     for &seed in &ci {
         mix.add(
             run(&schedule(seed)).unwrap_or_else(|Divergence(why)| panic!("seed {seed}: {why}")),
         );
     }
     let mut picked = Vec::new();
-    for seed in (1..=n).filter(|s| !ci.contains(s)) {
+    let mut diverged = Vec::new();
+    // `CTSYNC_SIM_COVER_FROM=S`: search from seed S on (the seeds before
+    // it were searched already).
+    let from = std::env::var("CTSYNC_SIM_COVER_FROM")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(1);
+    for seed in (from..=n).filter(|s| !ci.contains(s)) {
         let (_, zero) = mix.coverage();
         if zero.is_empty() {
             break;
         }
-        let stats =
-            run(&schedule(seed)).unwrap_or_else(|Divergence(why)| panic!("seed {seed}: {why}"));
+        let stats = match run(&schedule(seed)) {
+            Ok(stats) => stats,
+            Err(Divergence(why)) => {
+                println!("seed {seed} diverged: {why}");
+                diverged.push(seed);
+                continue;
+            }
+        };
         let reached = |(kind, phase): &(String, ctsync_actors::memory::faults::Phase)| {
             let key = (kind.clone(), *phase);
             stats.op_phases.get(&key).is_some_and(|n| *n > 0)
@@ -282,7 +300,8 @@ fn covering_seeds_search() {
         }
     }
     let (_, zero) = mix.coverage();
-    let all: Vec<u64> = COVERING_SEEDS.iter().copied().chain(picked).collect();
+    let kept = if fresh { &[][..] } else { COVERING_SEEDS };
+    let all: Vec<u64> = kept.iter().copied().chain(picked).collect();
     println!("COVERING_SEEDS: &[u64] = &{all:?};");
     println!(
         "still at 0 after seed {n}: {:?}",
@@ -290,6 +309,7 @@ fn covering_seeds_search() {
             .map(|(kind, phase)| format!("{kind} × {}", phase.name()))
             .collect::<Vec<_>>()
     );
+    assert!(diverged.is_empty(), "seeds that diverged: {diverged:?}");
 }
 
 #[test]
@@ -363,15 +383,27 @@ fn seeded_fault_simulation_keeps_every_invariant() {
     } else {
         "simulation.md"
     };
-    report::write(name, &figures.markdown(seconds, &zero));
+    report::write(name, &figures.markdown(seconds, &zero, NOT_YET_REACHED));
     let unexpected: Vec<&String> = never
         .iter()
         .filter(|p| !NOT_YET_REACHED.contains(&p.as_str()))
         .collect();
-    println!(
-        "simulation: {} pairs at 0 beyond NOT_YET_REACHED: {unexpected:?}",
-        unexpected.len()
-    );
+    let reached: Vec<&&str> = NOT_YET_REACHED
+        .iter()
+        .filter(|p| !never.iter().any(|n| n == *p))
+        .collect();
+    if !custom {
+        assert!(
+            unexpected.is_empty(),
+            "state x kind pairs at 0 in the CI mix that the code can reach: {unexpected:?}; \
+             pick covering seeds again (docs/testing.md, CTSYNC_SIM_COVER) or say why a pair \
+             cannot happen (report::unreachable)"
+        );
+        assert!(
+            reached.is_empty(),
+            "NOT_YET_REACHED lists pairs the CI mix now reaches: {reached:?}; take them off"
+        );
+    }
 }
 
 /// One seed replays to the same final state and the same faults: the
@@ -438,6 +470,9 @@ fn a_schedule_is_a_function_of_its_seed() {
 /// invariant, replayed through the same runner without the generator.
 #[test]
 fn every_saved_schedule_keeps_every_invariant() {
+    if let Some(path) = std::env::var_os("CTSYNC_SIM_REPLAY") {
+        return replay_one(std::path::Path::new(&path));
+    }
     let all = saved::all();
     assert!(!all.is_empty(), "no saved schedules in tests/schedules");
     let mut lines = String::from(
@@ -466,6 +501,23 @@ fn every_saved_schedule_keeps_every_invariant() {
         ));
     }
     report::write("corpus.md", &lines);
+}
+
+/// `CTSYNC_SIM_REPLAY=file`: replays one schedule file (a saved one, or
+/// one a failing seed printed), with the pipeline's log lines when
+/// `CTSYNC_SIM_LOG` holds a filter (`ctsync_actors=debug`).
+fn replay_one(path: &std::path::Path) {
+    if let Ok(filter) = std::env::var("CTSYNC_SIM_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .without_time()
+            .try_init();
+    }
+    let schedule = saved::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if let Err(Divergence(why)) = run(&schedule.ops) {
+        panic!("{} diverged: {why}", path.display());
+    }
 }
 
 /// Every operation the generator draws is saved as a line that reads back

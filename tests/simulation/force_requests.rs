@@ -13,11 +13,6 @@ use crate::world::World;
 /// How long (simulated ms) `reforce` waits at most for each of its steps.
 const STEP_WAIT_MS: u64 = 300;
 
-/// Writes the load commits after the withdrawal that prove the load read
-/// the "false": it reads the flags before each page, so the second write
-/// after the "false" was preceded by a read that came after it.
-const WRITES_AFTER_WITHDRAWAL: usize = 2;
-
 impl World {
     /// The operator asks for a full load of table `t` (the force flag set
     /// to "true"), remembered until a load started after it. "true"
@@ -31,17 +26,22 @@ impl World {
             .replica
             .table_record(&id)
             .load
-            .is_some_and(|l| l.forced);
-        let seen_withdrawal = self.withdrawal_seen(t);
-        if seen_withdrawal {
+            .is_some_and(|l| l.forced)
+            || self.forced_end_pending(t);
+        // After a withdrawal, only one the load answered makes "true" new.
+        let new = match self.withdrawn.get(&t) {
+            Some(_) => self.withdrawal_seen(t),
+            None => !forced_load_runs,
+        };
+        if self.withdrawn.contains_key(&t) && new {
             self.count("force again after a seen withdrawal");
         }
-        if self.state.get(&key).as_deref() != Some("true") && (!forced_load_runs || seen_withdrawal)
-        {
+        if self.state.get(&key).as_deref() != Some("true") && new {
             // The latest request is the one a load must follow.
             let started = self.replica.loads_started(&id);
             self.force_requests.insert(t, started);
         }
+        tracing::info!(target: "sim", table = %id, new, forced_load_runs, flag = ?self.state.get(&key), "force");
         self.withdrawn.remove(&t);
         self.state.set(&key, "true");
         self.notify(t);
@@ -62,12 +62,14 @@ impl World {
                 .table_record(&id)
                 .load
                 .is_some_and(|l| l.forced)
+                || self.forced_end_pending(t)
             {
-                let writes = self.replica.commit_tokens(&id).len();
-                self.withdrawn.insert(t, (started, writes));
+                let ends = self.state.load_ends(&id);
+                self.withdrawn.insert(t, (started, ends));
                 self.count("force withdrawn mid forced load");
             }
         }
+        tracing::info!(target: "sim", table = %id, withdrawn = ?self.withdrawn.get(&t), "unforce");
         self.state.set(&key, "false");
         self.notify(t);
     }
@@ -90,18 +92,37 @@ impl World {
         self.force(t);
     }
 
-    /// The same forced load of `t` is still under way, the flag is still
-    /// "false", and it has committed enough writes since the withdrawal to
-    /// have read it.
+    /// The flag is still "false", and the forced load it was written
+    /// during answers it no longer: the load recorded that it read the
+    /// "false" (its record says unforced), or it ended in Redis after the
+    /// "false" (so its end found the flag "false" and left it). Until then
+    /// a "true" written again may be absorbed, as documented: a load that
+    /// read neither write (its last read before both, its end after both)
+    /// cannot tell them from the request it answers.
     fn withdrawal_seen(&self, t: usize) -> bool {
         let id = &self.tables[t];
-        let Some(&(started, writes)) = self.withdrawn.get(&t) else {
+        let Some(&(started, ends)) = self.withdrawn.get(&t) else {
             return false;
         };
-        self.replica.loads_started(id) == started
-            && self.replica.table_record(id).load.is_some()
-            && self.state.get(&keys::force_full_load(id)).as_deref() != Some("true")
-            && self.replica.commit_tokens(id).len() >= writes + WRITES_AFTER_WITHDRAWAL
+        if self.state.get(&keys::force_full_load(id)).as_deref() == Some("true") {
+            return false;
+        }
+        let recorded = self.replica.loads_started(id) == started
+            && self
+                .replica
+                .table_record(id)
+                .load
+                .is_some_and(|l| !l.forced);
+        recorded || self.state.load_ends(id) > ends
+    }
+
+    /// A forced load of `t` finished on the replica and its Redis step (the
+    /// flag's reset) has not run since: the load still answers the flag.
+    fn forced_end_pending(&self, t: usize) -> bool {
+        let id = &self.tables[t];
+        self.replica
+            .last_forced_finish(id)
+            .is_some_and(|at| self.state.last_load_end(id).is_none_or(|end| end < at))
     }
 
     async fn wait(&self, done: impl Fn(&World) -> bool) {

@@ -5,7 +5,7 @@
 use crate::modules::MODULES;
 use crate::ops::{Op, SITES};
 use crate::rows::table_defs;
-use ctsync_actors::memory::faults::{Fault, Site};
+use ctsync_actors::memory::faults::{Fault, Phase, Site};
 
 /// Steps per schedule.
 pub const STEPS: usize = 120;
@@ -211,6 +211,27 @@ pub(crate) const WEIGHTS: &[(&str, u64, Draw)] = &[
     ("slow", 4, |r, _| Op::Slow {
         site: SITES[r.below(SITES.len() as u64) as usize],
         ms: 10 + r.below(800),
+    }),
+    // Windows a random step seldom meets: a swap (its Redis and replica
+    // halves), a column change applied to the replica.
+    ("during", 3, |r, _| {
+        let phase = [Phase::Swap, Phase::DdlApply][r.below(2) as usize];
+        let site = SITES[r.below(SITES.len() as u64) as usize];
+        let fault = match r.below(5) {
+            0 => Fault::Reject,
+            1 => Fault::LostAck,
+            2 => Fault::Hang { effect: false },
+            3 => Fault::Hang { effect: true },
+            _ => Fault::Slow {
+                ms: 10 + r.below(800),
+            },
+        };
+        Op::During {
+            phase,
+            site,
+            fault,
+            module: site == Site::ReplicaWrite && r.chance(30),
+        }
     }),
 ];
 

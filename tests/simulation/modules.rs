@@ -5,7 +5,7 @@
 //! meets faults; and the check that at quiesce the replica holds exactly
 //! the primary's modules, except encrypted ones and triggers.
 
-use ctsync_actors::memory::faults::{Fault, Rule, Site};
+use ctsync_actors::memory::faults::{Fault, Phase, Rule, Site};
 use ctsync_actors::modules::{qualified_statement, ModuleDef, ModuleKind};
 
 use crate::world::World;
@@ -122,17 +122,23 @@ impl World {
     /// The next call of module sync at `site` meets `fault`: the primary's
     /// module list (PrimaryMeta), the replica's (ReplicaRead), or a module
     /// write (ReplicaWrite).
-    pub(crate) fn module_fault(&mut self, site: Site, fault: Fault) {
+    pub(crate) fn module_fault(&mut self, site: Site, fault: Fault, during: Option<Phase>) {
         let method = match site {
             Site::ReplicaWrite => "apply_module",
             _ => "modules",
         };
         let label = match fault {
             Fault::LostAck => "module-lost_ack",
+            Fault::Hang { effect: false } => "module-hang_before",
+            Fault::Hang { effect: true } => "module-hang_after",
+            Fault::Slow { .. } => "module-slow",
             _ => "module-reject",
         };
-        self.plan
-            .inject(Rule::fault(fault).at(site).method(method).label(label));
+        let rule = Rule::fault(fault).at(site).method(method).label(label);
+        self.plan.inject(match during {
+            Some(phase) => rule.during(phase),
+            None => rule,
+        });
     }
 
     /// The replica's modules are the primary's, text for text, except

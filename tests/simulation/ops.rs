@@ -2,7 +2,7 @@
 //! one-line text form saved schedules (`tests/schedules/*.sched`) are
 //! written in, read back exactly.
 
-use ctsync_actors::memory::faults::{Fault, Site};
+use ctsync_actors::memory::faults::{Fault, Phase, Site};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
@@ -156,6 +156,51 @@ pub(crate) enum Op {
         site: Site,
         ms: u64,
     },
+    /// The next call at `site` made while a table it is about is in
+    /// `phase` (a swap runs, a column change is applied) meets `fault`
+    /// (`module`: only module sync's calls there): a fault aimed at a
+    /// window too short for a random step to hit often.
+    During {
+        phase: Phase,
+        site: Site,
+        fault: Fault,
+        module: bool,
+    },
+}
+
+/// The faults a directed step draws from, by the names the figures count
+/// them under.
+pub(crate) fn fault_name(fault: Fault) -> String {
+    match fault {
+        Fault::Reject => "reject".into(),
+        Fault::LostAck => "lost_ack".into(),
+        Fault::Hang { effect: false } => "hang_before".into(),
+        Fault::Hang { effect: true } => "hang_after".into(),
+        Fault::Slow { ms } => format!("slow:{ms}"),
+        Fault::Partial(n) => format!("partial:{n}"),
+    }
+}
+
+fn parse_fault_name(v: &str) -> Result<Fault, String> {
+    Ok(match v.split_once(':') {
+        None if v == "reject" => Fault::Reject,
+        None if v == "lost_ack" => Fault::LostAck,
+        None if v == "hang_before" => Fault::Hang { effect: false },
+        None if v == "hang_after" => Fault::Hang { effect: true },
+        Some(("slow", ms)) => Fault::Slow {
+            ms: ms
+                .parse()
+                .map_err(|_| format!("fault={v}: not slow:<ms>"))?,
+        },
+        _ => return Err(format!("fault={v}: not a directed fault")),
+    })
+}
+
+fn parse_phase(v: &str) -> Result<Phase, String> {
+    Phase::ALL
+        .into_iter()
+        .find(|p| p.name() == v)
+        .ok_or_else(|| format!("phase={v}: not a pipeline state"))
 }
 
 pub(crate) const SITES: [Site; 9] = [
@@ -211,6 +256,7 @@ impl Op {
             Op::ScoutFault { .. } => "scout-fault",
             Op::Hang { .. } => "hang",
             Op::Slow { .. } => "slow",
+            Op::During { .. } => "during",
         }
     }
 }
@@ -272,6 +318,17 @@ impl std::fmt::Display for Op {
             },
             Op::Hang { site, effect } => write!(f, " site={site:?} effect={effect}"),
             Op::Slow { site, ms } => write!(f, " site={site:?} ms={ms}"),
+            Op::During {
+                phase,
+                site,
+                fault,
+                module,
+            } => write!(
+                f,
+                " phase={} site={site:?} fault={} module={module}",
+                phase.name(),
+                fault_name(*fault)
+            ),
             Op::RedisDown
             | Op::RedisUp
             | Op::RedisFlush
@@ -444,6 +501,12 @@ impl std::str::FromStr for Op {
             "slow" => Op::Slow {
                 site: f.site("site")?.ok_or("slow site=none")?,
                 ms: f.num("ms")?,
+            },
+            "during" => Op::During {
+                phase: parse_phase(f.take("phase")?)?,
+                site: f.site("site")?.ok_or("during site=none")?,
+                fault: parse_fault_name(f.take("fault")?)?,
+                module: f.flag("module")?,
             },
             other => return Err(format!("{other}: no such operation")),
         };

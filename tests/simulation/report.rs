@@ -45,6 +45,12 @@ pub(crate) fn unreachable(kind: &str, phase: Phase) -> Option<&'static str> {
              that state while it runs",
         );
     }
+    if kind.starts_with("ReplicaWrite/module-") && phase == Phase::DdlApply {
+        return Some(
+            "a module write and a column change are both replica writes through the one \
+             SinkActor, whose handlers are atomic: one is never in flight while the other is",
+        );
+    }
     None
 }
 
@@ -103,7 +109,9 @@ impl Figures {
     }
 
     /// The simulation's part of the correctness report.
-    pub(crate) fn markdown(&self, seconds: f64, zero: &[(String, Phase)]) -> String {
+    /// `said`: pairs at 0 the CI mix names as reachable but not reached yet
+    /// (`NOT_YET_REACHED`, with its reason).
+    pub(crate) fn markdown(&self, seconds: f64, zero: &[(String, Phase)], said: &[&str]) -> String {
         let mut out = format!(
             "### Seeded simulation\n\n{} seeds, {} operations, {:.1} s; divergences: 0.\n\n",
             self.seeds, self.ops, seconds
@@ -126,7 +134,13 @@ impl Figures {
             out.push_str("None: every reachable state × kind pair occurred.\n");
         } else {
             for (kind, phase) in zero {
-                out.push_str(&format!("- {kind} × {}\n", phase.name()));
+                let pair = format!("{kind} × {}", phase.name());
+                let note = if said.contains(&pair.as_str()) {
+                    " (reachable; no seed searched reaches it: `NOT_YET_REACHED` in tests/simulation.rs says why)"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("- {pair}{note}\n"));
             }
         }
         out.push_str("\n#### Pairs no schedule can reach\n\n");

@@ -11,7 +11,7 @@ use crate::ops::Op;
 use crate::rows::*;
 use ctsync_actors::actors::{self, Ports, Running};
 use ctsync_actors::keys;
-use ctsync_actors::memory::faults::{self, Fault, FaultPlan};
+use ctsync_actors::memory::faults::{self, Fault, FaultPlan, Rule};
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica, MemoryState};
 use ctsync_actors::model::*;
 use ctsync_actors::ports::Primary;
@@ -65,9 +65,9 @@ pub(crate) struct World {
     /// through: the number of loads the table had started by then.
     pub(crate) force_requests: BTreeMap<usize, usize>,
     /// Forced loads whose flag the operator set back to "false": the loads
-    /// the table had started and the writes it had committed by then
+    /// the table had started and the load ends Redis had applied by then
     /// (see [`crate::force_requests`]).
-    pub(crate) withdrawn: BTreeMap<usize, (usize, usize)>,
+    pub(crate) withdrawn: BTreeMap<usize, (usize, u64)>,
     /// Kills and restarts that found a backlog part-way applied (its cursor
     /// recorded on the replica): the next incarnation continues it.
     pub(crate) stopped_mid_backlog: u64,
@@ -403,7 +403,19 @@ impl World {
             } => self.block_swap(*t, *foreign_key, *mid_load).await,
             Op::UnblockSwap(t) => self.unblock_swap(*t),
             Op::Module { n, drop, salt } => self.change_module(*n, *drop, *salt),
-            Op::ModuleFault(site, fault) => self.module_fault(*site, *fault),
+            Op::ModuleFault(site, fault) => self.module_fault(*site, *fault, None),
+            Op::During {
+                phase,
+                site,
+                fault,
+                module: true,
+            } => self.module_fault(*site, *fault, Some(*phase)),
+            Op::During {
+                phase, site, fault, ..
+            } => {
+                self.plan
+                    .inject(Rule::fault(*fault).at(*site).during(*phase));
+            }
             Op::CtOff(t) => self.switch_tracking(*t, false),
             Op::CtOn(t) => self.switch_tracking(*t, true),
             Op::ScoutFault { partial } => self.scout_fault(*partial),

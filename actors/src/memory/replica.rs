@@ -44,6 +44,8 @@ struct Data {
     inbox: Vec<(InboxMessage, Option<String>)>,
     /// Full loads started per table (`begin_full_load` calls that committed).
     loads_started: BTreeMap<TableId, usize>,
+    /// When a forced full load last finished per table (tokio's clock).
+    forced_finishes: BTreeMap<TableId, tokio::time::Instant>,
     /// The mode and in-place reason of each of them.
     load_starts: BTreeMap<TableId, Vec<(LoadMode, Option<String>)>>,
     /// Shadow tables swapped in per table.
@@ -274,6 +276,12 @@ impl MemoryReplica {
     /// How many full loads of the table started (committed their first step).
     pub fn loads_started(&self, id: &TableId) -> usize {
         self.lock().loads_started.get(id).copied().unwrap_or(0)
+    }
+
+    /// When a forced full load of `id` last finished here (its Redis step,
+    /// which resets the flag, comes after).
+    pub fn last_forced_finish(&self, id: &TableId) -> Option<tokio::time::Instant> {
+        self.lock().forced_finishes.get(id).copied()
     }
 
     /// The replica's whole record of the table (version and pending load),
@@ -626,9 +634,14 @@ impl Replica for MemoryReplica {
     ) -> Result<()> {
         self.statement_delay("finish_full_load").await;
         let modules: Vec<ModuleDef> = self.lock().modules.values().cloned().collect();
+        let forced = self.table_record(&schema.id).load.is_some_and(|l| l.forced);
         self.transact(&schema.id, claim, LOAD_AND_BACKLOG, |tx| {
             replica_load::finish(tx, &modules, schema, version, mode)
         })?;
+        if forced {
+            let now = tokio::time::Instant::now();
+            self.lock().forced_finishes.insert(schema.id.clone(), now);
+        }
         if mode == LoadMode::Shadow {
             *self.lock().swaps.entry(schema.id.clone()).or_insert(0) += 1;
         }

@@ -27,6 +27,10 @@ pub struct MemoryState {
     leases: Mutex<BTreeMap<String, (String, Instant)>>,
     /// Live instances and when their heartbeat expires.
     instances: Mutex<BTreeMap<String, Instant>>,
+    /// Full-load ends applied per table, and when the last one was (what a
+    /// test tells a load's Redis step by, as its replica step is told by
+    /// the record).
+    load_ends: Mutex<BTreeMap<TableId, (u64, Instant)>>,
 }
 
 impl MemoryState {
@@ -44,6 +48,19 @@ impl MemoryState {
 
     pub fn set(&self, key: &str, value: &str) {
         self.lock().insert(key.to_string(), value.to_string());
+    }
+
+    /// How many full loads of `table` have ended here (their version
+    /// stored, the force flag reset if still "true").
+    pub fn load_ends(&self, table: &TableId) -> u64 {
+        let ends = self.load_ends.lock().unwrap_or_else(|e| e.into_inner());
+        ends.get(table).map_or(0, |(n, _)| *n)
+    }
+
+    /// When the last full load of `table` ended here (tokio's clock).
+    pub fn last_load_end(&self, table: &TableId) -> Option<Instant> {
+        let ends = self.load_ends.lock().unwrap_or_else(|e| e.into_inner());
+        ends.get(table).map(|(_, at)| *at)
     }
 
     pub fn del(&self, key: &str) {
@@ -197,7 +214,11 @@ impl StateStore for MemoryState {
                 map.insert(force_key, "false".into());
             }
             map.insert(keys::primary_identity(table), identity.encode());
-        })
+        })?;
+        let mut ends = self.load_ends.lock().unwrap_or_else(|e| e.into_inner());
+        let end = ends.entry(table.clone()).or_insert((0, Instant::now()));
+        *end = (end.0 + 1, Instant::now());
+        Ok(())
     }
 
     async fn primary_identity(&self, table: &TableId) -> Result<Option<PrimaryIdentity>> {

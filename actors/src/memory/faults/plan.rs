@@ -2,7 +2,7 @@
 //! the table (or module) a call is about, plus process-wide switches (kill,
 //! freeze) and the counts of what reached the ports and what struck.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -57,6 +57,9 @@ struct Filter {
     method: Option<&'static str>,
     /// The table or module (`schema.name`) the call is about.
     object: Option<TableId>,
+    /// Only while a table the call is about is in this state (a swap
+    /// runs, a column change is applied): a fault directed at a window.
+    during: Option<Phase>,
 }
 
 /// One injected fault: which calls it strikes, how often, with what.
@@ -119,6 +122,12 @@ impl Rule {
         self.filter.object = Some(id.clone());
         self
     }
+    /// Only calls made while a table they are about (every table, for a
+    /// call about none) is in `phase`.
+    pub fn during(mut self, phase: Phase) -> Self {
+        self.filter.during = Some(phase);
+        self
+    }
     /// The `n`th next matching call (1-based) is the first one struck.
     pub fn nth(mut self, n: u64) -> Self {
         self.skip = n.saturating_sub(1);
@@ -144,9 +153,13 @@ impl Rule {
         self
     }
 
-    fn matches(&self, call: &Call<'_>) -> bool {
+    /// `now`: the states a strike on `call` would count under, if a rule
+    /// in force asks (see [`Rule::during`]).
+    fn matches(&self, call: &Call<'_>, now: Option<&BTreeSet<Phase>>) -> bool {
         let f = &self.filter;
-        (call.entries || !matches!(self.fault, Fault::Partial(_)))
+        f.during
+            .is_none_or(|p| now.is_some_and(|now| now.contains(&p)))
+            && (call.entries || !matches!(self.fault, Fault::Partial(_)))
             && f.port.is_none_or(|p| p == call.site.port())
             && f.site.is_none_or(|s| s == call.site)
             && f.method.is_none_or(|m| m == call.method)
@@ -398,17 +411,26 @@ impl FaultPlan {
 
     /// The rule `call` meets, if any, used up by one strike.
     fn strike(&self, call: &Call<'_>) -> Option<Rule> {
+        // The states now, only when a rule asks (the probe reads every
+        // table's record).
+        let directed = self
+            .lock()
+            .rules
+            .iter()
+            .any(|(_, r)| r.filter.during.is_some());
+        let now = directed.then(|| self.phases_of(call));
+        let now = now.as_ref();
         let mut book = self.lock();
         if let Some((_, rule)) = book
             .rules
             .iter()
-            .find(|(_, r)| r.times.is_none() && r.matches(call))
+            .find(|(_, r)| r.times.is_none() && r.matches(call, now))
         {
             return Some(rule.clone());
         }
         let mut struck = None;
         for (id, rule) in book.rules.iter_mut() {
-            if rule.times.is_none() || !rule.matches(call) {
+            if rule.times.is_none() || !rule.matches(call, now) {
                 continue;
             }
             if rule.skip > 0 {
