@@ -13,6 +13,7 @@
 //! loaded slowly so the progress bar is visible) and `sales.Order` start
 //! paused; `Flaky` fails now and then to show restarts and errors.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,12 +58,14 @@ fn row(id: i32, label: &str) -> Row {
     vec![Value::I32(id), Value::String(format!("{label} {id}"))]
 }
 
-/// Starts the demo's pipeline and HTTP server (at `addr`, with `access`).
+/// Starts the demo's pipeline and HTTP server at `addr`, with the daemon's
+/// HTTP access rules from `settings` (`CTSYNC_API_*`, `CTSYNC_ALLOWED_HOSTS`).
 async fn start(
     redis_url: &str,
     addr: SocketAddr,
-    access: ctsync::http::Access,
+    settings: &BTreeMap<&'static str, String>,
 ) -> anyhow::Result<Demo> {
+    let access = ctsync::config::http_access(settings, &addr)?;
     let metrics = ctsync::telemetry::install()?;
     ctsync::telemetry::spawn_upkeep(metrics.clone());
     let state = Arc::new(RedisState::new(redis_url)?);
@@ -194,8 +197,8 @@ fn main() -> anyhow::Result<()> {
     let addr: SocketAddr = std::env::var("CTSYNC_HTTP_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:8080".into())
         .parse()?;
-    let access = ctsync::config::http_access_from_env(&addr)?;
-    actix::System::new().block_on(run(redis_url, addr, access))
+    let settings = ctsync::config::env_settings();
+    actix::System::new().block_on(run(redis_url, addr, settings))
 }
 
 /// The demo's pipeline and HTTP server, running.
@@ -213,7 +216,7 @@ struct Demo {
 async fn run(
     redis_url: String,
     addr: SocketAddr,
-    access: ctsync::http::Access,
+    settings: BTreeMap<&'static str, String>,
 ) -> anyhow::Result<()> {
     let Demo {
         bound,
@@ -222,7 +225,7 @@ async fn run(
         primary,
         queue,
         faults,
-    } = start(&redis_url, addr, access).await?;
+    } = start(&redis_url, addr, &settings).await?;
     println!("DEMO: ctsync pipeline over an in-memory primary/replica; page at http://{bound}/");
     let [customer, user, order, flaky] = [
         ("dbo", "Customer"),
@@ -313,18 +316,14 @@ mod support;
 /// it acts. Before, the demo took writes from anyone and any `Host`.
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::support::http_client::{self, Request};
     use super::support::RedisServer;
     use super::*;
 
     const TOKEN: &str = "demo-T0ken";
 
-    fn access(settings: &[(&'static str, &str)], addr: &SocketAddr) -> ctsync::http::Access {
-        let source: BTreeMap<&'static str, String> =
-            settings.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        ctsync::config::http_access(&source, addr).expect("access")
+    fn settings(pairs: &[(&'static str, &str)]) -> BTreeMap<&'static str, String> {
+        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
     }
 
     async fn flags(redis: &RedisState) -> Vec<Option<String>> {
@@ -343,7 +342,7 @@ mod tests {
         let redis = RedisServer::start();
         let state = RedisState::new(&redis.url()).expect("url");
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        for (what, settings, authorization) in [
+        for (what, pairs, authorization) in [
             ("no token", vec![], None),
             (
                 "token",
@@ -351,7 +350,7 @@ mod tests {
                 Some(format!("Bearer {TOKEN}")),
             ),
         ] {
-            let demo = start(&redis.url(), addr, access(&settings, &addr))
+            let demo = start(&redis.url(), addr, &settings(&pairs))
                 .await
                 .expect("demo");
             let before = flags(&state).await;

@@ -457,13 +457,13 @@ pub fn http_access(
     ))
 }
 
-/// The API settings from the environment alone (the demo's).
-pub fn http_access_from_env(http_addr: &SocketAddr) -> Result<crate::http::Access, ConfigError> {
-    let source: BTreeMap<&'static str, String> = SETTINGS
+/// Every setting the environment sets, without a config file (the
+/// demo's source for [`http_access`]).
+pub fn env_settings() -> BTreeMap<&'static str, String> {
+    SETTINGS
         .iter()
         .filter_map(|s| std::env::var(s.env).ok().map(|v| (s.env, v)))
-        .collect();
-    http_access(&source, http_addr)
+        .collect()
 }
 
 /// An operator's instance id: it goes into lease values (`<id> <token>`),

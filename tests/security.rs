@@ -527,7 +527,6 @@ async fn ctsync_run_refuses_cross_site_writes_and_is_read_only_without_a_token()
             .envs(env);
         let mut daemon = Daemon::spawn(c);
         daemon.wait_for_log("HTTP server listening");
-        daemon.wait_for_log(said);
         let addr: SocketAddr = http.parse().expect("addr");
         println!("ctsync run, {what}:");
         http_client::refused(
@@ -554,6 +553,7 @@ async fn ctsync_run_refuses_cross_site_writes_and_is_read_only_without_a_token()
         }
         let (status, _, log) = daemon.terminate();
         assert!(status.success(), "{log}");
+        assert!(log.contains(said), "{what}: {said:?} not in {log}");
         if what == "opted in" {
             assert!(
                 log.lines().any(|l| l.contains("WARN")
