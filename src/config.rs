@@ -569,11 +569,28 @@ mod tests {
         assert_eq!(c.change_copy_timeout, Duration::from_secs(600));
         assert_eq!(c.change_isolation, ChangeIsolation::Snapshot);
         assert_eq!(c.http_addr.port(), 8080);
+        // No token: the API and page are read-only.
+        assert!(!c.access.writes().enabled);
+        assert!(!c.access.unauthenticated_writes());
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("Secret1") && !shown.contains("Secret2"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn writes_without_a_token_need_the_explicit_opt_in() {
+        let mut m = base();
+        m.insert("CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES", "true".into());
+        let c = Config::from_source(&m).expect("valid");
+        assert!(c.access.writes().enabled && c.access.unauthenticated_writes());
+        m.insert("CTSYNC_API_TOKEN", "t0k".into());
+        let c = Config::from_source(&m).expect("valid");
+        assert!(c.access.writes().token_required && c.access.opt_in_ignored());
+        m.insert("CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES", "maybe".into());
+        let e = Config::from_source(&m).expect_err("invalid").to_string();
+        assert!(e.contains("CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES"), "{e}");
     }
 
     /// The core's limit on a change set's open leaves the copy all the
