@@ -78,7 +78,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// HTTP workers (threads). One suffices: every handler is a short async
 /// call (Redis, the probes bounded to 1 s), and the one long action, a
 /// verify, runs on its own thread, so health and metrics never wait behind
-/// it; more workers would only add threads and Redis connections.
+/// it. More workers would not fix a handler that holds its thread: some
+/// connections would still be handed to the busy one.
 pub const WORKERS: usize = 1;
 
 /// Binds `addr` and starts the server on the current actix system; returns
