@@ -82,6 +82,8 @@ impl Access {
         Self::with_writes(token, read_only, false, allowed_hosts)
     }
 
+    /// [`Access::new`], with the operator's opt-in to writes without a
+    /// token (`CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES`).
     pub fn with_writes(
         token: Option<String>,
         read_only: bool,
