@@ -30,7 +30,11 @@ pids+=($!)
 for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 demo_port=$(free_port)
+# The page's changes need the token (the page asks for it); without one the
+# demo is read-only, as the daemon (checked in step 4).
+demo_token="demo-ci-$RANDOM$RANDOM"
 REDIS_URL="redis://127.0.0.1:$redis_port/" CTSYNC_HTTP_ADDR="127.0.0.1:$demo_port" \
+  CTSYNC_API_TOKEN="$demo_token" \
   target/debug/examples/demo >"$work/demo.log" 2>&1 &
 demo_pid=$!
 pids+=($demo_pid)
@@ -75,7 +79,7 @@ if [ ! -d "$work/node/node_modules/playwright-core" ]; then
   npm install --silent --no-audit --no-fund --prefix "$work/node" playwright-core@1 >/dev/null
 fi
 NODE_PATH="$work/node/node_modules" node .ci/ui_check.cjs \
-  "http://127.0.0.1:$demo_port" "$redis_port" "$artifacts/controller-page.png"
+  "http://127.0.0.1:$demo_port" "$redis_port" "$artifacts/controller-page.png" "$demo_token"
 echo "demo-checks: artifact $artifacts/controller-page.png"
 
 # 3. SIGTERM: the demo stops with the daemon's sequence, exit 0, in seconds
@@ -91,3 +95,17 @@ if [ "$status" -ne 0 ] || ! python3 -c "import sys; sys.exit(0 if $took < 15 els
   tail -n 20 "$work/demo.log"
   exit 1
 fi
+
+# 4. Without a token the demo (as the daemon) is read-only: the page shows
+# its controls disabled, saying why, and a write changes nothing.
+redis-cli -p "$redis_port" FLUSHALL >/dev/null
+ro_port=$(free_port)
+REDIS_URL="redis://127.0.0.1:$redis_port/" CTSYNC_HTTP_ADDR="127.0.0.1:$ro_port" \
+  target/debug/examples/demo >"$work/demo-ro.log" 2>&1 &
+ro_pid=$!
+pids+=($ro_pid)
+wait_http "http://127.0.0.1:$ro_port/healthz"
+NODE_PATH="$work/node/node_modules" node .ci/ui_check.cjs --read-only \
+  "http://127.0.0.1:$ro_port" "$redis_port" "$artifacts/controller-page-read-only.png"
+kill -TERM "$ro_pid"
+wait "$ro_pid" || true

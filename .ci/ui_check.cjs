@@ -2,15 +2,23 @@
 // sees the tracked tables, clicks a table's enable toggle and another's
 // Force Load button, and checks the Redis keys change. Saves a screenshot.
 //
+// The demo runs with an API token: the page asks for it (a browser
+// prompt) at the first change, and the check gives it.
+//
 // Then the same at a phone's 390 px: no horizontal overflow, and the
 // toggle and Force Load are on screen and work. Screenshots at both widths.
 //
-// usage: node ui_check.cjs BASE_URL REDIS_PORT SCREENSHOT_PATH
+// With --read-only (a demo without a token): the controls are disabled and
+// say why in the API's words, and a write from the page changes nothing.
+//
+// usage: node ui_check.cjs BASE_URL REDIS_PORT SCREENSHOT_PATH API_TOKEN
+//        node ui_check.cjs --read-only BASE_URL REDIS_PORT SCREENSHOT_PATH
 "use strict";
 const { chromium } = require("playwright-core");
 const { execFileSync } = require("child_process");
 
-const [base, redisPort, shot] = process.argv.slice(2);
+const readOnly = process.argv[2] === "--read-only";
+const [base, redisPort, shot, token] = process.argv.slice(readOnly ? 3 : 2);
 const get = (key) =>
   execFileSync("redis-cli", ["-p", redisPort, "GET", key], { encoding: "utf8" }).trim();
 
@@ -23,6 +31,36 @@ async function until(what, check, ms = 20000) {
   }
 }
 
+// A demo without a token: every control disabled, saying why; a write
+// sent from the page anyway is refused and changes nothing.
+async function readOnlyCheck(browser, ok) {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 800 } });
+  page.on("dialog", (d) => { throw new Error(`a read-only page asked: ${d.message()}`); });
+  await page.goto(base + "/");
+  await page.waitForSelector('tr[data-table="Product"]', { timeout: 15000 });
+  await page.waitForSelector("#writes-off:not([hidden])", { timeout: 15000 });
+  const banner = await page.textContent("#writes-off");
+  for (const words of ["no API token is set", "CTSYNC_API_TOKEN", "CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES=true"]) {
+    if (!banner.includes(words)) throw new Error(`the read-only notice lacks "${words}": ${banner}`);
+  }
+  for (const action of ["toggle", "force_full_load"]) {
+    const button = page.locator(`button[data-action="${action}"][data-table="Product"]`);
+    if (!(await button.isDisabled())) throw new Error(`${action} of Product is not disabled`);
+    const title = await button.getAttribute("title");
+    if (!banner.includes(title)) throw new Error(`${action}'s title is not the notice's words: ${title}`);
+  }
+  ok("read-only: controls disabled, saying why in the API's words");
+  const before = get("mssql_sync:enabled:Product");
+  const status = await page.evaluate(async () => (await fetch("/api/tables/Product", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ action: "enable" }),
+  })).status);
+  if (status !== 403) throw new Error(`a write from the read-only page got ${status}`);
+  if (get("mssql_sync:enabled:Product") !== before) throw new Error("a read-only write changed a flag");
+  ok("read-only: a write from the page gets 403 and changes nothing");
+  await page.screenshot({ path: shot, fullPage: true });
+  console.log(`screenshot: ${shot}`);
+}
+
 (async () => {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
@@ -31,8 +69,23 @@ async function until(what, check, ms = 20000) {
   });
   let passed = 0;
   const ok = (what) => { passed += 1; console.log(`ok   ${what}`); };
+  let prompts = 0;
+  // A page whose token prompt is answered with the demo's token.
+  const open = async (viewport) => {
+    const p = await browser.newPage({ viewport });
+    p.on("dialog", (d) => {
+      prompts += 1;
+      if (!d.message().includes("CTSYNC_API_TOKEN")) throw new Error(`unexpected dialog: ${d.message()}`);
+      d.accept(token);
+    });
+    return p;
+  };
   try {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 800 } });
+    if (readOnly) {
+      await readOnlyCheck(browser, ok);
+      return;
+    }
+    const page = await open({ width: 1400, height: 800 });
     await page.goto(base + "/");
     for (const t of ["Customer", "User", "Product", "sales.Order"]) {
       await page.waitForSelector(`tr[data-table="${t}"]`, { timeout: 15000 });
@@ -43,7 +96,8 @@ async function until(what, check, ms = 20000) {
     if (get("mssql_sync:enabled:Product") !== "false") throw new Error("Product should start paused");
     await page.click('button[data-action="toggle"][data-table="Product"]');
     await until("mssql_sync:enabled:Product = true", () => get("mssql_sync:enabled:Product") === "true");
-    ok("enable toggle set mssql_sync:enabled:Product to \"true\"");
+    if (prompts !== 1) throw new Error(`the page asked for the token ${prompts} times`);
+    ok("the page asked for the API token once; the enable toggle set mssql_sync:enabled:Product to \"true\"");
     await page.waitForSelector('tr[data-table="Product"] .bar.loading', { timeout: 15000 });
     ok("progress bar shows the running full load");
 
@@ -77,7 +131,7 @@ async function until(what, check, ms = 20000) {
     console.log(`screenshot: ${shot}`);
 
     // A phone: 390 px wide.
-    const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    const phone = await open({ width: 390, height: 844 });
     await phone.goto(base + "/");
     await phone.waitForSelector('tr[data-table="sales.Order"]', { timeout: 15000 });
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -3,13 +3,17 @@
 //! (`REDIS_URL`, default redis://127.0.0.1:6379/). No SQL Server involved;
 //! nothing here touches a database.
 //!
-//! Run: `REDIS_URL=redis://127.0.0.1:6379/ cargo run --example demo`, then
-//! open http://127.0.0.1:8080/ (`CTSYNC_HTTP_ADDR` to change it).
+//! Run: `REDIS_URL=redis://127.0.0.1:6379/ CTSYNC_API_TOKEN=demo cargo run
+//! --example demo`, then open http://127.0.0.1:8080/ (`CTSYNC_HTTP_ADDR` to
+//! change it); the page asks for the token at the first change. The HTTP
+//! access rules are the daemon's (`CTSYNC_API_*`, `CTSYNC_ALLOWED_HOSTS`):
+//! without a token the page is read-only. Its tests probe them.
 //!
 //! Tables: `Customer` and `User` start enabled; `Product` (200,000 rows,
 //! loaded slowly so the progress bar is visible) and `sales.Order` start
 //! paused; `Flaky` fails now and then to show restarts and errors.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,19 +58,17 @@ fn row(id: i32, label: &str) -> Row {
     vec![Value::I32(id), Value::String(format!("{label} {id}"))]
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter("info").init();
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-    let addr: SocketAddr = std::env::var("CTSYNC_HTTP_ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:8080".into())
-        .parse()?;
-    actix::System::new().block_on(run(redis_url, addr))
-}
-
-async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
+/// Starts the demo's pipeline and HTTP server at `addr`, with the daemon's
+/// HTTP access rules from `settings` (`CTSYNC_API_*`, `CTSYNC_ALLOWED_HOSTS`).
+async fn start(
+    redis_url: &str,
+    addr: SocketAddr,
+    settings: &BTreeMap<&'static str, String>,
+) -> anyhow::Result<Demo> {
+    let access = ctsync::config::http_access(settings, &addr)?;
     let metrics = ctsync::telemetry::install()?;
     ctsync::telemetry::spawn_upkeep(metrics.clone());
-    let state = Arc::new(RedisState::new(&redis_url)?);
+    let state = Arc::new(RedisState::new(redis_url)?);
     let queue = Arc::new(MemoryDdlQueue::new());
 
     let primary = Arc::new(MemoryPrimary::new());
@@ -167,17 +169,71 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
         primary: "demo-primary (in memory):1433/testct".into(),
         replica: "demo-replica (in memory):1433/testct".into(),
         metrics: Some(metrics),
-        access: ctsync::http::Access::default(),
+        access: access.clone(),
         verify: Some(Arc::new(ctsync_actors::verify::Sides {
             primary: primary.clone(),
             replica: verify_replica,
             options: ctsync_actors::verify::Options::default(),
         })),
+        verifies: Default::default(),
         known_tables: Default::default(),
     };
     let (bound, server) = http::serve(addr, shared)?;
-    println!("DEMO: ctsync pipeline over an in-memory primary/replica; page at http://{bound}/");
+    access.log_at_start(bound);
+    Ok(Demo {
+        bound,
+        server,
+        running,
+        primary,
+        queue,
+        faults,
+    })
+}
 
+#[cfg_attr(test, allow(dead_code))]
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter("info").init();
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let addr: SocketAddr = std::env::var("CTSYNC_HTTP_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:8080".into())
+        .parse()?;
+    let settings = ctsync::config::env_settings();
+    actix::System::new().block_on(run(redis_url, addr, settings))
+}
+
+/// The demo's pipeline and HTTP server, running.
+#[cfg_attr(test, allow(dead_code))]
+struct Demo {
+    bound: SocketAddr,
+    server: actix_web::dev::ServerHandle,
+    running: actors::Running,
+    primary: Arc<MemoryPrimary>,
+    queue: Arc<MemoryDdlQueue>,
+    faults: Arc<FaultPlan>,
+}
+
+#[cfg_attr(test, allow(dead_code))]
+async fn run(
+    redis_url: String,
+    addr: SocketAddr,
+    settings: BTreeMap<&'static str, String>,
+) -> anyhow::Result<()> {
+    let Demo {
+        bound,
+        server,
+        running,
+        primary,
+        queue,
+        faults,
+    } = start(&redis_url, addr, &settings).await?;
+    println!("DEMO: ctsync pipeline over an in-memory primary/replica; page at http://{bound}/");
+    let [customer, user, order, flaky] = [
+        ("dbo", "Customer"),
+        ("dbo", "User"),
+        ("sales", "Order"),
+        ("dbo", "Flaky"),
+    ]
+    .map(|(schema, name)| TableId::new(schema, name));
     // The change generator: a few changes every half second.
     let mut n: i32 = 0;
     let mut broken = None;
@@ -191,11 +247,11 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
             _ = &mut signal => break,
         }
         n += 1;
-        primary.upsert(&customer.id, row(1 + n % 5, "customer"));
-        primary.upsert(&user.id, row(1 + n % 7, "user v2"));
-        primary.upsert(&order.id, row(n, "order"));
+        primary.upsert(&customer, row(1 + n % 5, "customer"));
+        primary.upsert(&user, row(1 + n % 7, "user v2"));
+        primary.upsert(&order, row(n, "order"));
         if n % 6 == 0 {
-            primary.delete(&user.id, &RowKey(vec![Value::I32(1 + n % 7)]));
+            primary.delete(&user, &RowKey(vec![Value::I32(1 + n % 7)]));
         }
         // DDL events: an ignored index event, a malformed (parked) message,
         // and a column rename of Flaky back and forth.
@@ -211,7 +267,7 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
             } else {
                 ("Remark", "Note")
             };
-            primary.rename_column(&flaky.id, from, to);
+            primary.rename_column(&flaky, from, to);
             queue.push_event(&event(
                 "RENAME",
                 &format!(
@@ -227,7 +283,7 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
                     faults.inject(
                         Rule::reject()
                             .port(Port::Primary)
-                            .object(&flaky.id)
+                            .object(&flaky)
                             .always()
                             .message("demo: simulated connection loss"),
                     ),
@@ -239,11 +295,100 @@ async fn run(redis_url: String, addr: SocketAddr) -> anyhow::Result<()> {
                 }
             }
             _ => {
-                primary.upsert(&flaky.id, row(n % 10, "flaky"));
+                primary.upsert(&flaky, row(n % 10, "flaky"));
             }
         }
     }
     ctsync::shutdown::stop(&running, Some(server)).await;
     println!("DEMO: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+/// Issue 28 items 1 and 2 for the demo: its HTTP server follows the
+/// daemon's access rules, read from the same settings: every cross-site
+/// probe (forms, `text/plain`, a no-cors fetch, `Host: evil.example`) is
+/// refused on every write and action endpoint, without a token writes are
+/// off (403) and the page is told so, and with one a JSON write carrying
+/// it acts. Before, the demo took writes from anyone and any `Host`.
+#[cfg(test)]
+mod tests {
+    use super::support::http_client::{self, Request};
+    use super::support::RedisServer;
+    use super::*;
+
+    const TOKEN: &str = "demo-T0ken";
+
+    fn settings(pairs: &[(&'static str, &str)]) -> BTreeMap<&'static str, String> {
+        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    }
+
+    async fn flags(redis: &RedisState) -> Vec<Option<String>> {
+        let mut out = Vec::new();
+        for key in [
+            "mssql_sync:enabled:Product",
+            "mssql_sync:force_full_load:Product",
+        ] {
+            out.push(redis.get(key).await.expect("GET"));
+        }
+        out
+    }
+
+    #[actix_rt::test]
+    async fn the_demo_refuses_cross_site_writes_and_is_read_only_without_a_token() {
+        let redis = RedisServer::start();
+        let state = RedisState::new(&redis.url()).expect("url");
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        for (what, pairs, authorization) in [
+            ("no token", vec![], None),
+            (
+                "token",
+                vec![("CTSYNC_API_TOKEN", TOKEN)],
+                Some(format!("Bearer {TOKEN}")),
+            ),
+        ] {
+            let demo = start(&redis.url(), addr, &settings(&pairs))
+                .await
+                .expect("demo");
+            let before = flags(&state).await;
+            println!("demo, {what}:");
+            http_client::refused(
+                demo.bound,
+                &http_client::cross_site_probes("Product", authorization.as_deref()),
+            )
+            .await;
+            assert_eq!(flags(&state).await, before, "{what}: nothing written");
+            let list = Request::get("/api/tables").send(demo.bound).await;
+            let list: serde_json::Value = serde_json::from_str(&list.body).expect("json");
+            let enable = Request::new("enable Product", "POST", "/api/tables/Product")
+                .json(&serde_json::json!({"action": "enable"}));
+            match authorization {
+                None => {
+                    assert_eq!(list["writes"]["enabled"], false, "{list}");
+                    let r = enable.send(demo.bound).await;
+                    assert_eq!(r.status, 403, "{}", r.body);
+                    assert!(r.body.contains("CTSYNC_API_TOKEN"), "{}", r.body);
+                    assert_eq!(flags(&state).await, before);
+                }
+                Some(a) => {
+                    assert_eq!(list["writes"]["enabled"], true, "{list}");
+                    assert_eq!(list["writes"]["token_required"], true, "{list}");
+                    let r = enable.header("Authorization", a).send(demo.bound).await;
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    assert_eq!(
+                        state
+                            .get("mssql_sync:enabled:Product")
+                            .await
+                            .expect("GET")
+                            .as_deref(),
+                        Some("true")
+                    );
+                }
+            }
+            ctsync::shutdown::stop(&demo.running, Some(demo.server)).await;
+        }
+    }
 }

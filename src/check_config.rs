@@ -45,7 +45,15 @@ pub fn summary(c: &Config) -> String {
             "http:     {} (API token {}, {}; page and API answer to: {})",
             c.http_addr,
             if c.access.has_token() { "set" } else { "NOT set" },
-            if c.access.read_only { "read-only" } else { "writes allowed" },
+            if c.access.read_only {
+                "read-only"
+            } else if c.access.has_token() {
+                "writes need it"
+            } else if c.access.unauthenticated_writes() {
+                "writes allowed WITHOUT a token (CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES)"
+            } else {
+                "read-only: writes need a token"
+            },
             c.access.allowed_hosts().join(", ")
         ),
         format!(

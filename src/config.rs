@@ -43,8 +43,9 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_LOG", file_key: "log", default: Some("info"), help: "Log filter (tracing `EnvFilter` syntax, e.g. `info,ctsync=debug`)." },
     Setting { env: "CTSYNC_KEYSPACE_EVENTS", file_key: "keyspace_events", default: Some("on"), help: "`on`: subscribe to Redis keyspace notifications so flags act within a second (adds K$g to notify-keyspace-events); `off`: flags act at the next poll." },
     Setting { env: "CTSYNC_LOG_FORMAT", file_key: "log_format", default: Some("text"), help: "`text` (colour only on a terminal) or `json` (one object per line, for log shippers)." },
-    Setting { env: "CTSYNC_API_TOKEN", file_key: "api_token", default: None, help: "Bearer token required by every state-changing HTTP request (enable, disable, force load). Unset: writes need none (a WARN at start if the address is not loopback)." },
+    Setting { env: "CTSYNC_API_TOKEN", file_key: "api_token", default: None, help: "Bearer token required by every state-changing HTTP request (enable, disable, force load, verify). Unset: the API and page are read-only (writes get 403) unless CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES=true." },
     Setting { env: "CTSYNC_API_TOKEN_FILE", file_key: "api_token_file", default: None, help: "File holding the API token (Docker secrets); used when CTSYNC_API_TOKEN is not set." },
+    Setting { env: "CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES", file_key: "api_allow_unauthenticated_writes", default: Some("false"), help: "`true`: without an API token, anyone who reaches the HTTP port may enable, disable, force-load and verify tables (a WARN at start). No effect when a token is set." },
     Setting { env: "CTSYNC_API_READ_ONLY", file_key: "api_read_only", default: Some("false"), help: "`true`: every state-changing HTTP request is refused (403)." },
     Setting { env: "CTSYNC_INSTANCE_ID", file_key: "instance_id", default: None, help: "This instance's id in leases and on the replica's fence (letters, digits, `.`, `_`, `-`, `:`; at most 100). Default: host name, process id and a random part, so every process is distinct." },
     Setting { env: "CTSYNC_LEASE_TTL_SECS", file_key: "lease_ttl_secs", default: Some("15"), help: "Seconds a table's lease lasts without renewal (renewed every poll; at least twice the poll interval). A dead instance's tables move to the others within it; an instance cut off from Redis stops writing before it runs out." },
@@ -371,47 +372,12 @@ impl Config {
                 message: "expected schema.queue, queue or off".into(),
             });
         };
-        let optional = |name: &'static str| {
-            source
-                .get(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
         let http_addr: SocketAddr = parse(
             "CTSYNC_HTTP_ADDR",
             &get("CTSYNC_HTTP_ADDR")?,
             "host:port, e.g. 0.0.0.0:8080",
         )?;
-        let token = match (
-            optional("CTSYNC_API_TOKEN"),
-            optional("CTSYNC_API_TOKEN_FILE"),
-        ) {
-            (Some(token), _) => Some(token),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(&path)
-                    .map_err(|e| ConfigError::Invalid {
-                        name: "CTSYNC_API_TOKEN_FILE",
-                        message: format!("cannot read {path}: {e}"),
-                    })?
-                    .trim()
-                    .to_string(),
-            )
-            .filter(|t| !t.is_empty()),
-            (None, None) => None,
-        };
-        let allowed_hosts: Vec<String> = match optional("CTSYNC_ALLOWED_HOSTS") {
-            Some(list) => list
-                .split(',')
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-                .collect(),
-            None => default_allowed_hosts(&http_addr),
-        };
-        let access = crate::http::Access::new(
-            token,
-            boolean("CTSYNC_API_READ_ONLY", &get("CTSYNC_API_READ_ONLY")?)?,
-            &allowed_hosts,
-        );
+        let access = http_access(source, &http_addr)?;
         let log_format = match get("CTSYNC_LOG_FORMAT")?.trim() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -440,6 +406,64 @@ impl Config {
             bulk_load: on_off("CTSYNC_BULK_LOAD", &get("CTSYNC_BULK_LOAD")?)?,
         })
     }
+}
+
+/// The HTTP access rules from the API settings (`CTSYNC_API_*`,
+/// `CTSYNC_ALLOWED_HOSTS`) for a server bound to `http_addr`; the daemon
+/// and the demo read them alike.
+pub fn http_access(
+    source: &BTreeMap<&'static str, String>,
+    http_addr: &SocketAddr,
+) -> Result<crate::http::Access, ConfigError> {
+    let optional = |name: &'static str| {
+        source
+            .get(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let flag = |name: &'static str| -> Result<bool, ConfigError> {
+        boolean(name, optional(name).as_deref().unwrap_or("false"))
+    };
+    let token = match (
+        optional("CTSYNC_API_TOKEN"),
+        optional("CTSYNC_API_TOKEN_FILE"),
+    ) {
+        (Some(token), _) => Some(token),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::Invalid {
+                    name: "CTSYNC_API_TOKEN_FILE",
+                    message: format!("cannot read {path}: {e}"),
+                })?
+                .trim()
+                .to_string(),
+        )
+        .filter(|t| !t.is_empty()),
+        (None, None) => None,
+    };
+    let allowed_hosts: Vec<String> = match optional("CTSYNC_ALLOWED_HOSTS") {
+        Some(list) => list
+            .split(',')
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect(),
+        None => default_allowed_hosts(http_addr),
+    };
+    Ok(crate::http::Access::with_writes(
+        token,
+        flag("CTSYNC_API_READ_ONLY")?,
+        flag(crate::http::ALLOW_UNAUTHENTICATED)?,
+        &allowed_hosts,
+    ))
+}
+
+/// Every setting the environment sets, without a config file (the
+/// demo's source for [`http_access`]).
+pub fn env_settings() -> BTreeMap<&'static str, String> {
+    SETTINGS
+        .iter()
+        .filter_map(|s| std::env::var(s.env).ok().map(|v| (s.env, v)))
+        .collect()
 }
 
 /// An operator's instance id: it goes into lease values (`<id> <token>`),
@@ -545,11 +569,28 @@ mod tests {
         assert_eq!(c.change_copy_timeout, Duration::from_secs(600));
         assert_eq!(c.change_isolation, ChangeIsolation::Snapshot);
         assert_eq!(c.http_addr.port(), 8080);
+        // No token: the API and page are read-only.
+        assert!(!c.access.writes().enabled);
+        assert!(!c.access.unauthenticated_writes());
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("Secret1") && !shown.contains("Secret2"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn writes_without_a_token_need_the_explicit_opt_in() {
+        let mut m = base();
+        m.insert("CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES", "true".into());
+        let c = Config::from_source(&m).expect("valid");
+        assert!(c.access.writes().enabled && c.access.unauthenticated_writes());
+        m.insert("CTSYNC_API_TOKEN", "t0k".into());
+        let c = Config::from_source(&m).expect("valid");
+        assert!(c.access.writes().token_required && c.access.opt_in_ignored());
+        m.insert("CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES", "maybe".into());
+        let e = Config::from_source(&m).expect_err("invalid").to_string();
+        assert!(e.contains("CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES"), "{e}");
     }
 
     /// The core's limit on a change set's open leaves the copy all the

@@ -108,6 +108,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             replica: verify_replica,
             options: ctsync_actors::verify::Options::default(),
         })),
+        verifies: Default::default(),
         known_tables: Default::default(),
     };
     let (bound, server) = http::serve(config.http_addr, shared).with_context(|| {
@@ -117,12 +118,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
     })?;
     info!(addr = %bound, "HTTP server listening (/, /api/tables, /metrics, /healthz, /readyz)");
-    if !config.access.has_token() && !config.access.read_only && !bound.ip().is_loopback() {
-        warn!(
-            addr = %bound,
-            "the HTTP API listens beyond loopback without CTSYNC_API_TOKEN: anyone who can reach it can enable, disable or force-load tables; set CTSYNC_API_TOKEN (or CTSYNC_API_TOKEN_FILE) or CTSYNC_API_READ_ONLY=true"
-        );
-    }
+    config.access.log_at_start(bound);
 
     let signal = signals.recv().await;
     info!(

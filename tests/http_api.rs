@@ -46,12 +46,14 @@ fn shared(h: &Harness, board: ctsync_actors::status::StatusBoard) -> HttpState {
         primary: primary.to_string(),
         replica: replica.to_string(),
         metrics: Some(ctsync::telemetry::install().expect("recorder")),
-        access: ctsync::http::Access::default(),
+        // Writes open without a token: access is tests/security.rs's.
+        access: ctsync::http::Access::with_writes(None, false, true, &[]),
         verify: Some(Arc::new(ctsync_actors::verify::Sides {
             primary: h.primary.clone(),
             replica: h.replica.clone(),
             options: ctsync_actors::verify::Options::default(),
         })),
+        verifies: Default::default(),
         known_tables: Default::default(),
     }
 }
@@ -197,7 +199,8 @@ async fn unknown_tables_and_actions_get_4xx_and_write_nothing() {
             Some(json!({"verb": "enable"})),
             StatusCode::BAD_REQUEST,
         ),
-        ("User", None, StatusCode::BAD_REQUEST),
+        // No body says no content type: not a JSON write (415).
+        ("User", None, StatusCode::UNSUPPORTED_MEDIA_TYPE),
     ];
     for (table, body, expected) in cases {
         let mut req = test::TestRequest::post().uri(&format!("/api/tables/{table}"));
@@ -501,6 +504,7 @@ async fn verify_through_the_api_reports_and_records_the_result() {
         &app,
         test::TestRequest::post()
             .uri("/api/tables/User/verify")
+            .set_json(json!({}))
             .to_request(),
     )
     .await;

@@ -48,10 +48,10 @@ fn hung_server() -> (TcpListener, String, Arc<AtomicUsize>) {
 }
 
 fn start(server: &str, redis_url: &str) -> Daemon {
-    start_on(server, redis_url, &free_addr())
+    start_on(server, redis_url, &free_addr(), &[])
 }
 
-fn start_on(server: &str, redis_url: &str, http: &str) -> Daemon {
+fn start_on(server: &str, redis_url: &str, http: &str, env: &[(&str, &str)]) -> Daemon {
     let mut c = ctsync();
     c.arg("run")
         .env(
@@ -64,7 +64,8 @@ fn start_on(server: &str, redis_url: &str, http: &str) -> Daemon {
         )
         .env("REDIS_URL", redis_url)
         .env("CTSYNC_POLL_INTERVAL_SECS", "1")
-        .env("CTSYNC_HTTP_ADDR", http);
+        .env("CTSYNC_HTTP_ADDR", http)
+        .envs(env.iter().copied());
     Daemon::spawn(c)
 }
 
@@ -170,23 +171,34 @@ async fn a_stop_mid_backlog_takes_seconds_and_the_backlog_continues_next_time() 
     h.wait_equal(&users.id).await;
 }
 
+/// Beyond loopback without a token the API is read-only (said once at
+/// start); with the explicit opt-in to writes without one, a WARN says
+/// anyone can steer ctsync.
 #[test]
-fn an_api_open_beyond_loopback_without_a_token_is_warned_about() {
+fn an_api_beyond_loopback_is_read_only_without_a_token_and_the_opt_in_is_warned_about() {
     let redis = RedisServer::start();
     let (_server, addr, _) = hung_server();
-    let port = free_addr()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let mut daemon = start_on(&addr, &redis.url(), &format!("0.0.0.0:{port}"));
-    // The warning follows this line before the daemon waits for a signal.
-    daemon.wait_for_log("HTTP server listening");
-    let (status, _, log) = daemon.terminate();
-    assert!(status.success(), "{log}");
-    assert_eq!(
-        log.matches("without CTSYNC_API_TOKEN").count(),
-        1,
-        "one WARN: {log}"
-    );
+    for (env, said) in [
+        (vec![], "HTTP API and page are read-only"),
+        (
+            vec![("CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES", "true")],
+            "without CTSYNC_API_TOKEN: anyone who can reach the HTTP port",
+        ),
+    ] {
+        let port = free_addr()
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let mut daemon = start_on(&addr, &redis.url(), &format!("0.0.0.0:{port}"), &env);
+        // The line follows this one before the daemon waits for a signal.
+        daemon.wait_for_log("HTTP server listening");
+        let (status, _, log) = daemon.terminate();
+        assert!(status.success(), "{log}");
+        assert_eq!(log.matches(said).count(), 1, "{env:?}: once: {log}");
+        let warned = log
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES"));
+        assert_eq!(warned, !env.is_empty(), "{env:?}: {log}");
+    }
 }

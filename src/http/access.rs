@@ -1,8 +1,9 @@
-//! Who may steer ctsync over HTTP: a bearer token for every state-changing
-//! request (compared in constant time), an optional read-only mode, a
-//! `Host` allowlist against DNS rebinding on the page and the API (the
-//! probes and `/metrics` stay reachable by IP), and hardening headers that
-//! forbid framing and sniffing on every response.
+//! Who may steer ctsync over HTTP: every state-changing request must be
+//! `application/json` (no form or no-cors request can be) and carry the
+//! bearer token (compared in constant time); without a token writes are off
+//! unless the operator opts in. A `Host` allowlist guards against DNS
+//! rebinding (probes and `/metrics` stay reachable by IP), and hardening
+//! headers forbid framing and sniffing on every response.
 
 use std::collections::BTreeSet;
 
@@ -23,6 +24,9 @@ pub struct Access {
     token: Option<String>,
     /// `CTSYNC_API_READ_ONLY`: every write is refused.
     pub read_only: bool,
+    /// `CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES`: without a token, writes
+    /// are accepted from anyone (otherwise refused).
+    allow_unauthenticated_writes: bool,
     /// Host names (lower case, without port) the page and API answer to;
     /// empty: any (in-process tests).
     allowed_hosts: BTreeSet<String>,
@@ -33,6 +37,10 @@ impl std::fmt::Debug for Access {
         f.debug_struct("Access")
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("read_only", &self.read_only)
+            .field(
+                "allow_unauthenticated_writes",
+                &self.allow_unauthenticated_writes,
+            )
             .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
@@ -44,11 +52,48 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
 form-action 'none'";
 
+/// The setting that opts in to writes without a token.
+pub const ALLOW_UNAUTHENTICATED: &str = "CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES";
+
+/// Why writes are refused when no token is set (the API's 403 and the
+/// page's disabled controls say the same).
+pub const NO_TOKEN: &str = "writes are off: no API token is set. Set CTSYNC_API_TOKEN (or \
+CTSYNC_API_TOKEN_FILE) and send it as `Authorization: Bearer <token>`, or set \
+CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES=true to let anyone who reaches this port write";
+
+const READ_ONLY: &str =
+    "ctsync runs read-only (CTSYNC_API_READ_ONLY=true): no flag can be changed over HTTP";
+
+/// Whether, and how, this server accepts writes (for the page).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Writes {
+    /// Writes can succeed (perhaps with the token).
+    pub enabled: bool,
+    /// Writes need `Authorization: Bearer <token>`.
+    pub token_required: bool,
+    /// Why writes are refused, when they are.
+    pub disabled_reason: Option<&'static str>,
+}
+
 impl Access {
+    /// Writes need `token`; without one they are refused unless
+    /// `allow_unauthenticated_writes`; `read_only` refuses them all.
     pub fn new(token: Option<String>, read_only: bool, allowed_hosts: &[String]) -> Self {
+        Self::with_writes(token, read_only, false, allowed_hosts)
+    }
+
+    /// [`Access::new`], with the operator's opt-in to writes without a
+    /// token (`CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES`).
+    pub fn with_writes(
+        token: Option<String>,
+        read_only: bool,
+        allow_unauthenticated_writes: bool,
+        allowed_hosts: &[String],
+    ) -> Self {
         Self {
             token: token.filter(|t| !t.is_empty()),
             read_only,
+            allow_unauthenticated_writes,
             allowed_hosts: allowed_hosts
                 .iter()
                 .map(|h| host_only(h).to_ascii_lowercase())
@@ -59,6 +104,31 @@ impl Access {
 
     pub fn has_token(&self) -> bool {
         self.token.is_some()
+    }
+
+    /// Anyone may write: no token, not read-only, opted in.
+    pub fn unauthenticated_writes(&self) -> bool {
+        self.token.is_none() && !self.read_only && self.allow_unauthenticated_writes
+    }
+
+    /// The opt-in is set but a token makes it moot.
+    pub fn opt_in_ignored(&self) -> bool {
+        self.token.is_some() && self.allow_unauthenticated_writes
+    }
+
+    pub fn writes(&self) -> Writes {
+        let disabled_reason = if self.read_only {
+            Some(READ_ONLY)
+        } else if self.token.is_none() && !self.allow_unauthenticated_writes {
+            Some(NO_TOKEN)
+        } else {
+            None
+        };
+        Writes {
+            enabled: disabled_reason.is_none(),
+            token_required: self.token.is_some(),
+            disabled_reason,
+        }
     }
 
     /// The allowed host names, for the log line at start.
@@ -74,18 +144,27 @@ impl Access {
             .is_some_and(|h| self.allowed_hosts.contains(&h))
     }
 
+    /// Says at start who may write over HTTP (a WARN if anyone may).
+    pub fn log_at_start(&self, bound: std::net::SocketAddr) {
+        if self.unauthenticated_writes() {
+            tracing::warn!(
+                addr = %bound,
+                "CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES=true without CTSYNC_API_TOKEN: anyone who can reach the HTTP port can enable, disable, force-load and verify tables; set CTSYNC_API_TOKEN (or CTSYNC_API_TOKEN_FILE) instead"
+            );
+        } else if self.opt_in_ignored() {
+            tracing::info!("CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES has no effect: CTSYNC_API_TOKEN is set, writes need it");
+        } else if let Some(reason) = self.writes().disabled_reason {
+            tracing::info!(addr = %bound, "HTTP API and page are read-only: {reason}");
+        }
+    }
+
     /// The refusal, if the request's credentials do not allow a write.
     fn refuse_write(&self, authorization: Option<&str>) -> Option<HttpResponse> {
-        if self.read_only {
-            return Some(refusal(
-                StatusCode::FORBIDDEN,
-                "ctsync runs read-only (CTSYNC_API_READ_ONLY=true): no flag can be changed over HTTP",
-            ));
+        if let Some(reason) = self.writes().disabled_reason {
+            return Some(refusal(StatusCode::FORBIDDEN, reason));
         }
         let expected = self.token.as_ref()?;
-        let given = authorization
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .unwrap_or_default();
+        let given = authorization.and_then(bearer).unwrap_or_default();
         if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             None
         } else {
@@ -100,6 +179,31 @@ impl Access {
             Some(response)
         }
     }
+}
+
+/// The credentials of `Authorization: Bearer <token>`; the scheme in any
+/// case (RFC 7235), spaces around the token ignored.
+fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Every write must say it is JSON: a form post, `text/plain` or any other
+/// request a page of another origin can send without a CORS preflight
+/// cannot.
+fn refuse_content_type(content_type: Option<&str>) -> Option<HttpResponse> {
+    let essence = content_type
+        .and_then(|c| c.split(';').next())
+        .map(|c| c.trim().to_ascii_lowercase());
+    if essence.as_deref() == Some("application/json") {
+        return None;
+    }
+    Some(refusal(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "this request changes state: send it with `Content-Type: application/json` (forms and other content types are refused)",
+    ))
 }
 
 /// The host part of a `Host` header or name: without the port, IPv6
@@ -161,11 +265,18 @@ pub async fn guard(
             "this Host is not one ctsync answers to; add it to CTSYNC_ALLOWED_HOSTS (comma-separated)",
         ))
     } else if writes(req.method()) {
-        access.refuse_write(
+        refuse_content_type(
             req.headers()
-                .get(header::AUTHORIZATION)
+                .get(header::CONTENT_TYPE)
                 .and_then(|h| h.to_str().ok()),
         )
+        .or_else(|| {
+            access.refuse_write(
+                req.headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|h| h.to_str().ok()),
+            )
+        })
     } else {
         None
     };
@@ -212,6 +323,33 @@ mod tests {
             assert!(!a.host_allowed(Some(bad)), "{bad}");
         }
         assert!(!a.host_allowed(None));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        for ok in ["Bearer t0k", "bearer t0k", "BEARER  t0k ", "bEaReR\tt0k"] {
+            assert_eq!(bearer(ok), Some("t0k"), "{ok}");
+        }
+        for bad in ["Basic t0k", "Bearert0k", "t0k", ""] {
+            assert_ne!(bearer(bad), Some("t0k"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_json_is_a_write() {
+        for ok in ["application/json", "Application/JSON; charset=utf-8"] {
+            assert!(refuse_content_type(Some(ok)).is_none(), "{ok}");
+        }
+        for bad in [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "text/plain",
+            "application/json-patch+json",
+            "",
+        ] {
+            assert!(refuse_content_type(Some(bad)).is_some(), "{bad}");
+        }
+        assert!(refuse_content_type(None).is_some());
     }
 
     #[test]

@@ -190,7 +190,11 @@ async fn all_views(shared: &HttpState) -> Result<Vec<TableView>, HttpResponse> {
 }
 
 pub async fn info(shared: web::Data<HttpState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "primary": shared.primary, "replica": shared.replica }))
+    HttpResponse::Ok().json(json!({
+        "primary": shared.primary,
+        "replica": shared.replica,
+        "writes": shared.access.writes(),
+    }))
 }
 
 pub async fn list(shared: web::Data<HttpState>) -> HttpResponse {
@@ -203,6 +207,8 @@ pub async fn list(shared: web::Data<HttpState>) -> HttpResponse {
         "replica": shared.replica,
         // The instance that answered (each shows every instance's tables).
         "instance": shared.instance,
+        // Whether the page's controls can act, and why not.
+        "writes": shared.access.writes(),
         "tables": tables,
         // Unix ms when ctsync last found that Redis had lost its data.
         "redis_data_lost_at": shared.board.redis_data_lost_at(),
@@ -296,33 +302,62 @@ pub async fn act(
 }
 
 /// `POST /api/tables/<T>/verify`: compares the table between primary and
-/// replica (see `ctsync verify`), records the result on the board and in
-/// the metrics, and answers the report.
+/// replica (see `ctsync verify`) on the verify thread, records the result
+/// on the board and in the metrics, and answers the report. A second
+/// verify of the table meanwhile gets 409; one past the global limit, 429
+/// with `Retry-After`.
 pub async fn verify(shared: web::Data<HttpState>, path: web::Path<String>) -> HttpResponse {
+    use actix_web::http::StatusCode;
     let name = path.into_inner();
     if let Err(response) = find(&shared, &name).await {
         return response;
     }
     let (Some(verify), Some(id)) = (shared.verify.clone(), TableId::from_key_name(&name)) else {
         return error(
-            actix_web::http::StatusCode::NOT_IMPLEMENTED,
+            StatusCode::NOT_IMPLEMENTED,
             "this ctsync does not offer verify".into(),
         );
     };
-    match verify.verify(&id).await {
-        Ok(report) => {
-            let summary = ctsync_actors::verify::Summary::of(&report);
-            ctsync_actors::telemetry::verified(&name, summary.differences, summary.at);
-            // Shown on the board of the instance that runs the table (on
-            // another instance's, the metric and this answer carry it).
-            if shared.board.get(&name).is_some() {
-                shared.board.update(&name, |s| s.verified = Some(summary));
-            }
-            HttpResponse::Ok().json(report)
+    let slot = match shared.verifies.claim(&name) {
+        Ok(slot) => slot,
+        Err(refused @ super::verifies::Refused::Running(_)) => {
+            return error(StatusCode::CONFLICT, refused.to_string())
         }
-        Err(e) => error(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        Err(refused @ super::verifies::Refused::Busy { .. }) => {
+            return HttpResponse::TooManyRequests()
+                .insert_header((
+                    actix_web::http::header::RETRY_AFTER,
+                    super::verifies::RETRY_AFTER_SECS.to_string(),
+                ))
+                .json(json!({ "error": refused.to_string() }))
+        }
+    };
+    let board = shared.board.clone();
+    let table = name.clone();
+    // Recorded by the verify itself, so a client that leaves early still
+    // gets its result on the page.
+    let done = shared.verifies.run(slot, async move {
+        let report = verify.verify(&id).await?;
+        let summary = ctsync_actors::verify::Summary::of(&report);
+        ctsync_actors::telemetry::verified(&table, summary.differences, summary.at);
+        // Shown on the board of the instance that runs the table (on
+        // another instance's, the metric and this answer carry it).
+        if board.get(&table).is_some() {
+            board.update(&table, |s| s.verified = Some(summary));
+        }
+        Ok::<_, ctsync_actors::Error>(report)
+    });
+    match done.await {
+        Ok(Ok(report)) => HttpResponse::Ok().json(report),
+        Ok(Err(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
             format!("verify of {name} failed: {e}"),
+        ),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "verify of {name} did not finish: the verify thread is not running (see the log)"
+            ),
         ),
     }
 }

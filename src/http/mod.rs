@@ -6,6 +6,7 @@ mod access;
 mod api;
 mod health;
 mod page;
+mod verifies;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,8 +16,9 @@ use ctsync_actors::ports::StateStore;
 use ctsync_actors::status::StatusBoard;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use access::{Access, CSP};
+pub use access::{Access, Writes, ALLOW_UNAUTHENTICATED, CSP, NO_TOKEN};
 pub use health::{check_all, spawn_dependency_checks, Probe};
+pub use verifies::{Refused, Verifies, MAX_CONCURRENT, RETRY_AFTER_SECS};
 
 /// What the handlers share.
 pub struct HttpState {
@@ -33,6 +35,8 @@ pub struct HttpState {
     pub access: Access,
     /// Runs `POST /api/tables/<T>/verify`; `None`: not offered.
     pub verify: Option<Arc<dyn ctsync_actors::verify::Verify>>,
+    /// The verifies running (one per table, [`MAX_CONCURRENT`] in all).
+    pub verifies: Verifies,
     /// The tables the last `GET /api/tables` listed (whose keys the next
     /// one reads with the statuses, in one round trip).
     pub known_tables: KnownTables,
@@ -71,6 +75,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// HTTP workers (threads). One suffices: every handler is a short async
+/// call (Redis, the probes bounded to 1 s), and the one long action, a
+/// verify, runs on its own thread, so health and metrics never wait behind
+/// it. More workers would not fix a handler that holds its thread: some
+/// connections would still be handed to the busy one.
+pub const WORKERS: usize = 1;
+
 /// Binds `addr` and starts the server on the current actix system; returns
 /// the bound address (useful with port 0) and the server handle.
 pub fn serve(
@@ -79,7 +90,7 @@ pub fn serve(
 ) -> std::io::Result<(SocketAddr, actix_web::dev::ServerHandle)> {
     let data = web::Data::new(shared);
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
-        .workers(1)
+        .workers(WORKERS)
         .disable_signals()
         .bind(addr)?;
     let bound = server.addrs().first().copied().unwrap_or(addr);

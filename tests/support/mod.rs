@@ -8,6 +8,7 @@ pub mod contract;
 pub mod daemon;
 pub mod fixtures;
 pub mod generated;
+pub mod http_client;
 pub mod hung;
 pub mod poll_window;
 pub mod redis_server;
@@ -178,8 +179,10 @@ impl Harness {
             primary: "p:1/db".into(),
             replica: "r:1/db".into(),
             metrics: None,
-            access: ctsync::http::Access::default(),
+            // Writes open without a token (these tests are not about access).
+            access: ctsync::http::Access::with_writes(None, false, true, &[]),
             verify: None,
+            verifies: Default::default(),
             known_tables: Default::default(),
         }
     }

@@ -77,6 +77,17 @@ function notice(text) {
 
 // The instance whose page this is (tables run elsewhere say where).
 let answeredBy = null;
+// Whether the controls can act (`writes` of /api/tables); when they
+// cannot, they are disabled and say why in the API's own words.
+let writes = { enabled: true, disabled_reason: null };
+
+function lock(button) {
+  if (writes.enabled) return button;
+  button.setAttribute("disabled", "");
+  button.classList.add("locked");
+  button.setAttribute("title", writes.disabled_reason || "writes are off");
+  return button;
+}
 
 function lagText(t) {
   if (t.state === "paused") return "paused";
@@ -93,12 +104,12 @@ function row(t) {
   const synced = t.progress ? t.progress.synced : 0;
   const total = t.progress ? t.progress.total : 0;
   const pct = total > 0 ? Math.min(100, (100 * synced) / total) : (t.progress ? 100 : 0);
-  const toggle = el("button", {
+  const toggle = lock(el("button", {
     type: "button", class: "switch", role: "switch",
     "aria-checked": String(t.enabled), "aria-label": `Enable sync for ${t.name}`,
     "data-table": t.name, "data-action": "toggle",
     onclick: () => act(t.name, t.enabled ? "disable" : "enable"),
-  });
+  }));
   const bar = el("div", { class: loading ? "bar loading" : "bar", role: "progressbar",
     "aria-label": `Full load of ${t.name}`, "aria-valuemin": "0", "aria-valuemax": String(total),
     "aria-valuenow": String(synced) }, el("span"));
@@ -114,6 +125,7 @@ function row(t) {
     onclick: () => act(t.name, "force_full_load"),
   }, busy ? icon(SPIN, "ico spin") : icon(PLAY), el("span", { text: busy ? "Loading…" : "Force Load" }));
   if (busy) force.setAttribute("disabled", "");
+  lock(force);
   const problem = t.reason || t.last_error;
   return el("tr", { "data-table": t.name },
     el("td", {}, el("div", { class: "name-cell" }, el("span", { class: "table-ico" }, icon(DB)),
@@ -150,6 +162,10 @@ async function refresh() {
     $("primary").textContent = body.primary;
     $("replica").textContent = body.replica;
     answeredBy = body.instance;
+    writes = body.writes || writes;
+    const off = $("writes-off");
+    off.hidden = writes.enabled;
+    off.textContent = writes.enabled ? "" : `Read-only: ${writes.disabled_reason}`;
     const rows = $("rows");
     const none = body.discovery_error
       ? `Cannot reach the primary: ${body.discovery_error}`
