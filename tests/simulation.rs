@@ -81,22 +81,21 @@ const CI_SEEDS: u64 = 300;
 /// CI test, which names the pairs and the command that picks them again.
 ///
 /// Picked by a search over seeds 1..=20000 (release) with the directed
-/// `during` step in the generator; one pair stayed at 0, in
-/// [`NOT_YET_REACHED`].
+/// `during` step in the generator, and one more (26192) by a search on to
+/// seed 80000 for the one pair left.
 const COVERING_SEEDS: &[u64] = &[
     373, 380, 387, 388, 437, 444, 478, 479, 483, 490, 502, 541, 816, 889, 903, 1342, 1505, 1756,
-    2026, 2818, 3516, 3810, 4569, 5483,
+    2026, 2818, 3516, 3810, 4569, 5483, 26192,
 ];
 
-/// Pairs the code can reach that no seed searched reached: a Redis read
-/// hung before its effect while a swap runs. The pipeline's Redis reads
-/// are each about one table and made by its own cycle, which waits on its
-/// swap; a read during a swap is a later cycle's while a retired cycle's
-/// swap is still in the SinkActor (the lease lost mid-swap), and the
-/// directed `during` step meets it rarely (rejected, slowed and lost reads
-/// there were reached). Said, not hidden; the CI test fails on any other
-/// pair at 0.
-const NOT_YET_REACHED: &[&str] = &["StateRead/hang_before × swap"];
+/// Pairs the code can reach that no seed searched reached, each with the
+/// reason (none today: the last, a Redis read hung before its effect while
+/// a swap runs, took a search to seed 26192; the pipeline's Redis reads are
+/// each about one table and made by its own cycle, which waits on its swap,
+/// so a read meets a swap only when a later cycle reads while a retired
+/// cycle's swap is still in the SinkActor). Said, not hidden; the CI test
+/// fails on any other pair at 0.
+const NOT_YET_REACHED: &[&str] = &[];
 
 /// Runs one schedule on a fresh world, on a current-thread runtime with a
 /// paused clock.
