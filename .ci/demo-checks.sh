@@ -95,6 +95,13 @@ if [ "$status" -ne 0 ] || ! python3 -c "import sys; sys.exit(0 if $took < 15 els
   tail -n 20 "$work/demo.log"
   exit 1
 fi
+# Its log went to a file: no terminal colour codes in it (issue 28 item 4).
+if grep -q $'\x1b' "$work/demo.log"; then
+  echo "demo-checks: the demo wrote terminal colour codes into a log file" >&2
+  grep -m 3 $'\x1b' "$work/demo.log" | cat -v >&2
+  exit 1
+fi
+echo "demo-checks: the demo's log file holds no colour codes"
 
 # 4. Without a token the demo (as the daemon) is read-only: the page shows
 # its controls disabled, saying why, and a write changes nothing.

@@ -192,7 +192,8 @@ async fn start(
 
 #[cfg_attr(test, allow(dead_code))]
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter("info").init();
+    // The daemon's log output: colour only on a terminal, names escaped.
+    ctsync::logging::init("info", ctsync::config::LogFormat::Text);
     let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
     let addr: SocketAddr = std::env::var("CTSYNC_HTTP_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:8080".into())

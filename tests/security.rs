@@ -626,6 +626,91 @@ fn a_table_named_with_newline_and_escape_gives_one_escaped_log_line() {
     }
 }
 
+/// Issue 28 item 4: a name with a space and `=` cannot forge a field of
+/// its own in a text line (logfmt quoting), and bidirectional overrides
+/// are escaped in both formats. Before, `table=dbo.x error=forged` read
+/// as two fields and U+202E reached the log raw.
+#[::core::prelude::v1::test]
+fn a_hostile_name_forges_no_field_and_reorders_nothing() {
+    let table = TableId::new("dbo", "x error=forged \"q\" \u{202e}txt.exe");
+    for format in [LogFormat::Text, LogFormat::Json] {
+        let out = Captured::default();
+        let subscriber = ctsync::logging::subscriber("info", format, out.clone(), false);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(table = %table, reason = "plain", "tracking table");
+        });
+        let line = String::from_utf8(out.0.lock().expect("log").clone()).expect("utf-8");
+        assert!(
+            !line.contains('\u{202e}'),
+            "{format:?}: raw U+202E in {line:?}"
+        );
+        match format {
+            LogFormat::Text => {
+                assert!(
+                    line.contains(r#"table="dbo.x error=forged \"q\" \u{202e}txt.exe""#),
+                    "{line}"
+                );
+                assert!(line.contains(" reason=plain"), "{line}");
+                // Each field's value, read back by logfmt's rules.
+                let fields = logfmt_fields(&line);
+                assert_eq!(
+                    fields.iter().filter(|(k, _)| k == "error").count(),
+                    0,
+                    "a forged field: {fields:?}"
+                );
+            }
+            LogFormat::Json => {
+                let v: serde_json::Value =
+                    serde_json::from_str(line.trim()).expect("one JSON line");
+                assert_eq!(v["fields"]["table"], table.to_string(), "{line}");
+            }
+        }
+    }
+}
+
+/// `key=value` pairs of a logfmt line (quoted values with `\` escapes).
+fn logfmt_fields(line: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = line.trim().chars().peekable();
+    while chars.peek().is_some() {
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            chars.next();
+            if c == '=' || c == ' ' {
+                if c == ' ' {
+                    key.clear();
+                    continue;
+                }
+                break;
+            }
+            key.push(c);
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ' ' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        if !key.is_empty() {
+            out.push((key, value));
+        }
+    }
+    out
+}
+
 #[actix_rt::test]
 async fn readyz_answers_503_in_time_when_sql_server_hangs() {
     let h = Harness::new();
@@ -727,8 +812,9 @@ async fn a_flag_written_otherwise_than_documented_is_said_once() {
         }
     }
     assert_eq!(said("mssql_sync:enabled:User"), 2, "one line per odd value");
-    assert_eq!(said("\" TRUE\""), 1);
-    assert_eq!(said("read_as=\"on\""), 1);
-    assert_eq!(said("\"1\""), 1);
-    assert_eq!(said("read_as=\"off\""), 1);
+    // logfmt: a value with a space is quoted, one without is bare.
+    assert_eq!(said("value=\" TRUE\""), 1);
+    assert_eq!(said("read_as=on"), 1);
+    assert_eq!(said("value=1 "), 1);
+    assert_eq!(said("read_as=off"), 1);
 }

@@ -29,7 +29,7 @@ impl Flags {
             if first {
                 tracing::warn!(
                     key = %key,
-                    value = ?v,
+                    value = %v,
                     read_as = if on { "on" } else { "off" },
                     "flag is not written as \"true\" or \"false\": it is read as {}, since only \"true\" (any case, spaces ignored) means on; write \"true\" or \"false\"",
                     if on { "on" } else { "off" }
