@@ -5,8 +5,12 @@
 // The demo runs with an API token: the page asks for it (a browser
 // prompt) at the first change, and the check gives it.
 //
-// Then the same at a phone's 390 px: no horizontal overflow, and the
-// toggle and Force Load are on screen and work. Screenshots at both widths.
+// At 1,400, 1,024, 800 and 390 px, with a table of a long name without
+// break points (and markup in it, shown as text): every text and control of
+// the table stays in its cell and overlaps nothing, the headers fit, and the
+// page is no wider than the screen. A screenshot at each width.
+//
+// Then at a phone's 390 px the toggle and Force Load are on screen and work.
 //
 // With --read-only (a demo without a token): the controls are disabled and
 // say why in the API's words, and a write from the page changes nothing.
@@ -21,6 +25,60 @@ const readOnly = process.argv[2] === "--read-only";
 const [base, redisPort, shot, token] = process.argv.slice(readOnly ? 3 : 2);
 const get = (key) =>
   execFileSync("redis-cli", ["-p", redisPort, "GET", key], { encoding: "utf8" }).trim();
+
+// The demo's table whose name is long, without break points, with markup.
+const LONG = "LoyaltyProgrammeMembershipTierHistoryArchive2019Through2024<b>";
+const WIDTHS = [1400, 1024, 800, 390];
+
+// Run in the page: what is wrong with the table's layout, in words. What
+// the eye sees is measured: each text's line boxes, each control's box.
+function layoutProblems() {
+  const out = [];
+  const screen = window.innerWidth;
+  const wider = document.documentElement.scrollWidth - screen;
+  if (wider > 0) out.push(`the page is ${wider} px wider than the screen`);
+  const boxes = (el) => {
+    if (el.matches("button, .bar")) return [el.getBoundingClientRect()];
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    return [...range.getClientRects()].filter((b) => b.width > 0 && b.height > 0);
+  };
+  const inside = (b, c) => b.left >= c.left - 1 && b.right <= c.right + 1 && b.top >= c.top - 1 && b.bottom <= c.bottom + 1;
+  const overlap = (a, b) => a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+  const what = (el) => `${el.className || el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 24)}"`;
+  // Each item inside its cell and on screen; no two items overlapping.
+  const check = (where, cells, items) => {
+    const seen = [];
+    for (const cell of cells) {
+      const c = cell.getBoundingClientRect();
+      for (const el of items(cell)) {
+        for (const b of boxes(el)) {
+          if (!inside(b, c)) out.push(`${where}: ${what(el)} leaves its cell`);
+          if (b.left < -1 || b.right > screen + 1) out.push(`${where}: ${what(el)} is off-screen`);
+          for (const [other, o] of seen) {
+            if (other !== el && overlap(b, o)) out.push(`${where}: ${what(el)} overlaps ${what(other)}`);
+          }
+          seen.push([el, b]);
+        }
+      }
+    }
+  };
+  const head = document.querySelector("table.tables thead");
+  if (getComputedStyle(head).display !== "none") check("header", [...head.querySelectorAll("th")], (th) => [th]);
+  const items = ".name, .key, .version, .switch, .bar-label > span, .bar, .state, .err, .note, .force";
+  for (const tr of document.querySelectorAll("tr[data-table]")) {
+    check(tr.dataset.table, [...tr.cells], (td) => td.querySelectorAll(items));
+    // A name is readable: a dozen characters to a line at least.
+    const name = tr.querySelector(".name");
+    if (name.getBoundingClientRect().width < 100) out.push(`${tr.dataset.table}: the name is ${name.getBoundingClientRect().width} px wide`);
+    // "Loading" and its count apart, when on one line.
+    const [state, count] = [...tr.querySelectorAll(".bar-label > span")].map((s) => s.getBoundingClientRect());
+    if (count && count.width > 0 && Math.abs(state.top - count.top) < 2 && count.left - state.right < 4) {
+      out.push(`${tr.dataset.table}: "${tr.querySelector(".bar-label").textContent}" has no space between its parts`);
+    }
+  }
+  return out;
+}
 
 async function until(what, check, ms = 20000) {
   const end = Date.now() + ms;
@@ -101,6 +159,25 @@ async function readOnlyCheck(browser, ok) {
     await page.waitForSelector('tr[data-table="Product"] .bar.loading', { timeout: 15000 });
     ok("progress bar shows the running full load");
 
+    // The layout at each width, while Product loads (its label is longest).
+    const wrong = [];
+    for (const width of WIDTHS) {
+      const p = await open({ width, height: 900 });
+      await p.goto(base + "/");
+      await p.waitForSelector(`tr[data-table="${LONG}"]`, { timeout: 15000 });
+      await p.waitForSelector('tr[data-table="Product"] .bar.loading', { timeout: 15000 });
+      const shown = await p.textContent(`tr[data-table="${LONG}"] .name`);
+      if (shown !== LONG || (await p.$("table.tables b"))) throw new Error(`the long name is not shown as text: ${shown}`);
+      const widthShot = shot.replace(/\.png$/, `-${width}px.png`);
+      await p.screenshot({ path: widthShot, fullPage: true });
+      console.log(`screenshot: ${widthShot}`);
+      const problems = await p.evaluate(layoutProblems);
+      if (problems.length) wrong.push(`layout at ${width} px:\n  ${[...new Set(problems)].join("\n  ")}`);
+      await p.close();
+    }
+    if (wrong.length) throw new Error(wrong.join("\n"));
+    ok(`at ${WIDTHS.join(", ")} px every text and control stays in its cell, overlapping nothing; the page fits the screen`);
+
     const startedAt = () => JSON.parse(get("mssql_sync:progress:Customer") || "{}").startedAt || 0;
     const before = startedAt();
     await page.click('button[data-action="force_full_load"][data-table="Customer"]');
@@ -134,9 +211,6 @@ async function readOnlyCheck(browser, ok) {
     const phone = await open({ width: 390, height: 844 });
     await phone.goto(base + "/");
     await phone.waitForSelector('tr[data-table="sales.Order"]', { timeout: 15000 });
-    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    if (overflow > 0) throw new Error(`the page is ${overflow} px wider than a 390 px screen`);
-    ok("no horizontal overflow at 390 px");
     const onScreen = async (selector) => {
       const box = await phone.locator(selector).boundingBox();
       if (!box || box.x < 0 || box.x + box.width > 390) throw new Error(`${selector} is off-screen: ${JSON.stringify(box)}`);
@@ -153,9 +227,6 @@ async function readOnlyCheck(browser, ok) {
     await phone.click(forceUser);
     await until("a Force Load request for User", () => requests() > requestsBefore);
     ok("toggle and Force Load are on screen and work at 390 px");
-    const phoneShot = shot.replace(/\.png$/, "-390px.png");
-    await phone.screenshot({ path: phoneShot, fullPage: true });
-    console.log(`screenshot: ${phoneShot}`);
   } finally {
     await browser.close();
   }
