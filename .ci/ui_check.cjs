@@ -3,7 +3,8 @@
 // Force Load button, and checks the Redis keys change. Saves a screenshot.
 //
 // The demo runs with an API token: the page asks for it (a browser
-// prompt) at the first change, and the check gives it.
+// prompt) at the first change, and the check gives it. A wrong token's
+// refusal stays on the page, over its refreshes, until dismissed.
 //
 // At 1,400, 1,024, 800 and 390 px, with a table of a long name without
 // break points (and markup in it, shown as text): every text and control of
@@ -80,6 +81,15 @@ function layoutProblems() {
   return out;
 }
 
+// Resolves after the page rendered its rows twice more (each refresh
+// replaces the rows; a marked one is gone).
+async function refreshed(page) {
+  for (let i = 0; i < 2; i += 1) {
+    await page.evaluate(() => { document.querySelector("tr[data-table]").dataset.seen = "1"; });
+    await page.waitForFunction(() => !document.querySelector("tr[data-seen]"), null, { timeout: 10000 });
+  }
+}
+
 async function until(what, check, ms = 20000) {
   const end = Date.now() + ms;
   for (;;) {
@@ -128,13 +138,13 @@ async function readOnlyCheck(browser, ok) {
   let passed = 0;
   const ok = (what) => { passed += 1; console.log(`ok   ${what}`); };
   let prompts = 0;
-  // A page whose token prompt is answered with the demo's token.
-  const open = async (viewport) => {
+  // A page whose token prompt is answered with the demo's token (or `answer`).
+  const open = async (viewport, answer = token) => {
     const p = await browser.newPage({ viewport });
     p.on("dialog", (d) => {
       prompts += 1;
       if (!d.message().includes("CTSYNC_API_TOKEN")) throw new Error(`unexpected dialog: ${d.message()}`);
-      d.accept(token);
+      d.accept(answer);
     });
     return p;
   };
@@ -143,6 +153,28 @@ async function readOnlyCheck(browser, ok) {
       await readOnlyCheck(browser, ok);
       return;
     }
+    // A wrong token: the refusal stays on the page over the refreshes
+    // until dismissed, and nothing changes.
+    const refused = await open({ width: 1400, height: 800 }, "not-the-token");
+    await refused.goto(base + "/");
+    await refused.waitForSelector('tr[data-table="Product"]', { timeout: 15000 });
+    await refused.click('button[data-action="toggle"][data-table="Product"]');
+    const refusal = "send the API token";
+    await refused.waitForFunction((t) => document.body.innerText.includes(t), refusal, { timeout: 5000 })
+      .catch(() => { throw new Error("a refused write showed no message"); });
+    await refreshed(refused);
+    if (!(await refused.evaluate((t) => document.body.innerText.includes(t), refusal))) {
+      throw new Error("the refused write's message was erased by the page's refreshes");
+    }
+    const said = await refused.textContent("#action-error");
+    if (!said.includes("Product") || !said.includes("not accepted")) throw new Error(`the refusal does not say what failed: ${said}`);
+    if (get("mssql_sync:enabled:Product") !== "false") throw new Error("a wrong token changed a flag");
+    await refused.click("#action-error-close");
+    if (await refused.evaluate((t) => document.body.innerText.includes(t), refusal)) throw new Error("the refusal cannot be dismissed");
+    await refused.close();
+    prompts = 0;
+    ok("a wrong token's refusal stays over two refreshes, saying what failed, until dismissed; nothing changed");
+
     const page = await open({ width: 1400, height: 800 });
     await page.goto(base + "/");
     for (const t of ["Customer", "User", "Product", "sales.Order"]) {

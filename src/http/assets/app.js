@@ -32,19 +32,37 @@ function post(table, action) {
   });
 }
 
+// A failed action's message stays until dismissed or superseded by the
+// next action's outcome (refreshes never clear it).
+function actionError(text) {
+  $("action-error-text").textContent = text || "";
+  $("action-error").hidden = !text;
+}
+
 async function act(table, action) {
-  let res = await post(table, action);
-  if (res.status === 401) {
-    const token = window.prompt("This ctsync needs its API token (CTSYNC_API_TOKEN) to change flags:");
-    if (token) {
-      sessionStorage.setItem(TOKEN_KEY, token.trim());
-      res = await post(table, action);
+  try {
+    let res = await post(table, action);
+    let asked = false;
+    if (res.status === 401) {
+      const token = window.prompt("This ctsync needs its API token (CTSYNC_API_TOKEN) to change flags:");
+      if (token) {
+        asked = true;
+        sessionStorage.setItem(TOKEN_KEY, token.trim());
+        res = await post(table, action);
+      }
+      if (res.status === 401) sessionStorage.removeItem(TOKEN_KEY);
     }
-    if (res.status === 401) sessionStorage.removeItem(TOKEN_KEY);
-  }
-  if (!res.ok) {
-    const body = await res.json().catch(() => ({}));
-    notice(body.error || `${action} failed (${res.status})`);
+    if (res.ok) {
+      actionError(null);
+    } else {
+      const body = await res.json().catch(() => ({}));
+      const why = res.status === 401
+        ? (asked ? "the API token was not accepted" : "no API token was given")
+        : `refused (${res.status})`;
+      actionError(`${action.replace(/_/g, " ")} of ${table} failed: ${why}. ${body.error || ""}`.trim());
+    }
+  } catch (e) {
+    actionError(`${action.replace(/_/g, " ")} of ${table} failed: cannot reach ctsync (${e}).`);
   }
   await refresh();
 }
@@ -203,6 +221,7 @@ async function live() {
 }
 
 $("refresh").addEventListener("click", () => { refresh(); live(); });
+$("action-error-close").addEventListener("click", () => actionError(null));
 refresh(); live();
 setInterval(refresh, 2000);
 setInterval(live, 1500);
