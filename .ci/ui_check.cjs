@@ -6,6 +6,10 @@
 // prompt) at the first change, and the check gives it. A wrong token's
 // refusal stays on the page, over its refreshes, until dismissed.
 //
+// States in words: a paused table's requested load is queued, not
+// spinning; lag in versions behind; a table never synced says so; while
+// Redis does not answer, the page says so and every row's state is unknown.
+//
 // At 1,400, 1,024, 800 and 390 px, with a table of a long name without
 // break points (and markup in it, shown as text): every text and control of
 // the table stays in its cell and overlaps nothing, the headers fit, and the
@@ -191,6 +195,23 @@ async function readOnlyCheck(browser, ok) {
     await page.waitForSelector('tr[data-table="Product"] .bar.loading', { timeout: 15000 });
     ok("progress bar shows the running full load");
 
+    // Force Load of a paused table (the README's order: force, then
+    // enable): queued until enabled, not a spinning "Loading…".
+    const longForce = `button[data-action="force_full_load"][data-table="${LONG}"]`;
+    await page.click(longForce);
+    await until(`mssql_sync:force_full_load:${LONG} = true`, () => get(`mssql_sync:force_full_load:${LONG}`) === "true");
+    await refreshed(page);
+    const queued = await page.evaluate((sel) => {
+      const b = document.querySelector(sel);
+      return { spins: !!b.querySelector(".spin"), says: b.textContent,
+        state: b.closest("tr").querySelector(".state").textContent };
+    }, longForce);
+    if (queued.spins || queued.says.includes("Loading") || !queued.says.includes("queued") || !queued.state.startsWith("paused")
+        || !queued.state.includes("queued")) {
+      throw new Error(`a paused table with a Force Load requested shows: ${JSON.stringify(queued)}`);
+    }
+    ok("a paused table's requested Force Load shows as queued (not a spinning Loading…) while it stays paused");
+
     // The layout at each width, while Product loads (its label is longest).
     const wrong = [];
     for (const width of WIDTHS) {
@@ -221,6 +242,18 @@ async function readOnlyCheck(browser, ok) {
     await page.waitForFunction(() => document.getElementById("live-text").textContent === "Live Sync Active");
     ok("live status dot is green");
 
+    // States in words: versions behind, not "lag 0 v"; a table never
+    // synced says so, not an unexplained count of seconds.
+    const stateOf = (t) => page.textContent(`tr[data-table="${t}"] .state`);
+    await until("Customer incremental", async () => (await stateOf("Customer")).startsWith("incremental"));
+    const customer = await stateOf("Customer");
+    if (!/\b\d[\d,]* versions? behind\b/.test(customer) || /\d v\b/.test(customer)) throw new Error(`Customer's state: ${customer}`);
+    await until("Legacy in error", async () => (await stateOf("Legacy")).startsWith("error"));
+    await refreshed(page);
+    const legacy = await stateOf("Legacy");
+    if (!legacy.includes("never synced") || /\d s\b/.test(legacy)) throw new Error(`Legacy's state (never synced): ${legacy}`);
+    ok(`states say what they mean: "${customer}", "${legacy}"`);
+
     // Clickjacking: a page of another origin frames the controller under a
     // transparent layer and clicks where the toggle is; the browser must
     // refuse to render it in a frame (X-Frame-Options, frame-ancestors).
@@ -238,6 +271,23 @@ async function readOnlyCheck(browser, ok) {
     await evil.close();
     await page.screenshot({ path: shot, fullPage: true });
     console.log(`screenshot: ${shot}`);
+
+    // Redis stops answering for 12 s: the page says it cannot read the
+    // tables' state and naming Redis, every row says its state is unknown;
+    // once Redis answers again, the notice goes and the rows are current.
+    execFileSync("redis-cli", ["-p", redisPort, "CLIENT", "PAUSE", "12000", "ALL"]);
+    const outage = await page.waitForFunction(() => {
+      const n = document.getElementById("notice");
+      const states = [...document.querySelectorAll("tr[data-table] .state")];
+      return !n.hidden && n.textContent.toLowerCase().includes("redis") && states.length > 0
+        && states.every((s) => s.textContent.startsWith("unknown")) && n.textContent;
+    }, null, { timeout: 11000 }).then((h) => h.jsonValue()).catch(async () => {
+      throw new Error(`Redis not answering, the page shows: notice "${await page.textContent("#notice")}", `
+        + `Customer "${await stateOf("Customer")}"`);
+    });
+    await page.waitForFunction(() => document.getElementById("notice").hidden
+      && !document.querySelector("#rows .state.unknown"), null, { timeout: 30000 });
+    ok(`while Redis did not answer the page said "${outage}" and every row "unknown"; then recovered`);
 
     // A phone: 390 px wide.
     const phone = await open({ width: 390, height: 844 });
