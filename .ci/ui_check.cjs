@@ -55,7 +55,11 @@ function layoutProblems() {
   const check = (where, cells, items) => {
     const seen = [];
     for (const cell of cells) {
-      const c = cell.getBoundingClientRect();
+      // The cell's content box: its padding is no room for content.
+      const r = cell.getBoundingClientRect();
+      const pad = getComputedStyle(cell);
+      const c = { left: r.left + parseFloat(pad.paddingLeft), right: r.right - parseFloat(pad.paddingRight),
+        top: r.top + parseFloat(pad.paddingTop), bottom: r.bottom - parseFloat(pad.paddingBottom) };
       for (const el of items(cell)) {
         for (const b of boxes(el)) {
           if (!inside(b, c)) out.push(`${where}: ${what(el)} leaves its cell`);
