@@ -80,7 +80,7 @@ if [ ! -d "$work/node/node_modules/playwright-core" ]; then
 fi
 NODE_PATH="$work/node/node_modules" node .ci/ui_check.cjs \
   "http://127.0.0.1:$demo_port" "$redis_port" "$artifacts/controller-page.png" "$demo_token"
-echo "demo-checks: artifact $artifacts/controller-page.png"
+echo "demo-checks: screenshots $artifacts/controller-page{,-1400px,-1024px,-800px,-390px}.png"
 
 # 3. SIGTERM: the demo stops with the daemon's sequence, exit 0, in seconds
 # (its slow full-load pages may be mid-load now).

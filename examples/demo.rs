@@ -11,7 +11,9 @@
 //!
 //! Tables: `Customer` and `User` start enabled; `Product` (200,000 rows,
 //! loaded slowly so the progress bar is visible) and `sales.Order` start
-//! paused; `Flaky` fails now and then to show restarts and errors.
+//! paused; `Flaky` fails now and then to show restarts and errors;
+//! [`LONG_NAME`] (paused) has a long name without break points, with markup
+//! in it, which the page must wrap in its cell and show as text.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,6 +30,9 @@ use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica};
 use ctsync_actors::model::*;
 use ctsync_actors::modules::{ModuleDef, ModuleKind};
 use ctsync_actors::sync::SyncConfig;
+
+/// A table name as long and hostile as SQL Server allows a real one to be.
+const LONG_NAME: &str = "LoyaltyProgrammeMembershipTierHistoryArchive2019Through2024<b>";
 
 fn table(schema: &str, name: &str, extra: Vec<ColumnDef>) -> TableSchema {
     let mut columns = vec![ColumnDef::new("Id", SqlType::Int, false)];
@@ -88,7 +93,8 @@ async fn start(
             true,
         )],
     );
-    for t in [&customer, &user, &product, &order, &flaky, &legacy] {
+    let long = table("dbo", LONG_NAME, vec![text("Note")]);
+    for t in [&customer, &user, &product, &order, &flaky, &legacy, &long] {
         primary.create_table(t.clone(), true);
     }
     primary.insert_many(&customer.id, (1..=3).map(|i| row(i, "customer")));

@@ -32,19 +32,37 @@ function post(table, action) {
   });
 }
 
+// A failed action's message stays until dismissed or superseded by the
+// next action's outcome (refreshes never clear it).
+function actionError(text) {
+  $("action-error-text").textContent = text || "";
+  $("action-error").hidden = !text;
+}
+
 async function act(table, action) {
-  let res = await post(table, action);
-  if (res.status === 401) {
-    const token = window.prompt("This ctsync needs its API token (CTSYNC_API_TOKEN) to change flags:");
-    if (token) {
-      sessionStorage.setItem(TOKEN_KEY, token.trim());
-      res = await post(table, action);
+  try {
+    let res = await post(table, action);
+    let asked = false;
+    if (res.status === 401) {
+      const token = window.prompt("This ctsync needs its API token (CTSYNC_API_TOKEN) to change flags:");
+      if (token) {
+        asked = true;
+        sessionStorage.setItem(TOKEN_KEY, token.trim());
+        res = await post(table, action);
+      }
+      if (res.status === 401) sessionStorage.removeItem(TOKEN_KEY);
     }
-    if (res.status === 401) sessionStorage.removeItem(TOKEN_KEY);
-  }
-  if (!res.ok) {
-    const body = await res.json().catch(() => ({}));
-    notice(body.error || `${action} failed (${res.status})`);
+    if (res.ok) {
+      actionError(null);
+    } else {
+      const body = await res.json().catch(() => ({}));
+      const why = res.status === 401
+        ? (asked ? "the API token was not accepted" : "no API token was given")
+        : `refused (${res.status})`;
+      actionError(`${action.replace(/_/g, " ")} of ${table} failed: ${why}. ${body.error || ""}`.trim());
+    }
+  } catch (e) {
+    actionError(`${action.replace(/_/g, " ")} of ${table} failed: cannot reach ctsync (${e}).`);
   }
   await refresh();
 }
@@ -89,13 +107,29 @@ function lock(button) {
   return button;
 }
 
+// A duration in words: "45 s", "2 min 53 s", "3 h 12 min".
+function duration(seconds) {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
 function lagText(t) {
-  if (t.state === "paused") return "paused";
+  if (t.state === "paused") return t.force_full_load ? "paused · full load queued" : "paused";
   const parts = [t.state.replace("_", " ")];
   // With several instances, which one runs the table.
   if (t.instance && t.instance !== answeredBy) parts.push(`on ${t.instance}`);
-  if (t.lag_versions != null) parts.push(`lag ${fmt.format(t.lag_versions)} v`);
-  if (t.lag_seconds > 0) parts.push(`${t.lag_seconds.toFixed(1)} s`);
+  if (t.lag_versions != null) {
+    parts.push(`${fmt.format(t.lag_versions)} ${t.lag_versions === 1 ? "version" : "versions"} behind`);
+  }
+  // The seconds count since the table was last caught up: on a table never
+  // synced that is no lag, and a load says its own progress.
+  if (t.version == null) {
+    if (t.state !== "full_load") parts.push("never synced");
+  } else if (t.lag_seconds > 0) {
+    parts.push(`not caught up for ${duration(t.lag_seconds)}`);
+  }
   return parts.join(" · ");
 }
 
@@ -118,13 +152,18 @@ function row(t) {
   const label = el("div", { class: "bar-label" },
     el("span", { text: loading ? "Loading" : (t.progress ? "Synced" : "Not loaded") }),
     el("span", { text: t.progress ? `${fmt.format(synced)} / ${fmt.format(total)}` : "" }));
-  const busy = loading || t.force_full_load;
+  // Requested but not running (a paused table loads once enabled): queued,
+  // not spinning.
+  const queued = !loading && t.force_full_load;
   const force = el("button", {
     type: "button", class: "force", "data-table": t.name, "data-action": "force_full_load",
-    "aria-label": busy ? `Full load of ${t.name} running` : `Force a full load of ${t.name}`,
+    "aria-label": loading ? `Full load of ${t.name} running`
+      : queued ? `Full load of ${t.name} queued: it starts when the table is enabled`
+        : `Force a full load of ${t.name}`,
     onclick: () => act(t.name, "force_full_load"),
-  }, busy ? icon(SPIN, "ico spin") : icon(PLAY), el("span", { text: busy ? "Loading…" : "Force Load" }));
-  if (busy) force.setAttribute("disabled", "");
+  }, loading ? icon(SPIN, "ico spin") : icon(PLAY),
+  el("span", { text: loading ? "Loading…" : queued ? "Load queued" : "Force Load" }));
+  if (loading || queued) force.setAttribute("disabled", "");
   lock(force);
   const problem = t.reason || t.last_error;
   return el("tr", { "data-table": t.name },
@@ -154,11 +193,32 @@ function renderModules(m) {
   $("modules").hidden = items.length === 0;
 }
 
+// How long the page waits for ctsync before saying it did not answer.
+const ANSWER_MS = 5000;
+// What /readyz last said is failing (names the cause of a failed refresh).
+let failing = [];
+let refreshing = false;
+
+// The tables' state could not be read: the notice says why, and every row
+// says its state is unknown (what it showed is only what was last known).
+function unknown(why) {
+  const cause = failing.length ? ` (failing: ${failing.join(", ")})` : "";
+  notice(`Cannot read the tables' state: ${why}${cause}. The rows show what was last known; their state is unknown until ctsync answers.`);
+  $("rows").dataset.unknown = "true";
+  for (const state of document.querySelectorAll("#rows .state")) {
+    if (!state.dataset.known) state.dataset.known = state.textContent;
+    state.className = "state unknown";
+    state.textContent = `unknown · last known: ${state.dataset.known}`;
+  }
+}
+
 async function refresh() {
+  if (refreshing) return;
+  refreshing = true;
   try {
-    const res = await fetch("/api/tables");
+    const res = await fetch("/api/tables", { signal: AbortSignal.timeout(ANSWER_MS) });
     const body = await res.json();
-    if (!res.ok) { notice(body.error || `API error ${res.status}`); return; }
+    if (!res.ok) { unknown(body.error || `API error ${res.status}`); return; }
     $("primary").textContent = body.primary;
     $("replica").textContent = body.replica;
     answeredBy = body.instance;
@@ -174,6 +234,7 @@ async function refresh() {
       ? body.tables.map(row)
       : [el("tr", {}, el("td", { colspan: "5", class: "empty", text: none }))]));
     rows.dataset.loaded = "true";
+    delete rows.dataset.unknown;
     renderModules(body.modules || {});
     const lost = $("redis-lost");
     lost.hidden = !body.redis_data_lost_at;
@@ -186,16 +247,19 @@ async function refresh() {
     ddl.textContent = body.ddl_capture_problem || "";
     notice("");
   } catch (e) {
-    notice(`Cannot reach ctsync: ${e}`);
+    unknown(e.name === "TimeoutError" ? `ctsync did not answer within ${ANSWER_MS / 1000} s` : `cannot reach ctsync (${e})`);
+  } finally {
+    refreshing = false;
   }
 }
 
 async function live() {
   let ok = false, text = "Unreachable";
   try {
-    const res = await fetch("/readyz");
+    const res = await fetch("/readyz", { signal: AbortSignal.timeout(ANSWER_MS) });
     const body = await res.json();
     ok = body.ready;
+    failing = body.failing;
     text = ok ? "Live Sync Active" : `Not ready: ${body.failing.join(", ")}`;
   } catch (_) { /* keep "Unreachable" */ }
   $("live-dot").className = ok ? "dot ok" : "dot bad";
@@ -203,6 +267,7 @@ async function live() {
 }
 
 $("refresh").addEventListener("click", () => { refresh(); live(); });
+$("action-error-close").addEventListener("click", () => actionError(null));
 refresh(); live();
 setInterval(refresh, 2000);
 setInterval(live, 1500);
