@@ -1,13 +1,16 @@
 //! DEMO — the real actor pipeline and HTTP server against an IN-MEMORY
-//! primary and replica, with a generator of changes and a real Redis
-//! (`REDIS_URL`, default redis://127.0.0.1:6379/). No SQL Server involved;
-//! nothing here touches a database.
+//! primary and replica, with a generator of changes and a Redis of its own:
+//! it starts `redis-server` on a free loopback port (no persistence) and
+//! stops it on exit. `--redis URL` (or `REDIS_URL`) uses that Redis instead;
+//! one holding another deployment's `mssql_sync:marker` is refused, since
+//! the demo enables tables there. No SQL Server involved; nothing here
+//! touches a database.
 //!
-//! Run: `REDIS_URL=redis://127.0.0.1:6379/ CTSYNC_API_TOKEN=demo cargo run
-//! --example demo`, then open http://127.0.0.1:8080/ (`CTSYNC_HTTP_ADDR` to
-//! change it); the page asks for the token at the first change. The HTTP
-//! access rules are the daemon's (`CTSYNC_API_*`, `CTSYNC_ALLOWED_HOSTS`):
-//! without a token the page is read-only. Its tests probe them.
+//! Run: `CTSYNC_API_TOKEN=demo cargo run --example demo`, then open
+//! http://127.0.0.1:8080/ (`CTSYNC_HTTP_ADDR` to change it); the page asks
+//! for the token at the first change. The HTTP access rules are the
+//! daemon's (`CTSYNC_API_*`, `CTSYNC_ALLOWED_HOSTS`): without a token the
+//! page is read-only. Its tests probe them.
 //!
 //! Tables: `Customer` and `User` start enabled; `Product` (200,000 rows,
 //! loaded slowly so the progress bar is visible) and `sales.Order` start
@@ -73,6 +76,7 @@ async fn start(
     let access = ctsync::config::http_access(settings, &addr)?;
     let metrics = ctsync::telemetry::install()?;
     ctsync::telemetry::spawn_upkeep(metrics.clone());
+    claim(redis_url).await?;
     let state = Arc::new(RedisState::new(redis_url)?);
     let queue = Arc::new(MemoryDdlQueue::new());
 
@@ -196,16 +200,138 @@ async fn start(
     })
 }
 
+/// The marker value of a Redis the demo writes to.
+const DEMO_MARKER: &str = "ctsync-demo";
+
+/// Claims the Redis for the demo: its marker is set unless present, and a
+/// marker another deployment created (ctsync's own is `ctsync`) refuses
+/// the Redis before anything is written there.
+async fn claim(redis_url: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let key = ctsync_actors::keys::MARKER;
+    let client = redis::Client::open(redis_url).context("the Redis URL")?;
+    let where_ = client.get_connection_info().addr().to_string();
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .with_context(|| format!("connecting to Redis at {where_}"))?;
+    let found: Option<String> = redis::cmd("GET").arg(key).query_async(&mut con).await?;
+    match found.as_deref() {
+        Some(DEMO_MARKER) => return Ok(()),
+        Some(_) => anyhow::bail!(
+            "the Redis at {where_} holds {key}: another ctsync deployment's state lives here, and the \
+             demo would enable tables in it; run the demo without --redis (it starts a \
+             redis-server of its own) or give it an empty Redis"
+        ),
+        None => {}
+    }
+    let set: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(DEMO_MARKER)
+        .arg("NX")
+        .query_async(&mut con)
+        .await?;
+    if set.is_none() {
+        anyhow::bail!(
+            "{key} appeared while the demo claimed this Redis: another deployment uses it"
+        );
+    }
+    Ok(())
+}
+
+/// A `redis-server` the demo started (no persistence, loopback only),
+/// killed when dropped.
+struct OwnRedis {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start() -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("ctsync-demo-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting redis-server (install it, or pass --redis URL)")?;
+        let mut own = Self { child, dir, port };
+        // Up when it answers PING (not merely when the port is open).
+        let client = redis::Client::open(own.url())?;
+        for _ in 0..200 {
+            if let Some(status) = own.child.try_wait()? {
+                anyhow::bail!("redis-server exited at start ({status})");
+            }
+            if let Ok(mut con) = client.get_connection() {
+                if redis::cmd("PING").query::<String>(&mut con).is_ok() {
+                    return Ok(own);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        own.stop();
+        anyhow::bail!("redis-server did not answer on port {port} within 10 s")
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The Redis to use: `--redis URL`, else `REDIS_URL`, else one the demo
+/// starts (returned with it, to be stopped on exit).
+fn redis_for(args: &[String], env: Option<String>) -> anyhow::Result<(String, Option<OwnRedis>)> {
+    let given = match args {
+        [] => env,
+        [flag, url] if flag == "--redis" => Some(url.clone()),
+        _ => anyhow::bail!("usage: demo [--redis redis://host:port/db]"),
+    };
+    match given {
+        Some(url) => Ok((url, None)),
+        None => {
+            let own = OwnRedis::start()?;
+            Ok((own.url(), Some(own)))
+        }
+    }
+}
+
 #[cfg_attr(test, allow(dead_code))]
 fn main() -> anyhow::Result<()> {
     // The daemon's log output: colour only on a terminal, names escaped.
     ctsync::logging::init("info", ctsync::config::LogFormat::Text);
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (redis_url, own) = redis_for(&args, std::env::var("REDIS_URL").ok())?;
+    if let Some(own) = &own {
+        println!("DEMO: Redis of its own at {} (stopped on exit)", own.url());
+    }
     let addr: SocketAddr = std::env::var("CTSYNC_HTTP_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:8080".into())
         .parse()?;
     let settings = ctsync::config::env_settings();
-    actix::System::new().block_on(run(redis_url, addr, settings))
+    let outcome = actix::System::new().block_on(run(redis_url, addr, settings));
+    drop(own);
+    outcome
 }
 
 /// The demo's pipeline and HTTP server, running.
@@ -397,5 +523,65 @@ mod tests {
             }
             ctsync::shutdown::stop(&demo.running, Some(demo.server)).await;
         }
+    }
+
+    /// Issue 28 item 11: the demo enables four tables in the Redis it is
+    /// given; one holding another deployment's marker is refused before
+    /// anything is written, and the demo's own marker lets it start again.
+    #[actix_rt::test]
+    async fn the_demo_refuses_a_redis_holding_another_deployments_marker() {
+        let redis = RedisServer::start();
+        let state = RedisState::new(&redis.url()).expect("url");
+        state
+            .set(ctsync_actors::keys::MARKER, "ctsync")
+            .await
+            .expect("SET");
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let refused = start(&redis.url(), addr, &settings(&[])).await;
+        let message = refused.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(message.contains("holds mssql_sync:marker"), "{message}");
+        assert!(
+            message.contains(&redis.url()[8..redis.url().len() - 1]),
+            "{message}"
+        );
+        assert_eq!(
+            state.get("mssql_sync:enabled:Customer").await.expect("GET"),
+            None,
+            "nothing enabled there"
+        );
+
+        let own = RedisServer::start();
+        for _ in 0..2 {
+            let demo = start(&own.url(), addr, &settings(&[]))
+                .await
+                .expect("the demo's own Redis, again");
+            ctsync::shutdown::stop(&demo.running, Some(demo.server)).await;
+        }
+    }
+
+    /// Issue 28 item 11: without `--redis` or `REDIS_URL` the demo starts
+    /// a redis-server of its own (never 127.0.0.1:6379) and stops it.
+    #[test]
+    fn without_a_redis_given_the_demo_starts_its_own_and_stops_it() {
+        let (url, own) = redis_for(&[], None).expect("own redis");
+        assert!(own.is_some());
+        assert_ne!(url, "redis://127.0.0.1:6379/");
+        let client = redis::Client::open(url.as_str()).expect("url");
+        let mut con = client.get_connection().expect("it answers");
+        let pong: String = redis::cmd("PING").query(&mut con).expect("PING");
+        assert_eq!(pong, "PONG");
+        drop(con);
+        drop(own);
+        assert!(
+            client.get_connection().is_err(),
+            "stopped with the demo: {url}"
+        );
+
+        let given = "redis://127.0.0.1:1/".to_string();
+        let (url, own) = redis_for(&["--redis".into(), given.clone()], None).expect("given");
+        assert_eq!((url, own.is_none()), (given.clone(), true));
+        let (url, own) = redis_for(&[], Some(given.clone())).expect("env");
+        assert_eq!((url, own.is_none()), (given, true));
+        assert!(redis_for(&["--bogus".into()], None).is_err());
     }
 }

@@ -39,6 +39,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_CHANGE_COPY_TIMEOUT_SECS", file_key: "change_copy_timeout_secs", default: Some("600"), help: "Seconds a cycle's copy of its changed keys on the primary may take; past it the copy is abandoned (logged, counted, the table shows the error) and starts over next cycle. Raise it for a huge backlog, or force a full load." },
     Setting { env: "CTSYNC_CHANGE_ISOLATION", file_key: "change_isolation", default: Some("snapshot"), help: "`snapshot`: each change set is copied in a SNAPSHOT transaction, Microsoft's documented pattern (a primary without ALLOW_SNAPSHOT_ISOLATION puts incremental syncs in error, naming the fix, until it is enabled); `read-committed`: copy without it, accepting that CT cleanup can remove changes under the copy of a table near its retention limit (docs/consistency.md)." },
     Setting { env: "CTSYNC_PRIMARY_CONNECTIONS", file_key: "primary_connections", default: Some("4"), help: "Connections to the primary shared by the tables (at least 2: change sets keep at most all but one)." },
+    Setting { env: "CTSYNC_CONNECT_TIMEOUT_SECS", file_key: "connect_timeout_secs", default: Some("15"), help: "Seconds the TCP connect to SQL Server, and then its login (pre-login, TLS, authentication), may each take before the attempt fails naming this setting; the daemon, `doctor`, `verify` and `check-config --connect` alike." },
     Setting { env: "CTSYNC_HTTP_ADDR", file_key: "http_addr", default: Some("0.0.0.0:8080"), help: "Address of the HTTP server (metrics, health, page)." },
     Setting { env: "CTSYNC_LOG", file_key: "log", default: Some("info"), help: "Log filter (tracing `EnvFilter` syntax, e.g. `info,ctsync=debug`)." },
     Setting { env: "CTSYNC_KEYSPACE_EVENTS", file_key: "keyspace_events", default: Some("on"), help: "`on`: subscribe to Redis keyspace notifications so flags act within a second (adds K$g to notify-keyspace-events); `off`: flags act at the next poll." },
@@ -52,12 +53,21 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_ALLOWED_HOSTS", file_key: "allowed_hosts", default: None, help: "Comma-separated `Host` names the page and API answer to (others get 421). Default: localhost, 127.0.0.1, ::1, the bind address, this machine's host name and `ctsync`." },
 ];
 
+/// Settings without which ctsync cannot start.
+const REQUIRED: &[&str] = &["MSSQL_PRIMARY_URL", "MSSQL_REPLICA_URL"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{name} is not set; {help}")]
     Missing {
         name: &'static str,
         help: &'static str,
+    },
+    /// Several required settings are missing: all are named at once.
+    #[error("{} are not set; {}", names.join(" and "), helps.join(" "))]
+    MissingSeveral {
+        names: Vec<&'static str>,
+        helps: Vec<String>,
     },
     #[error("{name} is invalid: {message}")]
     Invalid { name: &'static str, message: String },
@@ -73,6 +83,9 @@ pub struct Config {
     pub redis_url: RedisUrl,
     pub sync: SyncConfig,
     pub primary_connections: usize,
+    /// How long the TCP connect and the login to SQL Server may each take
+    /// (`CTSYNC_CONNECT_TIMEOUT_SECS`).
+    pub connect_timeout: Duration,
     /// How long a change set's copy may take (`CTSYNC_CHANGE_COPY_TIMEOUT_SECS`).
     pub change_copy_timeout: Duration,
     /// Whether change sets must be copied under SNAPSHOT (`CTSYNC_CHANGE_ISOLATION`).
@@ -278,6 +291,25 @@ impl Config {
                 ),
             }
         };
+        // Every required setting that is missing, named at once.
+        let missing: Vec<&Setting> = SETTINGS
+            .iter()
+            .filter(|s| REQUIRED.contains(&s.env))
+            .filter(|s| source.get(s.env).is_none_or(|v| v.trim().is_empty()))
+            .collect();
+        if missing.len() > 1 {
+            return Err(ConfigError::MissingSeveral {
+                names: missing.iter().map(|s| s.env).collect(),
+                helps: missing
+                    .iter()
+                    .map(|s| format!("{}: {}", s.env, s.help))
+                    .collect(),
+            });
+        }
+        let connect_timeout = Duration::from_secs(positive(
+            "CTSYNC_CONNECT_TIMEOUT_SECS",
+            &get("CTSYNC_CONNECT_TIMEOUT_SECS")?,
+        )? as u64);
         let tls = TlsSettings {
             encrypt: encryption("CTSYNC_ENCRYPT", &get("CTSYNC_ENCRYPT")?)?,
             trust_server_certificate: boolean(
@@ -286,10 +318,12 @@ impl Config {
             )?,
         };
         let endpoint = |name: &'static str| -> Result<Endpoint, ConfigError> {
-            Endpoint::parse(name, &get(name)?, tls).map_err(|e| ConfigError::Invalid {
-                name,
-                message: e.to_string(),
-            })
+            Endpoint::parse(name, &get(name)?, tls)
+                .map(|e| e.with_connect_timeout(connect_timeout))
+                .map_err(|e| ConfigError::Invalid {
+                    name,
+                    message: e.to_string(),
+                })
         };
         let redis = get("REDIS_URL")?;
         if redis::Client::open(redis.as_str()).is_err() {
@@ -394,6 +428,7 @@ impl Config {
             redis_url: RedisUrl(redis),
             sync,
             primary_connections: primary_connections(&get("CTSYNC_PRIMARY_CONNECTIONS")?)?,
+            connect_timeout,
             change_copy_timeout,
             change_isolation: change_isolation(&get("CTSYNC_CHANGE_ISOLATION")?)?,
             ddl_queue,

@@ -56,58 +56,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Doctor { json } => {
-            let config = Config::load(cli.config.as_deref())?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting a runtime")?;
-            let primary = ctsync::mssql::MssqlPrimary::new(ctsync::mssql::Pool::new(
-                config.primary.clone(),
-                1,
-            ));
-            let replica = ctsync::mssql::MssqlReplica::new(ctsync::mssql::Pool::new(
-                config.replica.clone(),
-                1,
-            ));
-            // The tables' lags, when the daemon answers (compared with the
-            // CT retention period).
-            let lags: Vec<(String, f64)> =
-                ctsync::healthcheck::target(&config.http_addr.to_string())
-                    .and_then(|addr| ctsync::healthcheck::get_json(addr, "/api/tables"))
-                    .ok()
-                    .and_then(|body| {
-                        body["tables"].as_array().map(|tables| {
-                            tables
-                                .iter()
-                                .filter_map(|t| {
-                                    Some((
-                                        t["name"].as_str()?.to_string(),
-                                        t["lag_seconds"].as_f64()?,
-                                    ))
-                                })
-                                .collect()
-                        })
-                    })
-                    .unwrap_or_default();
-            let (findings, code) = rt.block_on(ctsync_actors::doctor::check(
-                &primary,
-                &replica,
-                config.ddl_queue.as_deref(),
-                config.change_isolation == ctsync::mssql::ChangeIsolation::Snapshot,
-                &lags,
-                &ctsync::mssql::sql::fix_sql,
-            ))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&findings)?);
-            } else {
-                print!("{}", ctsync_actors::doctor::render(&findings));
+        Command::Doctor { json } => match doctor(cli.config.as_deref(), json) {
+            Ok(0) => Ok(()),
+            Ok(code) => std::process::exit(code),
+            // With --json, a failure to run is JSON too.
+            Err(e) if json => {
+                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+                std::process::exit(1)
             }
-            if code != 0 {
-                std::process::exit(code);
-            }
-            Ok(())
-        }
+            Err(e) => Err(e),
+        },
         Command::Healthcheck => {
             let bind = std::env::var("CTSYNC_HTTP_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into());
             ctsync::healthcheck::check(ctsync::healthcheck::target(&bind)?)
@@ -144,4 +102,47 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(operator::run(&redis, other))
         }
     }
+}
+
+/// `ctsync doctor`: prints the findings; the exit code (1 on a blocker).
+fn doctor(config_file: Option<&str>, json: bool) -> anyhow::Result<i32> {
+    let config = Config::load(config_file)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime")?;
+    let primary =
+        ctsync::mssql::MssqlPrimary::new(ctsync::mssql::Pool::new(config.primary.clone(), 1));
+    let replica =
+        ctsync::mssql::MssqlReplica::new(ctsync::mssql::Pool::new(config.replica.clone(), 1));
+    // The tables' lags, when the daemon answers (compared with the
+    // CT retention period).
+    let lags: Vec<(String, f64)> = ctsync::healthcheck::target(&config.http_addr.to_string())
+        .and_then(|addr| ctsync::healthcheck::get_json(addr, "/api/tables"))
+        .ok()
+        .and_then(|body| {
+            body["tables"].as_array().map(|tables| {
+                tables
+                    .iter()
+                    .filter_map(|t| {
+                        Some((t["name"].as_str()?.to_string(), t["lag_seconds"].as_f64()?))
+                    })
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    let (findings, code) = rt.block_on(ctsync_actors::doctor::check(
+        &primary,
+        &replica,
+        config.ddl_queue.as_deref(),
+        config.change_isolation == ctsync::mssql::ChangeIsolation::Snapshot,
+        &lags,
+        &ctsync::mssql::sql::fix_sql,
+    ))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&findings)?);
+    } else {
+        print!("{}", ctsync_actors::doctor::render(&findings));
+    }
+    Ok(code)
 }

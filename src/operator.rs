@@ -31,6 +31,15 @@ async fn known_table(state: &RedisState, name: &str, force: bool) -> anyhow::Res
         return Ok(id);
     }
     let known = state.table_names().await?;
+    // A name typed in another case: SQL Server's names are usually
+    // case-insensitive, the keys are not.
+    if let Some(meant) = known.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+        bail!(
+            "ctsync has never discovered a table '{name}' (there is no {}); did you mean \
+             `{meant}`? Redis keys are case-sensitive: write the name as ctsync discovered it",
+            keys::enabled(&id)
+        );
+    }
     let hint = if known.is_empty() {
         "no table has been discovered yet (is the daemon running against the primary?)".to_string()
     } else {
@@ -195,7 +204,9 @@ async fn tables(state: &RedisState, as_json: bool, api: &str) -> anyhow::Result<
         println!("no tables known yet: ctsync has not discovered any (is the daemon running against the primary?)");
         return Ok(());
     }
-    let cells: Vec<[String; 8]> = rows.iter().map(cells).collect();
+    // Someone reports tables: a row nobody reports is not merely unknown.
+    let reporting = daemon.is_ok() || !published.is_empty();
+    let cells: Vec<[String; 8]> = rows.iter().map(|r| cells(r, reporting)).collect();
     let header = [
         "TABLE", "ENABLED", "FORCE", "VERSION", "STATE", "LAG", "PROGRESS", "INSTANCE",
     ];
@@ -215,20 +226,30 @@ async fn tables(state: &RedisState, as_json: bool, api: &str) -> anyhow::Result<
             .to_string()
     };
     println!("{}", line(header.iter().map(|h| h.to_string()).collect()));
+    let unreported = reporting && rows.iter().any(|r| r.daemon.is_none());
     for row in cells {
         println!("{}", line(row.to_vec()));
+    }
+    if unreported {
+        println!(
+            "unreported: no running instance reports this table: its keys were set by hand \
+             (a mistyped name, or --force) or the table is no longer on the primary"
+        );
     }
     Ok(())
 }
 
-fn cells(r: &Row) -> [String; 8] {
-    let unknown = || "?".to_string();
+/// The row's cells; with `reporting`, a table nobody reports is marked
+/// `unreported` (explained below the table) rather than unknown (`?`).
+fn cells(r: &Row, reporting: bool) -> [String; 8] {
+    let unknown = || if reporting { "-" } else { "?" }.to_string();
     let instance = r
         .daemon
         .as_ref()
         .and_then(|d| d["instance"].as_str())
         .map_or_else(unknown, str::to_string);
     let (state, lag, progress) = match &r.daemon {
+        None if reporting => ("unreported".to_string(), unknown(), unknown()),
         None => (unknown(), unknown(), unknown()),
         Some(d) => {
             let state = d["state"].as_str().unwrap_or("?").to_string();

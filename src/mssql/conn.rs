@@ -137,11 +137,27 @@ impl AdoFields {
     }
 }
 
+/// SQL authentication with an empty password is refused: it is almost
+/// always a value cut short (an unset variable in a template, a password
+/// lost to quoting), and a server that accepts it should not.
+fn no_empty_password(name: &str, password: &str) -> Result<(), MssqlError> {
+    if password.is_empty() {
+        return Err(config_err(
+            name,
+            "no password: ctsync logs in with SQL authentication, give the login's password \
+             (mssql://user:password@host/db or password=… in the ADO.NET form)",
+        ));
+    }
+    Ok(())
+}
+
 /// A parsed connection target. `Display` shows `host:port/db` only.
 #[derive(Clone)]
 pub struct Endpoint {
     config: Config,
     display: String,
+    /// How long the TCP connect, and then the login, may each take.
+    connect_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -175,10 +191,17 @@ impl Endpoint {
     pub fn parse(name: &str, value: &str, tls: TlsSettings) -> Result<Self, MssqlError> {
         let value = value.trim();
         let lower = value.to_ascii_lowercase();
-        let (mut config, display) = if lower.starts_with("mssql://")
-            || lower.starts_with("sqlserver://")
-        {
+        let (mut config, display) = if lower.starts_with("mssql://") {
             Self::from_url(name, value)?
+        } else if lower.starts_with("sqlserver://") || lower.starts_with("jdbc:sqlserver://") {
+            // JDBC's scheme, whose strings are `host:port;key=value;…`, not
+            // a URL: read by the URL rules they would be misread.
+            return Err(config_err(
+                name,
+                "sqlserver:// (the JDBC form) is not supported; write \
+                 mssql://user:password@host:port/database or an ADO.NET string \
+                 (server=host,port;database=…;user id=…;password=…)",
+            ));
         } else if value.contains('=') {
             Self::from_ado(name, value, tls)?
         } else {
@@ -193,22 +216,40 @@ impl Endpoint {
         }
         config.application_name("ctsync");
         config.command_timeout(Some(COMMAND_TIMEOUT));
-        Ok(Self { config, display })
+        // The login is bounded by `connect_timeout` (ours, naming the
+        // setting), not by the driver's own bound.
+        config.handshake_timeout(None);
+        Ok(Self {
+            config,
+            display,
+            connect_timeout: CONNECT_TIMEOUT,
+        })
     }
 
     fn from_url(name: &str, value: &str) -> Result<(Config, String), MssqlError> {
+        // An unencoded '/', '?' or '#' in the password ends the user part
+        // early, and the rest reads as another host (or a bad port):
+        // refused, never guessed.
+        let ambiguous = || {
+            config_err(
+                name,
+                "the URL is ambiguous: its user name or password holds a slash, question \
+                 mark, hash or at sign; percent-encode them (%2F, %3F, %23, %40) or use the \
+                 ADO.NET form with password={…}",
+            )
+        };
+        let rest = value.split_once("://").map_or(value, |(_, rest)| rest);
+        if rest
+            .rsplit_once('@')
+            .is_some_and(|(user_info, _)| user_info.contains(['/', '?', '#']))
+        {
+            return Err(ambiguous());
+        }
         let url = url::Url::parse(value)
             .map_err(|e| config_err(name, format!("not a valid URL ({e})")))?;
-        // An unencoded '/', '?' or '#' in the password ends the user part
-        // early, and the rest reads as another host: refused, never guessed.
         let after_host = &url[url::Position::AfterPort..];
         if after_host.contains('@') {
-            return Err(config_err(
-                name,
-                "the URL is ambiguous: its user name or password holds '/', '?', '#' or '@'; \
-                 percent-encode them (%2F, %3F, %23, %40) or use the ADO.NET form with \
-                 password={…}",
-            ));
+            return Err(ambiguous());
         }
         let host = url
             .host_str()
@@ -227,6 +268,7 @@ impl Endpoint {
             return Err(config_err(name, "the URL has no user name"));
         }
         let password = url.password().map(decode).unwrap_or_default();
+        no_empty_password(name, &password)?;
         let mut config = Config::new();
         config.host(host);
         config.port(port);
@@ -237,6 +279,7 @@ impl Endpoint {
 
     fn from_ado(name: &str, value: &str, tls: TlsSettings) -> Result<(Config, String), MssqlError> {
         let fields = AdoFields::read(name, value, tls)?;
+        no_empty_password(name, &fields.password)?;
         let mut config = Config::new();
         config.host(&fields.host);
         config.port(fields.port);
@@ -258,39 +301,53 @@ impl Endpoint {
         self
     }
 
-    pub async fn connect(&self) -> Result<TdsClient, MssqlError> {
-        self.connect_within(LOGIN_TIMEOUT).await
+    /// This endpoint with the TCP connect and the login each allowed
+    /// `limit` (`CTSYNC_CONNECT_TIMEOUT_SECS`).
+    pub fn with_connect_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.connect_timeout = limit;
+        self
     }
 
-    /// Connects, giving up when the server does not finish the login
-    /// (TLS handshake included) within `login`: a server that accepts the
-    /// TCP connection and then says nothing must not hang a caller forever.
+    pub async fn connect(&self) -> Result<TdsClient, MssqlError> {
+        self.connect_within(self.connect_timeout).await
+    }
+
+    /// Connects, giving up when the TCP connect or the login (TLS
+    /// handshake included) takes longer than `limit`: a server that
+    /// accepts the TCP connection and then says nothing must not hang a
+    /// caller forever.
     pub async fn connect_within(
         &self,
-        login: std::time::Duration,
+        limit: std::time::Duration,
     ) -> Result<TdsClient, MssqlError> {
         let mut config = self.config.clone();
         let err = |message: String| MssqlError::Connect {
             endpoint: self.display.clone(),
             message,
         };
+        let secs = limit.as_secs_f64();
         for _ in 0..2 {
-            let tcp = tokio::time::timeout(
-                std::time::Duration::from_secs(15),
-                TcpStream::connect(config.get_addr()),
-            )
-            .await
-            .map_err(|_| err("TCP connect timed out after 15 s".into()))?
-            .map_err(|e| err(e.to_string()))?;
+            let addr = config.get_addr();
+            let tcp = tokio::time::timeout(limit, TcpStream::connect(&addr))
+                .await
+                .map_err(|_| {
+                    err(format!(
+                        "the TCP connect to {addr} did not finish within {secs} s \
+                         ({CONNECT_TIMEOUT_SETTING}): check the host, the port and firewalls"
+                    ))
+                })?
+                .map_err(|e| err(e.to_string()))?;
             tcp.set_nodelay(true).map_err(|e| err(e.to_string()))?;
             keepalive(&tcp).map_err(|e| err(format!("enabling TCP keepalive: {e}")))?;
             let connected =
-                tokio::time::timeout(login, Client::connect(config.clone(), tcp.compat_write()))
+                tokio::time::timeout(limit, Client::connect(config.clone(), tcp.compat_write()))
                     .await
                     .map_err(|_| {
                         err(format!(
-                            "no answer to the login within {} s",
-                            login.as_secs()
+                            "no answer to the login within {secs} s ({CONNECT_TIMEOUT_SETTING}): \
+                             {addr} accepted the connection but did not answer as SQL Server \
+                             does; check that it is SQL Server's port and that the server is \
+                             not overloaded"
                         ))
                     })?;
             match connected {
@@ -300,15 +357,48 @@ impl Endpoint {
                     config.host(&host);
                     config.port(port);
                 }
-                Err(e) => return Err(err(e.to_string())),
+                Err(e) => return Err(err(login_failure(&addr, e))),
             }
         }
         Err(err("redirected more than once".into()))
     }
 }
 
-/// How long the TDS login (pre-login, TLS, authentication) may take.
-pub const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The setting that bounds the TCP connect and the login.
+pub const CONNECT_TIMEOUT_SETTING: &str = "CTSYNC_CONNECT_TIMEOUT_SECS";
+
+/// How long the TCP connect, and then the TDS login (pre-login, TLS,
+/// authentication), may each take by default.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// What a failed login says: a peer that does not speak TDS (another
+/// service on the port) is named as such, not by the decoder's words.
+fn login_failure(addr: &str, e: tiberius::error::Error) -> String {
+    use tiberius::error::Error as E;
+    let not_tds = match &e {
+        E::Protocol(_)
+        | E::Encoding(_)
+        | E::Conversion(_)
+        | E::Utf8
+        | E::Utf16
+        | E::ParseInt(_) => true,
+        E::Io { kind, .. } => matches!(
+            kind,
+            std::io::ErrorKind::Other | std::io::ErrorKind::InvalidData
+        ),
+        _ => false,
+    };
+    if not_tds {
+        tracing::debug!(error = %e, "the login's answer could not be read as TDS");
+        format!(
+            "{addr} did not answer as SQL Server does: check the host and port \
+             (SQL Server listens on 1433 unless configured otherwise; a named instance \
+             has its own port)"
+        )
+    } else {
+        e.to_string()
+    }
+}
 
 /// TCP keepalive on every connection: a connection the network dropped
 /// silently (a failover, a NAT timeout) is noticed within about a minute
@@ -570,10 +660,7 @@ mod tests {
             let err = Endpoint::parse("MSSQL_PRIMARY_URL", bad, TlsSettings::default())
                 .expect_err(bad)
                 .to_string();
-            assert!(
-                err.contains("percent-encode") || err.contains("not a valid URL"),
-                "{bad}: {err}"
-            );
+            assert!(err.contains("percent-encode"), "{bad}: {err}");
         }
         let e = Endpoint::parse(
             "MSSQL_PRIMARY_URL",

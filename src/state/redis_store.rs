@@ -64,6 +64,11 @@ impl RedisState {
         })
     }
 
+    /// `host:port` of the server (never the password), for messages.
+    fn addr(&self) -> String {
+        self.client.get_connection_info().addr().to_string()
+    }
+
     async fn conn(&self) -> Result<ConnectionManager> {
         let mut guard = self.conn.lock().await;
         if let Some(c) = guard.as_ref() {
@@ -77,7 +82,7 @@ impl RedisState {
             .client
             .get_connection_manager_with_config(config)
             .await
-            .map_err(|e| state_err("connecting to Redis", e))?;
+            .map_err(|e| state_err(&format!("connecting to Redis at {}", self.addr()), e))?;
         *guard = Some(c.clone());
         Ok(c)
     }
@@ -100,7 +105,7 @@ impl RedisState {
             }
         }
         Err(match last {
-            Some(e) => state_err(what, e),
+            Some(e) => state_err(&format!("{what} (Redis at {})", self.addr()), e),
             None => Error::State(format!("{what}: no answer")),
         })
     }
