@@ -16,7 +16,8 @@
 //! loaded slowly so the progress bar is visible) and `sales.Order` start
 //! paused; `Flaky` fails now and then to show restarts and errors;
 //! [`LONG_NAME`] (paused) has a long name without break points, with markup
-//! in it, which the page must wrap in its cell and show as text.
+//! and a right-to-left override in it, which the page must wrap in its cell
+//! and show as text (the override as a visible mark).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,7 +36,7 @@ use ctsync_actors::modules::{ModuleDef, ModuleKind};
 use ctsync_actors::sync::SyncConfig;
 
 /// A table name as long and hostile as SQL Server allows a real one to be.
-const LONG_NAME: &str = "LoyaltyProgrammeMembershipTierHistoryArchive2019Through2024<b>";
+const LONG_NAME: &str = "LoyaltyProgrammeMembershipTierHistoryArchive2019Through2024\u{202E}<b>";
 
 fn table(schema: &str, name: &str, extra: Vec<ColumnDef>) -> TableSchema {
     let mut columns = vec![ColumnDef::new("Id", SqlType::Int, false)];

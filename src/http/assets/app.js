@@ -6,10 +6,19 @@
 const fmt = new Intl.NumberFormat("en-US");
 const $ = (id) => document.getElementById(id);
 
+// Bidirectional controls (U+202A–U+202E, U+2066–U+2069) in a name or a
+// message would make a row read in another order: every text from data is
+// shown with them as visible marks (⟨U+202E⟩).
+const BIDI = /[\u202A-\u202E\u2066-\u2069]/g;
+function visible(v) {
+  if (v == null) return "";
+  return String(v).replace(BIDI, (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase()}⟩`);
+}
+
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "text") node.textContent = v;
+    if (k === "text") node.textContent = visible(v);
     else if (k === "class") node.className = v;
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v);
