@@ -86,9 +86,10 @@ pub fn summary(c: &Config) -> String {
 /// What a check may take beyond the connect timeout (its query's answer).
 const ANSWER_MARGIN: Duration = Duration::from_secs(10);
 
-/// Tries every dependency, each for at most the connect timeout
-/// (`CTSYNC_CONNECT_TIMEOUT_SECS`, which also bounds the login inside it)
-/// plus [`ANSWER_MARGIN`]; `Ok` if all answered.
+/// Tries every dependency, each for at most what one open may take (the
+/// connect timeout, `CTSYNC_CONNECT_TIMEOUT_SECS`, bounds the TCP connect
+/// and the login each, twice after a routing redirect) plus
+/// [`ANSWER_MARGIN`]; `Ok` if all answered.
 pub async fn connect(c: &Config) -> Result<String, String> {
     let redis = RedisState::new(c.redis_url.expose()).map_err(|e| format!("REDIS_URL: {e}"))?;
     let probes: Vec<Arc<dyn Probe>> = vec![
@@ -102,7 +103,10 @@ pub async fn connect(c: &Config) -> Result<String, String> {
         ))))),
         Arc::new(RedisProbe(Arc::new(redis))),
     ];
-    let limit = c.connect_timeout + ANSWER_MARGIN;
+    let limit = c
+        .connect_timeout
+        .saturating_mul(4)
+        .saturating_add(ANSWER_MARGIN);
     let mut results = Vec::new();
     for probe in probes {
         let name = probe.name();

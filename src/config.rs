@@ -199,6 +199,21 @@ fn positive(name: &'static str, raw: &str) -> Result<usize, ConfigError> {
     Ok(n)
 }
 
+/// The longest connect timeout accepted: an hour (a larger value is a
+/// typo, and would overflow the limits computed from it).
+const MAX_CONNECT_TIMEOUT_SECS: usize = 3600;
+
+/// `n`, if it is at most `max`.
+fn at_most(name: &'static str, n: usize, max: usize) -> Result<usize, ConfigError> {
+    if n > max {
+        return Err(ConfigError::Invalid {
+            name,
+            message: format!("must be at most {max}"),
+        });
+    }
+    Ok(n)
+}
+
 /// At least 2: change sets keep a connection while their pages are read,
 /// and one connection must always be left for discovery, catalog reads
 /// and full loads.
@@ -306,9 +321,13 @@ impl Config {
                     .collect(),
             });
         }
-        let connect_timeout = Duration::from_secs(positive(
+        let connect_timeout = Duration::from_secs(at_most(
             "CTSYNC_CONNECT_TIMEOUT_SECS",
-            &get("CTSYNC_CONNECT_TIMEOUT_SECS")?,
+            positive(
+                "CTSYNC_CONNECT_TIMEOUT_SECS",
+                &get("CTSYNC_CONNECT_TIMEOUT_SECS")?,
+            )?,
+            MAX_CONNECT_TIMEOUT_SECS,
         )? as u64);
         let tls = TlsSettings {
             encrypt: encryption("CTSYNC_ENCRYPT", &get("CTSYNC_ENCRYPT")?)?,

@@ -77,6 +77,34 @@ fn http_server() -> u16 {
     port
 }
 
+/// A server that answers the pre-login as SQL Server does, saying it does
+/// not support encryption (ENCRYPT_NOT_SUP), then holds the connection.
+fn unencrypted_sql_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        while let Ok((mut s, _)) = listener.accept() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                // PRELOGIN options: VERSION (offset 11, 6 bytes), ENCRYPTION
+                // (offset 17, 1 byte), terminator; then their data.
+                let mut payload = vec![0x00, 0, 11, 0, 6, 0x01, 0, 17, 0, 1, 0xFF];
+                payload.extend([0x10, 0, 0, 0, 0, 0]); // version 16.0
+                payload.push(0x02); // ENCRYPT_NOT_SUP
+                let len = (8 + payload.len()) as u16;
+                let mut packet = vec![0x04, 0x01];
+                packet.extend(len.to_be_bytes());
+                packet.extend([0, 0, 1, 0]);
+                packet.extend(payload);
+                let _ = s.write_all(&packet);
+                std::thread::sleep(std::time::Duration::from_secs(30));
+            });
+        }
+    });
+    port
+}
+
 /// A daemon API at a local port answering `/api/tables` with `body`.
 fn fake_api(body: &'static str) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -193,6 +221,43 @@ fn a_listener_that_is_not_sql_server_is_named_as_such() {
     );
     assert!(err.contains("check the host and port"), "{err}");
     assert!(!err.contains("bytes remaining"), "{err}");
+}
+
+/// A real SQL Server's refusal keeps its words: one that answers the
+/// pre-login but does not allow the encryption ctsync requires (the
+/// default) is not called "not SQL Server" (found by a review of the
+/// message above: every protocol error was).
+#[test]
+fn a_sql_server_refusing_encryption_is_not_called_another_service() {
+    let port = unencrypted_sql_server();
+    let (ok, out, err) = output(
+        ctsync()
+            .arg("doctor")
+            .env("MSSQL_PRIMARY_URL", ado(port))
+            .env("MSSQL_REPLICA_URL", ado(port))
+            .env("CTSYNC_CONNECT_TIMEOUT_SECS", "5"),
+    );
+    assert!(!ok, "{out}");
+    assert!(err.contains("encryption"), "{err}");
+    assert!(!err.contains("did not answer as SQL Server does"), "{err}");
+}
+
+/// The connect timeout is bounded: a huge value is refused naming the
+/// setting, not a panic computing the limits from it.
+#[test]
+fn a_huge_connect_timeout_is_refused_naming_the_setting() {
+    let (ok, out, err) = output(
+        ctsync()
+            .args(["check-config", "--connect"])
+            .env("MSSQL_PRIMARY_URL", ado(1))
+            .env("MSSQL_REPLICA_URL", ado(1))
+            .env("CTSYNC_CONNECT_TIMEOUT_SECS", "18446744073709551615"),
+    );
+    assert!(!ok, "{out}");
+    let text = format!("{out}{err}");
+    assert!(text.contains("CTSYNC_CONNECT_TIMEOUT_SECS"), "{text}");
+    assert!(text.contains("at most 3600"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
 }
 
 #[test]

@@ -194,11 +194,12 @@ impl Endpoint {
         let (mut config, display) = if lower.starts_with("mssql://") {
             Self::from_url(name, value)?
         } else if lower.starts_with("sqlserver://") || lower.starts_with("jdbc:sqlserver://") {
-            // JDBC's scheme, whose strings are `host:port;key=value;…`, not
-            // a URL: read by the URL rules they would be misread.
+            // JDBC's and Prisma's strings are `host:port;key=value;…`, not
+            // a URL, and go-mssqldb's URL puts the instance in the path:
+            // read by ctsync's URL rules any of them would be misread.
             return Err(config_err(
                 name,
-                "sqlserver:// (the JDBC form) is not supported; write \
+                "sqlserver:// (the JDBC, Prisma and go-mssqldb forms) is not supported; write \
                  mssql://user:password@host:port/database or an ADO.NET string \
                  (server=host,port;database=…;user id=…;password=…)",
             ));
@@ -371,21 +372,20 @@ pub const CONNECT_TIMEOUT_SETTING: &str = "CTSYNC_CONNECT_TIMEOUT_SECS";
 /// authentication), may each take by default.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// What a failed login says: a peer that does not speak TDS (another
-/// service on the port) is named as such, not by the decoder's words.
+/// What a failed login says: a peer whose bytes are not TDS at all
+/// (another service on the port) is named as such, not by the decoder's
+/// words; every other failure keeps the driver's text, since a real SQL
+/// Server's refusals (an encryption level it does not allow, a CA file that
+/// cannot be read, an old TDS version) come as protocol and I/O errors too.
 fn login_failure(addr: &str, e: tiberius::error::Error) -> String {
     use tiberius::error::Error as E;
+    // Only what tiberius raises while framing packets (its header decoder,
+    // and a packet whose length the bytes do not fill).
     let not_tds = match &e {
-        E::Protocol(_)
-        | E::Encoding(_)
-        | E::Conversion(_)
-        | E::Utf8
-        | E::Utf16
-        | E::ParseInt(_) => true,
-        E::Io { kind, .. } => matches!(
-            kind,
-            std::io::ErrorKind::Other | std::io::ErrorKind::InvalidData
-        ),
+        E::Protocol(message) => message.starts_with("header:"),
+        E::Io { kind, message } => {
+            *kind == std::io::ErrorKind::Other && message.contains("bytes remaining on stream")
+        }
         _ => false,
     };
     if not_tds {
