@@ -3,7 +3,8 @@
 //! current-thread runtime with a paused clock, driven by a schedule derived
 //! from one u64 seed: workload on several tables (composite keys, every
 //! value type, names with dots), operator flag changes, schema changes with
-//! and without their DDL events, CT cleanup and TRUNCATE, faults at every
+//! and without their DDL events, table renames (some mid shadow load), CT
+//! cleanup and TRUNCATE, faults at every
 //! port (rejected calls, lost acknowledgements, calls that hang before or
 //! after their effect until the core's call limit ends them, calls that
 //! take effect late), Redis outages and data
@@ -16,7 +17,9 @@
 //! simulated clock. After every step no stored version may be ahead of what
 //! the replica holds, no table's commit tokens may go down (no table is
 //! written by two owners) and no write may have been refused for a
-//! duplicate key (none left part of itself behind); at the end the run
+//! duplicate key (none left part of itself behind) and every shadow table
+//! must be a pending shadow load's copy (and every such load have one); at
+//! the end the run
 //! quiesces (the "operator" re-enables and force-loads what needs it) and
 //! every enabled table must equal the primary row for row, every held table
 //! must say why, every live instance must still run its discovery and DDL
@@ -49,6 +52,8 @@ mod modules;
 mod ops;
 #[path = "simulation/promptness.rs"]
 mod promptness;
+#[path = "simulation/renames.rs"]
+mod renames;
 #[path = "simulation/replica_faults.rs"]
 mod replica_faults;
 #[path = "simulation/report.rs"]
@@ -124,6 +129,7 @@ fn run(ops: &[Op]) -> Result<RunStats, Divergence> {
             world.check_tokens()?;
             world.check_no_duplicates()?;
             world.check_untracked()?;
+            world.check_shadows()?;
         }
         let liveness = world.watch_liveness();
         world.quiesce().await?;

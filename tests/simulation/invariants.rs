@@ -162,6 +162,10 @@ impl World {
             self.check_no_duplicates()?;
             for t in self.wanted.clone() {
                 let id = &self.tables[t];
+                // A rename ctsync has yet to apply moves the flag itself.
+                if self.rename_pending(t) {
+                    continue;
+                }
                 if self.state.get(&keys::enabled(id)).as_deref() != Some("true") {
                     self.state.set(&keys::enabled(id), "true");
                     self.notify(t);

@@ -59,6 +59,12 @@ impl Handler<RouteSchemaChange> for SupervisorActor {
                 );
             }
         }
+        if self.retiring.contains(&table) {
+            // The old name's actor has not answered yet (a handover, a
+            // table no longer tracked, a rename before its event): the
+            // event waits in the inbox until it has, then applies.
+            return Box::pin(async { Ok(Routed::Elsewhere) }.into_actor(self));
+        }
         if !self.tables.contains_key(&table) {
             let routed = match &self.tracked {
                 Some(tracked) if !tracked.contains(&table) => Routed::NotTracked,
