@@ -86,24 +86,25 @@ const CI_SEEDS: u64 = 300;
 /// CI test, which names the pairs and the command that picks them again.
 ///
 /// Picked by a search over seeds 1..=20000 (release) before the idle
-/// promptness probe landed; that search left five pairs at 0, listed in
+/// promptness probe landed; the seeds from 301 on (after the first 25)
+/// by a search over seeds up to 13571 once `rename-table` moved every
+/// schedule's later steps. Three pairs stay at 0, listed in
 /// [`NOT_YET_REACHED`].
 const COVERING_SEEDS: &[u64] = &[
     333, 339, 352, 373, 380, 381, 421, 446, 483, 490, 541, 872, 889, 971, 978, 1111, 1342, 1756,
-    2176, 4860, 5235, 5536, 5720, 10416, 18707,
+    2176, 4860, 5235, 5536, 5720, 10416, 18707, 301, 480, 514, 568, 705, 706, 735, 1272, 1833,
+    1976, 2649, 4052, 7485, 7748, 10780, 11006,
 ];
 
-/// Pairs the code can reach that no seed up to 20000 reached: a module
-/// write failing while a column change is applied, and a Redis read being
-/// refused, hung before its effect or slowed while a swap runs (a read
-/// lost or hung after its effect during a swap did occur). The schedule
+/// Pairs the code can reach that no seed of the searches reached: a
+/// module write failing while a column change is applied, and a Redis
+/// read hung before its effect while a swap runs (a read lost, refused,
+/// slowed or hung after its effect during a swap did occur). The schedule
 /// needs a directed way to them; until then they are said, not hidden.
 const NOT_YET_REACHED: &[&str] = &[
     "ReplicaWrite/module-lost_ack × ddl-apply",
     "ReplicaWrite/module-reject × ddl-apply",
     "StateRead/hang_before × swap",
-    "StateRead/reject × swap",
-    "StateRead/slow × swap",
 ];
 
 /// Runs one schedule on a fresh world, on a current-thread runtime with a

@@ -20,8 +20,8 @@ const APPLY_WAIT_MS: u64 = 1_000;
 
 /// The invariant's name, as the figures and the report give it.
 pub(crate) const SHADOWS: &str =
-    "every shadow table belongs to a pending shadow load of a tracked \
-     table, and every pending shadow load's copy exists (every step)";
+    "every shadow table belongs to a pending shadow load of a simulated table (under its name \
+     or a former one), and every pending shadow load's copy exists (every step)";
 
 impl World {
     /// Renames table `t` on the primary to a fresh name and sends the
@@ -85,14 +85,20 @@ impl World {
         }
     }
 
-    /// Table `t` was renamed on the primary and ctsync has not moved its
-    /// keys yet (its old name is still enabled). The operator leaves its
-    /// flags alone meanwhile: enabling the new name would load a second
-    /// copy that the rename then cannot move onto (it waits, parked).
+    /// Table `t` was renamed on the primary and ctsync has not moved it
+    /// yet: its old name is still enabled, and the replica still holds
+    /// its table or record under that name (a table ctsync never wrote
+    /// has nothing there to move, and its new name may be enabled at
+    /// once). The operator leaves its flags alone meanwhile: enabling the
+    /// new name would load a second copy that the rename then cannot move
+    /// onto (it retries, then parks).
     pub(crate) fn rename_pending(&self, t: usize) -> bool {
-        self.renamed_from
-            .get(&t)
-            .is_some_and(|old| self.state.get(&keys::enabled(old)).as_deref() == Some("true"))
+        let Some(old) = self.renamed_from.get(&t) else {
+            return false;
+        };
+        let record = self.replica.table_record(old);
+        self.state.get(&keys::enabled(old)).as_deref() == Some("true")
+            && (self.replica.has_table(old) || record.version.is_some() || record.load.is_some())
     }
 
     /// Every `[ctsync].[shadow_…]` on the replica is the copy of a pending

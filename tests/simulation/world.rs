@@ -233,10 +233,13 @@ impl World {
         | Op::Force(t)
         | Op::Unforce(t)
         | Op::Reforce(t)
-        | Op::RenameTable { t, .. } = op
+        | Op::RenameTable { t, .. }
+        | Op::CtOff(t) = op
         {
+            // Change tracking off would drop the event (an untracked
+            // table's DDL is not applied): the operator waits for it too.
             if self.rename_pending(*t) {
-                self.count("flag change held back: a rename not applied yet");
+                self.count("operator step held back: a rename not applied yet");
                 return;
             }
         }

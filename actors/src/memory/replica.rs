@@ -677,7 +677,10 @@ impl Replica for MemoryReplica {
                 data.fenced_commits += 1;
                 continue;
             }
-            let record = data.records.entry(a.table.clone()).or_default();
+            // An UPDATE: a table without a record gets none.
+            let Some(record) = data.records.get_mut(&a.table) else {
+                continue;
+            };
             if record.version == Some(a.from) && record.load.is_none() && record.backlog.is_none() {
                 record.version = Some(a.to);
                 data.commit_tokens
@@ -803,6 +806,14 @@ impl Replica for MemoryReplica {
             tx.put(to, table);
             replica_load::move_shadow(tx, from, to);
             if let Some(record) = tx.take_record(from) {
+                // Like the UPDATE of `[ctsync].[sync_versions]`, whose key
+                // is the name.
+                if tx.take_record(to).is_some() {
+                    return Err(Error::Replica(format!(
+                        "Violation of PRIMARY KEY constraint: cannot insert duplicate key \
+                         ({to}) in object 'ctsync.sync_versions'"
+                    )));
+                }
                 *tx.record_mut(to) = record;
             }
             Ok(())

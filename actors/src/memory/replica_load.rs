@@ -103,9 +103,11 @@ pub(super) fn finish(
     Ok(())
 }
 
-/// Moves a table's shadow to the new name's (dropping any copy already
-/// there), if it has one: a rename of a table whose shadow load runs.
+/// Moves a table's shadow, if it has one, to the new name's (a rename of
+/// a table whose shadow load runs); a copy already under the new name is
+/// dropped first.
 pub(super) fn move_shadow(tx: &mut Tx<'_>, from: &TableId, to: &TableId) {
+    tx.take(&to.shadow());
     let Some(mut shadow) = tx.take(&from.shadow()) else {
         return;
     };

@@ -59,15 +59,15 @@ impl Handler<RouteSchemaChange> for SupervisorActor {
                 );
             }
         }
-        if self.retiring.contains(&table) {
-            // The old name's actor has not answered yet (a handover, a
-            // table no longer tracked, a rename before its event): the
-            // event waits in the inbox until it has, then applies.
-            return Box::pin(async { Ok(Routed::Elsewhere) }.into_actor(self));
-        }
         if !self.tables.contains_key(&table) {
+            // A rename this instance cannot apply yet waits in the inbox,
+            // never dropped: the old name's actor is still retiring, or
+            // discovery does not list the new name yet (it lags, or change
+            // tracking is off on it for now). The keys and the replica
+            // table of an enabled table must move once it can.
+            let rename = matches!(change, SchemaChange::RenameTable { .. });
             let routed = match &self.tracked {
-                Some(tracked) if !tracked.contains(&table) => Routed::NotTracked,
+                Some(tracked) if !tracked.contains(&table) && !rename => Routed::NotTracked,
                 _ => Routed::Elsewhere,
             };
             return Box::pin(async move { Ok(routed) }.into_actor(self));
