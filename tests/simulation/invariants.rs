@@ -160,6 +160,12 @@ impl World {
             self.check_versions()?;
             self.check_tokens()?;
             self.check_no_duplicates()?;
+            if self.queue.is_disabled() {
+                // As docs/operating.md says for a queue poison messages
+                // disabled (the events in it, a rename's among them, wait).
+                self.queue.enable();
+                self.count("DDL queue re-enabled at quiesce");
+            }
             for t in self.wanted.clone() {
                 let id = &self.tables[t];
                 // A rename ctsync has yet to apply moves the flag itself.
