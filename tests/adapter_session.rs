@@ -709,3 +709,74 @@ async fn a_decimal_whose_values_tiberius_sends_too_long_goes_by_insert() {
     let refused = ctsync::mssql::replica::bulk::refusal(&numeric).expect("refused");
     assert!(refused.contains("numeric(19, 19)"), "{refused}");
 }
+
+/// Issue 27 item 5b: a table renamed while its shadow load runs takes its
+/// shadow along in the rename's own transaction (after the fence check,
+/// with the table and before the record), so the load resumes under the
+/// new name and no copy is left under the old one.
+#[tokio::test]
+async fn a_rename_moves_the_shadow_in_its_own_transaction() {
+    let recorder = Recorder::new(replica_script);
+    let replica = replica_over(&recorder);
+    let (from, to) = (TableId::new("dbo", "User"), TableId::new("dbo", "Member"));
+    replica
+        .rename_table(&from, &to, &Claim::new("a", 1))
+        .await
+        .expect("rename");
+    let log = recorder.log();
+    assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+    let pos = |what: &str| log.iter().position(|r| r.sql == what);
+    let fence = pos(sql::CHECK_FENCE).expect("the fence is checked");
+    let table = pos(sql::RENAME_OBJECT).expect("the table is renamed");
+    let shadow = pos(&sql::move_shadow(&to)).expect("the shadow moves");
+    let record = pos(sql::RENAME_RECORD).expect("the record moves");
+    let commit = log
+        .iter()
+        .rposition(|r| r.sql == sql::COMMIT)
+        .expect("commit");
+    assert!(
+        fence < table && table < shadow && shadow < record && record < commit,
+        "{log:#?}"
+    );
+    assert_eq!(log[shadow].call, Call::Rpc);
+    assert_eq!(log[shadow].params.len(), 3);
+    assert!(log.iter().all(|r| r.session == log[fence].session));
+}
+
+/// Issue 27 item 5b: a load that starts in place drops the shadow an
+/// earlier load left (its swap blocked part-way, or a shadow load begun
+/// again in place), in the transaction that starts it.
+#[tokio::test]
+async fn an_in_place_load_start_drops_a_shadow_left_before() {
+    let users = user_table();
+    for recreate in [false, true] {
+        let recorder = Recorder::new(replica_script);
+        recorder.describe(&users);
+        let replica = replica_over(&recorder);
+        let start = ctsync_actors::ports::LoadStart {
+            load: PendingLoad {
+                mode: LoadMode::InPlace,
+                in_place_reason: Some("a trigger blocks the swap".into()),
+                ..PendingLoad::default()
+            },
+            recreate,
+        };
+        replica
+            .begin_full_load(&users, &start, &Claim::new("a", 1))
+            .await
+            .expect("begin");
+        let log = recorder.log();
+        assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+        let pos = |what: &str| log.iter().position(|r| r.sql == what);
+        let fence = pos(sql::CHECK_FENCE).expect("the fence is checked");
+        let drop = pos(&sql::drop_shadow_if_exists(&users.id))
+            .unwrap_or_else(|| panic!("recreate {recreate}: the shadow is not dropped: {log:#?}"));
+        let record = pos(sql::BEGIN_LOAD).expect("the load is recorded");
+        let commit = log
+            .iter()
+            .rposition(|r| r.sql == sql::COMMIT)
+            .expect("commit");
+        assert!(fence < drop && drop < record && record < commit, "{log:#?}");
+        assert_eq!(log[drop].params.len(), 1);
+    }
+}

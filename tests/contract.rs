@@ -67,6 +67,10 @@ pub const REAL_SERVER_ONLY: &[(&str, &str)] = &[
         "that SET LOCK_TIMEOUT sent by a batch bounds the swap's sp_rename / ALTER SCHEMA TRANSFER behind a reader's shared table lock (Msg 1222), and that the rollback leaves the live table as it was",
     ),
     (
+        "a_table_renamed_mid_shadow_load_resumes_under_its_new_name",
+        "that sp_rename moves [ctsync].[shadow_…] (found by OBJECT_ID) in the rename's transaction with the live table and the record, and that the load then pages into and swaps the moved shadow under the new name",
+    ),
+    (
         "a_stale_claim_is_fenced",
         "the [ctsync].[fence] check inside the write's own transaction",
     ),
@@ -559,6 +563,85 @@ async fn a_swap_keeps_indexes_and_grants() {
             .unwrap_or_else(|e| panic!("{}: swap: {e}", w.name()));
         assert_eq!(w.replica_rows(&t).await.len(), 3, "{}", w.name());
         assert_eq!(w.indexes_and_grants(&t).await, before, "{}", w.name());
+    }
+}
+
+/// A table renamed while its shadow load copies: the live table, the
+/// shadow and the load's record move in one transaction, so the load
+/// resumes from its cursor under the new name and nothing is left under
+/// the old one. Renamed back at the end, so the case can run again.
+#[tokio::test]
+async fn a_table_renamed_mid_shadow_load_resumes_under_its_new_name() {
+    let _serial = support::contract::serial().await;
+    for w in worlds().await {
+        let t = people("RenameFrom");
+        let mut to = people("RenameTo");
+        w.create(&to).await;
+        w.create(&t).await;
+        w.insert(&t, &(1..=4).map(|i| person(i, "p")).collect::<Vec<_>>())
+            .await;
+        let claim = claimed(&*w, &t.id, "contract").await;
+        full_load(&*w, &t, &claim).await;
+        let r = w.replica();
+        let rows = w.primary().read_page(&t, None, 1_000).await.expect("rows");
+        let start_version = w.primary().current_version().await.expect("version");
+        let first = PendingLoad {
+            mode: LoadMode::Shadow,
+            start_version,
+            cursor: Some(pk(2)),
+            rows: 2,
+            total: 4,
+            ..PendingLoad::default()
+        };
+        let start = LoadStart {
+            load: PendingLoad {
+                cursor: None,
+                rows: 0,
+                ..first.clone()
+            },
+            recreate: false,
+        };
+        r.begin_full_load(&t, &start, &claim).await.expect("begin");
+        r.insert_rows(&t, &rows[..2], &first, &claim)
+            .await
+            .expect("first page");
+        r.rename_table(&t.id, &to.id, &claim)
+            .await
+            .unwrap_or_else(|e| panic!("{}: rename: {e}", w.name()));
+        let moved = r.record(&to.id).await.expect("record");
+        assert_eq!(moved.load, Some(first.clone()), "{}", w.name());
+        assert_eq!(r.record(&t.id).await.expect("record").load, None);
+        let schema_of = |id: TableId| async move { r.table_schema(&id).await.expect("catalog") };
+        assert!(
+            schema_of(t.id.shadow()).await.is_none(),
+            "{}: the old name's shadow is left",
+            w.name()
+        );
+        assert!(
+            schema_of(to.id.shadow()).await.is_some(),
+            "{}: the shadow did not move",
+            w.name()
+        );
+        // The load goes on under the new name, from its cursor.
+        let claim = claimed(&*w, &to.id, "contract").await;
+        let rest = PendingLoad {
+            cursor: Some(pk(4)),
+            rows: 4,
+            ..first
+        };
+        r.insert_rows(&to, &rows[2..], &rest, &claim)
+            .await
+            .unwrap_or_else(|e| panic!("{}: a page under the new name: {e}", w.name()));
+        r.finish_full_load(&to, start_version, LoadMode::Shadow, &claim)
+            .await
+            .unwrap_or_else(|e| panic!("{}: swap under the new name: {e}", w.name()));
+        assert_eq!(w.replica_rows(&to).await, rows, "{}", w.name());
+        assert!(schema_of(to.id.shadow()).await.is_none(), "{}", w.name());
+        r.rename_table(&to.id, &t.id, &claim)
+            .await
+            .unwrap_or_else(|e| panic!("{}: renaming back: {e}", w.name()));
+        to.id = t.id.clone();
+        assert_eq!(w.replica_rows(&to).await, rows, "{}", w.name());
     }
 }
 

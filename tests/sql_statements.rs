@@ -405,6 +405,26 @@ fn schema_change_statements_match_their_golden_text_and_parse() {
     for stmt in [sql::RENAME_COLUMN, sql::RENAME_OBJECT, sql::RENAME_RECORD] {
         parses(stmt);
     }
+    // The shadow moves with the table: decided by the shadow's existence,
+    // every name a value except in the orphan's DROP (quoted).
+    let to = TableId::new("dbo", "Mem]ber");
+    assert_eq!(
+        sql::move_shadow(&to),
+        format!(
+            "IF OBJECT_ID(@P2, N'U') IS NOT NULL DROP TABLE [ctsync].[{}]; \
+             IF OBJECT_ID(@P1, N'U') IS NOT NULL EXEC sp_rename @P1, @P3",
+            to.shadow().name
+        )
+    );
+    assert_eq!(
+        sql::move_shadow_params(&u, &to),
+        [
+            format!("[ctsync].[{}]", u.shadow().name),
+            format!("[ctsync].[{}]", to.shadow().name),
+            to.shadow().name,
+        ]
+    );
+    parses(&sql::move_shadow(&to));
 }
 
 #[test]

@@ -154,6 +154,7 @@ fn table_statements(d: &mut Dump, s: &TableSchema) {
         &format!("{name}: drop_shadow_if_exists"),
         &sql::drop_shadow_if_exists(&s.id),
     );
+    d.add(&format!("{name}: move_shadow"), &sql::move_shadow(&s.id));
     d.add(
         &format!("{name}: swap lock timeout"),
         &sql::swap_lock_timeout(),

@@ -3,7 +3,7 @@
 //! apply), and the state × kind pairs a run of seeds never reached.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::ops::Op;
 use crate::world::World;
@@ -14,12 +14,17 @@ use ctsync_actors::model::TableId;
 /// Counts by (kind, state).
 pub(crate) type Counts = BTreeMap<(String, Phase), u64>;
 
+/// The simulated tables' current names, shared with the probes (a table
+/// renamed keeps its place).
+pub(crate) type Names = Arc<Mutex<Vec<TableId>>>;
+
 /// What tells a plan each table's state from the replica's record: a
 /// pending load is loading, a recorded backlog is a backlog.
-pub(crate) fn probe(replica: &Arc<MemoryReplica>, tables: &[TableId]) -> Probe {
+pub(crate) fn probe(replica: &Arc<MemoryReplica>, names: &Names) -> Probe {
     let replica = replica.clone();
-    let tables = tables.to_vec();
+    let names = names.clone();
     Arc::new(move || {
+        let tables = names.lock().unwrap_or_else(|e| e.into_inner()).clone();
         tables
             .iter()
             .map(|id| {
@@ -38,9 +43,9 @@ pub(crate) fn probe(replica: &Arc<MemoryReplica>, tables: &[TableId]) -> Probe {
 }
 
 /// A fault plan for a new instance, with the probe installed.
-pub(crate) fn plan(replica: &Arc<MemoryReplica>, tables: &[TableId]) -> Arc<FaultPlan> {
+pub(crate) fn plan(replica: &Arc<MemoryReplica>, names: &Names) -> Arc<FaultPlan> {
     let plan = FaultPlan::new();
-    plan.set_probe(probe(replica, tables));
+    plan.set_probe(probe(replica, names));
     plan
 }
 
@@ -56,7 +61,8 @@ fn table_of(op: &Op) -> Option<usize> {
         | Op::StopMidBacklog { t, .. }
         | Op::BulkFail { t, .. }
         | Op::CorruptCursor { t, .. }
-        | Op::BlockSwap { t, .. } => Some(*t),
+        | Op::BlockSwap { t, .. }
+        | Op::RenameTable { t, .. } => Some(*t),
         Op::UnblockSwap(t) | Op::CtOff(t) | Op::CtOn(t) => Some(*t),
         Op::Unforce(t) | Op::Reforce(t) => Some(*t),
         Op::Enable(t) | Op::Disable(t) | Op::Force(t) | Op::Cleanup(t) | Op::Truncate(t) => {

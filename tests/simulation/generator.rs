@@ -11,6 +11,8 @@ use ctsync_actors::memory::faults::{Fault, Phase, Site};
 pub const STEPS: usize = 120;
 /// Keys 0..KEYS are touched by the workload.
 pub const KEYS: u64 = 30;
+/// The tables `rename-table` draws: `dbo.AllTypes` and `dbo.[x.y]`.
+const RENAMEABLE: [usize; 2] = [2, 3];
 
 /// splitmix64: small, fast, and the same on every machine.
 pub(crate) struct Rng(pub(crate) u64);
@@ -184,6 +186,12 @@ pub(crate) const WEIGHTS: &[(&str, u64, Draw)] = &[
         mid_load: r.chance(50),
     }),
     ("unblock-swap", 1, |r, n| Op::UnblockSwap(table(r, n))),
+    // Only tables no module of the catalogue names (a rename would leave
+    // the module's text naming a table gone, on both sides).
+    ("rename-table", 2, |r, _| Op::RenameTable {
+        t: RENAMEABLE[r.below(RENAMEABLE.len() as u64) as usize],
+        mid_load: r.chance(60),
+    }),
     ("module", 4, |r, _| Op::Module {
         n: r.below(MODULES as u64) as usize,
         drop: r.chance(25),

@@ -160,8 +160,18 @@ impl World {
             self.check_versions()?;
             self.check_tokens()?;
             self.check_no_duplicates()?;
+            if self.queue.is_disabled() {
+                // As docs/operating.md says for a queue poison messages
+                // disabled (the events in it, a rename's among them, wait).
+                self.queue.enable();
+                self.count("DDL queue re-enabled at quiesce");
+            }
             for t in self.wanted.clone() {
                 let id = &self.tables[t];
+                // A rename ctsync has yet to apply moves the flag itself.
+                if self.rename_pending(t) {
+                    continue;
+                }
                 if self.state.get(&keys::enabled(id)).as_deref() != Some("true") {
                     self.state.set(&keys::enabled(id), "true");
                     self.notify(t);

@@ -123,6 +123,13 @@ pub(crate) enum Op {
     },
     /// An operator drops the swap blockers added by hand on table `t`.
     UnblockSwap(usize),
+    /// Table `t` is renamed on the primary (`sp_rename`; its RENAME event
+    /// sent). `mid_load`: first a Force Load, and the rename comes as soon
+    /// as that load copies into its shadow.
+    RenameTable {
+        t: usize,
+        mid_load: bool,
+    },
     /// Module `n` of the simulated catalogue (`tests/simulation/modules.rs`)
     /// is created or altered on the primary (its text varies with `salt`),
     /// or dropped (`drop`).
@@ -249,6 +256,7 @@ impl Op {
             Op::CorruptCursor { .. } => "corrupt-cursor",
             Op::BlockSwap { .. } => "block-swap",
             Op::UnblockSwap(_) => "unblock-swap",
+            Op::RenameTable { .. } => "rename-table",
             Op::Module { .. } => "module",
             Op::ModuleFault(..) => "module-fault",
             Op::CtOff(_) => "ct-off",
@@ -310,6 +318,7 @@ impl std::fmt::Display for Op {
                 mid_load,
             } => write!(f, " t={t} fk={foreign_key} mid_load={mid_load}"),
             Op::UnblockSwap(t) | Op::CtOff(t) | Op::CtOn(t) => write!(f, " t={t}"),
+            Op::RenameTable { t, mid_load } => write!(f, " t={t} mid_load={mid_load}"),
             Op::Module { n, drop, salt } => write!(f, " n={n} drop={drop} salt={salt}"),
             Op::ModuleFault(site, fault) => write!(f, " site={site:?} fault={fault:?}"),
             Op::ScoutFault { partial } => match partial {
@@ -474,6 +483,10 @@ impl std::str::FromStr for Op {
                 mid_load: f.flag("mid_load")?,
             },
             "unblock-swap" => Op::UnblockSwap(f.num("t")?),
+            "rename-table" => Op::RenameTable {
+                t: f.num("t")?,
+                mid_load: f.flag("mid_load")?,
+            },
             "module" => Op::Module {
                 n: f.num("n")?,
                 drop: f.flag("drop")?,

@@ -184,6 +184,18 @@ pub(crate) fn rename_column_event(id: &TableId, from: &str, to: &str) -> String 
     )
 }
 
+pub(crate) fn rename_table_event(from: &TableId, to: &TableId) -> String {
+    event(
+        "RENAME",
+        &xml_escape(&from.schema),
+        &format!(
+            "<ObjectName>{}</ObjectName><ObjectType>TABLE</ObjectType><NewObjectName>{}</NewObjectName>",
+            xml_escape(&from.name),
+            xml_escape(&to.name)
+        ),
+    )
+}
+
 /// Incarnations alternate the configured load mode (shadow first), so a
 /// load begun in one mode is resumed or restarted under the other, as after
 /// an operator changes `CTSYNC_FULL_LOAD_MODE` and restarts.

@@ -60,6 +60,14 @@ pub(crate) struct World {
     /// What the operator wants enabled (ground truth across Redis loss).
     pub(crate) wanted: BTreeSet<usize>,
     pub(crate) tables: Vec<TableId>,
+    /// `tables`, shared with the fault plans' probes.
+    pub(crate) names: crate::coverage::Names,
+    /// Tables renamed so far (each new name is fresh).
+    pub(crate) renames: usize,
+    /// The names renamed tables had before.
+    pub(crate) former_names: Vec<TableId>,
+    /// Each renamed table's name before its latest rename.
+    pub(crate) renamed_from: BTreeMap<usize, TableId>,
     pub(crate) columns_added: usize,
     /// Force requests (the flag went "false" → "true") not yet seen
     /// through: the number of loads the table had started by then.
@@ -149,12 +157,14 @@ impl World {
         replica.set_statement_delay("finish_full_load", Duration::from_millis(60));
         replica.set_statement_delay("alter_columns", Duration::from_millis(80));
         replica.set_statement_delay("rename_column", Duration::from_millis(80));
-        let bulk_faults = crate::coverage::plan(&replica, &tables);
+        replica.set_statement_delay("rename_table", Duration::from_millis(80));
+        let names: crate::coverage::Names = Arc::new(std::sync::Mutex::new(tables.clone()));
+        let bulk_faults = crate::coverage::plan(&replica, &names);
         replica.set_inner_faults(bulk_faults.clone());
         for id in &tables {
             primary.delay_changes_pages(id, Duration::from_millis(3));
         }
-        let plan = crate::coverage::plan(&replica, &tables);
+        let plan = crate::coverage::plan(&replica, &names);
         let running = start(
             (&primary, &replica, &state, &queue),
             &plan,
@@ -174,6 +184,10 @@ impl World {
             incarnations: Vec::new(),
             wanted: BTreeSet::new(),
             tables,
+            names,
+            renames: 0,
+            former_names: Vec::new(),
+            renamed_from: BTreeMap::new(),
             columns_added: 0,
             force_requests: BTreeMap::new(),
             withdrawn: BTreeMap::new(),
@@ -190,7 +204,7 @@ impl World {
     }
 
     pub(crate) fn new_incarnation(&mut self) {
-        self.plan = crate::coverage::plan(&self.replica, &self.tables);
+        self.plan = crate::coverage::plan(&self.replica, &self.names);
         self.plans.push(self.plan.clone());
         self.running_id = format!("sim-{}", self.plans.len() - 1);
         let next = start(
@@ -214,6 +228,21 @@ impl World {
     }
 
     pub(crate) async fn apply(&mut self, op: &Op) {
+        if let Op::Enable(t)
+        | Op::Disable(t)
+        | Op::Force(t)
+        | Op::Unforce(t)
+        | Op::Reforce(t)
+        | Op::RenameTable { t, .. }
+        | Op::CtOff(t) = op
+        {
+            // Change tracking off would drop the event (an untracked
+            // table's DDL is not applied): the operator waits for it too.
+            if self.rename_pending(*t) {
+                self.count("operator step held back: a rename not applied yet");
+                return;
+            }
+        }
         match op {
             Op::Upsert { t, key, salt } => {
                 if let Some(schema) = self.schema(*t).await {
@@ -343,7 +372,7 @@ impl World {
             }
             Op::Join => {
                 if self.second.is_none() {
-                    let plan = crate::coverage::plan(&self.replica, &self.tables);
+                    let plan = crate::coverage::plan(&self.replica, &self.names);
                     self.plans.push(plan.clone());
                     let n = self.plans.len() - 1;
                     let id = format!("sim-second-{n}");
@@ -402,6 +431,7 @@ impl World {
                 mid_load,
             } => self.block_swap(*t, *foreign_key, *mid_load).await,
             Op::UnblockSwap(t) => self.unblock_swap(*t),
+            Op::RenameTable { t, mid_load } => self.rename_table(*t, *mid_load).await,
             Op::Module { n, drop, salt } => self.change_module(*n, *drop, *salt),
             Op::ModuleFault(site, fault) => self.module_fault(*site, *fault, None),
             Op::During {

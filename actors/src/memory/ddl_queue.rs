@@ -79,6 +79,14 @@ impl MemoryDdlQueue {
         }
     }
 
+    /// `ALTER QUEUE … WITH STATUS = ON`: an operator re-enables a queue
+    /// that poison messages disabled.
+    pub fn enable(&self) {
+        let mut d = self.lock();
+        d.disabled = false;
+        d.rollbacks_in_a_row = 0;
+    }
+
     /// The process holding an open receive died: rolled back, if open.
     pub fn abort_if_open(&self) {
         if !self.lock().in_flight.is_empty() {

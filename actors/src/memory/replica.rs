@@ -175,7 +175,7 @@ impl MemoryReplica {
     }
 
     /// Makes every call of `method` (`finish_full_load`, `alter_columns`,
-    /// `rename_column`) wait `delay` before it takes effect.
+    /// `rename_column`, `rename_table`) wait `delay` before it takes effect.
     pub fn set_statement_delay(&self, method: &'static str, delay: std::time::Duration) {
         self.lock().statement_delays.insert(method, delay);
     }
@@ -339,7 +339,12 @@ impl MemoryReplica {
                 None => data.tables.remove(&id),
             };
         }
-        data.records.extend(changes.records);
+        for (id, record) in changes.records {
+            match record {
+                Some(r) => data.records.insert(id, r),
+                None => data.records.remove(&id),
+            };
+        }
         data.rewrote(table, rewrites);
         data.commit_tokens
             .entry(table.clone())
@@ -536,6 +541,16 @@ impl MemoryReplica {
     pub fn swaps(&self, id: &TableId) -> usize {
         self.lock().swaps.get(id).copied().unwrap_or(0)
     }
+
+    /// The replica's tables in `schema` (e.g. `ctsync`'s shadows).
+    pub fn tables_in(&self, schema: &str) -> Vec<TableId> {
+        self.lock()
+            .tables
+            .keys()
+            .filter(|id| id.schema == schema)
+            .cloned()
+            .collect()
+    }
 }
 
 #[async_trait]
@@ -675,7 +690,10 @@ impl Replica for MemoryReplica {
                 data.fenced_commits += 1;
                 continue;
             }
-            let record = data.records.entry(a.table.clone()).or_default();
+            // An UPDATE: a table without a record gets none.
+            let Some(record) = data.records.get_mut(&a.table) else {
+                continue;
+            };
             if record.version == Some(a.from) && record.load.is_none() && record.backlog.is_none() {
                 record.version = Some(a.to);
                 data.commit_tokens
@@ -784,28 +802,54 @@ impl Replica for MemoryReplica {
         })
     }
 
+    /// `sp_rename` of the table, its shadow (a load under way goes on under
+    /// the new name, from its cursor) and its record, in one transaction.
     async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()> {
-        let renamed = self.write(from, claim, |t, _| {
-            t.schema.id = to.clone();
+        self.statement_delay("rename_table").await;
+        self.transact(from, claim, &[], |tx| {
+            if tx.table(to).is_some() {
+                return Err(Error::Replica(format!(
+                    "There is already an object named '{to}'"
+                )));
+            }
+            let mut table = tx.take(from).ok_or_else(|| {
+                Error::Replica(format!("Invalid object name '{from}' on the replica"))
+            })?;
+            table.schema.id = to.clone();
+            tx.put(to, table);
+            replica_load::move_shadow(tx, from, to);
+            if let Some(record) = tx.take_record(from) {
+                // Like the UPDATE of `[ctsync].[sync_versions]`, whose key
+                // is the name.
+                if tx.take_record(to).is_some() {
+                    return Err(Error::Replica(format!(
+                        "Violation of PRIMARY KEY constraint: cannot insert duplicate key \
+                         ({to}) in object 'ctsync.sync_versions'"
+                    )));
+                }
+                *tx.record_mut(to) = record;
+            }
             Ok(())
-        });
-        renamed?;
+        })?;
         let mut data = self.lock();
-        if data.tables.contains_key(to) {
-            return Err(Error::Replica(format!(
-                "There is already an object named '{to}'"
-            )));
-        }
-        if let Some(t) = data.tables.remove(from) {
-            data.tables.insert(to.clone(), t);
-        }
-        if let Some(r) = data.records.remove(from) {
-            data.records.insert(to.clone(), r);
-        }
         for cursor in LOAD_AND_BACKLOG {
             if data.corrupt.remove(&(from.clone(), *cursor)) {
                 data.corrupt.insert((to.clone(), *cursor));
             }
+        }
+        // The table's history goes with its name (not its fence or commit
+        // tokens: the new name is claimed on its own).
+        if let Some(n) = data.loads_started.remove(from) {
+            data.loads_started.insert(to.clone(), n);
+        }
+        if let Some(starts) = data.load_starts.remove(from) {
+            data.load_starts.insert(to.clone(), starts);
+        }
+        if let Some(n) = data.swaps.remove(from) {
+            data.swaps.insert(to.clone(), n);
+        }
+        if let Some(paths) = data.row_paths.remove(from) {
+            data.row_paths.insert(to.clone(), paths);
         }
         Ok(())
     }

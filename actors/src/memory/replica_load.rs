@@ -31,9 +31,15 @@ pub(super) fn begin(
                     )));
                 }
             }
-            tx.put(id, Table::new(schema.clone()))
+            tx.put(id, Table::new(schema.clone()));
+            tx.take(&id.shadow());
         }
-        LoadMode::InPlace => tx.table_mut(id)?.rows.clear(),
+        LoadMode::InPlace => {
+            tx.table_mut(id)?.rows.clear();
+            // An earlier shadow load's copy (its swap blocked part-way, or
+            // a load begun in shadow mode started over in place).
+            tx.take(&id.shadow());
+        }
         LoadMode::Shadow => {
             let mut shadow = schema.clone();
             shadow.id = id.shadow();
@@ -95,6 +101,18 @@ pub(super) fn finish(
         unreadable: None,
     };
     Ok(())
+}
+
+/// Moves a table's shadow, if it has one, to the new name's (a rename of
+/// a table whose shadow load runs); a copy already under the new name is
+/// dropped first.
+pub(super) fn move_shadow(tx: &mut Tx<'_>, from: &TableId, to: &TableId) {
+    tx.take(&to.shadow());
+    let Some(mut shadow) = tx.take(&from.shadow()) else {
+        return;
+    };
+    shadow.schema.id = to.shadow();
+    tx.put(&to.shadow(), shadow);
 }
 
 pub(super) fn cancel(tx: &mut Tx<'_>, id: &TableId, version: SyncVersion) -> Result<()> {

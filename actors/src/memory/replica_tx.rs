@@ -14,13 +14,14 @@ pub(super) struct Tx<'a> {
     records: &'a BTreeMap<TableId, ReplicaRecord>,
     /// Staged tables: `None` means dropped.
     staged: BTreeMap<TableId, Option<Table>>,
-    staged_records: BTreeMap<TableId, ReplicaRecord>,
+    /// Staged records: `None` means deleted.
+    staged_records: BTreeMap<TableId, Option<ReplicaRecord>>,
 }
 
-/// What a committed transaction changes.
+/// What a committed transaction changes (`None`: dropped, deleted).
 pub(super) struct Changes {
     pub(super) tables: BTreeMap<TableId, Option<Table>>,
-    pub(super) records: BTreeMap<TableId, ReplicaRecord>,
+    pub(super) records: BTreeMap<TableId, Option<ReplicaRecord>>,
 }
 
 impl<'a> Tx<'a> {
@@ -71,7 +72,18 @@ impl<'a> Tx<'a> {
         let records = self.records;
         self.staged_records
             .entry(id.clone())
-            .or_insert_with(|| records.get(id).cloned().unwrap_or_default())
+            .or_insert_with(|| Some(records.get(id).cloned().unwrap_or_default()))
+            .get_or_insert_with(ReplicaRecord::default)
+    }
+
+    /// Deletes a table's record, if it has one; returns it.
+    pub(super) fn take_record(&mut self, id: &TableId) -> Option<ReplicaRecord> {
+        let current = match self.staged_records.get(id) {
+            Some(staged) => staged.clone(),
+            None => self.records.get(id).cloned(),
+        };
+        self.staged_records.insert(id.clone(), None);
+        current
     }
 
     pub(super) fn into_changes(self) -> Changes {

@@ -117,6 +117,17 @@ impl MssqlReplica {
                     .await?;
                 }
             }
+            if start.load.mode == LoadMode::InPlace {
+                // An earlier shadow load's copy (its swap blocked part-way,
+                // or a shadow load started over in place) goes with it.
+                execute(
+                    &mut lease,
+                    &sql::drop_shadow_if_exists(table),
+                    vec![text(sql::object_name_param(&table.shadow()))],
+                    || format!("dropping the shadow table of {table}"),
+                )
+                .await?;
+            }
             execute(
                 &mut lease,
                 sql::BEGIN_LOAD,

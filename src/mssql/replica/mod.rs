@@ -396,10 +396,20 @@ impl Replica for MssqlReplica {
             ColumnData::String(Some(sql::object_name_param(from).into())),
             ColumnData::String(Some(to.name.clone().into())),
         ];
+        let shadow = sql::move_shadow_params(from, to)
+            .into_iter()
+            .map(|v| ColumnData::String(Some(v.into())))
+            .collect();
         let version = vec![name_param(from), name_param(to)];
         let mut lease = self.begin_fenced(&what, from, claim).await?;
         let work = async {
             execute(&mut lease, sql::RENAME_OBJECT, rename, || what.clone()).await?;
+            // The shadow and the record move with the table: a shadow load
+            // under way resumes from its cursor under the new name.
+            execute(&mut lease, &sql::move_shadow(to), shadow, || {
+                format!("{what}: moving its shadow table")
+            })
+            .await?;
             execute(&mut lease, sql::RENAME_RECORD, version, || what.clone())
                 .await
                 .map(|_| ())

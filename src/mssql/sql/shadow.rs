@@ -211,3 +211,23 @@ pub fn drop_shadow_if_exists(id: &TableId) -> String {
         table(&id.shadow())
     )
 }
+
+/// Moves the shadow of a table renamed to `to` to the new name's, inside
+/// the rename's transaction, so a shadow load under way resumes from its
+/// cursor: `@P1` is the old shadow's `[ctsync].[shadow_…]` as a value,
+/// `@P2` the new one's, `@P3` the new one's bare name. A copy already under
+/// the new name (left by nothing ctsync still records) is dropped first;
+/// without an old shadow only that happens. Decided by the shadow's
+/// existence, not by the record's text (which may be unreadable).
+pub fn move_shadow(to: &TableId) -> String {
+    format!(
+        "IF OBJECT_ID(@P2, N'U') IS NOT NULL DROP TABLE {}; \
+IF OBJECT_ID(@P1, N'U') IS NOT NULL EXEC sp_rename @P1, @P3",
+        table(&to.shadow())
+    )
+}
+
+/// The values of [`move_shadow`]'s statement for a rename `from` → `to`.
+pub fn move_shadow_params(from: &TableId, to: &TableId) -> [String; 3] {
+    [table(&from.shadow()), table(&to.shadow()), to.shadow().name]
+}

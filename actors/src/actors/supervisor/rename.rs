@@ -60,8 +60,14 @@ impl Handler<RouteSchemaChange> for SupervisorActor {
             }
         }
         if !self.tables.contains_key(&table) {
+            // A rename this instance cannot apply yet waits in the inbox,
+            // never dropped: the old name's actor is still retiring, or
+            // discovery does not list the new name yet (it lags, or change
+            // tracking is off on it for now). The keys and the replica
+            // table of an enabled table must move once it can.
+            let rename = matches!(change, SchemaChange::RenameTable { .. });
             let routed = match &self.tracked {
-                Some(tracked) if !tracked.contains(&table) => Routed::NotTracked,
+                Some(tracked) if !tracked.contains(&table) && !rename => Routed::NotTracked,
                 _ => Routed::Elsewhere,
             };
             return Box::pin(async move { Ok(routed) }.into_actor(self));
