@@ -241,3 +241,77 @@ async fn the_stream_stays_capped_and_keeps_the_newest() {
         "{last:?}"
     );
 }
+
+/// `ctsync_http_refused_total{status="<status>"}` in a `/metrics` answer.
+fn refused_count(metrics: &str, status: u16) -> u64 {
+    let prefix = format!("ctsync_http_refused_total{{status=\"{status}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[actix_rt::test]
+async fn refused_requests_are_logged_at_warn_and_counted_without_the_token() {
+    let redis = RedisServer::start();
+    let http = free_addr();
+    let nowhere = format!("mssql://sa:x@{}/testct", free_addr());
+    let mut c = ctsync();
+    c.arg("run")
+        .env("MSSQL_PRIMARY_URL", &nowhere)
+        .env("MSSQL_REPLICA_URL", &nowhere)
+        .env("REDIS_URL", redis.url())
+        .env("CTSYNC_HTTP_ADDR", &http)
+        .env("CTSYNC_API_TOKEN", TOKEN);
+    let mut daemon = Daemon::spawn(c);
+    daemon.wait_for_log("HTTP server listening");
+    let addr: SocketAddr = http.parse().expect("addr");
+    let enable = json!({"action": "enable"});
+    let post = || Request::new("POST enable", "POST", "/api/tables/User");
+    let cases = [
+        (post().json(&enable).bearer("wrong"), 401),
+        (post().json(&enable), 401),
+        // The right token on a form post: refused, and never logged.
+        (
+            post()
+                .bearer(TOKEN)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("action=enable"),
+            415,
+        ),
+        (
+            post()
+                .bearer(TOKEN)
+                .header("Host", "evil.example")
+                .json(&enable),
+            421,
+        ),
+    ];
+    for (request, status) in &cases {
+        let r = request.send(addr).await;
+        assert_eq!(r.status, *status, "{}", r.body);
+    }
+    let metrics = Request::get("/metrics").send(addr).await.body;
+    assert_eq!(refused_count(&metrics, 401), 2, "{metrics}");
+    assert_eq!(refused_count(&metrics, 415), 1, "{metrics}");
+    assert_eq!(refused_count(&metrics, 421), 1, "{metrics}");
+    daemon.wait_until("four refusals logged", |log| {
+        log.matches("HTTP request refused").count() >= 4
+    });
+    let (status, _, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("HTTP request refused"))
+        .collect();
+    for (line, code) in refused.iter().zip([401, 401, 415, 421]) {
+        assert!(line.contains("WARN"), "{line}");
+        assert!(line.contains(&format!("status={code}")), "{line}");
+        assert!(line.contains("from=127.0.0.1:"), "{line}");
+        assert!(line.contains("path=/api/tables/User"), "{line}");
+    }
+    assert!(!log.contains(TOKEN), "{log}");
+    // Refused writes are no audit entries.
+    assert!(raw_stream(&redis.url()).is_empty());
+}

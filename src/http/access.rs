@@ -3,7 +3,8 @@
 //! bearer token (compared in constant time); without a token writes are off
 //! unless the operator opts in. A `Host` allowlist guards against DNS
 //! rebinding (probes and `/metrics` stay reachable by IP), and hardening
-//! headers forbid framing and sniffing on every response.
+//! headers forbid framing and sniffing on every response. Each refusal is
+//! logged at WARN with the peer address and counted.
 
 use std::collections::BTreeSet;
 
@@ -245,6 +246,21 @@ fn writes(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Says at WARN who was refused what, and counts it (never a header).
+fn refused_logged(req: &ServiceRequest, status: StatusCode) {
+    let from = req
+        .peer_addr()
+        .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+    tracing::warn!(
+        status = status.as_u16(),
+        method = %req.method(),
+        path = req.path(),
+        from,
+        "HTTP request refused by the access rules"
+    );
+    ctsync_actors::telemetry::http_refused(status.as_u16());
+}
+
 /// The middleware: Host allowlist, write authorization, hardening headers.
 pub async fn guard(
     req: ServiceRequest,
@@ -281,7 +297,10 @@ pub async fn guard(
         None
     };
     let mut response = match refused {
-        Some(r) => req.into_response(r),
+        Some(r) => {
+            refused_logged(&req, r.status());
+            req.into_response(r)
+        }
         None => next.call(req).await?.map_into_boxed_body(),
     };
     let headers = response.headers_mut();
