@@ -315,3 +315,56 @@ async fn refused_requests_are_logged_at_warn_and_counted_without_the_token() {
     // Refused writes are no audit entries.
     assert!(raw_stream(&redis.url()).is_empty());
 }
+
+#[actix_rt::test]
+async fn x_forwarded_for_names_the_client_only_from_a_trusted_proxy() {
+    let h = Harness::new();
+    h.primary.create_table(user_table(), true);
+    let run = h.start(fast_config());
+    eventually(Duration::from_secs(10), "discovered", || async {
+        run.board.get("User").is_some()
+    })
+    .await;
+    let access = |proxies: &str| {
+        let source: BTreeMap<&'static str, String> = [
+            (
+                "CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES",
+                "true".to_string(),
+            ),
+            ("CTSYNC_TRUSTED_PROXIES", proxies.to_string()),
+        ]
+        .into();
+        ctsync::config::http_access(&source, &"127.0.0.1:8080".parse().expect("addr"))
+    };
+    let bad = access("proxy.internal").err().map(|e| e.to_string());
+    assert!(
+        bad.as_deref()
+            .is_some_and(|e| e.contains("CTSYNC_TRUSTED_PROXIES") && e.contains("proxy.internal")),
+        "{bad:?}"
+    );
+    let mut froms = Vec::new();
+    for proxies in ["10.9.9.9, 127.0.0.1", ""] {
+        let mut shared = h.http_state(run.board.clone());
+        shared.access = access(proxies).expect("access");
+        let (addr, _server) =
+            ctsync::http::serve("127.0.0.1:0".parse().expect("addr"), shared).expect("bind");
+        let r = Request::new("enable", "POST", "/api/tables/User")
+            .header("X-Forwarded-For", "198.51.100.7, 203.0.113.9, 10.9.9.9")
+            .json(&json!({"action": "enable"}))
+            .send(addr)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let entries = h.state.audit_entries(None).await.expect("entries");
+        froms.push(entries.last().map(|e| e.from.clone()).unwrap_or_default());
+    }
+    // The last address no trusted proxy added, via the proxy that said so.
+    assert!(
+        froms[0].starts_with("203.0.113.9 via 127.0.0.1:"),
+        "{froms:?}"
+    );
+    // From any other peer the header is the client's own word: ignored.
+    assert!(
+        froms[1].starts_with("127.0.0.1:") && !froms[1].contains("203.0.113.9"),
+        "{froms:?}"
+    );
+}

@@ -1,5 +1,5 @@
 //! Records each accepted write or action of the API: who (the peer
-//! address), what, on which table, and how it ended; logged at INFO and
+//! address, or the client a trusted proxy names), what, on which table, and how it ended; logged at INFO and
 //! appended to `mssql_sync:audit` (see `crate::state::audit`).
 
 use actix_web::HttpRequest;
@@ -7,10 +7,14 @@ use actix_web::HttpRequest;
 use super::HttpState;
 use crate::state::audit::Entry;
 
-/// The address the request came from.
-pub fn caller(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map_or_else(|| "unknown".to_string(), |a| a.to_string())
+/// Who sent the request (see `Access::client`).
+pub fn caller(shared: &HttpState, req: &HttpRequest) -> String {
+    shared.access.client(
+        req.peer_addr(),
+        req.headers()
+            .get("x-forwarded-for")
+            .and_then(|h| h.to_str().ok()),
+    )
 }
 
 /// Records that `action` on `table` was done, with `detail` and `result`.
@@ -22,7 +26,7 @@ pub async fn record<T, E: std::fmt::Display>(
     detail: String,
     result: &Result<T, E>,
 ) {
-    let entry = Entry::now("http", &caller(req), action, table)
+    let entry = Entry::now("http", &caller(shared, req), action, table)
         .detail(detail)
         .outcome(result);
     match &shared.audit {
