@@ -173,7 +173,7 @@ async fn start(
     ];
     ctsync::http::spawn_dependency_checks(probes.clone(), Duration::from_secs(5));
     let shared = HttpState {
-        state,
+        state: state.clone(),
         board: running.board.clone(),
         instance: "demo".into(),
         probes,
@@ -188,6 +188,7 @@ async fn start(
         })),
         verifies: Default::default(),
         known_tables: Default::default(),
+        audit: Some(state.clone()),
     };
     let (bound, server) = http::serve(addr, shared)?;
     access.log_at_start(bound);

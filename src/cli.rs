@@ -84,6 +84,17 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print the audit trail (mssql_sync:audit): every accepted write or
+    /// action, over HTTP or from this CLI, oldest first.
+    Audit {
+        /// Only entries from this time on: RFC 3339 (2026-01-31T08:00:00Z)
+        /// or a duration back from now (90s, 15m, 1h, 2d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Set mssql_sync:version:<TABLE> after a manual copy (backup/restore).
     SetVersion {
         table: String,

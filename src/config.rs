@@ -51,6 +51,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_INSTANCE_ID", file_key: "instance_id", default: None, help: "This instance's id in leases and on the replica's fence (letters, digits, `.`, `_`, `-`, `:`; at most 100). Default: host name, process id and a random part, so every process is distinct." },
     Setting { env: "CTSYNC_LEASE_TTL_SECS", file_key: "lease_ttl_secs", default: Some("15"), help: "Seconds a table's lease lasts without renewal (renewed every poll; at least twice the poll interval). A dead instance's tables move to the others within it; an instance cut off from Redis stops writing before it runs out." },
     Setting { env: "CTSYNC_ALLOWED_HOSTS", file_key: "allowed_hosts", default: None, help: "Comma-separated `Host` names the page and API answer to (others get 421). Default: localhost, 127.0.0.1, ::1, the bind address, this machine's host name and `ctsync`." },
+    Setting { env: "CTSYNC_TRUSTED_PROXIES", file_key: "trusted_proxies", default: None, help: "Comma-separated IP addresses of reverse proxies: from these peers only, `X-Forwarded-For` names the client in the audit trail and the log (elsewhere it is ignored)." },
 ];
 
 /// Settings without which ctsync cannot start.
@@ -503,12 +504,28 @@ pub fn http_access(
             .collect(),
         None => default_allowed_hosts(http_addr),
     };
+    let trusted_proxies = optional("CTSYNC_TRUSTED_PROXIES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<std::net::IpAddr>()
+                .map_err(|_| ConfigError::Invalid {
+                    name: "CTSYNC_TRUSTED_PROXIES",
+                    message: format!(
+                        "{p:?} is not an IP address (list proxies' addresses, comma-separated)"
+                    ),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(crate::http::Access::with_writes(
         token,
         flag("CTSYNC_API_READ_ONLY")?,
         flag(crate::http::ALLOW_UNAUTHENTICATED)?,
         &allowed_hosts,
-    ))
+    )
+    .with_trusted_proxies(trusted_proxies))
 }
 
 /// Every setting the environment sets, without a config file (the

@@ -110,6 +110,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         })),
         verifies: Default::default(),
         known_tables: Default::default(),
+        audit: Some(state.clone()),
     };
     let (bound, server) = http::serve(config.http_addr, shared).with_context(|| {
         format!(

@@ -2,7 +2,8 @@
 //! documented for operators, say what they changed (`key = new (was old)`),
 //! and refuse a table ctsync has never discovered unless told `--force`.
 //! `tables` adds state, lag and progress from the daemon's API when it
-//! answers, and says when it does not.
+//! answers, and says when it does not. Each write is recorded in the audit
+//! trail (as `cli` with the OS user), which `audit` prints.
 
 use anyhow::{bail, Context as _};
 use ctsync_actors::keys;
@@ -11,6 +12,7 @@ use ctsync_actors::ports::StateStore;
 use serde_json::{json, Value};
 
 use crate::cli::Command;
+use crate::state::audit::Entry;
 use crate::state::RedisState;
 
 /// The table an operator named, or an error saying how names are written.
@@ -67,16 +69,52 @@ async fn set(state: &RedisState, key: &str, value: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The OS user running the command (`$USER`, `$LOGNAME`, else `unknown`).
+fn os_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|u| u.trim().to_string())
+        .find(|u| !u.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Records a write done, as `cli` with the OS user; says on stderr when
+/// the entry could not be stored (the write stands).
+async fn audited(state: &RedisState, action: &str, table: &TableId, detail: String) {
+    let entry = Entry::now("cli", &os_user(), action, &table.key_name()).detail(detail);
+    if let Err(e) = state.audit(&entry).await {
+        eprintln!(
+            "ctsync: warning: the change was made but not recorded in {}: {e}",
+            crate::state::audit::stream()
+        );
+    }
+}
+
 pub async fn run(redis_url: &str, command: Command) -> anyhow::Result<()> {
     let state = RedisState::new(redis_url).context("REDIS_URL is not a valid Redis URL")?;
     match command {
         Command::Enable { table, force } => {
             let id = known_table(&state, &table, force).await?;
             set(&state, &keys::enabled(&id), "true").await?;
+            audited(
+                &state,
+                "enable",
+                &id,
+                format!("{}=true", keys::enabled(&id)),
+            )
+            .await;
         }
         Command::Disable { table, force } => {
             let id = known_table(&state, &table, force).await?;
             set(&state, &keys::enabled(&id), "false").await?;
+            audited(
+                &state,
+                "disable",
+                &id,
+                format!("{}=false", keys::enabled(&id)),
+            )
+            .await;
         }
         Command::ForceFullLoad { table, force } => {
             let id = known_table(&state, &table, force).await?;
@@ -88,6 +126,7 @@ pub async fn run(redis_url: &str, command: Command) -> anyhow::Result<()> {
                 "a running load of {} starts over; ctsync resets the flag when the load finished",
                 id.key_name()
             );
+            audited(&state, "force_full_load", &id, format!("{key}=true")).await;
         }
         Command::SetVersion {
             table,
@@ -101,7 +140,10 @@ pub async fn run(redis_url: &str, command: Command) -> anyhow::Result<()> {
             set(&state, &keys::version(&id), &version.to_string()).await?;
             // The copy came from the current primary: adopt its identity.
             state.del(&keys::primary_identity(&id)).await?;
+            let detail = format!("{}={version}", keys::version(&id));
+            audited(&state, "set_version", &id, detail).await;
         }
+        Command::Audit { since, json } => audit(&state, since.as_deref(), json).await?,
         Command::Tables { json, api } => tables(&state, json, &api).await?,
         Command::Run
         | Command::CheckConfig { .. }
@@ -110,6 +152,38 @@ pub async fn run(redis_url: &str, command: Command) -> anyhow::Result<()> {
         | Command::Doctor { .. } => {
             bail!("not an operator command")
         }
+    }
+    Ok(())
+}
+
+/// `ctsync audit`: the entries from `since` on, as text or JSON.
+async fn audit(state: &RedisState, since: Option<&str>, as_json: bool) -> anyhow::Result<()> {
+    let since = since
+        .map(|s| crate::state::audit::since_ms(s, std::time::SystemTime::now()))
+        .transpose()?;
+    let entries = state.audit_entries(since).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!(
+            "no audit entries{} in {}",
+            if since.is_some() { " in that time" } else { "" },
+            crate::state::audit::stream()
+        );
+        return Ok(());
+    }
+    for e in &entries {
+        let detail = if e.detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", e.detail)
+        };
+        println!(
+            "{}  {} {}  {} {}{}  {}",
+            e.at, e.actor, e.from, e.action, e.table, detail, e.outcome
+        );
     }
     Ok(())
 }

@@ -38,6 +38,7 @@ pub const COPY_TIMEOUTS: &str = "ctsync_change_copy_timeouts_total";
 pub const BULK_FALLBACKS: &str = "ctsync_bulk_fallbacks_total";
 pub const UNREADABLE_CURSORS: &str = "ctsync_unreadable_cursors_total";
 pub const CALL_TIMEOUTS: &str = "ctsync_call_timeouts_total";
+pub const HTTP_REFUSED: &str = "ctsync_http_refused_total";
 
 /// Every metric ctsync exports (the README's metric table lists exactly these).
 pub const ALL: &[&str] = &[
@@ -75,6 +76,7 @@ pub const ALL: &[&str] = &[
     BULK_FALLBACKS,
     UNREADABLE_CURSORS,
     CALL_TIMEOUTS,
+    HTTP_REFUSED,
 ];
 
 /// Registers help texts; call once after installing a recorder.
@@ -150,6 +152,10 @@ pub fn describe() {
     describe_counter!(
         REDIS_DATA_LOSS,
         "Times ctsync found that Redis lost its data (its marker key vanished): tables pause until re-enabled."
+    );
+    describe_counter!(
+        HTTP_REFUSED,
+        "HTTP requests refused by the access rules, per status (401 no or wrong token, 403 writes off, 415 not JSON, 421 Host not allowed)."
     );
     describe_gauge!(
         DEPENDENCY_UP,
@@ -304,6 +310,10 @@ pub fn redis_data_loss() {
 
 pub fn ddl_capture_stopped(stopped: bool) {
     gauge!(DDL_CAPTURE_STOPPED).set(if stopped { 1.0 } else { 0.0 });
+}
+
+pub fn http_refused(status: u16) {
+    counter!(HTTP_REFUSED, "status" => status.to_string()).increment(1);
 }
 
 pub fn dependency_up(dependency: &'static str, up: bool) {

@@ -3,7 +3,8 @@
 //! bearer token (compared in constant time); without a token writes are off
 //! unless the operator opts in. A `Host` allowlist guards against DNS
 //! rebinding (probes and `/metrics` stay reachable by IP), and hardening
-//! headers forbid framing and sniffing on every response.
+//! headers forbid framing and sniffing on every response. Each refusal is
+//! logged at WARN with the peer address and counted.
 
 use std::collections::BTreeSet;
 
@@ -30,6 +31,8 @@ pub struct Access {
     /// Host names (lower case, without port) the page and API answer to;
     /// empty: any (in-process tests).
     allowed_hosts: BTreeSet<String>,
+    /// `CTSYNC_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
+    trusted_proxies: BTreeSet<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Access {
@@ -42,6 +45,7 @@ impl std::fmt::Debug for Access {
                 &self.allow_unauthenticated_writes,
             )
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -99,6 +103,42 @@ impl Access {
                 .map(|h| host_only(h).to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
                 .collect(),
+            trusted_proxies: BTreeSet::new(),
+        }
+    }
+
+    /// Believes `X-Forwarded-For` from these peers only.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<std::net::IpAddr>) -> Self {
+        self.trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
+    /// Who sent a request, for the log and the audit trail: the peer
+    /// address; from a trusted proxy, the client its `X-Forwarded-For`
+    /// names (the last address no trusted proxy added), `via` the proxy.
+    pub fn client(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        forwarded_for: Option<&str>,
+    ) -> String {
+        let Some(peer) = peer else {
+            return "unknown".into();
+        };
+        if !self.trusted_proxies.contains(&peer.ip()) {
+            return peer.to_string();
+        }
+        let client = forwarded_for.and_then(|list| {
+            list.split(',')
+                .map(str::trim)
+                .rev()
+                .map(|a| a.parse::<std::net::IpAddr>())
+                .find(|a| !matches!(a, Ok(ip) if self.trusted_proxies.contains(ip)))
+        });
+        match client {
+            Some(Ok(ip)) => format!("{ip} via {peer}"),
+            // Not an address: the proxy's word cannot be logged as one.
+            Some(Err(_)) => format!("{peer} (unreadable X-Forwarded-For)"),
+            None => peer.to_string(),
         }
     }
 
@@ -245,6 +285,24 @@ fn writes(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Says at WARN who was refused what, and counts it (never a header).
+fn refused_logged(access: &Access, req: &ServiceRequest, status: StatusCode) {
+    let from = access.client(
+        req.peer_addr(),
+        req.headers()
+            .get("x-forwarded-for")
+            .and_then(|h| h.to_str().ok()),
+    );
+    tracing::warn!(
+        status = status.as_u16(),
+        method = %req.method(),
+        path = req.path(),
+        from,
+        "HTTP request refused by the access rules"
+    );
+    ctsync_actors::telemetry::http_refused(status.as_u16());
+}
+
 /// The middleware: Host allowlist, write authorization, hardening headers.
 pub async fn guard(
     req: ServiceRequest,
@@ -281,7 +339,10 @@ pub async fn guard(
         None
     };
     let mut response = match refused {
-        Some(r) => req.into_response(r),
+        Some(r) => {
+            refused_logged(&access, &req, r.status());
+            req.into_response(r)
+        }
         None => next.call(req).await?.map_into_boxed_body(),
     };
     let headers = response.headers_mut();

@@ -5,7 +5,7 @@
 //! `{"action": …}` sets exactly the operator's Redis key. Unknown tables or
 //! actions get a 4xx and write nothing.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use ctsync_actors::keys;
 use ctsync_actors::model::TableId;
 use ctsync_actors::status::TableStatus;
@@ -249,6 +249,7 @@ pub struct ActionBody {
 }
 
 pub async fn act(
+    req: HttpRequest,
     shared: web::Data<HttpState>,
     path: web::Path<String>,
     body: Option<web::Json<ActionBody>>,
@@ -291,6 +292,15 @@ pub async fn act(
             "true",
         ),
     };
+    super::audit::record(
+        &shared,
+        &req,
+        action,
+        &name,
+        format!("{key}={value}"),
+        &result,
+    )
+    .await;
     match result {
         Ok(()) => HttpResponse::Ok()
             .json(json!({ "table": name, "action": action, "key": key, "value": value })),
@@ -306,7 +316,11 @@ pub async fn act(
 /// on the board and in the metrics, and answers the report. A second
 /// verify of the table meanwhile gets 409; one past the global limit, 429
 /// with `Retry-After`.
-pub async fn verify(shared: web::Data<HttpState>, path: web::Path<String>) -> HttpResponse {
+pub async fn verify(
+    req: HttpRequest,
+    shared: web::Data<HttpState>,
+    path: web::Path<String>,
+) -> HttpResponse {
     use actix_web::http::StatusCode;
     let name = path.into_inner();
     if let Err(response) = find(&shared, &name).await {
@@ -347,7 +361,23 @@ pub async fn verify(shared: web::Data<HttpState>, path: web::Path<String>) -> Ht
         }
         Ok::<_, ctsync_actors::Error>(report)
     });
-    match done.await {
+    let done = done.await;
+    let (detail, outcome) = match &done {
+        Ok(Ok(report)) => (
+            format!(
+                "{} differences",
+                ctsync_actors::verify::Summary::of(report).differences
+            ),
+            Ok(()),
+        ),
+        Ok(Err(e)) => (String::new(), Err(e.to_string())),
+        Err(_) => (
+            String::new(),
+            Err("the verify thread is not running".into()),
+        ),
+    };
+    super::audit::record(&shared, &req, "verify", &name, detail, &outcome).await;
+    match done {
         Ok(Ok(report)) => HttpResponse::Ok().json(report),
         Ok(Err(e)) => error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -4,6 +4,7 @@
 
 mod access;
 mod api;
+mod audit;
 mod health;
 mod page;
 mod verifies;
@@ -40,6 +41,9 @@ pub struct HttpState {
     /// The tables the last `GET /api/tables` listed (whose keys the next
     /// one reads with the statuses, in one round trip).
     pub known_tables: KnownTables,
+    /// Where accepted writes and actions are recorded (`mssql_sync:audit`);
+    /// `None`: only logged.
+    pub audit: Option<Arc<crate::state::RedisState>>,
 }
 
 /// Table key names remembered between API calls.

@@ -110,7 +110,7 @@ impl RedisState {
         })
     }
 
-    async fn cmd<T: FromRedisValue>(&self, what: &str, cmd: &Cmd) -> Result<T> {
+    pub(super) async fn cmd<T: FromRedisValue>(&self, what: &str, cmd: &Cmd) -> Result<T> {
         self.send(what, Request::Cmd(cmd)).await
     }
 
