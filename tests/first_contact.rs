@@ -149,16 +149,22 @@ fn a_url_password_with_a_raw_delimiter_is_told_to_percent_encode() {
     }
 }
 
-#[test]
-fn doctor_names_the_connect_timeout_setting_when_the_server_never_answers() {
-    let port = silent_server();
-    let (ok, out, err) = output(
+/// `ctsync doctor` against the server at `port` (both URLs) with the
+/// connect timeout `secs`: whether it succeeded, stdout, stderr.
+fn doctor(port: u16, secs: &str) -> (bool, String, String) {
+    output(
         ctsync()
             .arg("doctor")
             .env("MSSQL_PRIMARY_URL", ado(port))
             .env("MSSQL_REPLICA_URL", ado(port))
-            .env("CTSYNC_CONNECT_TIMEOUT_SECS", "1"),
-    );
+            .env("CTSYNC_CONNECT_TIMEOUT_SECS", secs),
+    )
+}
+
+#[test]
+fn doctor_names_the_connect_timeout_setting_when_the_server_never_answers() {
+    let port = silent_server();
+    let (ok, out, err) = doctor(port, "1");
     assert!(!ok, "{out}");
     assert!(err.contains("CTSYNC_CONNECT_TIMEOUT_SECS"), "{err}");
     assert!(!err.contains("Config::handshake_timeout"), "{err}");
@@ -205,13 +211,7 @@ fn doctor_and_check_config_wait_the_same_documented_time() {
 #[test]
 fn a_listener_that_is_not_sql_server_is_named_as_such() {
     let port = http_server();
-    let (ok, out, err) = output(
-        ctsync()
-            .arg("doctor")
-            .env("MSSQL_PRIMARY_URL", ado(port))
-            .env("MSSQL_REPLICA_URL", ado(port))
-            .env("CTSYNC_CONNECT_TIMEOUT_SECS", "5"),
-    );
+    let (ok, out, err) = doctor(port, "5");
     assert!(!ok, "{out}");
     assert!(
         err.contains(&format!(
@@ -230,13 +230,7 @@ fn a_listener_that_is_not_sql_server_is_named_as_such() {
 #[test]
 fn a_sql_server_refusing_encryption_is_not_called_another_service() {
     let port = unencrypted_sql_server();
-    let (ok, out, err) = output(
-        ctsync()
-            .arg("doctor")
-            .env("MSSQL_PRIMARY_URL", ado(port))
-            .env("MSSQL_REPLICA_URL", ado(port))
-            .env("CTSYNC_CONNECT_TIMEOUT_SECS", "5"),
-    );
+    let (ok, out, err) = doctor(port, "5");
     assert!(!ok, "{out}");
     assert!(err.contains("encryption"), "{err}");
     assert!(!err.contains("did not answer as SQL Server does"), "{err}");

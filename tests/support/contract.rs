@@ -373,6 +373,15 @@ impl World for SqlServer {
             ),
         )
         .await;
+        // A record an earlier, failed run left (a pending load under this
+        // name would make a rename onto it fail for good).
+        exec_with(
+            &self.replica_sql,
+            "IF OBJECT_ID(N'[ctsync].[sync_versions]') IS NOT NULL \
+             DELETE FROM [ctsync].[sync_versions] WHERE [table_name] = @P1",
+            vec![ColumnData::String(Some(schema.id.key_name().into()))],
+        )
+        .await;
     }
 
     async fn insert(&self, schema: &TableSchema, rows: &[Row]) {

@@ -15,6 +15,7 @@ use tiberius::ColumnData;
 use super::version_record::{name_param, write_version};
 use super::write_plan::load_page_plan;
 use super::{err, MssqlReplica};
+use crate::mssql::conn::Lease;
 use crate::mssql::pool::{batch, execute, query_rows};
 use crate::mssql::sql::{self, CarriedIndex};
 use crate::mssql::MssqlError;
@@ -34,6 +35,22 @@ fn swap_lock_waited(table: &TableId, e: MssqlError) -> MssqlError {
         )),
         _ => e,
     }
+}
+
+/// Drops `table`'s shadow copy in `[ctsync]` if there is one (inside the
+/// caller's transaction).
+async fn drop_shadow(
+    lease: &mut Lease<'_>,
+    table: &TableId,
+) -> std::result::Result<(), MssqlError> {
+    execute(
+        lease,
+        &sql::drop_shadow_if_exists(table),
+        vec![text(sql::object_name_param(&table.shadow()))],
+        || format!("dropping the shadow table of {table}"),
+    )
+    .await
+    .map(|_| ())
 }
 
 fn text(value: impl Into<String>) -> ColumnData<'static> {
@@ -120,13 +137,7 @@ impl MssqlReplica {
             if start.load.mode == LoadMode::InPlace {
                 // An earlier shadow load's copy (its swap blocked part-way,
                 // or a shadow load started over in place) goes with it.
-                execute(
-                    &mut lease,
-                    &sql::drop_shadow_if_exists(table),
-                    vec![text(sql::object_name_param(&table.shadow()))],
-                    || format!("dropping the shadow table of {table}"),
-                )
-                .await?;
+                drop_shadow(&mut lease, table).await?;
             }
             execute(
                 &mut lease,
@@ -315,13 +326,7 @@ impl MssqlReplica {
         let what = format!("cancelling the pending full load of {table}");
         let mut lease = self.begin_fenced(&what, table, claim).await?;
         let work = async {
-            execute(
-                &mut lease,
-                &sql::drop_shadow_if_exists(table),
-                vec![text(sql::object_name_param(&table.shadow()))],
-                || format!("dropping the shadow table of {table}"),
-            )
-            .await?;
+            drop_shadow(&mut lease, table).await?;
             write_version(&mut lease, sql::FINISH_LOAD, table, version).await
         }
         .await;
