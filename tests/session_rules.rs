@@ -39,8 +39,16 @@ fn batch(sql: &str) -> Request {
     request(1, Call::Batch, sql)
 }
 
+/// An RPC sending as many parameters as its text's highest `@Pn`.
 fn rpc(sql: &str) -> Request {
-    request(1, Call::Rpc, sql)
+    let mut r = request(1, Call::Rpc, sql);
+    let highest = sql
+        .split(|c: char| !(c.is_alphanumeric() || c == '@'))
+        .filter_map(|w| w.strip_prefix("@P")?.parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    r.params = vec!["nvarchar(4000)"; highest];
+    r
 }
 
 fn rules_broken(log: &[Request]) -> BTreeSet<&'static str> {
@@ -52,6 +60,9 @@ fn canaries() -> Vec<(&'static str, Vec<Request>)> {
     let long = "x".repeat(129);
     let mut many = rpc("SELECT @P1");
     many.params = vec!["int"; 2_099];
+    // Two parameters used, one sent.
+    let mut unbound = rpc("UPDATE [dbo].[T] SET [A] = @P1 WHERE [Id] = @P2");
+    unbound.params.truncate(1);
     let mut misstated = batch("INSERT BULK [dbo].[T] ([Id] int, [At] time) WITH (KEEP_NULLS)");
     misstated.target = vec![("Id".into(), "int".into()), ("At".into(), "time(3)".into())];
     vec![
@@ -82,6 +93,7 @@ fn canaries() -> Vec<(&'static str, Vec<Request>)> {
             ],
         ),
         ("parameters", vec![many]),
+        ("bound-parameters", vec![unbound]),
         (
             "identifiers",
             vec![batch(&format!("SELECT 1 FROM [{long}]"))],

@@ -49,6 +49,11 @@ pub const PARAMETERS: Rule = Rule {
     says: "an RPC carries at most 2,100 parameters, sp_executesql's own @stmt and @params included",
     source: "https://learn.microsoft.com/en-us/sql/sql-server/maximum-capacity-specifications-for-sql-server",
 };
+pub const BOUND_PARAMETERS: Rule = Rule {
+    id: "bound-parameters",
+    says: "every @Pn an RPC's text uses is one of the parameters it sends (n at most their number), and a batch, which sends none, uses no @Pn it does not DECLARE (Msg 137 otherwise)",
+    source: "https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-executesql-transact-sql (each parameter in @stmt must have an entry in @params and in the values)",
+};
 pub const IDENTIFIERS: Rule = Rule {
     id: "identifiers",
     says: "an identifier is at most 128 characters, a local temporary table's name at most 116",
@@ -78,6 +83,7 @@ pub const RULES: &[&Rule] = &[
     &RPC_TRANSACTION,
     &SNAPSHOT_DDL,
     &PARAMETERS,
+    &BOUND_PARAMETERS,
     &IDENTIFIERS,
     &INDEX_KEY,
     &ALONE_IN_BATCH,
@@ -204,7 +210,43 @@ pub fn check(log: &[Request]) -> Vec<Violation> {
     c.out
 }
 
+/// The `n` of `@Pn` (tiberius names an RPC's parameters `@P1`, `@P2`, …).
+fn parameter_number(word: &str) -> Option<usize> {
+    let digits = word
+        .strip_prefix("@P")
+        .or_else(|| word.strip_prefix("@p"))?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
 impl Checker<'_> {
+    fn bound_parameters(&mut self, i: usize, r: &Request, toks: &[Tok]) {
+        let mut declared = HashSet::new();
+        for (k, t) in toks.iter().enumerate() {
+            let Tok::Word(w) = t else { continue };
+            let Some(n) = parameter_number(w) else {
+                continue;
+            };
+            if k > 0 && toks[k - 1].is("DECLARE") {
+                declared.insert(n);
+                continue;
+            }
+            let unbound = match r.call {
+                Call::Rpc => n > r.params.len(),
+                _ => !declared.contains(&n),
+            };
+            if unbound {
+                self.flag(
+                    &BOUND_PARAMETERS,
+                    i,
+                    format!("{w} used, {} parameters sent", r.params.len()),
+                );
+                return;
+            }
+        }
+    }
+
     fn flag(&mut self, rule: &Rule, request: usize, message: String) {
         self.out.push(Violation {
             rule: rule.id,
@@ -225,6 +267,7 @@ impl Checker<'_> {
             );
         }
         let toks = lex(&r.sql);
+        self.bound_parameters(i, r, &toks);
         self.identifiers(i, &toks);
         self.alone_in_batch(i, &toks);
         if !r.target.is_empty() {
