@@ -127,14 +127,14 @@ impl World {
             Site::ReplicaWrite => "apply_module",
             _ => "modules",
         };
-        let label = match fault {
-            Fault::LostAck => "module-lost_ack",
-            Fault::Hang { effect: false } => "module-hang_before",
-            Fault::Hang { effect: true } => "module-hang_after",
-            Fault::Slow { .. } => "module-slow",
-            _ => "module-reject",
+        // A module call refused or unanswered has figures of its own; one
+        // hung or slowed is a hung or slow call at its site like any other.
+        let rule = Rule::fault(fault).at(site).method(method);
+        let rule = match fault {
+            Fault::LostAck => rule.label("module-lost_ack"),
+            Fault::Reject => rule.label("module-reject"),
+            _ => rule,
         };
-        let rule = Rule::fault(fault).at(site).method(method).label(label);
         self.plan.inject(match during {
             Some(phase) => rule.during(phase),
             None => rule,
