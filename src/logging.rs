@@ -134,7 +134,7 @@ impl Visit for SafeVisitor<'_> {
 }
 
 /// A writer that turns the bidirectional controls in JSON lines into
-/// `\uXXXX` escapes (they only occur inside JSON strings, where the escape
+/// `\u202e`-style escapes (they only occur inside JSON strings, where the escape
 /// means the same character); serde leaves them raw.
 struct BidiEscaping<W>(W);
 

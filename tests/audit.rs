@@ -8,7 +8,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use ctsync_actors::ports::StateStore;
@@ -22,21 +21,27 @@ use support::{eventually, fast_config, Harness, RedisServer};
 const TOKEN: &str = "Aud1t-T0ken-Never-Shown";
 const STREAM: &str = "mssql_sync:audit";
 
-fn ctsync() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ctsync"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("MSSQL_") || k.starts_with("CTSYNC_") || k == "REDIS_URL" {
-            c.env_remove(k);
-        }
-    }
-    c
+fn ctsync() -> std::process::Command {
+    support::daemon::clean_command(env!("CARGO_BIN_EXE_ctsync"))
 }
 
-fn free_addr() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .to_string()
+use support::daemon::free_addr;
+
+/// `ctsync run` with the token, on `redis`, its SQL Servers nowhere (no
+/// table is this instance's), once its HTTP server listens.
+fn run_daemon(redis: &RedisServer) -> (Daemon, SocketAddr) {
+    let http = free_addr();
+    let nowhere = format!("mssql://sa:x@{}/testct", free_addr());
+    let mut c = ctsync();
+    c.arg("run")
+        .env("MSSQL_PRIMARY_URL", &nowhere)
+        .env("MSSQL_REPLICA_URL", &nowhere)
+        .env("REDIS_URL", redis.url())
+        .env("CTSYNC_HTTP_ADDR", &http)
+        .env("CTSYNC_API_TOKEN", TOKEN);
+    let mut daemon = Daemon::spawn(c);
+    daemon.wait_for_log("HTTP server listening");
+    (daemon, http.parse().expect("addr"))
 }
 
 /// Runs a CLI command against `redis` as OS user `user`: success, stdout,
@@ -107,18 +112,7 @@ async fn accepted_writes_over_http_and_the_cli_are_logged_and_listed_without_the
             .expect("ZADD");
     }
 
-    let http = free_addr();
-    let nowhere = format!("mssql://sa:x@{}/testct", free_addr());
-    let mut c = ctsync();
-    c.arg("run")
-        .env("MSSQL_PRIMARY_URL", &nowhere)
-        .env("MSSQL_REPLICA_URL", &nowhere)
-        .env("REDIS_URL", redis.url())
-        .env("CTSYNC_HTTP_ADDR", &http)
-        .env("CTSYNC_API_TOKEN", TOKEN);
-    let mut daemon = Daemon::spawn(c);
-    daemon.wait_for_log("HTTP server listening");
-    let addr: SocketAddr = http.parse().expect("addr");
+    let (mut daemon, addr) = run_daemon(&redis);
     let post = |action: &str| {
         Request::new(format!("POST {action}"), "POST", "/api/tables/User")
             .json(&json!({ "action": action }))
@@ -255,18 +249,7 @@ fn refused_count(metrics: &str, status: u16) -> u64 {
 #[actix_rt::test]
 async fn refused_requests_are_logged_at_warn_and_counted_without_the_token() {
     let redis = RedisServer::start();
-    let http = free_addr();
-    let nowhere = format!("mssql://sa:x@{}/testct", free_addr());
-    let mut c = ctsync();
-    c.arg("run")
-        .env("MSSQL_PRIMARY_URL", &nowhere)
-        .env("MSSQL_REPLICA_URL", &nowhere)
-        .env("REDIS_URL", redis.url())
-        .env("CTSYNC_HTTP_ADDR", &http)
-        .env("CTSYNC_API_TOKEN", TOKEN);
-    let mut daemon = Daemon::spawn(c);
-    daemon.wait_for_log("HTTP server listening");
-    let addr: SocketAddr = http.parse().expect("addr");
+    let (mut daemon, addr) = run_daemon(&redis);
     let enable = json!({"action": "enable"});
     let post = || Request::new("POST enable", "POST", "/api/tables/User");
     let cases = [

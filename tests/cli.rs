@@ -11,14 +11,8 @@ use std::process::Command;
 use support::daemon::Daemon;
 use support::RedisServer;
 
-fn ctsync() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ctsync"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("MSSQL_") || k.starts_with("CTSYNC_") || k == "REDIS_URL" {
-            c.env_remove(k);
-        }
-    }
-    c
+fn ctsync() -> std::process::Command {
+    support::daemon::clean_command(env!("CARGO_BIN_EXE_ctsync"))
 }
 
 fn redis_get(url: &str, key: &str) -> Option<String> {

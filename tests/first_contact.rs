@@ -12,12 +12,7 @@ use std::process::Command;
 use support::RedisServer;
 
 fn ctsync() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ctsync"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("MSSQL_") || k.starts_with("CTSYNC_") || k == "REDIS_URL" {
-            c.env_remove(k);
-        }
-    }
+    let mut c = support::daemon::clean_command(env!("CARGO_BIN_EXE_ctsync"));
     // No daemon's API: a free port nobody listens on.
     c.env("CTSYNC_HTTP_ADDR", closed_addr());
     c

@@ -575,12 +575,7 @@ struct RunCase {
     said: &'static str,
 }
 
-fn free_addr() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .to_string()
-}
+use support::daemon::free_addr;
 
 /// Collects log output.
 #[derive(Clone, Default)]

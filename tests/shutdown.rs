@@ -14,7 +14,6 @@
 mod support;
 
 use std::net::TcpListener;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,22 +22,11 @@ use support::daemon::Daemon;
 use support::fixtures::*;
 use support::{Harness, RedisServer};
 
-fn ctsync() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ctsync"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("MSSQL_") || k.starts_with("CTSYNC_") || k == "REDIS_URL" {
-            c.env_remove(k);
-        }
-    }
-    c
+fn ctsync() -> std::process::Command {
+    support::daemon::clean_command(env!("CARGO_BIN_EXE_ctsync"))
 }
 
-fn free_addr() -> String {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .to_string()
-}
+use support::daemon::free_addr;
 
 /// A hung "SQL Server" as an ADO `server=tcp:host,port` value, with the
 /// connections it has accepted.

@@ -8,6 +8,27 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// The `binary` (`env!("CARGO_BIN_EXE_ctsync")`), with no `MSSQL_*`,
+/// `CTSYNC_*` or `REDIS_URL` inherited from the environment the tests run
+/// in.
+pub fn clean_command(binary: &str) -> Command {
+    let mut c = Command::new(binary);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MSSQL_") || k.starts_with("CTSYNC_") || k == "REDIS_URL" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// A loopback address nobody listens on now (`127.0.0.1:<free port>`).
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .to_string()
+}
+
 /// How long a wait on the daemon may last before the test gives up: a
 /// failsafe for a daemon that hangs, never the thing a test measures.
 pub const FAILSAFE: Duration = Duration::from_secs(60);
