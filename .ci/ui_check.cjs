@@ -169,7 +169,7 @@ async function readOnlyCheck(browser, ok) {
     await refused.goto(base + "/");
     await refused.waitForSelector('tr[data-table="Product"]', { timeout: 15000 });
     await refused.click('button[data-action="toggle"][data-table="Product"]');
-    const refusal = "send the API token";
+    const refusal = "the API token was not accepted";
     await refused.waitForFunction((t) => document.body.innerText.includes(t), refusal, { timeout: 5000 })
       .catch(() => { throw new Error("a refused write showed no message"); });
     await refreshed(refused);
@@ -259,6 +259,25 @@ async function readOnlyCheck(browser, ok) {
     const legacy = await stateOf("Legacy");
     if (!legacy.includes("never synced") || /\d s\b/.test(legacy)) throw new Error(`Legacy's state (never synced): ${legacy}`);
     ok(`states say what they mean: "${customer}", "${legacy}"`);
+
+    // A tab without a token: error text and host names hidden, saying so;
+    // "Enter a token" shows them.
+    const anon = await open({ width: 1400, height: 800 });
+    await anon.goto(base + "/");
+    await anon.waitForSelector('tr[data-table="Legacy"]', { timeout: 15000 });
+    await anon.waitForSelector("#details-hidden:not([hidden])", { timeout: 5000 })
+      .catch(() => { throw new Error("a tab without a token does not say that details are hidden"); });
+    const anonLegacy = await anon.textContent('tr[data-table="Legacy"]');
+    const anonPrimary = await anon.textContent("#primary");
+    if (await anon.$('tr[data-table="Legacy"] .err')) throw new Error(`an error message shown without a token: ${anonLegacy}`);
+    if (!anonPrimary.includes("hidden")) throw new Error(`the primary's host shown without a token: ${anonPrimary}`);
+    prompts = 0;
+    await anon.click("#sign-in");
+    await anon.waitForSelector('tr[data-table="Legacy"] .err', { timeout: 5000 })
+      .catch(() => { throw new Error("a token entered on the page did not show Legacy's error"); });
+    if (prompts !== 1 || !(await anon.$eval("#details-hidden", (n) => n.hidden))) throw new Error("the token prompt or the notice is wrong");
+    ok(`without a token the page hides error text and host names ("${anonPrimary}") and says so; "Enter a token" shows them`);
+    await anon.close();
 
     // Clickjacking: a page of another origin frames the controller under a
     // transparent layer and clicks where the toggle is; the browser must

@@ -188,6 +188,7 @@ async fn start(
         })),
         verifies: Default::default(),
         known_tables: Default::default(),
+        refusals: Default::default(),
         audit: Some(state.clone()),
     };
     let (bound, server) = http::serve(addr, shared)?;

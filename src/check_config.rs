@@ -42,13 +42,17 @@ pub fn summary(c: &Config) -> String {
             if redis_auth { "password set" } else { "no password" }
         ),
         format!(
-            "http:     {} (API token {}, {}; page and API answer to: {})",
+            "http:     {} (API tokens: {}; {}; page and API answer to: {})",
             c.http_addr,
-            if c.access.has_token() { "set" } else { "NOT set" },
+            if c.access.has_token() {
+                c.access.tokens().names().join(", ")
+            } else {
+                "NOT set".to_string()
+            },
             if c.access.read_only {
                 "read-only"
             } else if c.access.has_token() {
-                "writes need it"
+                "writes need an operate token"
             } else if c.access.unauthenticated_writes() {
                 "writes allowed WITHOUT a token (CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES)"
             } else {

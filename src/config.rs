@@ -44,8 +44,9 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_LOG", file_key: "log", default: Some("info"), help: "Log filter (tracing `EnvFilter` syntax, e.g. `info,ctsync=debug`)." },
     Setting { env: "CTSYNC_KEYSPACE_EVENTS", file_key: "keyspace_events", default: Some("on"), help: "`on`: subscribe to Redis keyspace notifications so flags act within a second (adds K$g to notify-keyspace-events); `off`: flags act at the next poll." },
     Setting { env: "CTSYNC_LOG_FORMAT", file_key: "log_format", default: Some("text"), help: "`text` (colour only on a terminal) or `json` (one object per line, for log shippers)." },
-    Setting { env: "CTSYNC_API_TOKEN", file_key: "api_token", default: None, help: "Bearer token required by every state-changing HTTP request (enable, disable, force load, verify). Unset: the API and page are read-only (writes get 403) unless CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES=true." },
+    Setting { env: "CTSYNC_API_TOKEN", file_key: "api_token", default: None, help: "Bearer token required by every state-changing HTTP request (enable, disable, force load, verify): one token with the `operate` role, named CTSYNC_API_TOKEN in the audit trail. Unset (and no CTSYNC_API_TOKENS_FILE): the API and page are read-only (writes get 403) unless CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES=true." },
     Setting { env: "CTSYNC_API_TOKEN_FILE", file_key: "api_token_file", default: None, help: "File holding the API token (Docker secrets); used when CTSYNC_API_TOKEN is not set." },
+    Setting { env: "CTSYNC_API_TOKENS_FILE", file_key: "api_tokens_file", default: None, help: "File of named API tokens, one `<name> <role> <token>` per line (role `read` or `operate`; `#` comments; tokens of 16 characters or more). `read` sees error messages and host names, `operate` may also act; without a token a caller sees tables, states, versions, lag and progress only. Used with or without CTSYNC_API_TOKEN." },
     Setting { env: "CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES", file_key: "api_allow_unauthenticated_writes", default: Some("false"), help: "`true`: without an API token, anyone who reaches the HTTP port may enable, disable, force-load and verify tables (a WARN at start). No effect when a token is set." },
     Setting { env: "CTSYNC_API_READ_ONLY", file_key: "api_read_only", default: Some("false"), help: "`true`: every state-changing HTTP request is refused (403)." },
     Setting { env: "CTSYNC_INSTANCE_ID", file_key: "instance_id", default: None, help: "This instance's id in leases and on the replica's fence (letters, digits, `.`, `_`, `-`, `:`; at most 100). Default: host name, process id and a random part, so every process is distinct." },
@@ -519,12 +520,34 @@ pub fn http_access(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let tokens = match optional("CTSYNC_API_TOKENS_FILE") {
+        None => crate::http::Tokens::single(token),
+        Some(path) => {
+            let invalid = |message: String| ConfigError::Invalid {
+                name: "CTSYNC_API_TOKENS_FILE",
+                message,
+            };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| invalid(format!("cannot read {path}: {e}")))?;
+            let named =
+                crate::http::Tokens::parse(&text).map_err(|e| invalid(format!("{path}, {e}")))?;
+            if named.is_empty() {
+                return Err(invalid(format!(
+                    "{path} names no token: add lines `<name> <read|operate> <token>`, or unset the setting"
+                )));
+            }
+            crate::http::Tokens::single(token)
+                .with(named)
+                .map_err(|e| invalid(format!("{path}: {e}")))?
+        }
+    };
     Ok(crate::http::Access::with_writes(
-        token,
+        None,
         flag("CTSYNC_API_READ_ONLY")?,
         flag(crate::http::ALLOW_UNAUTHENTICATED)?,
         &allowed_hosts,
     )
+    .with_tokens(tokens)
     .with_trusted_proxies(trusted_proxies))
 }
 

@@ -94,6 +94,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(RedisProbe(state.clone())),
     ];
     http::spawn_dependency_checks(probes.clone(), std::time::Duration::from_secs(15));
+    let refusals = http::Refusals::default();
     let shared = HttpState {
         state: state.clone(),
         board: running.board.clone(),
@@ -111,6 +112,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         verifies: Default::default(),
         known_tables: Default::default(),
         audit: Some(state.clone()),
+        refusals: refusals.clone(),
     };
     let (bound, server) = http::serve(config.http_addr, shared).with_context(|| {
         format!(
@@ -127,6 +129,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "shutdown requested: stopping at the next page boundary"
     );
     crate::shutdown::stop(&running, Some(server)).await;
+    // The refusals of the last minute, which no later one will store.
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        http::refusals::flush(refusals.take_all(), Some(&state)),
+    )
+    .await;
     actix::System::current().stop();
     info!("ctsync stopped");
     Ok(())

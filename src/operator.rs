@@ -180,9 +180,14 @@ async fn audit(state: &RedisState, since: Option<&str>, as_json: bool) -> anyhow
         } else {
             format!(" ({})", e.detail)
         };
+        let token = if e.token.is_empty() {
+            String::new()
+        } else {
+            format!(" (token {})", e.token)
+        };
         println!(
-            "{}  {} {}  {} {}{}  {}",
-            e.at, e.actor, e.from, e.action, e.table, detail, e.outcome
+            "{}  {} {}{}  {} {}{}  {}",
+            e.at, e.actor, e.from, token, e.action, e.table, detail, e.outcome
         );
     }
     Ok(())

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ctsync_actors::ports::StateStore;
 use ctsync_actors::status::TableStatus;
 use serde_json::{json, Value};
 use support::daemon::Daemon;
@@ -30,18 +29,11 @@ use support::daemon::free_addr;
 /// `ctsync run` with the token, on `redis`, its SQL Servers nowhere (no
 /// table is this instance's), once its HTTP server listens.
 fn run_daemon(redis: &RedisServer) -> (Daemon, SocketAddr) {
-    let http = free_addr();
-    let nowhere = format!("mssql://sa:x@{}/testct", free_addr());
-    let mut c = ctsync();
-    c.arg("run")
-        .env("MSSQL_PRIMARY_URL", &nowhere)
-        .env("MSSQL_REPLICA_URL", &nowhere)
-        .env("REDIS_URL", redis.url())
-        .env("CTSYNC_HTTP_ADDR", &http)
-        .env("CTSYNC_API_TOKEN", TOKEN);
-    let mut daemon = Daemon::spawn(c);
-    daemon.wait_for_log("HTTP server listening");
-    (daemon, http.parse().expect("addr"))
+    support::daemon::run_reaching_no_sql_server(
+        env!("CARGO_BIN_EXE_ctsync"),
+        &redis.url(),
+        &[("CTSYNC_API_TOKEN", TOKEN)],
+    )
 }
 
 /// Runs a CLI command against `redis` as OS user `user`: success, stdout,
@@ -85,33 +77,8 @@ fn audit_json(url: &str, args: &[&str]) -> Vec<Value> {
 #[actix_rt::test]
 async fn accepted_writes_over_http_and_the_cli_are_logged_and_listed_without_the_token() {
     let redis = RedisServer::start();
-    let state = ctsync::state::RedisState::new(&redis.url()).expect("url");
     // Another instance runs `User` (this daemon reaches no SQL Server).
-    let published: BTreeMap<&str, TableStatus> = [("User", TableStatus::default())].into();
-    state
-        .publish_status(
-            "other",
-            &serde_json::to_string(&published).expect("json"),
-            Duration::from_secs(600),
-        )
-        .await
-        .expect("publish");
-    state
-        .set("mssql_sync:enabled:User", "false")
-        .await
-        .expect("SET");
-    {
-        // Its heartbeat lasts (the year 2100).
-        let client = redis::Client::open(redis.url()).expect("url");
-        let mut con = client.get_connection().expect("connect");
-        redis::cmd("ZADD")
-            .arg(ctsync_actors::keys::INSTANCES)
-            .arg(4_102_444_800_000u64)
-            .arg("other")
-            .query::<()>(&mut con)
-            .expect("ZADD");
-    }
-
+    support::redis_server::run_elsewhere(&redis, "User", TableStatus::default()).await;
     let (mut daemon, addr) = run_daemon(&redis);
     let post = |action: &str| {
         Request::new(format!("POST {action}"), "POST", "/api/tables/User")
@@ -140,7 +107,20 @@ async fn accepted_writes_over_http_and_the_cli_are_logged_and_listed_without_the
     assert!(ok, "{err}");
     assert!(!out.contains(TOKEN), "{out}");
 
-    let entries = audit_json(&redis.url(), &[]);
+    let all = audit_json(&redis.url(), &[]);
+    // The wrong token's refusal: a tally, apart from the accepted entries.
+    let tallies: Vec<&Value> = all.iter().filter(|e| e["action"] == "refused").collect();
+    assert_eq!(tallies.len(), 1, "{all:#?}");
+    assert!(
+        tallies[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("1 refused: 401×1")),
+        "{all:#?}"
+    );
+    let entries: Vec<Value> = all
+        .into_iter()
+        .filter(|e| e["action"] != "refused")
+        .collect();
     let seen: Vec<(&str, &str, &str, &str)> = entries
         .iter()
         .map(|e| {
@@ -168,6 +148,8 @@ async fn accepted_writes_over_http_and_the_cli_are_logged_and_listed_without_the
         "{entries:#?}"
     );
     assert_eq!(entries[2]["from"], "alice", "the OS user");
+    assert_eq!(entries[0]["token"], "CTSYNC_API_TOKEN", "the token's name");
+    assert_eq!(entries[2]["token"], "", "the CLI uses none");
     assert_eq!(entries[2]["detail"], "mssql_sync:version:User=42");
     assert!(
         entries[0]["at"].as_str().is_some_and(|t| t.ends_with('Z')),
@@ -176,12 +158,16 @@ async fn accepted_writes_over_http_and_the_cli_are_logged_and_listed_without_the
     assert!(!format!("{:?}", raw_stream(&redis.url())).contains(TOKEN));
 
     // --since: a duration back from now, or an RFC 3339 time.
-    assert_eq!(audit_json(&redis.url(), &["--since", "1h"]).len(), 3);
+    assert_eq!(audit_json(&redis.url(), &["--since", "1h"]).len(), 4);
     assert!(audit_json(&redis.url(), &["--since", "2999-01-01T00:00:00Z"]).is_empty());
     let (ok, out, err) = cli(&redis.url(), "reader", &["audit", "--since", "1h"]);
     assert!(ok, "{err}");
-    assert_eq!(out.lines().count(), 3, "{out}");
+    assert_eq!(out.lines().count(), 4, "{out}");
     assert!(out.contains("cli alice  set_version User"), "{out}");
+    assert!(
+        out.contains("(token CTSYNC_API_TOKEN)  enable User"),
+        "{out}"
+    );
     let (ok, _, err) = cli(&redis.url(), "reader", &["audit", "--since", "yesterday"]);
     assert!(!ok);
     assert!(err.contains("--since") && err.contains("RFC 3339"), "{err}");
@@ -297,6 +283,71 @@ async fn refused_requests_are_logged_at_warn_and_counted_without_the_token() {
     assert!(!log.contains(TOKEN), "{log}");
     // Refused writes are no audit entries.
     assert!(raw_stream(&redis.url()).is_empty());
+}
+
+#[actix_rt::test]
+async fn refused_requests_are_tallied_per_minute_and_address_apart_from_accepted_entries() {
+    use ctsync::http::refusals::LOGGED_PER_ADDRESS;
+    let redis = RedisServer::start();
+    let (ok, _, err) = cli(
+        &redis.url(),
+        "alice",
+        &["set-version", "User", "42", "--force"],
+    );
+    assert!(ok, "{err}");
+    let (daemon, addr) = run_daemon(&redis);
+    const FLOOD: usize = 300;
+    for i in 0..FLOOD {
+        let r = Request::new(format!("flood {i}"), "GET", "/api/tables")
+            .bearer("not-the-token")
+            .send(addr)
+            .await;
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    let metrics = Request::get("/metrics").send(addr).await.body;
+    assert_eq!(
+        refused_count(&metrics, 401),
+        FLOOD as u64,
+        "every one is counted"
+    );
+    // Stopping stores the minute's tally (no later refusal will).
+    let (status, _, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+    let one_by_one = log
+        .matches("HTTP request refused by the access rules")
+        .count();
+    // The first few of each minute (the flood may straddle two).
+    let logged = LOGGED_PER_ADDRESS as usize;
+    assert!(
+        (logged..=2 * logged).contains(&one_by_one),
+        "{one_by_one} logged one by one"
+    );
+    assert!(
+        log.contains(&format!("only the first {logged} were logged one by one")),
+        "{log}"
+    );
+    assert!(!log.contains("not-the-token") && !log.contains(TOKEN));
+
+    // The accepted entry is still there, alone in its stream.
+    assert_eq!(raw_stream(&redis.url()).len(), 1);
+    let all = audit_json(&redis.url(), &[]);
+    let tallies: Vec<&Value> = all.iter().filter(|e| e["action"] == "refused").collect();
+    assert!((1..=2).contains(&tallies.len()), "{all:#?}");
+    let counted: u64 = tallies
+        .iter()
+        .map(|t| {
+            assert_eq!(t["from"], "127.0.0.1", "per address, not per connection");
+            assert_eq!(t["outcome"], "refused");
+            t["detail"]
+                .as_str()
+                .and_then(|d| d.split(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(counted, FLOOD as u64, "{tallies:#?}");
+    assert_eq!(all.len(), tallies.len() + 1);
+    assert!(!format!("{all:?}").contains("not-the-token"));
 }
 
 #[actix_rt::test]

@@ -222,7 +222,10 @@ fn check_config_prints_a_summary_and_connect_says_what_fails() {
         text.contains("primary:  127.0.0.1:1/testct (TLS Required, server certificate validated)"),
         "{text}"
     );
-    assert!(text.contains("API token set"), "{text}");
+    assert!(
+        text.contains("API tokens: CTSYNC_API_TOKEN (operate)"),
+        "{text}"
+    );
     for secret in ["TopSecret9", "T0ken-Secret"] {
         assert!(!text.contains(secret), "{text}");
     }

@@ -55,6 +55,7 @@ fn shared(h: &Harness, board: ctsync_actors::status::StatusBoard) -> HttpState {
         })),
         verifies: Default::default(),
         known_tables: Default::default(),
+        refusals: Default::default(),
         audit: Some(h.state.clone()),
     }
 }

@@ -46,6 +46,7 @@ fn shared(h: &Harness, board: ctsync_actors::status::StatusBoard, access: Access
         verify: None,
         verifies: Default::default(),
         known_tables: Default::default(),
+        refusals: Default::default(),
         audit: Some(h.state.clone()),
     }
 }

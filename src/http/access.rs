@@ -1,10 +1,10 @@
-//! Who may steer ctsync over HTTP: every state-changing request must be
-//! `application/json` (no form or no-cors request can be) and carry the
-//! bearer token (compared in constant time); without a token writes are off
-//! unless the operator opts in. A `Host` allowlist guards against DNS
-//! rebinding (probes and `/metrics` stay reachable by IP), and hardening
-//! headers forbid framing and sniffing on every response. Each refusal is
-//! logged at WARN with the peer address and counted.
+//! Who may steer ctsync over HTTP, and what each caller sees: every
+//! state-changing request must be `application/json` (no form or no-cors
+//! request can be) and carry an `operate` token (see `tokens`); without any
+//! token writes are off unless the operator opts in. With tokens, a caller
+//! without one sees no error text or host names. A `Host` allowlist guards
+//! against DNS rebinding, hardening headers forbid framing and sniffing, and
+//! each refusal is logged, counted and aggregated (see `refusals`).
 
 use std::collections::BTreeSet;
 
@@ -16,13 +16,15 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use super::tokens::{Role, Tokens};
 use super::HttpState;
 
 /// The access rules of the HTTP server.
 #[derive(Clone, Default)]
 pub struct Access {
-    /// `CTSYNC_API_TOKEN`: required as `Authorization: Bearer …` on writes.
-    token: Option<String>,
+    /// `CTSYNC_API_TOKEN` and `CTSYNC_API_TOKENS_FILE`: an `operate` one is
+    /// required as `Authorization: Bearer …` on writes.
+    tokens: Tokens,
     /// `CTSYNC_API_READ_ONLY`: every write is refused.
     pub read_only: bool,
     /// `CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES`: without a token, writes
@@ -38,7 +40,7 @@ pub struct Access {
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Access")
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("tokens", &self.tokens)
             .field("read_only", &self.read_only)
             .field(
                 "allow_unauthenticated_writes",
@@ -76,14 +78,56 @@ pub struct Writes {
     /// Writes need `Authorization: Bearer <token>`.
     pub token_required: bool,
     /// Why writes are refused, when they are.
-    pub disabled_reason: Option<&'static str>,
+    pub disabled_reason: Option<String>,
 }
+
+/// Whom a trusted proxy's `X-Forwarded-For` names.
+enum Forwarded {
+    /// Not from a trusted proxy, or it names no one else.
+    Direct,
+    Client(std::net::IpAddr),
+    Unreadable,
+}
+
+/// Who sent a request, as the access rules found it; kept in the request's
+/// extensions for the handlers (what they show, the audit trail).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Caller {
+    /// The name of the token the request carried; `None`: no token.
+    pub token: Option<String>,
+    /// The token's role.
+    pub role: Option<Role>,
+    /// Error messages and host names are shown: no token is configured, or
+    /// the caller has one.
+    pub details: bool,
+}
+
+impl Caller {
+    /// The caller of `req` (one without a token when the rules did not run).
+    pub fn of(req: &actix_web::HttpRequest) -> Self {
+        use actix_web::HttpMessage;
+        req.extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Why a `read` token cannot act.
+pub const READ_ROLE: &str =
+    "has the read role: actions need a token with the operate role (CTSYNC_API_TOKENS_FILE)";
 
 impl Access {
     /// Writes need `token`; without one they are refused unless
     /// `allow_unauthenticated_writes`; `read_only` refuses them all.
     pub fn new(token: Option<String>, read_only: bool, allowed_hosts: &[String]) -> Self {
         Self::with_writes(token, read_only, false, allowed_hosts)
+    }
+
+    /// Adds the named tokens of a token file.
+    pub fn with_tokens(mut self, tokens: Tokens) -> Self {
+        self.tokens = tokens;
+        self
     }
 
     /// [`Access::new`], with the operator's opt-in to writes without a
@@ -95,7 +139,7 @@ impl Access {
         allowed_hosts: &[String],
     ) -> Self {
         Self {
-            token: token.filter(|t| !t.is_empty()),
+            tokens: Tokens::single(token),
             read_only,
             allow_unauthenticated_writes,
             allowed_hosts: allowed_hosts
@@ -121,11 +165,46 @@ impl Access {
         peer: Option<std::net::SocketAddr>,
         forwarded_for: Option<&str>,
     ) -> String {
-        let Some(peer) = peer else {
-            return "unknown".into();
-        };
+        self.describe(peer, forwarded_for, |peer, forwarded| match forwarded {
+            Forwarded::Direct => peer.to_string(),
+            Forwarded::Client(ip) => format!("{ip} via {peer}"),
+            // Not an address: the proxy's word cannot be logged as one.
+            Forwarded::Unreadable => format!("{peer} (unreadable X-Forwarded-For)"),
+        })
+    }
+
+    /// The client's address without a port (each connection has its
+    /// own), for tallying refusals per address.
+    pub fn client_address(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        forwarded_for: Option<&str>,
+    ) -> String {
+        self.describe(peer, forwarded_for, |peer, forwarded| match forwarded {
+            Forwarded::Client(ip) => ip.to_string(),
+            Forwarded::Direct | Forwarded::Unreadable => peer.ip().to_string(),
+        })
+    }
+
+    fn describe(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        forwarded_for: Option<&str>,
+        shown: impl FnOnce(std::net::SocketAddr, Forwarded) -> String,
+    ) -> String {
+        match peer {
+            Some(peer) => shown(peer, self.forwarded_client(peer, forwarded_for)),
+            None => "unknown".into(),
+        }
+    }
+
+    fn forwarded_client(
+        &self,
+        peer: std::net::SocketAddr,
+        forwarded_for: Option<&str>,
+    ) -> Forwarded {
         if !self.trusted_proxies.contains(&peer.ip()) {
-            return peer.to_string();
+            return Forwarded::Direct;
         }
         let client = forwarded_for.and_then(|list| {
             list.split(',')
@@ -135,39 +214,81 @@ impl Access {
                 .find(|a| !matches!(a, Ok(ip) if self.trusted_proxies.contains(ip)))
         });
         match client {
-            Some(Ok(ip)) => format!("{ip} via {peer}"),
-            // Not an address: the proxy's word cannot be logged as one.
-            Some(Err(_)) => format!("{peer} (unreadable X-Forwarded-For)"),
-            None => peer.to_string(),
+            Some(Ok(ip)) => Forwarded::Client(ip),
+            Some(Err(_)) => Forwarded::Unreadable,
+            None => Forwarded::Direct,
         }
     }
 
     pub fn has_token(&self) -> bool {
-        self.token.is_some()
+        !self.tokens.is_empty()
+    }
+
+    /// The configured tokens (names and roles only).
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
     }
 
     /// Anyone may write: no token, not read-only, opted in.
     pub fn unauthenticated_writes(&self) -> bool {
-        self.token.is_none() && !self.read_only && self.allow_unauthenticated_writes
+        self.tokens.is_empty() && !self.read_only && self.allow_unauthenticated_writes
     }
 
     /// The opt-in is set but a token makes it moot.
     pub fn opt_in_ignored(&self) -> bool {
-        self.token.is_some() && self.allow_unauthenticated_writes
+        !self.tokens.is_empty() && self.allow_unauthenticated_writes
     }
 
+    /// Whether the server accepts writes at all (with an `operate` token
+    /// where tokens are configured).
     pub fn writes(&self) -> Writes {
         let disabled_reason = if self.read_only {
-            Some(READ_ONLY)
-        } else if self.token.is_none() && !self.allow_unauthenticated_writes {
-            Some(NO_TOKEN)
+            Some(READ_ONLY.to_string())
+        } else if self.tokens.is_empty() && !self.allow_unauthenticated_writes {
+            Some(NO_TOKEN.to_string())
         } else {
             None
         };
         Writes {
             enabled: disabled_reason.is_none(),
-            token_required: self.token.is_some(),
+            token_required: !self.tokens.is_empty(),
             disabled_reason,
+        }
+    }
+
+    /// [`Access::writes`] as `caller` may use them: a `read` token cannot.
+    pub fn writes_for(&self, caller: &Caller) -> Writes {
+        let mut writes = self.writes();
+        if writes.enabled && caller.role == Some(Role::Read) {
+            writes.enabled = false;
+            writes.disabled_reason = Some(format!(
+                "the token {} {READ_ROLE}",
+                caller.token.as_deref().unwrap_or_default()
+            ));
+        }
+        writes
+    }
+
+    /// The caller a request's `Authorization` names: `Err` for a token
+    /// that is none of the configured ones. Without tokens configured,
+    /// every caller sees everything and no header matters.
+    fn caller(&self, authorization: Option<&str>) -> Result<Caller, ()> {
+        if self.tokens.is_empty() {
+            return Ok(Caller {
+                details: true,
+                ..Caller::default()
+            });
+        }
+        let Some(given) = authorization.and_then(bearer) else {
+            return Ok(Caller::default());
+        };
+        match self.tokens.identify(given) {
+            Some((name, role)) => Ok(Caller {
+                token: Some(name.to_string()),
+                role: Some(role),
+                details: true,
+            }),
+            None => Err(()),
         }
     }
 
@@ -196,29 +317,37 @@ impl Access {
         } else if let Some(reason) = self.writes().disabled_reason {
             tracing::info!(addr = %bound, "HTTP API and page are read-only: {reason}");
         }
+        if !self.tokens.is_empty() {
+            tracing::info!(
+                tokens = %self.tokens.names().join(", "),
+                "API tokens: without one, the API and page show no error text or host names"
+            );
+        }
     }
 
-    /// The refusal, if the request's credentials do not allow a write.
-    fn refuse_write(&self, authorization: Option<&str>) -> Option<HttpResponse> {
-        if let Some(reason) = self.writes().disabled_reason {
-            return Some(refusal(StatusCode::FORBIDDEN, reason));
+    /// The refusal, if `caller` may not write.
+    fn refuse_write(&self, caller: &Caller) -> Option<HttpResponse> {
+        let writes = self.writes_for(caller);
+        if let Some(reason) = writes.disabled_reason {
+            return Some(refusal(StatusCode::FORBIDDEN, &reason));
         }
-        let expected = self.token.as_ref()?;
-        let given = authorization.and_then(bearer).unwrap_or_default();
-        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            None
-        } else {
-            let mut response = refusal(
-                StatusCode::UNAUTHORIZED,
-                "this request changes state: send the API token as `Authorization: Bearer <CTSYNC_API_TOKEN>`",
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"ctsync\""),
-            );
-            Some(response)
+        if self.tokens.is_empty() || caller.role == Some(Role::Operate) {
+            return None;
         }
+        Some(unauthorized(
+            "this request changes state: send a token with the operate role as `Authorization: Bearer <token>` (CTSYNC_API_TOKEN or CTSYNC_API_TOKENS_FILE)",
+        ))
     }
+}
+
+/// 401 with the challenge (RFC 6750).
+fn unauthorized(message: &str) -> HttpResponse {
+    let mut response = refusal(StatusCode::UNAUTHORIZED, message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"ctsync\""),
+    );
+    response
 }
 
 /// The credentials of `Authorization: Bearer <token>`; the scheme in any
@@ -262,15 +391,6 @@ fn host_only(host: &str) -> &str {
     }
 }
 
-/// Compares in time independent of where the first difference is.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
-    for (i, byte) in b.iter().enumerate() {
-        diff |= a.get(i).copied().unwrap_or(0) ^ byte;
-    }
-    diff == 0
-}
-
 fn refusal(status: StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": message }))
 }
@@ -285,65 +405,101 @@ fn writes(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Says at WARN who was refused what, and counts it (never a header).
-fn refused_logged(access: &Access, req: &ServiceRequest, status: StatusCode) {
-    let from = access.client(
-        req.peer_addr(),
-        req.headers()
-            .get("x-forwarded-for")
-            .and_then(|h| h.to_str().ok()),
-    );
-    tracing::warn!(
-        status = status.as_u16(),
-        method = %req.method(),
-        path = req.path(),
-        from,
-        "HTTP request refused by the access rules"
-    );
+/// Says at WARN who was refused what (the first few of each address in a
+/// minute; see `refusals`), counts it and tallies it (never a header).
+fn refused_logged(
+    shared: Option<&HttpState>,
+    access: &Access,
+    req: &ServiceRequest,
+    status: StatusCode,
+) {
+    let forwarded_for = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|h| h.to_str().ok());
+    let from = access.client(req.peer_addr(), forwarded_for);
     ctsync_actors::telemetry::http_refused(status.as_u16());
+    let address = access.client_address(req.peer_addr(), forwarded_for);
+    let (log, finished) = match shared {
+        Some(s) => s
+            .refusals
+            .note(super::refusals::now_ms(), &address, status.as_u16()),
+        None => (true, None),
+    };
+    if log {
+        tracing::warn!(
+            status = status.as_u16(),
+            method = %req.method(),
+            path = req.path(),
+            from,
+            "HTTP request refused by the access rules"
+        );
+    }
+    if finished.is_some() {
+        let store = shared.and_then(|s| s.audit.clone());
+        actix_rt::spawn(async move { super::refusals::flush(finished, store.as_deref()).await });
+    }
 }
 
-/// The middleware: Host allowlist, write authorization, hardening headers.
+fn header_str(req: &ServiceRequest, name: header::HeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|h| h.to_str().ok())
+}
+
+/// The refusal of `req`, or who sent it.
+fn check(access: &Access, req: &ServiceRequest) -> Result<Caller, Box<HttpResponse>> {
+    if !host_exempt(req.path()) && !access.host_allowed(header_str(req, header::HOST)) {
+        return Err(Box::new(refusal(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this Host is not one ctsync answers to; add it to CTSYNC_ALLOWED_HOSTS (comma-separated)",
+        )));
+    }
+    let caller = match access.caller(header_str(req, header::AUTHORIZATION)) {
+        Ok(caller) => caller,
+        // Probes and metrics are for anyone: a stale token does not matter.
+        Err(()) if matches!(req.path(), "/metrics" | "/healthz") => Caller::default(),
+        Err(()) => {
+            return Err(Box::new(unauthorized(
+                "the API token is none of the configured ones (CTSYNC_API_TOKEN, CTSYNC_API_TOKENS_FILE)",
+            )))
+        }
+    };
+    if writes(req.method()) {
+        if let Some(refused) = refuse_content_type(header_str(req, header::CONTENT_TYPE)) {
+            return Err(Box::new(refused));
+        }
+        if let Some(refused) = access.refuse_write(&caller) {
+            return Err(Box::new(refused));
+        }
+    }
+    Ok(caller)
+}
+
+/// The middleware: Host allowlist, the caller's token, write
+/// authorization, hardening headers.
 pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let access = req
-        .app_data::<web::Data<HttpState>>()
+    use actix_web::HttpMessage;
+    let shared = req.app_data::<web::Data<HttpState>>().cloned();
+    let access = shared
+        .as_ref()
         .map(|s| s.access.clone())
         .unwrap_or_default();
-    let refused = if !host_exempt(req.path())
-        && !access.host_allowed(
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok()),
-        ) {
-        Some(refusal(
-            StatusCode::MISDIRECTED_REQUEST,
-            "this Host is not one ctsync answers to; add it to CTSYNC_ALLOWED_HOSTS (comma-separated)",
-        ))
-    } else if writes(req.method()) {
-        refuse_content_type(
-            req.headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|h| h.to_str().ok()),
-        )
-        .or_else(|| {
-            access.refuse_write(
-                req.headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|h| h.to_str().ok()),
-            )
-        })
-    } else {
-        None
-    };
-    let mut response = match refused {
-        Some(r) => {
-            refused_logged(&access, &req, r.status());
-            req.into_response(r)
+    let mut response = match check(&access, &req) {
+        Err(r) => {
+            refused_logged(
+                shared.as_ref().map(|d| d.get_ref()),
+                &access,
+                &req,
+                r.status(),
+            );
+            req.into_response(*r)
         }
-        None => next.call(req).await?.map_into_boxed_body(),
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.call(req).await?.map_into_boxed_body()
+        }
     };
     let headers = response.headers_mut();
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -411,14 +567,6 @@ mod tests {
             assert!(refuse_content_type(Some(bad)).is_some(), "{bad}");
         }
         assert!(refuse_content_type(None).is_some());
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        for bad in [&b"secre"[..], b"secret!", b"", b"Secret"] {
-            assert!(!constant_time_eq(bad, b"secret"));
-        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Redis), with its flags (read from Redis), versions, lag, state, progress,
 //! last error and owning instance; `POST /api/tables/{table}` with
 //! `{"action": …}` sets exactly the operator's Redis key. Unknown tables or
-//! actions get a 4xx and write nothing.
+//! actions get a 4xx and write nothing. Where tokens are configured, a
+//! caller without one sees no error text, reasons or host names.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use ctsync_actors::keys;
@@ -41,6 +42,44 @@ struct TableView {
     verified: Option<ctsync_actors::verify::Summary>,
     /// The instance that runs the table.
     instance: String,
+}
+
+impl TableView {
+    /// The row as a caller without a token sees it: no error text, no
+    /// reason, no instance (a host name, by default).
+    fn public(mut self) -> Self {
+        self.last_error = None;
+        self.reason = None;
+        self.instance = String::new();
+        self
+    }
+}
+
+/// The rows as `caller` may see them.
+fn shown(caller: &super::Caller, views: Vec<TableView>) -> Vec<TableView> {
+    if caller.details {
+        views
+    } else {
+        views.into_iter().map(TableView::public).collect()
+    }
+}
+
+/// What every caller may see of a text: it when details are shown, else
+/// nothing.
+fn detail<T>(caller: &super::Caller, value: T) -> Option<T> {
+    caller.details.then_some(value)
+}
+
+/// A failure as `caller` may see it: a 503's text names Redis's address,
+/// so a caller without details gets the fact only.
+fn guarded(caller: &super::Caller, response: HttpResponse) -> HttpResponse {
+    if caller.details || response.status() != actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
+        return response;
+    }
+    error(
+        response.status(),
+        "Redis is unreachable (a token shows why)".into(),
+    )
 }
 
 fn error(status: actix_web::http::StatusCode, message: String) -> HttpResponse {
@@ -189,37 +228,50 @@ async fn all_views(shared: &HttpState) -> Result<Vec<TableView>, HttpResponse> {
         .collect())
 }
 
-pub async fn info(shared: web::Data<HttpState>) -> HttpResponse {
+pub async fn info(req: HttpRequest, shared: web::Data<HttpState>) -> HttpResponse {
+    let caller = super::Caller::of(&req);
     HttpResponse::Ok().json(json!({
-        "primary": shared.primary,
-        "replica": shared.replica,
-        "writes": shared.access.writes(),
+        "primary": detail(&caller, &shared.primary),
+        "replica": detail(&caller, &shared.replica),
+        "writes": shared.access.writes_for(&caller),
+        "caller": caller,
     }))
 }
 
-pub async fn list(shared: web::Data<HttpState>) -> HttpResponse {
+pub async fn list(req: HttpRequest, shared: web::Data<HttpState>) -> HttpResponse {
+    let caller = super::Caller::of(&req);
     let tables = match all_views(&shared).await {
-        Ok(tables) => tables,
-        Err(response) => return response,
+        Ok(tables) => shown(&caller, tables),
+        Err(response) => return guarded(&caller, response),
+    };
+    let modules = if caller.details {
+        json!({
+            "failing": shared.board.module_errors(),
+            "skipped_encrypted": shared.board.modules_skipped(),
+        })
+    } else {
+        json!({
+            "failing_count": shared.board.module_errors().len(),
+            "skipped_encrypted_count": shared.board.modules_skipped().len(),
+        })
     };
     HttpResponse::Ok().json(json!({
-        "primary": shared.primary,
-        "replica": shared.replica,
+        "primary": detail(&caller, &shared.primary),
+        "replica": detail(&caller, &shared.replica),
         // The instance that answered (each shows every instance's tables).
-        "instance": shared.instance,
+        "instance": detail(&caller, &shared.instance),
         // Whether the page's controls can act, and why not.
-        "writes": shared.access.writes(),
+        "writes": shared.access.writes_for(&caller),
+        // The token's name and role, and whether details are shown.
+        "caller": caller,
         "tables": tables,
         // Unix ms when ctsync last found that Redis had lost its data.
         "redis_data_lost_at": shared.board.redis_data_lost_at(),
         // Why the last discovery failed (e.g. the primary cannot be reached).
-        "discovery_error": shared.board.discovery_error(),
+        "discovery_error": detail(&caller, shared.board.discovery_error()).flatten(),
         // Why DDL events are no longer received, with the fix-up SQL.
-        "ddl_capture_problem": shared.board.ddl_problem(),
-        "modules": {
-            "failing": shared.board.module_errors(),
-            "skipped_encrypted": shared.board.modules_skipped(),
-        },
+        "ddl_capture_problem": detail(&caller, shared.board.ddl_problem()).flatten(),
+        "modules": modules,
     }))
 }
 
@@ -230,16 +282,21 @@ fn unknown_table(name: &str) -> HttpResponse {
     )
 }
 
-pub async fn one(shared: web::Data<HttpState>, path: web::Path<String>) -> HttpResponse {
+pub async fn one(
+    req: HttpRequest,
+    shared: web::Data<HttpState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let caller = super::Caller::of(&req);
     let name = path.into_inner();
     let found = match find(&shared, &name).await {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(response) => return guarded(&caller, response),
     };
     match views(&shared, vec![(name.clone(), found)]).await {
-        Ok(mut v) if v.len() == 1 => HttpResponse::Ok().json(v.remove(0)),
+        Ok(v) if v.len() == 1 => HttpResponse::Ok().json(shown(&caller, v).remove(0)),
         Ok(_) => unknown_table(&name),
-        Err(response) => response,
+        Err(response) => guarded(&caller, response),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Records each accepted write or action of the API: who (the peer
-//! address, or the client a trusted proxy names), what, on which table, and how it ended; logged at INFO and
-//! appended to `mssql_sync:audit` (see `crate::state::audit`).
+//! address, or the client a trusted proxy names, and the token's name),
+//! what, on which table, and how it ended; logged at INFO and appended to
+//! `mssql_sync:audit` (see `crate::state::audit`).
 
 use actix_web::HttpRequest;
 
@@ -26,9 +27,11 @@ pub async fn record<T, E: std::fmt::Display>(
     detail: String,
     result: &Result<T, E>,
 ) {
+    let token = super::Caller::of(req).token;
     let entry = Entry::now("http", &caller(shared, req), action, table)
         .detail(detail)
-        .outcome(result);
+        .outcome(result)
+        .token(token.as_deref());
     match &shared.audit {
         // A failure to store it is logged there; the write stands.
         Some(audit) => {

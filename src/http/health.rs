@@ -66,7 +66,10 @@ pub fn spawn_dependency_checks(probes: Vec<Arc<dyn Probe>>, every: Duration) {
     });
 }
 
-pub async fn readyz(shared: web::Data<HttpState>) -> HttpResponse {
+/// Names each failing dependency, with why to a caller that sees details
+/// (why names hosts; without a token configured, everyone does).
+pub async fn readyz(req: actix_web::HttpRequest, shared: web::Data<HttpState>) -> HttpResponse {
+    let details = super::Caller::of(&req).details;
     let mut checks = serde_json::Map::new();
     let mut failing = Vec::new();
     for (name, result) in check_all(&shared.probes).await {
@@ -76,12 +79,28 @@ pub async fn readyz(shared: web::Data<HttpState>) -> HttpResponse {
             }
             Err(e) => {
                 failing.push(name);
-                checks.insert(name.into(), json!(e));
+                let shown = if details {
+                    e
+                } else {
+                    "failing (a token shows why)".into()
+                };
+                checks.insert(name.into(), json!(shown));
             }
         }
     }
     // Problems that do not make ctsync unready but need an operator.
-    let warnings: Vec<String> = shared.board.ddl_problem().into_iter().collect();
+    let warnings: Vec<String> = shared
+        .board
+        .ddl_problem()
+        .map(|p| {
+            if details {
+                p
+            } else {
+                "DDL capture needs attention (a token shows why)".into()
+            }
+        })
+        .into_iter()
+        .collect();
     let body = json!({
         "ready": failing.is_empty(),
         "failing": failing,

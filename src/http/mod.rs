@@ -7,6 +7,8 @@ mod api;
 mod audit;
 mod health;
 mod page;
+pub mod refusals;
+pub mod tokens;
 mod verifies;
 
 use std::net::SocketAddr;
@@ -17,8 +19,10 @@ use ctsync_actors::ports::StateStore;
 use ctsync_actors::status::StatusBoard;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use access::{Access, Writes, ALLOW_UNAUTHENTICATED, CSP, NO_TOKEN};
+pub use access::{Access, Caller, Writes, ALLOW_UNAUTHENTICATED, CSP, NO_TOKEN, READ_ROLE};
 pub use health::{check_all, spawn_dependency_checks, Probe};
+pub use refusals::Refusals;
+pub use tokens::{Role, Tokens, TokensError};
 pub use verifies::{Refused, Verifies, MAX_CONCURRENT, RETRY_AFTER_SECS};
 
 /// What the handlers share.
@@ -44,6 +48,9 @@ pub struct HttpState {
     /// Where accepted writes and actions are recorded (`mssql_sync:audit`);
     /// `None`: only logged.
     pub audit: Option<Arc<crate::state::RedisState>>,
+    /// This minute's refused requests, stored in `mssql_sync:audit:refused`
+    /// once it is over (and at shutdown: keep a clone to flush).
+    pub refusals: Refusals,
 }
 
 /// Table key names remembered between API calls.
@@ -92,6 +99,7 @@ pub fn serve(
     addr: SocketAddr,
     shared: HttpState,
 ) -> std::io::Result<(SocketAddr, actix_web::dev::ServerHandle)> {
+    refusals::spawn_flusher(shared.refusals.clone(), shared.audit.clone());
     let data = web::Data::new(shared);
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
         .workers(WORKERS)

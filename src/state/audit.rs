@@ -1,6 +1,8 @@
 //! The audit trail: every accepted write or action, over HTTP or from the
 //! CLI, logged at INFO and appended to the capped Redis stream
-//! `mssql_sync:audit`, which `ctsync audit` reads back. Never a token.
+//! `mssql_sync:audit`; refused requests, tallied per minute and address, in
+//! `mssql_sync:audit:refused`. `ctsync audit` reads both back. A token's
+//! name, never a token.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +18,14 @@ pub fn stream() -> String {
     format!("{}:audit", keys::PREFIX)
 }
 
-/// Entries the stream keeps, about (`XADD … MAXLEN ~`): the oldest go first.
+/// The stream of refused requests' tallies (one entry per minute and
+/// address), apart so that no flood can push accepted entries out.
+pub fn refused_stream() -> String {
+    format!("{}:audit:refused", keys::PREFIX)
+}
+
+/// Entries each stream keeps, about (`XADD … MAXLEN ~`): the oldest go
+/// first.
 pub const CAP: usize = 10_000;
 
 /// One accepted write or action.
@@ -35,13 +44,16 @@ pub struct Entry {
     pub table: String,
     /// What was set or found, e.g. `version=42` or `0 differences`.
     pub detail: String,
-    /// `ok`, or `failed: <why>`.
+    /// `ok`, `failed: <why>`, or `refused` (a tally of refused requests).
     pub outcome: String,
+    /// The name of the API token used (`CTSYNC_API_TOKEN` or a token
+    /// file's name); empty without one (the CLI, unauthenticated writes).
+    pub token: String,
 }
 
 /// The fields, in the order they are stored.
-const FIELDS: [&str; 7] = [
-    "at", "actor", "from", "action", "table", "detail", "outcome",
+const FIELDS: [&str; 8] = [
+    "at", "actor", "from", "action", "table", "detail", "outcome", "token",
 ];
 
 impl Entry {
@@ -56,7 +68,14 @@ impl Entry {
             table: table.into(),
             detail: String::new(),
             outcome: "ok".into(),
+            token: String::new(),
         }
+    }
+
+    /// Names the token the caller used.
+    pub fn token(mut self, name: Option<&str>) -> Self {
+        self.token = name.unwrap_or_default().into();
+        self
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -72,7 +91,7 @@ impl Entry {
         self
     }
 
-    fn values(&self) -> [&str; 7] {
+    fn values(&self) -> [&str; 8] {
         [
             &self.at,
             &self.actor,
@@ -81,7 +100,14 @@ impl Entry {
             &self.table,
             &self.detail,
             &self.outcome,
+            &self.token,
         ]
+    }
+
+    /// Unix ms of `at` (0 when unreadable).
+    fn at_ms(&self) -> i128 {
+        OffsetDateTime::parse(&self.at, &Rfc3339)
+            .map_or(0, |t| t.unix_timestamp_nanos() / 1_000_000)
     }
 
     fn from_fields(id: String, fields: &[String]) -> Self {
@@ -102,6 +128,7 @@ impl Entry {
             table: get("table"),
             detail: get("detail"),
             outcome: get("outcome"),
+            token: get("token"),
         }
     }
 }
@@ -162,6 +189,7 @@ pub fn log(entry: &Entry) {
         table = %entry.table,
         detail = %entry.detail,
         outcome = %entry.outcome,
+        token = %entry.token,
         "audit: {} {} by {} {}",
         entry.action,
         entry.table,
@@ -176,13 +204,8 @@ impl RedisState {
     /// is logged at WARN and returned for the caller to report.
     pub async fn audit(&self, entry: &Entry) -> ctsync_actors::Result<()> {
         log(entry);
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(stream()).arg("MAXLEN").arg("~").arg(CAP).arg("*");
-        for (field, value) in FIELDS.iter().zip(entry.values()) {
-            cmd.arg(*field).arg(value);
-        }
         let stored = self
-            .cmd::<String>(&format!("XADD {}", stream()), &cmd)
+            .cmd::<String>(&format!("XADD {}", stream()), &xadd(&stream(), entry))
             .await
             .map(|_| ());
         if let Err(e) = &stored {
@@ -191,14 +214,50 @@ impl RedisState {
         stored
     }
 
-    /// The stored entries from Unix ms `since` on (all without), oldest
-    /// first.
+    /// Appends the tallies of refused requests to [`refused_stream`] in
+    /// one round trip (capped like the trail); a failure is logged at WARN.
+    pub async fn audit_refusals(&self, entries: &[Entry]) -> ctsync_actors::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for entry in entries {
+            pipe.add_command(xadd(&refused_stream(), entry)).ignore();
+        }
+        let stored = self
+            .pipe::<()>(&format!("XADD {}", refused_stream()), &pipe)
+            .await;
+        if let Err(e) = &stored {
+            tracing::warn!(error = %e, entries = entries.len(), "tallies of refused requests not stored in {}", refused_stream());
+        }
+        stored
+    }
+
+    /// The stored entries, accepted and refused, from Unix ms `since` on
+    /// (all without), oldest first.
     pub async fn audit_entries(&self, since: Option<u64>) -> ctsync_actors::Result<Vec<Entry>> {
+        let mut all = self.stream_entries(&stream(), since).await?;
+        // A tally is stored after its minute: read a minute further back,
+        // and keep what its time says.
+        let tallies = self
+            .stream_entries(&refused_stream(), since.map(|ms| ms.saturating_sub(60_000)))
+            .await?;
+        let since = since.map_or(0, i128::from);
+        all.extend(tallies.into_iter().filter(|e| e.at_ms() >= since));
+        all.sort_by_key(Entry::at_ms);
+        Ok(all)
+    }
+
+    async fn stream_entries(
+        &self,
+        key: &str,
+        since: Option<u64>,
+    ) -> ctsync_actors::Result<Vec<Entry>> {
         let start = since.map_or_else(|| "-".to_string(), |ms| ms.to_string());
         let raw: Vec<(String, Vec<String>)> = self
             .cmd(
-                &format!("XRANGE {}", stream()),
-                redis::cmd("XRANGE").arg(stream()).arg(start).arg("+"),
+                &format!("XRANGE {key}"),
+                redis::cmd("XRANGE").arg(key).arg(start).arg("+"),
             )
             .await?;
         Ok(raw
@@ -206,6 +265,16 @@ impl RedisState {
             .map(|(id, fields)| Entry::from_fields(id, &fields))
             .collect())
     }
+}
+
+/// `XADD key MAXLEN ~ CAP * field value…` of `entry`.
+fn xadd(key: &str, entry: &Entry) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(key).arg("MAXLEN").arg("~").arg(CAP).arg("*");
+    for (field, value) in FIELDS.iter().zip(entry.values()) {
+        cmd.arg(*field).arg(value);
+    }
+    cmd
 }
 
 #[cfg(test)]

@@ -114,6 +114,10 @@ impl RedisState {
         self.send(what, Request::Cmd(cmd)).await
     }
 
+    pub(super) async fn pipe<T: FromRedisValue>(&self, what: &str, pipe: &Pipeline) -> Result<T> {
+        self.send(what, Request::Pipe(pipe)).await
+    }
+
     /// `PING`: used by readiness checks.
     pub async fn ping(&self) -> Result<()> {
         self.cmd::<String>("PING", &redis::cmd("PING"))

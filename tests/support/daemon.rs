@@ -29,6 +29,29 @@ pub fn free_addr() -> String {
         .to_string()
 }
 
+/// `ctsync run` (`binary`) on `redis_url` with `settings`, its SQL Servers
+/// nowhere (no table is this instance's), once its HTTP server listens.
+pub fn run_reaching_no_sql_server(
+    binary: &str,
+    redis_url: &str,
+    settings: &[(&str, &str)],
+) -> (Daemon, std::net::SocketAddr) {
+    let http = free_addr();
+    let nowhere = format!("mssql://sa:x@{}/testct", free_addr());
+    let mut c = clean_command(binary);
+    c.arg("run")
+        .env("MSSQL_PRIMARY_URL", &nowhere)
+        .env("MSSQL_REPLICA_URL", &nowhere)
+        .env("REDIS_URL", redis_url)
+        .env("CTSYNC_HTTP_ADDR", &http);
+    for (k, v) in settings {
+        c.env(k, v);
+    }
+    let mut daemon = Daemon::spawn(c);
+    daemon.wait_for_log("HTTP server listening");
+    (daemon, http.parse().expect("addr"))
+}
+
 /// How long a wait on the daemon may last before the test gives up: a
 /// failsafe for a daemon that hangs, never the thing a test measures.
 pub const FAILSAFE: Duration = Duration::from_secs(60);

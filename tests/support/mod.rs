@@ -184,6 +184,7 @@ impl Harness {
             verify: None,
             verifies: Default::default(),
             known_tables: Default::default(),
+            refusals: Default::default(),
             audit: Some(self.state.clone()),
         }
     }

@@ -102,3 +102,37 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Another live instance (`other`, its heartbeat lasting to the year 2100)
+/// runs `table` with `status`, paused: what a daemon that reaches no SQL
+/// Server lists and may act on.
+pub async fn run_elsewhere(
+    redis: &RedisServer,
+    table: &str,
+    status: ctsync_actors::status::TableStatus,
+) {
+    use ctsync_actors::ports::StateStore;
+    let state = ctsync::state::RedisState::new(&redis.url()).expect("url");
+    let published: std::collections::BTreeMap<&str, ctsync_actors::status::TableStatus> =
+        [(table, status)].into();
+    state
+        .publish_status(
+            "other",
+            &serde_json::to_string(&published).expect("json"),
+            std::time::Duration::from_secs(600),
+        )
+        .await
+        .expect("publish");
+    state
+        .set(&format!("mssql_sync:enabled:{table}"), "false")
+        .await
+        .expect("SET");
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut con = client.get_connection().expect("connect");
+    redis::cmd("ZADD")
+        .arg(ctsync_actors::keys::INSTANCES)
+        .arg(4_102_444_800_000u64)
+        .arg("other")
+        .query::<()>(&mut con)
+        .expect("ZADD");
+}

@@ -27,13 +27,28 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-// The API token (CTSYNC_API_TOKEN), asked once and kept for this tab only.
+// The API token (CTSYNC_API_TOKEN or one of CTSYNC_API_TOKENS_FILE), asked
+// when needed and kept for this tab only; sent with every request, so a
+// `read` token shows error messages and an `operate` one may act.
 const TOKEN_KEY = "ctsync-api-token";
 
-function post(table, action) {
-  const headers = { "Content-Type": "application/json" };
+function auth(headers = {}) {
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = `Bearer ${token}`;
+  return headers;
+}
+
+function askToken(why) {
+  const token = window.prompt(why);
+  if (token && token.trim()) {
+    sessionStorage.setItem(TOKEN_KEY, token.trim());
+    return true;
+  }
+  return false;
+}
+
+function post(table, action) {
+  const headers = auth({ "Content-Type": "application/json" });
   return fetch(`/api/tables/${encodeURIComponent(table)}`, {
     method: "POST",
     headers,
@@ -53,10 +68,8 @@ async function act(table, action) {
     let res = await post(table, action);
     let asked = false;
     if (res.status === 401) {
-      const token = window.prompt("This ctsync needs its API token (CTSYNC_API_TOKEN) to change flags:");
-      if (token) {
+      if (askToken("This ctsync needs an API token with the operate role (CTSYNC_API_TOKEN or one of CTSYNC_API_TOKENS_FILE) to change flags:")) {
         asked = true;
-        sessionStorage.setItem(TOKEN_KEY, token.trim());
         res = await post(table, action);
       }
       if (res.status === 401) sessionStorage.removeItem(TOKEN_KEY);
@@ -192,6 +205,8 @@ function row(t) {
 
 function renderModules(m) {
   const items = [];
+  // Without a token where tokens are configured: how many, not which.
+  if (m.failing_count) items.push(el("li", { class: "err", text: `${fmt.format(m.failing_count)} failing (a token shows which and why)` }));
   for (const [name, error] of Object.entries(m.failing || {})) {
     items.push(el("li", { class: "err", text: `${name}: ${error}` }));
   }
@@ -225,11 +240,24 @@ async function refresh() {
   if (refreshing) return;
   refreshing = true;
   try {
-    const res = await fetch("/api/tables", { signal: AbortSignal.timeout(ANSWER_MS) });
+    const res = await fetch("/api/tables", { headers: auth(), signal: AbortSignal.timeout(ANSWER_MS) });
     const body = await res.json();
+    if (res.status === 401 && sessionStorage.getItem(TOKEN_KEY)) {
+      // A token this ctsync no longer knows: forget it, show what anyone sees.
+      sessionStorage.removeItem(TOKEN_KEY);
+      actionError("The saved API token was not accepted and has been forgotten; error messages stay hidden until a valid token is entered.");
+      refreshing = false;
+      return await refresh();
+    }
     if (!res.ok) { unknown(body.error || `API error ${res.status}`); return; }
-    $("primary").textContent = body.primary;
-    $("replica").textContent = body.replica;
+    const hiddenText = "hidden (a token shows it)";
+    $("primary").textContent = body.primary ?? hiddenText;
+    $("replica").textContent = body.replica ?? hiddenText;
+    const caller = body.caller || { details: true };
+    const hidden = $("details-hidden");
+    hidden.hidden = caller.details;
+    $("details-hidden-text").textContent = caller.details ? ""
+      : "Error messages, reasons and host names are hidden: this ctsync has API tokens and this page has none.";
     answeredBy = body.instance;
     writes = body.writes || writes;
     const off = $("writes-off");
@@ -265,7 +293,7 @@ async function refresh() {
 async function live() {
   let ok = false, text = "Unreachable";
   try {
-    const res = await fetch("/readyz", { signal: AbortSignal.timeout(ANSWER_MS) });
+    const res = await fetch("/readyz", { headers: auth(), signal: AbortSignal.timeout(ANSWER_MS) });
     const body = await res.json();
     ok = body.ready;
     failing = body.failing;
@@ -277,6 +305,9 @@ async function live() {
 
 $("refresh").addEventListener("click", () => { refresh(); live(); });
 $("action-error-close").addEventListener("click", () => actionError(null));
+$("sign-in").addEventListener("click", () => {
+  if (askToken("An API token (CTSYNC_API_TOKEN, or a read or operate token of CTSYNC_API_TOKENS_FILE) to show error messages and host names:")) { refresh(); live(); }
+});
 refresh(); live();
 setInterval(refresh, 2000);
 setInterval(live, 1500);
