@@ -36,6 +36,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = telemetry::install().context("installing the Prometheus recorder")?;
     telemetry::spawn_upkeep(metrics.clone());
     let state = Arc::new(RedisState::new(config.redis_url.expose()).context("REDIS_URL")?);
+    state.check_usable().await.context("REDIS_URL")?;
     let primary = Arc::new(
         MssqlPrimary::new(Pool::new(
             config

@@ -451,6 +451,22 @@ async fn the_redis_state_store_keeps_the_contract() {
     contract(Arc::new(RedisState::new(&redis.url()).expect("url"))).await;
 }
 
+/// The same contracts as the shipped ACL user (`redis/ctsync.acl`, without
+/// CONFIG): every operation of the state store is allowed by it.
+#[actix_rt::test]
+async fn the_redis_state_store_keeps_every_contract_as_the_shipped_acl_user() {
+    let acl_user = || {
+        let (redis, url) = support::redis_server::start_with_shipped_acl(false, &[]);
+        (redis, Arc::new(RedisState::new(&url).expect("url")))
+    };
+    let (_redis, store) = acl_user();
+    contract(store).await;
+    let (_redis, store) = acl_user();
+    lease_contract(store).await;
+    let (_redis, store) = acl_user();
+    discovery_contract(store).await;
+}
+
 #[actix_rt::test]
 async fn losing_redis_data_loses_the_marker_in_both() {
     let mut redis = RedisServer::start();

@@ -161,33 +161,40 @@ fn listen(
     // enough for a busy server to confirm the subscription.
     con.set_read_timeout(Some(Duration::from_secs(5)))?;
     // Applied on every (re)connect: a restarted Redis forgot them.
-    let current: Vec<String> = redis::cmd("CONFIG")
+    let current: Option<Vec<String>> = match redis::cmd("CONFIG")
         .arg("GET")
         .arg("notify-keyspace-events")
         .query(&mut con)
-        .or_else(|e| {
-            // A server that refuses CONFIG GET answers with an error reply.
-            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                Err(e)
-            } else {
-                Ok(Vec::new())
+    {
+        Ok(v) => Some(v),
+        Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => return Err(e),
+        // An error reply: an ACL user without CONFIG, or a managed Redis.
+        Err(_) => None,
+    };
+    match current {
+        Some(current) => {
+            let have = current.get(1).cloned().unwrap_or_default();
+            let want = merged_classes(&have);
+            if want != have {
+                if let Err(e) = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("notify-keyspace-events")
+                    .arg(&want)
+                    .query::<()>(&mut con)
+                {
+                    if e.is_io_error() || e.is_connection_dropped() {
+                        return Err(e);
+                    }
+                    return Ok(Ending::Forbidden(e.to_string()));
+                }
+                info!(from = %have, to = %want, "enabled Redis keyspace notifications for mssql_sync:* (flags act within a second)");
             }
-        })?;
-    let have = current.get(1).cloned().unwrap_or_default();
-    let want = merged_classes(&have);
-    if want != have {
-        if let Err(e) = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("notify-keyspace-events")
-            .arg(&want)
-            .query::<()>(&mut con)
-        {
-            if e.is_io_error() || e.is_connection_dropped() {
-                return Err(e);
-            }
-            return Ok(Ending::Forbidden(e.to_string()));
         }
-        info!(from = %have, to = %want, "enabled Redis keyspace notifications for mssql_sync:* (flags act within a second)");
+        None => {
+            if counters.subscriptions.load(Ordering::SeqCst) == 0 {
+                info!("Redis refuses CONFIG (an ACL user without it, or a managed Redis): subscribed to keyspace notifications anyway; flags act within a second if the server's notify-keyspace-events includes K$g (set it there, docs/redis.md), else at the next poll");
+            }
+        }
     }
     let mut pubsub = con.as_pubsub();
     // Returns once the server has confirmed the subscription (the redis

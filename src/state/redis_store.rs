@@ -38,6 +38,8 @@ pub struct RedisState {
     client: redis::Client,
     conn: Mutex<Option<ConnectionManager>>,
     flags: super::flags::Flags,
+    /// The server was found to be a Redis Cluster node (refused).
+    cluster: std::sync::atomic::AtomicBool,
 }
 
 fn state_err(what: &str, e: RedisError) -> Error {
@@ -61,6 +63,7 @@ impl RedisState {
             client: redis::Client::open(url)?,
             conn: Mutex::new(None),
             flags: Default::default(),
+            cluster: Default::default(),
         })
     }
 
@@ -83,8 +86,40 @@ impl RedisState {
             .get_connection_manager_with_config(config)
             .await
             .map_err(|e| state_err(&format!("connecting to Redis at {}", self.addr()), e))?;
+        self.refuse_cluster(&mut c.clone()).await?;
         *guard = Some(c.clone());
         Ok(c)
+    }
+
+    /// Refuses a Redis Cluster node: ctsync's Lua scripts and `MULTI`
+    /// blocks span keys that Cluster puts in different hash slots, and hash
+    /// tags would change the public key names. A server that does not
+    /// answer `INFO cluster` (a managed Redis may rename it) is taken as
+    /// standalone.
+    async fn refuse_cluster(&self, c: &mut ConnectionManager) -> Result<()> {
+        let info: std::result::Result<String, RedisError> =
+            redis::cmd("INFO").arg("cluster").query_async(c).await;
+        match info {
+            Ok(info) if cluster_enabled(&info) => {
+                self.cluster
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                Err(Error::State(format!(
+                "Redis at {} is a Redis Cluster node (cluster_enabled:1): ctsync needs a standalone Redis (or a Sentinel-managed primary), because its Lua scripts and MULTI blocks span keys that Cluster would put in different hash slots. Point REDIS_URL at a standalone Redis",
+                self.addr()
+            )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Connects now, so that a Redis ctsync cannot use stops it at start;
+    /// a Redis that does not answer yet is not an error here (ctsync
+    /// retries, as on any outage).
+    pub async fn check_usable(&self) -> Result<()> {
+        match self.conn().await {
+            Err(e) if self.cluster.load(std::sync::atomic::Ordering::Relaxed) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     async fn send<T: FromRedisValue>(&self, what: &str, request: Request<'_>) -> Result<T> {
@@ -185,6 +220,11 @@ fn flag(v: bool) -> &'static str {
     } else {
         "false"
     }
+}
+
+/// Whether an `INFO cluster` answer says cluster mode is on.
+fn cluster_enabled(info: &str) -> bool {
+    info.lines().any(|l| l.trim() == "cluster_enabled:1")
 }
 
 #[async_trait]

@@ -17,6 +17,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Further `redis-server` arguments (an ACL file, cluster mode).
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -35,13 +37,21 @@ fn free_port() -> u16 {
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// A server with the further arguments `extra` gives for its private
+    /// directory (where an ACL file may be written first).
+    pub fn start_with(extra: impl FnOnce(&std::path::Path) -> Vec<String>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("ctsync-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir for redis");
+        let extra = extra(&dir);
         let mut server = Self {
             port,
             dir,
             child: None,
+            extra,
         };
         server.spawn();
         server
@@ -53,6 +63,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -81,6 +92,11 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The URL as the ACL user `user` with `password`.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("redis://{user}:{password}@127.0.0.1:{}/", self.port)
     }
 
     pub fn stop(&mut self) {
@@ -135,4 +151,50 @@ pub async fn run_elsewhere(
         .arg("other")
         .query::<()>(&mut con)
         .expect("ZADD");
+}
+
+/// The password the ACL tests give the shipped `ctsync` user.
+pub const ACL_PASSWORD: &str = "acl-Test-pw-42";
+
+/// The shipped ACL rule (`redis/ctsync.acl`): its first line (`with_config`
+/// false) or its commented second line, which adds `CONFIG GET/SET`, with
+/// the test password.
+pub fn shipped_acl_rule(with_config: bool) -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/redis/ctsync.acl"))
+        .expect("redis/ctsync.acl");
+    let rules: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("# user ctsync ")
+                .map(|_| &l[2..])
+                .or_else(|| l.starts_with("user ctsync ").then_some(l))
+        })
+        .collect();
+    assert_eq!(
+        rules.len(),
+        2,
+        "redis/ctsync.acl holds the rule and its CONFIG variant"
+    );
+    rules[usize::from(with_config)].replace(">CHANGE-ME", &format!(">{ACL_PASSWORD}"))
+}
+
+/// A server whose users are the shipped `ctsync` rule and a `default`
+/// user for the test's own checks; the URL logs in as `ctsync`.
+pub fn start_with_shipped_acl(with_config: bool, extra: &[&str]) -> (RedisServer, String) {
+    let rule = shipped_acl_rule(with_config);
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let server = RedisServer::start_with(move |dir| {
+        let file = dir.join("users.acl");
+        std::fs::write(
+            &file,
+            format!("{rule}\nuser default on nopass ~* &* +@all\n"),
+        )
+        .expect("write ACL file");
+        let mut args = vec!["--aclfile".to_string(), file.display().to_string()];
+        args.extend(extra);
+        args
+    });
+    let url = server.url_as("ctsync", ACL_PASSWORD);
+    (server, url)
 }
