@@ -21,7 +21,8 @@ pub struct RedisServer {
     extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
+/// A loopback port no other server of this test process was given.
+pub fn free_port() -> u16 {
     let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
     let taken = taken.get_or_insert_with(HashSet::new);
     loop {
