@@ -255,9 +255,13 @@ async function refresh() {
     $("replica").textContent = body.replica ?? hiddenText;
     const caller = body.caller || { details: true };
     const hidden = $("details-hidden");
-    hidden.hidden = caller.details;
-    $("details-hidden-text").textContent = caller.details ? ""
-      : "Error messages, reasons and host names are hidden: this ctsync has API tokens and this page has none.";
+    // Without a token: details hidden; with a read token: no actions.
+    // Either way the operator may enter another token.
+    const readOnlyToken = caller.role === "read";
+    hidden.hidden = caller.details && !readOnlyToken;
+    $("details-hidden-text").textContent = !caller.details
+      ? "Error messages, reasons and host names are hidden: this ctsync has API tokens and this page has none."
+      : readOnlyToken ? `This page uses the read token ${visible(caller.token)}: actions need a token with the operate role.` : "";
     answeredBy = body.instance;
     writes = body.writes || writes;
     const off = $("writes-off");
