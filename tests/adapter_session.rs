@@ -741,6 +741,126 @@ async fn a_rename_moves_the_shadow_in_its_own_transaction() {
     assert_eq!(log[shadow].call, Call::Rpc);
     assert_eq!(log[shadow].params.len(), 3);
     assert!(log.iter().all(|r| r.session == log[fence].session));
+    // The values sent are those `sql::table_rename` computes.
+    let values = sql::table_rename(&from, &to);
+    let sent = |i: usize| -> Vec<String> { log[i].texts.iter().flatten().cloned().collect() };
+    assert_eq!(sent(table), values.object);
+    assert_eq!(sent(shadow), values.shadow);
+    assert_eq!(sent(record), values.record);
+}
+
+/// A table rename waits for its schema-modification locks a bounded time,
+/// like the swap: the LOCK_TIMEOUT batch comes inside its fenced
+/// transaction before the `sp_rename`, and the reset after the record
+/// moved, before the commit, all on one session.
+#[tokio::test]
+async fn a_rename_waits_for_its_locks_a_bounded_time() {
+    let recorder = Recorder::new(replica_script);
+    let replica = replica_over(&recorder);
+    let (from, to) = (TableId::new("dbo", "User"), TableId::new("dbo", "Member"));
+    replica
+        .rename_table(&from, &to, &Claim::new("a", 1))
+        .await
+        .expect("rename");
+    let log = recorder.log();
+    assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+    let pos = |what: &str| log.iter().position(|r| r.sql == what);
+    let fence = pos(sql::CHECK_FENCE).expect("the fence is checked");
+    let set = pos(&sql::schema_lock_timeout()).expect("a bounded lock wait");
+    let rename = pos(sql::RENAME_OBJECT).expect("the table is renamed");
+    let record = pos(sql::RENAME_RECORD).expect("the record moves");
+    let reset = pos(sql::UNBOUNDED_LOCK_WAIT).expect("reset before the session goes back");
+    let commit = log
+        .iter()
+        .rposition(|r| r.sql == sql::COMMIT)
+        .expect("commit");
+    assert_eq!(log[set].call, Call::Batch);
+    assert!(
+        fence < set && set < rename && record < reset && reset < commit,
+        "{log:#?}"
+    );
+    assert!(log.iter().all(|r| r.session == log[fence].session));
+}
+
+/// A swap that failed after the carried indexes were built on the shadow
+/// (its lock timeout: only the swap's transaction rolls back, each index
+/// build committed on its own) swaps at its retry: the server here keeps
+/// the shadow's indexes, refuses a second one of a name (Msg 1913) and
+/// skips a guarded build of one it has.
+#[tokio::test]
+async fn a_swap_retried_after_it_failed_builds_no_index_twice() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let users = user_table();
+    let shadow = sql::table(&users.id.shadow());
+    let built: Arc<Mutex<Vec<String>>> = Arc::default();
+    let renames = Arc::new(AtomicUsize::new(0));
+    let (on_shadow, tries) = (built.clone(), renames.clone());
+    let recorder = Recorder::new(move |r: &Request| {
+        if r.sql == sql::TABLE_OBJECT_ID {
+            return Some(Reply::Rows(vec![vec![row(vec![(
+                "object_id",
+                ColumnData::I32(Some(42)),
+            )])]]));
+        }
+        if r.sql == sql::CARRIED_INDEXES {
+            let cell = |s: &str| ColumnData::String(Some(s.to_string().into()));
+            return Some(Reply::Rows(vec![vec![row(vec![
+                ("index_name", cell("IX_Na]me")),
+                ("is_unique", ColumnData::Bit(Some(false))),
+                ("filter_definition", ColumnData::String(None)),
+                ("column_name", cell("Name")),
+                ("is_descending_key", ColumnData::Bit(Some(false))),
+                ("is_included_column", ColumnData::Bit(Some(false))),
+            ])]]));
+        }
+        if r.sql.contains("NONCLUSTERED INDEX [IX_Na]]me]") {
+            let mut built = on_shadow.lock().unwrap_or_else(|e| e.into_inner());
+            let guarded = r
+                .sql
+                .starts_with("IF NOT EXISTS (SELECT 1 FROM sys.indexes")
+                && r.texts.first() == Some(&Some(shadow.clone()));
+            let has = built.iter().any(|n| n == "IX_Na]me");
+            if has && guarded && r.texts.get(1) == Some(&Some("IX_Na]me".to_string())) {
+                return Some(Reply::Count(0));
+            }
+            if has {
+                return Some(Reply::Fail(
+                    "Msg 1913: The operation failed because an index or statistics with name \
+                     'IX_Na]me' already exists"
+                        .into(),
+                ));
+            }
+            built.push("IX_Na]me".into());
+            return Some(Reply::Count(0));
+        }
+        if r.sql == "EXEC sp_rename @P1, @P2" && tries.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Some(Reply::Fail(
+                "Msg 1222: Lock request time out period exceeded.".into(),
+            ));
+        }
+        replica_script(r)
+    });
+    recorder.describe(&users);
+    let replica = replica_over(&recorder);
+    let claim = Claim::new("a", 1);
+    replica
+        .finish_full_load(&users, 10, LoadMode::Shadow, &claim)
+        .await
+        .expect_err("the first swap waits too long");
+    replica
+        .finish_full_load(&users, 10, LoadMode::Shadow, &claim)
+        .await
+        .unwrap_or_else(|e| panic!("the retried swap: {e}"));
+    let log = recorder.log();
+    assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+    let builds: Vec<&Request> = log
+        .iter()
+        .filter(|r| r.sql.contains("NONCLUSTERED INDEX"))
+        .collect();
+    assert_eq!(builds.len(), 2, "{log:#?}");
+    assert!(builds.iter().all(|r| r.call == Call::Rpc));
+    assert_eq!(built.lock().map(|b| b.len()).unwrap_or(0), 1);
 }
 
 /// Issue 27 item 5b: a load that starts in place drops the shadow an

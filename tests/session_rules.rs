@@ -30,6 +30,7 @@ fn request(session: usize, call: Call, sql: &str) -> Request {
         call,
         sql: sql.into(),
         params: Vec::new(),
+        texts: Vec::new(),
         rows: 0,
         target: Vec::new(),
     }

@@ -32,6 +32,9 @@ pub struct Request {
     pub sql: String,
     /// The declared type of each parameter, as tiberius declares it.
     pub params: Vec<&'static str>,
+    /// The value of each text parameter (`None` for other types and
+    /// NULL): names go as values, and these are what the server got.
+    pub texts: Vec<Option<String>>,
     /// Rows sent (bulk rows only).
     pub rows: usize,
     /// For an `INSERT BULK` batch: each target column and the type the
@@ -46,6 +49,7 @@ impl Request {
             call,
             sql: sql.to_string(),
             params: Vec::new(),
+            texts: Vec::new(),
             rows: 0,
             target: Vec::new(),
         }
@@ -152,6 +156,13 @@ impl Drop for RecordingSession {
     }
 }
 
+fn text_value(value: &ColumnData<'static>) -> Option<String> {
+    match value {
+        ColumnData::String(Some(s)) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
 fn failed(message: String) -> tiberius::error::Error {
     tiberius::error::Error::Protocol(message.into())
 }
@@ -182,6 +193,7 @@ impl Session for RecordingSession {
     ) -> SqlResult<Vec<Row>> {
         let mut request = Request::new(self.id, Call::Rpc, sql);
         request.params = params.iter().map(declared_type).collect();
+        request.texts = params.iter().map(text_value).collect();
         Ok(result_sets(self.recorder.record(request))
             .await?
             .into_iter()
@@ -192,6 +204,7 @@ impl Session for RecordingSession {
     async fn rpc_count(&mut self, sql: &str, params: Vec<ColumnData<'static>>) -> SqlResult<u64> {
         let mut request = Request::new(self.id, Call::Rpc, sql);
         request.params = params.iter().map(declared_type).collect();
+        request.texts = params.iter().map(text_value).collect();
         match self.recorder.record(request) {
             None | Some(Reply::Rows(_)) => Ok(0),
             Some(Reply::Count(n)) => Ok(n),
