@@ -77,8 +77,12 @@ pub(super) async fn unbound_lock_waits(
 }
 
 /// A schema change that waited past its lock timeout (Msg 1222), said as
-/// what it is and what happens next (`next`): the whole transaction rolled
-/// back. Any other error as it is.
+/// what it is and what happens next (`next`). Msg 1222 alone cancels only
+/// the statement; under `XACT_ABORT ON` the whole transaction rolls back,
+/// and `finish` rolls back and discards the session on any error anyway:
+/// nothing of the change stays. Any other error as it is.
+/// (<https://learn.microsoft.com/en-us/previous-versions/sql/sql-server-2005/ms177413(v=sql.90)>,
+/// <https://learn.microsoft.com/en-us/sql/t-sql/statements/set-xact-abort-transact-sql>)
 pub(super) fn lock_waited(change: &str, next: &str, e: MssqlError) -> MssqlError {
     match &e {
         MssqlError::Sql {
