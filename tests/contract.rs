@@ -64,11 +64,11 @@ pub const REAL_SERVER_ONLY: &[(&str, &str)] = &[
     ),
     (
         "a_swap_behind_a_long_reader_gives_up_and_swaps_later",
-        "that SET LOCK_TIMEOUT sent by a batch bounds the swap's sp_rename / ALTER SCHEMA TRANSFER behind a reader's shared table lock (Msg 1222), that the rollback leaves the live table as it was, and that the retry builds no carried index the failed swap left on the shadow again (Msg 1913)",
+        "that SET LOCK_TIMEOUT sent by a batch bounds the swap's sp_rename / ALTER SCHEMA TRANSFER behind a reader's shared table lock (Msg 1222), that the rollback leaves the live table as it was, that the retry builds no carried index the failed swap left on the shadow again (Msg 1913), and that a fenced-out swap behind the reader ends at the fence without waiting",
     ),
     (
         "a_rename_behind_a_long_reader_gives_up_and_renames_later",
-        "that the same batch-set LOCK_TIMEOUT bounds the rename's sp_rename behind a reader's shared table lock with Msg 1222 (not an error sp_rename makes of it), and that the rollback leaves the table, its shadow and its record under the old name",
+        "that the same batch-set LOCK_TIMEOUT bounds the rename's sp_rename behind a reader's shared table lock with Msg 1222 (not an error sp_rename makes of it), that the rollback leaves the table, its shadow and its record under the old name, and that a fenced-out rename behind the reader ends at the fence without waiting",
     ),
     (
         "a_table_renamed_mid_shadow_load_resumes_under_its_new_name",
@@ -1128,9 +1128,26 @@ async fn a_swap_behind_a_long_reader_gives_up_and_swaps_later() {
             );
             continue;
         }
+        // A fenced-out swap ends at the fence, its first statement, before
+        // it waits for any lock.
+        claimed(&*w, &t.id, "contract-newer").await;
+        let fenced = r
+            .finish_full_load(&t, start_version, LoadMode::Shadow, &claim)
+            .await;
+        assert!(
+            matches!(fenced, Err(Error::Fenced { .. })),
+            "{}: {fenced:?}",
+            w.name()
+        );
+        let claim = claimed(&*w, &t.id, "contract").await;
         let refused = r
             .finish_full_load(&t, start_version, LoadMode::Shadow, &claim)
             .await;
+        assert!(
+            matches!(refused, Err(Error::Blocked { .. })),
+            "{}: a lock wait is its own kind: {refused:?}",
+            w.name()
+        );
         let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(
             message.contains("waited more than 30 s"),
@@ -1182,7 +1199,22 @@ async fn a_rename_behind_a_long_reader_gives_up_and_renames_later() {
         full_load(&*w, &t, &claim).await;
         let r = w.replica();
         assert!(w.lock_replica_table(&t, Duration::from_secs(45)).await);
+        // A fenced-out rename ends at the fence, its first statement,
+        // before it waits for any lock.
+        claimed(&*w, &t.id, "contract-newer").await;
+        let fenced = r.rename_table(&t.id, &to.id, &claim).await;
+        assert!(
+            matches!(fenced, Err(Error::Fenced { .. })),
+            "{}: {fenced:?}",
+            w.name()
+        );
+        let claim = claimed(&*w, &t.id, "contract").await;
         let refused = r.rename_table(&t.id, &to.id, &claim).await;
+        assert!(
+            matches!(refused, Err(Error::Blocked { .. })),
+            "{}: a lock wait is its own kind: {refused:?}",
+            w.name()
+        );
         let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(
             message.contains("waited more than 30 s"),

@@ -483,21 +483,39 @@ impl MemoryReplica {
         self.lock().reader_locks.insert(id.clone(), hold);
     }
 
-    /// A schema change of `table` (`what`: "swap", "rename") waits for a
-    /// reader's lock on it: up to [`SCHEMA_LOCK_TIMEOUT`], then it fails
-    /// as the adapter says it, with nothing changed.
-    fn wait_for_schema_lock(&self, table: &TableId, what: &str, next: &str) -> Result<()> {
-        let mut data = self.lock();
+    /// A schema change of `table` (`change`: "the swap of [dbo].[T]")
+    /// under `claim`: refused by the fence first, as the adapter's first
+    /// statement checks it, then it waits for a reader's lock on the
+    /// table: up to [`SCHEMA_LOCK_TIMEOUT`], then it fails as the adapter
+    /// says it ([`Error::Blocked`]), with nothing changed. The double's
+    /// reader lock blocks only swaps and table renames: on a real server
+    /// the reader's shared table lock (`TABLOCK, HOLDLOCK`) also blocks
+    /// page writes and backlog applies, which wait for it unbounded
+    /// (`LOCK_TIMEOUT -1`).
+    fn wait_for_schema_lock(
+        &self,
+        table: &TableId,
+        claim: &Claim,
+        change: &str,
+        next: &str,
+    ) -> Result<()> {
+        let mut guard = self.lock();
+        let data = &mut *guard;
+        admit(data, table, claim)?;
         let Some(left) = data.reader_locks.get_mut(table) else {
             return Ok(());
         };
         if *left > SCHEMA_LOCK_TIMEOUT {
             *left -= SCHEMA_LOCK_TIMEOUT;
-            return Err(Error::Replica(format!(
-                "the {what} of {table} waited more than {} s for the table's schema lock \
-                 (Msg 1222: Lock request time out period exceeded); nothing changed, {next}",
-                SCHEMA_LOCK_TIMEOUT.as_secs()
-            )));
+            return Err(Error::Blocked {
+                side: crate::error::Side::Replica,
+                message: format!(
+                    "{change} waited more than {} s for the table's schema lock (Msg 1222: \
+                     Lock request time out period exceeded; a long-running reader of the \
+                     replica table, or an open transaction on it?); nothing changed, {next}",
+                    SCHEMA_LOCK_TIMEOUT.as_secs()
+                ),
+            });
         }
         data.reader_locks.remove(table);
         Ok(())
@@ -689,7 +707,8 @@ impl Replica for MemoryReplica {
             replica_load::build_indexes(&mut self.lock().tables, &schema.id)?;
             self.wait_for_schema_lock(
                 &schema.id,
-                "swap",
+                claim,
+                &format!("the swap of {}", schema.id),
                 "the load stays pending and its next cycle swaps again",
             )?;
         }
@@ -853,8 +872,9 @@ impl Replica for MemoryReplica {
         self.statement_delay("rename_table").await;
         self.wait_for_schema_lock(
             from,
-            "rename",
-            "the rename is applied again from the DDL inbox",
+            claim,
+            &format!("the rename of {from} to {to}"),
+            "the rename is tried again from the DDL inbox",
         )?;
         self.transact(from, claim, &[], |tx| {
             if tx.table(to).is_some() {

@@ -45,8 +45,17 @@ pub struct MssqlReplica {
     migrated: AtomicBool,
 }
 
+/// A lock wait that gave up ([`lock_waited`]) is `Error::Blocked`: the
+/// DDL inbox tries it again without counting it; every other error is
+/// `Error::Replica`.
 pub(super) fn err(e: MssqlError) -> Error {
-    Error::Replica(e.to_string())
+    match e {
+        MssqlError::LockWait(message) => Error::Blocked {
+            side: ctsync_actors::error::Side::Replica,
+            message,
+        },
+        e => Error::Replica(e.to_string()),
+    }
 }
 
 /// Bounds the lock waits of a schema change of a table (`change`: "the
@@ -77,10 +86,14 @@ pub(super) async fn unbound_lock_waits(
 }
 
 /// A schema change that waited past its lock timeout (Msg 1222), said as
-/// what it is and what happens next (`next`). Msg 1222 alone cancels only
-/// the statement; under `XACT_ABORT ON` the whole transaction rolls back,
-/// and `finish` rolls back and discards the session on any error anyway:
-/// nothing of the change stays. Any other error as it is.
+/// what it is and what happens next (`next`), as
+/// [`MssqlError::LockWait`]. Msg 1222 alone cancels only the statement;
+/// under `XACT_ABORT ON` the whole transaction rolls back on the server.
+/// `finish` sends no ROLLBACK after a failed request (the lease is no
+/// longer open): it discards the connection, and closing it rolls back
+/// whatever was still open. Nothing of the change stays, and the session
+/// with its `LOCK_TIMEOUT` never returns to the pool. Any other error as
+/// it is.
 /// (<https://learn.microsoft.com/en-us/previous-versions/sql/sql-server-2005/ms177413(v=sql.90)>,
 /// <https://learn.microsoft.com/en-us/sql/t-sql/statements/set-xact-abort-transact-sql>)
 pub(super) fn lock_waited(change: &str, next: &str, e: MssqlError) -> MssqlError {
@@ -88,7 +101,7 @@ pub(super) fn lock_waited(change: &str, next: &str, e: MssqlError) -> MssqlError
         MssqlError::Sql {
             source: tiberius::error::Error::Server(token),
             ..
-        } if token.code() == sql::LOCK_TIMEOUT_ERROR => MssqlError::Unexpected(format!(
+        } if token.code() == sql::LOCK_TIMEOUT_ERROR => MssqlError::LockWait(format!(
             "{change} waited more than {} s for the table's schema lock (a long-running \
              reader of the replica table, or an open transaction on it?); nothing changed, \
              {next}",
