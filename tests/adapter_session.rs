@@ -652,7 +652,7 @@ async fn a_swap_carries_the_primary_key_name() {
     let rename = pos(sql::RENAME_PRIMARY_KEY).expect("the new key is renamed");
     let aside = log
         .iter()
-        .position(|r| r.sql == "EXEC sp_rename @P1, @P2")
+        .position(|r| r.sql == sql::RENAME_OBJECT)
         .expect("the live table moves aside");
     let drop = log
         .iter()
@@ -834,7 +834,7 @@ async fn a_swap_retried_after_it_failed_builds_no_index_twice() {
             built.push("IX_Na]me".into());
             return Some(Reply::Count(0));
         }
-        if r.sql == "EXEC sp_rename @P1, @P2" && tries.fetch_add(1, Ordering::SeqCst) == 0 {
+        if r.sql == sql::RENAME_OBJECT && tries.fetch_add(1, Ordering::SeqCst) == 0 {
             return Some(Reply::Fail(
                 "Msg 1222: Lock request time out period exceeded.".into(),
             ));

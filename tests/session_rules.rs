@@ -110,6 +110,11 @@ fn canaries() -> Vec<(&'static str, Vec<Request>)> {
             vec![batch("SET ANSI_NULLS ON; CREATE VIEW [dbo].[v] AS SELECT 1 AS [a]")],
         ),
         ("bulk-columns", vec![misstated]),
+        (
+            "rename-objtype",
+            // `[sales].[Order]` could be the column Order of a table sales.
+            vec![rpc("EXEC sp_rename @P1, @P2")],
+        ),
     ]
 }
 

@@ -393,7 +393,10 @@ fn schema_change_statements_match_their_golden_text_and_parse() {
     }
     // sp_rename takes the names as values, never spliced.
     assert_eq!(sql::RENAME_COLUMN, "EXEC sp_rename @P1, @P2, N'COLUMN'");
-    assert_eq!(sql::RENAME_OBJECT, "EXEC sp_rename @P1, @P2");
+    // A table's sp_rename says N'OBJECT': with @objtype NULL a two-part
+    // `[sales].[Order]` is first tried as the column (or index) `Order` of
+    // a table `sales`.
+    assert_eq!(sql::RENAME_OBJECT, "EXEC sp_rename @P1, @P2, N'OBJECT'");
     assert_eq!(
         sql::column_object_name(&u, "Na]me"),
         "[dbo].[User].[Na]]me]"
@@ -412,7 +415,7 @@ fn schema_change_statements_match_their_golden_text_and_parse() {
         sql::move_shadow(&to),
         format!(
             "IF OBJECT_ID(@P2, N'U') IS NOT NULL DROP TABLE [ctsync].[{}]; \
-             IF OBJECT_ID(@P1, N'U') IS NOT NULL EXEC sp_rename @P1, @P3",
+             IF OBJECT_ID(@P1, N'U') IS NOT NULL EXEC sp_rename @P1, @P3, N'OBJECT'",
             to.shadow().name
         )
     );
@@ -770,12 +773,12 @@ fn shadow_load_statements_match_their_golden_text_and_parse() {
     let shadow = t.shadow();
     assert_eq!(shadow.schema, "ctsync");
     let [aside, transfer, rename, drop] = sql::swap_statements(&t);
-    assert_eq!(aside, "EXEC sp_rename @P1, @P2");
+    assert_eq!(aside, "EXEC sp_rename @P1, @P2, N'OBJECT'");
     assert_eq!(
         transfer,
         format!("ALTER SCHEMA [sa]]les] TRANSFER [ctsync].[{}]", shadow.name)
     );
-    assert_eq!(rename, "EXEC sp_rename @P1, @P2");
+    assert_eq!(rename, "EXEC sp_rename @P1, @P2, N'OBJECT'");
     assert_eq!(
         drop,
         format!("DROP TABLE [sa]]les].[{}]", sql::swap_aside_name(&t))

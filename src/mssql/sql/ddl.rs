@@ -33,8 +33,12 @@ pub fn alter_column(id: &TableId, c: &ColumnDef) -> Option<String> {
 /// `sp_rename` of a column: `@P1` = `[s].[t].[old]`, `@P2` = the new name.
 pub const RENAME_COLUMN: &str = "EXEC sp_rename @P1, @P2, N'COLUMN'";
 /// `sp_rename` of a table: `@P1` = `[s].[old]`, `@P2` = the new name
-/// ([`table_rename`]).
-pub const RENAME_OBJECT: &str = "EXEC sp_rename @P1, @P2";
+/// ([`table_rename`]). `@objtype` is always `N'OBJECT'`: with it NULL,
+/// sp_rename first reads a two-part name as `table.column` or
+/// `table.index` (`[sales].[Order]` as the column or index `Order` of a
+/// table `sales`), and would lock or rename that instead
+/// (<https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-rename-transact-sql>).
+pub const RENAME_OBJECT: &str = "EXEC sp_rename @P1, @P2, N'OBJECT'";
 
 /// The values a table rename `from` → `to` sends, statement by statement,
 /// all in its one fenced transaction (the schema stays: `sp_rename` keeps

@@ -182,14 +182,15 @@ pub fn swap_statements(id: &TableId) -> [String; 4] {
     let shadow = id.shadow();
     let aside = TableId::new(id.schema.clone(), swap_aside_name(id));
     [
-        // Live → aside, shadow → live schema → live name.
-        "EXEC sp_rename @P1, @P2".to_string(),
+        // Live → aside, shadow → live schema → live name; each sp_rename
+        // of a table says N'OBJECT' (see `super::RENAME_OBJECT`).
+        super::RENAME_OBJECT.to_string(),
         format!(
             "ALTER SCHEMA {} TRANSFER {}",
             quote(&id.schema),
             table(&shadow)
         ),
-        "EXEC sp_rename @P1, @P2".to_string(),
+        super::RENAME_OBJECT.to_string(),
         format!("DROP TABLE {}", table(&aside)),
     ]
 }
@@ -243,11 +244,12 @@ pub fn drop_shadow_if_exists(id: &TableId) -> String {
 /// `@P2` the new one's, `@P3` the new one's bare name. A copy already under
 /// the new name (left by nothing ctsync still records) is dropped first;
 /// without an old shadow only that happens. Decided by the shadow's
-/// existence, not by the record's text (which may be unreadable).
+/// existence, not by the record's text (which may be unreadable). The
+/// sp_rename says `N'OBJECT'` (see `super::RENAME_OBJECT`).
 pub fn move_shadow(to: &TableId) -> String {
     format!(
         "IF OBJECT_ID(@P2, N'U') IS NOT NULL DROP TABLE {}; \
-IF OBJECT_ID(@P1, N'U') IS NOT NULL EXEC sp_rename @P1, @P3",
+IF OBJECT_ID(@P1, N'U') IS NOT NULL EXEC sp_rename @P1, @P3, N'OBJECT'",
         table(&to.shadow())
     )
 }
