@@ -835,8 +835,9 @@ async fn a_swap_retried_after_it_failed_builds_no_index_twice() {
             return Some(Reply::Count(0));
         }
         if r.sql == sql::RENAME_OBJECT && tries.fetch_add(1, Ordering::SeqCst) == 0 {
-            return Some(Reply::Fail(
-                "Msg 1222: Lock request time out period exceeded.".into(),
+            return Some(Reply::ServerError(
+                1222,
+                "Lock request time out period exceeded.".into(),
             ));
         }
         replica_script(r)
@@ -861,6 +862,87 @@ async fn a_swap_retried_after_it_failed_builds_no_index_twice() {
     assert_eq!(builds.len(), 2, "{log:#?}");
     assert!(builds.iter().all(|r| r.call == Call::Rpc));
     assert_eq!(built.lock().map(|b| b.len()).unwrap_or(0), 1);
+}
+
+/// A swap or a table rename whose sp_rename waited past its LOCK_TIMEOUT
+/// (the server's Msg 1222, as tiberius decodes it) fails as
+/// `Error::Blocked` (the DDL inbox does not count it), and its session,
+/// left with `LOCK_TIMEOUT 30000`, is discarded: the retry runs on a new
+/// session, and nothing after the failure reuses the old one.
+#[tokio::test]
+async fn a_lock_timeout_is_blocked_and_its_session_never_returns_to_the_pool() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let users = user_table();
+    for change in ["swap", "rename"] {
+        let renames = Arc::new(AtomicUsize::new(0));
+        let tries = renames.clone();
+        let recorder = Recorder::new(move |r: &Request| {
+            if r.sql == sql::TABLE_OBJECT_ID {
+                return Some(Reply::Rows(vec![vec![row(vec![(
+                    "object_id",
+                    ColumnData::I32(Some(42)),
+                )])]]));
+            }
+            if r.sql == sql::RENAME_OBJECT && tries.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Some(Reply::ServerError(
+                    1222,
+                    "Lock request time out period exceeded.".into(),
+                ));
+            }
+            replica_script(r)
+        });
+        recorder.describe(&users);
+        let replica = replica_over(&recorder);
+        let claim = Claim::new("a", 1);
+        let member = TableId::new("dbo", "Member");
+        let attempt = || async {
+            match change {
+                "swap" => {
+                    replica
+                        .finish_full_load(&users, 10, LoadMode::Shadow, &claim)
+                        .await
+                }
+                _ => replica.rename_table(&users.id, &member, &claim).await,
+            }
+        };
+        let failed = attempt().await;
+        assert!(
+            matches!(&failed, Err(ctsync_actors::Error::Blocked { .. })),
+            "{change}: {failed:?}"
+        );
+        let message = failed.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("waited more than 30 s") && message.contains("nothing changed"),
+            "{change}: {message}"
+        );
+        let log = recorder.log();
+        let at = log
+            .iter()
+            .position(|r| r.sql == sql::RENAME_OBJECT)
+            .expect("the sp_rename that timed out");
+        let session = log[at].session;
+        assert!(
+            log[..at]
+                .iter()
+                .any(|r| r.session == session && r.sql == sql::schema_lock_timeout()),
+            "{change}: the failed session had bounded its lock waits: {log:#?}"
+        );
+        assert!(
+            recorder.closed().contains(&session),
+            "{change}: the session with LOCK_TIMEOUT 30000 is discarded"
+        );
+        assert_eq!(at + 1, log.len(), "{change}: nothing more on it: {log:#?}");
+        recorder.clear();
+        attempt()
+            .await
+            .unwrap_or_else(|e| panic!("{change}: the retry: {e}"));
+        let log = recorder.log();
+        assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+        assert!(
+            log.iter().all(|r| r.session != session),
+            "{change}: the retry runs on a new session: {log:#?}"
+        );
+    }
 }
 
 /// Issue 27 item 5b: a load that starts in place drops the shadow an

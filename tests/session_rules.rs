@@ -115,6 +115,14 @@ fn canaries() -> Vec<(&'static str, Vec<Request>)> {
             // `[sales].[Order]` could be the column Order of a table sales.
             vec![rpc("EXEC sp_rename @P1, @P2")],
         ),
+        (
+            "lock-timeout-reset",
+            vec![
+                batch("SET XACT_ABORT ON; BEGIN TRANSACTION;"),
+                batch("SET LOCK_TIMEOUT 30000;"),
+                batch("COMMIT TRANSACTION"),
+            ],
+        ),
     ]
 }
 

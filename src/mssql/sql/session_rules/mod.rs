@@ -80,6 +80,11 @@ pub const RENAME_OBJTYPE: Rule = Rule {
     says: "every sp_rename states its @objtype (N'OBJECT' for a table): with it NULL, a two-part [s].[t] is first read as the column or index t of a table s, which it would lock or rename instead",
     source: "https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-rename-transact-sql",
 };
+pub const LOCK_TIMEOUT_RESET: Rule = Rule {
+    id: "lock-timeout-reset",
+    says: "a session's LOCK_TIMEOUT is back at its default (-1) when its transaction commits: the session then goes back to the pool, and a bounded lock wait set for a schema change must not bound the next lease's work (a failed change's session is discarded, never pooled)",
+    source: "https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql (the setting stays for the session's lifetime once set at run time)",
+};
 
 /// Every rule `check` applies.
 pub const RULES: &[&Rule] = &[
@@ -94,6 +99,7 @@ pub const RULES: &[&Rule] = &[
     &ALONE_IN_BATCH,
     &BULK_COLUMNS,
     &RENAME_OBJTYPE,
+    &LOCK_TIMEOUT_RESET,
 ];
 
 /// A broken rule at one request of the log.
@@ -309,6 +315,14 @@ impl Checker<'_> {
             }
             if t.is("COMMIT") {
                 state.trancount = state.trancount.saturating_sub(1);
+                let lock_timeout = state.option("LOCK_TIMEOUT");
+                if state.trancount == 0 && lock_timeout != default_value("LOCK_TIMEOUT") {
+                    self.flag(
+                        &LOCK_TIMEOUT_RESET,
+                        i,
+                        format!("COMMIT with LOCK_TIMEOUT {lock_timeout}"),
+                    );
+                }
             }
             if t.is("ROLLBACK") {
                 state.trancount = 0;
