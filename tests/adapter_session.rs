@@ -652,7 +652,7 @@ async fn a_swap_carries_the_primary_key_name() {
     let rename = pos(sql::RENAME_PRIMARY_KEY).expect("the new key is renamed");
     let aside = log
         .iter()
-        .position(|r| r.sql == "EXEC sp_rename @P1, @P2")
+        .position(|r| r.sql == sql::RENAME_OBJECT)
         .expect("the live table moves aside");
     let drop = log
         .iter()
@@ -741,6 +741,208 @@ async fn a_rename_moves_the_shadow_in_its_own_transaction() {
     assert_eq!(log[shadow].call, Call::Rpc);
     assert_eq!(log[shadow].params.len(), 3);
     assert!(log.iter().all(|r| r.session == log[fence].session));
+    // The values sent are those `sql::table_rename` computes.
+    let values = sql::table_rename(&from, &to);
+    let sent = |i: usize| -> Vec<String> { log[i].texts.iter().flatten().cloned().collect() };
+    assert_eq!(sent(table), values.object);
+    assert_eq!(sent(shadow), values.shadow);
+    assert_eq!(sent(record), values.record);
+}
+
+/// A table rename waits for its schema-modification locks a bounded time,
+/// like the swap: the LOCK_TIMEOUT batch comes inside its fenced
+/// transaction before the `sp_rename`, and the reset after the record
+/// moved, before the commit, all on one session.
+#[tokio::test]
+async fn a_rename_waits_for_its_locks_a_bounded_time() {
+    let recorder = Recorder::new(replica_script);
+    let replica = replica_over(&recorder);
+    let (from, to) = (TableId::new("dbo", "User"), TableId::new("dbo", "Member"));
+    replica
+        .rename_table(&from, &to, &Claim::new("a", 1))
+        .await
+        .expect("rename");
+    let log = recorder.log();
+    assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+    let pos = |what: &str| log.iter().position(|r| r.sql == what);
+    let fence = pos(sql::CHECK_FENCE).expect("the fence is checked");
+    let set = pos(&sql::schema_lock_timeout()).expect("a bounded lock wait");
+    let rename = pos(sql::RENAME_OBJECT).expect("the table is renamed");
+    let record = pos(sql::RENAME_RECORD).expect("the record moves");
+    let reset = pos(sql::UNBOUNDED_LOCK_WAIT).expect("reset before the session goes back");
+    let commit = log
+        .iter()
+        .rposition(|r| r.sql == sql::COMMIT)
+        .expect("commit");
+    assert_eq!(log[set].call, Call::Batch);
+    assert!(
+        fence < set && set < rename && record < reset && reset < commit,
+        "{log:#?}"
+    );
+    assert!(log.iter().all(|r| r.session == log[fence].session));
+}
+
+/// A swap that failed after the carried indexes were built on the shadow
+/// (its lock timeout: only the swap's transaction rolls back, each index
+/// build committed on its own) swaps at its retry: the server here keeps
+/// the shadow's indexes, refuses a second one of a name (Msg 1913) and
+/// skips a guarded build of one it has.
+#[tokio::test]
+async fn a_swap_retried_after_it_failed_builds_no_index_twice() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let users = user_table();
+    let shadow = sql::table(&users.id.shadow());
+    let built: Arc<Mutex<Vec<String>>> = Arc::default();
+    let renames = Arc::new(AtomicUsize::new(0));
+    let (on_shadow, tries) = (built.clone(), renames.clone());
+    let recorder = Recorder::new(move |r: &Request| {
+        if r.sql == sql::TABLE_OBJECT_ID {
+            return Some(Reply::Rows(vec![vec![row(vec![(
+                "object_id",
+                ColumnData::I32(Some(42)),
+            )])]]));
+        }
+        if r.sql == sql::CARRIED_INDEXES {
+            let cell = |s: &str| ColumnData::String(Some(s.to_string().into()));
+            return Some(Reply::Rows(vec![vec![row(vec![
+                ("index_name", cell("IX_Na]me")),
+                ("is_unique", ColumnData::Bit(Some(false))),
+                ("filter_definition", ColumnData::String(None)),
+                ("column_name", cell("Name")),
+                ("is_descending_key", ColumnData::Bit(Some(false))),
+                ("is_included_column", ColumnData::Bit(Some(false))),
+            ])]]));
+        }
+        if r.sql.contains("NONCLUSTERED INDEX [IX_Na]]me]") {
+            let mut built = on_shadow.lock().unwrap_or_else(|e| e.into_inner());
+            let guarded = r
+                .sql
+                .starts_with("IF NOT EXISTS (SELECT 1 FROM sys.indexes")
+                && r.texts.first() == Some(&Some(shadow.clone()));
+            let has = built.iter().any(|n| n == "IX_Na]me");
+            if has && guarded && r.texts.get(1) == Some(&Some("IX_Na]me".to_string())) {
+                return Some(Reply::Count(0));
+            }
+            if has {
+                return Some(Reply::Fail(
+                    "Msg 1913: The operation failed because an index or statistics with name \
+                     'IX_Na]me' already exists"
+                        .into(),
+                ));
+            }
+            built.push("IX_Na]me".into());
+            return Some(Reply::Count(0));
+        }
+        if r.sql == sql::RENAME_OBJECT && tries.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Some(Reply::ServerError(
+                1222,
+                "Lock request time out period exceeded.".into(),
+            ));
+        }
+        replica_script(r)
+    });
+    recorder.describe(&users);
+    let replica = replica_over(&recorder);
+    let claim = Claim::new("a", 1);
+    replica
+        .finish_full_load(&users, 10, LoadMode::Shadow, &claim)
+        .await
+        .expect_err("the first swap waits too long");
+    replica
+        .finish_full_load(&users, 10, LoadMode::Shadow, &claim)
+        .await
+        .unwrap_or_else(|e| panic!("the retried swap: {e}"));
+    let log = recorder.log();
+    assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+    let builds: Vec<&Request> = log
+        .iter()
+        .filter(|r| r.sql.contains("NONCLUSTERED INDEX"))
+        .collect();
+    assert_eq!(builds.len(), 2, "{log:#?}");
+    assert!(builds.iter().all(|r| r.call == Call::Rpc));
+    assert_eq!(built.lock().map(|b| b.len()).unwrap_or(0), 1);
+}
+
+/// A swap or a table rename whose sp_rename waited past its LOCK_TIMEOUT
+/// (the server's Msg 1222, as tiberius decodes it) fails as
+/// `Error::Blocked` (the DDL inbox does not count it), and its session,
+/// left with `LOCK_TIMEOUT 30000`, is discarded: the retry runs on a new
+/// session, and nothing after the failure reuses the old one.
+#[tokio::test]
+async fn a_lock_timeout_is_blocked_and_its_session_never_returns_to_the_pool() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let users = user_table();
+    for change in ["swap", "rename"] {
+        let renames = Arc::new(AtomicUsize::new(0));
+        let tries = renames.clone();
+        let recorder = Recorder::new(move |r: &Request| {
+            if r.sql == sql::TABLE_OBJECT_ID {
+                return Some(Reply::Rows(vec![vec![row(vec![(
+                    "object_id",
+                    ColumnData::I32(Some(42)),
+                )])]]));
+            }
+            if r.sql == sql::RENAME_OBJECT && tries.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Some(Reply::ServerError(
+                    1222,
+                    "Lock request time out period exceeded.".into(),
+                ));
+            }
+            replica_script(r)
+        });
+        recorder.describe(&users);
+        let replica = replica_over(&recorder);
+        let claim = Claim::new("a", 1);
+        let member = TableId::new("dbo", "Member");
+        let attempt = || async {
+            match change {
+                "swap" => {
+                    replica
+                        .finish_full_load(&users, 10, LoadMode::Shadow, &claim)
+                        .await
+                }
+                _ => replica.rename_table(&users.id, &member, &claim).await,
+            }
+        };
+        let failed = attempt().await;
+        assert!(
+            matches!(&failed, Err(ctsync_actors::Error::Blocked { .. })),
+            "{change}: {failed:?}"
+        );
+        let message = failed.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("waited more than 30 s") && message.contains("nothing changed"),
+            "{change}: {message}"
+        );
+        let log = recorder.log();
+        let at = log
+            .iter()
+            .position(|r| r.sql == sql::RENAME_OBJECT)
+            .expect("the sp_rename that timed out");
+        let session = log[at].session;
+        assert!(
+            log[..at]
+                .iter()
+                .any(|r| r.session == session && r.sql == sql::schema_lock_timeout()),
+            "{change}: the failed session had bounded its lock waits: {log:#?}"
+        );
+        assert!(
+            recorder.closed().contains(&session),
+            "{change}: the session with LOCK_TIMEOUT 30000 is discarded"
+        );
+        assert_eq!(at + 1, log.len(), "{change}: nothing more on it: {log:#?}");
+        recorder.clear();
+        attempt()
+            .await
+            .unwrap_or_else(|e| panic!("{change}: the retry: {e}"));
+        let log = recorder.log();
+        assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+        assert!(
+            log.iter().all(|r| r.session != session),
+            "{change}: the retry runs on a new session: {log:#?}"
+        );
+    }
 }
 
 /// Issue 27 item 5b: a load that starts in place drops the shadow an

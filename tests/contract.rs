@@ -64,7 +64,11 @@ pub const REAL_SERVER_ONLY: &[(&str, &str)] = &[
     ),
     (
         "a_swap_behind_a_long_reader_gives_up_and_swaps_later",
-        "that SET LOCK_TIMEOUT sent by a batch bounds the swap's sp_rename / ALTER SCHEMA TRANSFER behind a reader's shared table lock (Msg 1222), and that the rollback leaves the live table as it was",
+        "that SET LOCK_TIMEOUT sent by a batch bounds the swap's sp_rename / ALTER SCHEMA TRANSFER behind a reader's shared table lock (Msg 1222), that the rollback leaves the live table as it was, that the retry builds no carried index the failed swap left on the shadow again (Msg 1913), and that a fenced-out swap behind the reader ends at the fence without waiting",
+    ),
+    (
+        "a_rename_behind_a_long_reader_gives_up_and_renames_later",
+        "that the same batch-set LOCK_TIMEOUT bounds the rename's sp_rename behind a reader's shared table lock with Msg 1222 (not an error sp_rename makes of it), that the rollback leaves the table, its shadow and its record under the old name, and that a fenced-out rename behind the reader ends at the fence without waiting",
     ),
     (
         "a_table_renamed_mid_shadow_load_resumes_under_its_new_name",
@@ -1086,8 +1090,10 @@ async fn a_change_set_over_a_wide_key_reads_every_key() {
 }
 
 /// A swap behind a long reader gives up after its lock timeout (30 s),
-/// changes nothing, and swaps once the reader is gone. Only a server with
-/// locks can show it: the doubles have none and skip the case.
+/// changes nothing, and swaps once the reader is gone, with the index an
+/// operator added: the failed swap's index build on the shadow (outside
+/// its transaction) stays, and every later one must not build it again
+/// (Msg 1913). The doubles' reader lock is only a belief about this.
 #[tokio::test]
 async fn a_swap_behind_a_long_reader_gives_up_and_swaps_later() {
     let _serial = support::contract::serial().await;
@@ -1097,6 +1103,9 @@ async fn a_swap_behind_a_long_reader_gives_up_and_swaps_later() {
         w.insert(&t, &[person(1, "a")]).await;
         let claim = claimed(&*w, &t.id, "contract").await;
         full_load(&*w, &t, &claim).await;
+        w.add_index_and_grant(&t).await;
+        let carried = w.indexes_and_grants(&t).await;
+        assert!(!carried.0.is_empty(), "{}: {carried:?}", w.name());
         w.insert(&t, &[person(2, "b")]).await;
         let start_version = w.primary().current_version().await.expect("version");
         let load = PendingLoad {
@@ -1119,9 +1128,26 @@ async fn a_swap_behind_a_long_reader_gives_up_and_swaps_later() {
             );
             continue;
         }
+        // A fenced-out swap ends at the fence, its first statement, before
+        // it waits for any lock.
+        claimed(&*w, &t.id, "contract-newer").await;
+        let fenced = r
+            .finish_full_load(&t, start_version, LoadMode::Shadow, &claim)
+            .await;
+        assert!(
+            matches!(fenced, Err(Error::Fenced { .. })),
+            "{}: {fenced:?}",
+            w.name()
+        );
+        let claim = claimed(&*w, &t.id, "contract").await;
         let refused = r
             .finish_full_load(&t, start_version, LoadMode::Shadow, &claim)
             .await;
+        assert!(
+            matches!(refused, Err(Error::Blocked { .. })),
+            "{}: a lock wait is its own kind: {refused:?}",
+            w.name()
+        );
         let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(
             message.contains("waited more than 30 s"),
@@ -1134,7 +1160,8 @@ async fn a_swap_behind_a_long_reader_gives_up_and_swaps_later() {
             "{}: nothing changed",
             w.name()
         );
-        // The reader lets go (45 s); the pending load swaps.
+        // The reader lets go (45 s); the pending load swaps. Each attempt
+        // until then waits its 30 s and fails the same way, no other.
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         loop {
             match r
@@ -1142,10 +1169,80 @@ async fn a_swap_behind_a_long_reader_gives_up_and_swaps_later() {
                 .await
             {
                 Ok(()) => break,
-                Err(e) => assert!(std::time::Instant::now() < deadline, "{}: {e}", w.name()),
+                Err(e) => assert!(
+                    e.to_string().contains("waited more than 30 s")
+                        && std::time::Instant::now() < deadline,
+                    "{}: {e}",
+                    w.name()
+                ),
             }
         }
         assert_eq!(w.replica_rows(&t).await.len(), 2, "{}", w.name());
+        assert_eq!(w.indexes_and_grants(&t).await, carried, "{}", w.name());
+    }
+}
+
+/// A table rename behind a long reader gives up after the same lock
+/// timeout as the swap (30 s), changes nothing (the table, its shadow and
+/// its record stay under the old name), and renames once the reader is
+/// gone. Renamed back at the end, so the case can run again.
+#[tokio::test]
+async fn a_rename_behind_a_long_reader_gives_up_and_renames_later() {
+    let _serial = support::contract::serial().await;
+    for w in worlds().await {
+        let t = people("RenameWaits");
+        let to = people("RenameWaited");
+        w.create(&to).await;
+        w.create(&t).await;
+        w.insert(&t, &[person(1, "a")]).await;
+        let claim = claimed(&*w, &t.id, "contract").await;
+        full_load(&*w, &t, &claim).await;
+        let r = w.replica();
+        assert!(w.lock_replica_table(&t, Duration::from_secs(45)).await);
+        // A fenced-out rename ends at the fence, its first statement,
+        // before it waits for any lock.
+        claimed(&*w, &t.id, "contract-newer").await;
+        let fenced = r.rename_table(&t.id, &to.id, &claim).await;
+        assert!(
+            matches!(fenced, Err(Error::Fenced { .. })),
+            "{}: {fenced:?}",
+            w.name()
+        );
+        let claim = claimed(&*w, &t.id, "contract").await;
+        let refused = r.rename_table(&t.id, &to.id, &claim).await;
+        assert!(
+            matches!(refused, Err(Error::Blocked { .. })),
+            "{}: a lock wait is its own kind: {refused:?}",
+            w.name()
+        );
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("waited more than 30 s"),
+            "{}: {message}",
+            w.name()
+        );
+        let exists = |id: TableId| async move { r.table_schema(&id).await.expect("catalog") };
+        assert!(exists(t.id.clone()).await.is_some(), "{}", w.name());
+        assert!(exists(to.id.clone()).await.is_none(), "{}", w.name());
+        assert!(r.record(&t.id).await.expect("record").version.is_some());
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            match r.rename_table(&t.id, &to.id, &claim).await {
+                Ok(()) => break,
+                Err(e) => assert!(
+                    e.to_string().contains("waited more than 30 s")
+                        && std::time::Instant::now() < deadline,
+                    "{}: {e}",
+                    w.name()
+                ),
+            }
+        }
+        assert_eq!(w.replica_rows(&to).await.len(), 1, "{}", w.name());
+        assert!(r.record(&to.id).await.expect("record").version.is_some());
+        let claim = claimed(&*w, &to.id, "contract").await;
+        r.rename_table(&to.id, &t.id, &claim)
+            .await
+            .unwrap_or_else(|e| panic!("{}: renaming back: {e}", w.name()));
     }
 }
 

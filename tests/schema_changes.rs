@@ -338,6 +338,30 @@ async fn renamed_table_moves_its_keys_and_replica_table() {
     rename_event_moves_everything(&h, &users, &member, version).await;
 }
 
+/// A rename behind a long reader of the replica table gives up after each
+/// lock timeout with nothing changed (`Error::Blocked`): the inbox tries it
+/// again without counting those attempts, so it is applied once the reader
+/// lets go, however many timeouts that took, and never parked (here eight
+/// timeouts, more than the five attempts a failing event gets).
+#[actix_rt::test]
+async fn a_rename_behind_a_long_reader_waits_in_the_inbox_and_is_never_parked() {
+    let h = Harness::new();
+    let (users, member, version, _run) = renamed_on_the_primary(&h).await;
+    let timeouts = 8;
+    h.replica.hold_lock_by_hand(
+        &users,
+        ctsync_actors::memory::SCHEMA_LOCK_TIMEOUT * timeouts + Duration::from_secs(1),
+    );
+    rename_event_moves_everything(&h, &users, &member, version).await;
+    assert!(h.replica.inbox_parked().is_empty(), "never parked");
+    let parked = h
+        .state
+        .list(ctsync_actors::keys::DDL_FAILED)
+        .await
+        .expect("LRANGE");
+    assert!(parked.is_empty(), "{parked:?}");
+}
+
 /// The same rename, noticed by discovery before its RENAME event arrives
 /// (the event is held back until the new name's actor runs): the keys, the
 /// record and the replica table still move, and nothing is reloaded.

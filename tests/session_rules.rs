@@ -30,6 +30,7 @@ fn request(session: usize, call: Call, sql: &str) -> Request {
         call,
         sql: sql.into(),
         params: Vec::new(),
+        texts: Vec::new(),
         rows: 0,
         target: Vec::new(),
     }
@@ -109,6 +110,19 @@ fn canaries() -> Vec<(&'static str, Vec<Request>)> {
             vec![batch("SET ANSI_NULLS ON; CREATE VIEW [dbo].[v] AS SELECT 1 AS [a]")],
         ),
         ("bulk-columns", vec![misstated]),
+        (
+            "rename-objtype",
+            // `[sales].[Order]` could be the column Order of a table sales.
+            vec![rpc("EXEC sp_rename @P1, @P2")],
+        ),
+        (
+            "lock-timeout-reset",
+            vec![
+                batch("SET XACT_ABORT ON; BEGIN TRANSACTION;"),
+                batch("SET LOCK_TIMEOUT 30000;"),
+                batch("COMMIT TRANSACTION"),
+            ],
+        ),
     ]
 }
 

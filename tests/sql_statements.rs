@@ -393,7 +393,10 @@ fn schema_change_statements_match_their_golden_text_and_parse() {
     }
     // sp_rename takes the names as values, never spliced.
     assert_eq!(sql::RENAME_COLUMN, "EXEC sp_rename @P1, @P2, N'COLUMN'");
-    assert_eq!(sql::RENAME_OBJECT, "EXEC sp_rename @P1, @P2");
+    // A table's sp_rename says N'OBJECT': with @objtype NULL a two-part
+    // `[sales].[Order]` is first tried as the column (or index) `Order` of
+    // a table `sales`.
+    assert_eq!(sql::RENAME_OBJECT, "EXEC sp_rename @P1, @P2, N'OBJECT'");
     assert_eq!(
         sql::column_object_name(&u, "Na]me"),
         "[dbo].[User].[Na]]me]"
@@ -412,7 +415,7 @@ fn schema_change_statements_match_their_golden_text_and_parse() {
         sql::move_shadow(&to),
         format!(
             "IF OBJECT_ID(@P2, N'U') IS NOT NULL DROP TABLE [ctsync].[{}]; \
-             IF OBJECT_ID(@P1, N'U') IS NOT NULL EXEC sp_rename @P1, @P3",
+             IF OBJECT_ID(@P1, N'U') IS NOT NULL EXEC sp_rename @P1, @P3, N'OBJECT'",
             to.shadow().name
         )
     );
@@ -770,12 +773,12 @@ fn shadow_load_statements_match_their_golden_text_and_parse() {
     let shadow = t.shadow();
     assert_eq!(shadow.schema, "ctsync");
     let [aside, transfer, rename, drop] = sql::swap_statements(&t);
-    assert_eq!(aside, "EXEC sp_rename @P1, @P2");
+    assert_eq!(aside, "EXEC sp_rename @P1, @P2, N'OBJECT'");
     assert_eq!(
         transfer,
         format!("ALTER SCHEMA [sa]]les] TRANSFER [ctsync].[{}]", shadow.name)
     );
-    assert_eq!(rename, "EXEC sp_rename @P1, @P2");
+    assert_eq!(rename, "EXEC sp_rename @P1, @P2, N'OBJECT'");
     assert_eq!(
         drop,
         format!("DROP TABLE [sa]]les].[{}]", sql::swap_aside_name(&t))
@@ -797,13 +800,23 @@ fn shadow_load_statements_match_their_golden_text_and_parse() {
         keys: vec![("Email".into(), false), ("Id".into(), true)],
         included: vec!["Na]me".into()],
     };
+    // Built only when the shadow has no index of that name yet (a swap
+    // that failed after the build left it there): names as values.
     assert_eq!(
         sql::create_index(&shadow, &index),
         format!(
-            "CREATE UNIQUE NONCLUSTERED INDEX [IX_Em]]ail] ON [ctsync].[{}] ([Email] ASC, [Id] DESC) \
+            "IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(@P1, N'U') AND name = @P2) \
+             CREATE UNIQUE NONCLUSTERED INDEX [IX_Em]]ail] ON [ctsync].[{}] ([Email] ASC, [Id] DESC) \
              INCLUDE ([Na]]me]) WHERE ([Email] IS NOT NULL)",
             shadow.name
         )
+    );
+    assert_eq!(
+        sql::create_index_params(&shadow, &index),
+        [
+            format!("[ctsync].[{}]", shadow.name),
+            "IX_Em]ail".to_string()
+        ]
     );
     assert_eq!(
         sql::grant(&t, "GRANT", "SELECT", "report]ing").as_deref(),
@@ -932,4 +945,46 @@ fn a_change_read_first_checks_the_columns_stamp() {
     )));
     let read = format!("{check}{}", sql::change_set_page(&u, &keys(&u), false));
     parses(&read);
+}
+
+/// The values a table rename sends (names go as values, never spliced):
+/// `sp_rename`'s `@objname` the old two-part name quoted with `]` doubled,
+/// `@newname` the bare new name as written, the shadows' names (the hash
+/// of the key name: a changed hash would orphan every shadow under way)
+/// and the record keys. Names with `]`, spaces, dots and non-ASCII.
+#[test]
+fn a_table_rename_sends_its_names_as_these_values() {
+    let from = TableId::new("sa]les team", "Or]der ünï");
+    let to = TableId::new("sa]les team", "Bé]stellung 2");
+    assert_eq!(
+        sql::table_rename(&from, &to),
+        sql::TableRename {
+            object: [
+                "[sa]]les team].[Or]]der ünï]".to_string(),
+                "Bé]stellung 2".to_string(),
+            ],
+            shadow: [
+                "[ctsync].[shadow_23cd5764e267069d]".to_string(),
+                "[ctsync].[shadow_74305be20505d8a0]".to_string(),
+                "shadow_74305be20505d8a0".to_string(),
+            ],
+            record: [
+                "[sa]]les team].[Or]]der ünï]".to_string(),
+                "[sa]]les team].[Bé]]stellung 2]".to_string(),
+            ],
+        }
+    );
+    let (from, to) = (TableId::new("dbo", "a.b c"), TableId::new("dbo", "日本 表"));
+    assert_eq!(
+        sql::table_rename(&from, &to),
+        sql::TableRename {
+            object: ["[dbo].[a.b c]".to_string(), "日本 表".to_string()],
+            shadow: [
+                "[ctsync].[shadow_421f402057a23b13]".to_string(),
+                "[ctsync].[shadow_3d5defb562740ca8]".to_string(),
+                "shadow_3d5defb562740ca8".to_string(),
+            ],
+            record: ["[a.b c]".to_string(), "日本 表".to_string()],
+        }
+    );
 }

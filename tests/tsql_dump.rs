@@ -156,8 +156,8 @@ fn table_statements(d: &mut Dump, s: &TableSchema) {
     );
     d.add(&format!("{name}: move_shadow"), &sql::move_shadow(&s.id));
     d.add(
-        &format!("{name}: swap lock timeout"),
-        &sql::swap_lock_timeout(),
+        &format!("{name}: schema lock timeout"),
+        &sql::schema_lock_timeout(),
     );
     d.add(
         &format!("{name}: unbounded lock wait"),

@@ -1,7 +1,8 @@
 //! The one error type of the pipeline core. Adapters map their own errors
 //! into `Primary`/`Replica`/`State` (worth asking again) or `Refused` (the
 //! same answer until someone changes something) with context; the
-//! table-level variants carry the table and what an operator should do.
+//! table-level variants carry the table and what an operator should do;
+//! `Blocked` is a change that gave up behind another session's locks.
 //! `Error::kind` is how the actors decide what to do next, never the text.
 
 use crate::model::TableId;
@@ -75,6 +76,14 @@ pub enum Error {
     /// database); the message says what.
     #[error("{side}: {message}")]
     Refused { side: Side, message: String },
+    /// A change that waited past its bound for locks another session holds
+    /// (a long reader of the replica table, an open transaction on it) and
+    /// gave up whole: nothing of it changed, and the same change succeeds
+    /// once those locks are gone. Transient; the DDL inbox tries it again
+    /// without counting it as a failed attempt, so a table rename behind a
+    /// reader is never parked for that.
+    #[error("{side}: {message}")]
+    Blocked { side: Side, message: String },
 }
 
 /// Which port an adapter error came from.
@@ -120,6 +129,7 @@ impl Error {
             | Error::State(_)
             | Error::Sink(_)
             | Error::TimedOut { .. }
+            | Error::Blocked { .. }
             | Error::ColumnsChanged(_) => ErrorKind::Transient,
             Error::UnsupportedType { .. }
             | Error::MinValidVersionNull(_)

@@ -48,6 +48,11 @@ pub enum MssqlError {
     Conversion(String),
     #[error("{0}")]
     Unexpected(String),
+    /// A statement that waited past its `LOCK_TIMEOUT` (Msg 1222), said as
+    /// what it is; nothing of its transaction stayed (the replica's
+    /// `lock_waited`). Becomes `Error::Blocked` in the core.
+    #[error("{0}")]
+    LockWait(String),
 }
 
 pub(crate) trait Context<T> {

@@ -32,6 +32,9 @@ pub struct Request {
     pub sql: String,
     /// The declared type of each parameter, as tiberius declares it.
     pub params: Vec<&'static str>,
+    /// The value of each text parameter (`None` for other types and
+    /// NULL): names go as values, and these are what the server got.
+    pub texts: Vec<Option<String>>,
     /// Rows sent (bulk rows only).
     pub rows: usize,
     /// For an `INSERT BULK` batch: each target column and the type the
@@ -46,6 +49,7 @@ impl Request {
             call,
             sql: sql.to_string(),
             params: Vec::new(),
+            texts: Vec::new(),
             rows: 0,
             target: Vec::new(),
         }
@@ -58,8 +62,13 @@ pub enum Reply {
     Rows(Vec<Vec<Row>>),
     /// Rows affected.
     Count(u64),
-    /// The request fails; the adapter discards the session.
+    /// The request fails (a client-side error, `Error::Protocol`); the
+    /// adapter discards the session.
     Fail(String),
+    /// The request fails with a server error of this number and message
+    /// (`Error::Server`, as SQL Server's ERROR token arrives: see
+    /// [`server_error`]); the adapter discards the session.
+    ServerError(u32, String),
     /// The server never answers.
     Hang,
 }
@@ -152,8 +161,93 @@ impl Drop for RecordingSession {
     }
 }
 
+fn text_value(value: &ColumnData<'static>) -> Option<String> {
+    match value {
+        ColumnData::String(Some(s)) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
 fn failed(message: String) -> tiberius::error::Error {
     tiberius::error::Error::Protocol(message.into())
+}
+
+/// A server error (`tiberius::error::Error::Server`) of number `code` and
+/// `message`, as tiberius decodes one off the wire. tiberius 0.13 has no
+/// public constructor of `TokenError` (its fields are `pub(crate)`), so
+/// this speaks just enough TDS to a real `tiberius::Client::connect` over
+/// an in-memory pipe: a PRELOGIN answer without encryption, then an ERROR
+/// token (MS-TDS 2.2.7.10) and a DONE token for the login, which tiberius
+/// returns as the error. Anything else tiberius does with the bytes is
+/// reported as a `Protocol` error naming it.
+pub async fn server_error(code: u32, message: &str) -> tiberius::error::Error {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+
+    let (client, mut server) = tokio::io::duplex(64 * 1024);
+    let mut config = tiberius::Config::new();
+    config.encryption(tiberius::EncryptionLevel::NotSupported);
+    config.authentication(tiberius::AuthMethod::sql_server("recorder", "recorder"));
+    let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    let packet = |payload: &[u8]| -> Vec<u8> {
+        let length = u16::try_from(payload.len() + 8).unwrap_or(u16::MAX);
+        let mut out = vec![0x04, 0x01];
+        out.extend_from_slice(&length.to_be_bytes());
+        out.extend_from_slice(&[0, 0, 1, 0]);
+        out.extend_from_slice(payload);
+        out
+    };
+    // PRELOGIN: VERSION (6 bytes at 11), ENCRYPTION (1 byte at 17:
+    // ENCRYPT_NOT_SUP), terminator.
+    let prelogin = packet(&[
+        0x00, 0x00, 11, 0x00, 6, 0x01, 0x00, 17, 0x00, 1, 0xFF, 16, 0, 0, 0, 0, 0, 0x02,
+    ]);
+    let mut body = Vec::new();
+    body.extend_from_slice(&code.to_le_bytes());
+    body.extend_from_slice(&[1, 16]); // state, class
+    let text = utf16(message);
+    body.extend_from_slice(&u16::try_from(text.len() / 2).unwrap_or(0).to_le_bytes());
+    body.extend_from_slice(&text);
+    let server_name = utf16("recorder");
+    body.push(u8::try_from(server_name.len() / 2).unwrap_or(0));
+    body.extend_from_slice(&server_name);
+    body.push(0); // no procedure
+    body.extend_from_slice(&1u32.to_le_bytes()); // line
+    let mut tokens = vec![0xAA];
+    tokens.extend_from_slice(&u16::try_from(body.len()).unwrap_or(0).to_le_bytes());
+    tokens.extend_from_slice(&body);
+    // DONE: status DONE_ERROR, command 0, row count (8 bytes, TDS 7.2+).
+    tokens.extend_from_slice(&[0xFD, 0x02, 0x00, 0x00, 0x00]);
+    tokens.extend_from_slice(&0u64.to_le_bytes());
+    let login = packet(&tokens);
+    let answer = async move {
+        // Each client message (PRELOGIN, then LOGIN7) up to its last packet.
+        for reply in [prelogin, login] {
+            loop {
+                let mut header = [0u8; 8];
+                server.read_exact(&mut header).await?;
+                let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
+                let mut payload = vec![0u8; length.saturating_sub(8)];
+                server.read_exact(&mut payload).await?;
+                if header[1] & 0x01 != 0 {
+                    break;
+                }
+            }
+            server.write_all(&reply).await?;
+        }
+        // Kept open until the client is done with it.
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await.map(|_| ())
+    };
+    let connect = tiberius::Client::connect(config, client.compat());
+    let (connected, _) = tokio::join!(connect, answer);
+    match connected {
+        Err(e @ tiberius::error::Error::Server(_)) => e,
+        Err(e) => failed(format!("building a server error {code}: {e}")),
+        Ok(_) => failed(format!(
+            "building a server error {code}: the login succeeded"
+        )),
+    }
 }
 
 async fn result_sets(reply: Option<Reply>) -> SqlResult<Vec<Vec<Row>>> {
@@ -161,6 +255,7 @@ async fn result_sets(reply: Option<Reply>) -> SqlResult<Vec<Vec<Row>>> {
         None | Some(Reply::Count(_)) => Ok(Vec::new()),
         Some(Reply::Rows(sets)) => Ok(sets),
         Some(Reply::Fail(m)) => Err(failed(m)),
+        Some(Reply::ServerError(code, m)) => Err(server_error(code, &m).await),
         Some(Reply::Hang) => std::future::pending().await,
     }
 }
@@ -182,6 +277,7 @@ impl Session for RecordingSession {
     ) -> SqlResult<Vec<Row>> {
         let mut request = Request::new(self.id, Call::Rpc, sql);
         request.params = params.iter().map(declared_type).collect();
+        request.texts = params.iter().map(text_value).collect();
         Ok(result_sets(self.recorder.record(request))
             .await?
             .into_iter()
@@ -192,10 +288,12 @@ impl Session for RecordingSession {
     async fn rpc_count(&mut self, sql: &str, params: Vec<ColumnData<'static>>) -> SqlResult<u64> {
         let mut request = Request::new(self.id, Call::Rpc, sql);
         request.params = params.iter().map(declared_type).collect();
+        request.texts = params.iter().map(text_value).collect();
         match self.recorder.record(request) {
             None | Some(Reply::Rows(_)) => Ok(0),
             Some(Reply::Count(n)) => Ok(n),
             Some(Reply::Fail(m)) => Err(failed(m)),
+            Some(Reply::ServerError(code, m)) => Err(server_error(code, &m).await),
             Some(Reply::Hang) => std::future::pending().await,
         }
     }
@@ -248,6 +346,7 @@ impl Session for RecordingSession {
         rows.rows = load.rows.len();
         match self.recorder.record(rows) {
             Some(Reply::Fail(m)) => Err(failed(m)),
+            Some(Reply::ServerError(code, m)) => Err(server_error(code, &m).await),
             Some(Reply::Hang) => std::future::pending().await,
             Some(Reply::Count(n)) => Ok(n),
             _ => Ok(load.rows.len() as u64),

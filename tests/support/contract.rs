@@ -53,7 +53,8 @@ pub trait World: Send + Sync {
     async fn indexes_and_grants(&self, schema: &TableSchema) -> (Vec<String>, Vec<String>);
     /// A reader elsewhere holds a lock on the replica table for `hold`
     /// (returns once the lock is held); `false` where the world has no
-    /// locks (the doubles).
+    /// locks. The doubles' lock is held for `hold` of the time schema
+    /// changes spend waiting for it (they have no clock).
     async fn lock_replica_table(&self, schema: &TableSchema, hold: Duration) -> bool;
     /// Whether the primary database allows snapshot isolation (the
     /// doubles always do).
@@ -153,8 +154,9 @@ impl World for Memory {
     async fn snapshot_allowed(&self) -> bool {
         true
     }
-    async fn lock_replica_table(&self, _: &TableSchema, _: Duration) -> bool {
-        false
+    async fn lock_replica_table(&self, schema: &TableSchema, hold: Duration) -> bool {
+        self.replica.hold_lock_by_hand(&schema.id, hold);
+        true
     }
     fn primary_sums(&self) -> &dyn Checksums {
         &self.primary

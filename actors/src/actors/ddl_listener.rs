@@ -68,6 +68,11 @@ enum Handled {
     /// Redis did not answer: tried again later, not counted as an attempt
     /// (an event must not be parked only because Redis was down).
     Unavailable(String),
+    /// Applying waited past its bound behind another session's locks and
+    /// changed nothing ([`crate::error::Error::Blocked`]): tried again at
+    /// the inbox's cadence, not counted as an attempt (a rename behind a
+    /// long reader must not be parked for the reader).
+    Blocked(String),
     /// Applying failed; counted, parked after `MAX_ATTEMPTS`.
     Failed(String),
     /// Will never work (the message cannot be read).
@@ -191,6 +196,10 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
                 debug!(id = %m.message.id, error = %e, "DDL event waits for Redis");
                 continue;
             }
+            Handled::Blocked(e) => {
+                info!(id = %m.message.id, error = %e, "DDL event waits behind locks on the replica; tried again, not counted as a failed attempt");
+                continue;
+            }
             Handled::Elsewhere => continue,
             Handled::Failed(e) if m.attempts + 1 < MAX_ATTEMPTS => {
                 debug!(id = %m.message.id, error = %e, "DDL event not applied yet; will retry");
@@ -289,6 +298,7 @@ async fn handle(
             Handled::Done
         }
         Ok(Ok(Routed::Elsewhere)) => Handled::Elsewhere,
+        Ok(Err(e @ crate::error::Error::Blocked { .. })) => Handled::Blocked(e.to_string()),
         Ok(Err(e)) => Handled::Failed(e.to_string()),
         Err(e) => Handled::Failed(format!("supervisor unavailable: {e}")),
     }

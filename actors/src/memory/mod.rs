@@ -17,7 +17,7 @@ mod state;
 
 pub use ddl_queue::MemoryDdlQueue;
 pub use primary::MemoryPrimary;
-pub use replica::MemoryReplica;
+pub use replica::{MemoryReplica, SCHEMA_LOCK_TIMEOUT};
 pub use state::MemoryState;
 
 use crate::model::{Row, RowKey, TableSchema};

@@ -71,7 +71,17 @@ struct Data {
     corrupt: BTreeSet<(TableId, CursorKind)>,
     /// Record reads that found a cursor unreadable.
     unreadable_reads: usize,
+    /// A reader's shared lock on a table (`hold_lock_by_hand`): how much
+    /// longer it is held. The double has no clock of its own: the time
+    /// passes only while a schema change (a swap, a table rename) waits
+    /// for the lock, each at most [`SCHEMA_LOCK_TIMEOUT`].
+    reader_locks: BTreeMap<TableId, std::time::Duration>,
 }
+
+/// How long a swap or a table rename waits for its schema-modification
+/// lock, as the SQL Server adapter bounds it (`SET LOCK_TIMEOUT 30000`);
+/// past it the change fails, rolled back whole (Msg 1222).
+pub const SCHEMA_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Data {
     /// A committed write of `table` recorded `cursors` anew.
@@ -467,6 +477,50 @@ impl MemoryReplica {
         }
     }
 
+    /// Another session reads the table and keeps its shared lock for
+    /// `hold` (of the time schema changes spend waiting for it).
+    pub fn hold_lock_by_hand(&self, id: &TableId, hold: std::time::Duration) {
+        self.lock().reader_locks.insert(id.clone(), hold);
+    }
+
+    /// A schema change of `table` (`change`: "the swap of [dbo].[T]")
+    /// under `claim`: refused by the fence first, as the adapter's first
+    /// statement checks it, then it waits for a reader's lock on the
+    /// table: up to [`SCHEMA_LOCK_TIMEOUT`], then it fails as the adapter
+    /// says it ([`Error::Blocked`]), with nothing changed. The double's
+    /// reader lock blocks only swaps and table renames: on a real server
+    /// the reader's shared table lock (`TABLOCK, HOLDLOCK`) also blocks
+    /// page writes and backlog applies, which wait for it unbounded
+    /// (`LOCK_TIMEOUT -1`).
+    fn wait_for_schema_lock(
+        &self,
+        table: &TableId,
+        claim: &Claim,
+        change: &str,
+        next: &str,
+    ) -> Result<()> {
+        let mut guard = self.lock();
+        let data = &mut *guard;
+        admit(data, table, claim)?;
+        let Some(left) = data.reader_locks.get_mut(table) else {
+            return Ok(());
+        };
+        if *left > SCHEMA_LOCK_TIMEOUT {
+            *left -= SCHEMA_LOCK_TIMEOUT;
+            return Err(Error::Blocked {
+                side: crate::error::Side::Replica,
+                message: format!(
+                    "{change} waited more than {} s for the table's schema lock (Msg 1222: \
+                     Lock request time out period exceeded; a long-running reader of the \
+                     replica table, or an open transaction on it?); nothing changed, {next}",
+                    SCHEMA_LOCK_TIMEOUT.as_secs()
+                ),
+            });
+        }
+        data.reader_locks.remove(table);
+        Ok(())
+    }
+
     /// Grants on a replica table, as an operator might.
     pub fn grant_by_hand(&self, id: &TableId, grant: &str) {
         if let Some(t) = self.lock().tables.get_mut(id) {
@@ -648,6 +702,16 @@ impl Replica for MemoryReplica {
         claim: &Claim,
     ) -> Result<()> {
         self.statement_delay("finish_full_load").await;
+        if mode == LoadMode::Shadow {
+            // Before the swap's transaction, each index committed on its own.
+            replica_load::build_indexes(&mut self.lock().tables, &schema.id)?;
+            self.wait_for_schema_lock(
+                &schema.id,
+                claim,
+                &format!("the swap of {}", schema.id),
+                "the load stays pending and its next cycle swaps again",
+            )?;
+        }
         let modules: Vec<ModuleDef> = self.lock().modules.values().cloned().collect();
         let forced = self.table_record(&schema.id).load.is_some_and(|l| l.forced);
         self.transact(&schema.id, claim, LOAD_AND_BACKLOG, |tx| {
@@ -806,6 +870,12 @@ impl Replica for MemoryReplica {
     /// the new name, from its cursor) and its record, in one transaction.
     async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()> {
         self.statement_delay("rename_table").await;
+        self.wait_for_schema_lock(
+            from,
+            claim,
+            &format!("the rename of {from} to {to}"),
+            "the rename is tried again from the DDL inbox",
+        )?;
         self.transact(from, claim, &[], |tx| {
             if tx.table(to).is_some() {
                 return Err(Error::Replica(format!(

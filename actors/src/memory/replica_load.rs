@@ -3,6 +3,8 @@
 //! at the end (indexes and grants added by hand carried over), with the
 //! pending-load record written in the same transaction as every page.
 
+use std::collections::BTreeMap;
+
 use super::replica_paths::PageRows;
 use super::replica_table::{references, RowEdits, Table};
 use super::replica_tx::Tx;
@@ -88,8 +90,8 @@ pub(super) fn finish(
             .take(&id.shadow())
             .ok_or_else(|| Error::Replica(format!("the shadow table of {id} is missing")))?;
         new.schema.id = id.clone();
+        // The indexes were built on the shadow before ([`build_indexes`]).
         if let Some(old) = tx.take(id) {
-            new.indexes = old.indexes;
             new.grants = old.grants;
         }
         tx.put(id, new);
@@ -100,6 +102,38 @@ pub(super) fn finish(
         backlog: None,
         unreadable: None,
     };
+    Ok(())
+}
+
+/// Builds the live table's indexes on its shadow, as the SQL Server
+/// adapter does before the swap's transaction (each `CREATE INDEX` commits
+/// on its own, so a swap that fails afterwards leaves them built): one the
+/// shadow has already is skipped, the others are created.
+pub(super) fn build_indexes(tables: &mut BTreeMap<TableId, Table>, id: &TableId) -> Result<()> {
+    let Some(live) = tables.get(id).map(|t| t.indexes.clone()) else {
+        return Ok(());
+    };
+    let Some(shadow) = tables.get_mut(&id.shadow()) else {
+        return Ok(());
+    };
+    for name in &live {
+        if !shadow.indexes.contains(name) {
+            create_index(shadow, name)?;
+        }
+    }
+    Ok(())
+}
+
+/// `CREATE INDEX` on a table: SQL Server refuses a second index of one
+/// name on a table (Msg 1913).
+pub(super) fn create_index(table: &mut Table, name: &str) -> Result<()> {
+    if !table.indexes.insert(name.to_string()) {
+        return Err(Error::Replica(format!(
+            "Msg 1913: The operation failed because an index or statistics with name '{name}' \
+             already exists on table '{}'.",
+            table.schema.id
+        )));
+    }
     Ok(())
 }
 

@@ -14,28 +14,11 @@ use tiberius::ColumnData;
 
 use super::version_record::{name_param, write_version};
 use super::write_plan::load_page_plan;
-use super::{err, MssqlReplica};
+use super::{bound_lock_waits, err, lock_waited, unbound_lock_waits, MssqlReplica};
 use crate::mssql::conn::Lease;
 use crate::mssql::pool::{batch, execute, query_rows};
 use crate::mssql::sql::{self, CarriedIndex};
 use crate::mssql::MssqlError;
-
-/// A swap that waited past its lock timeout, said as what it is and what
-/// happens next.
-fn swap_lock_waited(table: &TableId, e: MssqlError) -> MssqlError {
-    match &e {
-        MssqlError::Sql {
-            source: tiberius::error::Error::Server(token),
-            ..
-        } if token.code() == sql::LOCK_TIMEOUT_ERROR => MssqlError::Unexpected(format!(
-            "the swap of {table} waited more than {} s for the table's schema lock (a long-running \
-             reader of the replica table, or an open transaction on it?); nothing changed, the \
-             load stays pending and its next cycle swaps again",
-            sql::SWAP_LOCK_TIMEOUT_MS / 1_000
-        )),
-        _ => e,
-    }
-}
 
 /// Drops `table`'s shadow copy in `[ctsync]` if there is one (inside the
 /// caller's transaction).
@@ -181,14 +164,12 @@ impl MssqlReplica {
             LoadMode::Shadow => self.prepare_swap(table).await.map_err(err)?,
         };
         let what = format!("finishing the full load of {table}");
+        let change = format!("the swap of {table}");
         let mut lease = self.begin_fenced(&what, table, claim).await?;
         let work = async {
             if mode == LoadMode::Shadow {
                 // First: the catalog reads below wait for locks too.
-                batch(&mut lease, &sql::swap_lock_timeout(), || {
-                    format!("bounding the lock waits of the swap of {table}")
-                })
-                .await?;
+                bound_lock_waits(&mut lease, &change).await?;
                 let live_exists = query_rows(
                     &mut lease,
                     sql::TABLE_OBJECT_ID,
@@ -240,21 +221,26 @@ impl MssqlReplica {
                 for grant in &grants {
                     batch(&mut lease, grant, || format!("carrying over {grant}")).await?;
                 }
-                batch(&mut lease, sql::UNBOUNDED_LOCK_WAIT, || {
-                    format!("resetting the lock waits after the swap of {table}")
-                })
-                .await?;
+                unbound_lock_waits(&mut lease, &change).await?;
             }
             write_version(&mut lease, sql::FINISH_LOAD, table, version).await
         }
         .await
-        .map_err(|e| swap_lock_waited(table, e));
+        .map_err(|e| {
+            lock_waited(
+                &change,
+                "the load stays pending and its next cycle swaps again",
+                e,
+            )
+        });
         Self::finish(lease, work, &what).await
     }
 
     /// Builds the live table's nonclustered indexes on the shadow (the
-    /// load's time, not the swap's) and returns the permission statements
-    /// to run inside the swap.
+    /// load's time, not the swap's; each statement commits on its own, and
+    /// one the shadow has already, from a swap that failed after it, is
+    /// skipped) and returns the permission statements to run inside the
+    /// swap.
     async fn prepare_swap(&self, table: &TableId) -> std::result::Result<Vec<String>, MssqlError> {
         let mut lease = self.pool.lease().await?;
         let live = vec![text(sql::object_name_param(table))];
@@ -286,7 +272,11 @@ impl MssqlReplica {
         let shadow = table.shadow();
         for index in &indexes {
             let statement = sql::create_index(&shadow, index);
-            batch(&mut lease, &statement, || {
+            let values = sql::create_index_params(&shadow, index)
+                .into_iter()
+                .map(text)
+                .collect();
+            execute(&mut lease, &statement, values, || {
                 format!("building index {} of {table} on its shadow", index.name)
             })
             .await?;

@@ -45,8 +45,70 @@ pub struct MssqlReplica {
     migrated: AtomicBool,
 }
 
+/// A lock wait that gave up ([`lock_waited`]) is `Error::Blocked`: the
+/// DDL inbox tries it again without counting it; every other error is
+/// `Error::Replica`.
 pub(super) fn err(e: MssqlError) -> Error {
-    Error::Replica(e.to_string())
+    match e {
+        MssqlError::LockWait(message) => Error::Blocked {
+            side: ctsync_actors::error::Side::Replica,
+            message,
+        },
+        e => Error::Replica(e.to_string()),
+    }
+}
+
+/// Bounds the lock waits of a schema change of a table (`change`: "the
+/// swap of [dbo].[T]") on `lease`, by a batch inside its fenced
+/// transaction before the change's first statement that takes a lock;
+/// [`unbound_lock_waits`] ends it before the commit, and a failed change
+/// discards the session. See `sql::SCHEMA_LOCK_TIMEOUT_MS`.
+pub(super) async fn bound_lock_waits(
+    lease: &mut Lease<'_>,
+    change: &str,
+) -> std::result::Result<(), MssqlError> {
+    batch(lease, &sql::schema_lock_timeout(), || {
+        format!("bounding the lock waits of {change}")
+    })
+    .await
+}
+
+/// Puts the session's lock waits back to unbounded after a schema change
+/// (before the pooled session serves anything else).
+pub(super) async fn unbound_lock_waits(
+    lease: &mut Lease<'_>,
+    change: &str,
+) -> std::result::Result<(), MssqlError> {
+    batch(lease, sql::UNBOUNDED_LOCK_WAIT, || {
+        format!("resetting the lock waits after {change}")
+    })
+    .await
+}
+
+/// A schema change that waited past its lock timeout (Msg 1222), said as
+/// what it is and what happens next (`next`), as
+/// [`MssqlError::LockWait`]. Msg 1222 alone cancels only the statement;
+/// under `XACT_ABORT ON` the whole transaction rolls back on the server.
+/// `finish` sends no ROLLBACK after a failed request (the lease is no
+/// longer open): it discards the connection, and closing it rolls back
+/// whatever was still open. Nothing of the change stays, and the session
+/// with its `LOCK_TIMEOUT` never returns to the pool. Any other error as
+/// it is.
+/// (<https://learn.microsoft.com/en-us/previous-versions/sql/sql-server-2005/ms177413(v=sql.90)>,
+/// <https://learn.microsoft.com/en-us/sql/t-sql/statements/set-xact-abort-transact-sql>)
+pub(super) fn lock_waited(change: &str, next: &str, e: MssqlError) -> MssqlError {
+    match &e {
+        MssqlError::Sql {
+            source: tiberius::error::Error::Server(token),
+            ..
+        } if token.code() == sql::LOCK_TIMEOUT_ERROR => MssqlError::LockWait(format!(
+            "{change} waited more than {} s for the table's schema lock (a long-running \
+             reader of the replica table, or an open transaction on it?); nothing changed, \
+             {next}",
+            sql::SCHEMA_LOCK_TIMEOUT_MS / 1_000
+        )),
+        _ => e,
+    }
 }
 
 impl MssqlReplica {
@@ -390,31 +452,50 @@ impl Replica for MssqlReplica {
         Self::finish(lease, work, &what).await
     }
 
+    /// `sp_rename` of the table, its shadow and its record in one fenced
+    /// transaction, its lock waits bounded like the swap's: behind a long
+    /// reader it gives up whole (Msg 1222) and the DDL event is applied
+    /// again from the inbox.
     async fn rename_table(&self, from: &TableId, to: &TableId, claim: &Claim) -> Result<()> {
         let what = format!("renaming {from} to {to} on the replica");
-        let rename = vec![
-            ColumnData::String(Some(sql::object_name_param(from).into())),
-            ColumnData::String(Some(to.name.clone().into())),
-        ];
-        let shadow = sql::move_shadow_params(from, to)
-            .into_iter()
-            .map(|v| ColumnData::String(Some(v.into())))
-            .collect();
-        let version = vec![name_param(from), name_param(to)];
+        let change = format!("the rename of {from} to {to}");
+        let values = sql::table_rename(from, to);
+        let texts = |values: &[String]| -> Vec<ColumnData<'static>> {
+            values
+                .iter()
+                .map(|v| ColumnData::String(Some(v.clone().into())))
+                .collect()
+        };
         let mut lease = self.begin_fenced(&what, from, claim).await?;
         let work = async {
-            execute(&mut lease, sql::RENAME_OBJECT, rename, || what.clone()).await?;
+            bound_lock_waits(&mut lease, &change).await?;
+            execute(
+                &mut lease,
+                sql::RENAME_OBJECT,
+                texts(&values.object),
+                || what.clone(),
+            )
+            .await?;
             // The shadow and the record move with the table: a shadow load
             // under way resumes from its cursor under the new name.
-            execute(&mut lease, &sql::move_shadow(to), shadow, || {
-                format!("{what}: moving its shadow table")
-            })
+            execute(
+                &mut lease,
+                &sql::move_shadow(to),
+                texts(&values.shadow),
+                || format!("{what}: moving its shadow table"),
+            )
             .await?;
-            execute(&mut lease, sql::RENAME_RECORD, version, || what.clone())
-                .await
-                .map(|_| ())
+            execute(
+                &mut lease,
+                sql::RENAME_RECORD,
+                texts(&values.record),
+                || what.clone(),
+            )
+            .await?;
+            unbound_lock_waits(&mut lease, &change).await
         }
-        .await;
+        .await
+        .map_err(|e| lock_waited(&change, "the rename is tried again from the DDL inbox", e));
         Self::finish(lease, work, &what).await
     }
 

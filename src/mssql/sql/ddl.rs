@@ -32,8 +32,39 @@ pub fn alter_column(id: &TableId, c: &ColumnDef) -> Option<String> {
 
 /// `sp_rename` of a column: `@P1` = `[s].[t].[old]`, `@P2` = the new name.
 pub const RENAME_COLUMN: &str = "EXEC sp_rename @P1, @P2, N'COLUMN'";
-/// `sp_rename` of a table: `@P1` = `[s].[old]`, `@P2` = the new name.
-pub const RENAME_OBJECT: &str = "EXEC sp_rename @P1, @P2";
+/// `sp_rename` of a table: `@P1` = `[s].[old]`, `@P2` = the new name
+/// ([`table_rename`]). `@objtype` is always `N'OBJECT'`: with it NULL,
+/// sp_rename first reads a two-part name as `table.column` or
+/// `table.index` (`[sales].[Order]` as the column or index `Order` of a
+/// table `sales`), and would lock or rename that instead
+/// (<https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-rename-transact-sql>).
+pub const RENAME_OBJECT: &str = "EXEC sp_rename @P1, @P2, N'OBJECT'";
+
+/// The values a table rename `from` → `to` sends, statement by statement,
+/// all in its one fenced transaction (the schema stays: `sp_rename` keeps
+/// a table in its schema).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRename {
+    /// [`RENAME_OBJECT`]'s: `@objname` the old `[schema].[name]`, quoted
+    /// with `]` doubled (sp_rename parses it as a name), and `@newname`
+    /// the bare new name (taken as written: brackets would become part of
+    /// the name).
+    pub object: [String; 2],
+    /// [`super::move_shadow`]'s: the old and the new shadow's
+    /// `[ctsync].[shadow_…]` and the new shadow's bare name.
+    pub shadow: [String; 3],
+    /// [`super::RENAME_RECORD`]'s: the old and the new record key.
+    pub record: [String; 2],
+}
+
+/// The values of the statements of a table rename `from` → `to`.
+pub fn table_rename(from: &TableId, to: &TableId) -> TableRename {
+    TableRename {
+        object: [super::object_name_param(from), to.name.clone()],
+        shadow: super::move_shadow_params(from, to),
+        record: [from.key_name(), to.key_name()],
+    }
+}
 
 /// The value of `sp_rename`'s `@objname` for a column.
 pub fn column_object_name(id: &TableId, column: &str) -> String {

@@ -62,7 +62,7 @@ CREATE TABLE [ctsync].[sync_versions] ([table_name] nvarchar(300) NOT NULL PRIMA
             "INSERT INTO [ctsync].[sync_versions_v2] ([table_name], [version], [load], [updated_at]) \
 SELECT [table_name], [version], NULL, [updated_at] FROM [ctsync].[sync_versions]",
             "DROP TABLE [ctsync].[sync_versions]",
-            "EXEC sp_rename N'[ctsync].[sync_versions_v2]', N'sync_versions'",
+            "EXEC sp_rename N'[ctsync].[sync_versions_v2]', N'sync_versions', N'OBJECT'",
         ],
     },
     Migration {

@@ -77,8 +77,28 @@ pub struct CarriedIndex {
     pub included: Vec<String>,
 }
 
-/// `CREATE [UNIQUE] NONCLUSTERED INDEX … ON <shadow>`.
+/// `CREATE [UNIQUE] NONCLUSTERED INDEX … ON <shadow>` unless the shadow
+/// has an index of that name already: `@P1` = the shadow's
+/// `[ctsync].[shadow_…]` as a value, `@P2` = the index's name
+/// ([`create_index_params`]). Each is an RPC of its own outside the swap's
+/// transaction, so what it builds stays when the swap then fails (its lock
+/// timeout, Msg 1222, rolls back only the swap); the retry finds the index
+/// built and skips it, where a plain `CREATE INDEX` would fail with Msg
+/// 1913 at every retry. A table renamed mid-load brings its shadow with
+/// the indexes already built on it.
 pub fn create_index(target: &TableId, index: &CarriedIndex) -> String {
+    format!(
+        "IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(@P1, N'U') AND name = @P2) {}",
+        build_index(target, index)
+    )
+}
+
+/// The values of [`create_index`]'s statement.
+pub fn create_index_params(target: &TableId, index: &CarriedIndex) -> [String; 2] {
+    [table(target), index.name.clone()]
+}
+
+fn build_index(target: &TableId, index: &CarriedIndex) -> String {
     let keys = index
         .keys
         .iter()
@@ -129,18 +149,23 @@ pub fn swap_aside_name(id: &TableId) -> String {
     format!("ctsync_old_{}", &id.shadow().name["shadow_".len()..])
 }
 
-/// How long each statement of the swap may wait for a lock, in ms. The
-/// renames, the schema transfer and the drop need schema-modification
-/// locks, which wait behind every running reader of the table (and every
-/// new reader queues behind them); `WAIT_AT_LOW_PRIORITY` does not apply to
-/// these statements. Past this the swap fails (Msg 1222), rolls back, and
-/// the load stays pending: its next cycle swaps again.
-pub const SWAP_LOCK_TIMEOUT_MS: u32 = 30_000;
+/// How long each statement of a schema change of a table (the swap, a
+/// table rename) may wait for a lock, in ms. Renames, the schema transfer
+/// and the drop need schema-modification locks, which wait behind every
+/// running reader of the table (and every new reader queues behind them);
+/// `WAIT_AT_LOW_PRIORITY` does not apply to these statements. Past this
+/// the statement fails (Msg 1222), the transaction rolls back whole
+/// (`XACT_ABORT ON`), and the change is tried again later: the load stays
+/// pending and its next cycle swaps again; the rename's DDL event stays in
+/// the inbox.
+/// (<https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql>)
+pub const SCHEMA_LOCK_TIMEOUT_MS: u32 = 30_000;
 
-/// Bounds the swap's lock waits: a batch, so it lasts for the session's
-/// later requests (inside an RPC it would revert when the RPC returns).
-pub fn swap_lock_timeout() -> String {
-    format!("SET LOCK_TIMEOUT {SWAP_LOCK_TIMEOUT_MS};")
+/// Bounds a schema change's lock waits: a batch, so it lasts for the
+/// session's later requests (inside an RPC it would revert when the RPC
+/// returns).
+pub fn schema_lock_timeout() -> String {
+    format!("SET LOCK_TIMEOUT {SCHEMA_LOCK_TIMEOUT_MS};")
 }
 
 /// Puts the session's lock waits back to unbounded (the default) before
@@ -157,14 +182,15 @@ pub fn swap_statements(id: &TableId) -> [String; 4] {
     let shadow = id.shadow();
     let aside = TableId::new(id.schema.clone(), swap_aside_name(id));
     [
-        // Live → aside, shadow → live schema → live name.
-        "EXEC sp_rename @P1, @P2".to_string(),
+        // Live → aside, shadow → live schema → live name; each sp_rename
+        // of a table says N'OBJECT' (see `super::RENAME_OBJECT`).
+        super::RENAME_OBJECT.to_string(),
         format!(
             "ALTER SCHEMA {} TRANSFER {}",
             quote(&id.schema),
             table(&shadow)
         ),
-        "EXEC sp_rename @P1, @P2".to_string(),
+        super::RENAME_OBJECT.to_string(),
         format!("DROP TABLE {}", table(&aside)),
     ]
 }
@@ -218,11 +244,12 @@ pub fn drop_shadow_if_exists(id: &TableId) -> String {
 /// `@P2` the new one's, `@P3` the new one's bare name. A copy already under
 /// the new name (left by nothing ctsync still records) is dropped first;
 /// without an old shadow only that happens. Decided by the shadow's
-/// existence, not by the record's text (which may be unreadable).
+/// existence, not by the record's text (which may be unreadable). The
+/// sp_rename says `N'OBJECT'` (see `super::RENAME_OBJECT`).
 pub fn move_shadow(to: &TableId) -> String {
     format!(
         "IF OBJECT_ID(@P2, N'U') IS NOT NULL DROP TABLE {}; \
-IF OBJECT_ID(@P1, N'U') IS NOT NULL EXEC sp_rename @P1, @P3",
+IF OBJECT_ID(@P1, N'U') IS NOT NULL EXEC sp_rename @P1, @P3, N'OBJECT'",
         table(&to.shadow())
     )
 }

@@ -75,6 +75,16 @@ pub const BULK_COLUMNS: Rule = Rule {
     says: "INSERT BULK declares each column as its target does (nvarchar(n <= 2000) as nvarchar(2n) is the one accepted widening: same family, non-max, sent as the target's own type)",
     source: "https://github.com/prisma/tiberius/issues/234 (the server rejects a column list that misstates a column: \"invalid column attribute from bcp client\")",
 };
+pub const RENAME_OBJTYPE: Rule = Rule {
+    id: "rename-objtype",
+    says: "every sp_rename states its @objtype (N'OBJECT' for a table): with it NULL, a two-part [s].[t] is first read as the column or index t of a table s, which it would lock or rename instead",
+    source: "https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-rename-transact-sql",
+};
+pub const LOCK_TIMEOUT_RESET: Rule = Rule {
+    id: "lock-timeout-reset",
+    says: "a session's LOCK_TIMEOUT is back at its default (-1) when its transaction commits: the session then goes back to the pool, and a bounded lock wait set for a schema change must not bound the next lease's work (a failed change's session is discarded, never pooled)",
+    source: "https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql (the setting stays for the session's lifetime once set at run time)",
+};
 
 /// Every rule `check` applies.
 pub const RULES: &[&Rule] = &[
@@ -88,6 +98,8 @@ pub const RULES: &[&Rule] = &[
     &INDEX_KEY,
     &ALONE_IN_BATCH,
     &BULK_COLUMNS,
+    &RENAME_OBJTYPE,
+    &LOCK_TIMEOUT_RESET,
 ];
 
 /// A broken rule at one request of the log.
@@ -270,6 +282,7 @@ impl Checker<'_> {
         self.bound_parameters(i, r, &toks);
         self.identifiers(i, &toks);
         self.alone_in_batch(i, &toks);
+        self.rename_objtype(i, &toks);
         if !r.target.is_empty() {
             self.bulk_columns(i, r);
         }
@@ -302,6 +315,14 @@ impl Checker<'_> {
             }
             if t.is("COMMIT") {
                 state.trancount = state.trancount.saturating_sub(1);
+                let lock_timeout = state.option("LOCK_TIMEOUT");
+                if state.trancount == 0 && lock_timeout != default_value("LOCK_TIMEOUT") {
+                    self.flag(
+                        &LOCK_TIMEOUT_RESET,
+                        i,
+                        format!("COMMIT with LOCK_TIMEOUT {lock_timeout}"),
+                    );
+                }
             }
             if t.is("ROLLBACK") {
                 state.trancount = 0;
@@ -561,6 +582,31 @@ impl Checker<'_> {
                         name.chars().take(20).collect::<String>()
                     ),
                 );
+            }
+        }
+    }
+
+    /// An `sp_rename` whose arguments (up to the statement's end: `;`, the
+    /// text's end, or the next statement's keyword) are fewer than three.
+    fn rename_objtype(&mut self, i: usize, toks: &[Tok]) {
+        const NEXT: &[&str] = &[
+            "END", "IF", "ELSE", "EXEC", "EXECUTE", "SELECT", "UPDATE", "INSERT", "DELETE", "DROP",
+            "SET", "BEGIN", "COMMIT", "ROLLBACK", "DECLARE", "CREATE", "ALTER",
+        ];
+        for (k, t) in toks.iter().enumerate() {
+            let named = t.name().is_some_and(|n| {
+                n.eq_ignore_ascii_case("sp_rename") || n.to_lowercase().ends_with(".sp_rename")
+            });
+            if !named {
+                continue;
+            }
+            let commas = toks[k + 1..]
+                .iter()
+                .take_while(|t| **t != Tok::Sym(';') && !NEXT.iter().any(|w| t.is(w)))
+                .filter(|t| **t == Tok::Sym(','))
+                .count();
+            if commas < 2 {
+                self.flag(&RENAME_OBJTYPE, i, "sp_rename without @objtype".to_string());
             }
         }
     }
