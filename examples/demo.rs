@@ -324,7 +324,9 @@ fn main() -> anyhow::Result<()> {
     // The daemon's log output: colour only on a terminal, names escaped.
     ctsync::logging::init("info", ctsync::config::LogFormat::Text);
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (redis_url, own) = redis_for(&args, std::env::var("REDIS_URL").ok())?;
+    // REDIS_URL (or REDIS_URL_FILE), as the daemon reads it.
+    let settings = ctsync::config::with_secret_files(&ctsync::config::env_settings())?;
+    let (redis_url, own) = redis_for(&args, settings.get("REDIS_URL").cloned())?;
     if let Some(own) = &own {
         println!("DEMO: Redis of its own at {} (stopped on exit)", own.url());
     }

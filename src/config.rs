@@ -25,6 +25,9 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "MSSQL_PRIMARY_URL", file_key: "primary_url", default: None, help: "Primary database: `mssql://user:password@host:port/database` or an ADO.NET string. Required." },
     Setting { env: "MSSQL_REPLICA_URL", file_key: "replica_url", default: None, help: "Replica database, same forms. Required." },
     Setting { env: "REDIS_URL", file_key: "redis_url", default: Some("redis://127.0.0.1:6379/"), help: "Redis holding flags and versions." },
+    Setting { env: "MSSQL_PRIMARY_URL_FILE", file_key: "primary_url_file", default: None, help: "File holding MSSQL_PRIMARY_URL (Docker and Kubernetes secrets); trailing whitespace ignored. Set one of the two." },
+    Setting { env: "MSSQL_REPLICA_URL_FILE", file_key: "replica_url_file", default: None, help: "File holding MSSQL_REPLICA_URL; as MSSQL_PRIMARY_URL_FILE." },
+    Setting { env: "REDIS_URL_FILE", file_key: "redis_url_file", default: None, help: "File holding REDIS_URL; as MSSQL_PRIMARY_URL_FILE." },
     Setting { env: "CTSYNC_POLL_INTERVAL_SECS", file_key: "poll_interval_secs", default: Some("5"), help: "Seconds between discovery runs and between each table's change checks." },
     Setting { env: "CTSYNC_FULL_LOAD_PAGE_SIZE", file_key: "full_load_page_size", default: Some("5000"), help: "Rows per keyset page of a full load." },
     Setting { env: "CTSYNC_FULL_LOAD_MODE", file_key: "full_load_mode", default: Some("shadow"), help: "`shadow`: load into a shadow table swapped with the live one at the end (readers never see a half table); `in_place`: empty the live table and fill it." },
@@ -45,7 +48,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { env: "CTSYNC_KEYSPACE_EVENTS", file_key: "keyspace_events", default: Some("on"), help: "`on`: subscribe to Redis keyspace notifications so flags act within a second (adds K$g to notify-keyspace-events); `off`: flags act at the next poll." },
     Setting { env: "CTSYNC_LOG_FORMAT", file_key: "log_format", default: Some("text"), help: "`text` (colour only on a terminal) or `json` (one object per line, for log shippers)." },
     Setting { env: "CTSYNC_API_TOKEN", file_key: "api_token", default: None, help: "Bearer token required by every state-changing HTTP request (enable, disable, force load, verify): one token with the `operate` role, named CTSYNC_API_TOKEN in the audit trail. Unset (and no CTSYNC_API_TOKENS_FILE): the API and page are read-only (writes get 403) unless CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES=true." },
-    Setting { env: "CTSYNC_API_TOKEN_FILE", file_key: "api_token_file", default: None, help: "File holding the API token (Docker secrets); used when CTSYNC_API_TOKEN is not set." },
+    Setting { env: "CTSYNC_API_TOKEN_FILE", file_key: "api_token_file", default: None, help: "File holding CTSYNC_API_TOKEN; as MSSQL_PRIMARY_URL_FILE." },
     Setting { env: "CTSYNC_API_TOKENS_FILE", file_key: "api_tokens_file", default: None, help: "File of named API tokens, one `<name> <role> <token>` per line (role `read` or `operate`; `#` comments; tokens of 16 characters or more). `read` sees error messages and host names, `operate` may also act; without a token a caller sees tables, states, versions, lag and progress only. Used with or without CTSYNC_API_TOKEN." },
     Setting { env: "CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES", file_key: "api_allow_unauthenticated_writes", default: Some("false"), help: "`true`: without an API token, anyone who reaches the HTTP port may enable, disable, force-load and verify tables (a WARN at start). No effect when a token is set." },
     Setting { env: "CTSYNC_API_READ_ONLY", file_key: "api_read_only", default: Some("false"), help: "`true`: every state-changing HTTP request is refused (403)." },
@@ -147,6 +150,60 @@ impl std::fmt::Debug for RedisUrl {
 
 /// Raw setting values by environment-variable name.
 type Source = BTreeMap<&'static str, String>;
+
+/// The settings whose value may come from a file instead (`<NAME>_FILE`:
+/// Docker and Kubernetes secrets), one mechanism for all of them.
+pub const FROM_FILE: &[(&str, &str)] = &[
+    ("MSSQL_PRIMARY_URL", "MSSQL_PRIMARY_URL_FILE"),
+    ("MSSQL_REPLICA_URL", "MSSQL_REPLICA_URL_FILE"),
+    ("REDIS_URL", "REDIS_URL_FILE"),
+    ("CTSYNC_API_TOKEN", "CTSYNC_API_TOKEN_FILE"),
+];
+
+/// `source` with every `<NAME>_FILE` replaced by `<NAME>` = the file's
+/// content (trailing whitespace and newlines dropped). Setting both, an
+/// unreadable file and an empty one are refused naming the setting and the
+/// path, never the content.
+pub fn with_secret_files(source: &Source) -> Result<Source, ConfigError> {
+    let mut out = source.clone();
+    for (name, file) in FROM_FILE {
+        let Some(path) = out
+            .remove(file)
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+        else {
+            continue;
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            name: file,
+            message,
+        };
+        if out.get(name).is_some_and(|v| !v.trim().is_empty()) {
+            return Err(invalid(format!(
+                "{name} is set too: set one of {name} and {file}"
+            )));
+        }
+        let value = std::fs::read_to_string(&path)
+            .map_err(|e| invalid(format!("cannot read {path}: {e}")))?;
+        let value = value.trim_end().to_string();
+        if value.trim().is_empty() {
+            return Err(invalid(format!("{path} is empty: it must hold {name}")));
+        }
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+/// REDIS_URL as the CLI reads it: from the environment (or
+/// `REDIS_URL_FILE`), else the default.
+pub fn redis_url_from_env() -> Result<String, ConfigError> {
+    let source = with_secret_files(&env_settings())?;
+    Ok(source
+        .get("REDIS_URL")
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/".into()))
+}
 
 fn read_file(path: &str) -> Result<Source, ConfigError> {
     let file_err = |message: String| ConfigError::File {
@@ -296,6 +353,7 @@ impl Config {
 
     /// Builds the config from raw values keyed by environment variable.
     pub fn from_source(source: &BTreeMap<&'static str, String>) -> Result<Self, ConfigError> {
+        let source = &with_secret_files(source)?;
         let get = |name: &'static str| -> Result<String, ConfigError> {
             let setting = SETTINGS.iter().find(|s| s.env == name);
             match source.get(name).filter(|v| !v.trim().is_empty()) {
@@ -471,6 +529,7 @@ pub fn http_access(
     source: &BTreeMap<&'static str, String>,
     http_addr: &SocketAddr,
 ) -> Result<crate::http::Access, ConfigError> {
+    let source = &with_secret_files(source)?;
     let optional = |name: &'static str| {
         source
             .get(name)
@@ -480,23 +539,7 @@ pub fn http_access(
     let flag = |name: &'static str| -> Result<bool, ConfigError> {
         boolean(name, optional(name).as_deref().unwrap_or("false"))
     };
-    let token = match (
-        optional("CTSYNC_API_TOKEN"),
-        optional("CTSYNC_API_TOKEN_FILE"),
-    ) {
-        (Some(token), _) => Some(token),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(&path)
-                .map_err(|e| ConfigError::Invalid {
-                    name: "CTSYNC_API_TOKEN_FILE",
-                    message: format!("cannot read {path}: {e}"),
-                })?
-                .trim()
-                .to_string(),
-        )
-        .filter(|t| !t.is_empty()),
-        (None, None) => None,
-    };
+    let token = optional("CTSYNC_API_TOKEN");
     let allowed_hosts: Vec<String> = match optional("CTSYNC_ALLOWED_HOSTS") {
         Some(list) => list
             .split(',')
@@ -685,6 +728,62 @@ mod tests {
         m.insert("CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES", "maybe".into());
         let e = Config::from_source(&m).expect_err("invalid").to_string();
         assert!(e.contains("CTSYNC_API_ALLOW_UNAUTHENTICATED_WRITES"), "{e}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_by_one_rule() {
+        let dir = std::env::temp_dir().join(format!("ctsync-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write");
+            path.display().to_string()
+        };
+        let mut m = base();
+        m.remove("MSSQL_PRIMARY_URL");
+        m.insert(
+            "MSSQL_PRIMARY_URL_FILE",
+            file("primary", "mssql://sa:FromF1le@db1:1433/app\n"),
+        );
+        m.insert(
+            "REDIS_URL_FILE",
+            file("redis", "redis://:R3dis@r:6379/2\r\n"),
+        );
+        m.insert("CTSYNC_API_TOKEN_FILE", file("token", "t0ken-from-file\n"));
+        let c = Config::from_source(&m).expect("valid");
+        assert_eq!(c.primary.to_string(), "db1:1433/app");
+        assert_eq!(c.redis_url.expose(), "redis://:R3dis@r:6379/2");
+        assert!(c.access.has_token());
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("FromF1le") && !shown.contains("R3dis"),
+            "{shown}"
+        );
+
+        let cases = [
+            (
+                "MSSQL_REPLICA_URL_FILE",
+                file("replica", "mssql://sa:x@db2/app"),
+                "MSSQL_REPLICA_URL is set too",
+            ),
+            (
+                "REDIS_URL_FILE",
+                dir.join("absent").display().to_string(),
+                "cannot read",
+            ),
+            ("CTSYNC_API_TOKEN_FILE", file("empty", " \n"), "is empty"),
+        ];
+        for (name, path, want) in cases {
+            let mut m = m.clone();
+            if name == "MSSQL_REPLICA_URL_FILE" {
+                m.insert("MSSQL_REPLICA_URL", "mssql://sa:Secret2@db2/app".into());
+            }
+            m.insert(name, path.clone());
+            let e = Config::from_source(&m).expect_err(name).to_string();
+            assert!(e.contains(name) && e.contains(want), "{e}");
+            assert!(!e.contains("Secret2") && !e.contains("FromF1le"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The core's limit on a change set's open leaves the copy all the

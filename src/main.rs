@@ -93,8 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         other => {
-            let redis =
-                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+            let redis = ctsync::config::redis_url_from_env()?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -405,3 +405,78 @@ fn tables_explains_a_table_no_instance_reports() {
         "{out}"
     );
 }
+
+/// Issue 33 item 2: the URLs and the token may come from files (`*_FILE`,
+/// Docker and Kubernetes secrets), for the daemon's settings and the CLI
+/// alike, and a file's content never shows in any output.
+#[test]
+fn urls_and_secrets_come_from_files_for_the_daemon_and_the_cli() {
+    let redis = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("ctsync-secret-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let primary = file(
+        "primary",
+        "mssql://ctsync_reader:Qz8Xv2Kp9W@127.0.0.1:1/testct\n",
+    );
+    let replica = file(
+        "replica",
+        "mssql://ctsync_writer:Jh7Tq3Ln5R@127.0.0.1:1/testct\n",
+    );
+    let redis_file = file("redis", &format!("{}\n", redis.url()));
+    let token = file("token", "Zx4Wm8Bv6Nc2\n");
+    let (ok, out, err) = output(
+        ctsync()
+            .arg("check-config")
+            .env("MSSQL_PRIMARY_URL_FILE", &primary)
+            .env("MSSQL_REPLICA_URL_FILE", &replica)
+            .env("REDIS_URL_FILE", &redis_file)
+            .env("CTSYNC_API_TOKEN_FILE", &token),
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("primary:  127.0.0.1:1/testct"), "{out}");
+    assert!(
+        out.contains("API tokens: CTSYNC_API_TOKEN (operate)"),
+        "{out}"
+    );
+    for secret in ["Qz8Xv2Kp9W", "Jh7Tq3Ln5R", "Zx4Wm8Bv6Nc2"] {
+        assert!(
+            leaked(secret, &(out.clone() + &err)).is_none(),
+            "{secret}: {out}{err}"
+        );
+    }
+    // The CLI reads REDIS_URL_FILE too.
+    let (ok, out, err) = output(
+        ctsync()
+            .args(["enable", "User", "--force"])
+            .env("REDIS_URL_FILE", &redis_file),
+    );
+    assert!(ok, "{out}{err}");
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut con = client.get_connection().expect("connect");
+    let enabled: Option<String> = redis::cmd("GET")
+        .arg("mssql_sync:enabled:User")
+        .query(&mut con)
+        .expect("GET");
+    assert_eq!(enabled.as_deref(), Some("true"));
+    // Both a value and its file: refused, naming both.
+    let (ok, _, err) = output(
+        ctsync()
+            .arg("check-config")
+            .env("MSSQL_PRIMARY_URL", "mssql://sa:x@127.0.0.1:1/testct")
+            .env("MSSQL_PRIMARY_URL_FILE", &primary)
+            .env("MSSQL_REPLICA_URL_FILE", &replica),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("MSSQL_PRIMARY_URL_FILE")
+            && err.contains("set one of MSSQL_PRIMARY_URL and MSSQL_PRIMARY_URL_FILE"),
+        "{err}"
+    );
+    assert!(leaked("Qz8Xv2Kp9W", &err).is_none(), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
