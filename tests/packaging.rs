@@ -36,6 +36,96 @@ fn service<'a>(doc: &'a Yaml, name: &str) -> &'a Yaml {
     s
 }
 
+/// What a hardened compose stack must be (issue 33 item 3): every
+/// published port bound to loopback, every image pinned to a version,
+/// long-running services restarted and memory-limited, Prometheus and
+/// Grafana with healthchecks, Grafana's admin password from the
+/// environment. The problems found, one line each.
+fn hardening_problems(doc: &Yaml) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(services) = doc["services"].as_hash() else {
+        return vec!["no services".into()];
+    };
+    for (name, s) in services {
+        let name = name.as_str().unwrap_or("?");
+        let one_shot = s["restart"].as_str() == Some("no");
+        for port in s["ports"].as_vec().into_iter().flatten() {
+            let port = port.as_str().unwrap_or_default();
+            if !port.starts_with("127.0.0.1:") {
+                problems.push(format!(
+                    "{name}: port {port:?} is published on every interface"
+                ));
+            }
+        }
+        let image = s["image"].as_str().unwrap_or_default();
+        if s["build"].is_badvalue() {
+            let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+            if tag.is_empty()
+                || tag == "latest"
+                || tag.ends_with("-latest")
+                || !tag.chars().any(|c| c.is_ascii_digit())
+            {
+                problems.push(format!(
+                    "{name}: image {image:?} is not pinned to a version"
+                ));
+            }
+        }
+        if !one_shot {
+            if s["restart"].as_str() != Some("unless-stopped")
+                && s["restart"].as_str() != Some("always")
+            {
+                problems.push(format!("{name}: no restart policy"));
+            }
+            if s["mem_limit"].is_badvalue() {
+                problems.push(format!("{name}: no memory limit"));
+            }
+        }
+        if matches!(name, "prometheus" | "grafana") && s["healthcheck"]["test"].is_badvalue() {
+            problems.push(format!("{name}: no healthcheck"));
+        }
+    }
+    let grafana = &doc["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"];
+    if !grafana
+        .as_str()
+        .is_some_and(|p| p.starts_with("${GRAFANA_ADMIN_PASSWORD"))
+    {
+        problems.push("grafana: the admin password does not come from GRAFANA_ADMIN_PASSWORD (admin/admin otherwise)".into());
+    }
+    problems
+}
+
+#[test]
+fn the_compose_stack_is_hardened_and_a_canary_is_not() {
+    let problems = hardening_problems(&compose());
+    assert!(
+        problems.is_empty(),
+        "docker-compose.yml:\n{}",
+        problems.join("\n")
+    );
+    // The stack as it was before: every check must catch its part.
+    let canary = read("docker-compose.yml")
+        .replace("127.0.0.1:1434:1433", "1434:1433")
+        .replace("prom/prometheus:v2.53.0", "prom/prometheus:latest")
+        .replace("GF_SECURITY_ADMIN_PASSWORD", "GF_UNRELATED")
+        .replace("    mem_limit: 512m\n", "");
+    let canary = YamlLoader::load_from_str(&canary)
+        .expect("canary YAML")
+        .remove(0);
+    let found = hardening_problems(&canary).join("\n");
+    for want in [
+        "mssql_primary: port \"1434:1433\" is published on every interface",
+        "prometheus: image \"prom/prometheus:latest\" is not pinned",
+        "grafana: the admin password",
+        "redis: no memory limit",
+        "ctsync: no memory limit",
+    ] {
+        assert!(
+            found.contains(want),
+            "the canary's {want:?} was not found in:\n{found}"
+        );
+    }
+}
+
 #[test]
 fn compose_has_every_service_with_the_documented_ports_and_names() {
     let doc = compose();
@@ -60,14 +150,14 @@ fn compose_has_every_service_with_the_documented_ports_and_names() {
             })
             .unwrap_or_default()
     };
-    assert_eq!(ports("mssql_primary"), ["1434:1433"]);
-    assert_eq!(ports("mssql_replica"), ["1435:1433"]);
+    assert_eq!(ports("mssql_primary"), ["127.0.0.1:1434:1433"]);
+    assert_eq!(ports("mssql_replica"), ["127.0.0.1:1435:1433"]);
     // `--scale ctsync=2` works: no fixed container name, a host port each.
     assert!(
         service(&doc, "ctsync")["container_name"].is_badvalue(),
         "a fixed container name would stop a second instance"
     );
-    assert_eq!(ports("ctsync"), ["8080-8081:8080"]);
+    assert_eq!(ports("ctsync"), ["127.0.0.1:8080-8081:8080"]);
     let redis = service(&doc, "redis");
     assert_eq!(redis["container_name"].as_str(), Some("redis_sync_state"));
     let command: Vec<&str> = redis["command"]

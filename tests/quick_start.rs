@@ -94,8 +94,9 @@ fn the_compose_defaults_are_the_original_readmes() {
     let doc = compose();
     let services = &doc["services"];
     for (service, port) in [
-        ("mssql_primary", "1434:1433"),
-        ("mssql_replica", "1435:1433"),
+        // Bound to loopback: the README's localhost:1434 still works.
+        ("mssql_primary", "127.0.0.1:1434:1433"),
+        ("mssql_replica", "127.0.0.1:1435:1433"),
     ] {
         let s = &services[service];
         assert_eq!(
