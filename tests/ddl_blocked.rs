@@ -102,6 +102,11 @@ fn a_blocked_rename_backs_off_is_counted_and_shown_until_it_applies() {
             replica.lock_timeouts(&users_id) == 1
         })
         .await;
+        // Its answer reaches the listener through the actors.
+        until(Duration::from_millis(500), "the problem shown", || {
+            run.board.ddl_problem().is_some()
+        })
+        .await;
         let first = tokio::time::Instant::now();
         let problem = run.board.ddl_problem().unwrap_or_default();
         assert!(

@@ -223,7 +223,12 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
             continue;
         }
         let handled = handle(&m.message, &parts.state, &parts.supervisor).await;
-        if !matches!(handled, Handled::Blocked { .. } | Handled::Unavailable(_)) {
+        // Redis down or the table between owners says nothing of the lock:
+        // the pause and the problem stay until the message is settled.
+        if !matches!(
+            handled,
+            Handled::Blocked { .. } | Handled::Unavailable(_) | Handled::Elsewhere
+        ) {
             unblocked(&parts, &m.message.id);
         }
         let outcome = match handled {
@@ -337,7 +342,7 @@ fn blocked(parts: &Parts, id: &str, what: &str, event_type: &'static str, error:
     );
 }
 
-/// Inbox message `id` was applied, failed otherwise or belongs elsewhere:
+/// Inbox message `id` was applied or failed otherwise (it is settled now):
 /// its pause and its problem on the page end.
 fn unblocked(parts: &Parts, id: &str) {
     let was = parts
