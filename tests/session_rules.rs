@@ -121,6 +121,8 @@ fn canaries() -> Vec<(&'static str, Vec<Request>)> {
                 batch("SET XACT_ABORT ON; BEGIN TRANSACTION;"),
                 batch("SET LOCK_TIMEOUT 30000;"),
                 batch("COMMIT TRANSACTION"),
+                // The next lease of the pooled session.
+                rpc("UPDATE [dbo].[T] SET [A] = @P1"),
             ],
         ),
     ]
@@ -177,6 +179,20 @@ fn the_same_work_sent_the_right_way_breaks_nothing() {
             batch("SET ANSI_NULLS ON;"),
             batch("CREATE VIEW [dbo].[v] AS SELECT 1 AS [a]"),
         ],
+        // A table's sp_rename states its @objtype.
+        vec![rpc("EXEC sp_rename @P1, @P2, N'OBJECT'")],
+        // A bounded lock wait set by a batch inside the transaction is reset
+        // before the COMMIT; one set inside an RPC reverts when it returns.
+        vec![
+            batch("SET XACT_ABORT ON; BEGIN TRANSACTION;"),
+            batch("SET LOCK_TIMEOUT 30000;"),
+            rpc("EXEC sp_rename @P1, @P2, N'OBJECT'"),
+            batch("SET LOCK_TIMEOUT -1;"),
+            batch("COMMIT TRANSACTION"),
+            rpc("UPDATE [dbo].[T] SET [A] = @P1"),
+            // (Last: set-scope would flag any later request as relying on it.)
+            rpc("SET LOCK_TIMEOUT 30000; SET XACT_ABORT ON; BEGIN TRANSACTION; UPDATE [dbo].[T] SET [A] = @P1; COMMIT TRANSACTION;"),
+        ],
         // CONTEXT_INFO set in an RPC outlives it (unlike every other SET).
         vec![
             rpc("SET CONTEXT_INFO 0x01"),
@@ -197,6 +213,29 @@ fn the_same_work_sent_the_right_way_breaks_nothing() {
         rules_broken(&[batch("CREATE TABLE #c (Id int)"), other]),
         BTreeSet::from(["temp-scope"])
     );
+}
+
+/// A LOCK_TIMEOUT left on a session outside any transaction (no COMMIT
+/// involved) is flagged at the session's next request.
+#[test]
+fn a_lock_timeout_left_outside_a_transaction_is_flagged_at_the_next_request() {
+    let log = [
+        batch("SET LOCK_TIMEOUT 30000;"),
+        rpc("UPDATE [dbo].[T] SET [A] = @P1"),
+    ];
+    let found = session_rules::check(&log);
+    assert_eq!(
+        found
+            .iter()
+            .map(|v| (v.rule, v.request))
+            .collect::<Vec<_>>(),
+        vec![("lock-timeout-reset", 1)],
+        "{found:#?}"
+    );
+    // Another session is not that one.
+    let mut other = rpc("UPDATE [dbo].[T] SET [A] = @P1");
+    other.session = 2;
+    assert!(session_rules::check(&[batch("SET LOCK_TIMEOUT 30000;"), other]).is_empty());
 }
 
 // ---- the sweep: every port method of the real adapter ---------------------

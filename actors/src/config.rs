@@ -105,6 +105,11 @@ pub struct ListenerConfig {
     pub batch: usize,
     /// Pause after a failed receive (queue or primary unreachable).
     pub retry_delay: Duration,
+    /// Pause before an inbox message whose apply gave up behind a lock on
+    /// the replica (`Error::Blocked`) is tried again; doubles up to `max`.
+    /// Each such attempt holds every table's replica writes in the
+    /// SinkActor for up to the lock timeout (30 s).
+    pub blocked: Backoff,
 }
 
 impl Default for ListenerConfig {
@@ -113,6 +118,10 @@ impl Default for ListenerConfig {
             wait: Duration::from_secs(5),
             batch: 10,
             retry_delay: Duration::from_secs(5),
+            blocked: Backoff {
+                first: Duration::from_secs(30),
+                max: Duration::from_secs(600),
+            },
         }
     }
 }

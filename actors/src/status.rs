@@ -101,6 +101,10 @@ pub struct StatusBoard {
     redis_data_lost_at: Arc<Mutex<Option<u64>>>,
     /// Why DDL capture stopped (with the fix-up SQL), while it is stopped.
     ddl_problem: Arc<Mutex<Option<String>>>,
+    /// Inbox messages (by id) whose apply waits behind a lock on the
+    /// replica, each with what the page says of it; shown with
+    /// [`StatusBoard::ddl_problem`].
+    ddl_blocked: Arc<Mutex<BTreeMap<String, String>>>,
     /// Why the last discovery failed (the primary cannot be reached …).
     discovery_error: Arc<Mutex<Option<String>>>,
 }
@@ -165,15 +169,53 @@ impl StatusBoard {
             .unwrap_or_else(|e| e.into_inner()) = error;
     }
 
+    /// Everything about DDL an operator should see: why capture stopped,
+    /// then each schema change that waits behind a lock on the replica.
     pub fn ddl_problem(&self) -> Option<String> {
+        let mut all: Vec<String> = self.ddl_capture_problem().into_iter().collect();
+        all.extend(
+            self.ddl_blocked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned(),
+        );
+        (!all.is_empty()).then(|| all.join("; "))
+    }
+
+    /// Why DDL capture stopped, while it is stopped.
+    pub fn ddl_capture_problem(&self) -> Option<String> {
         self.ddl_problem
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
+    /// Sets (or clears) why DDL capture stopped.
     pub fn set_ddl_problem(&self, problem: Option<String>) {
         *self.ddl_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+    }
+
+    /// Sets (or clears, with `None`) what inbox message `id`'s blocked
+    /// apply says on the page.
+    pub fn set_ddl_blocked(&self, id: &str, problem: Option<String>) {
+        let mut blocked = self.ddl_blocked.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(p) => {
+                blocked.insert(id.to_string(), p);
+            }
+            None => {
+                blocked.remove(id);
+            }
+        }
+    }
+
+    /// Clears every blocked apply whose inbox message is not in `pending`.
+    pub fn retain_ddl_blocked(&self, pending: &std::collections::HashSet<&str>) {
+        self.ddl_blocked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| pending.contains(id.as_str()));
     }
 
     pub fn redis_data_lost_at(&self) -> Option<u64> {

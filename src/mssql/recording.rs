@@ -239,7 +239,13 @@ pub async fn server_error(code: u32, message: &str) -> tiberius::error::Error {
         let mut rest = Vec::new();
         server.read_to_end(&mut rest).await.map(|_| ())
     };
-    let connect = tiberius::Client::connect(config, client.compat());
+    // A client that logged in is dropped at once: its end of the pipe
+    // closes, so `answer` ends too and the join cannot wait for ever.
+    let connect = async move {
+        tiberius::Client::connect(config, client.compat())
+            .await
+            .map(drop)
+    };
     let (connected, _) = tokio::join!(connect, answer);
     match connected {
         Err(e @ tiberius::error::Error::Server(_)) => e,
@@ -496,5 +502,26 @@ fn column_type(value: &ColumnData<'_>) -> tiberius::ColumnType {
         ColumnData::Guid(_) => T::Guid,
         ColumnData::Binary(_) => T::BigVarBin,
         _ => T::NVarchar,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fake server's error decodes as SQL Server's own: the number,
+    /// the class (severity) and the text the adapter reads.
+    #[tokio::test]
+    async fn a_built_server_error_decodes_with_its_code_class_and_message() {
+        let message = "Lock request time out period exceeded.";
+        match server_error(1222, message).await {
+            tiberius::error::Error::Server(token) => {
+                assert_eq!(token.code(), 1222);
+                assert_eq!(token.class(), 16);
+                assert_eq!(token.state(), 1);
+                assert_eq!(token.message(), message);
+            }
+            other => panic!("not a server error: {other:?}"),
+        }
     }
 }

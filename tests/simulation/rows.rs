@@ -231,6 +231,10 @@ pub(crate) fn config(incarnation: usize, instance_id: String) -> SyncConfig {
             wait: Duration::from_millis(20),
             batch: 5,
             retry_delay: Duration::from_millis(50),
+            blocked: Backoff {
+                first: Duration::from_millis(20),
+                max: Duration::from_millis(200),
+            },
         },
         // Each incarnation is a new process: a killed one's leases run out
         // on the simulated clock before the next takes its tables.

@@ -67,6 +67,10 @@ pub fn fast_config() -> SyncConfig {
             wait: Duration::from_millis(20),
             batch: 10,
             retry_delay: Duration::from_millis(50),
+            blocked: Backoff {
+                first: Duration::from_millis(20),
+                max: Duration::from_millis(200),
+            },
         },
         instance: Instance {
             id: "test".into(),

@@ -12,7 +12,8 @@
 //! the notification) ends that conversation and is reported loudly.
 
 pub use crate::config::ListenerConfig;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -59,6 +60,20 @@ pub struct DdlListenerActor {
     stopped: bool,
     /// The last receive error, to log each distinct one once.
     failing: Option<String>,
+    /// Inbox messages whose apply gave up behind a replica lock.
+    waits: Waits,
+}
+
+/// Inbox messages (by id) whose apply gave up behind a lock on the replica,
+/// each with when it is tried next and the pause that led there. Kept in
+/// memory only: after a restart each is tried at once and backs off anew.
+type Waits = Arc<Mutex<HashMap<String, Wait>>>;
+
+#[derive(Debug, Clone, Copy)]
+struct Wait {
+    next: tokio::time::Instant,
+    delay: Duration,
+    attempts: u32,
 }
 
 /// What applying one recorded message came to.
@@ -69,10 +84,17 @@ enum Handled {
     /// (an event must not be parked only because Redis was down).
     Unavailable(String),
     /// Applying waited past its bound behind another session's locks and
-    /// changed nothing ([`crate::error::Error::Blocked`]): tried again at
-    /// the inbox's cadence, not counted as an attempt (a rename behind a
-    /// long reader must not be parked for the reader).
-    Blocked(String),
+    /// changed nothing ([`crate::error::Error::Blocked`]): not counted as
+    /// an attempt (a rename behind a long reader must not be parked for the
+    /// reader), tried again after a pause that doubles
+    /// ([`ListenerConfig::blocked`]), since each attempt holds every
+    /// table's replica writes for up to the lock timeout.
+    Blocked {
+        /// What waits, for the page: "the rename of dbo.A to dbo.B".
+        what: String,
+        event_type: &'static str,
+        error: String,
+    },
     /// Applying failed; counted, parked after `MAX_ATTEMPTS`.
     Failed(String),
     /// Will never work (the message cannot be read).
@@ -101,6 +123,8 @@ struct Parts {
     config: ListenerConfig,
     /// This instance holds the listener's lease: it receives this round.
     receive: bool,
+    board: StatusBoard,
+    waits: Waits,
 }
 
 impl DdlListenerActor {
@@ -123,6 +147,7 @@ impl DdlListenerActor {
             lease,
             stopped: false,
             failing: None,
+            waits: Waits::default(),
         }
     }
 
@@ -143,6 +168,8 @@ impl DdlListenerActor {
             supervisor: self.supervisor.clone(),
             config: self.config.clone(),
             receive: self.lease.held(),
+            board: self.board.clone(),
+            waits: self.waits.clone(),
         };
         ctx.wait(
             round(parts)
@@ -177,7 +204,7 @@ impl DdlListenerActor {
             error!("{message}");
             telemetry::ddl_capture_stopped(true);
             self.board.set_ddl_problem(Some(message));
-        } else if received.events && self.board.ddl_problem().is_some() {
+        } else if received.events && self.board.ddl_capture_problem().is_some() {
             info!("DDL events arrive again: capture works");
             telemetry::ddl_capture_stopped(false);
             self.board.set_ddl_problem(None);
@@ -189,15 +216,33 @@ impl DdlListenerActor {
 async fn round(parts: Parts) -> crate::error::Result<Received> {
     // The inbox first: it also holds what a crash or a stop left behind.
     // If it cannot be read, nothing is received either.
-    for m in parts.sink.inbox_pending().await? {
-        let outcome = match handle(&m.message, &parts.state, &parts.supervisor).await {
+    let pending = parts.sink.inbox_pending().await?;
+    forget_settled(&parts, &pending);
+    for m in pending {
+        if waiting(&parts.waits, &m.message.id) {
+            continue;
+        }
+        let handled = handle(&m.message, &parts.state, &parts.supervisor).await;
+        // Redis down or the table between owners says nothing of the lock:
+        // the pause and the problem stay until the message is settled.
+        if !matches!(
+            handled,
+            Handled::Blocked { .. } | Handled::Unavailable(_) | Handled::Elsewhere
+        ) {
+            unblocked(&parts, &m.message.id);
+        }
+        let outcome = match handled {
             Handled::Done => InboxOutcome::Done,
             Handled::Unavailable(e) => {
                 debug!(id = %m.message.id, error = %e, "DDL event waits for Redis");
                 continue;
             }
-            Handled::Blocked(e) => {
-                info!(id = %m.message.id, error = %e, "DDL event waits behind locks on the replica; tried again, not counted as a failed attempt");
+            Handled::Blocked {
+                what,
+                event_type,
+                error,
+            } => {
+                blocked(&parts, &m.message.id, &what, event_type, &error);
                 continue;
             }
             Handled::Elsewhere => continue,
@@ -257,6 +302,72 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
     Ok(received)
 }
 
+/// Whether inbox message `id` waits out its pause after a blocked apply.
+fn waiting(waits: &Waits, id: &str) -> bool {
+    let waits = waits.lock().unwrap_or_else(|e| e.into_inner());
+    waits
+        .get(id)
+        .is_some_and(|w| tokio::time::Instant::now() < w.next)
+}
+
+/// Inbox message `id`'s apply gave up behind a lock on the replica: it
+/// waits a pause that doubles each time, counted and shown on the page.
+fn blocked(parts: &Parts, id: &str, what: &str, event_type: &'static str, error: &str) {
+    let backoff = parts.config.blocked;
+    let wait = {
+        let mut waits = parts.waits.lock().unwrap_or_else(|e| e.into_inner());
+        let delay = waits
+            .get(id)
+            .map_or(backoff.first, |w| (w.delay * 2).min(backoff.max));
+        let wait = Wait {
+            next: tokio::time::Instant::now() + delay,
+            delay,
+            attempts: waits.get(id).map_or(0, |w| w.attempts) + 1,
+        };
+        waits.insert(id.to_string(), wait);
+        wait
+    };
+    telemetry::ddl_event(event_type, "blocked");
+    warn!(%id, %error, attempts = wait.attempts, retry_in_secs = wait.delay.as_secs(), "{what} waits for a lock on the replica table; not counted as a failed attempt, tried again after a pause");
+    parts.board.set_ddl_blocked(
+        id,
+        Some(format!(
+            "{what} waits for a lock on the replica table (a long-running reader or an open \
+             transaction there holds it): {} attempt(s) gave up after the lock timeout, next \
+             in {} s; while it waits, each attempt holds every table's replica writes for up \
+             to the lock timeout. Last error: {error}",
+            wait.attempts,
+            wait.delay.as_secs()
+        )),
+    );
+}
+
+/// Inbox message `id` was applied or failed otherwise (it is settled now):
+/// its pause and its problem on the page end.
+fn unblocked(parts: &Parts, id: &str) {
+    let was = parts
+        .waits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id);
+    if was.is_some() {
+        info!(%id, "DDL event no longer waits for a lock on the replica");
+        parts.board.set_ddl_blocked(id, None);
+    }
+}
+
+/// Drops the pauses (and page problems) of messages no longer pending
+/// (settled by another instance, or parked).
+fn forget_settled(parts: &Parts, pending: &[InboxMessage]) {
+    let ids: HashSet<&str> = pending.iter().map(|m| m.message.id.as_str()).collect();
+    parts
+        .waits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|id, _| ids.contains(id.as_str()));
+    parts.board.retain_ddl_blocked(&ids);
+}
+
 async fn handle(
     m: &QueueMessage,
     state: &Arc<dyn StateStore>,
@@ -279,6 +390,15 @@ async fn handle(
         _ => "RENAME",
     };
     let table = change.table().clone();
+    let what = match &change {
+        crate::ddl::SchemaChange::Columns { table, .. } => format!("the column change of {table}"),
+        crate::ddl::SchemaChange::RenameColumn { table, from, to } => {
+            format!("the rename of column {from} of {table} to {to}")
+        }
+        crate::ddl::SchemaChange::RenameTable { from, to } => {
+            format!("the rename of {from} to {to}")
+        }
+    };
     match state.flags(&table).await {
         Ok(flags) if !flags.enabled => {
             debug!(table = %table, "DDL event for a table that is not enabled; ignored");
@@ -298,7 +418,11 @@ async fn handle(
             Handled::Done
         }
         Ok(Ok(Routed::Elsewhere)) => Handled::Elsewhere,
-        Ok(Err(e @ crate::error::Error::Blocked { .. })) => Handled::Blocked(e.to_string()),
+        Ok(Err(e @ crate::error::Error::Blocked { .. })) => Handled::Blocked {
+            what,
+            event_type,
+            error: e.to_string(),
+        },
         Ok(Err(e)) => Handled::Failed(e.to_string()),
         Err(e) => Handled::Failed(format!("supervisor unavailable: {e}")),
     }

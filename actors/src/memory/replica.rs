@@ -76,6 +76,8 @@ struct Data {
     /// passes only while a schema change (a swap, a table rename) waits
     /// for the lock, each at most [`SCHEMA_LOCK_TIMEOUT`].
     reader_locks: BTreeMap<TableId, std::time::Duration>,
+    /// Schema changes of each table that gave up behind a reader's lock.
+    lock_timeouts: BTreeMap<TableId, usize>,
 }
 
 /// How long a swap or a table rename waits for its schema-modification
@@ -507,6 +509,7 @@ impl MemoryReplica {
         };
         if *left > SCHEMA_LOCK_TIMEOUT {
             *left -= SCHEMA_LOCK_TIMEOUT;
+            *data.lock_timeouts.entry(table.clone()).or_default() += 1;
             return Err(Error::Blocked {
                 side: crate::error::Side::Replica,
                 message: format!(
@@ -519,6 +522,11 @@ impl MemoryReplica {
         }
         data.reader_locks.remove(table);
         Ok(())
+    }
+
+    /// How many schema changes of `id` gave up behind a reader's lock.
+    pub fn lock_timeouts(&self, id: &TableId) -> usize {
+        self.lock().lock_timeouts.get(id).copied().unwrap_or(0)
     }
 
     /// Grants on a replica table, as an operator might.

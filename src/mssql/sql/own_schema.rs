@@ -42,6 +42,17 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Never edit a released one: add the next.
+/// Migrations are keyed by version only (a replica at version n never runs
+/// 1..=n again, and nothing compares their text), so an edited one runs
+/// only on replicas that never ran it. The one exception allowed: an edit
+/// that cannot change the result on any replica that already ran it. The
+/// only such edit so far is migration 2's `N'OBJECT'` on its sp_rename:
+/// with @objtype NULL the name might have been read as a column or index
+/// `sync_versions_v2` of a table `ctsync`, but then `[ctsync].[sync_versions]`
+/// would not exist and that replica could not have run since; on every
+/// replica that works, the old text renamed the table, exactly as the new
+/// text does.
+/// (<https://learn.microsoft.com/en-us/sql/relational-databases/system-stored-procedures/sp-rename-transact-sql>)
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,

@@ -82,7 +82,7 @@ pub const RENAME_OBJTYPE: Rule = Rule {
 };
 pub const LOCK_TIMEOUT_RESET: Rule = Rule {
     id: "lock-timeout-reset",
-    says: "a session's LOCK_TIMEOUT is back at its default (-1) when its transaction commits: the session then goes back to the pool, and a bounded lock wait set for a schema change must not bound the next lease's work (a failed change's session is discarded, never pooled)",
+    says: "no request runs on a session with no open transaction whose LOCK_TIMEOUT is not its default (-1): a session outside a transaction may have gone back to the pool, and a bounded lock wait set (by a batch) for a schema change must not bound the next lease's work; reset it before the COMMIT (a failed change's session is discarded, never pooled; one set inside an RPC reverts when the RPC returns)",
     source: "https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql (the setting stays for the session's lifetime once set at run time)",
 };
 
@@ -288,6 +288,19 @@ impl Checker<'_> {
         }
         let mut state = self.sessions.remove(&r.session).unwrap_or_default();
         self.relied_on(i, r, &toks, &mut state);
+        let lock_timeout = state.option("LOCK_TIMEOUT");
+        if state.trancount == 0 && lock_timeout != default_value("LOCK_TIMEOUT") {
+            // An RPC's own SET LOCK_TIMEOUT never gets here: it reverted
+            // when that RPC returned.
+            self.flag(
+                &LOCK_TIMEOUT_RESET,
+                i,
+                format!(
+                    "runs on a session with no open transaction (a lease that may have come \
+                     back from the pool) whose LOCK_TIMEOUT is still {lock_timeout}"
+                ),
+            );
+        }
         let start_options = state.options.clone();
         let start_trancount = state.trancount;
         let mut created_here: HashSet<String> = HashSet::new();
@@ -315,14 +328,6 @@ impl Checker<'_> {
             }
             if t.is("COMMIT") {
                 state.trancount = state.trancount.saturating_sub(1);
-                let lock_timeout = state.option("LOCK_TIMEOUT");
-                if state.trancount == 0 && lock_timeout != default_value("LOCK_TIMEOUT") {
-                    self.flag(
-                        &LOCK_TIMEOUT_RESET,
-                        i,
-                        format!("COMMIT with LOCK_TIMEOUT {lock_timeout}"),
-                    );
-                }
             }
             if t.is("ROLLBACK") {
                 state.trancount = 0;
