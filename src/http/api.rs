@@ -269,7 +269,8 @@ pub async fn list(req: HttpRequest, shared: web::Data<HttpState>) -> HttpRespons
         "redis_data_lost_at": shared.board.redis_data_lost_at(),
         // Why the last discovery failed (e.g. the primary cannot be reached).
         "discovery_error": detail(&caller, shared.board.discovery_error()).flatten(),
-        // Why DDL events are no longer received, with the fix-up SQL.
+        // Why DDL events are no longer received (with the fix-up SQL), and
+        // renames that wait for a lock on the replica.
         "ddl_capture_problem": detail(&caller, shared.board.ddl_problem()).flatten(),
         "modules": modules,
     }))

@@ -96,7 +96,7 @@ pub async fn readyz(req: actix_web::HttpRequest, shared: web::Data<HttpState>) -
             if details {
                 p
             } else {
-                "DDL capture needs attention (a token shows why)".into()
+                "schema changes need attention (a token shows why)".into()
             }
         })
         .into_iter()
