@@ -22,6 +22,7 @@ use tracing::{debug, error, info, warn};
 use super::ownership::SingletonLease;
 use super::supervisor::{RouteSchemaChange, Routed, SupervisorActor};
 use crate::ddl::{parse_event, DdlEvent, ParkedDdl, EVENT_NOTIFICATION};
+use crate::model::TableId;
 use crate::ports::{DdlQueue, InboxMessage, InboxOutcome, QueueMessage, StateStore};
 use crate::sink::SinkHandle;
 use crate::status::StatusBoard;
@@ -218,8 +219,20 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
     // If it cannot be read, nothing is received either.
     let pending = parts.sink.inbox_pending().await?;
     forget_settled(&parts, &pending);
+    // Tables (old and new names) of earlier messages left pending this
+    // round: a later event for any of them waits behind it, so events for
+    // one table apply in the order they happened (a column rename on the
+    // new name never runs before the table rename it follows).
+    let mut held: HashSet<TableId> = HashSet::new();
     for m in pending {
+        let tables = tables_of(&m.message);
+        if tables.iter().any(|t| held.contains(t)) {
+            debug!(id = %m.message.id, "DDL event waits behind an earlier event for its table");
+            held.extend(tables);
+            continue;
+        }
         if waiting(&parts.waits, &m.message.id) {
+            held.extend(tables);
             continue;
         }
         let handled = handle(&m.message, &parts.state, &parts.supervisor).await;
@@ -235,6 +248,7 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
             Handled::Done => InboxOutcome::Done,
             Handled::Unavailable(e) => {
                 debug!(id = %m.message.id, error = %e, "DDL event waits for Redis");
+                held.extend(tables);
                 continue;
             }
             Handled::Blocked {
@@ -243,11 +257,16 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
                 error,
             } => {
                 blocked(&parts, &m.message.id, &what, event_type, &error);
+                held.extend(tables);
                 continue;
             }
-            Handled::Elsewhere => continue,
+            Handled::Elsewhere => {
+                held.extend(tables);
+                continue;
+            }
             Handled::Failed(e) if m.attempts + 1 < MAX_ATTEMPTS => {
                 debug!(id = %m.message.id, error = %e, "DDL event not applied yet; will retry");
+                held.extend(tables);
                 InboxOutcome::Retry(e)
             }
             Handled::Failed(e) | Handled::Unreadable(e) => park(&parts.state, &m, e).await,
@@ -300,6 +319,15 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
     // Ends the receive transaction, with or without messages.
     queue.commit().await?;
     Ok(received)
+}
+
+/// The tables (old and new names) a recorded message changes; none when
+/// it is not a schema change or cannot be read.
+fn tables_of(m: &QueueMessage) -> Vec<TableId> {
+    match m.body.as_deref().map(parse_event) {
+        Some(Ok(DdlEvent::Change(c))) => c.tables().into_iter().cloned().collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Whether inbox message `id` waits out its pause after a blocked apply.
