@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix::System;
 use ctsync_actors::actors::{self, ListenerConfig, Ports};
+use ctsync_actors::memory::faults::{self, FaultPlan};
 use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica, MemoryState};
 use ctsync_actors::model::TableId;
 use ctsync_actors::status::TableState;
@@ -148,6 +149,106 @@ fn a_column_rename_waits_behind_the_blocked_rename_of_its_table() {
         })
         .await;
         assert_eq!(run.board.ddl_problem(), None, "no problem left");
+        System::current().stop();
+    });
+}
+
+/// A blocked rename that then waits for Redis says so on the page, with
+/// when the lock last stopped it, not a lock wait with a next attempt.
+#[test]
+fn a_blocked_rename_that_waits_for_redis_says_so() {
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a current-thread runtime")
+    });
+    system.block_on(async move {
+        let primary = Arc::new(MemoryPrimary::new());
+        let replica = Arc::new(MemoryReplica::new());
+        let state = Arc::new(MemoryState::new());
+        let queue = Arc::new(MemoryDdlQueue::new());
+        let plan = FaultPlan::new();
+        let users = user_table();
+        let users_id = users.id.clone();
+        let member = TableId::new("dbo", "Member");
+        primary.create_table(users, true);
+        primary.insert_many(&users_id, (1..=3).map(|i| user(i, "n")));
+        state.set("mssql_sync:enabled:User", "true");
+        let mut config = fast_config();
+        config.ddl_listener = ListenerConfig {
+            wait: Duration::from_secs(1),
+            ..ListenerConfig::default()
+        };
+        config.poll_interval = Duration::from_secs(1);
+        let ports = Ports {
+            primary: primary.clone(),
+            replica: replica.clone(),
+            state: state.clone(),
+            ddl_queue: Some(queue.clone()),
+        };
+        let run = actors::start(faults::wrap(ports, &plan), config);
+        until(Duration::from_secs(60), "loaded", || {
+            replica.rows(&users_id).len() == 3
+        })
+        .await;
+
+        // One lock timeout; the next attempt would apply.
+        replica.hold_lock_by_hand(
+            &users_id,
+            ctsync_actors::memory::SCHEMA_LOCK_TIMEOUT + Duration::from_secs(1),
+        );
+        primary.rename_table(&users_id, &member);
+        queue.push_event(&rename_table_event("User", "Member"));
+        until(Duration::from_secs(60), "the first attempt", || {
+            replica.lock_timeouts(&users_id) == 1
+        })
+        .await;
+        until(Duration::from_millis(500), "the lock wait shown", || {
+            run.board
+                .ddl_problem()
+                .is_some_and(|p| p.contains("waits for a lock on the replica table"))
+        })
+        .await;
+
+        plan.set_state_down(true);
+        until(Duration::from_secs(60), "the wait for Redis shown", || {
+            run.board
+                .ddl_problem()
+                .is_some_and(|p| p.contains("waits for Redis"))
+        })
+        .await;
+        let problem = run.board.ddl_problem().unwrap_or_default();
+        assert!(
+            problem.contains("the rename of dbo.User to dbo.Member waits for Redis"),
+            "{problem}"
+        );
+        assert!(!problem.contains("next in"), "{problem}");
+        assert!(
+            !problem.contains("waits for a lock"),
+            "the lock is not what it waits for now: {problem}"
+        );
+        assert!(
+            problem.contains("1 attempt(s) gave up") && problem.contains(" UTC"),
+            "when the lock last stopped it: {problem}"
+        );
+        assert!(
+            replica.has_table(&users_id),
+            "not renamed while Redis is down"
+        );
+
+        plan.set_state_down(false);
+        until(Duration::from_secs(120), "renamed", || {
+            replica.has_table(&member)
+                && state.get("mssql_sync:enabled:Member").as_deref() == Some("true")
+        })
+        .await;
+        until(Duration::from_secs(30), "the problem clears", || {
+            run.board.ddl_problem().is_none()
+        })
+        .await;
+        assert!(replica.inbox_parked().is_empty(), "nothing parked");
         System::current().stop();
     });
 }

@@ -75,6 +75,9 @@ struct Wait {
     next: tokio::time::Instant,
     delay: Duration,
     attempts: u32,
+    /// When (wall clock, Unix milliseconds) the last attempt gave up
+    /// behind the lock, for the page once the message waits otherwise.
+    blocked_at: u64,
 }
 
 /// What applying one recorded message came to.
@@ -248,6 +251,11 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
             Handled::Done => InboxOutcome::Done,
             Handled::Unavailable(e) => {
                 debug!(id = %m.message.id, error = %e, "DDL event waits for Redis");
+                waits_otherwise(
+                    &parts,
+                    &m.message,
+                    "Redis (the table's flags cannot be read)",
+                );
                 held.extend(tables);
                 continue;
             }
@@ -261,6 +269,11 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
                 continue;
             }
             Handled::Elsewhere => {
+                waits_otherwise(
+                    &parts,
+                    &m.message,
+                    "the table's owner (another instance holds the table, or none does right now)",
+                );
                 held.extend(tables);
                 continue;
             }
@@ -351,6 +364,7 @@ fn blocked(parts: &Parts, id: &str, what: &str, event_type: &'static str, error:
             next: tokio::time::Instant::now() + delay,
             delay,
             attempts: waits.get(id).map_or(0, |w| w.attempts) + 1,
+            blocked_at: crate::clock::now_millis(),
         };
         waits.insert(id.to_string(), wait);
         wait
@@ -368,6 +382,70 @@ fn blocked(parts: &Parts, id: &str, what: &str, event_type: &'static str, error:
             wait.delay.as_secs()
         )),
     );
+}
+
+/// Inbox message `m`, which gave up behind a lock before, now waits for
+/// something else (`on`: the table's owner, or Redis): the page says so,
+/// with when the lock last stopped it, instead of a lock wait and a next
+/// attempt that no longer hold. Nothing for a message never blocked.
+fn waits_otherwise(parts: &Parts, m: &QueueMessage, on: &str) {
+    let wait = parts
+        .waits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&m.id)
+        .copied();
+    let Some(wait) = wait else {
+        return;
+    };
+    let what = match m.body.as_deref().map(parse_event) {
+        Some(Ok(DdlEvent::Change(c))) => describe(&c),
+        _ => "a DDL event".to_string(),
+    };
+    parts.board.set_ddl_blocked(
+        &m.id,
+        Some(format!(
+            "{what} waits for {on}; before that, {} attempt(s) gave up after the lock timeout \
+             behind a lock on the replica table, the last at {}",
+            wait.attempts,
+            utc(wait.blocked_at)
+        )),
+    );
+}
+
+/// Unix milliseconds as `2026-12-03 15:04:05 UTC`.
+fn utc(millis: u64) -> String {
+    let secs = millis / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+/// What a change is, for the page: "the rename of dbo.A to dbo.B".
+fn describe(change: &crate::ddl::SchemaChange) -> String {
+    match change {
+        crate::ddl::SchemaChange::Columns { table, .. } => format!("the column change of {table}"),
+        crate::ddl::SchemaChange::RenameColumn { table, from, to } => {
+            format!("the rename of column {from} of {table} to {to}")
+        }
+        crate::ddl::SchemaChange::RenameTable { from, to } => {
+            format!("the rename of {from} to {to}")
+        }
+    }
 }
 
 /// Inbox message `id` was applied or failed otherwise (it is settled now):
@@ -418,15 +496,7 @@ async fn handle(
         _ => "RENAME",
     };
     let table = change.table().clone();
-    let what = match &change {
-        crate::ddl::SchemaChange::Columns { table, .. } => format!("the column change of {table}"),
-        crate::ddl::SchemaChange::RenameColumn { table, from, to } => {
-            format!("the rename of column {from} of {table} to {to}")
-        }
-        crate::ddl::SchemaChange::RenameTable { from, to } => {
-            format!("the rename of {from} to {to}")
-        }
-    };
+    let what = describe(&change);
     match state.flags(&table).await {
         Ok(flags) if !flags.enabled => {
             debug!(table = %table, "DDL event for a table that is not enabled; ignored");
@@ -506,5 +576,15 @@ impl Handler<StopListening> for DdlListenerActor {
 
     fn handle(&mut self, _: StopListening, _ctx: &mut Self::Context) {
         self.stopped = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formats_unix_milliseconds() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(super::utc(1_796_310_245_999), "2026-12-03 15:04:05 UTC");
     }
 }
