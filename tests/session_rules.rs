@@ -215,6 +215,46 @@ fn the_same_work_sent_the_right_way_breaks_nothing() {
     );
 }
 
+/// A LOCK_TIMEOUT a batch set, left when the log ends outside a
+/// transaction: the session goes back to the pool with it, flagged at its
+/// last request even with no later request in the log; not for a session
+/// the adapter discarded.
+#[test]
+fn a_lock_timeout_left_at_the_end_of_the_log_is_flagged() {
+    let log = [
+        batch("SET XACT_ABORT ON; BEGIN TRANSACTION;"),
+        batch("SET LOCK_TIMEOUT 30000;"),
+        batch("COMMIT TRANSACTION"),
+    ];
+    let found = session_rules::check(&log);
+    assert_eq!(
+        found
+            .iter()
+            .map(|v| (v.rule, v.request))
+            .collect::<Vec<_>>(),
+        vec![("lock-timeout-reset", 2)],
+        "{found:#?}"
+    );
+    assert!(session_rules::check_discarded(&log, &[1]).is_empty());
+    // Inside the transaction when the log ends: not pooled yet.
+    assert!(session_rules::check(&log[..2]).is_empty());
+}
+
+/// A SET LOCK_TIMEOUT inside an RPC reverts when the RPC returns: the
+/// session's next request runs with the default again.
+#[test]
+fn a_lock_timeout_set_inside_an_rpc_is_not_left_on_the_session() {
+    let log = [
+        rpc("SET LOCK_TIMEOUT 30000; EXEC sp_rename @P1, @P2, N'OBJECT'"),
+        rpc("UPDATE [dbo].[T] SET [A] = @P1"),
+    ];
+    let found = session_rules::check(&log);
+    assert!(
+        !found.iter().any(|v| v.rule == "lock-timeout-reset"),
+        "{found:#?}"
+    );
+}
+
 /// A LOCK_TIMEOUT left on a session outside any transaction (no COMMIT
 /// involved) is flagged at the session's next request.
 #[test]
@@ -232,10 +272,19 @@ fn a_lock_timeout_left_outside_a_transaction_is_flagged_at_the_next_request() {
         vec![("lock-timeout-reset", 1)],
         "{found:#?}"
     );
-    // Another session is not that one.
+    // Another session is not that one: only the end of the log flags
+    // session 1 (at its own request), never session 2's request.
     let mut other = rpc("UPDATE [dbo].[T] SET [A] = @P1");
     other.session = 2;
-    assert!(session_rules::check(&[batch("SET LOCK_TIMEOUT 30000;"), other]).is_empty());
+    let found = session_rules::check(&[batch("SET LOCK_TIMEOUT 30000;"), other]);
+    assert_eq!(
+        found
+            .iter()
+            .map(|v| (v.rule, v.request))
+            .collect::<Vec<_>>(),
+        vec![("lock-timeout-reset", 0)],
+        "{found:#?}"
+    );
 }
 
 // ---- the sweep: every port method of the real adapter ---------------------

@@ -22,6 +22,7 @@ use tracing::{debug, error, info, warn};
 use super::ownership::SingletonLease;
 use super::supervisor::{RouteSchemaChange, Routed, SupervisorActor};
 use crate::ddl::{parse_event, DdlEvent, ParkedDdl, EVENT_NOTIFICATION};
+use crate::model::TableId;
 use crate::ports::{DdlQueue, InboxMessage, InboxOutcome, QueueMessage, StateStore};
 use crate::sink::SinkHandle;
 use crate::status::StatusBoard;
@@ -74,6 +75,9 @@ struct Wait {
     next: tokio::time::Instant,
     delay: Duration,
     attempts: u32,
+    /// When (wall clock, Unix milliseconds) the last attempt gave up
+    /// behind the lock, for the page once the message waits otherwise.
+    blocked_at: u64,
 }
 
 /// What applying one recorded message came to.
@@ -218,8 +222,20 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
     // If it cannot be read, nothing is received either.
     let pending = parts.sink.inbox_pending().await?;
     forget_settled(&parts, &pending);
+    // Tables (old and new names) of earlier messages left pending this
+    // round: a later event for any of them waits behind it, so events for
+    // one table apply in the order they happened (a column rename on the
+    // new name never runs before the table rename it follows).
+    let mut held: HashSet<TableId> = HashSet::new();
     for m in pending {
+        let tables = tables_of(&m.message);
+        if tables.iter().any(|t| held.contains(t)) {
+            debug!(id = %m.message.id, "DDL event waits behind an earlier event for its table");
+            held.extend(tables);
+            continue;
+        }
         if waiting(&parts.waits, &m.message.id) {
+            held.extend(tables);
             continue;
         }
         let handled = handle(&m.message, &parts.state, &parts.supervisor).await;
@@ -235,6 +251,12 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
             Handled::Done => InboxOutcome::Done,
             Handled::Unavailable(e) => {
                 debug!(id = %m.message.id, error = %e, "DDL event waits for Redis");
+                waits_otherwise(
+                    &parts,
+                    &m.message,
+                    "Redis (the table's flags cannot be read)",
+                );
+                held.extend(tables);
                 continue;
             }
             Handled::Blocked {
@@ -243,11 +265,21 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
                 error,
             } => {
                 blocked(&parts, &m.message.id, &what, event_type, &error);
+                held.extend(tables);
                 continue;
             }
-            Handled::Elsewhere => continue,
+            Handled::Elsewhere => {
+                waits_otherwise(
+                    &parts,
+                    &m.message,
+                    "the table's owner (another instance holds the table, or none does right now)",
+                );
+                held.extend(tables);
+                continue;
+            }
             Handled::Failed(e) if m.attempts + 1 < MAX_ATTEMPTS => {
                 debug!(id = %m.message.id, error = %e, "DDL event not applied yet; will retry");
+                held.extend(tables);
                 InboxOutcome::Retry(e)
             }
             Handled::Failed(e) | Handled::Unreadable(e) => park(&parts.state, &m, e).await,
@@ -302,6 +334,15 @@ async fn round(parts: Parts) -> crate::error::Result<Received> {
     Ok(received)
 }
 
+/// The tables (old and new names) a recorded message changes; none when
+/// it is not a schema change or cannot be read.
+fn tables_of(m: &QueueMessage) -> Vec<TableId> {
+    match m.body.as_deref().map(parse_event) {
+        Some(Ok(DdlEvent::Change(c))) => c.tables().into_iter().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Whether inbox message `id` waits out its pause after a blocked apply.
 fn waiting(waits: &Waits, id: &str) -> bool {
     let waits = waits.lock().unwrap_or_else(|e| e.into_inner());
@@ -323,6 +364,7 @@ fn blocked(parts: &Parts, id: &str, what: &str, event_type: &'static str, error:
             next: tokio::time::Instant::now() + delay,
             delay,
             attempts: waits.get(id).map_or(0, |w| w.attempts) + 1,
+            blocked_at: crate::clock::now_millis(),
         };
         waits.insert(id.to_string(), wait);
         wait
@@ -340,6 +382,70 @@ fn blocked(parts: &Parts, id: &str, what: &str, event_type: &'static str, error:
             wait.delay.as_secs()
         )),
     );
+}
+
+/// Inbox message `m`, which gave up behind a lock before, now waits for
+/// something else (`on`: the table's owner, or Redis): the page says so,
+/// with when the lock last stopped it, instead of a lock wait and a next
+/// attempt that no longer hold. Nothing for a message never blocked.
+fn waits_otherwise(parts: &Parts, m: &QueueMessage, on: &str) {
+    let wait = parts
+        .waits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&m.id)
+        .copied();
+    let Some(wait) = wait else {
+        return;
+    };
+    let what = match m.body.as_deref().map(parse_event) {
+        Some(Ok(DdlEvent::Change(c))) => describe(&c),
+        _ => "a DDL event".to_string(),
+    };
+    parts.board.set_ddl_blocked(
+        &m.id,
+        Some(format!(
+            "{what} waits for {on}; before that, {} attempt(s) gave up after the lock timeout \
+             behind a lock on the replica table, the last at {}",
+            wait.attempts,
+            utc(wait.blocked_at)
+        )),
+    );
+}
+
+/// Unix milliseconds as `2026-12-03 15:04:05 UTC`.
+fn utc(millis: u64) -> String {
+    let secs = millis / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+/// What a change is, for the page: "the rename of dbo.A to dbo.B".
+fn describe(change: &crate::ddl::SchemaChange) -> String {
+    match change {
+        crate::ddl::SchemaChange::Columns { table, .. } => format!("the column change of {table}"),
+        crate::ddl::SchemaChange::RenameColumn { table, from, to } => {
+            format!("the rename of column {from} of {table} to {to}")
+        }
+        crate::ddl::SchemaChange::RenameTable { from, to } => {
+            format!("the rename of {from} to {to}")
+        }
+    }
 }
 
 /// Inbox message `id` was applied or failed otherwise (it is settled now):
@@ -390,15 +496,7 @@ async fn handle(
         _ => "RENAME",
     };
     let table = change.table().clone();
-    let what = match &change {
-        crate::ddl::SchemaChange::Columns { table, .. } => format!("the column change of {table}"),
-        crate::ddl::SchemaChange::RenameColumn { table, from, to } => {
-            format!("the rename of column {from} of {table} to {to}")
-        }
-        crate::ddl::SchemaChange::RenameTable { from, to } => {
-            format!("the rename of {from} to {to}")
-        }
-    };
+    let what = describe(&change);
     match state.flags(&table).await {
         Ok(flags) if !flags.enabled => {
             debug!(table = %table, "DDL event for a table that is not enabled; ignored");
@@ -478,5 +576,15 @@ impl Handler<StopListening> for DdlListenerActor {
 
     fn handle(&mut self, _: StopListening, _ctx: &mut Self::Context) {
         self.stopped = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formats_unix_milliseconds() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(super::utc(1_796_310_245_999), "2026-12-03 15:04:05 UTC");
     }
 }

@@ -83,7 +83,7 @@ pub const RENAME_OBJTYPE: Rule = Rule {
 pub const LOCK_TIMEOUT_RESET: Rule = Rule {
     id: "lock-timeout-reset",
     says: "no request runs on a session with no open transaction whose LOCK_TIMEOUT is not its default (-1): a session outside a transaction may have gone back to the pool, and a bounded lock wait set (by a batch) for a schema change must not bound the next lease's work; reset it before the COMMIT (a failed change's session is discarded, never pooled; one set inside an RPC reverts when the RPC returns)",
-    source: "https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql (the setting stays for the session's lifetime once set at run time)",
+    source: "https://learn.microsoft.com/en-us/sql/t-sql/statements/set-lock-timeout-transact-sql (the setting stays for the session's lifetime once set at run time); https://learn.microsoft.com/en-us/sql/t-sql/statements/set-statements-transact-sql (one set in a stored procedure, sp_executesql included, reverts when it returns)",
 };
 
 /// Every rule `check` applies.
@@ -208,17 +208,29 @@ const DDL_IN_SNAPSHOT: &[(&str, &str)] = &[
 
 const MUST_LEAD: &[&str] = &["VIEW", "PROCEDURE", "PROC", "FUNCTION", "TRIGGER"];
 
-/// Checks `log` against every rule in [`RULES`].
+/// Checks `log` against every rule in [`RULES`]; every session is taken
+/// to go back to the pool when the log ends.
 pub fn check(log: &[Request]) -> Vec<Violation> {
+    check_discarded(log, &[])
+}
+
+/// [`check`], with the sessions the adapter discarded (closed, never
+/// pooled): a lock timeout left on one of those bounds no later work.
+pub fn check_discarded(log: &[Request], discarded: &[usize]) -> Vec<Violation> {
     let mut c = Checker {
         log,
         sessions: HashMap::new(),
         tables: HashMap::new(),
         out: Vec::new(),
     };
+    let mut last: HashMap<usize, usize> = HashMap::new();
     for (i, r) in log.iter().enumerate() {
         c.request(i, r);
+        if r.call != Call::BulkRows {
+            last.insert(r.session, i);
+        }
     }
+    c.lock_timeouts_left(&last, discarded);
     c.out
 }
 
@@ -255,6 +267,42 @@ impl Checker<'_> {
                     format!("{w} used, {} parameters sent", r.params.len()),
                 );
                 return;
+            }
+        }
+    }
+
+    /// The end of the log: a session that goes back to the pool (not
+    /// discarded) outside a transaction with its LOCK_TIMEOUT still set
+    /// hands that bound to the next lease, whether or not the log shows
+    /// that lease's request. Flagged at the session's last request (once:
+    /// not again when that request was flagged for it already).
+    fn lock_timeouts_left(&mut self, last: &HashMap<usize, usize>, discarded: &[usize]) {
+        let mut sessions: Vec<(usize, usize)> = last.iter().map(|(s, i)| (*s, *i)).collect();
+        sessions.sort_by_key(|&(_, i)| i);
+        for (session, i) in sessions {
+            if discarded.contains(&session) {
+                continue;
+            }
+            let Some(state) = self.sessions.get(&session) else {
+                continue;
+            };
+            let lock_timeout = state.option("LOCK_TIMEOUT");
+            if state.trancount != 0 || lock_timeout == default_value("LOCK_TIMEOUT") {
+                continue;
+            }
+            let flagged = self
+                .out
+                .iter()
+                .any(|v| v.rule == LOCK_TIMEOUT_RESET.id && v.request == i);
+            if !flagged {
+                self.flag(
+                    &LOCK_TIMEOUT_RESET,
+                    i,
+                    format!(
+                        "the session ends the log with no open transaction (it goes back to \
+                         the pool) and its LOCK_TIMEOUT still {lock_timeout}"
+                    ),
+                );
             }
         }
     }
