@@ -6,14 +6,9 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use ctsync_actors::actors::{self, ListenerConfig, Ports};
-use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica, MemoryState};
-use ctsync_actors::model::TableId;
-use support::fast_config;
-use support::fixtures::{user, user_table};
+use support::paused_ddl::{paused_system, until, Users};
 
 const RENAME: &str =
     "<EVENT_INSTANCE><EventType>RENAME</EventType><DatabaseName>testct</DatabaseName>\
@@ -34,15 +29,6 @@ fn blocked_metric(handle: &metrics_exporter_prometheus::PrometheusHandle) -> f64
         .unwrap_or(0.0)
 }
 
-/// Sleeps (simulated time) in small steps until `check` holds, at most `limit`.
-async fn until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Sleeps (simulated time) until `at`.
 async fn at(at: tokio::time::Instant) {
     tokio::time::sleep_until(at).await;
@@ -51,44 +37,17 @@ async fn at(at: tokio::time::Instant) {
 #[test]
 fn a_blocked_rename_backs_off_is_counted_and_shown_until_it_applies() {
     let metrics = ctsync::telemetry::install().expect("recorder");
-    let system = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("a current-thread runtime")
-    });
+    let system = paused_system();
     system.block_on(async move {
-        let primary = Arc::new(MemoryPrimary::new());
-        let replica = Arc::new(MemoryReplica::new());
-        let state = Arc::new(MemoryState::new());
-        let queue = Arc::new(MemoryDdlQueue::new());
-        let users = user_table();
-        let users_id = users.id.clone();
-        let member = TableId::new("dbo", "Member");
-        primary.create_table(users, true);
-        primary.insert_many(&users_id, (1..=3).map(|i| user(i, "n")));
-        state.set("mssql_sync:enabled:User", "true");
-        let mut config = fast_config();
-        // The daemon's pauses (30 s doubling up to 10 min), one-second rounds.
-        config.ddl_listener = ListenerConfig {
-            wait: Duration::from_secs(1),
-            ..ListenerConfig::default()
-        };
-        config.poll_interval = Duration::from_secs(1);
-        let run = actors::start(
-            Ports {
-                primary: primary.clone(),
-                replica: replica.clone(),
-                state: state.clone(),
-                ddl_queue: Some(queue.clone()),
-            },
-            config,
-        );
-        until(Duration::from_secs(60), "loaded", || {
-            replica.rows(&users_id).len() == 3
-        })
-        .await;
+        let Users {
+            primary,
+            replica,
+            state,
+            queue,
+            users_id,
+            member,
+            run,
+        } = Users::loaded(None).await;
 
         // Four lock timeouts, then the reader lets go.
         let timeouts = 4;

@@ -5,54 +5,14 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::System;
-use ctsync_actors::actors::{self, ListenerConfig, Ports};
-use ctsync_actors::memory::faults::{self, FaultPlan};
-use ctsync_actors::memory::{MemoryDdlQueue, MemoryPrimary, MemoryReplica, MemoryState};
+use ctsync_actors::memory::faults::FaultPlan;
+use ctsync_actors::memory::MemoryReplica;
 use ctsync_actors::model::TableId;
 use ctsync_actors::status::TableState;
-use support::fast_config;
-use support::fixtures::{user, user_table};
-
-fn event(event_type: &str, body: &str) -> String {
-    format!(
-        "<EVENT_INSTANCE><EventType>{event_type}</EventType><DatabaseName>testct</DatabaseName>\
-         <SchemaName>dbo</SchemaName>{body}</EVENT_INSTANCE>"
-    )
-}
-
-fn rename_table_event(from: &str, to: &str) -> String {
-    event(
-        "RENAME",
-        &format!(
-            "<ObjectName>{from}</ObjectName><ObjectType>TABLE</ObjectType>\
-             <NewObjectName>{to}</NewObjectName>"
-        ),
-    )
-}
-
-fn rename_column_event(table: &str, from: &str, to: &str) -> String {
-    event(
-        "RENAME",
-        &format!(
-            "<ObjectName>{from}</ObjectName><ObjectType>COLUMN</ObjectType>\
-             <NewObjectName>{to}</NewObjectName><TargetObjectName>{table}</TargetObjectName>\
-             <TargetObjectType>TABLE</TargetObjectType>"
-        ),
-    )
-}
-
-/// Sleeps (simulated time) in small steps until `check` holds, at most `limit`.
-async fn until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use support::paused_ddl::{paused_system, rename_column_event, rename_table_event, until, Users};
 
 fn column_names(replica: &MemoryReplica, id: &TableId) -> Vec<String> {
     replica
@@ -63,43 +23,17 @@ fn column_names(replica: &MemoryReplica, id: &TableId) -> Vec<String> {
 
 #[test]
 fn a_column_rename_waits_behind_the_blocked_rename_of_its_table() {
-    let system = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("a current-thread runtime")
-    });
+    let system = paused_system();
     system.block_on(async move {
-        let primary = Arc::new(MemoryPrimary::new());
-        let replica = Arc::new(MemoryReplica::new());
-        let state = Arc::new(MemoryState::new());
-        let queue = Arc::new(MemoryDdlQueue::new());
-        let users = user_table();
-        let users_id = users.id.clone();
-        let member = TableId::new("dbo", "Member");
-        primary.create_table(users, true);
-        primary.insert_many(&users_id, (1..=3).map(|i| user(i, "n")));
-        state.set("mssql_sync:enabled:User", "true");
-        let mut config = fast_config();
-        config.ddl_listener = ListenerConfig {
-            wait: Duration::from_secs(1),
-            ..ListenerConfig::default()
-        };
-        config.poll_interval = Duration::from_secs(1);
-        let run = actors::start(
-            Ports {
-                primary: primary.clone(),
-                replica: replica.clone(),
-                state: state.clone(),
-                ddl_queue: Some(queue.clone()),
-            },
-            config,
-        );
-        until(Duration::from_secs(60), "loaded", || {
-            replica.rows(&users_id).len() == 3
-        })
-        .await;
+        let Users {
+            primary,
+            replica,
+            state,
+            queue,
+            users_id,
+            member,
+            run,
+        } = Users::loaded(None).await;
 
         // Two lock timeouts, then the reader lets go (the retries come
         // 30 s and 90 s after the first attempt).
@@ -157,42 +91,18 @@ fn a_column_rename_waits_behind_the_blocked_rename_of_its_table() {
 /// when the lock last stopped it, not a lock wait with a next attempt.
 #[test]
 fn a_blocked_rename_that_waits_for_redis_says_so() {
-    let system = actix_rt::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("a current-thread runtime")
-    });
+    let plan = FaultPlan::new();
+    let system = paused_system();
     system.block_on(async move {
-        let primary = Arc::new(MemoryPrimary::new());
-        let replica = Arc::new(MemoryReplica::new());
-        let state = Arc::new(MemoryState::new());
-        let queue = Arc::new(MemoryDdlQueue::new());
-        let plan = FaultPlan::new();
-        let users = user_table();
-        let users_id = users.id.clone();
-        let member = TableId::new("dbo", "Member");
-        primary.create_table(users, true);
-        primary.insert_many(&users_id, (1..=3).map(|i| user(i, "n")));
-        state.set("mssql_sync:enabled:User", "true");
-        let mut config = fast_config();
-        config.ddl_listener = ListenerConfig {
-            wait: Duration::from_secs(1),
-            ..ListenerConfig::default()
-        };
-        config.poll_interval = Duration::from_secs(1);
-        let ports = Ports {
-            primary: primary.clone(),
-            replica: replica.clone(),
-            state: state.clone(),
-            ddl_queue: Some(queue.clone()),
-        };
-        let run = actors::start(faults::wrap(ports, &plan), config);
-        until(Duration::from_secs(60), "loaded", || {
-            replica.rows(&users_id).len() == 3
-        })
-        .await;
+        let Users {
+            primary,
+            replica,
+            state,
+            queue,
+            users_id,
+            member,
+            run,
+        } = Users::loaded(Some(&plan)).await;
 
         // One lock timeout; the next attempt would apply.
         replica.hold_lock_by_hand(

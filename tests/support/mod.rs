@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod generated;
 pub mod http_client;
 pub mod hung;
+pub mod paused_ddl;
 pub mod poll_window;
 pub mod redis_server;
 
