@@ -710,12 +710,9 @@ async fn a_decimal_whose_values_tiberius_sends_too_long_goes_by_insert() {
     assert!(refused.contains("numeric(19, 19)"), "{refused}");
 }
 
-/// Issue 27 item 5b: a table renamed while its shadow load runs takes its
-/// shadow along in the rename's own transaction (after the fence check,
-/// with the table and before the record), so the load resumes under the
-/// new name and no copy is left under the old one.
-#[tokio::test]
-async fn a_rename_moves_the_shadow_in_its_own_transaction() {
+/// `User` renamed to `Member` through the adapter over a recorder: the
+/// requests (breaking no session rule) and the two names.
+async fn renamed_user_to_member() -> (Vec<Request>, TableId, TableId) {
     let recorder = Recorder::new(replica_script);
     let replica = replica_over(&recorder);
     let (from, to) = (TableId::new("dbo", "User"), TableId::new("dbo", "Member"));
@@ -725,6 +722,16 @@ async fn a_rename_moves_the_shadow_in_its_own_transaction() {
         .expect("rename");
     let log = recorder.log();
     assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+    (log, from, to)
+}
+
+/// Issue 27 item 5b: a table renamed while its shadow load runs takes its
+/// shadow along in the rename's own transaction (after the fence check,
+/// with the table and before the record), so the load resumes under the
+/// new name and no copy is left under the old one.
+#[tokio::test]
+async fn a_rename_moves_the_shadow_in_its_own_transaction() {
+    let (log, from, to) = renamed_user_to_member().await;
     let pos = |what: &str| log.iter().position(|r| r.sql == what);
     let fence = pos(sql::CHECK_FENCE).expect("the fence is checked");
     let table = pos(sql::RENAME_OBJECT).expect("the table is renamed");
@@ -755,15 +762,7 @@ async fn a_rename_moves_the_shadow_in_its_own_transaction() {
 /// moved, before the commit, all on one session.
 #[tokio::test]
 async fn a_rename_waits_for_its_locks_a_bounded_time() {
-    let recorder = Recorder::new(replica_script);
-    let replica = replica_over(&recorder);
-    let (from, to) = (TableId::new("dbo", "User"), TableId::new("dbo", "Member"));
-    replica
-        .rename_table(&from, &to, &Claim::new("a", 1))
-        .await
-        .expect("rename");
-    let log = recorder.log();
-    assert!(violations(&log).is_empty(), "{:#?}", violations(&log));
+    let (log, _, _) = renamed_user_to_member().await;
     let pos = |what: &str| log.iter().position(|r| r.sql == what);
     let fence = pos(sql::CHECK_FENCE).expect("the fence is checked");
     let set = pos(&sql::schema_lock_timeout()).expect("a bounded lock wait");
